@@ -1,0 +1,44 @@
+"""Azure Functions entry points (Python v2 programming model). Triggers only: the work is in ``remediation``.
+
+Kept thin on purpose: each function turns its binding's input into plain data and hands it to the
+engine. Heavy SDK modules are imported by the engine when first needed, not here, so a cold start
+pays only for what the first event uses (DESIGN.md decision 8).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import azure.functions as func
+
+from remediation.engine import remediator_for
+from remediation.settings import Settings
+
+app = func.FunctionApp()
+log = logging.getLogger("remediation.function_app")
+
+
+def event_grid_payload(event: func.EventGridEvent) -> dict[str, Any]:
+    """The delivered event as Event Grid schema JSON, for the engine's validator."""
+    return {
+        "id": event.id,
+        "topic": event.topic,
+        "subject": event.subject,
+        "eventType": event.event_type,
+        "eventTime": event.event_time.isoformat() if event.event_time else None,
+        "dataVersion": event.data_version,
+        "data": event.get_json(),
+    }
+
+
+@app.function_name("on_resource_event")
+@app.event_grid_trigger(arg_name="event")
+def on_resource_event(event: func.EventGridEvent) -> None:
+    """ResourceWriteSuccess for a VMSS, VM, NIC or public IP: reconcile the owning scale set.
+
+    Raising makes the host answer 500, so Event Grid redelivers: that is what happens when the
+    audit store or ARM is unavailable. A malformed event is recorded as rejected and returns.
+    """
+    handled = remediator_for(Settings.from_env()).handle(event_grid_payload(event))
+    log.info("event %s: %s %s", handled.event_id, handled.status, handled.reason)

@@ -1,0 +1,332 @@
+"""`remediation demo`: the remediator end to end against the local stand-in.
+
+Builds what a team without NAT gateway, load balancer or firewall builds: a Flexible scale set
+with a public IP per instance and capacity 0, restricted by its tag, with two VMs attached by
+hand without public IPs. Then it scales the set out by 10 as autoscale would. Every ARM write
+emits its Event Grid event; a delivery thread hands each one to the real function
+(``function_app.on_resource_event``, found by indexing ``function_app.app``) as Event Grid would,
+redelivering when the function raises. At the end it shows, per instance, what happened, and the
+audit log, and exits non-zero if any scale-set-created instance still has a public IP or a
+hand-added VM was written to.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, TextIO
+
+from localazure.stack import LocalAzure
+from remediation.arm import LoopbackCredential
+from remediation.audit import AuditLog, AuditRecord
+from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
+from remediation.model import RecordKind, ResourceId
+
+SUBSCRIPTION = "6a2e1c9d-6f3b-4f57-9d3e-2b1f4c8e7a10"
+GROUP = "rg-restricted-demo"
+LOCATION = "westeurope"
+SET_NAME = "vmss-restricted"
+HAND_ADDED = ("app-vm-01", "app-vm-02")
+SCALE_OUT = 10
+SUBNET = (
+    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{GROUP}/providers/Microsoft.Network/"
+    "virtualNetworks/vnet-demo/subnets/default"
+)
+
+
+def scale_set_body(capacity: int) -> dict[str, Any]:
+    """What `az vmss create --orchestration-mode Flexible --public-ip-per-vm --instance-count 0` sends."""
+    return {
+        "location": LOCATION,
+        "tags": {"remediation.mode": "strip"},
+        "sku": {"name": "Standard_D2s_v5", "tier": "Standard", "capacity": capacity},
+        "properties": {
+            "orchestrationMode": "Flexible",
+            "platformFaultDomainCount": 1,
+            "singlePlacementGroup": False,
+            "virtualMachineProfile": {
+                "osProfile": {"computerNamePrefix": "restr", "adminUsername": "azureuser"},
+                "storageProfile": {
+                    "imageReference": {
+                        "publisher": "Canonical",
+                        "offer": "ubuntu-24_04-lts",
+                        "sku": "server",
+                        "version": "latest",
+                    }
+                },
+                "networkProfile": {
+                    "networkApiVersion": "2020-11-01",
+                    "networkInterfaceConfigurations": [
+                        {
+                            "name": "restr-nic",
+                            "properties": {
+                                "primary": True,
+                                "ipConfigurations": [
+                                    {
+                                        "name": "ipconfig1",
+                                        "properties": {
+                                            "primary": True,
+                                            "subnet": {"id": SUBNET},
+                                            "publicIPAddressConfiguration": {
+                                                "name": "publicip",
+                                                "sku": {"name": "Standard", "tier": "Regional"},
+                                                "properties": {"idleTimeoutInMinutes": 15},
+                                            },
+                                        },
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def matches_subscription_filter(event: Mapping[str, Any]) -> bool:
+    """The event subscription's filter (infra/): ResourceWriteSuccess, data.operationName StringIn [...]."""
+    data = event.get("data")
+    operation = data.get("operationName") if isinstance(data, Mapping) else None
+    return (
+        event.get("eventType") == WRITE_SUCCESS
+        and isinstance(operation, str)
+        and operation.lower() in HANDLED_OPERATIONS
+    )
+
+
+class EventGridDelivery:
+    """Delivers simulator events to the function one by one, retrying failures as Event Grid does."""
+
+    def __init__(self, deliver: Callable[[Mapping[str, Any]], None], attempts: int = 5) -> None:
+        self._deliver = deliver
+        self._attempts = attempts
+        self._queue: queue.Queue[Mapping[str, Any] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="eventgrid-delivery", daemon=True)
+        self.delivered = 0
+        self.failures: list[str] = []
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def publish(self, event: Mapping[str, Any]) -> None:
+        if matches_subscription_filter(event):
+            self._queue.put(event)
+
+    def drain(self) -> None:
+        self._queue.join()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            event = self._queue.get()
+            try:
+                if event is None:
+                    return
+                self._deliver_with_retries(event)
+            finally:
+                self._queue.task_done()
+
+    def _deliver_with_retries(self, event: Mapping[str, Any]) -> None:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                self._deliver(event)
+                self.delivered += 1
+                return
+            except Exception as error:  # noqa: BLE001 - a failed delivery is retried, as Event Grid does
+                if attempt == self._attempts:
+                    self.failures.append(f"{event.get('id')}: {error}")
+                time.sleep(0.2 * attempt)
+
+
+def invoke_function(event: Mapping[str, Any]) -> None:
+    """Call the indexed Event Grid function with a real azure.functions.EventGridEvent."""
+    import azure.functions as func
+
+    import function_app
+
+    function = next(
+        f for f in function_app.app.get_functions() if f.get_function_name() == "on_resource_event"
+    )
+    event_time = datetime.fromisoformat(str(event["eventTime"]).replace("Z", "+00:00"))
+    function.get_user_function()(
+        func.EventGridEvent(
+            id=str(event["id"]),
+            data=event["data"],
+            topic=str(event["topic"]),
+            subject=str(event["subject"]),
+            event_type=str(event["eventType"]),
+            event_time=event_time,
+            data_version=str(event["dataVersion"]),
+        )
+    )
+
+
+def build_estate(compute: Any, network: Any) -> None:
+    compute.virtual_machine_scale_sets.begin_create_or_update(GROUP, SET_NAME, scale_set_body(0)).result()
+    set_id = (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{GROUP}/providers/"
+        f"Microsoft.Compute/virtualMachineScaleSets/{SET_NAME}"
+    )
+    for name in HAND_ADDED:
+        nic = network.network_interfaces.begin_create_or_update(
+            GROUP,
+            f"{name}-nic",
+            {
+                "location": LOCATION,
+                "properties": {
+                    "ipConfigurations": [
+                        {"name": "ipconfig1", "properties": {"primary": True, "subnet": {"id": SUBNET}}}
+                    ]
+                },
+            },
+        ).result()
+        compute.virtual_machines.begin_create_or_update(
+            GROUP,
+            name,
+            {
+                "location": LOCATION,
+                "properties": {
+                    "virtualMachineScaleSet": {"id": set_id},
+                    "hardwareProfile": {"vmSize": "Standard_D2s_v5"},
+                    "osProfile": {"computerName": name, "adminUsername": "azureuser"},
+                    "networkProfile": {
+                        "networkInterfaces": [{"id": nic.id, "properties": {"primary": True}}]
+                    },
+                },
+            },
+        ).result()
+
+
+def _short(resource_id: str) -> str:
+    return resource_id.rsplit("/", 1)[-1] if resource_id else ""
+
+
+def print_audit(records: list[AuditRecord], out: TextIO) -> None:
+    out.write(f"\n{'time':<15} {'kind':<10} {'instance':<24} {'action':<17} {'result':<10} reason\n")
+    for record in records:
+        out.write(
+            f"{record.time.strftime('%H:%M:%S.%f')[:-3]:<15} {record.kind.value:<10} "
+            f"{_short(record.instance) or _short(record.scale_set):<24} {record.action:<17} "
+            f"{record.result:<10} {record.reason or record.error}\n"
+        )
+
+
+def _public_ips(network: Any, vm_doc: Mapping[str, Any]) -> list[str]:
+    found = []
+    for ref in vm_doc["properties"]["networkProfile"]["networkInterfaces"]:
+        nic = network.network_interfaces.get(GROUP, ResourceId.parse(ref["id"]).name).as_dict()
+        for config in nic["properties"]["ipConfigurations"]:
+            public_ip = config.get("properties", {}).get("publicIPAddress")
+            if public_ip:
+                found.append(public_ip["id"])
+    return found
+
+
+def report_instances(
+    compute: Any,
+    network: Any,
+    records: list[AuditRecord],
+    hand_nic_etags: Mapping[str, str | None],
+    out: TextIO,
+) -> tuple[int, list[str]]:
+    """One line per VM of the set: origin, public IP now, what happened, creation -> detach time."""
+    detached = {
+        r.instance.lower(): r.time
+        for r in records
+        if r.kind is RecordKind.OUTCOME and r.action == "detach-public-ip" and r.result == "succeeded"
+    }
+    failures: list[str] = []
+    stripped = 0
+    out.write(
+        f"\n{'instance':<26} {'origin':<11} {'public IP now':<14} {'what happened':<14} creation->strip\n"
+    )
+    for vm in sorted(compute.virtual_machines.list(GROUP), key=lambda v: str(v.name)):
+        doc, name = vm.as_dict(), str(vm.name)
+        public_ips = _public_ips(network, doc)
+        window = "-"
+        if name in HAND_ADDED:
+            written = network.network_interfaces.get(GROUP, f"{name}-nic").etag != hand_nic_etags[name]
+            what = "WRITTEN TO" if written else "untouched"
+            if written:
+                failures.append(f"hand-added VM {name} was written to")
+        elif public_ips:
+            what = "NOT STRIPPED"
+            failures.append(f"{name} still has {public_ips}")
+        else:
+            what = "stripped"
+            stripped += 1
+            created = datetime.fromisoformat(doc["properties"]["timeCreated"].replace("Z", "+00:00"))
+            when = detached.get(str(vm.id).lower())
+            window = f"{(when - created).total_seconds():.2f} s" if when else "?"
+        origin = "hand-added" if name in HAND_ADDED else "scale-set"
+        out.write(f"{name:<26} {origin:<11} {'yes' if public_ips else 'none':<14} {what:<14} {window}\n")
+    return stripped, failures
+
+
+def run(out: TextIO = sys.stdout) -> int:
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.network import NetworkManagementClient
+
+    out.write("Starting the local Azure stand-in (ARM simulator + Azurite) on loopback...\n")
+    with LocalAzure(provision_delay_s=1.0, lro_duration_s=0.2) as local:
+        os.environ.update(local.environment(audit_table="demoaudit"))
+        delivery = EventGridDelivery(invoke_function)
+        local.arm.add_event_sink(delivery.publish)
+        delivery.start()
+        options: dict[str, Any] = {
+            "base_url": local.arm.endpoint,
+            "connection_verify": str(local.arm.ca_bundle),
+            "polling_interval": 0.05,
+        }
+        credential = LoopbackCredential()
+        compute: Any = ComputeManagementClient(credential, SUBSCRIPTION, **options)
+        network: Any = NetworkManagementClient(credential, SUBSCRIPTION, **options)
+
+        out.write(
+            f"Building {SET_NAME}: Flexible, public IP per instance, capacity 0, tag remediation.mode=strip\n"
+        )
+        out.write(f"Attaching {len(HAND_ADDED)} VMs by hand, without public IPs: {', '.join(HAND_ADDED)}\n")
+        build_estate(compute, network)
+        local.arm.wait_idle(30)
+        delivery.drain()
+        hand_nic_etags: dict[str, str | None] = {
+            name: network.network_interfaces.get(GROUP, f"{name}-nic").etag for name in HAND_ADDED
+        }
+        writes_before = local.arm.write_count()
+
+        out.write(f"Scaling out by {SCALE_OUT}, as autoscale would (sku.capacity 0 -> {SCALE_OUT})...\n")
+        started = time.monotonic()
+        compute.virtual_machine_scale_sets.begin_create_or_update(
+            GROUP, SET_NAME, scale_set_body(SCALE_OUT)
+        ).result()
+        local.arm.wait_idle(60)
+        delivery.drain()
+        local.arm.wait_idle(60)
+        elapsed = time.monotonic() - started
+        delivery.stop()
+
+        records = list(AuditLog(local.settings(audit_table="demoaudit")).records())
+        stripped, failures = report_instances(compute, network, records, hand_nic_etags, out)
+        failures += delivery.failures
+        print_audit(records, out)
+        out.write(
+            f"\n{stripped} of {SCALE_OUT} scale-set instances stripped, "
+            f"{len(HAND_ADDED)} hand-added VMs checked; "
+            f"{delivery.delivered} events delivered; ARM writes by the remediator: "
+            # minus 1: the scale-out PUT itself
+            f"{local.arm.write_count() - writes_before - 1}; {elapsed:.1f} s from scale-out to done.\n"
+        )
+        compute.close()
+        network.close()
+    for failure in failures:
+        out.write(f"FAILED: {failure}\n")
+    return 1 if failures or stripped != SCALE_OUT else 0

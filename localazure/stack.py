@@ -1,0 +1,56 @@
+"""The whole local stand-in in one object: the ARM simulator and Azurite, plus the app settings
+that point the remediator at them (exactly the settings it reads in Azure, with local values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import TracebackType
+from typing import Any
+
+from localazure.azurite import Azurite
+from remediation.settings import Settings
+from sim import ArmSimulator
+
+
+class LocalAzure:
+    def __init__(self, **simulator_options: Any) -> None:
+        self.azurite = Azurite()
+        self.arm = ArmSimulator(**simulator_options)
+
+    def start(self) -> LocalAzure:
+        self.azurite.start()
+        try:
+            self.arm.start()
+        except BaseException:
+            self.azurite.close()
+            raise
+        return self
+
+    def stop(self) -> None:
+        try:
+            self.arm.stop()
+        finally:
+            self.azurite.close()
+
+    def environment(self, audit_table: str = "remediationaudit") -> dict[str, str]:
+        """App settings for the remediator, as local.settings.json or the Functions host would set them."""
+        return {
+            "ARM_ENDPOINT": self.arm.endpoint,
+            "ARM_CREDENTIAL": "loopback",
+            "ARM_CA_BUNDLE": str(self.arm.ca_bundle),
+            "ARM_POLL_INTERVAL_SECONDS": "0.05",
+            "AUDIT_STORAGE_CONNECTION_STRING": self.azurite.connection_string,
+            "AUDIT_TABLE": audit_table,
+        }
+
+    def settings(self, audit_table: str = "remediationaudit", **overrides: Any) -> Settings:
+        return replace(Settings.from_env(self.environment(audit_table)), **overrides)
+
+    def __enter__(self) -> LocalAzure:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,183 @@
+"""Carry out a Plan through the ARM gateway, write-ahead through the audit log, and verify.
+
+For every write: the intent is appended to the audit log first (if that fails, AuditUnavailable
+propagates and ARM is not touched), then the write is made, then its outcome is appended.
+Findings are remediated in parallel, each finding's writes in order (detach the public IP, then
+delete it: ARM refuses to delete an attached one), with the worker count bounded so a storm
+stays inside ARM's write bucket.
+
+A 412 is not an error here: it means the NIC changed since it was read. The finding is recorded
+as a conflict and reported back, and the engine re-reads and re-plans.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from remediation.arm import ArmError, ArmGateway, PreconditionFailed, WriteResult
+from remediation.audit import AuditLog, AuditRecord
+from remediation.model import Action, ActionKind, Finding, Plan, RecordKind, Result
+
+MAX_PARALLEL_FINDINGS = 8
+
+
+@dataclass(frozen=True)
+class Context:
+    """Why we are acting: the event (or sweep) being handled, carried into every record."""
+
+    event_id: str = ""
+    correlation_id: str = ""
+    event_type: str = ""
+    operation: str = ""
+    caller: str = ""
+    replay_of: str = ""
+
+    def record(self, kind: RecordKind, finding: Finding | None = None, **fields: object) -> AuditRecord:
+        values: dict[str, object] = {
+            "event_id": self.event_id,
+            "correlation_id": self.correlation_id,
+            "event_type": self.event_type,
+            "operation": self.operation,
+            "caller": self.caller,
+            "replay_of": self.replay_of,
+        }
+        if finding is not None:
+            values.update(
+                scale_set=finding.scale_set.id.value,
+                instance=finding.instance.id.value,
+                nic=finding.nic.id.value,
+                public_ip=",".join(ip.value for ip in finding.public_ip_ids),
+                origin=finding.origin.value,
+                evidence=finding.evidence,
+            )
+        values.update(fields)
+        return AuditRecord(kind=kind, **values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class FindingOutcome:
+    finding: Finding
+    result: Result
+    detached_at: float | None = None  # time.time() when the public IP came off the NIC
+
+
+class Executor:
+    def __init__(self, arm: ArmGateway, audit: AuditLog, max_parallel: int = MAX_PARALLEL_FINDINGS) -> None:
+        self._arm = arm
+        self._audit = audit
+        self._max_parallel = max_parallel
+
+    def carry_out(self, plan: Plan, context: Context) -> list[FindingOutcome]:
+        """Run every action of ``plan``. Raises the first hard error after all workers finish."""
+        by_finding: dict[int, list[Action]] = {}
+        findings: dict[int, Finding] = {}
+        for action in plan.actions:
+            key = id(action.finding)
+            by_finding.setdefault(key, []).append(action)
+            findings[key] = action.finding
+        if not by_finding:
+            return []
+        workers = min(self._max_parallel, len(by_finding))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remediate") as pool:
+            futures = [
+                pool.submit(self._remediate, findings[key], actions, plan, context)
+                for key, actions in by_finding.items()
+            ]
+        outcomes = []
+        first_error: BaseException | None = None
+        for future in futures:
+            error = future.exception()
+            if error is not None:
+                first_error = first_error or error
+            else:
+                outcomes.append(future.result())
+        if first_error is not None:
+            raise first_error
+        return outcomes
+
+    def _remediate(
+        self, finding: Finding, actions: list[Action], plan: Plan, context: Context
+    ) -> FindingOutcome:
+        detached_at: float | None = None
+        for action in actions:
+            try:
+                self._write(action, plan, context)
+            except PreconditionFailed:
+                return FindingOutcome(finding, Result.CONFLICT)
+            if action.kind is ActionKind.DETACH_PUBLIC_IP:
+                detached_at = time.time()
+        self._verify(finding, plan, context)
+        return FindingOutcome(finding, Result.SUCCEEDED, detached_at)
+
+    def _write(self, action: Action, plan: Plan, context: Context) -> WriteResult:
+        perform: Callable[[], WriteResult]
+        if action.kind is ActionKind.DETACH_PUBLIC_IP:
+            assert action.body is not None
+            body = action.body
+            perform = lambda: self._arm.put_nic(action.target, body, action.if_match)  # noqa: E731
+        else:
+            perform = lambda: self._arm.delete_public_ip(action.target)  # noqa: E731
+        intent = self._audit.append(
+            context.record(
+                RecordKind.INTENT,
+                action.finding,
+                mode=plan.mode.value,
+                action=action.kind.value,
+                reason=f"{action.kind.value} {action.target}",
+            )
+        )
+        started = time.monotonic()
+        try:
+            result = perform()
+        except ArmError as error:
+            outcome = Result.CONFLICT if isinstance(error, PreconditionFailed) else Result.FAILED
+            self._audit.append(
+                context.record(
+                    RecordKind.OUTCOME,
+                    action.finding,
+                    mode=plan.mode.value,
+                    action=action.kind.value,
+                    result=outcome.value,
+                    error=str(error),
+                    arm_request_id=error.request_id,
+                    intent_id=intent.record_id,
+                    duration_ms=int((time.monotonic() - started) * 1000),
+                )
+            )
+            raise
+        self._audit.append(
+            context.record(
+                RecordKind.OUTCOME,
+                action.finding,
+                mode=plan.mode.value,
+                action=action.kind.value,
+                result=Result.SUCCEEDED.value,
+                arm_request_id=result.request_id,
+                intent_id=intent.record_id,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+        )
+        return result
+
+    def _verify(self, finding: Finding, plan: Plan, context: Context) -> None:
+        """Re-read the NIC: the remediation counts only if ARM now shows no public IP on it."""
+        nic = self._arm.get_nic(finding.nic.id)
+        remaining = nic.public_ip_ids if nic is not None else ()
+        if remaining:
+            self._audit.append(
+                context.record(
+                    RecordKind.ERROR,
+                    finding,
+                    mode=plan.mode.value,
+                    result=Result.FAILED.value,
+                    error="after remediation the NIC still carries "
+                    + ", ".join(ip.value for ip in remaining),
+                )
+            )
+            raise ArmError(None, "VerificationFailed", f"NIC {finding.nic.id} still carries a public IP")
+        self._audit.append(
+            context.record(RecordKind.VERIFIED, finding, mode=plan.mode.value, result=Result.SUCCEEDED.value)
+        )

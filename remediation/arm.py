@@ -1,0 +1,312 @@
+"""The only module that talks to Azure Resource Manager.
+
+It hands out the project's own dataclasses (``model``), never SDK models: responses are read in
+ARM's wire format (``as_dict()`` of the SDK's models), so an SDK upgrade touches this file only.
+
+Errors are handled on purpose:
+- transient answers (429 with Retry-After, 408, 5xx, dropped connections) are retried by the
+  SDK pipeline's retry policy, which honours Retry-After, up to ``ARM_RETRY_TOTAL`` times;
+- 412 becomes ``PreconditionFailed``: someone else changed the resource, so the caller re-reads
+  and re-plans instead of clobbering (DESIGN.md decision 5);
+- 404 on a read is "gone" (None); everything else is raised as ``ArmError`` with ARM's code.
+
+Every ARM operation this module performs is declared with ``@arm_operation``; ``OPERATIONS``
+is therefore the exact list of permissions the remediator needs (the custom role is checked
+against it), and ``calls`` counts what was done, for tests and benchmarks.
+
+The azure.mgmt packages are imported on first use: ``azure.mgmt.network`` alone costs about
+0.3 s, and an event for an unrestricted set never needs it (DESIGN.md decision 8).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from remediation.model import (
+    NetworkInterface,
+    PublicIp,
+    ResourceId,
+    ScaleSet,
+    VirtualMachine,
+)
+from remediation.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials import AccessToken, TokenCredential
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.network import NetworkManagementClient
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# ARM operation (as in role definitions) -> the gateway method that performs it.
+OPERATIONS: dict[str, str] = {}
+
+
+def arm_operation(*operations: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Declare the ARM operations a gateway method performs, and count its calls."""
+
+    def decorate(method: Callable[P, R]) -> Callable[P, R]:
+        for operation in operations:
+            OPERATIONS[operation] = method.__name__
+
+        @functools.wraps(method)
+        def counted(*args: P.args, **kwargs: P.kwargs) -> R:
+            gateway = args[0]
+            assert isinstance(gateway, ArmGateway)
+            with gateway._lock:
+                gateway.calls[method.__name__] += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+    return decorate
+
+
+class ArmError(Exception):
+    """ARM refused a request; ``code`` is ARM's error code (e.g. PublicIPAddressCannotBeDeleted)."""
+
+    def __init__(self, status: int | None, code: str, message: str, request_id: str = "") -> None:
+        super().__init__(f"ARM {status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+class PreconditionFailed(ArmError):
+    """412: the resource's etag changed since we read it."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a completed write returned: ARM's request id (for the audit log) and the final body."""
+
+    request_id: str
+    body: Mapping[str, Any] | None
+
+
+class LoopbackCredential:
+    """A fixed, unsigned token for the local ARM simulator (Settings refuses it for real endpoints).
+
+    JWT-shaped so the simulator can put the caller's claims into the events it emits, as ARM does.
+    """
+
+    APP_ID = "00000000-0000-0000-0000-00000000beef"
+
+    def __init__(self) -> None:
+        def part(value: Mapping[str, Any]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+        claims = {"appid": self.APP_ID, "name": "vmss-pip-remediator (local)", "oid": self.APP_ID}
+        self._token = f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.local"
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self._token, int(time.time()) + 3600)
+
+
+def _credential(settings: Settings) -> TokenCredential:
+    if settings.arm_credential == "loopback":
+        return LoopbackCredential()
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id or None)
+
+
+def _arm_error(error: Exception) -> ArmError:
+    from azure.core.exceptions import HttpResponseError
+
+    if not isinstance(error, HttpResponseError):
+        return ArmError(None, type(error).__name__, str(error))
+    status = error.status_code
+    code = ""
+    message = error.message or str(error)
+    if error.error is not None:
+        code = error.error.code or ""
+        message = error.error.message or message
+    response: Any = error.response
+    request_id = ""
+    if response is not None:
+        request_id = response.headers.get("x-ms-request-id", "")
+        if not code:
+            try:
+                code = str(response.json().get("error", {}).get("code", ""))
+            except (ValueError, AttributeError):
+                code = ""
+    kind = PreconditionFailed if status == 412 else ArmError
+    return kind(status, code or str(status), message, request_id)
+
+
+class ArmGateway:
+    """Reads and writes through the real azure-mgmt clients, one pair per subscription."""
+
+    def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
+        self._settings = settings
+        self._credential = credential or _credential(settings)
+        self._lock = threading.Lock()
+        self._compute: dict[str, ComputeManagementClient] = {}
+        self._network: dict[str, NetworkManagementClient] = {}
+        self.calls: Counter[str] = Counter()
+
+    # -- clients -----------------------------------------------------------------------------
+
+    def _client_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "base_url": self._settings.arm_endpoint,
+            "polling_interval": self._settings.arm_poll_interval_s,
+            "retry_total": self._settings.arm_retry_total,
+        }
+        if self._settings.arm_ca_bundle:
+            options["connection_verify"] = self._settings.arm_ca_bundle
+        return options
+
+    def _compute_client(self, subscription: str) -> ComputeManagementClient:
+        key = subscription.lower()
+        with self._lock:
+            client = self._compute.get(key)
+            if client is None:
+                from azure.mgmt.compute import ComputeManagementClient
+
+                client = ComputeManagementClient(self._credential, subscription, **self._client_options())
+                self._compute[key] = client
+            return client
+
+    def _network_client(self, subscription: str) -> NetworkManagementClient:
+        key = subscription.lower()
+        with self._lock:
+            client = self._network.get(key)
+            if client is None:
+                from azure.mgmt.network import NetworkManagementClient
+
+                client = NetworkManagementClient(self._credential, subscription, **self._client_options())
+                self._network[key] = client
+            return client
+
+    def close(self) -> None:
+        with self._lock:
+            clients: list[Any] = [*self._compute.values(), *self._network.values()]
+            self._compute.clear()
+            self._network.clear()
+        for client in clients:
+            client.close()
+
+    # -- calls -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _read(call: Callable[[], Any]) -> Mapping[str, Any] | None:
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+        try:
+            return dict(call().as_dict())
+        except ResourceNotFoundError:
+            return None
+        except HttpResponseError as error:
+            raise _arm_error(error) from error
+
+    @staticmethod
+    def _list(call: Callable[[], Iterable[Any]]) -> list[Mapping[str, Any]]:
+        from azure.core.exceptions import HttpResponseError
+
+        try:
+            return [dict(item.as_dict()) for item in call()]
+        except HttpResponseError as error:
+            raise _arm_error(error) from error
+
+    @staticmethod
+    def _write(start: Callable[..., Any]) -> WriteResult:
+        """Start a long-running write, wait for it, and keep the request id of its first response."""
+        from azure.core.exceptions import HttpResponseError
+
+        request_ids: list[str] = []
+
+        def remember_request_id(response: Any) -> None:
+            request_id = response.http_response.headers.get("x-ms-request-id")
+            if request_id and not request_ids:
+                request_ids.append(request_id)
+
+        try:
+            poller = start(raw_response_hook=remember_request_id)
+            result = poller.result()
+        except HttpResponseError as error:
+            raise _arm_error(error) from error
+        body = dict(result.as_dict()) if result is not None else None
+        return WriteResult(request_ids[0] if request_ids else "", body)
+
+    @arm_operation("Microsoft.Compute/virtualMachineScaleSets/read")
+    def get_scale_set(self, set_id: ResourceId) -> ScaleSet | None:
+        client = self._compute_client(set_id.subscription)
+        doc = self._read(lambda: client.virtual_machine_scale_sets.get(set_id.resource_group, set_id.name))
+        return ScaleSet.from_arm(doc) if doc is not None else None
+
+    @arm_operation("Microsoft.Compute/virtualMachines/read")
+    def get_vm(self, vm_id: ResourceId) -> VirtualMachine | None:
+        client = self._compute_client(vm_id.subscription)
+        doc = self._read(lambda: client.virtual_machines.get(vm_id.resource_group, vm_id.name))
+        return VirtualMachine.from_arm(doc) if doc is not None else None
+
+    @arm_operation("Microsoft.Compute/virtualMachines/read")
+    def list_scale_set_vms(self, set_id: ResourceId) -> list[VirtualMachine]:
+        """A Flexible set's VMs: the resource group's VMs filtered by their scale set."""
+        client = self._compute_client(set_id.subscription)
+        query = f"'virtualMachineScaleSet/id' eq '{set_id.value}'"
+        docs = self._list(lambda: client.virtual_machines.list(set_id.resource_group, filter=query))
+        return [VirtualMachine.from_arm(doc) for doc in docs]
+
+    @arm_operation("Microsoft.Network/networkInterfaces/read")
+    def get_nic(self, nic_id: ResourceId) -> NetworkInterface | None:
+        client = self._network_client(nic_id.subscription)
+        doc = self._read(lambda: client.network_interfaces.get(nic_id.resource_group, nic_id.name))
+        return NetworkInterface.from_arm(doc) if doc is not None else None
+
+    @arm_operation("Microsoft.Network/networkInterfaces/read")
+    def list_nics(self, subscription: str, resource_group: str) -> list[NetworkInterface]:
+        """All NICs of a resource group in one paged read (cheaper than a GET per NIC)."""
+        client = self._network_client(subscription)
+        docs = self._list(lambda: client.network_interfaces.list(resource_group))
+        return [NetworkInterface.from_arm(doc) for doc in docs]
+
+    @arm_operation("Microsoft.Network/publicIPAddresses/read")
+    def get_public_ip(self, ip_id: ResourceId) -> PublicIp | None:
+        client = self._network_client(ip_id.subscription)
+        doc = self._read(lambda: client.public_ip_addresses.get(ip_id.resource_group, ip_id.name))
+        return PublicIp.from_arm(doc) if doc is not None else None
+
+    @arm_operation(
+        "Microsoft.Network/networkInterfaces/write",
+        # A NIC PUT re-asserts its subnet membership, which ARM authorises as a join.
+        "Microsoft.Network/virtualNetworks/subnets/join/action",
+    )
+    def put_nic(self, nic_id: ResourceId, body: Mapping[str, Any], if_match: str) -> WriteResult:
+        """Replace a NIC, only if it still carries ``if_match`` (else PreconditionFailed)."""
+        client = self._network_client(nic_id.subscription)
+        headers = {"If-Match": if_match} if if_match else {}
+        # Sent as the wire JSON itself: no SDK model in between to drop or rename a field.
+        payload = json.dumps(body).encode()
+        return self._write(
+            lambda **hooks: client.network_interfaces.begin_create_or_update(
+                nic_id.resource_group,
+                nic_id.name,
+                io.BytesIO(payload),
+                content_type="application/json",
+                headers=headers,
+                **hooks,
+            )
+        )
+
+    @arm_operation("Microsoft.Network/publicIPAddresses/delete")
+    def delete_public_ip(self, ip_id: ResourceId) -> WriteResult:
+        client = self._network_client(ip_id.subscription)
+        return self._write(
+            lambda **hooks: client.public_ip_addresses.begin_delete(ip_id.resource_group, ip_id.name, **hooks)
+        )

@@ -1,0 +1,91 @@
+"""The `remediation` command: demo and audit review (more commands arrive with the engine and audit issues).
+
+Configuration comes from the same app settings the function app reads (environment variables,
+see local.settings.json.example), so what the command shows is what the deployed app sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+from remediation.settings import Settings, SettingsError
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def duration(text: str) -> timedelta:
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30m, 24h or 7d")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from localazure.demo import run
+    except ImportError as error:  # the deployed package leaves the local stand-in out
+        print(f"the demo needs the local Azure stand-in from the source tree: {error}", file=sys.stderr)
+        return 2
+    return run()
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from remediation.audit import AuditLog
+
+    settings = Settings.from_env()
+    records = [r.as_json() for r in AuditLog(settings).records(since=args.since)]
+    columns = ["time", "kind", "event_id", "scale_set", "instance", "action", "result", "reason", "error"]
+    if args.format == "json":
+        json.dump(records, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else columns)
+        writer.writeheader()
+        writer.writerows(records)
+    else:
+        for record in records:
+            short = {k: str(record[k]).rsplit("/", 1)[-1] for k in ("scale_set", "instance")}
+            print(
+                f"{record['time'][:23]:<24} {record['kind']:<10} {short['scale_set']:<20} "
+                f"{short['instance']:<24} {record['action']:<17} {record['result']:<10} "
+                f"{record['reason'] or record['error']}"
+            )
+        print(f"{len(records)} records")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="remediation", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run the remediator end to end against the local Azure stand-in")
+    demo.set_defaults(run=_cmd_demo)
+    audit = commands.add_parser("audit", help="review the audit log")
+    audit.add_argument(
+        "--since", type=duration, default=timedelta(hours=24), help="how far back (default 24h)"
+    )
+    audit.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    audit.set_defaults(run=_cmd_audit)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except SettingsError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The orchestration: an event -> the owning scale set -> reconcile the whole set -> audit.
+
+Level-triggered (DESIGN.md decision 1): an event only says "look at this scale set now". The
+set's live state is read again, planned against the policy and remediated, so duplicates,
+reordering, lost events and forged payloads are harmless. A redelivered event that was already
+handled to the end is recorded as a duplicate and costs no ARM call.
+
+Failure contract with the Functions host: a bad event is recorded as rejected and the handler
+returns normally (retrying cannot fix it); an unreachable audit store or a failed ARM write
+raises, so Event Grid redelivers the event and the work is finished later.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import dataclass, field
+
+from remediation.act import Context, Executor, FindingOutcome
+from remediation.arm import ArmError, ArmGateway
+from remediation.audit import AuditLog
+from remediation.events import parse_event
+from remediation.model import Mode, Plan, RecordKind, Rejection, ResourceId, Result
+from remediation.observe import Unresolvable, observe_set, owning_scale_set
+from remediation.plan import plan
+from remediation.policy import restriction_for
+from remediation.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# How often a reconcile re-reads and re-plans after a 412 before giving up (and raising).
+MAX_REPLANS = 3
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    scale_set: ResourceId
+    mode: Mode | None  # None: the set is not restricted (or is gone)
+    reason: str
+    findings: int = 0
+    outcomes: tuple[FindingOutcome, ...] = ()
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What the handler did with one event."""
+
+    event_id: str
+    status: str  # rejected | duplicate | ignored | reconciled
+    reason: str = ""
+    reconcile: ReconcileResult | None = None
+    elapsed_s: float = field(default=0.0, compare=False)
+
+
+class Remediator:
+    def __init__(self, settings: Settings, arm: ArmGateway, audit: AuditLog) -> None:
+        self.settings = settings
+        self.arm = arm
+        self.audit = audit
+        self.executor = Executor(arm, audit)
+
+    def handle(self, event: object, *, replay_of: str = "") -> Handled:
+        started = time.monotonic()
+        trigger = parse_event(event)
+        if isinstance(trigger, Rejection):
+            self.audit.append(
+                Context(event_id=trigger.event_id, event_type=trigger.event_type, replay_of=replay_of).record(
+                    RecordKind.REJECTED, reason=trigger.reason
+                )
+            )
+            log.warning("event %s rejected: %s", trigger.event_id, trigger.reason)
+            return Handled(trigger.event_id, "rejected", trigger.reason, elapsed_s=time.monotonic() - started)
+
+        context = Context(
+            event_id=trigger.event_id,
+            correlation_id=trigger.correlation_id,
+            event_type=trigger.event_type,
+            operation=trigger.operation,
+            caller=str(trigger.caller),
+            replay_of=replay_of,
+        )
+        if self.audit.was_handled(trigger.event_id):
+            self.audit.append(context.record(RecordKind.DUPLICATE, reason="event was handled before"))
+            return Handled(trigger.event_id, "duplicate", elapsed_s=time.monotonic() - started)
+        self.audit.append(context.record(RecordKind.RECEIVED, reason=trigger.resource_id.value))
+
+        try:
+            set_id = owning_scale_set(self.arm, trigger.resource_id)
+        except Unresolvable as unresolvable:
+            self.audit.append(context.record(RecordKind.DECISION, reason=f"nothing to do: {unresolvable}"))
+            self.audit.mark_handled(trigger.event_id, "ignored")
+            return Handled(
+                trigger.event_id, "ignored", str(unresolvable), elapsed_s=time.monotonic() - started
+            )
+
+        result = self.reconcile(set_id, context)
+        self.audit.mark_handled(trigger.event_id, "reconciled")
+        return Handled(trigger.event_id, "reconciled", result.reason, result, time.monotonic() - started)
+
+    def reconcile(self, set_id: ResourceId, context: Context) -> ReconcileResult:
+        """Bring one scale set into line: observe, plan, act, verify; re-plan after a 412."""
+        for _attempt in range(MAX_REPLANS):
+            observed = observe_set(self.arm, set_id)
+            if observed is None:
+                reason = "scale set no longer exists"
+                self.audit.append(context.record(RecordKind.DECISION, scale_set=set_id.value, reason=reason))
+                return ReconcileResult(set_id, None, reason)
+            restriction = restriction_for(observed.scale_set)
+            if restriction.mode is None:
+                self.audit.append(
+                    context.record(
+                        RecordKind.DECISION,
+                        scale_set=set_id.value,
+                        reason=f"not restricted: {restriction.reason}",
+                    )
+                )
+                return ReconcileResult(set_id, None, restriction.reason)
+
+            the_plan = plan(observed, restriction.mode)
+            self._record_decisions(the_plan, context, set_id, len(observed.instances), restriction.reason)
+            if self.settings.dry_run or not the_plan.actions:
+                return ReconcileResult(set_id, restriction.mode, restriction.reason, len(the_plan.findings))
+
+            outcomes = self.executor.carry_out(the_plan, context)
+            if all(outcome.result is not Result.CONFLICT for outcome in outcomes):
+                return ReconcileResult(
+                    set_id, restriction.mode, restriction.reason, len(the_plan.findings), tuple(outcomes)
+                )
+            log.info("scale set %s changed while we wrote to it: re-reading", set_id)
+
+        reason = f"the set's NICs kept changing under us: gave up after {MAX_REPLANS} re-plans"
+        self.audit.append(
+            context.record(
+                RecordKind.ERROR, scale_set=set_id.value, result=Result.FAILED.value, reason=reason
+            )
+        )
+        raise ArmError(412, "PreconditionFailed", reason)
+
+    def _record_decisions(
+        self, the_plan: Plan, context: Context, set_id: ResourceId, instances: int, why_restricted: str
+    ) -> None:
+        dry_run = self.settings.dry_run
+        if not the_plan.findings:
+            self.audit.append(
+                context.record(
+                    RecordKind.DECISION,
+                    scale_set=set_id.value,
+                    mode=the_plan.mode.value,
+                    reason=f"restricted ({why_restricted}); no public IP on any of {instances} instances",
+                    dry_run=dry_run,
+                )
+            )
+            return
+        planned = {id(action.finding): action.kind.value for action in the_plan.actions}
+        skipped = {id(finding): why for finding, why in the_plan.skipped}
+        for finding in the_plan.findings:
+            action = planned.get(id(finding), "none")
+            reason = skipped.get(id(finding)) or (
+                "dry run: would remediate" if dry_run else f"restricted ({why_restricted}): remediate"
+            )
+            self.audit.append(
+                context.record(
+                    RecordKind.DECISION,
+                    finding,
+                    mode=the_plan.mode.value,
+                    action=action,
+                    reason=reason,
+                    dry_run=dry_run,
+                )
+            )
+
+
+@functools.cache
+def remediator_for(settings: Settings) -> Remediator:
+    """One Remediator (and one set of SDK clients) per process and configuration."""
+    return Remediator(settings, ArmGateway(settings), AuditLog(settings))

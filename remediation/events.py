@@ -1,0 +1,159 @@
+"""Event Grid and CloudEvents resource events -> a validated Trigger, or a Rejection with its reason.
+
+A pure module: no I/O. Whatever arrives (a delivery from Event Grid, a replayed archive entry, a
+line of a file someone edited by hand) is checked here before anything else looks at it, and
+every way it can be wrong has its own reason, which the audit log records. Nothing in the
+payload is trusted as state: the handler re-reads ARM (DESIGN.md decision 1); the event only
+names a resource to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from remediation.model import Caller, InvalidResourceId, Rejection, ResourceId, Trigger
+
+WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
+
+# The writes that can give a restricted set a public IP (Event Grid filters on these too).
+HANDLED_OPERATIONS = frozenset(
+    op.lower()
+    for op in (
+        "Microsoft.Compute/virtualMachineScaleSets/write",
+        "Microsoft.Compute/virtualMachines/write",
+        "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/write",
+        "Microsoft.Network/networkInterfaces/write",
+        "Microsoft.Network/publicIPAddresses/write",
+    )
+)
+
+# Event Grid caps an event at 1 MB; resource events are a few KB. Anything far larger is not one.
+MAX_EVENT_BYTES = 64 * 1024
+
+_APPID_CLAIMS = ("appid", "azp")
+_NAME_CLAIMS = ("name", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn")
+_OID_CLAIMS = ("oid", "http://schemas.microsoft.com/identity/claims/objectidentifier")
+
+
+def _claim(claims: Mapping[str, Any], keys: tuple[str, ...]) -> str:
+    for key in keys:
+        value = claims.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def caller_from_claims(claims: object) -> Caller:
+    if not isinstance(claims, Mapping):
+        return Caller()
+    return Caller(
+        app_id=_claim(claims, _APPID_CLAIMS),
+        name=_claim(claims, _NAME_CLAIMS),
+        object_id=_claim(claims, _OID_CLAIMS),
+    )
+
+
+def _event_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def event_id_of(event: object) -> str:
+    """The event's id if it has a usable one, else a new id so the rejection can still be recorded."""
+    if isinstance(event, Mapping):
+        value = event.get("id")
+        if isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return f"unidentified-{uuid.uuid4()}"
+
+
+def parse_event(event: object) -> Trigger | Rejection:
+    """Validate one event in Event Grid schema or CloudEvents 1.0 schema."""
+    event_id = event_id_of(event)
+    if not isinstance(event, Mapping):
+        return Rejection(event_id, f"event is not a JSON object (got {type(event).__name__})")
+    try:
+        size = len(json.dumps(event, default=str))
+    except (TypeError, ValueError) as error:
+        return Rejection(event_id, f"event is not serialisable as JSON: {error}")
+    if size > MAX_EVENT_BYTES:
+        return Rejection(event_id, f"event is {size} bytes, over the {MAX_EVENT_BYTES}-byte limit")
+    if not isinstance(event.get("id"), str) or not event.get("id"):
+        return Rejection(event_id, "event has no 'id'")
+
+    schema = "cloudevents" if "specversion" in event else "eventgrid"
+    event_type = event.get("type" if schema == "cloudevents" else "eventType")
+    if not isinstance(event_type, str) or not event_type:
+        field = "type" if schema == "cloudevents" else "eventType"
+        return Rejection(event_id, f"event has no '{field}'")
+    if event_type != WRITE_SUCCESS:
+        return Rejection(
+            event_id, f"event type {event_type!r} is not handled (only {WRITE_SUCCESS})", event_type
+        )
+
+    data = event.get("data")
+    if not isinstance(data, Mapping):
+        return Rejection(event_id, "event 'data' is not a JSON object", event_type)
+    event_time = _event_time(event.get("time" if schema == "cloudevents" else "eventTime"))
+    return _trigger_from_data(event_id, event_type, schema, event_time, data)
+
+
+def _trigger_from_data(
+    event_id: str, event_type: str, schema: str, event_time: datetime | None, data: Mapping[str, Any]
+) -> Trigger | Rejection:
+    """The resource-event part of the check: operation, status and the resource it names."""
+    operation = data.get("operationName")
+    if not isinstance(operation, str) or not operation:
+        return Rejection(event_id, "event has no 'data.operationName'", event_type)
+    if operation.lower() not in HANDLED_OPERATIONS:
+        return Rejection(event_id, f"operation {operation!r} is not handled", event_type)
+    status = data.get("status")
+    if isinstance(status, str) and status.lower() != "succeeded":
+        return Rejection(event_id, f"operation status is {status!r}, not 'Succeeded'", event_type)
+    uri = data.get("resourceUri")
+    if not isinstance(uri, str) or not uri:
+        return Rejection(event_id, "event has no 'data.resourceUri'", event_type)
+    try:
+        resource_id = ResourceId.parse(uri)
+    except InvalidResourceId as error:
+        return Rejection(event_id, f"data.resourceUri: {error}", event_type)
+    expected_type = operation.rsplit("/", 1)[0]
+    if not resource_id.is_type(expected_type):
+        return Rejection(
+            event_id,
+            f"data.resourceUri is a {resource_id.type}, "
+            f"but the operation {operation!r} is on {expected_type}",
+            event_type,
+        )
+    subscription = data.get("subscriptionId")
+    if (
+        isinstance(subscription, str)
+        and subscription
+        and subscription.lower() != resource_id.subscription.lower()
+    ):
+        return Rejection(
+            event_id,
+            f"data.subscriptionId {subscription!r} differs from the resource's {resource_id.subscription!r}",
+            event_type,
+        )
+
+    correlation = data.get("correlationId")
+    return Trigger(
+        event_id=event_id,
+        event_type=event_type,
+        operation=operation,
+        resource_id=resource_id,
+        subscription_id=resource_id.subscription,
+        correlation_id=correlation if isinstance(correlation, str) else "",
+        event_time=event_time,
+        caller=caller_from_claims(data.get("claims")),
+        schema=schema,
+    )

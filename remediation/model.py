@@ -1,0 +1,419 @@
+"""The things that flow between the layers: resource ids, observed resources, findings, actions.
+
+Everything here is a frozen dataclass or an enum, built from ARM's wire format (the JSON the
+REST API returns) by the ``from_arm`` constructors. The ARM gateway hands these out instead of
+SDK models, so an SDK upgrade that moves model fields (as azure-mgmt-compute 38 and
+azure-mgmt-network 31 did) touches one file, and the what-if planner can read exported ARM JSON
+with no SDK at all. Resource ids compare case-insensitively, as ARM does.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+JsonDict = dict[str, Any]
+
+# ARM resource names: letters, digits, underscore, period, hyphen, parentheses.
+_NAME = re.compile(r"^[A-Za-z0-9_.()\-]{1,200}$")
+_GUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
+_NAMESPACE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z][A-Za-z0-9]*)+$")
+_MAX_ID_LENGTH = 1024
+
+
+class InvalidResourceId(ValueError):
+    """A string that is not an ARM resource id; the message says which part is wrong."""
+
+
+@dataclass(frozen=True, eq=False)
+class ResourceId:
+    """An ARM resource id such as ``/subscriptions/S/resourceGroups/RG/providers/NS/type/name``.
+
+    Child resources (``.../networkInterfaces/nic/ipConfigurations/ipconfig1``) keep every
+    type/name pair. Equality and hashing ignore case.
+    """
+
+    value: str
+    subscription: str
+    resource_group: str
+    namespace: str
+    types: tuple[str, ...]
+    names: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, value: object) -> ResourceId:
+        if not isinstance(value, str):
+            raise InvalidResourceId(f"resource id must be a string, got {type(value).__name__}")
+        if len(value) > _MAX_ID_LENGTH:
+            raise InvalidResourceId(f"resource id is longer than {_MAX_ID_LENGTH} characters")
+        parts = value.strip("/").split("/")
+        if not value.startswith("/") or len(parts) < 8 or len(parts) % 2 != 0:
+            raise InvalidResourceId(
+                f"resource id {value!r} is not of the form "
+                "/subscriptions/{id}/resourceGroups/{name}/providers/{namespace}/{type}/{name}"
+            )
+        for index, expected in ((0, "subscriptions"), (2, "resourcegroups"), (4, "providers")):
+            if parts[index].lower() != expected:
+                raise InvalidResourceId(f"resource id {value!r}: segment {index + 1} must be {expected!r}")
+        subscription, group, namespace = parts[1], parts[3], parts[5]
+        if not _GUID.match(subscription):
+            raise InvalidResourceId(f"resource id {value!r}: subscription {subscription!r} is not a GUID")
+        if not _NAME.match(group):
+            raise InvalidResourceId(f"resource id {value!r}: resource group {group!r} is not a valid name")
+        if not _NAMESPACE.match(namespace):
+            raise InvalidResourceId(f"resource id {value!r}: provider namespace {namespace!r} is not valid")
+        pairs = parts[6:]
+        types = tuple(pairs[0::2])
+        names = tuple(pairs[1::2])
+        for part in types + names:
+            if not _NAME.match(part):
+                raise InvalidResourceId(f"resource id {value!r}: segment {part!r} is not a valid name")
+        return cls(value, subscription, group, namespace, types, names)
+
+    @property
+    def type(self) -> str:
+        """The full resource type, e.g. ``Microsoft.Network/networkInterfaces/ipConfigurations``."""
+        return "/".join((self.namespace, *self.types))
+
+    @property
+    def name(self) -> str:
+        return self.names[-1]
+
+    @property
+    def key(self) -> str:
+        """The id in lower case: ARM ids are case-insensitive."""
+        return self.value.lower().rstrip("/")
+
+    @property
+    def parent(self) -> ResourceId | None:
+        """The enclosing resource of a child resource; None for a top-level resource."""
+        if len(self.types) == 1:
+            return None
+        prefix = f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/"
+        pairs = [f"{t}/{n}" for t, n in zip(self.types[:-1], self.names[:-1], strict=True)]
+        return ResourceId.parse(prefix + "/".join((self.namespace, *pairs)))
+
+    def is_type(self, resource_type: str) -> bool:
+        return self.type.lower() == resource_type.lower()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ResourceId) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+SCALE_SET_TYPE = "Microsoft.Compute/virtualMachineScaleSets"
+VIRTUAL_MACHINE_TYPE = "Microsoft.Compute/virtualMachines"
+UNIFORM_VM_TYPE = "Microsoft.Compute/virtualMachineScaleSets/virtualMachines"
+NIC_TYPE = "Microsoft.Network/networkInterfaces"
+PUBLIC_IP_TYPE = "Microsoft.Network/publicIPAddresses"
+
+
+class Mode(enum.StrEnum):
+    """What the remediator does about a violating instance of a restricted set."""
+
+    AUDIT = "audit"
+    STRIP = "strip"
+    EVICT = "evict"
+    SCALE_TO_ZERO = "scale-to-zero"
+
+
+class Origin(enum.StrEnum):
+    """Who created an instance: the scale set itself, a person (attached by hand), or unclear."""
+
+    SCALE_SET = "scale-set"
+    HAND_ADDED = "hand-added"
+    UNKNOWN = "unknown"
+
+
+class ActionKind(enum.StrEnum):
+    DETACH_PUBLIC_IP = "detach-public-ip"
+    DELETE_PUBLIC_IP = "delete-public-ip"
+
+
+class RecordKind(enum.StrEnum):
+    """The kinds of audit record. Records are appended, never updated."""
+
+    RECEIVED = "received"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+    DECISION = "decision"
+    INTENT = "intent"
+    OUTCOME = "outcome"
+    VERIFIED = "verified"
+    ERROR = "error"
+
+
+class Result(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CONFLICT = "conflict"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made the ARM request, from the event's claims (often empty in real events)."""
+
+    app_id: str = ""
+    name: str = ""
+    object_id: str = ""
+
+    def __str__(self) -> str:
+        return self.name or self.app_id or self.object_id or "unknown"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A validated resource event: only says "look at this resource now" (level-triggered)."""
+
+    event_id: str
+    event_type: str
+    operation: str
+    resource_id: ResourceId
+    subscription_id: str
+    correlation_id: str
+    event_time: datetime | None
+    caller: Caller
+    schema: str  # "eventgrid" or "cloudevents"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An event we will not act on, and why: recorded, never retried, never a write."""
+
+    event_id: str
+    reason: str
+    event_type: str = ""
+
+
+def _props(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    properties = doc.get("properties")
+    return properties if isinstance(properties, Mapping) else {}
+
+
+def _optional_id(value: object) -> ResourceId | None:
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    if not value:
+        return None
+    return ResourceId.parse(value)
+
+
+def _tags(doc: Mapping[str, Any]) -> dict[str, str]:
+    tags = doc.get("tags")
+    if not isinstance(tags, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in tags.items()}
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def tag_value(tags: Mapping[str, str], key: str) -> str | None:
+    """Tag keys are case-insensitive in Azure."""
+    wanted = key.lower()
+    for name, value in tags.items():
+        if name.lower() == wanted:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class ScaleSet:
+    id: ResourceId
+    location: str
+    orchestration_mode: str
+    capacity: int
+    computer_name_prefix: str
+    tags: Mapping[str, str]
+    etag: str
+    provisioning_state: str
+
+    @property
+    def name(self) -> str:
+        return self.id.name
+
+    @property
+    def is_flexible(self) -> bool:
+        return self.orchestration_mode.lower() == "flexible"
+
+    @classmethod
+    def from_arm(cls, doc: Mapping[str, Any]) -> ScaleSet:
+        props = _props(doc)
+        sku = doc.get("sku") if isinstance(doc.get("sku"), Mapping) else {}
+        profile = props.get("virtualMachineProfile") or {}
+        os_profile = profile.get("osProfile") or {} if isinstance(profile, Mapping) else {}
+        return cls(
+            id=ResourceId.parse(doc.get("id")),
+            location=str(doc.get("location", "")),
+            orchestration_mode=str(props.get("orchestrationMode") or "Uniform"),
+            capacity=int(sku.get("capacity") or 0) if isinstance(sku, Mapping) else 0,
+            computer_name_prefix=str(os_profile.get("computerNamePrefix") or ""),
+            tags=_tags(doc),
+            etag=str(doc.get("etag") or ""),
+            provisioning_state=str(props.get("provisioningState") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class VirtualMachine:
+    id: ResourceId
+    scale_set_id: ResourceId | None
+    nic_ids: tuple[ResourceId, ...]
+    computer_name: str
+    has_nic_configurations: bool
+    network_api_version: str
+    time_created: datetime | None
+    provisioning_state: str
+    tags: Mapping[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.id.name
+
+    @classmethod
+    def from_arm(cls, doc: Mapping[str, Any]) -> VirtualMachine:
+        props = _props(doc)
+        network = props.get("networkProfile") or {}
+        os_profile = props.get("osProfile") or {}
+        nic_refs = network.get("networkInterfaces") or []
+        return cls(
+            id=ResourceId.parse(doc.get("id")),
+            scale_set_id=_optional_id(props.get("virtualMachineScaleSet")),
+            nic_ids=tuple(ResourceId.parse(ref.get("id")) for ref in nic_refs if isinstance(ref, Mapping)),
+            computer_name=str(os_profile.get("computerName") or ""),
+            has_nic_configurations=bool(network.get("networkInterfaceConfigurations")),
+            network_api_version=str(network.get("networkApiVersion") or ""),
+            time_created=_time(props.get("timeCreated")),
+            provisioning_state=str(props.get("provisioningState") or ""),
+            tags=_tags(doc),
+        )
+
+
+@dataclass(frozen=True)
+class IpConfiguration:
+    name: str
+    public_ip_id: ResourceId | None
+
+
+@dataclass(frozen=True)
+class NetworkInterface:
+    id: ResourceId
+    vm_id: ResourceId | None
+    ip_configurations: tuple[IpConfiguration, ...]
+    tags: Mapping[str, str]
+    etag: str
+    # The wire document as read: a NIC update is a PUT of the whole resource.
+    raw: Mapping[str, Any] = field(compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.id.name
+
+    @property
+    def public_ip_ids(self) -> tuple[ResourceId, ...]:
+        return tuple(c.public_ip_id for c in self.ip_configurations if c.public_ip_id is not None)
+
+    @classmethod
+    def from_arm(cls, doc: Mapping[str, Any]) -> NetworkInterface:
+        props = _props(doc)
+        configurations = []
+        for config in props.get("ipConfigurations") or []:
+            if isinstance(config, Mapping):
+                config_props = _props(config)
+                configurations.append(
+                    IpConfiguration(
+                        name=str(config.get("name") or ""),
+                        public_ip_id=_optional_id(config_props.get("publicIPAddress")),
+                    )
+                )
+        return cls(
+            id=ResourceId.parse(doc.get("id")),
+            vm_id=_optional_id(props.get("virtualMachine")),
+            ip_configurations=tuple(configurations),
+            tags=_tags(doc),
+            etag=str(doc.get("etag") or ""),
+            raw=doc,
+        )
+
+
+@dataclass(frozen=True)
+class PublicIp:
+    id: ResourceId
+    ip_configuration_id: ResourceId | None
+    ip_address: str
+
+    @classmethod
+    def from_arm(cls, doc: Mapping[str, Any]) -> PublicIp:
+        props = _props(doc)
+        return cls(
+            id=ResourceId.parse(doc.get("id")),
+            ip_configuration_id=_optional_id(props.get("ipConfiguration")),
+            ip_address=str(props.get("ipAddress") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One VM of a scale set with the NICs it uses."""
+
+    vm: VirtualMachine
+    nics: tuple[NetworkInterface, ...]
+
+
+@dataclass(frozen=True)
+class ObservedSet:
+    """Live state of one scale set, read from ARM at ``observed_at``."""
+
+    scale_set: ScaleSet
+    instances: tuple[Instance, ...]
+    observed_at: datetime
+
+
+@dataclass(frozen=True)
+class Finding:
+    """An instance of a restricted set that carries a public IP, and what we know of its origin."""
+
+    scale_set: ScaleSet
+    instance: VirtualMachine
+    nic: NetworkInterface
+    public_ip_ids: tuple[ResourceId, ...]
+    origin: Origin
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Action:
+    """One write to ARM that the plan asks for, with the finding that justifies it."""
+
+    kind: ActionKind
+    finding: Finding
+    target: ResourceId
+    # For DETACH_PUBLIC_IP: the NIC document to PUT, and the etag it must still carry.
+    body: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    if_match: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The pure planner's answer for one set: what is wrong, and what to write (maybe nothing)."""
+
+    mode: Mode
+    findings: tuple[Finding, ...]
+    actions: tuple[Action, ...]
+    skipped: tuple[tuple[Finding, str], ...]  # findings we leave alone, each with the reason

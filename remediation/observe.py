@@ -1,0 +1,86 @@
+"""Read the live state of a scale set through the ARM gateway (named so, since ``inspect`` is stdlib).
+
+Level-triggered (DESIGN.md decision 1): whatever the event said, the state acted on is read here,
+fresh. Reads are amortised: one list of the set's VMs and one list of the NICs in its resource
+group per reconcile, with a GET only for a NIC that lives in another resource group.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from remediation.arm import ArmGateway
+from remediation.model import (
+    NIC_TYPE,
+    PUBLIC_IP_TYPE,
+    SCALE_SET_TYPE,
+    UNIFORM_VM_TYPE,
+    VIRTUAL_MACHINE_TYPE,
+    Instance,
+    NetworkInterface,
+    ObservedSet,
+    ResourceId,
+)
+
+
+class Unresolvable(Exception):
+    """The resource named by an event does not lead to a scale set; the message says where it stopped."""
+
+
+def owning_scale_set(arm: ArmGateway, resource_id: ResourceId) -> ResourceId:
+    """Follow a VM, NIC or public IP to the scale set it belongs to (NIC -> VM -> set)."""
+    if resource_id.is_type(SCALE_SET_TYPE):
+        return resource_id
+    if resource_id.is_type(UNIFORM_VM_TYPE):
+        parent = resource_id.parent
+        assert parent is not None
+        return parent
+    if resource_id.is_type(PUBLIC_IP_TYPE):
+        public_ip = arm.get_public_ip(resource_id)
+        if public_ip is None:
+            raise Unresolvable(f"public IP {resource_id} no longer exists")
+        if public_ip.ip_configuration_id is None:
+            raise Unresolvable(f"public IP {resource_id} is not attached to a NIC")
+        nic_id = public_ip.ip_configuration_id.parent
+        if nic_id is None or not nic_id.is_type(NIC_TYPE):
+            raise Unresolvable(
+                f"public IP {resource_id} is attached to {public_ip.ip_configuration_id}, not a NIC"
+            )
+        return owning_scale_set(arm, nic_id)
+    if resource_id.is_type(NIC_TYPE):
+        nic = arm.get_nic(resource_id)
+        if nic is None:
+            raise Unresolvable(f"NIC {resource_id} no longer exists")
+        if nic.vm_id is None:
+            raise Unresolvable(f"NIC {resource_id} is not attached to a VM")
+        return owning_scale_set(arm, nic.vm_id)
+    if resource_id.is_type(VIRTUAL_MACHINE_TYPE):
+        vm = arm.get_vm(resource_id)
+        if vm is None:
+            raise Unresolvable(f"VM {resource_id} no longer exists")
+        if vm.scale_set_id is None:
+            raise Unresolvable(f"VM {resource_id} does not belong to a scale set")
+        return vm.scale_set_id
+    raise Unresolvable(f"resource type {resource_id.type} does not belong to a scale set")
+
+
+def observe_set(arm: ArmGateway, set_id: ResourceId) -> ObservedSet | None:
+    """The set, its VMs and their NICs as ARM has them now; None if the set is gone."""
+    scale_set = arm.get_scale_set(set_id)
+    if scale_set is None:
+        return None
+    vms = arm.list_scale_set_vms(set_id)
+    nics: dict[ResourceId, NetworkInterface] = {}
+    if vms:
+        nics = {nic.id: nic for nic in arm.list_nics(set_id.subscription, set_id.resource_group)}
+    instances = []
+    for vm in vms:
+        vm_nics = []
+        for nic_id in vm.nic_ids:
+            nic = nics.get(nic_id)
+            if nic is None and nic_id.resource_group.lower() != set_id.resource_group.lower():
+                nic = arm.get_nic(nic_id)
+            if nic is not None:
+                vm_nics.append(nic)
+        instances.append(Instance(vm, tuple(vm_nics)))
+    return ObservedSet(scale_set, tuple(instances), datetime.now(UTC))

@@ -1,0 +1,135 @@
+"""ARM wire documents for tests, shaped like the REST API specs' examples (shared/fixtures)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SUB = "6a2e1c9d-6f3b-4f57-9d3e-2b1f4c8e7a10"
+GROUP = "rg-app"
+LOCATION = "westeurope"
+PREFIX = f"/subscriptions/{SUB}/resourceGroups/{GROUP}/providers"
+SUBNET = f"{PREFIX}/Microsoft.Network/virtualNetworks/vnet/subnets/default"
+
+
+def set_id(name: str) -> str:
+    return f"{PREFIX}/Microsoft.Compute/virtualMachineScaleSets/{name}"
+
+
+def nic_id(name: str) -> str:
+    return f"{PREFIX}/Microsoft.Network/networkInterfaces/{name}"
+
+
+def public_ip_id(name: str) -> str:
+    return f"{PREFIX}/Microsoft.Network/publicIPAddresses/{name}"
+
+
+def vm_id(name: str) -> str:
+    return f"{PREFIX}/Microsoft.Compute/virtualMachines/{name}"
+
+
+def nic_configuration(public_ip: bool = True) -> dict[str, Any]:
+    ip_config: dict[str, Any] = {
+        "name": "ipconfig1",
+        "properties": {"primary": True, "subnet": {"id": SUBNET}},
+    }
+    if public_ip:
+        ip_config["properties"]["publicIPAddressConfiguration"] = {
+            "name": "publicip",
+            "sku": {"name": "Standard", "tier": "Regional"},
+            "properties": {"idleTimeoutInMinutes": 15},
+        }
+    return {"name": "nic", "properties": {"primary": True, "ipConfigurations": [ip_config]}}
+
+
+def scale_set(
+    name: str, capacity: int = 0, tags: dict[str, str] | None = None, prefix: str = "web"
+) -> dict[str, Any]:
+    """A Flexible set with a public IP per instance, as `az vmss create --public-ip-per-vm` makes it."""
+    return {
+        "id": set_id(name),
+        "name": name,
+        "type": "Microsoft.Compute/virtualMachineScaleSets",
+        "location": LOCATION,
+        "tags": tags or {},
+        "sku": {"name": "Standard_D2s_v5", "tier": "Standard", "capacity": capacity},
+        "properties": {
+            "orchestrationMode": "Flexible",
+            "platformFaultDomainCount": 1,
+            "virtualMachineProfile": {
+                "osProfile": {"computerNamePrefix": prefix, "adminUsername": "azureuser"},
+                "networkProfile": {
+                    "networkApiVersion": "2020-11-01",
+                    "networkInterfaceConfigurations": [nic_configuration()],
+                },
+            },
+        },
+    }
+
+
+def flex_instance(set_name: str, suffix: str, nic_name: str, prefix: str = "web") -> dict[str, Any]:
+    """A VM the set created itself: `{set}_{8 hex}`, NIC from the profile, computerName from the prefix."""
+    name = f"{set_name}_{suffix}"
+    return {
+        "id": vm_id(name),
+        "name": name,
+        "type": "Microsoft.Compute/virtualMachines",
+        "location": LOCATION,
+        "properties": {
+            "virtualMachineScaleSet": {"id": set_id(set_name)},
+            "osProfile": {"computerName": f"{prefix}a1b2c3"},
+            "networkProfile": {
+                "networkApiVersion": "2020-11-01",
+                "networkInterfaceConfigurations": [nic_configuration()],
+                "networkInterfaces": [{"id": nic_id(nic_name), "properties": {"primary": True}}],
+            },
+            "timeCreated": "2026-11-21T10:00:00+00:00",
+            "provisioningState": "Succeeded",
+        },
+    }
+
+
+def hand_added_vm(set_name: str, name: str, nic_name: str) -> dict[str, Any]:
+    """A VM a person attached to the set: its own name, a NIC named after it, its own computer name."""
+    return {
+        "id": vm_id(name),
+        "name": name,
+        "type": "Microsoft.Compute/virtualMachines",
+        "location": LOCATION,
+        "properties": {
+            "virtualMachineScaleSet": {"id": set_id(set_name)},
+            "osProfile": {"computerName": name},
+            "networkProfile": {
+                "networkInterfaces": [{"id": nic_id(nic_name), "properties": {"primary": True}}]
+            },
+            "provisioningState": "Succeeded",
+        },
+    }
+
+
+def nic(name: str, vm: str | None, public_ip: str | None = None, etag: str = 'W/"1"') -> dict[str, Any]:
+    ip_properties: dict[str, Any] = {
+        "primary": True,
+        "privateIPAllocationMethod": "Dynamic",
+        "subnet": {"id": SUBNET},
+    }
+    if public_ip:
+        ip_properties["publicIPAddress"] = {"id": public_ip_id(public_ip)}
+    doc: dict[str, Any] = {
+        "id": nic_id(name),
+        "name": name,
+        "type": "Microsoft.Network/networkInterfaces",
+        "location": LOCATION,
+        "etag": etag,
+        "properties": {
+            "ipConfigurations": [
+                {
+                    "id": f"{nic_id(name)}/ipConfigurations/ipconfig1",
+                    "name": "ipconfig1",
+                    "properties": ip_properties,
+                }
+            ],
+        },
+    }
+    if vm:
+        doc["properties"]["virtualMachine"] = {"id": vm_id(vm)}
+    return doc

@@ -1,0 +1,30 @@
+"""Fixtures: the local Azure stand-in (ARM simulator + Azurite), started once per test session on
+loopback, an empty estate and a fresh audit table per test, and the function app indexed as the
+Functions host would index it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from estate import Estate
+
+from localazure.stack import LocalAzure
+
+
+@pytest.fixture(scope="session")
+def local_azure() -> Iterator[LocalAzure]:
+    with LocalAzure(provision_delay_s=0.2, lro_duration_s=0.05, page_size=5) as local:
+        yield local
+
+
+@pytest.fixture
+def estate(local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch) -> Iterator[Estate]:
+    """An empty subscription and a new audit table, with the app settings pointing at both."""
+    local_azure.arm.reset()
+    table = f"audit{uuid.uuid4().hex[:12]}"
+    for key, value in local_azure.environment(audit_table=table).items():
+        monkeypatch.setenv(key, value)
+    with Estate(local_azure, table) as built:
+        yield built

@@ -1,0 +1,154 @@
+"""Builds estates in the ARM simulator through the real SDK clients, delivers the events they
+cause to the indexed function app, and reads back what was written to ARM and the audit log."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import arm_docs as docs
+import azure.functions as func
+
+import function_app
+from localazure.stack import LocalAzure
+from remediation.arm import LoopbackCredential
+from remediation.audit import AuditLog, AuditRecord
+from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
+
+
+def indexed_function(name: str) -> Any:
+    """The user function behind a trigger, found the way the Functions host finds it."""
+    for function in function_app.app.get_functions():
+        if function.get_function_name() == name:
+            return function.get_user_function()
+    raise LookupError(f"function_app.app has no function {name!r}")
+
+
+def as_function_event(event: dict[str, Any]) -> func.EventGridEvent:
+    return func.EventGridEvent(
+        id=event.get("id"),  # type: ignore[arg-type]
+        data=event.get("data"),  # type: ignore[arg-type]  # the host passes whatever JSON came
+        topic=event.get("topic"),  # type: ignore[arg-type]
+        subject=event.get("subject"),  # type: ignore[arg-type]
+        event_type=event.get("eventType"),  # type: ignore[arg-type]
+        event_time=datetime.fromisoformat(str(event["eventTime"]).replace("Z", "+00:00"))
+        if event.get("eventTime")
+        else None,
+        data_version=event.get("dataVersion"),  # type: ignore[arg-type]
+    )
+
+
+class Estate:
+    def __init__(self, local: LocalAzure, audit_table: str) -> None:
+        from azure.mgmt.compute import ComputeManagementClient
+        from azure.mgmt.network import NetworkManagementClient
+
+        self.local = local
+        self.sim = local.arm
+        self.audit_table = audit_table
+        options: dict[str, Any] = {
+            "base_url": self.sim.endpoint,
+            "connection_verify": str(self.sim.ca_bundle),
+            "polling_interval": 0.02,
+        }
+        credential = LoopbackCredential()
+        self.compute: Any = ComputeManagementClient(credential, docs.SUB, **options)
+        self.network: Any = NetworkManagementClient(credential, docs.SUB, **options)
+        self._events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._listening = True
+        self.sim.add_event_sink(self._collect)
+
+    def _collect(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            if self._listening:
+                self._events.append(event)
+
+    # -- building --------------------------------------------------------------------------
+
+    def create_set(self, name: str, capacity: int = 0, tags: dict[str, str] | None = None) -> None:
+        body = docs.scale_set(name, capacity, tags)
+        for server_field in ("id", "name", "type"):
+            body.pop(server_field)
+        self.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, name, body).result()
+        self.sim.wait_idle(30)
+
+    def scale(self, name: str, capacity: int) -> None:
+        body = self.compute.virtual_machine_scale_sets.get(docs.GROUP, name).as_dict()
+        body["sku"]["capacity"] = capacity
+        self.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, name, body).result()
+        self.sim.wait_idle(30)
+
+    def attach_by_hand(self, set_name: str, vm_name: str) -> None:
+        """A VM with its own NIC (no public IP), attached to the set as a person would."""
+        nic = self.network.network_interfaces.begin_create_or_update(
+            docs.GROUP,
+            f"{vm_name}-nic",
+            {
+                "location": docs.LOCATION,
+                "properties": {
+                    "ipConfigurations": [{"name": "ipconfig1", "properties": {"subnet": {"id": docs.SUBNET}}}]
+                },
+            },
+        ).result()
+        body = docs.hand_added_vm(set_name, vm_name, f"{vm_name}-nic")
+        body["properties"]["networkProfile"]["networkInterfaces"][0]["id"] = nic.id
+        for server_field in ("id", "name", "type"):
+            body.pop(server_field)
+        self.compute.virtual_machines.begin_create_or_update(docs.GROUP, vm_name, body).result()
+        self.sim.wait_idle(30)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def events(self) -> list[dict[str, Any]]:
+        """Events so far that the Event Grid subscription's filter lets through, then forget them."""
+        with self._lock:
+            events, self._events = self._events, []
+        return [
+            e
+            for e in events
+            if e["eventType"] == WRITE_SUCCESS and e["data"]["operationName"].lower() in HANDLED_OPERATIONS
+        ]
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        indexed_function("on_resource_event")(as_function_event(event))
+
+    # -- reading back ----------------------------------------------------------------------
+
+    def vms(self, set_name: str) -> list[dict[str, Any]]:
+        query = f"'virtualMachineScaleSet/id' eq '{docs.set_id(set_name)}'"
+        return [vm.as_dict() for vm in self.compute.virtual_machines.list(docs.GROUP, filter=query)]
+
+    def public_ips_of(self, vm: dict[str, Any]) -> list[str]:
+        found = []
+        for ref in vm["properties"]["networkProfile"]["networkInterfaces"]:
+            nic = self.network.network_interfaces.get(docs.GROUP, ref["id"].rsplit("/", 1)[-1]).as_dict()
+            for config in nic["properties"]["ipConfigurations"]:
+                if config.get("properties", {}).get("publicIPAddress"):
+                    found.append(config["properties"]["publicIPAddress"]["id"])
+        return found
+
+    def public_ip_count(self) -> int:
+        return len(list(self.network.public_ip_addresses.list(docs.GROUP)))
+
+    def arm_writes(self) -> int:
+        return int(self.sim.write_count())
+
+    def audit(self) -> list[AuditRecord]:
+        return list(AuditLog(self.local.settings(audit_table=self.audit_table)).records())
+
+    def close(self) -> None:
+        with self._lock:
+            self._listening = False
+        self.compute.close()
+        self.network.close()
+
+    def __enter__(self) -> Estate:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

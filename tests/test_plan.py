@@ -1,0 +1,107 @@
+"""Specification of the pure planner: given an observed set and a mode, these are the writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import arm_docs as docs
+
+from remediation.model import (
+    ActionKind,
+    Instance,
+    Mode,
+    NetworkInterface,
+    ObservedSet,
+    Origin,
+    ScaleSet,
+    VirtualMachine,
+)
+from remediation.plan import classify_origin, nic_without_public_ips, plan
+from remediation.policy import restriction_for
+
+
+def observed(*pairs: tuple[dict, list[dict]], tags: dict[str, str] | None = None) -> ObservedSet:  # type: ignore[type-arg]
+    scale_set = ScaleSet.from_arm(docs.scale_set("web", tags=tags or {"remediation.mode": "strip"}))
+    instances = tuple(
+        Instance(VirtualMachine.from_arm(vm), tuple(NetworkInterface.from_arm(n) for n in nics))
+        for vm, nics in pairs
+    )
+    return ObservedSet(scale_set, instances, datetime.now(UTC))
+
+
+AUTOSCALED = (
+    docs.flex_instance("web", "0a1b2c3d", "web1234Nic-0a1b2c3d"),
+    [docs.nic("web1234Nic-0a1b2c3d", "web_0a1b2c3d", "pip1")],
+)
+HAND_ADDED = (
+    docs.hand_added_vm("web", "app-vm-01", "app-vm-01-nic"),
+    [docs.nic("app-vm-01-nic", "app-vm-01", "pip2")],
+)
+CLEAN = (
+    docs.flex_instance("web", "99999999", "web5678Nic-99999999"),
+    [docs.nic("web5678Nic-99999999", "web_99999999")],
+)
+
+
+def test_an_autoscaled_instance_with_a_public_ip_is_stripped_then_its_ip_deleted() -> None:
+    result = plan(observed(AUTOSCALED, CLEAN), Mode.STRIP)
+    assert [a.kind for a in result.actions] == [ActionKind.DETACH_PUBLIC_IP, ActionKind.DELETE_PUBLIC_IP]
+    detach, delete = result.actions
+    assert detach.target.name == "web1234Nic-0a1b2c3d"
+    assert detach.if_match == 'W/"1"'
+    assert delete.target.name == "pip1"
+    assert len(result.findings) == 1 and result.findings[0].origin is Origin.SCALE_SET
+
+
+def test_the_nic_body_keeps_everything_but_the_public_ip() -> None:
+    nic = NetworkInterface.from_arm(docs.nic("n", "vm", "pip1"))
+    body = nic_without_public_ips(nic)
+    config = body["properties"]["ipConfigurations"][0]
+    assert "publicIPAddress" not in config["properties"]
+    assert config["properties"]["subnet"] == {"id": docs.SUBNET}
+    assert body["etag"] == 'W/"1"' and body["location"] == docs.LOCATION
+    assert "publicIPAddress" in nic.raw["properties"]["ipConfigurations"][0]["properties"], "input untouched"
+
+
+def test_a_hand_added_vm_is_never_written_even_with_a_public_ip() -> None:
+    result = plan(observed(HAND_ADDED), Mode.STRIP)
+    assert result.actions == ()
+    ((finding, reason),) = result.skipped
+    assert finding.origin is Origin.HAND_ADDED and "only scale-set-created" in reason
+
+
+def test_audit_mode_records_findings_and_writes_nothing() -> None:
+    result = plan(observed(AUTOSCALED), Mode.AUDIT)
+    assert result.actions == () and len(result.findings) == 1
+    assert result.skipped[0][1] == "mode is audit: recorded only"
+
+
+def test_origin_evidence_is_recorded_piece_by_piece() -> None:
+    scale_set = ScaleSet.from_arm(docs.scale_set("web"))
+    vm = VirtualMachine.from_arm(AUTOSCALED[0])
+    origin, evidence = classify_origin(scale_set, vm, (NetworkInterface.from_arm(AUTOSCALED[1][0]),))
+    assert origin is Origin.SCALE_SET
+    assert evidence == (
+        "vm name matches web_<8 hex>",
+        "nic names are not prefixed by the vm name",
+        "vm networkProfile has networkInterfaceConfigurations with networkApiVersion",
+        "computerName 'weba1b2c3' starts with the set's prefix 'web'",
+    )
+
+
+def test_a_vm_named_like_an_instance_but_built_by_hand_is_unknown_and_left_alone() -> None:
+    vm_doc = docs.hand_added_vm("web", "web_0badcafe", "web_0badcafe-nic")
+    result = plan(observed((vm_doc, [docs.nic("web_0badcafe-nic", "web_0badcafe", "pip3")])), Mode.STRIP)
+    assert result.actions == ()
+    assert result.findings[0].origin is Origin.UNKNOWN
+
+
+def test_restriction_comes_from_the_mode_tag_and_a_typo_is_audit() -> None:
+    def restriction(tags: dict[str, str]) -> tuple[Mode | None, str]:
+        verdict = restriction_for(ScaleSet.from_arm(docs.scale_set("web", tags=tags)))
+        return verdict.mode, verdict.reason
+
+    assert restriction({}) == (None, "scale set has no 'remediation.mode' tag")
+    assert restriction({"Remediation.Mode": "Strip"})[0] is Mode.STRIP
+    mode, reason = restriction({"remediation.mode": "stirp"})
+    assert mode is Mode.AUDIT and "'stirp' is not one of" in reason
