@@ -12,8 +12,11 @@ hand-added VM was written to.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -147,15 +150,19 @@ class EventGridDelivery:
                 time.sleep(0.2 * attempt)
 
 
+@functools.cache
+def _indexed_functions() -> dict[str, Any]:
+    import function_app
+
+    # The host indexes once; indexing again raises on the (same) function names.
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
 def invoke_function(event: Mapping[str, Any]) -> None:
     """Call the indexed Event Grid function with a real azure.functions.EventGridEvent."""
     import azure.functions as func
 
-    import function_app
-
-    function = next(
-        f for f in function_app.app.get_functions() if f.get_function_name() == "on_resource_event"
-    )
+    function = _indexed_functions()["on_resource_event"]
     event_time = datetime.fromisoformat(str(event["eventTime"]).replace("Z", "+00:00"))
     function.get_user_function()(
         func.EventGridEvent(
@@ -211,13 +218,21 @@ def _short(resource_id: str) -> str:
 
 
 def print_audit(records: list[AuditRecord], out: TextIO) -> None:
-    out.write(f"\n{'time':<15} {'kind':<10} {'instance':<24} {'action':<17} {'result':<10} reason\n")
+    """The audit log, one line a record, resource ids shortened to names (`remediation audit` has all)."""
+    out.write(f"\n{'time':<13} {'kind':<9} {'resource':<26} {'action':<33} {'result':<10} reason\n")
     for record in records:
+        resource = _short(record.instance) or _short(record.scale_set) or _short(record.resource)
+        reason = record.reason or record.error
+        if record.kind.value == "received":
+            reason = record.operation
         out.write(
-            f"{record.time.strftime('%H:%M:%S.%f')[:-3]:<15} {record.kind.value:<10} "
-            f"{_short(record.instance) or _short(record.scale_set):<24} {record.action:<17} "
-            f"{record.result:<10} {record.reason or record.error}\n"
+            f"{record.time.strftime('%H:%M:%S.%f')[:-3]:<13} {record.kind.value:<9} {resource:<26} "
+            f"{record.action:<33} {record.result:<10} {_shorten_ids(reason)}\n"
         )
+
+
+def _shorten_ids(text: str) -> str:
+    return re.sub(r"/subscriptions/[^ ]+/([^/ ]+)", r"\1", text)
 
 
 def _public_ips(network: Any, vm_doc: Mapping[str, Any]) -> list[str]:
@@ -276,6 +291,8 @@ def run(out: TextIO = sys.stdout) -> int:
     from azure.mgmt.compute import ComputeManagementClient
     from azure.mgmt.network import NetworkManagementClient
 
+    # The functions library warns on every indexing that auth levels apply to HTTP triggers only.
+    logging.getLogger().setLevel(logging.ERROR)
     out.write("Starting the local Azure stand-in (ARM simulator + Azurite) on loopback...\n")
     with LocalAzure(provision_delay_s=1.0, lro_duration_s=0.2) as local:
         os.environ.update(local.environment(audit_table="demoaudit"))

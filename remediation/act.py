@@ -4,16 +4,15 @@ For every write: the intent is appended to the audit log first (if that fails, A
 propagates and ARM is not touched), then the write is made, then its outcome is appended.
 Findings are remediated in parallel, each finding's writes in order (detach the public IP, then
 delete it: ARM refuses to delete an attached one), with the worker count bounded so a storm
-stays inside ARM's write bucket.
+stays inside ARM's write bucket. After its writes each finding is verified by reading ARM again.
 
-A 412 is not an error here: it means the NIC changed since it was read. The finding is recorded
+A 412 is not an error here: it means the NIC (or set) changed since it was read. The finding is recorded
 as a conflict and reported back, and the engine re-reads and re-plans.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -55,6 +54,18 @@ class Context:
             )
         values.update(fields)
         return AuditRecord(kind=kind, **values)  # type: ignore[arg-type]
+
+
+def describe(action: Action) -> str:
+    """The write in words, for the intent record (the ids are in the record's own fields)."""
+    name = action.target.name
+    if action.kind is ActionKind.DETACH_PUBLIC_IP:
+        return f"PUT NIC {name} without its public IP, If-Match {action.if_match}"
+    if action.kind is ActionKind.DELETE_PUBLIC_IP:
+        return f"DELETE public IP {name}, now detached"
+    if action.kind is ActionKind.DELETE_VM:
+        return f"DELETE VM {name}: created by the set with a public IP"
+    return f"PUT scale set {name} with capacity 0, If-Match {action.if_match}"
 
 
 @dataclass(frozen=True)
@@ -109,29 +120,33 @@ class Executor:
                 return FindingOutcome(finding, Result.CONFLICT)
             if action.kind is ActionKind.DETACH_PUBLIC_IP:
                 detached_at = time.time()
-        self._verify(finding, plan, context)
+        self._verify(finding, actions, plan, context)
         return FindingOutcome(finding, Result.SUCCEEDED, detached_at)
 
-    def _write(self, action: Action, plan: Plan, context: Context) -> WriteResult:
-        perform: Callable[[], WriteResult]
+    def _perform(self, action: Action) -> WriteResult:
         if action.kind is ActionKind.DETACH_PUBLIC_IP:
             assert action.body is not None
-            body = action.body
-            perform = lambda: self._arm.put_nic(action.target, body, action.if_match)  # noqa: E731
-        else:
-            perform = lambda: self._arm.delete_public_ip(action.target)  # noqa: E731
+            return self._arm.put_nic(action.target, action.body, action.if_match)
+        if action.kind is ActionKind.DELETE_PUBLIC_IP:
+            return self._arm.delete_public_ip(action.target)
+        if action.kind is ActionKind.DELETE_VM:
+            return self._arm.delete_vm(action.target)
+        assert action.body is not None
+        return self._arm.put_scale_set(action.target, action.body, action.if_match)
+
+    def _write(self, action: Action, plan: Plan, context: Context) -> WriteResult:
         intent = self._audit.append(
             context.record(
                 RecordKind.INTENT,
                 action.finding,
                 mode=plan.mode.value,
                 action=action.kind.value,
-                reason=f"{action.kind.value} {action.target}",
+                reason=describe(action),
             )
         )
         started = time.monotonic()
         try:
-            result = perform()
+            result = self._perform(action)
         except ArmError as error:
             outcome = Result.CONFLICT if isinstance(error, PreconditionFailed) else Result.FAILED
             self._audit.append(
@@ -162,22 +177,32 @@ class Executor:
         )
         return result
 
-    def _verify(self, finding: Finding, plan: Plan, context: Context) -> None:
-        """Re-read the NIC: the remediation counts only if ARM now shows no public IP on it."""
-        nic = self._arm.get_nic(finding.nic.id)
-        remaining = nic.public_ip_ids if nic is not None else ()
-        if remaining:
+    def _still_wrong(self, finding: Finding, kinds: set[ActionKind]) -> str:
+        """Re-read what was written: the remediation counts only if ARM now shows it done."""
+        if ActionKind.DETACH_PUBLIC_IP in kinds:
+            nic = self._arm.get_nic(finding.nic.id)
+            remaining = nic.public_ip_ids if nic is not None else ()
+            return "the NIC still carries " + ", ".join(ip.value for ip in remaining) if remaining else ""
+        if ActionKind.DELETE_VM in kinds:
+            return "the VM still exists" if self._arm.get_vm(finding.instance.id) is not None else ""
+        scale_set = self._arm.get_scale_set(finding.scale_set.id)
+        if scale_set is not None and scale_set.capacity != 0:
+            return f"the set's capacity is {scale_set.capacity}, not 0"
+        return ""
+
+    def _verify(self, finding: Finding, actions: list[Action], plan: Plan, context: Context) -> None:
+        problem = self._still_wrong(finding, {action.kind for action in actions})
+        if problem:
             self._audit.append(
                 context.record(
                     RecordKind.ERROR,
                     finding,
                     mode=plan.mode.value,
                     result=Result.FAILED.value,
-                    error="after remediation the NIC still carries "
-                    + ", ".join(ip.value for ip in remaining),
+                    error=f"after remediation {problem}",
                 )
             )
-            raise ArmError(None, "VerificationFailed", f"NIC {finding.nic.id} still carries a public IP")
+            raise ArmError(None, "VerificationFailed", f"{finding.instance.id}: after remediation {problem}")
         self._audit.append(
             context.record(RecordKind.VERIFIED, finding, mode=plan.mode.value, result=Result.SUCCEEDED.value)
         )

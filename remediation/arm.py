@@ -304,6 +304,30 @@ class ArmGateway:
             )
         )
 
+    @arm_operation("Microsoft.Compute/virtualMachines/delete")
+    def delete_vm(self, vm_id: ResourceId) -> WriteResult:
+        client = self._compute_client(vm_id.subscription)
+        return self._write(
+            lambda **hooks: client.virtual_machines.begin_delete(vm_id.resource_group, vm_id.name, **hooks)
+        )
+
+    @arm_operation("Microsoft.Compute/virtualMachineScaleSets/write")
+    def put_scale_set(self, set_id: ResourceId, body: Mapping[str, Any], if_match: str) -> WriteResult:
+        """Replace a scale set (used for capacity 0), only if it still carries ``if_match``."""
+        client = self._compute_client(set_id.subscription)
+        headers = {"If-Match": if_match} if if_match else {}
+        payload = json.dumps(body).encode()
+        return self._write(
+            lambda **hooks: client.virtual_machine_scale_sets.begin_create_or_update(
+                set_id.resource_group,
+                set_id.name,
+                io.BytesIO(payload),
+                content_type="application/json",
+                headers=headers,
+                **hooks,
+            )
+        )
+
     @arm_operation("Microsoft.Network/publicIPAddresses/delete")
     def delete_public_ip(self, ip_id: ResourceId) -> WriteResult:
         client = self._network_client(ip_id.subscription)

@@ -49,6 +49,7 @@ class AuditRecord:
     event_type: str = ""
     operation: str = ""
     caller: str = ""
+    resource: str = ""  # the resource the event named
     scale_set: str = ""
     instance: str = ""
     nic: str = ""

@@ -24,7 +24,7 @@ from remediation.events import parse_event
 from remediation.model import Mode, Plan, RecordKind, Rejection, ResourceId, Result
 from remediation.observe import Unresolvable, observe_set, owning_scale_set
 from remediation.plan import plan
-from remediation.policy import restriction_for
+from remediation.policy import restriction_for, today_utc
 from remediation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,12 @@ class Remediator:
     def handle(self, event: object, *, replay_of: str = "") -> Handled:
         started = time.monotonic()
         trigger = parse_event(event)
+        if not isinstance(trigger, Rejection) and not self.settings.policy.monitors(trigger.subscription_id):
+            trigger = Rejection(
+                trigger.event_id,
+                f"subscription {trigger.subscription_id} is not monitored",
+                trigger.event_type,
+            )
         if isinstance(trigger, Rejection):
             self.audit.append(
                 Context(event_id=trigger.event_id, event_type=trigger.event_type, replay_of=replay_of).record(
@@ -83,12 +89,18 @@ class Remediator:
         if self.audit.was_handled(trigger.event_id):
             self.audit.append(context.record(RecordKind.DUPLICATE, reason="event was handled before"))
             return Handled(trigger.event_id, "duplicate", elapsed_s=time.monotonic() - started)
-        self.audit.append(context.record(RecordKind.RECEIVED, reason=trigger.resource_id.value))
+        self.audit.append(context.record(RecordKind.RECEIVED, resource=trigger.resource_id.value))
 
         try:
             set_id = owning_scale_set(self.arm, trigger.resource_id)
         except Unresolvable as unresolvable:
-            self.audit.append(context.record(RecordKind.DECISION, reason=f"nothing to do: {unresolvable}"))
+            self.audit.append(
+                context.record(
+                    RecordKind.DECISION,
+                    resource=trigger.resource_id.value,
+                    reason=f"nothing to do: {unresolvable}",
+                )
+            )
             self.audit.mark_handled(trigger.event_id, "ignored")
             return Handled(
                 trigger.event_id, "ignored", str(unresolvable), elapsed_s=time.monotonic() - started
@@ -106,7 +118,7 @@ class Remediator:
                 reason = "scale set no longer exists"
                 self.audit.append(context.record(RecordKind.DECISION, scale_set=set_id.value, reason=reason))
                 return ReconcileResult(set_id, None, reason)
-            restriction = restriction_for(observed.scale_set)
+            restriction = restriction_for(observed.scale_set, self.settings.policy)
             if restriction.mode is None:
                 self.audit.append(
                     context.record(
@@ -117,7 +129,7 @@ class Remediator:
                 )
                 return ReconcileResult(set_id, None, restriction.reason)
 
-            the_plan = plan(observed, restriction.mode)
+            the_plan = plan(observed, restriction.mode, self.settings.policy, today_utc())
             self._record_decisions(the_plan, context, set_id, len(observed.instances), restriction.reason)
             if self.settings.dry_run or not the_plan.actions:
                 return ReconcileResult(set_id, restriction.mode, restriction.reason, len(the_plan.findings))
@@ -141,6 +153,16 @@ class Remediator:
         self, the_plan: Plan, context: Context, set_id: ResourceId, instances: int, why_restricted: str
     ) -> None:
         dry_run = self.settings.dry_run
+        for note in the_plan.notes:
+            self.audit.append(
+                context.record(
+                    RecordKind.DECISION,
+                    scale_set=set_id.value,
+                    mode=the_plan.mode.value,
+                    reason=note,
+                    dry_run=dry_run,
+                )
+            )
         if not the_plan.findings:
             self.audit.append(
                 context.record(
@@ -152,10 +174,12 @@ class Remediator:
                 )
             )
             return
-        planned = {id(action.finding): action.kind.value for action in the_plan.actions}
+        planned: dict[int, list[str]] = {}
+        for planned_action in the_plan.actions:
+            planned.setdefault(id(planned_action.finding), []).append(planned_action.kind.value)
         skipped = {id(finding): why for finding, why in the_plan.skipped}
         for finding in the_plan.findings:
-            action = planned.get(id(finding), "none")
+            action = "+".join(planned.get(id(finding), ["none"]))
             reason = skipped.get(id(finding)) or (
                 "dry run: would remediate" if dry_run else f"restricted ({why_restricted}): remediate"
             )

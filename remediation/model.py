@@ -135,8 +135,10 @@ class Origin(enum.StrEnum):
 
 
 class ActionKind(enum.StrEnum):
-    DETACH_PUBLIC_IP = "detach-public-ip"
-    DELETE_PUBLIC_IP = "delete-public-ip"
+    DETACH_PUBLIC_IP = "detach-public-ip"  # PUT the NIC without it (If-Match)
+    DELETE_PUBLIC_IP = "delete-public-ip"  # after the detach: ARM refuses to delete an attached IP
+    DELETE_VM = "delete-vm"  # evict
+    SET_CAPACITY_ZERO = "set-capacity-zero"  # scale-to-zero (If-Match)
 
 
 class RecordKind(enum.StrEnum):
@@ -243,6 +245,8 @@ class ScaleSet:
     tags: Mapping[str, str]
     etag: str
     provisioning_state: str
+    # The wire document as read: a capacity change is a PUT of the whole resource.
+    raw: Mapping[str, Any] = field(compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -267,6 +271,7 @@ class ScaleSet:
             tags=_tags(doc),
             etag=str(doc.get("etag") or ""),
             provisioning_state=str(props.get("provisioningState") or ""),
+            raw=doc,
         )
 
 
@@ -404,7 +409,7 @@ class Action:
     kind: ActionKind
     finding: Finding
     target: ResourceId
-    # For DETACH_PUBLIC_IP: the NIC document to PUT, and the etag it must still carry.
+    # For the PUTs (detach, capacity): the document to PUT, and the etag it must still carry.
     body: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
     if_match: str = ""
 
@@ -417,3 +422,4 @@ class Plan:
     findings: tuple[Finding, ...]
     actions: tuple[Action, ...]
     skipped: tuple[tuple[Finding, str], ...]  # findings we leave alone, each with the reason
+    notes: tuple[str, ...] = ()  # set-level facts worth a record (e.g. what scale-to-zero would delete)

@@ -6,14 +6,17 @@ happen in ``act``, which carries out a Plan.
 
 Azure has no flag that says "the scale set created this VM". ``classify_origin`` weighs the
 evidence DESIGN.md lists and records each piece, so a reviewer can see why an instance was, or
-was not, touched. Only instances classified as created by the scale set are remediated: a VM
-attached by hand is the owners' business, and an unclear one is left alone and reported.
+was not, touched. By default only instances classified as created by the scale set are
+remediated: a VM attached by hand is the owners' business, and an unclear one is left alone and
+reported (the policy can widen this). Exempt instances (a current ``remediation.exempt-until``
+tag on the VM or NIC) are reported and left alone.
 """
 
 from __future__ import annotations
 
 import copy
 import re
+from datetime import date
 from typing import Any
 
 from remediation.model import (
@@ -25,14 +28,13 @@ from remediation.model import (
     ObservedSet,
     Origin,
     Plan,
+    ResourceId,
     ScaleSet,
     VirtualMachine,
 )
+from remediation.policy import Policy, exemption
 
 _INSTANCE_SUFFIX = re.compile(r"^_[0-9a-f]{8}$")
-
-# Modes whose remediation this version carries out; the others are planned as audit.
-_ACTING_MODES = frozenset({Mode.STRIP})
 
 
 def classify_origin(
@@ -92,35 +94,96 @@ def find_violations(observed: ObservedSet) -> tuple[Finding, ...]:
     return tuple(findings)
 
 
-def plan(observed: ObservedSet, mode: Mode) -> Plan:
-    """What to do about ``observed`` in ``mode``: the findings, the writes, and what is left alone."""
+def _why_left_alone(finding: Finding, mode: Mode, policy: Policy, today: date) -> str | None:
+    exempt = exemption(finding.instance.tags, today) or exemption(finding.nic.tags, today)
+    if exempt:
+        return exempt
+    if finding.origin not in policy.remediate_origins:
+        allowed = ", ".join(sorted(o.value for o in policy.remediate_origins))
+        return f"instance origin is {finding.origin.value}: only {allowed} instances are remediated"
+    if mode is Mode.AUDIT:
+        return "mode is audit: recorded only"
+    return None
+
+
+def _strip(finding: Finding, policy: Policy) -> list[Action]:
+    actions = [
+        Action(
+            ActionKind.DETACH_PUBLIC_IP,
+            finding,
+            target=finding.nic.id,
+            body=nic_without_public_ips(finding.nic),
+            if_match=finding.nic.etag,
+        )
+    ]
+    if not policy.keep_detached_public_ips:
+        actions.extend(
+            Action(ActionKind.DELETE_PUBLIC_IP, finding, target=ip) for ip in finding.public_ip_ids
+        )
+    return actions
+
+
+def _scale_to_zero(
+    observed: ObservedSet, to_remediate: list[Finding], policy: Policy
+) -> tuple[list[Action], list[tuple[Finding, str]], list[str]]:
+    """Capacity 0 for the whole set, unless that could take VMs a person attached.
+
+    Whether lowering a Flexible set's capacity deletes hand-attached VMs is undocumented, so a set
+    with any instance not known to be scale-set-created is refused unless configured otherwise.
+    """
+    scale_set = observed.scale_set
+    origins = {
+        instance.vm.name: classify_origin(scale_set, instance.vm, instance.nics)[0]
+        for instance in observed.instances
+    }
+    would_delete = sorted(name for name, origin in origins.items() if origin is Origin.SCALE_SET)
+    at_risk = sorted(name for name, origin in origins.items() if origin is not Origin.SCALE_SET)
+    notes = [f"capacity {scale_set.capacity} -> 0 would delete: {', '.join(would_delete) or 'nothing'}"]
+    if at_risk:
+        notes.append(f"capacity 0 may also delete VMs not created by the set: {', '.join(at_risk)}")
+    if at_risk and not policy.allow_deleting_hand_added:
+        reason = (
+            "scale-to-zero refused: the set has VMs it did not create ("
+            + ", ".join(at_risk)
+            + ") and whether capacity 0 deletes them is undocumented; "
+            "set scale_to_zero.allow_deleting_hand_added to allow it"
+        )
+        return [], [(finding, reason) for finding in to_remediate], notes
+    body = copy.deepcopy(dict(scale_set.raw))
+    body.setdefault("sku", {})["capacity"] = 0
+    action = Action(
+        ActionKind.SET_CAPACITY_ZERO, to_remediate[0], target=scale_set.id, body=body, if_match=scale_set.etag
+    )
+    return [action], [], notes
+
+
+def plan(observed: ObservedSet, mode: Mode, policy: Policy, today: date) -> Plan:
+    """What to do about ``observed`` in ``mode``: the findings, the writes, and what is left alone.
+
+    ``today`` decides which exemptions are current (passed in: this module reads no clock).
+    """
     findings = find_violations(observed)
-    actions: list[Action] = []
     skipped: list[tuple[Finding, str]] = []
+    to_remediate: list[Finding] = []
     for finding in findings:
-        if finding.origin is not Origin.SCALE_SET:
-            skipped.append(
-                (
-                    finding,
-                    f"instance origin is {finding.origin.value}: "
-                    "only scale-set-created instances are remediated",
-                )
-            )
-        elif mode is Mode.AUDIT:
-            skipped.append((finding, "mode is audit: recorded only"))
-        elif mode not in _ACTING_MODES:
-            skipped.append((finding, f"mode {mode.value} is not carried out by this version: recorded only"))
+        reason = _why_left_alone(finding, mode, policy, today)
+        if reason is None:
+            to_remediate.append(finding)
         else:
-            actions.append(
-                Action(
-                    ActionKind.DETACH_PUBLIC_IP,
-                    finding,
-                    target=finding.nic.id,
-                    body=nic_without_public_ips(finding.nic),
-                    if_match=finding.nic.etag,
-                )
-            )
-            actions.extend(
-                Action(ActionKind.DELETE_PUBLIC_IP, finding, target=ip) for ip in finding.public_ip_ids
-            )
-    return Plan(mode, findings, tuple(actions), tuple(skipped))
+            skipped.append((finding, reason))
+
+    actions: list[Action] = []
+    notes: list[str] = []
+    if mode is Mode.STRIP:
+        for finding in to_remediate:
+            actions.extend(_strip(finding, policy))
+    elif mode is Mode.EVICT:
+        evicted: set[ResourceId] = set()
+        for finding in to_remediate:
+            if finding.instance.id not in evicted:  # one delete per VM, however many NICs it has
+                evicted.add(finding.instance.id)
+                actions.append(Action(ActionKind.DELETE_VM, finding, target=finding.instance.id))
+    elif mode is Mode.SCALE_TO_ZERO and to_remediate:
+        actions, refused, notes = _scale_to_zero(observed, to_remediate, policy)
+        skipped.extend(refused)
+    return Plan(mode, findings, tuple(actions), tuple(skipped), tuple(notes))

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlparse
+
+from remediation.policy import Policy, PolicyError, load_policy
 
 PUBLIC_CLOUD_ARM = "https://management.azure.com"
 
@@ -34,6 +37,8 @@ class Settings:
     audit_table: str = "remediationaudit"
     # A global dry run: plan and record, never write to ARM.
     dry_run: bool = False
+    # Restricted scopes, exemptions and mode options (see policy.py); from JSON in an app setting or a file.
+    policy: Policy = field(default_factory=Policy)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -73,6 +78,7 @@ class Settings:
             audit_table_endpoint=text("AUDIT_TABLE_ENDPOINT", "").rstrip("/"),
             audit_table=text("AUDIT_TABLE", "remediationaudit"),
             dry_run=flag("REMEDIATION_DRY_RUN"),
+            policy=_policy(env),
         )
         settings.validate()
         return settings
@@ -97,3 +103,22 @@ class Settings:
         table = self.audit_table
         if not (3 <= len(table) <= 63 and table.isalnum() and table[0].isalpha()):
             raise SettingsError(f"AUDIT_TABLE={table!r}: 3-63 letters and digits, starting with a letter")
+
+
+def _policy(env: Mapping[str, str]) -> Policy:
+    inline = env.get("REMEDIATION_POLICY", "").strip()
+    path = env.get("REMEDIATION_POLICY_FILE", "").strip()
+    if inline and path:
+        raise SettingsError("set REMEDIATION_POLICY or REMEDIATION_POLICY_FILE, not both")
+    try:
+        if path:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as error:
+                raise SettingsError(
+                    f"REMEDIATION_POLICY_FILE={path!r} cannot be read: {error.strerror}"
+                ) from None
+            return load_policy(text, source=f"REMEDIATION_POLICY_FILE {path}")
+        return load_policy(inline, source="REMEDIATION_POLICY")
+    except PolicyError as error:
+        raise SettingsError(str(error)) from None

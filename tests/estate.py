@@ -3,6 +3,7 @@ cause to the indexed function app, and reads back what was written to ARM and th
 
 from __future__ import annotations
 
+import functools
 import threading
 from datetime import datetime
 from types import TracebackType
@@ -18,12 +19,15 @@ from remediation.audit import AuditLog, AuditRecord
 from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
 
 
+@functools.cache
+def _indexed() -> dict[str, Any]:
+    # The host indexes once; indexing again raises on the (same) function names.
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
 def indexed_function(name: str) -> Any:
     """The user function behind a trigger, found the way the Functions host finds it."""
-    for function in function_app.app.get_functions():
-        if function.get_function_name() == name:
-            return function.get_user_function()
-    raise LookupError(f"function_app.app has no function {name!r}")
+    return _indexed()[name].get_user_function()
 
 
 def as_function_event(event: dict[str, Any]) -> func.EventGridEvent:

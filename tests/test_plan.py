@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import arm_docs as docs
 
@@ -17,7 +17,9 @@ from remediation.model import (
     VirtualMachine,
 )
 from remediation.plan import classify_origin, nic_without_public_ips, plan
-from remediation.policy import restriction_for
+from remediation.policy import Policy, restriction_for
+
+TODAY = date(2026, 11, 21)
 
 
 def observed(*pairs: tuple[dict, list[dict]], tags: dict[str, str] | None = None) -> ObservedSet:  # type: ignore[type-arg]
@@ -44,7 +46,7 @@ CLEAN = (
 
 
 def test_an_autoscaled_instance_with_a_public_ip_is_stripped_then_its_ip_deleted() -> None:
-    result = plan(observed(AUTOSCALED, CLEAN), Mode.STRIP)
+    result = plan(observed(AUTOSCALED, CLEAN), Mode.STRIP, Policy(), TODAY)
     assert [a.kind for a in result.actions] == [ActionKind.DETACH_PUBLIC_IP, ActionKind.DELETE_PUBLIC_IP]
     detach, delete = result.actions
     assert detach.target.name == "web1234Nic-0a1b2c3d"
@@ -64,14 +66,14 @@ def test_the_nic_body_keeps_everything_but_the_public_ip() -> None:
 
 
 def test_a_hand_added_vm_is_never_written_even_with_a_public_ip() -> None:
-    result = plan(observed(HAND_ADDED), Mode.STRIP)
+    result = plan(observed(HAND_ADDED), Mode.STRIP, Policy(), TODAY)
     assert result.actions == ()
     ((finding, reason),) = result.skipped
-    assert finding.origin is Origin.HAND_ADDED and "only scale-set-created" in reason
+    assert finding.origin is Origin.HAND_ADDED and "only scale-set instances are remediated" in reason
 
 
 def test_audit_mode_records_findings_and_writes_nothing() -> None:
-    result = plan(observed(AUTOSCALED), Mode.AUDIT)
+    result = plan(observed(AUTOSCALED), Mode.AUDIT, Policy(), TODAY)
     assert result.actions == () and len(result.findings) == 1
     assert result.skipped[0][1] == "mode is audit: recorded only"
 
@@ -91,7 +93,12 @@ def test_origin_evidence_is_recorded_piece_by_piece() -> None:
 
 def test_a_vm_named_like_an_instance_but_built_by_hand_is_unknown_and_left_alone() -> None:
     vm_doc = docs.hand_added_vm("web", "web_0badcafe", "web_0badcafe-nic")
-    result = plan(observed((vm_doc, [docs.nic("web_0badcafe-nic", "web_0badcafe", "pip3")])), Mode.STRIP)
+    result = plan(
+        observed((vm_doc, [docs.nic("web_0badcafe-nic", "web_0badcafe", "pip3")])),
+        Mode.STRIP,
+        Policy(),
+        TODAY,
+    )
     assert result.actions == ()
     assert result.findings[0].origin is Origin.UNKNOWN
 
@@ -101,7 +108,7 @@ def test_restriction_comes_from_the_mode_tag_and_a_typo_is_audit() -> None:
         verdict = restriction_for(ScaleSet.from_arm(docs.scale_set("web", tags=tags)))
         return verdict.mode, verdict.reason
 
-    assert restriction({}) == (None, "scale set has no 'remediation.mode' tag")
+    assert restriction({}) == (None, "scale set has no 'remediation.mode' tag and is in no configured scope")
     assert restriction({"Remediation.Mode": "Strip"})[0] is Mode.STRIP
     mode, reason = restriction({"remediation.mode": "stirp"})
     assert mode is Mode.AUDIT and "'stirp' is not one of" in reason
