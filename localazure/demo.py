@@ -12,7 +12,6 @@ hand-added VM was written to.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import queue
@@ -24,6 +23,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
+from localazure.host import deliver_event_grid
 from localazure.stack import LocalAzure
 from remediation.arm import LoopbackCredential
 from remediation.audit import AuditLog, AuditRecord
@@ -150,33 +150,6 @@ class EventGridDelivery:
                 time.sleep(0.2 * attempt)
 
 
-@functools.cache
-def _indexed_functions() -> dict[str, Any]:
-    import function_app
-
-    # The host indexes once; indexing again raises on the (same) function names.
-    return {f.get_function_name(): f for f in function_app.app.get_functions()}
-
-
-def invoke_function(event: Mapping[str, Any]) -> None:
-    """Call the indexed Event Grid function with a real azure.functions.EventGridEvent."""
-    import azure.functions as func
-
-    function = _indexed_functions()["on_resource_event"]
-    event_time = datetime.fromisoformat(str(event["eventTime"]).replace("Z", "+00:00"))
-    function.get_user_function()(
-        func.EventGridEvent(
-            id=str(event["id"]),
-            data=event["data"],
-            topic=str(event["topic"]),
-            subject=str(event["subject"]),
-            event_type=str(event["eventType"]),
-            event_time=event_time,
-            data_version=str(event["dataVersion"]),
-        )
-    )
-
-
 def build_estate(compute: Any, network: Any) -> None:
     compute.virtual_machine_scale_sets.begin_create_or_update(GROUP, SET_NAME, scale_set_body(0)).result()
     set_id = (
@@ -296,7 +269,7 @@ def run(out: TextIO = sys.stdout) -> int:
     out.write("Starting the local Azure stand-in (ARM simulator + Azurite) on loopback...\n")
     with LocalAzure(provision_delay_s=1.0, lro_duration_s=0.2) as local:
         os.environ.update(local.environment(audit_table="demoaudit"))
-        delivery = EventGridDelivery(invoke_function)
+        delivery = EventGridDelivery(deliver_event_grid)
         local.arm.add_event_sink(delivery.publish)
         delivery.start()
         options: dict[str, Any] = {

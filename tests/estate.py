@@ -3,45 +3,17 @@ cause to the indexed function app, and reads back what was written to ARM and th
 
 from __future__ import annotations
 
-import functools
 import threading
-from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 import arm_docs as docs
-import azure.functions as func
 
-import function_app
+from localazure.host import deliver_event_grid
 from localazure.stack import LocalAzure
 from remediation.arm import LoopbackCredential
 from remediation.audit import AuditLog, AuditRecord
 from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
-
-
-@functools.cache
-def _indexed() -> dict[str, Any]:
-    # The host indexes once; indexing again raises on the (same) function names.
-    return {f.get_function_name(): f for f in function_app.app.get_functions()}
-
-
-def indexed_function(name: str) -> Any:
-    """The user function behind a trigger, found the way the Functions host finds it."""
-    return _indexed()[name].get_user_function()
-
-
-def as_function_event(event: dict[str, Any]) -> func.EventGridEvent:
-    return func.EventGridEvent(
-        id=event.get("id"),  # type: ignore[arg-type]
-        data=event.get("data"),  # type: ignore[arg-type]  # the host passes whatever JSON came
-        topic=event.get("topic"),  # type: ignore[arg-type]
-        subject=event.get("subject"),  # type: ignore[arg-type]
-        event_type=event.get("eventType"),  # type: ignore[arg-type]
-        event_time=datetime.fromisoformat(str(event["eventTime"]).replace("Z", "+00:00"))
-        if event.get("eventTime")
-        else None,
-        data_version=event.get("dataVersion"),  # type: ignore[arg-type]
-    )
 
 
 class Estate:
@@ -117,7 +89,7 @@ class Estate:
         ]
 
     def deliver(self, event: dict[str, Any]) -> None:
-        indexed_function("on_resource_event")(as_function_event(event))
+        deliver_event_grid(event)
 
     # -- reading back ----------------------------------------------------------------------
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from estate import Estate, as_function_event, indexed_function
+from estate import Estate
 
+from localazure.host import event_grid_event, user_function
 from remediation.model import RecordKind
 
 STRIP = {"remediation.mode": "strip"}
@@ -127,7 +128,7 @@ def test_a_malformed_event_is_recorded_as_rejected_and_nothing_is_written(
     change(event)
     writes = estate.arm_writes()
 
-    indexed_function("on_resource_event")(as_function_event(event))  # returns normally
+    user_function("on_resource_event")(event_grid_event(event))  # returns normally
 
     assert estate.arm_writes() == writes
     (rejected,) = [r for r in estate.audit() if r.kind is RecordKind.REJECTED]
