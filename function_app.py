@@ -13,7 +13,7 @@ from typing import Any
 import azure.functions as func
 
 from remediation.engine import remediator_for
-from remediation.settings import Settings
+from remediation.settings import STORAGE_CONNECTION, Settings
 
 app = func.FunctionApp()
 log = logging.getLogger("remediation.function_app")
@@ -42,3 +42,15 @@ def on_resource_event(event: func.EventGridEvent) -> None:
     """
     handled = remediator_for(Settings.from_env()).handle(event_grid_payload(event))
     log.info("event %s: %s %s", handled.event_id, handled.status, handled.reason)
+
+
+@app.function_name("on_recheck")
+@app.queue_trigger(arg_name="message", queue_name="%RECHECK_QUEUE%", connection=STORAGE_CONNECTION)
+def on_recheck(message: func.QueueMessage) -> None:
+    """A delayed look at a set whose instances were still being created (the message names the set).
+
+    Raising leaves the message to be retried by the host (and moved to the poison queue after
+    its maximum dequeue count); a malformed message is recorded as rejected and removed.
+    """
+    handled = remediator_for(Settings.from_env()).recheck(message.get_body())
+    log.info("re-check %s: %s %s", handled.event_id, handled.status, handled.reason)

@@ -8,19 +8,31 @@ what runs is exactly the deployed function, triggered the way Azure triggers it.
 from __future__ import annotations
 
 import functools
+import logging
+import threading
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import azure.functions as func
 
+log = logging.getLogger(__name__)
+
+
+_index_lock = threading.Lock()
+
 
 @functools.cache
-def indexed_functions() -> dict[str, Any]:
-    """Index ``function_app.app`` once, as the host does (indexing twice raises on the names)."""
+def _index() -> dict[str, Any]:
     import function_app
 
     return {str(f.get_function_name()): f for f in function_app.app.get_functions()}
+
+
+def indexed_functions() -> dict[str, Any]:
+    """Index ``function_app.app`` once, as the host does (indexing twice raises on the names)."""
+    with _index_lock:
+        return _index()
 
 
 def user_function(name: str) -> Any:
@@ -47,3 +59,42 @@ def event_grid_event(event: Mapping[str, Any]) -> func.EventGridEvent:
 def deliver_event_grid(event: Mapping[str, Any], function: str = "on_resource_event") -> None:
     """Deliver one event to an Event Grid triggered function; raises what the function raises."""
     user_function(function)(event_grid_event(event))
+
+
+def queue_message(body: str, message_id: str = "") -> func.QueueMessage:
+    return func.QueueMessage(id=message_id or None, body=body)
+
+
+def deliver_queue_message(body: str, function: str) -> None:
+    """Deliver one (decoded) queue message to a queue-triggered function."""
+    user_function(function)(queue_message(body))
+
+
+def pump_queue(connection_string: str, queue_name: str, function: str, max_messages: int = 100) -> int:
+    """Deliver the queue's visible messages to ``function`` as the host's queue listener would.
+
+    A message is deleted when the function returns and left to reappear when it raises (the
+    host's retry); returns how many were delivered successfully. Bounded by ``max_messages``.
+    """
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.queue import QueueClient, TextBase64DecodePolicy
+
+    queue = QueueClient.from_connection_string(
+        connection_string, queue_name, message_decode_policy=TextBase64DecodePolicy()
+    )
+    delivered = 0
+    try:
+        with queue:
+            for message in queue.receive_messages(max_messages=32, visibility_timeout=30):
+                if delivered >= max_messages:
+                    break
+                try:
+                    user_function(function)(queue_message(message.content, message.id))
+                except Exception:  # the host leaves a failed message to be retried
+                    log.warning("queue message %s failed; it will be retried", message.id, exc_info=True)
+                    continue
+                queue.delete_message(message)
+                delivered += 1
+    except ResourceNotFoundError:
+        return 0  # nothing was ever queued
+    return delivered

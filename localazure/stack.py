@@ -33,19 +33,27 @@ class LocalAzure:
         finally:
             self.azurite.close()
 
-    def environment(self, audit_table: str = "remediationaudit") -> dict[str, str]:
+    def environment(
+        self, audit_table: str = "remediationaudit", recheck_queue: str = "remediation-recheck"
+    ) -> dict[str, str]:
         """App settings for the remediator, as local.settings.json or the Functions host would set them."""
         return {
             "ARM_ENDPOINT": self.arm.endpoint,
             "ARM_CREDENTIAL": "loopback",
             "ARM_CA_BUNDLE": str(self.arm.ca_bundle),
             "ARM_POLL_INTERVAL_SECONDS": "0.05",
-            "AUDIT_STORAGE_CONNECTION_STRING": self.azurite.connection_string,
+            "RemediationStorage": self.azurite.connection_string,
             "AUDIT_TABLE": audit_table,
+            "RECHECK_QUEUE": recheck_queue,
         }
 
-    def settings(self, audit_table: str = "remediationaudit", **overrides: Any) -> Settings:
-        return replace(Settings.from_env(self.environment(audit_table)), **overrides)
+    def settings(
+        self,
+        audit_table: str = "remediationaudit",
+        recheck_queue: str = "remediation-recheck",
+        **overrides: Any,
+    ) -> Settings:
+        return replace(Settings.from_env(self.environment(audit_table, recheck_queue)), **overrides)
 
     def __enter__(self) -> LocalAzure:
         return self.start()

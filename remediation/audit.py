@@ -1,4 +1,5 @@
-"""The only module that talks to storage: the append-only audit log in Azure Table storage.
+"""The only module that talks to storage: the append-only audit log in Azure Table storage, and
+the queue of delayed re-checks.
 
 Every decision and every write is recorded here, and the intent of a write is recorded before the
 write reaches ARM (DESIGN.md decision 4): if this store cannot be written, ``AuditUnavailable``
@@ -11,10 +12,14 @@ Layout (documented for reviewers in README.md, "Audit log"):
 - table ``<AUDIT_TABLE>events``: one entity per event that was handled to the end, keyed by event
   id; a redelivery of such an event is recorded as a duplicate and not handled again. It is
   written only after handling succeeded, so an event whose handling failed is handled again.
+- queue ``<RECHECK_QUEUE>``: a message naming only a scale set (and the attempt number), hidden
+  for the re-check delay, consumed by the queue-triggered function. Base64 text, as the Functions
+  queue trigger expects by default.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -25,12 +30,19 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from remediation import __version__
-from remediation.model import RecordKind
+from remediation.model import Recheck, RecordKind
 from remediation.settings import Settings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.data.tables import TableClient
+
+
+def _identity(settings: Settings) -> TokenCredential:
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id or None)
+
 
 _KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 
@@ -129,15 +141,11 @@ class AuditLog:
     def _table(settings: Settings, name: str, credential: TokenCredential | None) -> TableClient:
         from azure.data.tables import TableClient
 
-        if settings.audit_connection_string:
-            return TableClient.from_connection_string(settings.audit_connection_string, table_name=name)
-        if credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            credential = DefaultAzureCredential(
-                managed_identity_client_id=settings.managed_identity_client_id or None
-            )
-        return TableClient(settings.audit_table_endpoint, table_name=name, credential=credential)
+        if settings.storage_connection_string:
+            return TableClient.from_connection_string(settings.storage_connection_string, table_name=name)
+        return TableClient(
+            settings.table_endpoint, table_name=name, credential=credential or _identity(settings)
+        )
 
     def _ensure_tables(self) -> None:
         if self._ready:
@@ -214,3 +222,34 @@ class AuditLog:
             record = AuditRecord.from_entity(entity)
             if start <= record.time <= end:
                 yield record
+
+
+class RecheckQueue:
+    def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
+        from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+        encode = TextBase64EncodePolicy()
+        if settings.storage_connection_string:
+            self._queue = QueueClient.from_connection_string(
+                settings.storage_connection_string, settings.recheck_queue, message_encode_policy=encode
+            )
+        else:
+            self._queue = QueueClient(
+                settings.queue_endpoint,
+                settings.recheck_queue,
+                credential=credential or _identity(settings),
+                message_encode_policy=encode,
+            )
+        self._ready = False
+
+    def schedule(self, recheck: Recheck, delay_s: float) -> None:
+        from azure.core.exceptions import AzureError, ResourceExistsError
+
+        try:
+            if not self._ready:
+                with contextlib.suppress(ResourceExistsError):
+                    self._queue.create_queue()
+                self._ready = True
+            self._queue.send_message(recheck.to_message(), visibility_timeout=round(delay_s))
+        except AzureError as error:
+            raise AuditUnavailable(f"re-check of {recheck.scale_set} was not queued: {error}") from error

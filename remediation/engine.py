@@ -12,18 +12,20 @@ raises, so Event Grid redelivers the event and the work is finished later.
 
 from __future__ import annotations
 
-import functools
 import logging
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from remediation.act import Context, Executor, FindingOutcome
 from remediation.arm import ArmError, ArmGateway
-from remediation.audit import AuditLog
-from remediation.events import parse_event
-from remediation.model import Mode, Plan, RecordKind, Rejection, ResourceId, Result
+from remediation.audit import AuditLog, RecheckQueue
+from remediation.coalesce import Coalescer
+from remediation.events import parse_event, parse_recheck
+from remediation.model import Mode, ObservedSet, Plan, Recheck, RecordKind, Rejection, ResourceId, Result
 from remediation.observe import Unresolvable, observe_set, owning_scale_set
-from remediation.plan import plan
+from remediation.plan import plan, still_creating
 from remediation.policy import restriction_for, today_utc
 from remediation.settings import Settings
 
@@ -40,6 +42,7 @@ class ReconcileResult:
     reason: str
     findings: int = 0
     outcomes: tuple[FindingOutcome, ...] = ()
+    event_id: str = ""  # the event whose handling ran this reconcile (others may have shared it)
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,13 @@ class Handled:
 
 
 class Remediator:
-    def __init__(self, settings: Settings, arm: ArmGateway, audit: AuditLog) -> None:
+    def __init__(self, settings: Settings, arm: ArmGateway, audit: AuditLog, rechecks: RecheckQueue) -> None:
         self.settings = settings
         self.arm = arm
         self.audit = audit
+        self.rechecks = rechecks
         self.executor = Executor(arm, audit)
+        self.coalescer: Coalescer[ReconcileResult] = Coalescer()
 
     def handle(self, event: object, *, replay_of: str = "") -> Handled:
         started = time.monotonic()
@@ -106,18 +111,62 @@ class Remediator:
                 trigger.event_id, "ignored", str(unresolvable), elapsed_s=time.monotonic() - started
             )
 
-        result = self.reconcile(set_id, context)
+        result = self.coalescer.run(set_id, lambda: self.reconcile(set_id, context))
+        if result.event_id != trigger.event_id:
+            self.audit.append(
+                context.record(
+                    RecordKind.DECISION,
+                    scale_set=set_id.value,
+                    reason=f"coalesced: shared the reconcile run for event {result.event_id}",
+                )
+            )
         self.audit.mark_handled(trigger.event_id, "reconciled")
         return Handled(trigger.event_id, "reconciled", result.reason, result, time.monotonic() - started)
 
-    def reconcile(self, set_id: ResourceId, context: Context) -> ReconcileResult:
-        """Bring one scale set into line: observe, plan, act, verify; re-plan after a 412."""
+    def recheck(self, body: object) -> Handled:
+        """A delayed re-check from the queue: reconcile the set it names, like an event would."""
+        started = time.monotonic()
+        recheck = parse_recheck(body)
+        if isinstance(recheck, Rejection):
+            self.audit.append(
+                Context(event_id=recheck.event_id).record(RecordKind.REJECTED, reason=recheck.reason)
+            )
+            return Handled(recheck.event_id, "rejected", recheck.reason, elapsed_s=time.monotonic() - started)
+        context = Context(
+            event_id=f"recheck-{recheck.attempt}-{uuid.uuid4()}",
+            event_type="recheck",
+            operation=recheck.reason,
+        )
+        set_id = recheck.scale_set
+        result = self.coalescer.run(set_id, lambda: self.reconcile(set_id, context, attempt=recheck.attempt))
+        return Handled(context.event_id, "reconciled", result.reason, result, time.monotonic() - started)
+
+    def _schedule_recheck(self, observed: ObservedSet, context: Context, attempt: int) -> None:
+        """Look again later if instances may still appear; bounded by RECHECK_DELAYS_SECONDS."""
+        why = still_creating(observed)
+        if why is None:
+            return
+        delays = self.settings.recheck_delays_s
+        set_id = observed.scale_set.id
+        if attempt >= len(delays):
+            reason = f"{why}; no re-check left after {attempt} (the sweep will look again)"
+            self.audit.append(context.record(RecordKind.DECISION, scale_set=set_id.value, reason=reason))
+            return
+        self.rechecks.schedule(Recheck(set_id, attempt + 1, why), delays[attempt])
+        reason = f"{why}: re-check {attempt + 1} in {delays[attempt]:g} s"
+        self.audit.append(context.record(RecordKind.DECISION, scale_set=set_id.value, reason=reason))
+
+    def reconcile(self, set_id: ResourceId, context: Context, attempt: int = 0) -> ReconcileResult:
+        """Bring one scale set into line: observe, plan, act, verify; re-plan after a 412.
+
+        ``attempt`` counts the delayed re-checks that led here (0 for an event or a sweep).
+        """
         for _attempt in range(MAX_REPLANS):
             observed = observe_set(self.arm, set_id)
             if observed is None:
                 reason = "scale set no longer exists"
                 self.audit.append(context.record(RecordKind.DECISION, scale_set=set_id.value, reason=reason))
-                return ReconcileResult(set_id, None, reason)
+                return ReconcileResult(set_id, None, reason, event_id=context.event_id)
             restriction = restriction_for(observed.scale_set, self.settings.policy)
             if restriction.mode is None:
                 self.audit.append(
@@ -127,17 +176,30 @@ class Remediator:
                         reason=f"not restricted: {restriction.reason}",
                     )
                 )
-                return ReconcileResult(set_id, None, restriction.reason)
+                return ReconcileResult(set_id, None, restriction.reason, event_id=context.event_id)
 
             the_plan = plan(observed, restriction.mode, self.settings.policy, today_utc())
             self._record_decisions(the_plan, context, set_id, len(observed.instances), restriction.reason)
+            if _attempt == 0:
+                self._schedule_recheck(observed, context, attempt)
             if self.settings.dry_run or not the_plan.actions:
-                return ReconcileResult(set_id, restriction.mode, restriction.reason, len(the_plan.findings))
+                return ReconcileResult(
+                    set_id,
+                    restriction.mode,
+                    restriction.reason,
+                    len(the_plan.findings),
+                    event_id=context.event_id,
+                )
 
             outcomes = self.executor.carry_out(the_plan, context)
             if all(outcome.result is not Result.CONFLICT for outcome in outcomes):
                 return ReconcileResult(
-                    set_id, restriction.mode, restriction.reason, len(the_plan.findings), tuple(outcomes)
+                    set_id,
+                    restriction.mode,
+                    restriction.reason,
+                    len(the_plan.findings),
+                    tuple(outcomes),
+                    context.event_id,
                 )
             log.info("scale set %s changed while we wrote to it: re-reading", set_id)
 
@@ -195,7 +257,20 @@ class Remediator:
             )
 
 
-@functools.cache
+_remediators: dict[Settings, Remediator] = {}
+_remediators_lock = threading.Lock()
+
+
 def remediator_for(settings: Settings) -> Remediator:
-    """One Remediator (and one set of SDK clients) per process and configuration."""
-    return Remediator(settings, ArmGateway(settings), AuditLog(settings))
+    """One Remediator (one set of SDK clients, one coalescer) per process and configuration.
+
+    Locked: the host may start several invocations at once, and they must share the coalescer.
+    """
+    with _remediators_lock:
+        remediator = _remediators.get(settings)
+        if remediator is None:
+            remediator = Remediator(
+                settings, ArmGateway(settings), AuditLog(settings), RecheckQueue(settings)
+            )
+            _remediators[settings] = remediator
+        return remediator

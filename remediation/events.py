@@ -15,7 +15,15 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from remediation.model import Caller, InvalidResourceId, Rejection, ResourceId, Trigger
+from remediation.model import (
+    SCALE_SET_TYPE,
+    Caller,
+    InvalidResourceId,
+    Recheck,
+    Rejection,
+    ResourceId,
+    Trigger,
+)
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 
@@ -157,3 +165,35 @@ def _trigger_from_data(
         caller=caller_from_claims(data.get("claims")),
         schema=schema,
     )
+
+
+MAX_RECHECK_ATTEMPT = 100
+
+
+def parse_recheck(body: object) -> Recheck | Rejection:
+    """A re-check queue message: ``{"scale_set": "<id>", "attempt": n, "reason": "..."}``."""
+    message_id = f"recheck-{uuid.uuid4()}"
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return Rejection(message_id, "re-check message is not UTF-8 text")
+    if not isinstance(body, str) or len(body) > MAX_EVENT_BYTES:
+        return Rejection(message_id, "re-check message is not text of at most 64 KiB")
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError as error:
+        return Rejection(message_id, f"re-check message is not JSON: {error.msg}")
+    if not isinstance(document, Mapping):
+        return Rejection(message_id, "re-check message is not a JSON object")
+    try:
+        set_id = ResourceId.parse(document.get("scale_set"))
+    except InvalidResourceId as error:
+        return Rejection(message_id, f"re-check message scale_set: {error}")
+    if not set_id.is_type(SCALE_SET_TYPE):
+        return Rejection(message_id, f"re-check message names a {set_id.type}, not a scale set")
+    attempt = document.get("attempt")
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or not 1 <= attempt <= MAX_RECHECK_ATTEMPT:
+        return Rejection(message_id, f"re-check message attempt {attempt!r} is not 1..{MAX_RECHECK_ATTEMPT}")
+    reason = document.get("reason", "")
+    return Recheck(set_id, attempt, reason if isinstance(reason, str) else "")

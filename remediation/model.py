@@ -10,6 +10,7 @@ with no SDK at all. Resource ids compare case-insensitively, as ARM does.
 from __future__ import annotations
 
 import enum
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -186,6 +187,18 @@ class Trigger:
     event_time: datetime | None
     caller: Caller
     schema: str  # "eventgrid" or "cloudevents"
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """A queue message: look at this set again later (its instances were still being created)."""
+
+    scale_set: ResourceId
+    attempt: int  # 1 for the first re-check
+    reason: str = ""
+
+    def to_message(self) -> str:
+        return json.dumps({"scale_set": self.scale_set.value, "attempt": self.attempt, "reason": self.reason})
 
 
 @dataclass(frozen=True)

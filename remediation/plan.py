@@ -187,3 +187,31 @@ def plan(observed: ObservedSet, mode: Mode, policy: Policy, today: date) -> Plan
         actions, refused, notes = _scale_to_zero(observed, to_remediate, policy)
         skipped.extend(refused)
     return Plan(mode, findings, tuple(actions), tuple(skipped), tuple(notes))
+
+
+_SETTLED = frozenset({"succeeded", "failed", ""})
+
+
+def still_creating(observed: ObservedSet) -> str | None:
+    """Why the set may yet grow instances we have not seen (so it needs a later look), or None.
+
+    A set write's event can arrive before the instances it asks for exist, and whether the
+    platform's own VM, NIC and IP writes raise events is undocumented (DESIGN.md decision 2).
+    """
+    scale_set = observed.scale_set
+    if scale_set.provisioning_state.lower() not in _SETTLED:
+        return f"the scale set is {scale_set.provisioning_state}"
+    creating = sorted(
+        i.vm.name for i in observed.instances if i.vm.provisioning_state.lower() not in _SETTLED
+    )
+    if creating:
+        return f"instances still provisioning: {', '.join(creating)}"
+    if scale_set.is_flexible:
+        created = sum(
+            1
+            for instance in observed.instances
+            if classify_origin(scale_set, instance.vm, instance.nics)[0] is not Origin.HAND_ADDED
+        )
+        if scale_set.capacity > created:
+            return f"capacity {scale_set.capacity} but {created} instances exist"
+    return None

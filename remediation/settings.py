@@ -16,6 +16,8 @@ from urllib.parse import urlparse
 from remediation.policy import Policy, PolicyError, load_policy
 
 PUBLIC_CLOUD_ARM = "https://management.azure.com"
+# The name of the storage connection, as the queue trigger in function_app.py names it.
+STORAGE_CONNECTION = "RemediationStorage"
 
 
 class SettingsError(ValueError):
@@ -31,10 +33,16 @@ class Settings:
     managed_identity_client_id: str = ""
     arm_poll_interval_s: float = 2.0  # used only when ARM sends no Retry-After on a long-running op
     arm_retry_total: int = 6
-    # Where the audit log lives: a connection string (Azurite) or an endpoint used with the identity.
-    audit_connection_string: str = ""
-    audit_table_endpoint: str = ""
+    # The storage account for the audit log and the re-check queue, in the Functions convention for
+    # a connection named "RemediationStorage" (the queue trigger binds to the same setting): a
+    # connection string (Azurite), or service URIs used with the managed identity.
+    storage_connection_string: str = ""
+    table_endpoint: str = ""
+    queue_endpoint: str = ""
     audit_table: str = "remediationaudit"
+    # The queue of delayed re-checks of sets whose instances are still being created, and the delays.
+    recheck_queue: str = "remediation-recheck"
+    recheck_delays_s: tuple[float, ...] = (15.0, 60.0, 180.0)
     # A global dry run: plan and record, never write to ARM.
     dry_run: bool = False
     # Restricted scopes, exemptions and mode options (see policy.py); from JSON in an app setting or a file.
@@ -74,9 +82,12 @@ class Settings:
             managed_identity_client_id=text("AZURE_CLIENT_ID", ""),
             arm_poll_interval_s=number("ARM_POLL_INTERVAL_SECONDS", 2.0, 0.0, 60.0),
             arm_retry_total=int(number("ARM_RETRY_TOTAL", 6, 0, 20)),
-            audit_connection_string=text("AUDIT_STORAGE_CONNECTION_STRING", ""),
-            audit_table_endpoint=text("AUDIT_TABLE_ENDPOINT", "").rstrip("/"),
+            storage_connection_string=text(f"{STORAGE_CONNECTION}", ""),
+            table_endpoint=text(f"{STORAGE_CONNECTION}__tableServiceUri", "").rstrip("/"),
+            queue_endpoint=text(f"{STORAGE_CONNECTION}__queueServiceUri", "").rstrip("/"),
             audit_table=text("AUDIT_TABLE", "remediationaudit"),
+            recheck_queue=text("RECHECK_QUEUE", "remediation-recheck"),
+            recheck_delays_s=_delays(env.get("RECHECK_DELAYS_SECONDS", "")),
             dry_run=flag("REMEDIATION_DRY_RUN"),
             policy=_policy(env),
         )
@@ -96,13 +107,37 @@ class Settings:
             raise SettingsError("ARM_CREDENTIAL='loopback' is only allowed with a loopback ARM_ENDPOINT")
         if self.arm_ca_bundle and not os.path.isfile(self.arm_ca_bundle):
             raise SettingsError(f"ARM_CA_BUNDLE={self.arm_ca_bundle!r} is not a file")
-        if not self.audit_connection_string and not self.audit_table_endpoint:
-            raise SettingsError("set AUDIT_TABLE_ENDPOINT (or AUDIT_STORAGE_CONNECTION_STRING for Azurite)")
-        if self.audit_table_endpoint and urlparse(self.audit_table_endpoint).scheme not in ("https", "http"):
-            raise SettingsError(f"AUDIT_TABLE_ENDPOINT={self.audit_table_endpoint!r} is not a URL")
+        if not self.storage_connection_string:
+            for key, value in (
+                ("tableServiceUri", self.table_endpoint),
+                ("queueServiceUri", self.queue_endpoint),
+            ):
+                if urlparse(value).scheme not in ("https", "http"):
+                    raise SettingsError(
+                        f"{STORAGE_CONNECTION}__{key}={value!r} is not a URL "
+                        f"(or set {STORAGE_CONNECTION} to a connection string)"
+                    )
+        queue = self.recheck_queue
+        if not (
+            3 <= len(queue) <= 63 and all(c.isalnum() or c == "-" for c in queue) and queue == queue.lower()
+        ):
+            raise SettingsError(f"RECHECK_QUEUE={queue!r}: 3-63 lower-case letters, digits and hyphens")
         table = self.audit_table
         if not (3 <= len(table) <= 63 and table.isalnum() and table[0].isalpha()):
             raise SettingsError(f"AUDIT_TABLE={table!r}: 3-63 letters and digits, starting with a letter")
+
+
+def _delays(raw: str) -> tuple[float, ...]:
+    if not raw.strip():
+        return (15.0, 60.0, 180.0)
+    try:
+        delays = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        raise SettingsError(f"RECHECK_DELAYS_SECONDS={raw!r}: expected seconds separated by commas") from None
+    if len(delays) > 10 or any(not 0 <= delay <= 7 * 24 * 3600 for delay in delays):
+        # Storage queues hide a message for at most 7 days.
+        raise SettingsError(f"RECHECK_DELAYS_SECONDS={raw!r}: at most 10 delays, each 0 to 604800")
+    return delays
 
 
 def _policy(env: Mapping[str, str]) -> Policy:

@@ -23,8 +23,10 @@ def local_azure() -> Iterator[LocalAzure]:
 def estate(local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch) -> Iterator[Estate]:
     """An empty subscription and a new audit table, with the app settings pointing at both."""
     local_azure.arm.reset()
-    table = f"audit{uuid.uuid4().hex[:12]}"
-    for key, value in local_azure.environment(audit_table=table).items():
+    unique = uuid.uuid4().hex[:12]
+    environment = local_azure.environment(audit_table=f"audit{unique}", recheck_queue=f"recheck-{unique}")
+    environment["RECHECK_DELAYS_SECONDS"] = "0,0,0"  # tests pump the queue themselves
+    for key, value in environment.items():
         monkeypatch.setenv(key, value)
-    with Estate(local_azure, table) as built:
+    with Estate(local_azure, environment) as built:
         yield built

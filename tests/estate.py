@@ -9,21 +9,22 @@ from typing import Any
 
 import arm_docs as docs
 
-from localazure.host import deliver_event_grid
+from localazure.host import deliver_event_grid, pump_queue
 from localazure.stack import LocalAzure
 from remediation.arm import LoopbackCredential
 from remediation.audit import AuditLog, AuditRecord
 from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
+from remediation.settings import Settings
 
 
 class Estate:
-    def __init__(self, local: LocalAzure, audit_table: str) -> None:
+    def __init__(self, local: LocalAzure, environment: dict[str, str]) -> None:
         from azure.mgmt.compute import ComputeManagementClient
         from azure.mgmt.network import NetworkManagementClient
 
         self.local = local
         self.sim = local.arm
-        self.audit_table = audit_table
+        self.environment = environment
         options: dict[str, Any] = {
             "base_url": self.sim.endpoint,
             "connection_verify": str(self.sim.ca_bundle),
@@ -76,6 +77,19 @@ class Estate:
         self.compute.virtual_machines.begin_create_or_update(docs.GROUP, vm_name, body).result()
         self.sim.wait_idle(30)
 
+    def tag(self, resource_id: str, tags: dict[str, str]) -> None:
+        """Add tags to a VM or NIC (a PUT of the whole resource, as the portal does)."""
+        name = resource_id.rsplit("/", 1)[-1]
+        if "/virtualMachines/" in resource_id:
+            vm = self.compute.virtual_machines.get(docs.GROUP, name).as_dict()
+            vm["tags"] = {**vm.get("tags", {}), **tags}
+            self.compute.virtual_machines.begin_create_or_update(docs.GROUP, name, vm).result()
+        else:
+            nic = self.network.network_interfaces.get(docs.GROUP, name).as_dict()
+            nic["tags"] = {**nic.get("tags", {}), **tags}
+            self.network.network_interfaces.begin_create_or_update(docs.GROUP, name, nic).result()
+        self.sim.wait_idle(30)
+
     # -- events ----------------------------------------------------------------------------
 
     def events(self) -> list[dict[str, Any]]:
@@ -112,8 +126,24 @@ class Estate:
     def arm_writes(self) -> int:
         return int(self.sim.write_count())
 
+    def successful(self, method: str, resource_type: str) -> list[str]:
+        """Paths of the requests of this method and type that ARM accepted (2xx), in order."""
+        return [
+            r.path
+            for r in self.sim.requests()
+            if r.method == method
+            and r.resource_type.lower() == resource_type.lower()
+            and 200 <= r.status < 300
+        ]
+
     def audit(self) -> list[AuditRecord]:
-        return list(AuditLog(self.local.settings(audit_table=self.audit_table)).records())
+        return list(AuditLog(Settings.from_env(self.environment)).records())
+
+    def pump_rechecks(self) -> int:
+        """Deliver the visible re-check messages to the queue-triggered function."""
+        return pump_queue(
+            self.environment["RemediationStorage"], self.environment["RECHECK_QUEUE"], "on_recheck"
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,167 @@
+"""Specification of the remediation engine: every mode, storms of duplicated and reordered events,
+re-checks of sets still growing, exemptions and configured scopes.
+
+Given an estate in the ARM simulator and the events its writes raise, delivered to the indexed
+function app, this is what is written to ARM and to the audit log.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import arm_docs as docs
+import pytest
+from estate import Estate
+
+from remediation.model import RecordKind
+
+NIC = "Microsoft.Network/networkInterfaces"
+PUBLIC_IP = "Microsoft.Network/publicIPAddresses"
+
+
+def test_a_storm_of_triplicated_reordered_events_writes_each_nic_once(estate: Estate) -> None:
+    estate.create_set("web", tags={"remediation.mode": "strip"})
+    estate.scale("web", 6)
+    events = estate.events() * 3
+    random.Random(7).shuffle(events)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(estate.deliver, events))
+    estate.sim.wait_idle(30)
+    for event in estate.events():  # the remediator's own NIC writes raise events too
+        estate.deliver(event)
+
+    puts = estate.successful("PUT", NIC)
+    deletes = estate.successful("DELETE", PUBLIC_IP)
+    assert len(puts) == len(set(puts)) == 6, "exactly one successful PUT per violating NIC"
+    assert len(deletes) == len(set(deletes)) == 6, "exactly one DELETE per public IP"
+    assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
+    kinds = [r.kind for r in estate.audit()]
+    assert kinds.count(RecordKind.INTENT) == 12 and kinds.count(RecordKind.OUTCOME) == 12
+
+
+def test_a_set_write_seen_before_its_instances_exist_is_rechecked_from_the_queue(estate: Estate) -> None:
+    estate.create_set("web", tags={"remediation.mode": "strip"})
+    estate.events()
+    body = estate.compute.virtual_machine_scale_sets.get(docs.GROUP, "web").as_dict()
+    body["sku"]["capacity"] = 3
+    estate.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, "web", body)  # not awaited
+    early = {
+        "id": "early-event",
+        "topic": f"/subscriptions/{docs.SUB}",
+        "subject": docs.set_id("web"),
+        "eventType": "Microsoft.Resources.ResourceWriteSuccess",
+        "eventTime": datetime.now(UTC).isoformat(),
+        "dataVersion": "2",
+        "data": {
+            "operationName": "Microsoft.Compute/virtualMachineScaleSets/write",
+            "resourceUri": docs.set_id("web"),
+            "status": "Succeeded",
+            "subscriptionId": docs.SUB,
+            "claims": {},
+        },
+    }
+
+    estate.deliver(early)
+    assert estate.successful("PUT", NIC) == []
+    estate.sim.wait_idle(30)
+    assert estate.pump_rechecks() == 1
+
+    assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
+    assert len(estate.successful("PUT", NIC)) == 3
+    rechecks = [r.reason for r in estate.audit() if "re-check 1" in r.reason]
+    assert rechecks and rechecks[0].endswith("re-check 1 in 0 s")
+
+
+def test_evict_deletes_only_the_violating_scale_set_instances(estate: Estate) -> None:
+    estate.create_set("web", tags={"remediation.mode": "evict"})
+    estate.attach_by_hand("web", "app-vm-01")
+    estate.scale("web", 3)
+    for event in estate.events():
+        estate.deliver(event)
+    estate.sim.wait_idle(30)
+
+    assert [vm["name"] for vm in estate.vms("web")] == ["app-vm-01"]
+    assert len(estate.successful("DELETE", "Microsoft.Compute/virtualMachines")) == 3
+    verified = [r for r in estate.audit() if r.kind is RecordKind.VERIFIED]
+    assert len(verified) == 3 and all(r.mode == "evict" for r in verified)
+
+
+def test_scale_to_zero_refuses_while_hand_added_vms_could_go(estate: Estate) -> None:
+    estate.create_set("web", tags={"remediation.mode": "scale-to-zero"})
+    estate.attach_by_hand("web", "app-vm-01")
+    estate.scale("web", 2)
+    writes = estate.arm_writes()
+    for event in estate.events():
+        estate.deliver(event)
+
+    assert estate.arm_writes() == writes
+    reasons = [r.reason for r in estate.audit() if r.kind is RecordKind.DECISION]
+    assert any(
+        r.startswith("scale-to-zero refused: the set has VMs it did not create (app-vm-01)") for r in reasons
+    )
+    assert any(r.startswith("capacity 2 -> 0 would delete: web_") for r in reasons)
+
+
+def test_scale_to_zero_sets_capacity_zero_when_only_its_own_instances_exist(estate: Estate) -> None:
+    estate.create_set("web", tags={"remediation.mode": "scale-to-zero"})
+    estate.scale("web", 2)
+    for event in estate.events():
+        estate.deliver(event)
+    estate.sim.wait_idle(30)
+
+    assert estate.compute.virtual_machine_scale_sets.get(docs.GROUP, "web").sku.capacity == 0
+    assert estate.vms("web") == []
+    assert [r.action for r in estate.audit() if r.kind is RecordKind.INTENT] == ["set-capacity-zero"]
+
+
+def test_a_current_exemption_is_honoured_and_an_expired_one_is_not(estate: Estate) -> None:
+    estate.create_set("web", tags={"remediation.mode": "strip"})
+    estate.scale("web", 2)
+    exempt, expired = sorted(vm["id"] for vm in estate.vms("web"))
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    estate.tag(exempt, {"remediation.exempt-until": tomorrow})
+    estate.tag(expired, {"remediation.exempt-until": "2020-01-01"})
+    for event in estate.events():
+        estate.deliver(event)
+
+    by_id = {vm["id"]: estate.public_ips_of(vm) for vm in estate.vms("web")}
+    assert len(by_id[exempt]) == 1, "exempt until tomorrow: untouched"
+    assert by_id[expired] == [], "an expired exemption is remediated"
+    reasons = {r.reason for r in estate.audit() if r.kind is RecordKind.DECISION and r.instance == exempt}
+    assert f"exempt until {tomorrow} by tag remediation.exempt-until" in reasons
+
+
+def test_a_resource_group_restricted_by_configuration_is_remediated_without_a_tag(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = {
+        "scopes": [{"scope": f"/subscriptions/{docs.SUB}/resourceGroups/{docs.GROUP}", "mode": "strip"}]
+    }
+    monkeypatch.setenv("REMEDIATION_POLICY", json.dumps(policy))
+    estate.create_set("web")
+    estate.scale("web", 2)
+    for event in estate.events():
+        estate.deliver(event)
+
+    assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
+    assert any("configured scope" in r.reason for r in estate.audit() if r.kind is RecordKind.DECISION)
+
+
+def test_events_about_unmonitored_subscriptions_are_rejected(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = "11111111-2222-3333-4444-555555555555"
+    monkeypatch.setenv("REMEDIATION_POLICY", json.dumps({"monitored_subscriptions": [other]}))
+    estate.create_set("web", tags={"remediation.mode": "strip"})
+    estate.scale("web", 1)
+    writes = estate.arm_writes()
+    for event in estate.events():
+        estate.deliver(event)
+
+    assert estate.arm_writes() == writes
+    rejected = [r.reason for r in estate.audit() if r.kind is RecordKind.REJECTED]
+    assert rejected and all(r == f"subscription {docs.SUB} is not monitored" for r in rejected)
