@@ -54,3 +54,18 @@ def on_recheck(message: func.QueueMessage) -> None:
     """
     handled = remediator_for(Settings.from_env()).recheck(message.get_body())
     log.info("re-check %s: %s %s", handled.event_id, handled.status, handled.reason)
+
+
+@app.function_name("sweep")
+@app.timer_trigger(arg_name="timer", schedule="%SWEEP_SCHEDULE%", run_on_startup=False)
+def sweep(timer: func.TimerRequest) -> None:
+    """The backstop for lost events: reconcile every restricted set (schedule: app setting SWEEP_SCHEDULE)."""
+    result = remediator_for(Settings.from_env()).sweep()
+    log.info(
+        "%s: %d scale sets by %s, %d restricted, past due: %s",
+        result.sweep_id,
+        result.scale_sets,
+        result.source,
+        len(result.restricted),
+        timer.past_due,
+    )

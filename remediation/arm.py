@@ -48,6 +48,13 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
+RESOURCE_GRAPH_API = "2022-10-01"
+MAX_GRAPH_PAGES = 100
+# The sweep's one query: every scale set with its tags (the policy decides which are restricted).
+SCALE_SET_QUERY = (
+    "resources | where type =~ 'microsoft.compute/virtualmachinescalesets' | project id, name, type, tags"
+)
+
 # ARM operation (as in role definitions) -> the gateway method that performs it.
 OPERATIONS: dict[str, str] = {}
 
@@ -248,6 +255,45 @@ class ArmGateway:
         client = self._compute_client(set_id.subscription)
         doc = self._read(lambda: client.virtual_machine_scale_sets.get(set_id.resource_group, set_id.name))
         return ScaleSet.from_arm(doc) if doc is not None else None
+
+    @arm_operation("Microsoft.ResourceGraph/resources/read")
+    def query_scale_sets(self, subscriptions: Iterable[str]) -> list[ScaleSet]:
+        """Every scale set of the subscriptions, with its tags, in one paged Resource Graph query."""
+        from azure.core.exceptions import HttpResponseError
+        from azure.core.rest import HttpRequest
+
+        subscription_ids = sorted({s.lower() for s in subscriptions})
+        if not subscription_ids:
+            return []
+        client = self._compute_client(subscription_ids[0])
+        found: list[ScaleSet] = []
+        skip_token = ""
+        for _page in range(MAX_GRAPH_PAGES):
+            options: dict[str, Any] = {"resultFormat": "objectArray", "$top": 1000}
+            if skip_token:
+                options["$skipToken"] = skip_token
+            request = HttpRequest(
+                "POST",
+                f"/providers/Microsoft.ResourceGraph/resources?api-version={RESOURCE_GRAPH_API}",
+                json={"subscriptions": subscription_ids, "query": SCALE_SET_QUERY, "options": options},
+            )
+            response = client.send_request(request)
+            try:
+                response.raise_for_status()
+            except HttpResponseError as error:
+                raise _arm_error(error) from error
+            body = response.json()
+            found.extend(ScaleSet.from_arm(row) for row in body.get("data", []))
+            skip_token = body.get("$skipToken") or ""
+            if not skip_token:
+                return found
+        raise ArmError(None, "TooManyPages", f"Resource Graph answered more than {MAX_GRAPH_PAGES} pages")
+
+    @arm_operation("Microsoft.Compute/virtualMachineScaleSets/read")
+    def list_scale_sets(self, subscription: str) -> list[ScaleSet]:
+        """Every scale set of one subscription, by listing (the sweep's fallback)."""
+        client = self._compute_client(subscription)
+        return [ScaleSet.from_arm(doc) for doc in self._list(client.virtual_machine_scale_sets.list_all)]
 
     @arm_operation("Microsoft.Compute/virtualMachines/read")
     def get_vm(self, vm_id: ResourceId) -> VirtualMachine | None:

@@ -1,4 +1,4 @@
-"""The `remediation` command: demo and audit review (more commands arrive with the engine and audit issues).
+"""The `remediation` command: demo, sweep, audit review.
 
 Configuration comes from the same app settings the function app reads (environment variables,
 see local.settings.json.example), so what the command shows is what the deployed app sees.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import re
 import sys
@@ -61,6 +62,26 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from remediation.engine import remediator_for
+
+    settings = Settings.from_env()
+    if args.dry_run:
+        settings = dataclasses.replace(settings, dry_run=True)
+    result = remediator_for(settings).sweep(args.subscription or ())
+    print(
+        f"{result.sweep_id}: {result.scale_sets} scale sets found by {result.source}, "
+        f"{len(result.restricted)} restricted{' (dry run)' if settings.dry_run else ''}"
+    )
+    for reconciled in result.results:
+        remediated = sum(1 for outcome in reconciled.outcomes if outcome.result.value == "succeeded")
+        print(
+            f"  {reconciled.scale_set.name:<30} {reconciled.mode or '-':<14} "
+            f"{reconciled.findings} findings, {remediated} remediated"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="remediation", description=__doc__.splitlines()[0] if __doc__ else None
@@ -74,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--format", choices=("table", "json", "csv"), default="table")
     audit.set_defaults(run=_cmd_audit)
+    sweep = commands.add_parser("sweep", help="reconcile every restricted scale set now")
+    sweep.add_argument(
+        "--subscription", action="append", help="a subscription id (repeatable); default: the policy's"
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="plan and record only, write nothing to ARM")
+    sweep.set_defaults(run=_cmd_sweep)
     return parser
 
 

@@ -12,10 +12,13 @@ raises, so Event Grid redelivers the event and the work is finished later.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from remediation.act import Context, Executor, FindingOutcome
@@ -31,6 +34,9 @@ from remediation.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Sets reconciled at once by a sweep (each reconcile parallelises its own writes).
+SWEEP_PARALLEL_SETS = 4
+
 # How often a reconcile re-reads and re-plans after a 412 before giving up (and raising).
 MAX_REPLANS = 3
 
@@ -43,6 +49,15 @@ class ReconcileResult:
     findings: int = 0
     outcomes: tuple[FindingOutcome, ...] = ()
     event_id: str = ""  # the event whose handling ran this reconcile (others may have shared it)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    sweep_id: str
+    source: str  # "resource graph" or "listing"
+    scale_sets: int
+    restricted: tuple[ResourceId, ...]
+    results: tuple[ReconcileResult, ...]
 
 
 @dataclass(frozen=True)
@@ -122,6 +137,47 @@ class Remediator:
             )
         self.audit.mark_handled(trigger.event_id, "reconciled")
         return Handled(trigger.event_id, "reconciled", result.reason, result, time.monotonic() - started)
+
+    def sweep(self, subscriptions: Iterable[str] = ()) -> SweepResult:
+        """Reconcile every restricted set of the monitored subscriptions: the backstop for lost events."""
+        chosen = sorted({s.lower() for s in subscriptions} or self.settings.policy.monitored_subscriptions)
+        sweep_id = f"sweep-{uuid.uuid4()}"
+        context = Context(event_id=sweep_id, event_type="sweep", operation="sweep")
+        if not chosen:
+            reason = "sweep skipped: no subscription named (policy monitored_subscriptions or --subscription)"
+            self.audit.append(context.record(RecordKind.DECISION, reason=reason))
+            return SweepResult(sweep_id, "none", 0, (), ())
+        try:
+            scale_sets, source = self.arm.query_scale_sets(chosen), "resource graph"
+        except ArmError as error:
+            # Resource Graph may be denied or unavailable: listing costs more calls but needs less.
+            scale_sets = [found for sub in chosen for found in self.arm.list_scale_sets(sub)]
+            source = f"listing (Resource Graph: {error.code})"
+        policy = self.settings.policy
+        restricted = tuple(s.id for s in scale_sets if restriction_for(s, policy).restricted)
+        self.audit.append(
+            context.record(
+                RecordKind.DECISION,
+                reason=f"sweep of {len(chosen)} subscriptions by {source}: "
+                f"{len(scale_sets)} scale sets, {len(restricted)} restricted",
+            )
+        )
+        with ThreadPoolExecutor(max_workers=SWEEP_PARALLEL_SETS, thread_name_prefix="sweep") as pool:
+            futures = [
+                pool.submit(self.coalescer.run, set_id, functools.partial(self.reconcile, set_id, context))
+                for set_id in restricted
+            ]
+        errors = [failure for future in futures if (failure := future.exception()) is not None]
+        if errors:
+            self.audit.append(
+                context.record(
+                    RecordKind.ERROR,
+                    result=Result.FAILED.value,
+                    reason=f"{len(errors)} sets failed: {errors[0]}",
+                )
+            )
+            raise errors[0]
+        return SweepResult(sweep_id, source, len(scale_sets), restricted, tuple(f.result() for f in futures))
 
     def recheck(self, body: object) -> Handled:
         """A delayed re-check from the queue: reconcile the set it names, like an event would."""

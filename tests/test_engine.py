@@ -14,8 +14,10 @@ from datetime import UTC, datetime, timedelta
 
 import arm_docs as docs
 import pytest
+from azure.functions.timer import TimerRequest
 from estate import Estate
 
+from localazure.host import user_function
 from remediation.model import RecordKind
 
 NIC = "Microsoft.Network/networkInterfaces"
@@ -165,3 +167,21 @@ def test_events_about_unmonitored_subscriptions_are_rejected(
     assert estate.arm_writes() == writes
     rejected = [r.reason for r in estate.audit() if r.kind is RecordKind.REJECTED]
     assert rejected and all(r == f"subscription {docs.SUB} is not monitored" for r in rejected)
+
+
+def test_the_sweep_reconciles_restricted_sets_whose_events_were_lost(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REMEDIATION_POLICY", json.dumps({"monitored_subscriptions": [docs.SUB]}))
+    estate.create_set("web", tags={"remediation.mode": "strip"})
+    estate.create_set("open")
+    estate.scale("web", 2)
+    estate.scale("open", 2)
+    estate.events()  # lost: never delivered
+
+    user_function("sweep")(TimerRequest(past_due=True))
+
+    assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
+    assert all(len(estate.public_ips_of(vm)) == 1 for vm in estate.vms("open"))
+    (summary,) = [r.reason for r in estate.audit() if r.reason.startswith("sweep of")]
+    assert summary.endswith("2 scale sets, 1 restricted")
