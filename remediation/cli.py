@@ -1,4 +1,4 @@
-"""The `remediation` command: demo, sweep, audit review.
+"""The `remediation` command: demo, whatif, sweep, audit review.
 
 Configuration comes from the same app settings the function app reads (environment variables,
 see local.settings.json.example), so what the command shows is what the deployed app sees.
@@ -82,6 +82,57 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_whatif(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from remediation.inventory import InventoryError, load_inventory
+    from remediation.plan import plan
+    from remediation.policy import Policy, PolicyError, load_policy, restriction_for, today_utc
+
+    try:
+        inventory = load_inventory((str(p), Path(p).read_text(encoding="utf-8")) for p in args.inventory)
+        policy = (
+            load_policy(Path(args.config).read_text(encoding="utf-8"), args.config)
+            if args.config
+            else Policy()
+        )
+    except (InventoryError, PolicyError, OSError) as error:
+        print(f"whatif: {error}", file=sys.stderr)
+        return 2
+    rows: list[dict[str, object]] = []
+    for observed in inventory.observed(datetime.now(UTC)):
+        restriction = restriction_for(observed.scale_set, policy)
+        if restriction.mode is None:
+            continue
+        the_plan = plan(observed, restriction.mode, policy, today_utc())
+        for finding, action, left_alone in the_plan.per_finding():
+            rows.append(
+                {
+                    "scale_set": finding.scale_set.id.value,
+                    "instance": finding.instance.id.value,
+                    "nic": finding.nic.id.value,
+                    "public_ip": [ip.value for ip in finding.public_ip_ids],
+                    "origin": finding.origin.value,
+                    "evidence": list(finding.evidence),
+                    "mode": the_plan.mode.value,
+                    "action": action,
+                    "reason": left_alone or restriction.reason,
+                }
+            )
+    if args.format == "json":
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for row in rows:
+            print(
+                f"{str(row['instance']).rsplit('/', 1)[-1]:<28} {row['origin']:<11} {row['mode']:<14} "
+                f"{row['action']:<34} {row['reason']}"
+            )
+        print(f"{len(rows)} findings in {len(inventory.scale_sets)} scale sets")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="remediation", description=__doc__.splitlines()[0] if __doc__ else None
@@ -95,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--format", choices=("table", "json", "csv"), default="table")
     audit.set_defaults(run=_cmd_audit)
+    whatif = commands.add_parser("whatif", help="plan against exported ARM JSON, with no ARM at all")
+    whatif.add_argument("--inventory", nargs="+", required=True, metavar="FILE", help="ARM JSON exports")
+    whatif.add_argument("--config", metavar="FILE", help="a policy file (as REMEDIATION_POLICY_FILE)")
+    whatif.add_argument("--format", choices=("table", "json"), default="table")
+    whatif.set_defaults(run=_cmd_whatif)
     sweep = commands.add_parser("sweep", help="reconcile every restricted scale set now")
     sweep.add_argument(
         "--subscription", action="append", help="a subscription id (repeatable); default: the policy's"

@@ -292,13 +292,8 @@ class Remediator:
                 )
             )
             return
-        planned: dict[int, list[str]] = {}
-        for planned_action in the_plan.actions:
-            planned.setdefault(id(planned_action.finding), []).append(planned_action.kind.value)
-        skipped = {id(finding): why for finding, why in the_plan.skipped}
-        for finding in the_plan.findings:
-            action = "+".join(planned.get(id(finding), ["none"]))
-            reason = skipped.get(id(finding)) or (
+        for finding, action, left_alone in the_plan.per_finding():
+            reason = left_alone or (
                 "dry run: would remediate" if dry_run else f"restricted ({why_restricted}): remediate"
             )
             self.audit.append(

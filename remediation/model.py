@@ -436,3 +436,15 @@ class Plan:
     actions: tuple[Action, ...]
     skipped: tuple[tuple[Finding, str], ...]  # findings we leave alone, each with the reason
     notes: tuple[str, ...] = ()  # set-level facts worth a record (e.g. what scale-to-zero would delete)
+
+    def per_finding(self) -> list[tuple[Finding, str, str]]:
+        """Each finding with its planned writes (``detach-public-ip+delete-public-ip``, or ``none``)
+        and, when it is left alone, why."""
+        planned: dict[int, list[str]] = {}
+        for action in self.actions:
+            planned.setdefault(id(action.finding), []).append(action.kind.value)
+        skipped = {id(finding): why for finding, why in self.skipped}
+        return [
+            (finding, "+".join(planned.get(id(finding), ["none"])), skipped.get(id(finding), ""))
+            for finding in self.findings
+        ]

@@ -161,7 +161,7 @@ def _scope(entry: object, key: str) -> Scope:
     if unknown:
         raise PolicyError(f"{key}: unknown key {sorted(unknown)[0]!r}")
     path = entry.get("scope")
-    if not isinstance(path, str) or not path.startswith("/subscriptions/"):
+    if not isinstance(path, str) or not path.lower().startswith("/subscriptions/"):
         raise PolicyError(
             f"{key}.scope: expected /subscriptions/<id>[/resourceGroups/<name>[/providers/...]]"
         )

@@ -1,0 +1,84 @@
+"""Exported ARM JSON -> observed scale sets, for what-if planning with no ARM at all. Pure.
+
+Accepts what people export: one resource document, a JSON array of them (``az vm list``), or a
+list response ``{"value": [...]}``, from any number of files. Documents of other types are
+ignored; a document that is not a resource is an error that names the file and position.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from remediation.model import (
+    NIC_TYPE,
+    SCALE_SET_TYPE,
+    VIRTUAL_MACHINE_TYPE,
+    Instance,
+    InvalidResourceId,
+    NetworkInterface,
+    ObservedSet,
+    ResourceId,
+    ScaleSet,
+    VirtualMachine,
+)
+
+
+class InventoryError(ValueError):
+    """An inventory document is not ARM JSON; the message names the file and the position."""
+
+
+@dataclass(frozen=True)
+class Inventory:
+    scale_sets: tuple[ScaleSet, ...]
+    vms: tuple[VirtualMachine, ...]
+    nics: tuple[NetworkInterface, ...]
+
+    def observed(self, at: datetime) -> list[ObservedSet]:
+        nics = {nic.id: nic for nic in self.nics}
+        result = []
+        for scale_set in self.scale_sets:
+            members = [vm for vm in self.vms if vm.scale_set_id == scale_set.id]
+            instances = tuple(
+                Instance(vm, tuple(nics[nic_id] for nic_id in vm.nic_ids if nic_id in nics)) for vm in members
+            )
+            result.append(ObservedSet(scale_set, instances, at))
+        return result
+
+
+def _documents(document: Any, source: str) -> Iterable[tuple[str, Mapping[str, Any]]]:
+    if isinstance(document, Mapping) and "id" not in document and isinstance(document.get("value"), list):
+        document = document["value"]
+    items = document if isinstance(document, list) else [document]
+    for index, item in enumerate(items):
+        where = f"{source}[{index}]" if isinstance(document, list) else source
+        if not isinstance(item, Mapping):
+            raise InventoryError(f"{where}: expected an ARM resource object, got {type(item).__name__}")
+        yield where, item
+
+
+def load_inventory(files: Iterable[tuple[str, str]]) -> Inventory:
+    """Parse ``(name, text)`` pairs into an inventory of scale sets, VMs and NICs."""
+    scale_sets: dict[ResourceId, ScaleSet] = {}
+    vms: dict[ResourceId, VirtualMachine] = {}
+    nics: dict[ResourceId, NetworkInterface] = {}
+    for source, text in files:
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InventoryError(f"{source}: not valid JSON: {error}") from None
+        for where, item in _documents(document, source):
+            try:
+                resource_id = ResourceId.parse(item.get("id"))
+                if resource_id.is_type(SCALE_SET_TYPE):
+                    scale_sets[resource_id] = ScaleSet.from_arm(item)
+                elif resource_id.is_type(VIRTUAL_MACHINE_TYPE):
+                    vms[resource_id] = VirtualMachine.from_arm(item)
+                elif resource_id.is_type(NIC_TYPE):
+                    nics[resource_id] = NetworkInterface.from_arm(item)
+            except (InvalidResourceId, TypeError, ValueError, AttributeError) as error:
+                raise InventoryError(f"{where}: {error}") from None
+    return Inventory(tuple(scale_sets.values()), tuple(vms.values()), tuple(nics.values()))

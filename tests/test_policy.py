@@ -1,0 +1,109 @@
+"""Specification of the policy: which sets are restricted, in which mode, and what is exempt."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+
+import arm_docs as docs
+import pytest
+
+from remediation.model import Mode, Origin, ScaleSet
+from remediation.policy import PolicyError, exemption, load_policy, restriction_for
+from remediation.settings import Settings, SettingsError
+
+SUB_SCOPE = f"/subscriptions/{docs.SUB}"
+GROUP_SCOPE = f"{SUB_SCOPE}/resourceGroups/{docs.GROUP}"
+
+
+def scale_set(tags: dict[str, str] | None = None) -> ScaleSet:
+    return ScaleSet.from_arm(docs.scale_set("web", tags=tags))
+
+
+def test_the_most_specific_scope_wins() -> None:
+    policy = load_policy(
+        json.dumps(
+            {"scopes": [{"scope": SUB_SCOPE, "mode": "audit"}, {"scope": GROUP_SCOPE, "mode": "strip"}]}
+        )
+    )
+    verdict = restriction_for(scale_set(), policy)
+    assert verdict.mode is Mode.STRIP and verdict.reason == f"configured scope {GROUP_SCOPE.lower()} is strip"
+
+
+def test_a_tag_overrides_its_scope_unless_tags_may_not_relax() -> None:
+    scopes = [{"scope": GROUP_SCOPE, "mode": "strip"}]
+    relaxed = restriction_for(
+        scale_set({"remediation.mode": "audit"}), load_policy(json.dumps({"scopes": scopes}))
+    )
+    assert relaxed.mode is Mode.AUDIT
+    strict = load_policy(json.dumps({"scopes": scopes, "tags_may_relax": False}))
+    held = restriction_for(scale_set({"remediation.mode": "audit"}), strict)
+    assert held.mode is Mode.STRIP and held.reason.endswith("tag remediation.mode=audit may not relax it")
+    assert restriction_for(scale_set({"remediation.mode": "evict"}), strict).mode is Mode.EVICT
+
+
+def test_a_scope_names_the_set_itself() -> None:
+    policy = load_policy(json.dumps({"scopes": [{"scope": docs.set_id("web").upper(), "mode": "evict"}]}))
+    assert restriction_for(scale_set(), policy).mode is Mode.EVICT
+    other = load_policy(json.dumps({"scopes": [{"scope": docs.set_id("web2"), "mode": "evict"}]}))
+    assert restriction_for(scale_set(), other).mode is None
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"scope": []}, "policy: unknown key 'scope'"),
+        ({"scopes": {}}, "scopes: expected a list"),
+        ({"scopes": [{"scope": "/subs/x", "mode": "strip"}]}, "scopes[0].scope: expected /subscriptions/"),
+        ({"scopes": [{"scope": SUB_SCOPE, "mode": "strip", "extra": 1}]}, "scopes[0]: unknown key 'extra'"),
+        (
+            {
+                "scopes": [
+                    {
+                        "scope": f"{GROUP_SCOPE}/providers/Microsoft.Network/networkInterfaces/n",
+                        "mode": "strip",
+                    }
+                ]
+            },
+            "is not a scale set",
+        ),
+        ({"remediate_origins": ["scale-set", "aliens"]}, "remediate_origins[1]: 'aliens' is not one of"),
+        ({"keep_detached_public_ips": "yes"}, 'keep_detached_public_ips: expected true or false, got "yes"'),
+        ({"scale_to_zero": {"disable": True}}, "scale_to_zero: unknown key 'disable'"),
+        ({"monitored_subscriptions": [1]}, "monitored_subscriptions: expected a list of subscription ids"),
+    ],
+)
+def test_configuration_errors_name_the_key(document: object, message: str) -> None:
+    with pytest.raises(PolicyError) as error:
+        load_policy(json.dumps(document), source="policy.json")
+    assert message in str(error.value) and str(error.value).startswith("policy.json: ")
+
+
+def test_settings_carry_the_policy_and_name_bad_keys() -> None:
+    base = {"RemediationStorage": "UseDevelopmentStorage=true"}
+    settings = Settings.from_env(
+        {**base, "REMEDIATION_POLICY": json.dumps({"remediate_origins": ["scale-set", "unknown"]})}
+    )
+    assert settings.policy.remediate_origins == {Origin.SCALE_SET, Origin.UNKNOWN}
+    with pytest.raises(SettingsError, match=re.escape("REMEDIATION_POLICY: not valid JSON")):
+        Settings.from_env({**base, "REMEDIATION_POLICY": "{"})
+    with pytest.raises(SettingsError, match=re.escape("REMEDIATION_POLICY_FILE='/nope.json' cannot be read")):
+        Settings.from_env({**base, "REMEDIATION_POLICY_FILE": "/nope.json"})
+    with pytest.raises(SettingsError, match=re.escape("ARM_ENDPOINT='http://x' must be an https:// URL")):
+        Settings.from_env({**base, "ARM_ENDPOINT": "http://x"})
+    with pytest.raises(SettingsError, match=re.escape("only allowed with a loopback ARM_ENDPOINT")):
+        Settings.from_env({**base, "ARM_CREDENTIAL": "loopback"})
+    with pytest.raises(SettingsError, match=re.escape("RemediationStorage__tableServiceUri=''")):
+        Settings.from_env({})
+    with pytest.raises(SettingsError, match=re.escape("RECHECK_DELAYS_SECONDS='15,x'")):
+        Settings.from_env({**base, "RECHECK_DELAYS_SECONDS": "15,x"})
+
+
+@pytest.mark.parametrize(
+    ("value", "exempt"),
+    [("2026-11-21", True), ("2026-12-31T00:00:00Z", True), ("2026-11-20", False), ("someday", False)],
+)
+def test_an_exemption_holds_through_its_date_and_never_when_unreadable(value: str, exempt: bool) -> None:
+    reason = exemption({"Remediation.Exempt-Until": value}, today=date(2026, 11, 21))
+    assert (reason is not None) is exempt
