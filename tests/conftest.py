@@ -12,6 +12,9 @@ from estate import Estate
 
 from localazure.stack import LocalAzure
 
+# The simulator's own tests (tests/sim) take their fixtures from this plugin.
+pytest_plugins = ["sim_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def local_azure() -> Iterator[LocalAzure]:

@@ -1,0 +1,196 @@
+"""Benchmarks of the remediation engine against the local stand-in. Prints figures; asserts nothing
+about time (machines are noisy), only that the work was done.
+
+    .venv/bin/python bench/bench_engine.py [--sizes 10 100 500] [--noop-events 2000]
+
+- cold start: `import function_app` against `import azure.mgmt.network`, each in a fresh interpreter;
+- no-op path: events per second for unrestricted sets, and the ARM writes they caused (must be 0);
+- storms: a restricted Flexible set scaled from 0 to N as autoscale would; per instance, seconds
+  from its creation to its public IP being detached (p50, p95, max), the total, the lower bound
+  that ARM's write bucket sets when the simulator throttles, and ARM calls per remediated
+  instance (reads, writes, deletes; long-running-operation polls counted apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import arm_docs as docs  # noqa: E402
+
+from localazure.host import deliver_event_grid  # noqa: E402
+from localazure.stack import LocalAzure  # noqa: E402
+from remediation.arm import LoopbackCredential  # noqa: E402
+from remediation.audit import AuditLog  # noqa: E402
+from remediation.model import RecordKind  # noqa: E402
+from remediation.settings import Settings  # noqa: E402
+
+# ARM's write bucket per principal: 200 burst, 10 per second (DESIGN.md).
+WRITE_BURST, WRITE_RATE = 200, 10.0
+
+
+def import_seconds(module: str) -> float:
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    return float(out.strip())
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def event_for(set_name: str) -> dict[str, Any]:
+    resource = docs.set_id(set_name)
+    return {
+        "id": str(uuid.uuid4()),
+        "topic": f"/subscriptions/{docs.SUB}",
+        "subject": resource,
+        "eventType": "Microsoft.Resources.ResourceWriteSuccess",
+        "eventTime": datetime.now(UTC).isoformat(),
+        "dataVersion": "2",
+        "data": {
+            "operationName": "Microsoft.Compute/virtualMachineScaleSets/write",
+            "resourceUri": resource,
+            "status": "Succeeded",
+            "subscriptionId": docs.SUB,
+            "claims": {},
+        },
+    }
+
+
+class Bench:
+    def __init__(self, local: LocalAzure) -> None:
+        from azure.mgmt.compute import ComputeManagementClient
+
+        self.local = local
+        self.compute: Any = ComputeManagementClient(
+            LoopbackCredential(),
+            docs.SUB,
+            base_url=local.arm.endpoint,
+            connection_verify=local.arm.ca_bundle,
+            polling_interval=0.05,
+        )
+
+    def use_fresh_tables(self) -> dict[str, str]:
+        unique = uuid.uuid4().hex[:10]
+        env = self.local.environment(audit_table=f"bench{unique}", recheck_queue=f"bench-{unique}")
+        os.environ.update(env)
+        return env
+
+    def create_set(self, name: str, capacity: int, tags: dict[str, str] | None) -> None:
+        body = docs.scale_set(name, capacity, tags)
+        for field in ("id", "name", "type"):
+            body.pop(field)
+        self.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, name, body).result()
+
+    def noop(self, events: int, sets: int = 20) -> None:
+        self.local.arm.reset()
+        self.use_fresh_tables()
+        for index in range(sets):
+            self.create_set(f"open{index}", 0, None)
+        self.local.arm.wait_idle(60)
+        writes_before = self.local.arm.write_count()
+        batch = [event_for(f"open{i % sets}") for i in range(events)]
+        deliver_event_grid(batch[0])  # the first event builds the clients; not timed
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(deliver_event_grid, batch[1:]))
+        elapsed = time.perf_counter() - started
+        writes = self.local.arm.write_count() - writes_before
+        print(
+            f"no-op path: {events - 1} events for {sets} unrestricted sets in {elapsed:.2f} s = "
+            f"{(events - 1) / elapsed:.0f} events/s (16 concurrent deliveries), ARM writes: {writes}"
+        )
+
+    def storm(self, size: int) -> None:
+        self.local.arm.reset()
+        env = self.use_fresh_tables()
+        name = f"storm{size}"
+        self.create_set(name, 0, {"remediation.mode": "strip"})
+        self.local.arm.wait_idle(60)
+        delivered: list[dict[str, Any]] = []
+        self.local.arm.add_event_sink(
+            lambda e: (
+                delivered.append(e) if e["data"]["resourceUri"].lower() == docs.set_id(name).lower() else None
+            )
+        )
+        requests_before = len(self.local.arm.requests())
+        body = self.compute.virtual_machine_scale_sets.get(docs.GROUP, name).as_dict()
+        body["sku"]["capacity"] = size
+        started = time.perf_counter()
+        self.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, name, body).result()
+        self.local.arm.wait_idle(600)
+        for event in list(delivered):
+            deliver_event_grid(event)
+        total = time.perf_counter() - started
+
+        records = list(AuditLog(Settings.from_env(env)).records())
+        detached = {
+            r.instance.lower(): r.time
+            for r in records
+            if r.kind is RecordKind.OUTCOME and r.action == "detach-public-ip" and r.result == "succeeded"
+        }
+        created = {}
+        for vm in self.compute.virtual_machines.list(docs.GROUP):
+            doc = vm.as_dict()
+            created[doc["id"].lower()] = datetime.fromisoformat(
+                doc["properties"]["timeCreated"].replace("Z", "+00:00")
+            )
+        windows = [
+            (detached[vm_id] - when).total_seconds() for vm_id, when in created.items() if vm_id in detached
+        ]
+        calls: Counter[str] = Counter()
+        for record in self.local.arm.requests()[requests_before:]:
+            if "/operations/" in record.path or "/operationResults/" in record.path:
+                calls["lro-poll"] += 1
+            elif record.resource_type.lower().endswith("virtualmachinescalesets") and record.method == "PUT":
+                calls["scale-out"] += 1
+            else:
+                calls[{"GET": "read", "PUT": "write", "DELETE": "delete", "POST": "read"}[record.method]] += 1
+        bound = max(0.0, (size - WRITE_BURST) / WRITE_RATE)
+        remediated = len(windows)
+        print(
+            f"storm of {size}: {remediated}/{size} detached; "
+            f"creation->detach p50 {statistics.median(windows):.2f} s, "
+            f"p95 {percentile(windows, 0.95):.2f} s, max {max(windows):.2f} s; total {total:.1f} s "
+            f"(write-bucket lower bound {bound:.1f} s when throttled); per remediated instance: "
+            f"{calls['read'] / remediated:.2f} reads, {calls['write'] / remediated:.2f} writes, "
+            f"{calls['delete'] / remediated:.2f} deletes, {calls['lro-poll'] / remediated:.2f} LRO polls"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10, 100, 500])
+    parser.add_argument("--noop-events", type=int, default=2000)
+    args = parser.parse_args()
+
+    print(
+        f"cold start: import function_app {import_seconds('function_app'):.3f} s; "
+        f"import azure.mgmt.network {import_seconds('azure.mgmt.network'):.3f} s (fresh interpreters)"
+    )
+    with LocalAzure(provision_delay_s=1.0, lro_duration_s=0.1, page_size=100) as local:
+        bench = Bench(local)
+        bench.noop(args.noop_events)
+        for size in args.sizes:
+            bench.storm(size)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""ARM error responses as exceptions.
+
+Every refusal the simulator gives has to reach the client in ARM's wire shape
+(`{"error": {"code", "message", "details"}}` plus the right status), because the
+Azure SDK turns exactly that into `HttpResponseError.error.code`, and the code
+under test branches on those codes. Raising one exception type from anywhere in
+the store and rendering it in one place keeps the shape identical everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sim.ids import ResourceRef
+
+
+class ArmError(Exception):
+    """A request ARM would refuse: HTTP status, ARM error code and message."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        target: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.target = target
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body ARM sends with this error (valid for both CRP and NRP schemas)."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message, "details": []}
+        if self.target is not None:
+            error["target"] = self.target
+        return {"error": error}
+
+
+def not_found(ref: ResourceRef) -> ArmError:
+    """404 for a missing resource, worded the way each resource provider words it."""
+    if ref.namespace.lower() == "microsoft.compute":
+        return ArmError(
+            404,
+            "ResourceNotFound",
+            f"The Resource '{ref.resource_type}/{ref.name}' under resource group "
+            f"'{ref.resource_group}' was not found. For more details please go to "
+            "https://aka.ms/ARMResourceNotFoundFix",
+        )
+    return ArmError(404, "NotFound", f"Resource {ref.id} not found.")
+
+
+def another_operation(resource_id: str) -> ArmError:
+    """429 for a write that collides with a running operation: a lock, not throttling."""
+    return ArmError(
+        429,
+        "RetryableErrorDueToAnotherOperation",
+        f"Operation on resource {resource_id} cannot proceed because another operation "
+        "is in progress on the same resource. Retry the request after some time.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def etag_mismatch(resource_id: str, given: str, current: str | None) -> ArmError:
+    """412 for a failed If-Match: someone else changed the resource since it was read."""
+    if current is None:
+        message = (
+            f"Precondition failed: the If-Match header value {given} was specified but "
+            f"resource {resource_id} does not exist."
+        )
+    else:
+        message = (
+            f"Precondition failed: the etag {given} specified in the If-Match header does not "
+            f"match the current etag {current} of resource {resource_id}."
+        )
+    return ArmError(412, "PreconditionFailed", message)
+
+
+def already_exists(resource_id: str) -> ArmError:
+    """412 for `If-None-Match: *` on a resource that exists."""
+    return ArmError(
+        412,
+        "PreconditionFailed",
+        f"Precondition failed: If-None-Match: * was specified but resource {resource_id} already exists.",
+    )
+
+
+def invalid_parameter(message: str, target: str | None = None) -> ArmError:
+    """400 InvalidParameter, the usual code for a bad request body or query."""
+    return ArmError(400, "InvalidParameter", message, target=target)

@@ -1,0 +1,265 @@
+"""Microsoft.Network: network interfaces and public IP addresses.
+
+The remediator strips a public IP by PUTting the NIC without it and then
+deleting the public IP, so the rules it runs into are NRP's: a NIC may only
+reference public IPs that exist and are free; a public IP records which NIC
+ipConfiguration holds it (`properties.ipConfiguration`, read-only), and cannot
+be deleted while it does (400 `PublicIPAddressCannotBeDeleted`); a NIC attached
+to a VM cannot be deleted (400 `NicInUse`). A detach takes effect when the NIC's
+operation completes, so a client that deletes the public IP without waiting for
+the NIC update gets the same refusal it would get from Azure.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+from sim import ids
+from sim.errors import ArmError, invalid_parameter
+from sim.events import RequestContext
+from sim.ids import IPCONFIG_TYPE, NIC_TYPE, PIP_TYPE, ResourceRef
+from sim.store import JsonDict, Store, properties, reference_id
+
+# Read-only NIC properties NRP owns: a PUT body cannot set or clear them.
+_NIC_SERVER_OWNED = (
+    "virtualMachine",
+    "macAddress",
+    "resourceGuid",
+    "primary",
+    "hostedWorkloads",
+    "tapConfigurations",
+    "privateEndpoint",
+    "privateLinkService",
+    "dscpConfiguration",
+    "vnetEncryptionSupported",
+    "defaultOutboundConnectivityEnabled",
+)
+# Read-only public IP properties: the back-reference above all.
+_PIP_SERVER_OWNED = (
+    "ipConfiguration",
+    "resourceGuid",
+    "natGateway",
+    "linkedPublicIPAddress",
+    "serviceAssociation",
+)
+
+
+def _writable(body: JsonDict, server_owned: tuple[str, ...], current: JsonDict | None) -> JsonDict:
+    """The client's body without server fields, with the server-owned properties carried over."""
+    doc = {k: copy.deepcopy(v) for k, v in body.items() if k not in ("id", "name", "type", "etag")}
+    props = doc.get("properties")
+    props = copy.deepcopy(props) if isinstance(props, dict) else {}
+    doc["properties"] = props
+    props.pop("provisioningState", None)
+    previous = properties(current) if current is not None else {}
+    for name in server_owned:
+        props.pop(name, None)
+        if name in previous:
+            props[name] = copy.deepcopy(previous[name])
+    return doc
+
+
+def pip_in_use_message(pip_id: str, ip_configuration_id: str) -> str:
+    """NRP's wording, as quoted in public bug reports (e.g. hashicorp/terraform-provider-azurerm#2566)."""
+    return (
+        f"Public IP address {pip_id} can not be deleted since it is still allocated to resource "
+        f"{ip_configuration_id}. In order to delete the public IP, disassociate/detach the Public IP "
+        "address from the resource.  To learn how to do this, see aka.ms/deletepublicip."
+    )
+
+
+class NetworkInterfaces:
+    """NIC rules: ipConfiguration ids, public IP references and their back-references."""
+
+    resource_type = NIC_TYPE
+
+    def prepare_put(
+        self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
+    ) -> JsonDict:
+        doc = _writable(body, _NIC_SERVER_OWNED, current)
+        props = properties(doc)
+        props.setdefault("resourceGuid", str(uuid.uuid4()))
+        nic_id = current["id"] if current is not None else ref.id
+        configs = props.get("ipConfigurations")
+        if not isinstance(configs, list) or not configs:
+            raise invalid_parameter(
+                f"Network interface {nic_id} must have one or more IP configurations.",
+                target="ipConfigurations",
+            )
+        previous = {
+            str(cfg.get("name", "")).lower(): properties(cfg)
+            for cfg in (properties(current).get("ipConfigurations") or [] if current else [])
+            if isinstance(cfg, dict)
+        }
+        claimed: dict[str, str] = {}
+        for cfg in configs:
+            if not isinstance(cfg, dict) or not cfg.get("name"):
+                raise invalid_parameter("Every IP configuration of a network interface needs a name.")
+            cfg_id = f"{nic_id}/ipConfigurations/{cfg['name']}"
+            cfg["id"] = cfg_id
+            cfg["type"] = IPCONFIG_TYPE
+            cfg_props = properties(cfg)
+            cfg_props.pop("provisioningState", None)
+            cfg_props.setdefault("privateIPAllocationMethod", "Dynamic")
+            if not cfg_props.get("privateIPAddress"):
+                earlier = previous.get(str(cfg["name"]).lower(), {})
+                cfg_props["privateIPAddress"] = (
+                    earlier.get("privateIPAddress") or store.next_private_address()
+                )
+            cfg_props.setdefault("privateIPAddressVersion", "IPv4")
+            if len(configs) == 1:
+                cfg_props.setdefault("primary", True)
+            pip_id = reference_id(cfg_props.get("publicIPAddress"))
+            if pip_id is None:
+                continue
+            pip = store.doc(pip_id)
+            if pip is None or properties(pip).get("provisioningState") == "Deleting":
+                raise ArmError(
+                    400,
+                    "InvalidResourceReference",
+                    f"Resource {pip_id} referenced by resource {nic_id} was not found. Please make sure "
+                    "that the referenced resource exists, and that both resources are in the same region.",
+                )
+            holder = reference_id(properties(pip).get("ipConfiguration"))
+            other_nic = holder is not None and ids.parent_nic_key(holder) != ids.key(nic_id)
+            if other_nic or ids.key(pip_id) in claimed:
+                raise ArmError(
+                    400,
+                    "PublicIPAddressInUse",
+                    f"Resource {pip['id']} is already in use by resource "
+                    f"{holder if other_nic else claimed[ids.key(pip_id)]}; "
+                    f"it cannot be referenced by {cfg_id}.",
+                )
+            claimed[ids.key(pip_id)] = cfg_id
+        return doc
+
+    def apply_put(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> None:
+        # Attaching is immediate (so a second NIC cannot take the same IP); detaching waits for completion.
+        for cfg in properties(doc).get("ipConfigurations") or []:
+            pip_id = reference_id(properties(cfg).get("publicIPAddress"))
+            pip = store.doc(pip_id) if pip_id else None
+            if pip is not None and reference_id(properties(pip).get("ipConfiguration")) != cfg["id"]:
+                properties(pip)["ipConfiguration"] = {"id": cfg["id"]}
+                store.touch(pip)
+
+    def put_delay(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> float:
+        return store.settings.lro_duration_s
+
+    def complete_put(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
+        held = {ids.key(cfg["id"]) for cfg in properties(doc).get("ipConfigurations") or [] if "id" in cfg}
+        referenced = {
+            ids.key(pip_id)
+            for cfg in properties(doc).get("ipConfigurations") or []
+            if (pip_id := reference_id(properties(cfg).get("publicIPAddress")))
+        }
+        for pip in store.docs_of_type(PIP_TYPE):
+            holder = reference_id(properties(pip).get("ipConfiguration"))
+            if holder is None or ids.parent_nic_key(holder) != ids.key(doc["id"]):
+                continue
+            if ids.key(holder) not in held or ids.key(pip["id"]) not in referenced:
+                properties(pip).pop("ipConfiguration", None)
+                store.touch(pip)
+
+    def check_delete(self, store: Store, doc: JsonDict) -> None:
+        vm_id = reference_id(properties(doc).get("virtualMachine"))
+        if vm_id is not None and store.doc(vm_id) is not None:
+            raise ArmError(
+                400,
+                "NicInUse",
+                f"Network Interface {doc['id']} is used by existing resource {vm_id}. In order to delete "
+                "the network interface, it must be dissociated from the resource. To learn more, see "
+                "aka.ms/deletenic.",
+            )
+
+    def complete_delete(
+        self, store: Store, doc: JsonDict, context: RequestContext, *, requested: bool
+    ) -> None:
+        for pip in store.docs_of_type(PIP_TYPE):
+            holder = reference_id(properties(pip).get("ipConfiguration"))
+            if holder is not None and ids.parent_nic_key(holder) == ids.key(doc["id"]):
+                properties(pip).pop("ipConfiguration", None)
+                store.touch(pip)
+
+    def seed_fill(self, store: Store, doc: JsonDict) -> None:
+        props = properties(doc)
+        props.setdefault("resourceGuid", str(uuid.uuid4()))
+        for cfg in props.get("ipConfigurations") or []:
+            if isinstance(cfg, dict) and cfg.get("name"):
+                cfg.setdefault("id", f"{doc['id']}/ipConfigurations/{cfg['name']}")
+                cfg.setdefault("etag", doc["etag"])
+                properties(cfg).setdefault("provisioningState", "Succeeded")
+
+    def link(self, store: Store, doc: JsonDict) -> None:
+        for cfg in properties(doc).get("ipConfigurations") or []:
+            if not isinstance(cfg, dict) or "id" not in cfg:
+                continue
+            pip_id = reference_id(properties(cfg).get("publicIPAddress"))
+            pip = store.doc(pip_id) if pip_id else None
+            if pip is not None:
+                properties(pip)["ipConfiguration"] = {"id": cfg["id"]}
+
+
+class PublicIPAddresses:
+    """Public IP rules: defaults of a Standard IP, an address, and no delete while attached."""
+
+    resource_type = PIP_TYPE
+
+    def prepare_put(
+        self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
+    ) -> JsonDict:
+        doc = _writable(body, _PIP_SERVER_OWNED, current)
+        # Basic SKU public IPs were retired in 2025: new ones default to Standard.
+        given = doc.get("sku")
+        sku: dict[str, Any] = given if isinstance(given, dict) else {"name": "Standard"}
+        sku.setdefault("tier", "Regional")
+        doc["sku"] = sku
+        props = properties(doc)
+        props.setdefault("resourceGuid", str(uuid.uuid4()))
+        props.setdefault("publicIPAddressVersion", "IPv4")
+        static = str(sku.get("name", "")).lower() == "standard"
+        props.setdefault("publicIPAllocationMethod", "Static" if static else "Dynamic")
+        props.setdefault("idleTimeoutInMinutes", 4)
+        props.setdefault("ipTags", [])
+        earlier = properties(current).get("ipAddress") if current is not None else None
+        if earlier:
+            props["ipAddress"] = earlier
+        elif not props.get("ipAddress") and props["publicIPAllocationMethod"] == "Static":
+            props["ipAddress"] = store.next_public_address()
+        return doc
+
+    def apply_put(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> None:
+        return None
+
+    def put_delay(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> float:
+        return store.settings.lro_duration_s
+
+    def complete_put(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
+        return None
+
+    def check_delete(self, store: Store, doc: JsonDict) -> None:
+        holder = reference_id(properties(doc).get("ipConfiguration"))
+        if holder is not None:
+            raise ArmError(400, "PublicIPAddressCannotBeDeleted", pip_in_use_message(doc["id"], holder))
+
+    def complete_delete(
+        self, store: Store, doc: JsonDict, context: RequestContext, *, requested: bool
+    ) -> None:
+        # Only reachable attached through a cascade (its NIC is going too): drop the dangling reference.
+        holder = reference_id(properties(doc).get("ipConfiguration"))
+        nic = store.doc(ids.parent_nic_key(holder)) if holder else None
+        if nic is None:
+            return
+        for cfg in properties(nic).get("ipConfigurations") or []:
+            cfg_props = properties(cfg)
+            pip_id = reference_id(cfg_props.get("publicIPAddress"))
+            if pip_id is not None and ids.key(pip_id) == ids.key(doc["id"]):
+                cfg_props.pop("publicIPAddress", None)
+                store.touch(nic)
+
+    def seed_fill(self, store: Store, doc: JsonDict) -> None:
+        properties(doc).setdefault("resourceGuid", str(uuid.uuid4()))
+
+    def link(self, store: Store, doc: JsonDict) -> None:
+        return None

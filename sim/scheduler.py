@@ -1,0 +1,93 @@
+"""One background thread that runs the simulator's delayed work in time order.
+
+Long-running operations finish, and Flex scale sets create their instances,
+some time after the request that started them. A single scheduler thread (not a
+Timer per task) makes that ordering deterministic, lets `stop()`/`reset()` drop
+everything pending at once, and lets tests wait until nothing is left to do.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Run callbacks after a delay on one daemon thread; cancellable and waitable."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = itertools.count()
+        self._running = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is not None:
+                return
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="arm-sim-scheduler", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._heap.clear()
+            self._cond.notify_all()
+            thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + max(delay_s, 0.0), next(self._order), callback))
+            self._cond.notify_all()
+
+    def cancel_all(self) -> None:
+        with self._cond:
+            self._heap.clear()
+            self._cond.notify_all()
+
+    def pending(self) -> int:
+        """Callbacks waiting or running."""
+        with self._cond:
+            return len(self._heap) + self._running
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until nothing is pending or running; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._heap or self._running:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and (not self._heap or self._heap[0][0] > time.monotonic()):
+                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._cond.wait(timeout)
+                if self._stopping:
+                    return
+                _, _, callback = heapq.heappop(self._heap)
+                self._running += 1
+            try:
+                callback()
+            except Exception:
+                # A bug in one task must not kill the thread that finishes every other operation.
+                logger.exception("simulator task failed")
+            finally:
+                with self._cond:
+                    self._running -= 1
+                    self._cond.notify_all()

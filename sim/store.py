@@ -1,0 +1,587 @@
+"""The simulator's state: resources, etags, long-running operations, events.
+
+Everything ARM keeps between requests lives here, behind one lock: the resource
+documents (keyed by lower-cased id, kept in the caller's casing), the running
+operations, the request log and the event outbox. The generic rules every ARM
+write obeys are enforced here once (If-Match / If-None-Match, the 429 lock while
+an operation runs, a new etag per write, provisioningState transitions, one
+event per completed write); what is particular to a resource type (references,
+back-references, Flex instances) is delegated to a `Behaviour` from network.py
+or compute.py. Sinks are called after the lock is released.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from sim import errors, ids
+from sim.errors import ArmError
+from sim.events import RequestContext, resource_event, utc_now_iso
+from sim.ids import ResourceRef
+from sim.scheduler import Scheduler
+
+JsonDict = dict[str, Any]
+EventSink = Callable[[JsonDict], None]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The simulator's switches (see ArmSimulator for what each one means)."""
+
+    provision_delay_s: float = 0.3
+    lro_duration_s: float = 0.05
+    page_size: int = 20
+    child_events: bool = False
+    manual_vms_count_in_capacity: bool = False
+    tenant_id: str = "00000000-0000-0000-0000-000000000000"
+
+
+class OperationStatus(StrEnum):
+    IN_PROGRESS = "InProgress"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class OperationKind(StrEnum):
+    WRITE = "write"
+    DELETE = "delete"
+
+
+@dataclass
+class Operation:
+    """One long-running operation, as served by `.../locations/{loc}/operations/{id}`."""
+
+    op_id: str
+    kind: OperationKind
+    resource_id: str
+    resource_type: str
+    location: str
+    context: RequestContext
+    created: bool
+    start_time: str = field(default_factory=utc_now_iso)
+    status: OperationStatus = OperationStatus.IN_PROGRESS
+    end_time: str | None = None
+    error: JsonDict | None = None
+
+    @property
+    def namespace(self) -> str:
+        return self.resource_type.split("/", 1)[0]
+
+    def body(self) -> JsonDict:
+        body: JsonDict = {"name": self.op_id, "status": str(self.status), "startTime": self.start_time}
+        if self.end_time is not None:
+            body["endTime"] = self.end_time
+        if self.error is not None:
+            body["error"] = copy.deepcopy(self.error)
+        return body
+
+
+@dataclass
+class Meta:
+    """What the simulator knows about a resource that ARM does not put in its document."""
+
+    seq: int
+    # Ground truth the remediator has to infer from evidence: did a Flex set create this VM?
+    created_by_scale_set: bool = False
+    # When the VM became a member of its set (creation, or a later hand attach): "newest" order.
+    joined_seq: int = 0
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What the HTTP layer needs to answer a write: status, body, and the operation to poll."""
+
+    status: int
+    doc: JsonDict | None
+    operation: Operation | None
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One served request, for counters and assertions."""
+
+    method: str
+    path: str
+    resource_type: str
+    operation: str
+    status: int
+    time: datetime
+
+
+class Behaviour(Protocol):
+    """What is particular to one resource type. Every method runs with the store lock held."""
+
+    resource_type: str
+
+    def prepare_put(
+        self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
+    ) -> JsonDict:
+        """Validate a PUT body and build the document to store; raise ArmError; no side effects."""
+        ...
+
+    def apply_put(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> None:
+        """Side effects of an accepted PUT on other resources (back-references)."""
+        ...
+
+    def put_delay(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> float:
+        """Seconds until the PUT's operation completes."""
+        ...
+
+    def complete_put(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
+        """Work done when the PUT's operation completes (e.g. Flex instances); may raise ArmError."""
+        ...
+
+    def check_delete(self, store: Store, doc: JsonDict) -> None:
+        """Refuse a DELETE ARM would refuse (raise ArmError)."""
+        ...
+
+    def complete_delete(
+        self, store: Store, doc: JsonDict, context: RequestContext, *, requested: bool
+    ) -> None:
+        """Clean up references and cascade before the document goes; requested=False for cascades."""
+        ...
+
+    def seed_fill(self, store: Store, doc: JsonDict) -> None:
+        """Add missing server fields to a seeded document."""
+        ...
+
+    def link(self, store: Store, doc: JsonDict) -> None:
+        """Make back-references consistent after seeding (only where both ends exist)."""
+        ...
+
+
+def new_etag() -> str:
+    return f'W/"{uuid.uuid4()}"'
+
+
+def merge_patch(target: JsonDict, patch: Mapping[str, Any]) -> JsonDict:
+    """RFC 7386 JSON merge patch: objects merge, everything else (lists too) replaces, null removes."""
+    for name, value in patch.items():
+        if value is None:
+            target.pop(name, None)
+        elif isinstance(value, Mapping) and isinstance(target.get(name), dict):
+            merge_patch(target[name], value)
+        else:
+            target[name] = copy.deepcopy(value)
+    return target
+
+
+def properties(doc: JsonDict) -> JsonDict:
+    """`doc["properties"]`, created if missing (ARM always returns it)."""
+    props = doc.get("properties")
+    if not isinstance(props, dict):
+        props = {}
+        doc["properties"] = props
+    return props
+
+
+def reference_id(value: Any) -> str | None:
+    """The `id` of a `{"id": ...}` sub-resource reference, else None."""
+    if isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"]:
+        return str(value["id"])
+    return None
+
+
+class Store:
+    """All resources and operations of one simulator, behind one lock."""
+
+    def __init__(self, settings: Settings, scheduler: Scheduler, behaviours: Iterable[Behaviour]) -> None:
+        self.settings = settings
+        self.lock = threading.RLock()
+        self._scheduler = scheduler
+        self._behaviours = {b.resource_type: b for b in behaviours}
+        self._docs: dict[str, JsonDict] = {}
+        self._meta: dict[str, Meta] = {}
+        self._ops: dict[str, Operation] = {}
+        self._busy: dict[str, str] = {}
+        self._faults: dict[str, ArmError] = {}
+        self._records: list[RequestRecord] = []
+        self._outbox: list[JsonDict] = []
+        self._sinks: list[EventSink] = []
+        self._seq = itertools.count(1)
+        self._addresses = itertools.count(1)
+        self._private_addresses = itertools.count(4)
+
+    # ------------------------------------------------------------------ public, takes the lock
+
+    def add_sink(self, sink: EventSink) -> None:
+        with self.lock:
+            self._sinks.append(sink)
+
+    def reset(self) -> None:
+        with self.lock:
+            self._scheduler.cancel_all()
+            self._docs.clear()
+            self._meta.clear()
+            self._ops.clear()
+            self._busy.clear()
+            self._faults.clear()
+            self._records.clear()
+            self._outbox.clear()
+            self._seq = itertools.count(1)
+            self._addresses = itertools.count(1)
+            self._private_addresses = itertools.count(4)
+
+    def get(self, resource_id: str) -> JsonDict | None:
+        with self.lock:
+            doc = self._docs.get(ids.key(resource_id))
+            return copy.deepcopy(doc) if doc is not None else None
+
+    def list_resources(
+        self,
+        subscription: str,
+        resource_group: str | None,
+        resource_type: str,
+        predicate: Callable[[JsonDict], bool] | None = None,
+    ) -> list[JsonDict]:
+        """Copies of the resources of one type in a subscription (and resource group), oldest first."""
+        prefix = f"/subscriptions/{subscription}/".lower()
+        if resource_group is not None:
+            prefix += f"resourcegroups/{resource_group}/".lower()
+        with self.lock:
+            return [
+                copy.deepcopy(doc)
+                for k, doc in self._docs.items()
+                if k.startswith(prefix)
+                and str(doc.get("type", "")).lower() == resource_type.lower()
+                and (predicate is None or predicate(doc))
+            ]
+
+    def export(self) -> JsonDict:
+        with self.lock:
+            return {"value": [copy.deepcopy(doc) for doc in self._docs.values()]}
+
+    def operation(self, op_id: str) -> Operation | None:
+        with self.lock:
+            op = self._ops.get(op_id.lower())
+            return copy.deepcopy(op) if op is not None else None
+
+    def record(self, record: RequestRecord) -> None:
+        with self.lock:
+            self._records.append(record)
+
+    def records(self) -> list[RequestRecord]:
+        with self.lock:
+            return list(self._records)
+
+    def fail_next_operation(self, resource_id: str, code: str, message: str) -> None:
+        """Make the next operation on `resource_id` end Failed (fault injection for tests)."""
+        with self.lock:
+            self._faults[ids.key(resource_id)] = ArmError(500, code, message)
+
+    def put(
+        self,
+        ref: ResourceRef,
+        body: JsonDict,
+        context: RequestContext,
+        *,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+        patch: bool = False,
+    ) -> WriteResult:
+        with self.lock:
+            result = self._put(
+                ref, body, context, if_match=if_match, if_none_match=if_none_match, patch=patch
+            )
+            events = self._drain()
+        self._deliver(events)
+        return result
+
+    def delete(
+        self, ref: ResourceRef, context: RequestContext, *, if_match: str | None = None
+    ) -> WriteResult:
+        with self.lock:
+            current = self._docs.get(ref.key)
+            if current is None:
+                if if_match is not None:
+                    raise errors.etag_mismatch(ref.id, if_match.strip(), None)
+                return WriteResult(204, None, None)
+            self._check_preconditions(current, if_match, None)
+            if ref.key in self._busy:
+                raise errors.another_operation(current["id"])
+            self._behaviour(current).check_delete(self, current)
+            properties(current)["provisioningState"] = "Deleting"
+            op = self._start(
+                OperationKind.DELETE, current, context, created=False, delay=self.settings.lro_duration_s
+            )
+            return WriteResult(202, None, copy.deepcopy(op))
+
+    def seed(self, document: JsonDict | list[JsonDict]) -> int:
+        """Load ARM JSON (one resource, a list, or `{"value": [...]}`); returns how many were loaded."""
+        items = _seed_items(document)
+        with self.lock:
+            seeded: list[JsonDict] = []
+            for item in items:
+                ref = ids.parse(str(item.get("id", "")))
+                if ref is None:
+                    raise ValueError(f"cannot seed {item.get('id')!r}: not a resource id of a simulated type")
+                doc = copy.deepcopy(item)
+                doc.setdefault("name", ref.name)
+                doc.setdefault("type", ref.resource_type)
+                doc.setdefault("etag", new_etag())
+                properties(doc).setdefault("provisioningState", "Succeeded")
+                self._behaviours[ref.resource_type].seed_fill(self, doc)
+                self.insert(doc)
+                seeded.append(doc)
+            for doc in seeded:
+                self._behaviour(doc).link(self, doc)
+            return len(seeded)
+
+    # ------------------------------------------------------------------ for behaviours (lock held)
+
+    def doc(self, resource_id_or_key: str) -> JsonDict | None:
+        """The live document (not a copy)."""
+        return self._docs.get(ids.key(resource_id_or_key))
+
+    def docs_of_type(self, resource_type: str) -> list[JsonDict]:
+        """Live documents of one type, oldest first."""
+        wanted = resource_type.lower()
+        return [doc for doc in self._docs.values() if str(doc.get("type", "")).lower() == wanted]
+
+    def meta(self, resource_id_or_key: str) -> Meta | None:
+        return self._meta.get(ids.key(resource_id_or_key))
+
+    def next_seq(self) -> int:
+        return next(self._seq)
+
+    def next_public_address(self) -> str:
+        """A fresh address in 20.0.0.0/8 (Azure's public space), never reused within a run."""
+        n = next(self._addresses)
+        return f"20.{(n >> 16) & 0xFF}.{(n >> 8) & 0xFF}.{n & 0xFF or 1}"
+
+    def next_private_address(self) -> str:
+        """A fresh private address in 10.0.0.0/16 (the first four of a subnet are Azure's)."""
+        n = next(self._private_addresses)
+        return f"10.0.{(n >> 8) & 0xFF}.{n & 0xFF}"
+
+    def insert(self, doc: JsonDict, *, created_by_scale_set: bool = False) -> Meta:
+        """Store a document (new or replacing), keeping its meta if it existed."""
+        k = ids.key(doc["id"])
+        meta = self._meta.get(k)
+        if meta is None:
+            seq = self.next_seq()
+            meta = Meta(seq=seq, created_by_scale_set=created_by_scale_set, joined_seq=seq)
+            self._meta[k] = meta
+        self._docs[k] = doc
+        return meta
+
+    def touch(self, doc: JsonDict) -> None:
+        """A server-side change to a document: new etag, shared by its sub-resources (as NRP does)."""
+        etag = new_etag()
+        doc["etag"] = etag
+        for sub in properties(doc).get("ipConfigurations") or []:
+            if isinstance(sub, dict) and "etag" in sub:
+                sub["etag"] = etag
+
+    def is_busy(self, resource_id_or_key: str) -> bool:
+        return ids.key(resource_id_or_key) in self._busy
+
+    def create_child(
+        self, doc: JsonDict, context: RequestContext, *, created_by_scale_set: bool = False
+    ) -> None:
+        """A resource the platform creates itself; its event only if child events are switched on."""
+        self.insert(doc, created_by_scale_set=created_by_scale_set)
+        if self.settings.child_events:
+            self.emit(doc, context, deleted=False, include_http_request=False)
+
+    def remove_child(self, resource_id_or_key: str, context: RequestContext) -> None:
+        """Delete a resource as a side effect of another write (cascade), with its own cleanup."""
+        k = ids.key(resource_id_or_key)
+        doc = self._docs.get(k)
+        if doc is None:
+            return
+        self._behaviour(doc).complete_delete(self, doc, context, requested=False)
+        self._docs.pop(k, None)
+        self._meta.pop(k, None)
+        if self.settings.child_events:
+            self.emit(doc, context, deleted=True, include_http_request=False)
+
+    def emit(
+        self, doc: JsonDict, context: RequestContext, *, deleted: bool, include_http_request: bool
+    ) -> None:
+        ref = ids.parse(doc["id"])
+        subscription = ref.subscription if ref else ""
+        self._outbox.append(
+            resource_event(
+                deleted=deleted,
+                resource_id=doc["id"],
+                resource_type=str(doc.get("type", ref.resource_type if ref else "")),
+                subscription_id=subscription,
+                tenant_id=self.settings.tenant_id,
+                context=context,
+                include_http_request=include_http_request,
+            )
+        )
+
+    # ------------------------------------------------------------------ internals
+
+    def _behaviour(self, doc: JsonDict) -> Behaviour:
+        rtype = ids.canonical_type(str(doc.get("type", "")))
+        if rtype is None:
+            raise ArmError(500, "InternalServerError", f"no behaviour for {doc.get('type')!r}")
+        return self._behaviours[rtype]
+
+    def _check_preconditions(
+        self, current: JsonDict | None, if_match: str | None, if_none_match: str | None
+    ) -> None:
+        if if_match is not None:
+            given = if_match.strip()
+            if current is None:
+                raise errors.etag_mismatch("(missing)", given, None)
+            accepted = {value.strip() for value in given.split(",")}
+            if "*" not in accepted and current.get("etag") not in accepted:
+                raise errors.etag_mismatch(current["id"], given, current.get("etag"))
+        if if_none_match is not None and if_none_match.strip() == "*" and current is not None:
+            raise errors.already_exists(current["id"])
+
+    def _put(
+        self,
+        ref: ResourceRef,
+        body: JsonDict,
+        context: RequestContext,
+        *,
+        if_match: str | None,
+        if_none_match: str | None,
+        patch: bool,
+    ) -> WriteResult:
+        behaviour = self._behaviours[ref.resource_type]
+        current = self._docs.get(ref.key)
+        if if_match is not None and current is None:
+            raise errors.etag_mismatch(ref.id, if_match.strip(), None)
+        self._check_preconditions(current, if_match, if_none_match)
+        if current is not None and ref.key in self._busy:
+            raise errors.another_operation(current["id"])
+        if patch:
+            if current is None:
+                raise errors.not_found(ref)
+            body = merge_patch(copy.deepcopy(current), body)
+        doc = behaviour.prepare_put(self, ref, copy.deepcopy(body), current)
+        doc["id"] = current["id"] if current else ref.id
+        doc["name"] = current["name"] if current else ref.name
+        doc["type"] = ref.resource_type
+        location = doc.get("location") or (current or {}).get("location")
+        if not location:
+            raise errors.ArmError(
+                400, "LocationRequired", "The location property is required for this definition."
+            )
+        doc["location"] = location
+        doc["etag"] = new_etag()
+        for sub in properties(doc).get("ipConfigurations") or []:
+            if isinstance(sub, dict):
+                sub["etag"] = doc["etag"]
+        creating = current is None and ref.namespace == "Microsoft.Compute"
+        _set_state(doc, "Creating" if creating else "Updating")
+        self.insert(doc)
+        behaviour.apply_put(self, doc, current)
+        delay = max(behaviour.put_delay(self, doc, current), 0.0)
+        op = self._start(OperationKind.WRITE, doc, context, created=current is None, delay=delay)
+        return WriteResult(201 if current is None else 200, copy.deepcopy(doc), copy.deepcopy(op))
+
+    def _start(
+        self, kind: OperationKind, doc: JsonDict, context: RequestContext, *, created: bool, delay: float
+    ) -> Operation:
+        op = Operation(
+            op_id=str(uuid.uuid4()),
+            kind=kind,
+            resource_id=doc["id"],
+            resource_type=str(doc["type"]),
+            location=str(doc.get("location", "")).replace(" ", "").lower(),
+            context=context,
+            created=created,
+        )
+        self._ops[op.op_id] = op
+        self._busy[ids.key(doc["id"])] = op.op_id
+        self._scheduler.call_later(delay, lambda: self._complete(op.op_id))
+        return op
+
+    def _complete(self, op_id: str) -> None:
+        with self.lock:
+            self._complete_locked(op_id)
+            events = self._drain()
+        self._deliver(events)
+
+    def _complete_locked(self, op_id: str) -> None:
+        op = self._ops.get(op_id)
+        if op is None or op.status is not OperationStatus.IN_PROGRESS:
+            return  # forgotten by reset()
+        k = ids.key(op.resource_id)
+        doc = self._docs.get(k)
+        try:
+            self._finish(op, doc, self._faults.pop(k, None))
+        except ArmError as err:
+            op.status = OperationStatus.FAILED
+            op.error = err.body()["error"]
+            if doc is not None and k in self._docs:
+                _set_state(doc, "Failed")
+        else:
+            op.status = OperationStatus.SUCCEEDED
+        finally:
+            op.end_time = utc_now_iso()
+            if self._busy.get(k) == op_id:
+                del self._busy[k]
+
+    def _finish(self, op: Operation, doc: JsonDict | None, fault: ArmError | None) -> None:
+        """Complete an operation's work and emit its event; raise ArmError to fail it."""
+        if doc is None:
+            raise ArmError(500, "InternalServerError", f"resource {op.resource_id} vanished mid-operation")
+        if fault is not None:
+            raise fault
+        behaviour = self._behaviour(doc)
+        deleted = op.kind is OperationKind.DELETE
+        if deleted:
+            behaviour.complete_delete(self, doc, op.context, requested=True)
+            self._docs.pop(ids.key(doc["id"]), None)
+            self._meta.pop(ids.key(doc["id"]), None)
+        else:
+            behaviour.complete_put(self, doc, op.context)
+            _set_state(doc, "Succeeded")
+        # Real events carry httpRequest on updates and deletes, not on creations.
+        self.emit(doc, op.context, deleted=deleted, include_http_request=deleted or not op.created)
+
+    def _drain(self) -> list[JsonDict]:
+        events, self._outbox = self._outbox, []
+        return events
+
+    def _deliver(self, events: list[JsonDict]) -> None:
+        if not events:
+            return
+        with self.lock:
+            sinks = list(self._sinks)
+        for event in events:
+            for sink in sinks:
+                try:
+                    sink(copy.deepcopy(event))
+                except Exception:
+                    # A failing subscriber must not break ARM for everyone else, as in Event Grid.
+                    logger.exception("event sink failed for event %s", event.get("id"))
+
+
+def _set_state(doc: JsonDict, state: str) -> None:
+    props = properties(doc)
+    props["provisioningState"] = state
+    for sub in props.get("ipConfigurations") or []:
+        if isinstance(sub, dict):
+            properties(sub)["provisioningState"] = state
+
+
+def _seed_items(document: JsonDict | list[JsonDict]) -> list[JsonDict]:
+    if isinstance(document, list):
+        return list(document)
+    if isinstance(document.get("value"), list) and "id" not in document:
+        return list(document["value"])
+    return [document]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,145 @@
+"""Shared pieces of the simulator tests: a credential, clients, ids and fixture loading.
+
+Kept out of conftest.py so tests can import them by name (pytest puts this
+directory on sys.path; the file name is unique in the test tree on purpose).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.compute.models import VirtualMachine, VirtualMachineScaleSet
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.network.models import NetworkInterface, PublicIPAddress
+
+from sim import ArmSimulator
+
+SUB = "11111111-2222-3333-4444-555555555555"
+RG = "rg-sim"
+LOCATION = "westeurope"
+SUBNET_ID = (
+    f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/virtualNetworks/v/subnets/s"
+)
+POLL_S = 0.02
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+
+
+def rid(resource_type: str, name: str, *, group: str = RG) -> str:
+    """The id of a resource of `resource_type` (e.g. Microsoft.Network/networkInterfaces)."""
+    return f"/subscriptions/{SUB}/resourceGroups/{group}/providers/{resource_type}/{name}"
+
+
+def make_jwt(claims: dict[str, Any]) -> str:
+    """An unsigned JWT carrying `claims` (the simulator reads claims, it never verifies)."""
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.signature"
+
+
+class StaticCredential:
+    """A TokenCredential that hands out one fixed token (opaque or a JWT)."""
+
+    def __init__(self, token: str = "opaque-test-token") -> None:
+        self.token = token
+
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+    def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
+        return AccessTokenInfo(self.token, int(time.time()) + 3600)
+
+
+@dataclass(frozen=True)
+class Clients:
+    compute: ComputeManagementClient
+    network: NetworkManagementClient
+
+
+def make_clients(sim: ArmSimulator, credential: StaticCredential | None = None) -> Clients:
+    """The real SDK clients, changed only in base URL, credential, CA bundle and polling interval."""
+    cred = credential or StaticCredential()
+    return Clients(
+        compute=ComputeManagementClient(
+            cred, SUB, base_url=sim.endpoint, connection_verify=sim.ca_bundle, polling_interval=POLL_S
+        ),
+        network=NetworkManagementClient(
+            cred, SUB, base_url=sim.endpoint, connection_verify=sim.ca_bundle, polling_interval=POLL_S
+        ),
+    )
+
+
+def arm_example(name: str) -> dict[str, Any]:
+    """One of the REST API examples in shared/fixtures/arm-examples."""
+    data: dict[str, Any] = json.loads((SHARED / "fixtures" / "arm-examples" / name).read_text())
+    return data
+
+
+def flex_body(capacity: int, *, public_ip: bool = True, prefix: str = "web") -> VirtualMachineScaleSet:
+    """A Flexible scale set body like `--public-ip-per-vm`, built on the REST example's profile.
+
+    SDK models wrap the raw JSON (and stay mutable mappings), as callers of the SDK would pass them.
+    """
+    body: dict[str, Any] = arm_example("VirtualMachineScaleSet_Create_WithPriorityMixPolicy.json")[
+        "parameters"
+    ]["parameters"]
+    body["location"] = LOCATION
+    body["sku"]["capacity"] = capacity
+    profile = body["properties"]["virtualMachineProfile"]
+    profile["osProfile"]["computerNamePrefix"] = prefix
+    ipconfig = profile["networkProfile"]["networkInterfaceConfigurations"][0]["properties"][
+        "ipConfigurations"
+    ][0]
+    ipconfig["properties"]["subnet"]["id"] = SUBNET_ID
+    if not public_ip:
+        del ipconfig["properties"]["publicIPAddressConfiguration"]
+    return VirtualMachineScaleSet(body)
+
+
+def nic_body(pip_id: str | None = None, *, ipconfig: str = "ipconfig1") -> NetworkInterface:
+    props: dict[str, Any] = {"subnet": {"id": SUBNET_ID}}
+    if pip_id is not None:
+        props["publicIPAddress"] = {"id": pip_id}
+    return NetworkInterface(
+        {"location": LOCATION, "properties": {"ipConfigurations": [{"name": ipconfig, "properties": props}]}}
+    )
+
+
+def pip_body() -> PublicIPAddress:
+    return PublicIPAddress(
+        {
+            "location": LOCATION,
+            "sku": {"name": "Standard"},
+            "properties": {"publicIPAllocationMethod": "Static"},
+        }
+    )
+
+
+def vm_body(nic_ids: list[str], *, scale_set_id: str | None = None) -> VirtualMachine:
+    props: dict[str, Any] = {
+        "hardwareProfile": {"vmSize": "Standard_D2s_v5"},
+        "osProfile": {"computerName": "handmade", "adminUsername": "azureuser"},
+        "networkProfile": {
+            "networkInterfaces": [
+                {"id": nic_id, "properties": {"primary": i == 0}} for i, nic_id in enumerate(nic_ids)
+            ]
+        },
+    }
+    if scale_set_id is not None:
+        props["virtualMachineScaleSet"] = {"id": scale_set_id}
+    return VirtualMachine({"location": LOCATION, "properties": props})
