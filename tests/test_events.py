@@ -14,29 +14,14 @@ from remediation.model import Rejection, Trigger
 
 SUB = "6a2e1c9d-6f3b-4f57-9d3e-2b1f4c8e7a10"
 SET_ID = f"/subscriptions/{SUB}/resourcegroups/rg1/providers/Microsoft.Compute/virtualMachineScaleSets/vmss1"
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SAMPLE = Path(__file__).resolve().parent / "fixtures" / "eventgrid" / "resource-write-success.eventgrid.json"
 
 
 def write_event(
     resource_id: str = SET_ID, operation: str = "Microsoft.Compute/virtualMachineScaleSets/write"
 ) -> dict[str, Any]:
     """The published ResourceWriteSuccess sample, pointed at one of our resources."""
-    sample = SHARED / "fixtures" / "eventgrid" / "resource-write-success.eventgrid.json"
-    if sample.exists():
-        event: dict[str, Any] = copy.deepcopy(json.loads(sample.read_text())[0])
-    else:  # the same shape, for a checkout without shared/ beside it
-        event = {
-            "id": "4db48cba-50a2-455a-93b4-de41a3b5b7f6",
-            "eventType": "Microsoft.Resources.ResourceWriteSuccess",
-            "eventTime": "2018-07-19T18:38:04.6117357Z",
-            "dataVersion": "2",
-            "metadataVersion": "1",
-            "data": {
-                "claims": {"appid": "{ID}", "name": "{full-name}"},
-                "correlationId": "{ID}",
-                "status": "Succeeded",
-            },
-        }
+    event: dict[str, Any] = copy.deepcopy(json.loads(SAMPLE.read_text())[0])
     event["subject"] = resource_id
     event["topic"] = f"/subscriptions/{SUB}"
     event["data"].update(resourceUri=resource_id, operationName=operation, subscriptionId=SUB)

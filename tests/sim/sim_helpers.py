@@ -28,7 +28,8 @@ SUBNET_ID = (
     f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/virtualNetworks/v/subnets/s"
 )
 POLL_S = 0.02
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"  # ARM's JSON Schemas (specs/), beside the clone
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"  # published payloads, in the repo
 
 
 def rid(resource_type: str, name: str, *, group: str = RG) -> str:
@@ -85,8 +86,8 @@ def make_clients(sim: ArmSimulator, credential: StaticCredential | None = None) 
 
 
 def arm_example(name: str) -> dict[str, Any]:
-    """One of the REST API examples in shared/fixtures/arm-examples."""
-    data: dict[str, Any] = json.loads((SHARED / "fixtures" / "arm-examples" / name).read_text())
+    """One of the REST API examples in tests/fixtures/arm-examples."""
+    data: dict[str, Any] = json.loads((FIXTURES / "arm-examples" / name).read_text())
     return data
 
 

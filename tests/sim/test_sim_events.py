@@ -6,17 +6,15 @@ import json
 from typing import Any
 
 import pytest
-from sim_helpers import RG, SHARED, SUB, Clients, StaticCredential, make_clients, make_jwt, pip_body, rid
+from sim_helpers import FIXTURES, RG, SUB, Clients, StaticCredential, make_clients, make_jwt, pip_body, rid
 
 from sim import ArmSimulator
 
 PIP = "Microsoft.Network/publicIPAddresses"
-EVENTS = SHARED / "fixtures" / "eventgrid"
+EVENTS = FIXTURES / "eventgrid"
 
 
 def _fixture(name: str) -> dict[str, Any]:
-    if not EVENTS.is_dir():
-        pytest.skip(f"shared fixtures not found at {EVENTS}")
     event: dict[str, Any] = json.loads((EVENTS / name).read_text())[0]
     return event
 

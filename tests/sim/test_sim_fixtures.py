@@ -6,16 +6,14 @@ import json
 from typing import Any
 
 import pytest
-from sim_helpers import SHARED, StaticCredential
+from sim_helpers import FIXTURES, StaticCredential
 
 from sim import ArmSimulator
 
-EXAMPLES = SHARED / "fixtures" / "arm-examples"
+EXAMPLES = FIXTURES / "arm-examples"
 
 
 def _example_body(name: str) -> dict[str, Any]:
-    if not EXAMPLES.is_dir():
-        pytest.skip(f"shared fixtures not found at {EXAMPLES}")
     body: dict[str, Any] = json.loads((EXAMPLES / name).read_text())["responses"]["200"]["body"]
     return body
 
