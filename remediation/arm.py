@@ -79,6 +79,26 @@ def arm_operation(*operations: str) -> Callable[[Callable[P, R]], Callable[P, R]
     return decorate
 
 
+# Long-running operations are polled at their provider's operation-status URLs, which ARM
+# authorises as reads of these (one pair per provider namespace the gateway writes to).
+_POLLING = {
+    "Microsoft.Compute": ("Microsoft.Compute/locations/operations/read",),
+    "Microsoft.Network": (
+        "Microsoft.Network/locations/operations/read",
+        "Microsoft.Network/locations/operationResults/read",
+    ),
+}
+
+
+def required_permissions() -> frozenset[str]:
+    """Every ARM action the remediator performs: the custom role must grant exactly these."""
+    actions = set(OPERATIONS)
+    written = {op.split("/", 1)[0] for op in OPERATIONS if not op.endswith("/read")}
+    for namespace in written:
+        actions.update(_POLLING.get(namespace, ()))
+    return frozenset(actions)
+
+
 class ArmError(Exception):
     """ARM refused a request; ``code`` is ARM's error code (e.g. PublicIPAddressCannotBeDeleted)."""
 
@@ -330,8 +350,9 @@ class ArmGateway:
 
     @arm_operation(
         "Microsoft.Network/networkInterfaces/write",
-        # A NIC PUT re-asserts its subnet membership, which ARM authorises as a join.
+        # A NIC PUT re-asserts its subnet and network security group, which ARM authorises as joins.
         "Microsoft.Network/virtualNetworks/subnets/join/action",
+        "Microsoft.Network/networkSecurityGroups/join/action",
     )
     def put_nic(self, nic_id: ResourceId, body: Mapping[str, Any], if_match: str) -> WriteResult:
         """Replace a NIC, only if it still carries ``if_match`` (else PreconditionFailed)."""
