@@ -26,9 +26,10 @@ from typing import Any, TextIO
 from localazure.host import deliver_event_grid
 from localazure.stack import LocalAzure
 from remediation.arm import LoopbackCredential
-from remediation.audit import AuditLog, AuditRecord
+from remediation.audit import AuditLog
 from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
 from remediation.model import RecordKind, ResourceId
+from remediation.records import AuditRecord
 
 SUBSCRIPTION = "6a2e1c9d-6f3b-4f57-9d3e-2b1f4c8e7a10"
 GROUP = "rg-restricted-demo"

@@ -34,7 +34,10 @@ class LocalAzure:
             self.azurite.close()
 
     def environment(
-        self, audit_table: str = "remediationaudit", recheck_queue: str = "remediation-recheck"
+        self,
+        audit_table: str = "remediationaudit",
+        recheck_queue: str = "remediation-recheck",
+        archive_container: str = "event-archive",
     ) -> dict[str, str]:
         """App settings for the remediator, as local.settings.json or the Functions host would set them."""
         return {
@@ -45,6 +48,7 @@ class LocalAzure:
             "RemediationStorage": self.azurite.connection_string,
             "AUDIT_TABLE": audit_table,
             "RECHECK_QUEUE": recheck_queue,
+            "ARCHIVE_CONTAINER": archive_container,
         }
 
     def settings(

@@ -14,36 +14,45 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from remediation.arm import ArmError, ArmGateway, PreconditionFailed, WriteResult
-from remediation.audit import AuditLog, AuditRecord
+from remediation.audit import Journal
 from remediation.model import Action, ActionKind, Finding, Plan, RecordKind, Result
+from remediation.records import AuditRecord
 
 MAX_PARALLEL_FINDINGS = 8
 
 
 @dataclass(frozen=True)
 class Context:
-    """Why we are acting: the event (or sweep) being handled, carried into every record."""
+    """One handling of a trigger (an event, a re-check, a sweep): its facts, carried into every
+    record, and the journal its records go to."""
 
+    journal: Journal = field(repr=False, compare=False)
     event_id: str = ""
     correlation_id: str = ""
     event_type: str = ""
     operation: str = ""
     caller: str = ""
+    resource: str = ""
     replay_of: str = ""
+    dry_run: bool = False
 
-    def record(self, kind: RecordKind, finding: Finding | None = None, **fields: object) -> AuditRecord:
-        values: dict[str, object] = {
+    def record(self, kind: RecordKind, finding: Finding | None = None, **fields: Any) -> AuditRecord:
+        values: dict[str, Any] = {
             "event_id": self.event_id,
             "correlation_id": self.correlation_id,
             "event_type": self.event_type,
             "operation": self.operation,
             "caller": self.caller,
+            "resource": self.resource,
             "replay_of": self.replay_of,
+            "dry_run": self.dry_run,
         }
         if finding is not None:
+            created = finding.instance.time_created
             values.update(
                 scale_set=finding.scale_set.id.value,
                 instance=finding.instance.id.value,
@@ -51,9 +60,18 @@ class Context:
                 public_ip=",".join(ip.value for ip in finding.public_ip_ids),
                 origin=finding.origin.value,
                 evidence=finding.evidence,
+                exposed_since=created.isoformat() if created else "",
             )
         values.update(fields)
-        return AuditRecord(kind=kind, **values)  # type: ignore[arg-type]
+        return AuditRecord(kind=kind, **values)
+
+    def note(self, kind: RecordKind, finding: Finding | None = None, **fields: Any) -> AuditRecord:
+        """Record, buffered: stored with the next write-ahead or when the handling ends."""
+        return self.journal.write(self.record(kind, finding, **fields))
+
+    def announce(self, kind: RecordKind, finding: Finding | None = None, **fields: Any) -> AuditRecord:
+        """Record and store now, before returning (the intent before an ARM write)."""
+        return self.journal.write_ahead(self.record(kind, finding, **fields))
 
 
 def describe(action: Action) -> str:
@@ -68,6 +86,19 @@ def describe(action: Action) -> str:
     return f"PUT scale set {name} with capacity 0, If-Match {action.if_match}"
 
 
+def _states(action: Action) -> tuple[str, str]:
+    """The state the write changes, before and after, in a few words (for reviewers)."""
+    finding = action.finding
+    if action.kind is ActionKind.DETACH_PUBLIC_IP:
+        names = ", ".join(ip.name for ip in finding.public_ip_ids)
+        return f"NIC {finding.nic.name} carries public IP {names}", f"NIC {finding.nic.name} has no public IP"
+    if action.kind is ActionKind.DELETE_PUBLIC_IP:
+        return f"public IP {action.target.name} detached", f"public IP {action.target.name} deleted"
+    if action.kind is ActionKind.DELETE_VM:
+        return f"VM {finding.instance.name} exists with a public IP", f"VM {finding.instance.name} deleted"
+    return f"capacity {finding.scale_set.capacity}", "capacity 0"
+
+
 @dataclass(frozen=True)
 class FindingOutcome:
     finding: Finding
@@ -76,9 +107,8 @@ class FindingOutcome:
 
 
 class Executor:
-    def __init__(self, arm: ArmGateway, audit: AuditLog, max_parallel: int = MAX_PARALLEL_FINDINGS) -> None:
+    def __init__(self, arm: ArmGateway, max_parallel: int = MAX_PARALLEL_FINDINGS) -> None:
         self._arm = arm
-        self._audit = audit
         self._max_parallel = max_parallel
 
     def carry_out(self, plan: Plan, context: Context) -> list[FindingOutcome]:
@@ -135,45 +165,46 @@ class Executor:
         return self._arm.put_scale_set(action.target, action.body, action.if_match)
 
     def _write(self, action: Action, plan: Plan, context: Context) -> WriteResult:
-        intent = self._audit.append(
-            context.record(
-                RecordKind.INTENT,
-                action.finding,
-                mode=plan.mode.value,
-                action=action.kind.value,
-                reason=describe(action),
-            )
+        before, after = _states(action)
+        intent = context.announce(
+            RecordKind.INTENT,
+            action.finding,
+            mode=plan.mode.value,
+            action=action.kind.value,
+            reason=describe(action),
+            state_before=before,
         )
         started = time.monotonic()
         try:
             result = self._perform(action)
         except ArmError as error:
             outcome = Result.CONFLICT if isinstance(error, PreconditionFailed) else Result.FAILED
-            self._audit.append(
-                context.record(
-                    RecordKind.OUTCOME,
-                    action.finding,
-                    mode=plan.mode.value,
-                    action=action.kind.value,
-                    result=outcome.value,
-                    error=str(error),
-                    arm_request_id=error.request_id,
-                    intent_id=intent.record_id,
-                    duration_ms=int((time.monotonic() - started) * 1000),
-                )
-            )
-            raise
-        self._audit.append(
-            context.record(
+            # Stored at once: a failed write ends the handling, and reviewers look for it first.
+            context.announce(
                 RecordKind.OUTCOME,
                 action.finding,
                 mode=plan.mode.value,
                 action=action.kind.value,
-                result=Result.SUCCEEDED.value,
-                arm_request_id=result.request_id,
+                result=outcome.value,
+                error=str(error),
+                state_before=before,
+                state_after=before if outcome is Result.FAILED else "changed by someone else",
+                arm_request_id=error.request_id,
                 intent_id=intent.record_id,
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
+            raise
+        context.note(
+            RecordKind.OUTCOME,
+            action.finding,
+            mode=plan.mode.value,
+            action=action.kind.value,
+            result=Result.SUCCEEDED.value,
+            state_before=before,
+            state_after=after,
+            arm_request_id=result.request_id,
+            intent_id=intent.record_id,
+            duration_ms=int((time.monotonic() - started) * 1000),
         )
         return result
 
@@ -193,16 +224,12 @@ class Executor:
     def _verify(self, finding: Finding, actions: list[Action], plan: Plan, context: Context) -> None:
         problem = self._still_wrong(finding, {action.kind for action in actions})
         if problem:
-            self._audit.append(
-                context.record(
-                    RecordKind.ERROR,
-                    finding,
-                    mode=plan.mode.value,
-                    result=Result.FAILED.value,
-                    error=f"after remediation {problem}",
-                )
+            context.note(
+                RecordKind.ERROR,
+                finding,
+                mode=plan.mode.value,
+                result=Result.FAILED.value,
+                error=f"after remediation {problem}",
             )
             raise ArmError(None, "VerificationFailed", f"{finding.instance.id}: after remediation {problem}")
-        self._audit.append(
-            context.record(RecordKind.VERIFIED, finding, mode=plan.mode.value, result=Result.SUCCEEDED.value)
-        )
+        context.note(RecordKind.VERIFIED, finding, mode=plan.mode.value, result=Result.SUCCEEDED.value)

@@ -1,41 +1,54 @@
-"""The only module that talks to storage: the append-only audit log in Azure Table storage, and
-the queue of delayed re-checks.
+"""The only module that talks to storage: the audit log (Table), the event archive and Event
+Grid's dead letters (Blob), and the queue of delayed re-checks (Queue).
 
-Every decision and every write is recorded here, and the intent of a write is recorded before the
-write reaches ARM (DESIGN.md decision 4): if this store cannot be written, ``AuditUnavailable``
-is raised, the handler does not act, and Event Grid redelivers the event later.
+Write-ahead (DESIGN.md decision 4): a Journal buffers an event's records and stores them as a
+few entity-group transactions; an intent is stored, with everything buffered before it, before
+the ARM write it announces. If storage cannot be written, ``AuditUnavailable`` is raised, no
+ARM write happens, and Event Grid redelivers the event. Records are only ever inserted.
 
-Layout (documented for reviewers in README.md, "Audit log"):
-- table ``<AUDIT_TABLE>``: one entity per record, never updated. PartitionKey is the UTC hour
-  (``YYYYMMDDHH``), so "what happened in the last N hours" reads a few partitions; RowKey is the
-  record time plus the record id, so a partition reads back in time order.
-- table ``<AUDIT_TABLE>events``: one entity per event that was handled to the end, keyed by event
-  id; a redelivery of such an event is recorded as a duplicate and not handled again. It is
-  written only after handling succeeded, so an event whose handling failed is handled again.
-- queue ``<RECHECK_QUEUE>``: a message naming only a scale set (and the attempt number), hidden
-  for the re-check delay, consumed by the queue-triggered function. Base64 text, as the Functions
-  queue trigger expects by default.
+Layout (the partitions are explained in ``records``; README.md, "Audit log", for reviewers):
+- table ``<AUDIT_TABLE>``: every record, once per question it answers (by hour, by set, by event,
+  by correlation id, failed), and per event a ``~handled`` marker once its handling finished
+  (a redelivery of a handled event is recorded as a duplicate and not handled again);
+- blob container ``<ARCHIVE_CONTAINER>``: each raw event as received, ``YYYY/MM/DD/HH/<id>.json``,
+  for replay; kept ``ARCHIVE_RETENTION_DAYS`` (infra also sets a lifecycle rule);
+- queue ``<RECHECK_QUEUE>``: a message naming only a scale set (and the attempt), hidden for the
+  re-check delay; Base64 text, as the Functions queue trigger expects by default.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import hashlib
 import json
-import re
-import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from remediation import __version__
 from remediation.model import Recheck, RecordKind
+from remediation.records import (
+    HANDLED_ROW,
+    AuditRecord,
+    correlation_partition,
+    event_partition,
+    hour_key,
+    scale_set_partition,
+)
 from remediation.settings import Settings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.data.tables import TableClient
+    from azure.storage.blob import BlobServiceClient
+
+MAX_BATCH = 100  # entity-group transactions hold at most 100 operations
+
+
+class AuditUnavailable(RuntimeError):
+    """The audit store could not be written or read; nothing may be written to ARM."""
 
 
 def _identity(settings: Settings) -> TokenCredential:
@@ -44,184 +57,332 @@ def _identity(settings: Settings) -> TokenCredential:
     return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id or None)
 
 
-_KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
-
-
-class AuditUnavailable(RuntimeError):
-    """The audit store could not be written or read; nothing may be written to ARM."""
+def _retry(settings: Settings) -> dict[str, Any]:
+    # Few, quick retries: an outage should fail the invocation fast so Event Grid redelivers later.
+    return {"retry_total": settings.storage_retry_total, "retry_backoff_factor": 0.5}
 
 
 @dataclass(frozen=True)
-class AuditRecord:
-    """One line of the audit log. Empty strings mean "not applicable"."""
+class AuditQuery:
+    """What a reviewer asks: a time window and, optionally, one set, event, correlation or outcome."""
 
-    kind: RecordKind
+    since: datetime
+    until: datetime
+    scale_set: str = ""
     event_id: str = ""
     correlation_id: str = ""
-    event_type: str = ""
-    operation: str = ""
-    caller: str = ""
-    resource: str = ""  # the resource the event named
-    scale_set: str = ""
-    instance: str = ""
-    nic: str = ""
-    public_ip: str = ""
-    mode: str = ""
-    origin: str = ""
-    evidence: tuple[str, ...] = ()
-    action: str = ""
-    result: str = ""
-    reason: str = ""
-    error: str = ""
-    arm_request_id: str = ""
-    intent_id: str = ""  # on an outcome: the intent record it closes
-    duration_ms: int = 0
-    dry_run: bool = False
-    replay_of: str = ""
-    time: datetime = field(default_factory=lambda: datetime.now(UTC))
-    record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    version: str = __version__
+    outcome: str = ""  # a result (succeeded, failed, conflict, skipped) or a kind (rejected, duplicate, ...)
 
-    def to_entity(self) -> dict[str, Any]:
-        entity: dict[str, Any] = {
-            "PartitionKey": self.time.strftime("%Y%m%d%H"),
-            "RowKey": f"{self.time.strftime('%Y%m%dT%H%M%S.%fZ')}-{self.record_id}",
-        }
-        for name, value in asdict(self).items():
-            if name == "evidence":
-                entity[name] = json.dumps(list(value))
-            elif name == "time":
-                entity[name] = self.time.isoformat()
-            elif isinstance(value, RecordKind):
-                entity[name] = value.value
-            else:
-                entity[name] = value
-        return entity
+    def partition_filter(self) -> tuple[str, dict[str, Any]]:
+        """The narrowest partition(s) that answer the query, as an OData filter."""
+        if self.event_id:
+            return "PartitionKey eq @pk", {"pk": event_partition(self.event_id)}
+        if self.correlation_id:
+            return "PartitionKey eq @pk", {"pk": correlation_partition(self.correlation_id)}
+        if self.scale_set:
+            return "PartitionKey eq @pk", {"pk": scale_set_partition(self.scale_set)}
+        prefix = "f" if self.outcome == "failed" else "h"
+        return (
+            "PartitionKey ge @first and PartitionKey le @last",
+            {"first": f"{prefix}-{hour_key(self.since)}", "last": f"{prefix}-{hour_key(self.until)}"},
+        )
 
-    @classmethod
-    def from_entity(cls, entity: Mapping[str, Any]) -> AuditRecord:
-        values: dict[str, Any] = {}
-        for name in cls.__dataclass_fields__:
-            if name not in entity:
-                continue
-            value = entity[name]
-            if name == "evidence":
-                value = tuple(json.loads(value or "[]"))
-            elif name == "time":
-                value = datetime.fromisoformat(value)
-            elif name == "kind":
-                value = RecordKind(value)
-            values[name] = value
-        return cls(**values)
-
-    def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["kind"] = self.kind.value
-        data["time"] = self.time.isoformat()
-        data["evidence"] = list(self.evidence)
-        return data
+    def odata(self) -> tuple[str, dict[str, Any]]:
+        query, parameters = self.partition_filter()
+        query += " and RowKey ge @since and RowKey lt @until"
+        parameters["since"] = self.since.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        parameters["until"] = self.until.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ") + "~"
+        if self.outcome and self.outcome != "failed":
+            query += " and (result eq @outcome or kind eq @outcome)"
+            parameters["outcome"] = self.outcome
+        if self.scale_set and (self.event_id or self.correlation_id):
+            query += " and scale_set eq @scale_set"
+            parameters["scale_set"] = self.scale_set
+        return query, parameters
 
 
-def _event_key(event_id: str) -> str:
-    """Table keys may not contain / \\ # ? or control characters; such ids are hashed."""
-    if _KEY_UNSAFE.search(event_id) or len(event_id) > 200:
-        return "sha256-" + hashlib.sha256(event_id.encode()).hexdigest()
-    return event_id
+@dataclass(frozen=True)
+class AuditPage:
+    records: tuple[AuditRecord, ...]
+    continuation: str  # empty on the last page
+
+
+def _encode_token(token: Any) -> str:
+    if not token:
+        return ""
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
+
+
+def _decode_token(token: str) -> Any:
+    if not token:
+        return None
+    try:
+        return json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("continuation token is not one this service issued") from None
 
 
 class AuditLog:
-    """Appends records and answers "was this event handled already?"."""
+    """Appends records, answers "was this event handled already?" and the reviewers' queries."""
 
     def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
-        self._records = self._table(settings, settings.audit_table, credential)
-        self._events = self._table(settings, f"{settings.audit_table}events", credential)
-        self._ready = False
-
-    @staticmethod
-    def _table(settings: Settings, name: str, credential: TokenCredential | None) -> TableClient:
         from azure.data.tables import TableClient
 
         if settings.storage_connection_string:
-            return TableClient.from_connection_string(settings.storage_connection_string, table_name=name)
-        return TableClient(
-            settings.table_endpoint, table_name=name, credential=credential or _identity(settings)
-        )
+            self._table: TableClient = TableClient.from_connection_string(
+                settings.storage_connection_string, table_name=settings.audit_table, **_retry(settings)
+            )
+        else:
+            self._table = TableClient(
+                settings.table_endpoint,
+                table_name=settings.audit_table,
+                credential=credential or _identity(settings),
+                **_retry(settings),
+            )
+        self._ready = False
+        self._ready_lock = threading.Lock()
 
-    def _ensure_tables(self) -> None:
+    def _ensure_table(self) -> None:
         if self._ready:
             return
         from azure.core.exceptions import AzureError, ResourceExistsError
 
-        for table in (self._records, self._events):
+        with self._ready_lock:
             try:
-                table.create_table()
+                self._table.create_table()
             except ResourceExistsError:
                 pass
             except AzureError as error:
                 raise AuditUnavailable(
-                    f"audit table {table.table_name} cannot be created: {error}"
+                    f"audit table {self._table.table_name} cannot be created: {error}"
                 ) from error
-        self._ready = True
+            self._ready = True
+
+    def journal(self) -> Journal:
+        return Journal(self)
 
     def append(self, record: AuditRecord) -> AuditRecord:
-        """Store one record; raise AuditUnavailable if it is not stored."""
-        from azure.core.exceptions import AzureError
-
-        self._ensure_tables()
-        try:
-            self._records.create_entity(record.to_entity())
-        except AzureError as error:
-            raise AuditUnavailable(f"audit record {record.kind.value} was not stored: {error}") from error
+        """Store one record now (all its copies); raise AuditUnavailable if it is not stored."""
+        journal = self.journal()
+        journal.write_ahead(record)
         return record
+
+    def _store(self, entities: list[tuple[str, dict[str, Any]]]) -> None:
+        """Insert (or, for markers, upsert) entities as entity-group transactions by partition."""
+        from azure.core.exceptions import AzureError
+        from azure.data.tables import TableTransactionError
+
+        self._ensure_table()
+        by_partition: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+        for operation, entity in entities:
+            by_partition[entity["PartitionKey"]].append((operation, entity))
+        try:
+            for operations in by_partition.values():
+                for start in range(0, len(operations), MAX_BATCH):
+                    self._table.submit_transaction(operations[start : start + MAX_BATCH])
+        except (AzureError, TableTransactionError) as error:
+            raise AuditUnavailable(f"audit records were not stored: {error}") from error
 
     def was_handled(self, event_id: str) -> bool:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-        self._ensure_tables()
+        self._ensure_table()
         try:
-            self._events.get_entity(_event_key(event_id), "handled")
+            self._table.get_entity(event_partition(event_id), HANDLED_ROW)
         except ResourceNotFoundError:
             return False
         except AzureError as error:
             raise AuditUnavailable(f"handled-event lookup failed: {error}") from error
         return True
 
-    def mark_handled(self, event_id: str, outcome: str) -> None:
+    def query(self, query: AuditQuery, page_size: int = 1000, continuation: str = "") -> AuditPage:
+        """One page of the records ``query`` selects, oldest first, with a token for the next page."""
         from azure.core.exceptions import AzureError
 
-        self._ensure_tables()
-        entity = {
-            "PartitionKey": _event_key(event_id),
-            "RowKey": "handled",
-            "event_id": event_id,
-            "outcome": outcome,
-            "time": datetime.now(UTC).isoformat(),
-        }
+        self._ensure_table()
+        odata, parameters = query.odata()
         try:
-            # Upsert: two concurrent deliveries may both finish; either marker says the same.
-            self._events.upsert_entity(entity)
+            pages = self._table.query_entities(
+                odata, parameters=parameters, results_per_page=page_size
+            ).by_page(continuation_token=_decode_token(continuation))
+            page: Any = next(pages, [])
+            records = tuple(AuditRecord.from_entity(entity) for entity in page)
+            token = _encode_token(pages.continuation_token)  # type: ignore[attr-defined]
         except AzureError as error:
-            raise AuditUnavailable(f"handled-event marker was not stored: {error}") from error
+            raise AuditUnavailable(f"audit query failed: {error}") from error
+        return AuditPage(records, token)
+
+    def search(self, query: AuditQuery, limit: int = 1_000_000) -> Iterator[AuditRecord]:
+        """Every record ``query`` selects (all pages), oldest first."""
+        token = ""
+        seen = 0
+        while True:
+            page = self.query(query, continuation=token)
+            for record in page.records:
+                yield record
+                seen += 1
+                if seen >= limit:
+                    return
+            token = page.continuation
+            if not token:
+                return
 
     def records(
         self, since: timedelta = timedelta(hours=24), until: datetime | None = None
     ) -> Iterator[AuditRecord]:
-        """Records from ``since`` ago up to ``until`` (now), oldest first."""
+        """Every record from ``since`` ago up to ``until`` (default now), oldest first."""
+        end = until or datetime.now(UTC)
+        return self.search(AuditQuery(end - since, end))
+
+    def intents_without_outcome(self, since: datetime, until: datetime) -> list[AuditRecord]:
+        """Intents in the window that no outcome closes: ARM writes whose result nobody recorded."""
+        intents: dict[str, AuditRecord] = {}
+        closed: set[str] = set()
+        for record in self.search(AuditQuery(since, until + timedelta(hours=1))):
+            if record.kind is RecordKind.INTENT and record.time <= until:
+                intents[record.record_id] = record
+            elif record.kind is RecordKind.OUTCOME and record.intent_id:
+                closed.add(record.intent_id)
+        return [intent for record_id, intent in intents.items() if record_id not in closed]
+
+
+class Journal:
+    """The records of one event's handling, buffered and written a few transactions at a time.
+
+    Thread-safe: the findings of one reconcile are remediated in parallel, each announcing its
+    writes through ``write_ahead``.
+    """
+
+    def __init__(self, log: AuditLog) -> None:
+        self._log = log
+        self._lock = threading.Lock()
+        self._pending: list[AuditRecord] = []
+
+    def write(self, record: AuditRecord) -> AuditRecord:
+        """Buffer a record; it is stored at the next write-ahead or at ``flush``."""
+        with self._lock:
+            self._pending.append(record)
+        return record
+
+    def write_ahead(self, record: AuditRecord) -> AuditRecord:
+        """Store ``record`` (and everything buffered before it) before returning."""
+        self.write(record)
+        self.flush()
+        return record
+
+    def flush(self, handled_event: str = "", outcome: str = "") -> None:
+        """Store what is buffered; with ``handled_event``, also mark that event handled."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        entities: list[tuple[str, dict[str, Any]]] = [
+            ("create", record.to_entity(partition)) for record in pending for partition in record.partitions()
+        ]
+        if handled_event:
+            marker = {
+                "PartitionKey": event_partition(handled_event),
+                "RowKey": HANDLED_ROW,
+                "event_id": handled_event,
+                "outcome": outcome,
+                "time": datetime.now(UTC).isoformat(),
+            }
+            # Upsert: two concurrent deliveries may both finish; either marker says the same.
+            entities.append(("upsert", marker))
+        if entities:
+            self._log._store(entities)
+
+
+class EventArchive:
+    """Raw events as received, for replay; and Event Grid's dead-lettered events."""
+
+    def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
+        from azure.storage.blob import BlobServiceClient
+
+        if settings.storage_connection_string:
+            self._service: BlobServiceClient = BlobServiceClient.from_connection_string(
+                settings.storage_connection_string, **_retry(settings)
+            )
+        else:
+            self._service = BlobServiceClient(
+                settings.blob_endpoint, credential=credential or _identity(settings), **_retry(settings)
+            )
+        self._container = self._service.get_container_client(settings.archive_container)
+        self._retention = timedelta(days=settings.archive_retention_days)
+        self._ready = False
+
+    @staticmethod
+    def blob_name(event_id: str, received: datetime) -> str:
+        safe = event_partition(event_id).removeprefix("e-")
+        return f"{received.astimezone(UTC).strftime('%Y/%m/%d/%H')}/{safe}.json"
+
+    def store(self, event_id: str, event: object, received: datetime) -> str:
+        """Keep the raw event; returns its blob name (recorded on the received record)."""
+        from azure.core.exceptions import AzureError, ResourceExistsError
+
+        name = self.blob_name(event_id, received)
+        try:
+            if not self._ready:
+                with contextlib.suppress(ResourceExistsError):
+                    self._container.create_container()
+                self._ready = True
+            self._container.upload_blob(name, json.dumps(event, default=str).encode(), overwrite=True)
+        except AzureError as error:
+            raise AuditUnavailable(f"event {event_id} was not archived: {error}") from error
+        return name
+
+    def load(self, name: str) -> object:
         from azure.core.exceptions import AzureError
 
-        self._ensure_tables()
-        end = until or datetime.now(UTC)
-        start = end - since
-        query = "PartitionKey ge @start and PartitionKey le @end"
-        parameters = {"start": start.strftime("%Y%m%d%H"), "end": end.strftime("%Y%m%d%H")}
         try:
-            entities = list(self._records.query_entities(query, parameters=parameters))
+            return json.loads(self._container.download_blob(name).readall())
         except AzureError as error:
-            raise AuditUnavailable(f"audit query failed: {error}") from error
-        for entity in sorted(entities, key=lambda e: (e["PartitionKey"], e["RowKey"])):
-            record = AuditRecord.from_entity(entity)
-            if start <= record.time <= end:
-                yield record
+            raise AuditUnavailable(f"archived event {name} cannot be read: {error}") from error
+
+    def since(self, start: datetime, end: datetime) -> Iterator[tuple[str, object]]:
+        """Archived events received in [start, end], oldest hour first."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        try:
+            while hour <= end:
+                for blob in self._container.list_blobs(name_starts_with=hour.strftime("%Y/%m/%d/%H/")):
+                    yield blob.name, json.loads(self._container.download_blob(blob.name).readall())
+                hour += timedelta(hours=1)
+        except ResourceNotFoundError:
+            return
+        except AzureError as error:
+            raise AuditUnavailable(f"event archive cannot be listed: {error}") from error
+
+    def prune(self, now: datetime, days_back: int = 7) -> int:
+        """Delete archived events older than the retention (the days just past it); returns how many."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        cutoff = (now - self._retention).astimezone(UTC)
+        deleted = 0
+        try:
+            for back in range(1, days_back + 1):
+                day = (cutoff - timedelta(days=back)).strftime("%Y/%m/%d/")
+                for blob in self._container.list_blobs(name_starts_with=day):
+                    self._container.delete_blob(blob.name)
+                    deleted += 1
+        except ResourceNotFoundError:
+            return deleted
+        except AzureError as error:
+            raise AuditUnavailable(f"event archive cannot be pruned: {error}") from error
+        return deleted
+
+    def dead_letters(self, container: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Events from Event Grid's dead-letter blobs: each blob is a JSON array of events carrying
+        ``deadLetterReason``, ``deliveryAttempts``, ``lastDeliveryOutcome`` and friends."""
+        from azure.core.exceptions import AzureError
+
+        client = self._service.get_container_client(container)
+        try:
+            for blob in client.list_blobs():
+                content = json.loads(client.download_blob(blob.name).readall())
+                for event in content if isinstance(content, list) else [content]:
+                    yield blob.name, event
+        except AzureError as error:
+            raise AuditUnavailable(f"dead-letter container {container} cannot be read: {error}") from error
 
 
 class RecheckQueue:
@@ -231,7 +392,10 @@ class RecheckQueue:
         encode = TextBase64EncodePolicy()
         if settings.storage_connection_string:
             self._queue = QueueClient.from_connection_string(
-                settings.storage_connection_string, settings.recheck_queue, message_encode_policy=encode
+                settings.storage_connection_string,
+                settings.recheck_queue,
+                message_encode_policy=encode,
+                **_retry(settings),
             )
         else:
             self._queue = QueueClient(
@@ -239,6 +403,7 @@ class RecheckQueue:
                 settings.recheck_queue,
                 credential=credential or _identity(settings),
                 message_encode_policy=encode,
+                **_retry(settings),
             )
         self._ready = False
 

@@ -12,6 +12,7 @@ raises, so Event Grid redelivers the event and the work is finished later.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -20,10 +21,12 @@ import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from remediation.act import Context, Executor, FindingOutcome
 from remediation.arm import ArmError, ArmGateway
-from remediation.audit import AuditLog, RecheckQueue
+from remediation.audit import AuditLog, AuditUnavailable, EventArchive, Journal, RecheckQueue
 from remediation.coalesce import Coalescer
 from remediation.events import parse_event, parse_recheck
 from remediation.model import Mode, ObservedSet, Plan, Recheck, RecordKind, Rejection, ResourceId, Result
@@ -72,17 +75,37 @@ class Handled:
 
 
 class Remediator:
-    def __init__(self, settings: Settings, arm: ArmGateway, audit: AuditLog, rechecks: RecheckQueue) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        arm: ArmGateway,
+        audit: AuditLog,
+        rechecks: RecheckQueue,
+        archive: EventArchive,
+    ) -> None:
         self.settings = settings
         self.arm = arm
         self.audit = audit
         self.rechecks = rechecks
-        self.executor = Executor(arm, audit)
+        self.archive = archive
+        self.executor = Executor(arm)
         self.coalescer: Coalescer[ReconcileResult] = Coalescer()
 
+    def _context(self, journal: Journal, **facts: Any) -> Context:
+        return Context(journal, dry_run=self.settings.dry_run, **facts)
+
     def handle(self, event: object, *, replay_of: str = "") -> Handled:
+        """Handle one event (or, with ``replay_of``, replay an archived one through the same path).
+
+        A replay gets a new id and is not checked against the handled-event markers: it asks
+        for a fresh look, and being level-triggered, a fresh look at a remediated set writes nothing.
+        """
         started = time.monotonic()
+        received = datetime.now(UTC)
+        journal = self.audit.journal()
         trigger = parse_event(event)
+        event_id = f"replay-{uuid.uuid4()}" if replay_of else trigger.event_id
+        archived = "" if replay_of else self.archive.store(event_id, event, received)
         if not isinstance(trigger, Rejection) and not self.settings.policy.monitors(trigger.subscription_id):
             trigger = Rejection(
                 trigger.event_id,
@@ -90,62 +113,78 @@ class Remediator:
                 trigger.event_type,
             )
         if isinstance(trigger, Rejection):
-            self.audit.append(
-                Context(event_id=trigger.event_id, event_type=trigger.event_type, replay_of=replay_of).record(
-                    RecordKind.REJECTED, reason=trigger.reason
-                )
+            context = self._context(
+                journal, event_id=event_id, event_type=trigger.event_type, replay_of=replay_of
             )
+            context.note(RecordKind.REJECTED, reason=trigger.reason, archive=archived)
+            journal.flush()
             log.warning("event %s rejected: %s", trigger.event_id, trigger.reason)
-            return Handled(trigger.event_id, "rejected", trigger.reason, elapsed_s=time.monotonic() - started)
+            return Handled(event_id, "rejected", trigger.reason, elapsed_s=time.monotonic() - started)
 
-        context = Context(
-            event_id=trigger.event_id,
+        context = self._context(
+            journal,
+            event_id=event_id,
             correlation_id=trigger.correlation_id,
             event_type=trigger.event_type,
             operation=trigger.operation,
             caller=str(trigger.caller),
+            resource=trigger.resource_id.value,
             replay_of=replay_of,
         )
-        if self.audit.was_handled(trigger.event_id):
-            self.audit.append(context.record(RecordKind.DUPLICATE, reason="event was handled before"))
-            return Handled(trigger.event_id, "duplicate", elapsed_s=time.monotonic() - started)
-        self.audit.append(context.record(RecordKind.RECEIVED, resource=trigger.resource_id.value))
-
+        if not replay_of and self.audit.was_handled(event_id):
+            context.note(RecordKind.DUPLICATE, reason="event was handled before", archive=archived)
+            journal.flush()
+            return Handled(event_id, "duplicate", elapsed_s=time.monotonic() - started)
+        context.note(RecordKind.RECEIVED, archive=archived)
         try:
-            set_id = owning_scale_set(self.arm, trigger.resource_id)
-        except Unresolvable as unresolvable:
-            self.audit.append(
-                context.record(
-                    RecordKind.DECISION,
-                    resource=trigger.resource_id.value,
-                    reason=f"nothing to do: {unresolvable}",
-                )
-            )
-            self.audit.mark_handled(trigger.event_id, "ignored")
-            return Handled(
-                trigger.event_id, "ignored", str(unresolvable), elapsed_s=time.monotonic() - started
-            )
+            status, reason, result = self._resolve_and_reconcile(trigger.resource_id, context)
+        except BaseException as error:
+            self._record_failure(context, error)
+            raise
+        journal.flush(handled_event=event_id, outcome=status)
+        return Handled(event_id, status, reason, result, time.monotonic() - started)
 
+    def _resolve_and_reconcile(
+        self, resource_id: ResourceId, context: Context
+    ) -> tuple[str, str, ReconcileResult | None]:
+        try:
+            set_id = owning_scale_set(self.arm, resource_id)
+        except Unresolvable as unresolvable:
+            context.note(RecordKind.DECISION, reason=f"nothing to do: {unresolvable}")
+            return "ignored", str(unresolvable), None
         result = self.coalescer.run(set_id, lambda: self.reconcile(set_id, context))
-        if result.event_id != trigger.event_id:
-            self.audit.append(
-                context.record(
-                    RecordKind.DECISION,
-                    scale_set=set_id.value,
-                    reason=f"coalesced: shared the reconcile run for event {result.event_id}",
-                )
-            )
-        self.audit.mark_handled(trigger.event_id, "reconciled")
-        return Handled(trigger.event_id, "reconciled", result.reason, result, time.monotonic() - started)
+        if result.event_id != context.event_id:
+            reason = f"coalesced: shared the reconcile run for event {result.event_id}"
+            context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
+        return "reconciled", result.reason, result
+
+    @staticmethod
+    def _record_failure(context: Context, error: BaseException) -> None:
+        """Keep what is known when handling fails (unless the audit store itself is what failed)."""
+        if isinstance(error, AuditUnavailable):
+            return
+        context.note(
+            RecordKind.ERROR,
+            result=Result.FAILED.value,
+            error=f"{type(error).__name__}: {error}",
+            reason="handling failed; Event Grid will redeliver the event",
+        )
+        with contextlib.suppress(AuditUnavailable):
+            context.journal.flush()
 
     def sweep(self, subscriptions: Iterable[str] = ()) -> SweepResult:
         """Reconcile every restricted set of the monitored subscriptions: the backstop for lost events."""
         chosen = sorted({s.lower() for s in subscriptions} or self.settings.policy.monitored_subscriptions)
         sweep_id = f"sweep-{uuid.uuid4()}"
-        context = Context(event_id=sweep_id, event_type="sweep", operation="sweep")
+        journal = self.audit.journal()
+        context = self._context(journal, event_id=sweep_id, event_type="sweep", operation="sweep")
         if not chosen:
-            reason = "sweep skipped: no subscription named (policy monitored_subscriptions or --subscription)"
-            self.audit.append(context.record(RecordKind.DECISION, reason=reason))
+            context.note(
+                RecordKind.DECISION,
+                reason="sweep skipped: no subscription named "
+                "(policy monitored_subscriptions or --subscription)",
+            )
+            journal.flush()
             return SweepResult(sweep_id, "none", 0, (), ())
         try:
             scale_sets, source = self.arm.query_scale_sets(chosen), "resource graph"
@@ -153,14 +192,11 @@ class Remediator:
             # Resource Graph may be denied or unavailable: listing costs more calls but needs less.
             scale_sets = [found for sub in chosen for found in self.arm.list_scale_sets(sub)]
             source = f"listing (Resource Graph: {error.code})"
-        policy = self.settings.policy
-        restricted = tuple(s.id for s in scale_sets if restriction_for(s, policy).restricted)
-        self.audit.append(
-            context.record(
-                RecordKind.DECISION,
-                reason=f"sweep of {len(chosen)} subscriptions by {source}: "
-                f"{len(scale_sets)} scale sets, {len(restricted)} restricted",
-            )
+        restricted = tuple(s.id for s in scale_sets if restriction_for(s, self.settings.policy).restricted)
+        context.note(
+            RecordKind.DECISION,
+            reason=f"sweep of {len(chosen)} subscriptions by {source}: "
+            f"{len(scale_sets)} scale sets, {len(restricted)} restricted",
         )
         with ThreadPoolExecutor(max_workers=SWEEP_PARALLEL_SETS, thread_name_prefix="sweep") as pool:
             futures = [
@@ -169,32 +205,40 @@ class Remediator:
             ]
         errors = [failure for future in futures if (failure := future.exception()) is not None]
         if errors:
-            self.audit.append(
-                context.record(
-                    RecordKind.ERROR,
-                    result=Result.FAILED.value,
-                    reason=f"{len(errors)} sets failed: {errors[0]}",
-                )
-            )
+            context.note(RecordKind.ERROR, result=Result.FAILED.value, reason=f"{len(errors)} sets failed")
+            self._record_failure(context, errors[0])
             raise errors[0]
+        self.archive.prune(datetime.now(UTC))
+        journal.flush()
         return SweepResult(sweep_id, source, len(scale_sets), restricted, tuple(f.result() for f in futures))
 
     def recheck(self, body: object) -> Handled:
         """A delayed re-check from the queue: reconcile the set it names, like an event would."""
         started = time.monotonic()
+        journal = self.audit.journal()
         recheck = parse_recheck(body)
         if isinstance(recheck, Rejection):
-            self.audit.append(
-                Context(event_id=recheck.event_id).record(RecordKind.REJECTED, reason=recheck.reason)
+            self._context(journal, event_id=recheck.event_id, event_type="recheck").note(
+                RecordKind.REJECTED, reason=recheck.reason
             )
+            journal.flush()
             return Handled(recheck.event_id, "rejected", recheck.reason, elapsed_s=time.monotonic() - started)
-        context = Context(
+        set_id = recheck.scale_set
+        context = self._context(
+            journal,
             event_id=f"recheck-{recheck.attempt}-{uuid.uuid4()}",
             event_type="recheck",
             operation=recheck.reason,
+            resource=set_id.value,
         )
-        set_id = recheck.scale_set
-        result = self.coalescer.run(set_id, lambda: self.reconcile(set_id, context, attempt=recheck.attempt))
+        try:
+            result = self.coalescer.run(
+                set_id, lambda: self.reconcile(set_id, context, attempt=recheck.attempt)
+            )
+        except BaseException as error:
+            self._record_failure(context, error)
+            raise
+        journal.flush()
         return Handled(context.event_id, "reconciled", result.reason, result, time.monotonic() - started)
 
     def _schedule_recheck(self, observed: ObservedSet, context: Context, attempt: int) -> None:
@@ -206,106 +250,69 @@ class Remediator:
         set_id = observed.scale_set.id
         if attempt >= len(delays):
             reason = f"{why}; no re-check left after {attempt} (the sweep will look again)"
-            self.audit.append(context.record(RecordKind.DECISION, scale_set=set_id.value, reason=reason))
-            return
-        self.rechecks.schedule(Recheck(set_id, attempt + 1, why), delays[attempt])
-        reason = f"{why}: re-check {attempt + 1} in {delays[attempt]:g} s"
-        self.audit.append(context.record(RecordKind.DECISION, scale_set=set_id.value, reason=reason))
+        else:
+            self.rechecks.schedule(Recheck(set_id, attempt + 1, why), delays[attempt])
+            reason = f"{why}: re-check {attempt + 1} in {delays[attempt]:g} s"
+        context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
 
     def reconcile(self, set_id: ResourceId, context: Context, attempt: int = 0) -> ReconcileResult:
         """Bring one scale set into line: observe, plan, act, verify; re-plan after a 412.
 
         ``attempt`` counts the delayed re-checks that led here (0 for an event or a sweep).
         """
-        for _attempt in range(MAX_REPLANS):
-            observed = observe_set(self.arm, set_id)
-            if observed is None:
+        for replan in range(MAX_REPLANS):
+            scale_set = self.arm.get_scale_set(set_id)
+            if scale_set is None:
                 reason = "scale set no longer exists"
-                self.audit.append(context.record(RecordKind.DECISION, scale_set=set_id.value, reason=reason))
+                context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
                 return ReconcileResult(set_id, None, reason, event_id=context.event_id)
-            restriction = restriction_for(observed.scale_set, self.settings.policy)
+            restriction = restriction_for(scale_set, self.settings.policy)
             if restriction.mode is None:
-                self.audit.append(
-                    context.record(
-                        RecordKind.DECISION,
-                        scale_set=set_id.value,
-                        reason=f"not restricted: {restriction.reason}",
-                    )
+                context.note(
+                    RecordKind.DECISION,
+                    scale_set=set_id.value,
+                    reason=f"not restricted: {restriction.reason}",
                 )
                 return ReconcileResult(set_id, None, restriction.reason, event_id=context.event_id)
 
+            observed = observe_set(self.arm, scale_set)
             the_plan = plan(observed, restriction.mode, self.settings.policy, today_utc())
-            self._record_decisions(the_plan, context, set_id, len(observed.instances), restriction.reason)
-            if _attempt == 0:
+            self._record_decisions(the_plan, context, len(observed.instances), restriction.reason)
+            if replan == 0:
                 self._schedule_recheck(observed, context, attempt)
-            if self.settings.dry_run or not the_plan.actions:
-                return ReconcileResult(
-                    set_id,
-                    restriction.mode,
-                    restriction.reason,
-                    len(the_plan.findings),
-                    event_id=context.event_id,
-                )
-
-            outcomes = self.executor.carry_out(the_plan, context)
+            outcomes: tuple[FindingOutcome, ...] = ()
+            if not self.settings.dry_run and the_plan.actions:
+                outcomes = tuple(self.executor.carry_out(the_plan, context))
             if all(outcome.result is not Result.CONFLICT for outcome in outcomes):
                 return ReconcileResult(
                     set_id,
                     restriction.mode,
                     restriction.reason,
                     len(the_plan.findings),
-                    tuple(outcomes),
+                    outcomes,
                     context.event_id,
                 )
             log.info("scale set %s changed while we wrote to it: re-reading", set_id)
 
         reason = f"the set's NICs kept changing under us: gave up after {MAX_REPLANS} re-plans"
-        self.audit.append(
-            context.record(
-                RecordKind.ERROR, scale_set=set_id.value, result=Result.FAILED.value, reason=reason
-            )
-        )
+        context.note(RecordKind.ERROR, scale_set=set_id.value, result=Result.FAILED.value, reason=reason)
         raise ArmError(412, "PreconditionFailed", reason)
 
-    def _record_decisions(
-        self, the_plan: Plan, context: Context, set_id: ResourceId, instances: int, why_restricted: str
-    ) -> None:
-        dry_run = self.settings.dry_run
+    @staticmethod
+    def _record_decisions(the_plan: Plan, context: Context, instances: int, why_restricted: str) -> None:
+        set_id = the_plan.scale_set.id.value
+        mode = the_plan.mode.value
         for note in the_plan.notes:
-            self.audit.append(
-                context.record(
-                    RecordKind.DECISION,
-                    scale_set=set_id.value,
-                    mode=the_plan.mode.value,
-                    reason=note,
-                    dry_run=dry_run,
-                )
-            )
+            context.note(RecordKind.DECISION, scale_set=set_id, mode=mode, reason=note)
         if not the_plan.findings:
-            self.audit.append(
-                context.record(
-                    RecordKind.DECISION,
-                    scale_set=set_id.value,
-                    mode=the_plan.mode.value,
-                    reason=f"restricted ({why_restricted}); no public IP on any of {instances} instances",
-                    dry_run=dry_run,
-                )
-            )
+            reason = f"restricted ({why_restricted}); no public IP on any of {instances} instances"
+            context.note(RecordKind.DECISION, scale_set=set_id, mode=mode, reason=reason)
             return
         for finding, action, left_alone in the_plan.per_finding():
             reason = left_alone or (
-                "dry run: would remediate" if dry_run else f"restricted ({why_restricted}): remediate"
+                "dry run: would remediate" if context.dry_run else f"restricted ({why_restricted}): remediate"
             )
-            self.audit.append(
-                context.record(
-                    RecordKind.DECISION,
-                    finding,
-                    mode=the_plan.mode.value,
-                    action=action,
-                    reason=reason,
-                    dry_run=dry_run,
-                )
-            )
+            context.note(RecordKind.DECISION, finding, mode=mode, action=action, reason=reason)
 
 
 _remediators: dict[Settings, Remediator] = {}
@@ -321,7 +328,11 @@ def remediator_for(settings: Settings) -> Remediator:
         remediator = _remediators.get(settings)
         if remediator is None:
             remediator = Remediator(
-                settings, ArmGateway(settings), AuditLog(settings), RecheckQueue(settings)
+                settings,
+                ArmGateway(settings),
+                AuditLog(settings),
+                RecheckQueue(settings),
+                EventArchive(settings),
             )
             _remediators[settings] = remediator
         return remediator

@@ -431,6 +431,7 @@ class Action:
 class Plan:
     """The pure planner's answer for one set: what is wrong, and what to write (maybe nothing)."""
 
+    scale_set: ScaleSet
     mode: Mode
     findings: tuple[Finding, ...]
     actions: tuple[Action, ...]

@@ -20,6 +20,7 @@ from remediation.model import (
     NetworkInterface,
     ObservedSet,
     ResourceId,
+    ScaleSet,
 )
 
 
@@ -64,11 +65,9 @@ def owning_scale_set(arm: ArmGateway, resource_id: ResourceId) -> ResourceId:
     raise Unresolvable(f"resource type {resource_id.type} does not belong to a scale set")
 
 
-def observe_set(arm: ArmGateway, set_id: ResourceId) -> ObservedSet | None:
-    """The set, its VMs and their NICs as ARM has them now; None if the set is gone."""
-    scale_set = arm.get_scale_set(set_id)
-    if scale_set is None:
-        return None
+def observe_set(arm: ArmGateway, scale_set: ScaleSet) -> ObservedSet:
+    """The set's VMs and their NICs as ARM has them now (the set itself was just read)."""
+    set_id = scale_set.id
     vms = arm.list_scale_set_vms(set_id)
     nics: dict[ResourceId, NetworkInterface] = {}
     if vms:

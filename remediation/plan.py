@@ -186,7 +186,7 @@ def plan(observed: ObservedSet, mode: Mode, policy: Policy, today: date) -> Plan
     elif mode is Mode.SCALE_TO_ZERO and to_remediate:
         actions, refused, notes = _scale_to_zero(observed, to_remediate, policy)
         skipped.extend(refused)
-    return Plan(mode, findings, tuple(actions), tuple(skipped), tuple(notes))
+    return Plan(observed.scale_set, mode, findings, tuple(actions), tuple(skipped), tuple(notes))
 
 
 _SETTLED = frozenset({"succeeded", "failed", ""})

@@ -39,7 +39,12 @@ class Settings:
     storage_connection_string: str = ""
     table_endpoint: str = ""
     queue_endpoint: str = ""
+    blob_endpoint: str = ""
+    storage_retry_total: int = 3
     audit_table: str = "remediationaudit"
+    # Raw events as received, for replay, kept this many days.
+    archive_container: str = "event-archive"
+    archive_retention_days: int = 30
     # The queue of delayed re-checks of sets whose instances are still being created, and the delays.
     recheck_queue: str = "remediation-recheck"
     recheck_delays_s: tuple[float, ...] = (15.0, 60.0, 180.0)
@@ -85,6 +90,10 @@ class Settings:
             storage_connection_string=text(f"{STORAGE_CONNECTION}", ""),
             table_endpoint=text(f"{STORAGE_CONNECTION}__tableServiceUri", "").rstrip("/"),
             queue_endpoint=text(f"{STORAGE_CONNECTION}__queueServiceUri", "").rstrip("/"),
+            blob_endpoint=text(f"{STORAGE_CONNECTION}__blobServiceUri", "").rstrip("/"),
+            storage_retry_total=int(number("STORAGE_RETRY_TOTAL", 3, 0, 10)),
+            archive_container=text("ARCHIVE_CONTAINER", "event-archive"),
+            archive_retention_days=int(number("ARCHIVE_RETENTION_DAYS", 30, 1, 3650)),
             audit_table=text("AUDIT_TABLE", "remediationaudit"),
             recheck_queue=text("RECHECK_QUEUE", "remediation-recheck"),
             recheck_delays_s=_delays(env.get("RECHECK_DELAYS_SECONDS", "")),
@@ -117,11 +126,14 @@ class Settings:
                         f"{STORAGE_CONNECTION}__{key}={value!r} is not a URL "
                         f"(or set {STORAGE_CONNECTION} to a connection string)"
                     )
-        queue = self.recheck_queue
-        if not (
-            3 <= len(queue) <= 63 and all(c.isalnum() or c == "-" for c in queue) and queue == queue.lower()
+        for key, name in (
+            ("RECHECK_QUEUE", self.recheck_queue),
+            ("ARCHIVE_CONTAINER", self.archive_container),
         ):
-            raise SettingsError(f"RECHECK_QUEUE={queue!r}: 3-63 lower-case letters, digits and hyphens")
+            if not (
+                3 <= len(name) <= 63 and all(c.isalnum() or c == "-" for c in name) and name == name.lower()
+            ):
+                raise SettingsError(f"{key}={name!r}: 3-63 lower-case letters, digits and hyphens")
         table = self.audit_table
         if not (3 <= len(table) <= 63 and table.isalnum() and table[0].isalpha()):
             raise SettingsError(f"AUDIT_TABLE={table!r}: 3-63 letters and digits, starting with a letter")

@@ -27,7 +27,9 @@ def estate(local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch) -> Iterator
     """An empty subscription and a new audit table, with the app settings pointing at both."""
     local_azure.arm.reset()
     unique = uuid.uuid4().hex[:12]
-    environment = local_azure.environment(audit_table=f"audit{unique}", recheck_queue=f"recheck-{unique}")
+    environment = local_azure.environment(
+        audit_table=f"audit{unique}", recheck_queue=f"recheck-{unique}", archive_container=f"archive-{unique}"
+    )
     environment["RECHECK_DELAYS_SECONDS"] = "0,0,0"  # tests pump the queue themselves
     for key, value in environment.items():
         monkeypatch.setenv(key, value)

@@ -1,0 +1,144 @@
+"""The audit record: its fields, its Table storage form, and the keys it is found by. Pure.
+
+Reviewers ask four questions of the log: what happened in the last N hours, what happened to
+this scale set, what happened for this event (or correlation id), and what failed. Table storage
+answers a query fast only within a partition, so each record is stored once per question it
+answers, under these partition keys (RowKey is the record's time and id in every copy, so a
+partition reads back in time order):
+
+    h-YYYYMMDDHH     every record, by UTC hour
+    s-<hash of id>   records about a scale set
+    e-<event id>     records of one event (and the event's "handled" marker)
+    c-<hash of id>   records that carry a correlation id
+    f-YYYYMMDDHH     failed records (kind error, or result failed), by hour
+
+The copies of one event's records share partitions, so they are written as a few entity-group
+transactions, not one request per copy (see audit.Journal).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from remediation import __version__
+from remediation.model import RecordKind, Result
+
+HANDLED_ROW = "~handled"  # sorts after every record row of an event partition
+_KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One line of the audit log. Empty strings mean "not applicable"."""
+
+    kind: RecordKind
+    event_id: str = ""
+    correlation_id: str = ""
+    event_type: str = ""
+    operation: str = ""
+    caller: str = ""
+    resource: str = ""  # the resource the event named
+    scale_set: str = ""
+    instance: str = ""
+    nic: str = ""
+    public_ip: str = ""
+    mode: str = ""
+    origin: str = ""
+    evidence: tuple[str, ...] = ()
+    action: str = ""
+    result: str = ""
+    reason: str = ""
+    error: str = ""
+    state_before: str = ""
+    state_after: str = ""
+    exposed_since: str = ""  # when the instance was created (its public IP's exposure began)
+    arm_request_id: str = ""
+    intent_id: str = ""  # on an outcome: the intent record it closes
+    duration_ms: int = 0
+    dry_run: bool = False
+    replay_of: str = ""
+    archive: str = ""  # on a received record: where the raw event is archived
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    version: str = __version__
+
+    @property
+    def failed(self) -> bool:
+        return self.kind is RecordKind.ERROR or self.result == Result.FAILED.value
+
+    @property
+    def row_key(self) -> str:
+        return f"{self.time.strftime('%Y%m%dT%H%M%S.%fZ')}-{self.record_id}"
+
+    def partitions(self) -> list[str]:
+        """Every partition this record is stored in (see the module docstring)."""
+        hour = hour_key(self.time)
+        keys = [f"h-{hour}"]
+        if self.scale_set:
+            keys.append(scale_set_partition(self.scale_set))
+        if self.event_id:
+            keys.append(event_partition(self.event_id))
+        if self.correlation_id:
+            keys.append(correlation_partition(self.correlation_id))
+        if self.failed:
+            keys.append(f"f-{hour}")
+        return keys
+
+    def to_entity(self, partition: str) -> dict[str, Any]:
+        entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": self.row_key}
+        entity.update(self.as_json())
+        entity["evidence"] = json.dumps(list(self.evidence))
+        return entity
+
+    @classmethod
+    def from_entity(cls, entity: Mapping[str, Any]) -> AuditRecord:
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            if spec.name not in entity:
+                continue
+            value = entity[spec.name]
+            if spec.name == "evidence":
+                value = tuple(json.loads(value or "[]"))
+            elif spec.name == "time":
+                value = datetime.fromisoformat(value)
+            elif spec.name == "kind":
+                value = RecordKind(value)
+            values[spec.name] = value
+        return cls(**values)
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kind"] = self.kind.value
+        data["time"] = self.time.isoformat()
+        data["evidence"] = list(self.evidence)
+        return data
+
+
+def hour_key(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%d%H")
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.lower().encode()).hexdigest()[:40]
+
+
+def scale_set_partition(scale_set_id: str) -> str:
+    return f"s-{_digest(scale_set_id.rstrip('/'))}"
+
+
+def correlation_partition(correlation_id: str) -> str:
+    return f"c-{_digest(correlation_id)}"
+
+
+def event_partition(event_id: str) -> str:
+    """Event ids are usually GUIDs; any that Table keys cannot hold are hashed."""
+    if _KEY_UNSAFE.search(event_id) or len(event_id) > 200:
+        return f"e-sha256-{_digest(event_id)}"
+    return f"e-{event_id}"
