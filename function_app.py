@@ -12,6 +12,7 @@ from typing import Any
 
 import azure.functions as func
 
+from remediation import api
 from remediation.engine import remediator_for
 from remediation.settings import STORAGE_CONNECTION, Settings
 
@@ -69,3 +70,22 @@ def sweep(timer: func.TimerRequest) -> None:
         len(result.restricted),
         timer.past_due,
     )
+
+
+def _json_response(answer: api.Answer) -> func.HttpResponse:
+    return func.HttpResponse(answer.json(), status_code=answer.status, mimetype="application/json")
+
+
+@app.function_name("audit")
+@app.route(route="audit", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def audit(req: func.HttpRequest) -> func.HttpResponse:
+    """Review the audit log: since, until, scale_set, event_id, correlation_id, outcome, page_size,
+    continuation (as `remediation audit`)."""
+    return _json_response(api.audit_page(dict(req.params), Settings.from_env()))
+
+
+@app.function_name("replay")
+@app.route(route="replay", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+def replay(req: func.HttpRequest) -> func.HttpResponse:
+    """Replay events: {"event_id"|"since"|"events"|"dead_letter": ..., "dry_run": bool}."""
+    return _json_response(api.replay(req.get_body(), Settings.from_env()))

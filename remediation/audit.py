@@ -37,6 +37,7 @@ from remediation.records import (
     hour_key,
     scale_set_partition,
 )
+from remediation.review import Filters
 from remediation.settings import Settings
 
 if TYPE_CHECKING:
@@ -62,43 +63,32 @@ def _retry(settings: Settings) -> dict[str, Any]:
     return {"retry_total": settings.storage_retry_total, "retry_backoff_factor": 0.5}
 
 
-@dataclass(frozen=True)
-class AuditQuery:
-    """What a reviewer asks: a time window and, optionally, one set, event, correlation or outcome."""
-
-    since: datetime
-    until: datetime
-    scale_set: str = ""
-    event_id: str = ""
-    correlation_id: str = ""
-    outcome: str = ""  # a result (succeeded, failed, conflict, skipped) or a kind (rejected, duplicate, ...)
-
-    def partition_filter(self) -> tuple[str, dict[str, Any]]:
-        """The narrowest partition(s) that answer the query, as an OData filter."""
-        if self.event_id:
-            return "PartitionKey eq @pk", {"pk": event_partition(self.event_id)}
-        if self.correlation_id:
-            return "PartitionKey eq @pk", {"pk": correlation_partition(self.correlation_id)}
-        if self.scale_set:
-            return "PartitionKey eq @pk", {"pk": scale_set_partition(self.scale_set)}
-        prefix = "f" if self.outcome == "failed" else "h"
-        return (
-            "PartitionKey ge @first and PartitionKey le @last",
-            {"first": f"{prefix}-{hour_key(self.since)}", "last": f"{prefix}-{hour_key(self.until)}"},
-        )
-
-    def odata(self) -> tuple[str, dict[str, Any]]:
-        query, parameters = self.partition_filter()
-        query += " and RowKey ge @since and RowKey lt @until"
-        parameters["since"] = self.since.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        parameters["until"] = self.until.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ") + "~"
-        if self.outcome and self.outcome != "failed":
-            query += " and (result eq @outcome or kind eq @outcome)"
-            parameters["outcome"] = self.outcome
-        if self.scale_set and (self.event_id or self.correlation_id):
-            query += " and scale_set eq @scale_set"
-            parameters["scale_set"] = self.scale_set
-        return query, parameters
+def _odata(query: Filters) -> tuple[str, dict[str, Any]]:
+    """The narrowest partition(s) that answer the query, and the rest of it, as an OData filter."""
+    parameters: dict[str, Any] = {}
+    if query.event_id:
+        odata, parameters["pk"] = "PartitionKey eq @pk", event_partition(query.event_id)
+    elif query.correlation_id:
+        odata, parameters["pk"] = "PartitionKey eq @pk", correlation_partition(query.correlation_id)
+    elif query.scale_set:
+        odata, parameters["pk"] = "PartitionKey eq @pk", scale_set_partition(query.scale_set)
+    else:
+        prefix = "f" if query.outcome == "failed" else "h"
+        odata = "PartitionKey ge @first and PartitionKey le @last"
+        parameters["first"] = f"{prefix}-{hour_key(query.since)}"
+        parameters["last"] = f"{prefix}-{hour_key(query.until)}"
+    odata += " and RowKey ge @since and RowKey lt @until"
+    parameters["since"] = query.since.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    parameters["until"] = query.until.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ") + "~"
+    if query.outcome == "failed" and (query.event_id or query.correlation_id or query.scale_set):
+        odata += " and (result eq 'failed' or kind eq 'error')"
+    elif query.outcome and query.outcome != "failed":
+        odata += " and (result eq @outcome or kind eq @outcome)"
+        parameters["outcome"] = query.outcome
+    if query.scale_set and (query.event_id or query.correlation_id):
+        odata += " and scale_set eq @scale_set"
+        parameters["scale_set"] = query.scale_set
+    return odata, parameters
 
 
 @dataclass(frozen=True)
@@ -195,12 +185,12 @@ class AuditLog:
             raise AuditUnavailable(f"handled-event lookup failed: {error}") from error
         return True
 
-    def query(self, query: AuditQuery, page_size: int = 1000, continuation: str = "") -> AuditPage:
+    def query(self, query: Filters, page_size: int = 1000, continuation: str = "") -> AuditPage:
         """One page of the records ``query`` selects, oldest first, with a token for the next page."""
         from azure.core.exceptions import AzureError
 
         self._ensure_table()
-        odata, parameters = query.odata()
+        odata, parameters = _odata(query)
         try:
             pages = self._table.query_entities(
                 odata, parameters=parameters, results_per_page=page_size
@@ -212,7 +202,7 @@ class AuditLog:
             raise AuditUnavailable(f"audit query failed: {error}") from error
         return AuditPage(records, token)
 
-    def search(self, query: AuditQuery, limit: int = 1_000_000) -> Iterator[AuditRecord]:
+    def search(self, query: Filters, limit: int = 1_000_000) -> Iterator[AuditRecord]:
         """Every record ``query`` selects (all pages), oldest first."""
         token = ""
         seen = 0
@@ -232,13 +222,13 @@ class AuditLog:
     ) -> Iterator[AuditRecord]:
         """Every record from ``since`` ago up to ``until`` (default now), oldest first."""
         end = until or datetime.now(UTC)
-        return self.search(AuditQuery(end - since, end))
+        return self.search(Filters(end - since, end))
 
     def intents_without_outcome(self, since: datetime, until: datetime) -> list[AuditRecord]:
         """Intents in the window that no outcome closes: ARM writes whose result nobody recorded."""
         intents: dict[str, AuditRecord] = {}
         closed: set[str] = set()
-        for record in self.search(AuditQuery(since, until + timedelta(hours=1))):
+        for record in self.search(Filters(since, until + timedelta(hours=1))):
             if record.kind is RecordKind.INTENT and record.time <= until:
                 intents[record.record_id] = record
             elif record.kind is RecordKind.OUTCOME and record.intent_id:

@@ -1,4 +1,4 @@
-"""The `remediation` command: demo, whatif, sweep, audit review.
+"""The `remediation` command: demo, whatif, sweep, audit review and verification, replay.
 
 Configuration comes from the same app settings the function app reads (environment variables,
 see local.settings.json.example), so what the command shows is what the deployed app sees.
@@ -7,25 +7,21 @@ see local.settings.json.example), so what the command shows is what the deployed
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
-import re
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+from remediation.review import parse_duration
 from remediation.settings import Settings, SettingsError
-
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def duration(text: str) -> timedelta:
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30m, 24h or 7d")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -39,47 +35,110 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     from remediation.audit import AuditLog
+    from remediation.review import (
+        parse_filters,
+        render_csv,
+        render_json,
+        render_summary,
+        render_table,
+        summarise,
+    )
 
-    settings = Settings.from_env()
-    records = [r.as_json() for r in AuditLog(settings).records(since=args.since)]
-    columns = ["time", "kind", "event_id", "scale_set", "instance", "action", "result", "reason", "error"]
-    if args.format == "json":
-        json.dump(records, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+    params = {
+        "since": args.since,
+        "until": args.until or "",
+        "scale_set": args.scale_set or "",
+        "event_id": args.event_id or "",
+        "correlation_id": args.correlation_id or "",
+        "outcome": args.outcome or "",
+    }
+    try:
+        filters = parse_filters(params, datetime.now(UTC))
+    except ValueError as error:
+        print(f"audit: {error}", file=sys.stderr)
+        return 2
+    records = list(AuditLog(Settings.from_env()).search(filters))
+    if args.summary:
+        summary = summarise(records)
+        print(json.dumps(summary.as_json(), indent=2) if args.format == "json" else render_summary(summary))
+    elif args.format == "json":
+        print(render_json(records))
     elif args.format == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else columns)
-        writer.writeheader()
-        writer.writerows(records)
+        sys.stdout.write(render_csv(records))
     else:
-        for record in records:
-            short = {k: str(record[k]).rsplit("/", 1)[-1] for k in ("scale_set", "instance")}
-            print(
-                f"{record['time'][:23]:<24} {record['kind']:<10} {short['scale_set']:<20} "
-                f"{short['instance']:<24} {record['action']:<17} {record['result']:<10} "
-                f"{record['reason'] or record['error']}"
-            )
+        print(render_table(records))
         print(f"{len(records)} records")
     return 0
 
 
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    from remediation.engine import remediator_for
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from remediation.audit import AuditLog
+
+    now = datetime.now(UTC)
+    orphans = AuditLog(Settings.from_env()).intents_without_outcome(now - args.since, now)
+    for intent in orphans:
+        target = intent.instance or intent.scale_set
+        print(f"{intent.time.isoformat()} {intent.event_id} {intent.action} {target}")
+    print(f"{len(orphans)} intents without outcome in the last {args.since}")
+    return 1 if orphans else 0
+
+
+class Progress:
+    """A progress bar on stderr for long replays (a line every 10% when stderr is not a terminal)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._tty = sys.stderr.isatty()
+        self._last_decile = -1
+
+    def __call__(self, done: int) -> None:
+        if self.total < 20:
+            return
+        if self._tty:
+            filled = int(30 * done / self.total)
+            sys.stderr.write(f"\rreplaying [{'#' * filled}{' ' * (30 - filled)}] {done}/{self.total}")
+            if done == self.total:
+                sys.stderr.write("\n")
+        elif (decile := 10 * done // self.total) != self._last_decile:
+            self._last_decile = decile
+            sys.stderr.write(f"replayed {done}/{self.total}\n")
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from remediation.audit import AuditUnavailable
+    from remediation.engine import ReplayItem, remediator_for
+    from remediation.events import events_from_text
 
     settings = Settings.from_env()
-    if args.dry_run:
-        settings = dataclasses.replace(settings, dry_run=True)
-    result = remediator_for(settings).sweep(args.subscription or ())
-    print(
-        f"{result.sweep_id}: {result.scale_sets} scale sets found by {result.source}, "
-        f"{len(result.restricted)} restricted{' (dry run)' if settings.dry_run else ''}"
-    )
-    for reconciled in result.results:
-        remediated = sum(1 for outcome in reconciled.outcomes if outcome.result.value == "succeeded")
-        print(
-            f"  {reconciled.scale_set.name:<30} {reconciled.mode or '-':<14} "
-            f"{reconciled.findings} findings, {remediated} remediated"
-        )
-    return 0
+    remediator = remediator_for(dataclasses.replace(settings, dry_run=settings.dry_run or args.dry_run))
+    try:
+        if args.event_id:
+            items = [remediator.archived_event(args.event_id)]
+        elif args.since:
+            items = list(remediator.archived_since(args.since))
+        elif args.file:
+            text = Path(args.file).read_text(encoding="utf-8")
+            items = [
+                ReplayItem(f"file {args.file}[{i}]", event)
+                for i, event in enumerate(events_from_text(text, args.file))
+            ]
+        else:
+            items = list(remediator.dead_lettered(args.dead_letter))
+        results = remediator.replay(items, Progress(len(items)))
+    except (LookupError, ValueError, OSError, AuditUnavailable) as error:
+        print(f"replay: {error}", file=sys.stderr)
+        return 2
+    failed = 0
+    for item, outcome in results:
+        if isinstance(outcome, Exception):
+            failed += 1
+            print(f"FAILED  {item.source}: {type(outcome).__name__}: {outcome}")
+        else:
+            print(f"{outcome.status:<10} {item.source} -> {outcome.event_id} {outcome.reason}")
+    print(f"{len(results)} events replayed{' (dry run)' if args.dry_run else ''}, {failed} failed")
+    return 1 if failed else 0
 
 
 def _cmd_whatif(args: argparse.Namespace) -> int:
@@ -133,6 +192,26 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from remediation.engine import remediator_for
+
+    settings = Settings.from_env()
+    if args.dry_run:
+        settings = dataclasses.replace(settings, dry_run=True)
+    result = remediator_for(settings).sweep(args.subscription or ())
+    print(
+        f"{result.sweep_id}: {result.scale_sets} scale sets found by {result.source}, "
+        f"{len(result.restricted)} restricted{' (dry run)' if settings.dry_run else ''}"
+    )
+    for reconciled in result.results:
+        remediated = sum(1 for outcome in reconciled.outcomes if outcome.result.value == "succeeded")
+        print(
+            f"  {reconciled.scale_set.name:<30} {reconciled.mode or '-':<14} "
+            f"{reconciled.findings} findings, {remediated} remediated"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="remediation", description=__doc__.splitlines()[0] if __doc__ else None
@@ -140,12 +219,28 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the remediator end to end against the local Azure stand-in")
     demo.set_defaults(run=_cmd_demo)
-    audit = commands.add_parser("audit", help="review the audit log")
-    audit.add_argument(
-        "--since", type=duration, default=timedelta(hours=24), help="how far back (default 24h)"
-    )
+    audit = commands.add_parser("audit", help="review the audit log (or: audit verify)")
+    audit.add_argument("--since", default="24h", help="how far back, e.g. 30m, 24h, 7d (default 24h)")
+    audit.add_argument("--until", help="end of the window, ISO 8601 (default now)")
+    audit.add_argument("--scale-set", help="one scale set's history (its resource id)")
+    audit.add_argument("--event-id", help="one event's records")
+    audit.add_argument("--correlation-id", help="the records of one ARM correlation id")
+    audit.add_argument("--outcome", help="succeeded, failed, conflict, skipped, or a record kind")
     audit.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    audit.add_argument("--summary", action="store_true", help="counts by set and outcome, exposure windows")
     audit.set_defaults(run=_cmd_audit)
+    audit_commands = audit.add_subparsers(dest="audit_command")
+    verify = audit_commands.add_parser("verify", help="report intents without an outcome")
+    verify.add_argument("--since", type=duration, default=timedelta(days=7), help="how far back (default 7d)")
+    verify.set_defaults(run=_cmd_audit_verify)
+    replay = commands.add_parser("replay", help="replay events through the same pipeline")
+    source = replay.add_mutually_exclusive_group(required=True)
+    source.add_argument("--event-id", help="an archived event, by id")
+    source.add_argument("--since", type=duration, help="every event archived in this window, e.g. 2h")
+    source.add_argument("--file", help="a JSON file: an event, an array of events, or JSON lines")
+    source.add_argument("--dead-letter", metavar="CONTAINER", help="Event Grid's dead-letter blob container")
+    replay.add_argument("--dry-run", action="store_true", help="plan and record only, write nothing to ARM")
+    replay.set_defaults(run=_cmd_replay)
     whatif = commands.add_parser("whatif", help="plan against exported ARM JSON, with no ARM at all")
     whatif.add_argument("--inventory", nargs="+", required=True, metavar="FILE", help="ARM JSON exports")
     whatif.add_argument("--config", metavar="FILE", help="a policy file (as REMEDIATION_POLICY_FILE)")

@@ -18,10 +18,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from remediation.act import Context, Executor, FindingOutcome
@@ -33,9 +33,13 @@ from remediation.model import Mode, ObservedSet, Plan, Recheck, RecordKind, Reje
 from remediation.observe import Unresolvable, observe_set, owning_scale_set
 from remediation.plan import plan, still_creating
 from remediation.policy import restriction_for, today_utc
+from remediation.review import Filters
 from remediation.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# How far back `replay --event-id` looks for the event's received record.
+ARCHIVE_LOOKBACK = timedelta(days=3650)
 
 # Sets reconciled at once by a sweep (each reconcile parallelises its own writes).
 SWEEP_PARALLEL_SETS = 4
@@ -61,6 +65,15 @@ class SweepResult:
     scale_sets: int
     restricted: tuple[ResourceId, ...]
     results: tuple[ReconcileResult, ...]
+
+
+@dataclass(frozen=True)
+class ReplayItem:
+    """An event to replay, where it came from, and what its source said about it."""
+
+    source: str  # e.g. "archive 2026/11/21/10/<id>.json", "dead-letter <blob>", "file events.json[3]"
+    event: object
+    note: str = ""  # e.g. why Event Grid dead-lettered it
 
 
 @dataclass(frozen=True)
@@ -94,7 +107,7 @@ class Remediator:
     def _context(self, journal: Journal, **facts: Any) -> Context:
         return Context(journal, dry_run=self.settings.dry_run, **facts)
 
-    def handle(self, event: object, *, replay_of: str = "") -> Handled:
+    def handle(self, event: object, *, replay_of: str = "", note: str = "") -> Handled:
         """Handle one event (or, with ``replay_of``, replay an archived one through the same path).
 
         A replay gets a new id and is not checked against the handled-event markers: it asks
@@ -135,7 +148,7 @@ class Remediator:
             context.note(RecordKind.DUPLICATE, reason="event was handled before", archive=archived)
             journal.flush()
             return Handled(event_id, "duplicate", elapsed_s=time.monotonic() - started)
-        context.note(RecordKind.RECEIVED, archive=archived)
+        context.note(RecordKind.RECEIVED, archive=archived, reason=note)
         try:
             status, reason, result = self._resolve_and_reconcile(trigger.resource_id, context)
         except BaseException as error:
@@ -171,6 +184,53 @@ class Remediator:
         )
         with contextlib.suppress(AuditUnavailable):
             context.journal.flush()
+
+    def replay(
+        self, items: Iterable[ReplayItem], progress: Callable[[int], None] | None = None
+    ) -> list[tuple[ReplayItem, Handled | Exception]]:
+        """Replay events through the same path as live ones, recording ``replay_of`` on each.
+
+        A failed replay is reported and the rest go on, except when the audit store is down: then
+        nothing more can be recorded, so the replay stops with AuditUnavailable.
+        """
+        results: list[tuple[ReplayItem, Handled | Exception]] = []
+        for done, item in enumerate(items, start=1):
+            event = item.event
+            original = event.get("id") if isinstance(event, Mapping) else None
+            replay_of = original if isinstance(original, str) and original else "unidentified"
+            try:
+                results.append((item, self.handle(event, replay_of=replay_of, note=item.note or item.source)))
+            except AuditUnavailable:
+                raise
+            except Exception as error:  # noqa: BLE001 - one failed replay must not stop the others
+                results.append((item, error))
+            if progress is not None:
+                progress(done)
+        return results
+
+    def archived_event(self, event_id: str) -> ReplayItem:
+        """The raw event as it was received, found through its received record."""
+        window = Filters(datetime.now(UTC) - ARCHIVE_LOOKBACK, datetime.now(UTC), event_id=event_id)
+        for record in self.audit.search(window):
+            if (
+                record.kind in (RecordKind.RECEIVED, RecordKind.REJECTED, RecordKind.DUPLICATE)
+                and record.archive
+            ):
+                return ReplayItem(f"archive {record.archive}", self.archive.load(record.archive))
+        raise LookupError(f"no archived event with id {event_id!r}")
+
+    def archived_since(self, since: timedelta) -> Iterator[ReplayItem]:
+        now = datetime.now(UTC)
+        for name, event in self.archive.since(now - since, now):
+            yield ReplayItem(f"archive {name}", event)
+
+    def dead_lettered(self, container: str) -> Iterator[ReplayItem]:
+        for name, event in self.archive.dead_letters(container):
+            reason = event.get("deadLetterReason", "unknown reason")
+            attempts = event.get("deliveryAttempts", "?")
+            outcome = event.get("lastDeliveryOutcome", "")
+            note = f"dead-lettered ({reason}) after {attempts} attempts, last: {outcome}; from {name}"
+            yield ReplayItem(f"dead-letter {name}", event, note)
 
     def sweep(self, subscriptions: Iterable[str] = ()) -> SweepResult:
         """Reconcile every restricted set of the monitored subscriptions: the backstop for lost events."""

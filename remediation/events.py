@@ -197,3 +197,22 @@ def parse_recheck(body: object) -> Recheck | Rejection:
         return Rejection(message_id, f"re-check message attempt {attempt!r} is not 1..{MAX_RECHECK_ATTEMPT}")
     reason = document.get("reason", "")
     return Recheck(set_id, attempt, reason if isinstance(reason, str) else "")
+
+
+def events_from_text(text: str, source: str) -> list[object]:
+    """Events from a file: one JSON event, a JSON array of them (an Event Grid delivery), or JSON lines."""
+    stripped = text.strip()
+    if not stripped:
+        return []
+    try:
+        document = json.loads(stripped)
+    except json.JSONDecodeError:
+        events: list[object] = []
+        for number, line in enumerate(stripped.splitlines(), start=1):
+            if line.strip():
+                try:
+                    events.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{source} line {number}: not JSON: {error.msg}") from None
+        return events
+    return list(document) if isinstance(document, list) else [document]

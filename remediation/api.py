@@ -1,0 +1,134 @@
+"""The HTTP endpoints' behaviour, apart from the Functions bindings: plain parameters in, a status
+and a JSON body out, so function_app.py stays a thin shell and this is testable as it is.
+
+- ``GET /api/audit`` (function key): the audit log, with the same filters as `remediation audit`,
+  a page at a time (``page_size``, ``continuation``);
+- ``POST /api/replay`` (admin key): replay archived, dead-lettered or given events through the
+  same pipeline as live ones, bounded per request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from remediation.audit import AuditLog, AuditUnavailable
+from remediation.engine import Remediator, ReplayItem, remediator_for
+from remediation.review import parse_duration, parse_filters
+from remediation.settings import Settings
+
+MAX_PAGE_SIZE = 1000
+MAX_REPLAY_EVENTS = 1000
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+    def json(self) -> str:
+        return json.dumps(self.body, default=str)
+
+
+def _error(status: int, message: str) -> Answer:
+    return Answer(status, {"error": message})
+
+
+def _page_size(params: Mapping[str, str]) -> int:
+    raw = params.get("page_size") or "100"
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size: {raw!r} is not a whole number 1..{MAX_PAGE_SIZE}")
+    return int(raw)
+
+
+def audit_page(params: Mapping[str, str], settings: Settings) -> Answer:
+    try:
+        filters = parse_filters(params, datetime.now(UTC))
+        page_size = _page_size(params)
+    except ValueError as error:
+        return _error(400, str(error))
+    try:
+        page = AuditLog(settings).query(filters, page_size, params.get("continuation") or "")
+    except ValueError as error:
+        return _error(400, f"continuation: {error}")
+    except AuditUnavailable as error:
+        return _error(503, str(error))
+    return Answer(200, {"records": [r.as_json() for r in page.records], "continuation": page.continuation})
+
+
+def _replay_items(body: Mapping[str, Any], remediator: Remediator) -> list[ReplayItem]:
+    sources = [key for key in ("event_id", "since", "events", "dead_letter") if key in body]
+    if len(sources) != 1:
+        raise ValueError("give exactly one of event_id, since, events, dead_letter")
+    source = sources[0]
+    value = body[source]
+    if source == "event_id":
+        if not isinstance(value, str) or not value:
+            raise ValueError("event_id: expected a non-empty string")
+        return [remediator.archived_event(value)]
+    if source == "since":
+        if not isinstance(value, str):
+            raise ValueError("since: expected a duration such as 2h")
+        try:
+            window = parse_duration(value)
+        except ValueError as error:
+            raise ValueError(f"since: {error}") from None
+        items = remediator.archived_since(window)
+    elif source == "events":
+        if not isinstance(value, list):
+            raise ValueError("events: expected a list of events")
+        items = iter(ReplayItem(f"request events[{i}]", event) for i, event in enumerate(value))
+    else:
+        if not isinstance(value, str) or not value:
+            raise ValueError("dead_letter: expected a container name")
+        items = remediator.dead_lettered(value)
+    taken: list[ReplayItem] = []
+    for item in items:
+        if len(taken) == MAX_REPLAY_EVENTS:
+            raise ValueError(f"more than {MAX_REPLAY_EVENTS} events: narrow the request (or use the CLI)")
+        taken.append(item)
+    return taken
+
+
+def replay(body: bytes, settings: Settings) -> Answer:
+    if len(body) > MAX_BODY_BYTES:
+        return _error(413, f"request body over {MAX_BODY_BYTES} bytes")
+    try:
+        request = json.loads(body or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return _error(400, f"body: not JSON: {error}")
+    if not isinstance(request, dict):
+        return _error(400, "body: expected a JSON object")
+    dry_run = request.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        return _error(400, "dry_run: expected true or false")
+    remediator = remediator_for(dataclasses.replace(settings, dry_run=settings.dry_run or dry_run))
+    try:
+        items = _replay_items(request, remediator)
+        results = remediator.replay(items)
+    except (ValueError, LookupError) as error:
+        return _error(400 if isinstance(error, ValueError) else 404, str(error).strip("'\""))
+    except AuditUnavailable as error:
+        return _error(503, str(error))
+    rows = []
+    for item, outcome in results:
+        if isinstance(outcome, Exception):
+            rows.append(
+                {"source": item.source, "status": "failed", "error": f"{type(outcome).__name__}: {outcome}"}
+            )
+        else:
+            rows.append(
+                {
+                    "source": item.source,
+                    "event_id": outcome.event_id,
+                    "status": outcome.status,
+                    "reason": outcome.reason,
+                }
+            )
+    failed = sum(1 for row in rows if row["status"] == "failed")
+    return Answer(200 if not failed else 207, {"replayed": len(rows), "failed": failed, "results": rows})
