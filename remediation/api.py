@@ -112,7 +112,9 @@ def replay(body: bytes, settings: Settings) -> Answer:
         items = _replay_items(request, remediator)
         results = remediator.replay(items)
     except (ValueError, LookupError) as error:
-        return _error(400 if isinstance(error, ValueError) else 404, str(error).strip("'\""))
+        return _error(
+            400 if isinstance(error, ValueError) else 404, str(error.args[0] if error.args else error)
+        )
     except AuditUnavailable as error:
         return _error(503, str(error))
     rows = []

@@ -83,7 +83,7 @@ def _odata(query: Filters) -> tuple[str, dict[str, Any]]:
     if query.outcome == "failed" and (query.event_id or query.correlation_id or query.scale_set):
         odata += " and (result eq 'failed' or kind eq 'error')"
     elif query.outcome and query.outcome != "failed":
-        odata += " and (result eq @outcome or kind eq @outcome)"
+        odata += " and ( result eq @outcome or kind eq @outcome )"  # the SDK substitutes whole words
         parameters["outcome"] = query.outcome
     if query.scale_set and (query.event_id or query.correlation_id):
         odata += " and scale_set eq @scale_set"
@@ -166,8 +166,12 @@ class AuditLog:
         by_partition: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
         for operation, entity in entities:
             by_partition[entity["PartitionKey"]].append((operation, entity))
+        # The hourly copy goes last: a record visible by time (what `audit verify` reads) is then
+        # also visible by set, event and correlation, even if storage fails part-way.
+        order = sorted(by_partition, key=lambda partition: partition.startswith("h-"))
         try:
-            for operations in by_partition.values():
+            for partition in order:
+                operations = by_partition[partition]
                 for start in range(0, len(operations), MAX_BATCH):
                     self._table.submit_transaction(operations[start : start + MAX_BATCH])
         except (AzureError, TableTransactionError) as error:
@@ -224,11 +228,16 @@ class AuditLog:
         end = until or datetime.now(UTC)
         return self.search(Filters(end - since, end))
 
-    def intents_without_outcome(self, since: datetime, until: datetime) -> list[AuditRecord]:
-        """Intents in the window that no outcome closes: ARM writes whose result nobody recorded."""
+    def intents_without_outcome(
+        self, since: datetime, until: datetime, scale_set: str = ""
+    ) -> list[AuditRecord]:
+        """Intents in the window that no outcome closes: ARM writes whose result nobody recorded.
+
+        Outcomes are looked for up to an hour past ``until``: a write's outcome follows its intent.
+        """
         intents: dict[str, AuditRecord] = {}
         closed: set[str] = set()
-        for record in self.search(Filters(since, until + timedelta(hours=1))):
+        for record in self.search(Filters(since, until + timedelta(hours=1), scale_set=scale_set)):
             if record.kind is RecordKind.INTENT and record.time <= until:
                 intents[record.record_id] = record
             elif record.kind is RecordKind.OUTCOME and record.intent_id:

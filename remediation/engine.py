@@ -29,14 +29,27 @@ from remediation.arm import ArmError, ArmGateway
 from remediation.audit import AuditLog, AuditUnavailable, EventArchive, Journal, RecheckQueue
 from remediation.coalesce import Coalescer
 from remediation.events import parse_event, parse_recheck
-from remediation.model import Mode, ObservedSet, Plan, Recheck, RecordKind, Rejection, ResourceId, Result
+from remediation.model import (
+    ActionKind,
+    Mode,
+    ObservedSet,
+    Plan,
+    Recheck,
+    RecordKind,
+    Rejection,
+    ResourceId,
+    Result,
+)
 from remediation.observe import Unresolvable, observe_set, owning_scale_set
-from remediation.plan import plan, still_creating
+from remediation.plan import interrupted_write_applied, plan, still_creating
 from remediation.policy import restriction_for, today_utc
 from remediation.review import Filters
 from remediation.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# How far back a reconcile looks for its set's writes that were announced but never closed.
+INTERRUPTED_LOOKBACK = timedelta(days=1)
 
 # How far back `replay --event-id` looks for the event's received record.
 ARCHIVE_LOOKBACK = timedelta(days=3650)
@@ -336,6 +349,8 @@ class Remediator:
                 return ReconcileResult(set_id, None, restriction.reason, event_id=context.event_id)
 
             observed = observe_set(self.arm, scale_set)
+            if replan == 0:
+                self._close_interrupted_writes(observed, context)
             the_plan = plan(observed, restriction.mode, self.settings.policy, today_utc())
             self._record_decisions(the_plan, context, len(observed.instances), restriction.reason)
             if replan == 0:
@@ -357,6 +372,35 @@ class Remediator:
         reason = f"the set's NICs kept changing under us: gave up after {MAX_REPLANS} re-plans"
         context.note(RecordKind.ERROR, scale_set=set_id.value, result=Result.FAILED.value, reason=reason)
         raise ArmError(412, "PreconditionFailed", reason)
+
+    def _close_interrupted_writes(self, observed: ObservedSet, context: Context) -> None:
+        """Give each intent of this set that no outcome closed (its handling died between the
+        intent and the outcome: storage outage, host killed) the outcome ARM shows now.
+
+        Only intents older than the grace period: younger ones may belong to a handling that is
+        still running on another host.
+        """
+        now = datetime.now(UTC)
+        grace = timedelta(seconds=self.settings.interrupted_write_grace_s)
+        set_id = observed.scale_set.id.value
+        for intent in self.audit.intents_without_outcome(now - INTERRUPTED_LOOKBACK, now - grace, set_id):
+            exists: bool | None = None
+            if intent.action == ActionKind.DELETE_PUBLIC_IP.value and intent.public_ip:
+                exists = self.arm.get_public_ip(ResourceId.parse(intent.public_ip.split(",")[0])) is not None
+            applied = interrupted_write_applied(intent.action, observed, intent.nic, intent.instance, exists)
+            context.note(
+                RecordKind.OUTCOME,
+                scale_set=set_id,
+                instance=intent.instance,
+                nic=intent.nic,
+                public_ip=intent.public_ip,
+                mode=intent.mode,
+                action=intent.action,
+                intent_id=intent.record_id,
+                result=(Result.SUCCEEDED if applied else Result.FAILED).value,
+                reason=f"recovered: the handling of {intent.event_id} stopped after announcing this write; "
+                + ("ARM shows it applied" if applied else "ARM shows it was not applied"),
+            )
 
     @staticmethod
     def _record_decisions(the_plan: Plan, context: Context, instances: int, why_restricted: str) -> None:

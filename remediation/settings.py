@@ -48,6 +48,8 @@ class Settings:
     # The queue of delayed re-checks of sets whose instances are still being created, and the delays.
     recheck_queue: str = "remediation-recheck"
     recheck_delays_s: tuple[float, ...] = (15.0, 60.0, 180.0)
+    # An intent older than this with no outcome is taken as interrupted, and closed from ARM's state.
+    interrupted_write_grace_s: float = 900.0
     # A global dry run: plan and record, never write to ARM.
     dry_run: bool = False
     # Restricted scopes, exemptions and mode options (see policy.py); from JSON in an app setting or a file.
@@ -97,6 +99,7 @@ class Settings:
             audit_table=text("AUDIT_TABLE", "remediationaudit"),
             recheck_queue=text("RECHECK_QUEUE", "remediation-recheck"),
             recheck_delays_s=_delays(env.get("RECHECK_DELAYS_SECONDS", "")),
+            interrupted_write_grace_s=number("INTERRUPTED_WRITE_GRACE_SECONDS", 900.0, 0.0, 86400.0),
             dry_run=flag("REMEDIATION_DRY_RUN"),
             policy=_policy(env),
         )
