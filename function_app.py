@@ -12,12 +12,13 @@ from typing import Any
 
 import azure.functions as func
 
-from remediation import api
+from remediation import api, telemetry
 from remediation.engine import remediator_for
 from remediation.settings import STORAGE_CONNECTION, Settings
 
 app = func.FunctionApp()
 log = logging.getLogger("remediation.function_app")
+telemetry.configure_exporter()
 
 
 def event_grid_payload(event: func.EventGridEvent) -> dict[str, Any]:

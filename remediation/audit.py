@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from remediation import telemetry
 from remediation.model import Recheck, RecordKind
 from remediation.records import (
     HANDLED_ROW,
@@ -288,6 +289,8 @@ class Journal:
             entities.append(("upsert", marker))
         if entities:
             self._log._store(entities)
+        for record in pending:
+            telemetry.emit(record)
 
 
 class EventArchive:

@@ -290,3 +290,15 @@ def test_storage_outage_mid_storm_writes_nothing_unannounced_and_redelivery_fini
     assert "0 intents without outcome" in capsys.readouterr().out
     recovered = [r for r in log(estate).search(window()) if r.reason.startswith("recovered:")]
     assert recovered, "the interrupted write was closed from what ARM shows"
+
+
+def test_each_stored_record_is_also_a_structured_log_record(
+    estate: Estate, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="remediation.audit"):
+        remediated_storm(estate, size=1)
+    logged = [r.__dict__ for r in caplog.records if r.name == "remediation.audit"]
+    stored = list(log(estate).search(window()))
+    assert sorted(r["audit_record_id"] for r in logged) == sorted(r.record_id for r in stored)
+    intent = next(r for r in logged if r["audit_kind"] == "intent")
+    assert intent["audit_scale_set"] == docs.set_id("web") and intent["audit_action"]
