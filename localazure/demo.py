@@ -12,17 +12,19 @@ hand-added VM was written to.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
-import re
+import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
+from localazure.azurite import PROJECT_ROOT, Azurite
 from localazure.host import deliver_event_grid
 from localazure.stack import LocalAzure
 from remediation.arm import LoopbackCredential
@@ -30,7 +32,11 @@ from remediation.audit import AuditLog
 from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
 from remediation.model import RecordKind, ResourceId
 from remediation.records import AuditRecord
+from remediation.review import render_summary, render_table, summarise
 
+# Where the demo keeps Azurite's data, so its audit log can be reviewed after it ends.
+DEMO_STORAGE = PROJECT_ROOT / ".demo" / "azurite"
+DEMO_AUDIT_TABLE = "demoaudit"
 SUBSCRIPTION = "6a2e1c9d-6f3b-4f57-9d3e-2b1f4c8e7a10"
 GROUP = "rg-restricted-demo"
 LOCATION = "westeurope"
@@ -187,28 +193,6 @@ def build_estate(compute: Any, network: Any) -> None:
         ).result()
 
 
-def _short(resource_id: str) -> str:
-    return resource_id.rsplit("/", 1)[-1] if resource_id else ""
-
-
-def print_audit(records: list[AuditRecord], out: TextIO) -> None:
-    """The audit log, one line a record, resource ids shortened to names (`remediation audit` has all)."""
-    out.write(f"\n{'time':<13} {'kind':<9} {'resource':<26} {'action':<33} {'result':<10} reason\n")
-    for record in records:
-        resource = _short(record.instance) or _short(record.scale_set) or _short(record.resource)
-        reason = record.reason or record.error
-        if record.kind.value == "received":
-            reason = record.operation
-        out.write(
-            f"{record.time.strftime('%H:%M:%S.%f')[:-3]:<13} {record.kind.value:<9} {resource:<26} "
-            f"{record.action:<33} {record.result:<10} {_shorten_ids(reason)}\n"
-        )
-
-
-def _shorten_ids(text: str) -> str:
-    return re.sub(r"/subscriptions/[^ ]+/([^/ ]+)", r"\1", text)
-
-
 def _public_ips(network: Any, vm_doc: Mapping[str, Any]) -> list[str]:
     found = []
     for ref in vm_doc["properties"]["networkProfile"]["networkInterfaces"]:
@@ -268,8 +252,10 @@ def run(out: TextIO = sys.stdout) -> int:
     # The functions library warns on every indexing that auth levels apply to HTTP triggers only.
     logging.getLogger().setLevel(logging.ERROR)
     out.write("Starting the local Azure stand-in (ARM simulator + Azurite) on loopback...\n")
-    with LocalAzure(provision_delay_s=1.0, lro_duration_s=0.2) as local:
-        os.environ.update(local.environment(audit_table="demoaudit"))
+    shutil.rmtree(DEMO_STORAGE, ignore_errors=True)
+    DEMO_STORAGE.mkdir(parents=True)
+    with LocalAzure(azurite_data=DEMO_STORAGE, provision_delay_s=1.0, lro_duration_s=0.2) as local:
+        os.environ.update(local.environment(audit_table=DEMO_AUDIT_TABLE))
         delivery = EventGridDelivery(deliver_event_grid)
         local.arm.add_event_sink(delivery.publish)
         delivery.start()
@@ -305,10 +291,10 @@ def run(out: TextIO = sys.stdout) -> int:
         elapsed = time.monotonic() - started
         delivery.stop()
 
-        records = list(AuditLog(local.settings(audit_table="demoaudit")).records())
+        records = list(AuditLog(local.settings(audit_table=DEMO_AUDIT_TABLE)).records())
         stripped, failures = report_instances(compute, network, records, hand_nic_etags, out)
         failures += delivery.failures
-        print_audit(records, out)
+        out.write(f"\n{render_table(records)}\n\n{render_summary(summarise(records))}\n")
         out.write(
             f"\n{stripped} of {SCALE_OUT} scale-set instances stripped, "
             f"{len(HAND_ADDED)} hand-added VMs checked; "
@@ -318,6 +304,25 @@ def run(out: TextIO = sys.stdout) -> int:
         )
         compute.close()
         network.close()
+    out.write(
+        "The demo's storage is kept in .demo/: review its audit log with\n"
+        "  .venv/bin/remediation audit --demo [--format json|csv] [--summary]   (or: audit --demo verify)\n"
+    )
     for failure in failures:
         out.write(f"FAILED: {failure}\n")
     return 1 if failures or stripped != SCALE_OUT else 0
+
+
+@contextlib.contextmanager
+def demo_storage() -> Iterator[None]:
+    """Azurite on the last demo's data, with the settings pointing at it, for the review commands."""
+    if not DEMO_STORAGE.is_dir():
+        raise FileNotFoundError(
+            f"no demo has run here yet ({DEMO_STORAGE} is missing): run `make demo` first"
+        )
+    azurite = Azurite(DEMO_STORAGE).start()
+    try:
+        os.environ.update({"RemediationStorage": azurite.connection_string, "AUDIT_TABLE": DEMO_AUDIT_TABLE})
+        yield
+    finally:
+        azurite.stop()

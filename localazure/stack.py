@@ -5,6 +5,7 @@ that point the remediator at them (exactly the settings it reads in Azure, with 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -14,8 +15,8 @@ from sim import ArmSimulator
 
 
 class LocalAzure:
-    def __init__(self, **simulator_options: Any) -> None:
-        self.azurite = Azurite()
+    def __init__(self, azurite_data: Path | None = None, **simulator_options: Any) -> None:
+        self.azurite = Azurite(azurite_data)
         self.arm = ArmSimulator(**simulator_options)
 
     def start(self) -> LocalAzure:

@@ -228,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--outcome", help="succeeded, failed, conflict, skipped, or a record kind")
     audit.add_argument("--format", choices=("table", "json", "csv"), default="table")
     audit.add_argument("--summary", action="store_true", help="counts by set and outcome, exposure windows")
+    audit.add_argument("--demo", action="store_true", help="review the log the last `remediation demo` left")
     audit.set_defaults(run=_cmd_audit)
     audit_commands = audit.add_subparsers(dest="audit_command")
     verify = audit_commands.add_parser("verify", help="report intents without an outcome")
@@ -255,9 +256,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _on_demo_storage(args: argparse.Namespace) -> int:
+    """Run a review command against the storage the last `remediation demo` left in .demo/."""
+    try:
+        from localazure.demo import demo_storage
+    except ImportError as error:
+        print(f"--demo needs the local Azure stand-in from the source tree: {error}", file=sys.stderr)
+        return 2
+    try:
+        with demo_storage():
+            code: int = args.run(args)
+    except FileNotFoundError as error:
+        print(str(error), file=sys.stderr)
+        return 2
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "demo", False):
+            return _on_demo_storage(args)
         code: int = args.run(args)
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr)

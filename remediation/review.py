@@ -20,6 +20,7 @@ from remediation.model import RecordKind
 from remediation.records import AuditRecord
 
 _DURATION = re.compile(r"^(\d{1,6})([smhd])$")
+_ARM_ID = re.compile(r"/subscriptions/[^ ,;]+/([^/ ,;]+)")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 OUTCOMES = frozenset({"succeeded", "failed", "conflict", "skipped"} | {kind.value for kind in RecordKind})
 
@@ -125,6 +126,11 @@ def _short(resource_id: str) -> str:
     return resource_id.rstrip("/").rsplit("/", 1)[-1] if resource_id else ""
 
 
+def _shorten_ids(text: str) -> str:
+    """Resource ids in free text, shortened to their names (the full ids are in the fields)."""
+    return _ARM_ID.sub(r"\1", text)
+
+
 def render_table(records: Iterable[AuditRecord]) -> str:
     """A readable table for a terminal: resource ids shortened to names."""
     lines = [
@@ -135,7 +141,7 @@ def render_table(records: Iterable[AuditRecord]) -> str:
         lines.append(
             f"{record.time.astimezone(UTC).isoformat()[:23]:<24} {record.kind.value:<9} "
             f"{_short(record.scale_set):<20} {_short(record.instance) or _short(record.resource):<26} "
-            f"{record.action:<33} {record.result:<10} {record.reason or record.error}"
+            f"{record.action:<33} {record.result:<10} {_shorten_ids(record.reason or record.error or record.operation)}"
         )
     return "\n".join(lines)
 
