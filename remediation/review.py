@@ -141,7 +141,8 @@ def render_table(records: Iterable[AuditRecord]) -> str:
         lines.append(
             f"{record.time.astimezone(UTC).isoformat()[:23]:<24} {record.kind.value:<9} "
             f"{_short(record.scale_set):<20} {_short(record.instance) or _short(record.resource):<26} "
-            f"{record.action:<33} {record.result:<10} {_shorten_ids(record.reason or record.error or record.operation)}"
+            f"{record.action:<33} {record.result:<10} "
+            f"{_shorten_ids(record.reason or record.error or record.operation)}"
         )
     return "\n".join(lines)
 
