@@ -63,8 +63,10 @@ def classify_origin(
         + ("starts" if computer_prefix else "does not start")
         + f" with the set's prefix {scale_set.computer_name_prefix!r}",
     )
-    supporting = sum((nic_names_independent, from_profile, computer_prefix))
-    if name_matches and supporting >= 2:
+    # Conservative: the name and the profile-made NICs are both required (a hand-built VM can be
+    # named like an instance, but Compute fills networkInterfaceConfigurations only when it made
+    # the NICs), and one more piece must agree.
+    if name_matches and from_profile and (nic_names_independent or computer_prefix):
         return Origin.SCALE_SET, evidence
     if not name_matches and not from_profile and not computer_prefix:
         return Origin.HAND_ADDED, evidence

@@ -4,11 +4,13 @@ Functions host would index it."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from estate import Estate
+from hypothesis import settings
 
 from localazure.stack import LocalAzure
 
@@ -35,3 +37,9 @@ def estate(local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch) -> Iterator
         monkeypatch.setenv(key, value)
     with Estate(local_azure, environment) as built:
         yield built
+
+
+# Property-based tests: a few hundred examples in `make test`; `make fuzz` sets HYPOTHESIS_PROFILE=long.
+settings.register_profile("default", max_examples=200, deadline=None)
+settings.register_profile("long", max_examples=10_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
