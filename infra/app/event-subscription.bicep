@@ -1,0 +1,95 @@
+// The event subscription from one monitored subscription's system topic to the function
+// on_resource_event. Created only after the code is deployed (deployEventSubscriptions in
+// main.bicep, set by the azd postdeploy hook): Event Grid checks that an AzureFunction endpoint
+// exists when the subscription is created.
+//
+// handledOperations must equal remediation.events.HANDLED_OPERATIONS (case-insensitively):
+// tests/infra/test_infra.py checks it. Advanced filters compare strings case-insensitively.
+
+@description('Name of the system topic (event-topic.bicep).')
+param systemTopicName string
+
+@description('Resource id of the function app.')
+param functionAppId string
+
+@description('Resource id of the storage account that receives dead letters.')
+param deadLetterStorageAccountId string
+
+@description('The dead-letter blob container.')
+param deadLetterContainerName string
+
+@description('Restricted resource groups as "<subscription id>/<resource group>" (main.bicep, when the role is assigned at resource groups): events must come from those of this subscription. Empty: the whole subscription. Event Grid allows 25 values per filter.')
+param restrictedResourceGroups array = []
+
+var ownResourceGroups = filter(restrictedResourceGroups, target => startsWith(target, '${toLower(subscription().subscriptionId)}/'))
+// A resource event's subject is the resource id; the trailing slash keeps rg-a from matching rg-ab.
+var subjectPrefixes = [for target in ownResourceGroups: '/subscriptions/${split(target, '/')[0]}/resourceGroups/${split(target, '/')[1]}/']
+
+var handledOperations = [
+  'Microsoft.Compute/virtualMachineScaleSets/write'
+  'Microsoft.Compute/virtualMachines/write'
+  'Microsoft.Compute/virtualMachineScaleSets/virtualMachines/write'
+  'Microsoft.Network/networkInterfaces/write'
+  'Microsoft.Network/publicIPAddresses/write'
+]
+
+var operationFilter = {
+  operatorType: 'StringIn'
+  key: 'data.operationName'
+  values: handledOperations
+}
+
+var subjectFilter = {
+  operatorType: 'StringBeginsWith'
+  key: 'subject'
+  values: subjectPrefixes
+}
+
+resource systemTopic 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {
+  name: systemTopicName
+}
+
+resource remediatorEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = {
+  parent: systemTopic
+  name: 'vmss-public-ip-remediator'
+  properties: {
+    eventDeliverySchema: 'EventGridSchema'
+    destination: {
+      endpointType: 'AzureFunction'
+      properties: {
+        resourceId: '${functionAppId}/functions/on_resource_event'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    filter: {
+      includedEventTypes: [
+        'Microsoft.Resources.ResourceWriteSuccess'
+      ]
+      advancedFilters: empty(subjectPrefixes) ? [
+        operationFilter
+      ] : [
+        operationFilter
+        subjectFilter
+      ]
+    }
+    retryPolicy: {
+      maxDeliveryAttempts: 30
+      eventTimeToLiveInMinutes: 1440
+    }
+    deadLetterWithResourceIdentity: {
+      identity: {
+        type: 'SystemAssigned'
+      }
+      deadLetterDestination: {
+        endpointType: 'StorageBlob'
+        properties: {
+          resourceId: deadLetterStorageAccountId
+          blobContainerName: deadLetterContainerName
+        }
+      }
+    }
+  }
+}
+
+output id string = remediatorEvents.id

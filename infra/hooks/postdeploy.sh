@@ -1,0 +1,27 @@
+#!/bin/sh
+# azd postdeploy hook: create the Event Grid event subscriptions once the code is deployed.
+#
+# Event Grid checks that an AzureFunction endpoint (on_resource_event) exists when an event
+# subscription is created, so the first `azd provision` leaves them out. After the first deploy
+# this hook sets DEPLOY_EVENT_SUBSCRIPTIONS=true and provisions again; from then on every
+# `azd provision` keeps them (the function exists). The function can take a minute to be listed
+# after a deploy, so a failed provision is retried.
+set -eu
+
+if [ "${DEPLOY_EVENT_SUBSCRIPTIONS:-}" = "true" ]; then
+  echo "Event Grid subscriptions: already part of the deployment (DEPLOY_EVENT_SUBSCRIPTIONS=true)."
+  exit 0
+fi
+
+azd env set DEPLOY_EVENT_SUBSCRIPTIONS true
+attempt=1
+while ! azd provision --no-prompt; do
+  if [ "$attempt" -ge 3 ]; then
+    echo "Creating the Event Grid subscriptions failed 3 times. Once the function app lists" >&2
+    echo "on_resource_event, run: azd provision" >&2
+    exit 1
+  fi
+  attempt=$((attempt + 1))
+  echo "Retrying in 60 s (the function may not be listed yet)..." >&2
+  sleep 60
+done

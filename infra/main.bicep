@@ -1,0 +1,332 @@
+// The VMSS public-IP remediator on Azure: `azd up` deploys this file at subscription scope.
+//
+// Phase 1 (`azd provision`): the resource group, the user-assigned identity, storage (shared keys
+// off), Log Analytics + Application Insights (Entra auth), the Flex Consumption app, the
+// storage data roles, the custom ARM role at the monitored scopes, and one Event Grid system
+// topic per monitored subscription.
+// Phase 2 (deployEventSubscriptions = true): the event subscriptions from those topics to the
+// function on_resource_event. Event Grid refuses an AzureFunction endpoint that does not exist
+// yet, so the azd postdeploy hook (infra/hooks/postdeploy.*) sets DEPLOY_EVENT_SUBSCRIPTIONS=true
+// and provisions again once the code is deployed. docs/deploy.md walks through both.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment: names the resource group and seeds the unique resource names.')
+param environmentName string
+
+@minLength(1)
+@description('Region of the function app, its storage and monitoring.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Name of the resource group; empty: rg-<environmentName>. Monitored subscriptions other than this one get a resource group of the same name for their Event Grid system topic.')
+param resourceGroupName string = ''
+
+@description('Subscriptions whose scale sets are watched: subscription ids separated by commas. Empty: the subscription deployed to.')
+param monitoredSubscriptionIds string = ''
+
+@description('Restricted scopes separated by commas, each a subscription, resource group or scale set id, optionally followed by =<mode>. Empty: every monitored subscription, in defaultMode.')
+param restrictedScopes string = ''
+
+@description('The mode of a restricted scope that names none. audit records findings and writes nothing to ARM: start there.')
+@allowed([
+  'audit'
+  'strip'
+  'evict'
+  'scale-to-zero'
+])
+param defaultMode string = 'audit'
+
+@description('Where the remediator\'s custom role is assigned: each monitored subscription, or only the resource groups named in restrictedScopes (events are then filtered to those resource groups).')
+@allowed([
+  'subscriptions'
+  'resourceGroups'
+])
+param roleAssignmentScope string = 'subscriptions'
+
+@description('NCRONTAB schedule of the timer sweep, the backstop for lost events (six fields, seconds first).')
+param sweepSchedule string = '0 */15 * * * *'
+
+@description('Record only, never write to ARM, whatever the modes say (REMEDIATION_DRY_RUN).')
+param dryRun bool = false
+
+@description('Days raw events are kept in the archive for replay (ARCHIVE_RETENTION_DAYS); a storage lifecycle rule deletes older ones.')
+@minValue(1)
+@maxValue(3650)
+param archiveRetentionDays int = 30
+
+@description('A JSON object merged into REMEDIATION_POLICY for the keys no parameter sets (tags_may_relax, remediate_origins, keep_detached_public_ips, scale_to_zero). monitored_subscriptions and scopes come from the parameters above.')
+param policyOverrides string = '{}'
+
+@description('Create the Event Grid event subscriptions. Only once the code is deployed: the postdeploy hook sets it.')
+param deployEventSubscriptions bool = false
+
+@description('Most instances the function app scales out to.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('A user or group who may read the audit log (Storage Table Data Reader); azd passes the signed-in user. Empty: nobody.')
+param principalId string = ''
+
+@description('The type of principalId.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param principalType string = 'User'
+
+var abbrs = loadJsonContent('abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var appResourceGroupName = !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
+var eventTopicName = '${abbrs.eventGridSystemTopics}remediator-${resourceToken}'
+
+// Names the code expects (remediation/settings.py defaults; the tests compare them).
+var deploymentContainerName = 'deploymentpackage'
+var deadLetterContainerName = 'eventgrid-deadletter'
+var eventArchiveContainerName = 'event-archive'
+var auditTable = 'remediationaudit'
+var recheckQueue = 'remediation-recheck'
+var recheckDelaysSeconds = '15,60,180'
+
+// Monitored subscriptions: lower-case ids, without blanks or duplicates.
+var subscriptionEntries = filter(split(monitoredSubscriptionIds, ','), entry => !empty(trim(entry)))
+var listedSubscriptions = [for entry in subscriptionEntries: toLower(trim(entry))]
+var monitoredSubscriptions = empty(listedSubscriptions) ? [
+  toLower(subscription().subscriptionId)
+] : union(listedSubscriptions, listedSubscriptions)
+var otherSubscriptions = filter(monitoredSubscriptions, id => id != toLower(subscription().subscriptionId))
+var monitoredSubscriptionScopes = [for id in monitoredSubscriptions: '/subscriptions/${id}']
+
+// Restricted scopes: "<scope>[=<mode>]" entries, or every monitored subscription in defaultMode.
+var scopeEntries = filter(split(restrictedScopes, ','), entry => !empty(trim(entry)))
+var listedScopes = [for entry in scopeEntries: {
+  scope: trim(first(split(entry, '=')))
+  mode: contains(entry, '=') ? toLower(trim(last(split(entry, '=')))) : defaultMode
+}]
+var subscriptionWideScopes = [for id in monitoredSubscriptions: {
+  scope: '/subscriptions/${id}'
+  mode: defaultMode
+}]
+var policyScopes = empty(listedScopes) ? subscriptionWideScopes : listedScopes
+var policyModes = [for entry in policyScopes: entry.mode]
+
+// Resource groups (as "<subscription>/<resource group>") the custom role is assigned at when
+// roleAssignmentScope is resourceGroups: those of the restricted scopes (a scale set's counts).
+var resourceGroupScopes = filter(policyScopes, entry => length(split(entry.scope, '/')) >= 5)
+var listedResourceGroups = [for entry in resourceGroupScopes: toLower('${split(entry.scope, '/')[2]}/${split(entry.scope, '/')[4]}')]
+var restrictedResourceGroups = roleAssignmentScope == 'resourceGroups' ? union(listedResourceGroups, listedResourceGroups) : []
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: appResourceGroupName
+  location: location
+  tags: tags
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}remediator-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    containers: [
+      deploymentContainerName
+      deadLetterContainerName
+      eventArchiveContainerName
+    ]
+    tables: [
+      auditTable
+    ]
+    queues: [
+      recheckQueue
+      '${recheckQueue}-poison'
+    ]
+    archiveContainerName: eventArchiveContainerName
+    archiveRetentionDays: archiveRetentionDays
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+// REMEDIATION_POLICY; the module fails the deployment if a scope's mode is not a mode.
+module policy 'app/policy.bicep' = {
+  name: 'remediator-policy-${resourceToken}'
+  params: {
+    monitoredSubscriptions: monitoredSubscriptions
+    scopes: policyScopes
+    modes: policyModes
+    policyOverrides: policyOverrides
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    identityPrincipalId: identity.outputs.principalId
+    auditReaderPrincipalId: principalId
+    auditReaderPrincipalType: principalType
+  }
+}
+
+module function 'app/function.bicep' = {
+  name: 'function'
+  scope: rg
+  params: {
+    name: '${abbrs.webSitesFunctions}${resourceToken}'
+    planName: '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    maximumInstanceCount: maximumInstanceCount
+    // The remediator's settings (README, "Settings"); ARM_ENDPOINT stays unset: public cloud.
+    remediatorSettings: {
+      ARM_CREDENTIAL: 'managed-identity'
+      AZURE_CLIENT_ID: identity.outputs.clientId
+      RemediationStorage__tableServiceUri: storage.outputs.tableEndpoint
+      RemediationStorage__queueServiceUri: storage.outputs.queueEndpoint
+      RemediationStorage__blobServiceUri: storage.outputs.blobEndpoint
+      RemediationStorage__credential: 'managedidentity'
+      RemediationStorage__clientId: identity.outputs.clientId
+      AUDIT_TABLE: auditTable
+      ARCHIVE_CONTAINER: eventArchiveContainerName
+      ARCHIVE_RETENTION_DAYS: string(archiveRetentionDays)
+      RECHECK_QUEUE: recheckQueue
+      RECHECK_DELAYS_SECONDS: recheckDelaysSeconds
+      SWEEP_SCHEDULE: sweepSchedule
+      REMEDIATION_POLICY: policy.outputs.policy
+      REMEDIATION_DRY_RUN: dryRun ? 'true' : 'false'
+    }
+  }
+  // The host starts with its storage roles in place.
+  dependsOn: [
+    rbac
+  ]
+}
+
+// The custom role (exactly the code's ARM actions) and its assignments at the monitored scopes.
+module remediatorRole 'app/remediator-role.bicep' = {
+  name: 'remediator-role-${resourceToken}'
+  params: {
+    roleName: 'VMSS public IP remediator (${environmentName} ${resourceToken})'
+    assignableScopes: monitoredSubscriptionScopes
+  }
+}
+
+module remediatorAccessSubscriptions 'app/remediator-access-subscription.bicep' = [for (id, i) in (roleAssignmentScope == 'subscriptions' ? monitoredSubscriptions : []): {
+  name: 'remediator-access-${resourceToken}-${i}'
+  scope: subscription(id)
+  params: {
+    roleDefinitionGuid: remediatorRole.outputs.roleDefinitionGuid
+    principalId: identity.outputs.principalId
+  }
+}]
+
+module remediatorAccessResourceGroups 'app/remediator-access-resource-group.bicep' = [for (target, i) in restrictedResourceGroups: {
+  name: 'remediator-access-${resourceToken}-${i}'
+  scope: resourceGroup(split(target, '/')[0], split(target, '/')[1])
+  params: {
+    roleDefinitionGuid: remediatorRole.outputs.roleDefinitionGuid
+    principalId: identity.outputs.principalId
+  }
+}]
+
+// Event Grid: a system topic per monitored subscription, in a resource group of that
+// subscription named like the app's; its identity may write dead letters to the container.
+module eventResourceGroups 'app/events-resource-group.bicep' = [for (id, i) in otherSubscriptions: {
+  name: 'remediator-events-rg-${resourceToken}-${i}'
+  scope: subscription(id)
+  params: {
+    name: appResourceGroupName
+    location: location
+    tags: tags
+  }
+}]
+
+module eventTopics 'app/event-topic.bicep' = [for (id, i) in monitoredSubscriptions: {
+  name: 'remediator-topic-${i}'
+  scope: resourceGroup(id, appResourceGroupName)
+  params: {
+    name: eventTopicName
+    tags: tags
+  }
+  dependsOn: [
+    rg
+    eventResourceGroups
+  ]
+}]
+
+module deadLetterAccess 'app/deadletter-access.bicep' = [for (id, i) in monitoredSubscriptions: {
+  name: 'remediator-deadletter-access-${i}'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    containerName: deadLetterContainerName
+    topicId: eventTopics[i].outputs.id
+    topicPrincipalId: eventTopics[i].outputs.principalId
+  }
+}]
+
+// Phase 2: only once on_resource_event exists (DEPLOY_EVENT_SUBSCRIPTIONS, set by the hook).
+module eventSubscriptions 'app/event-subscription.bicep' = [for (id, i) in (deployEventSubscriptions ? monitoredSubscriptions : []): {
+  name: 'remediator-events-${i}'
+  scope: resourceGroup(id, appResourceGroupName)
+  params: {
+    systemTopicName: eventTopics[i].outputs.name
+    functionAppId: function.outputs.id
+    deadLetterStorageAccountId: storage.outputs.id
+    deadLetterContainerName: deadLetterContainerName
+    restrictedResourceGroups: restrictedResourceGroups
+  }
+  dependsOn: [
+    deadLetterAccess
+  ]
+}]
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = function.outputs.name
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output REMEDIATION_TABLE_SERVICE_URI string = storage.outputs.tableEndpoint
+output REMEDIATION_QUEUE_SERVICE_URI string = storage.outputs.queueEndpoint
+output REMEDIATION_BLOB_SERVICE_URI string = storage.outputs.blobEndpoint
+output REMEDIATION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output REMEDIATION_MONITORED_SUBSCRIPTIONS string = join(monitoredSubscriptions, ',')
+output REMEDIATION_POLICY string = policy.outputs.policy

@@ -1,0 +1,470 @@
+"""The deployment (infra/) against the code it deploys: offline, no Azure, no Bicep CLI.
+
+Every ``.bicep`` file must parse (pycep-parser, the parser checkov uses), and the facts the
+code depends on are read from the code itself, never from a copy kept here:
+- the custom role grants exactly ``remediation.arm.required_permissions()``, which the ARM
+  gateway derives from its ``@arm_operation`` declarations, so adding or removing an ARM call
+  fails this suite until ``infra/app/remediator-role-actions.json`` follows;
+- the Event Grid filter lists exactly ``remediation.events.HANDLED_OPERATIONS``;
+- the app settings cover what ``function_app.py`` binds to and what ``remediation.settings``
+  reads, with the code's default names for the audit table and the re-check queue.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from pycep import BicepParser
+
+from remediation import arm, events
+from remediation.arm import ArmGateway, required_permissions
+from remediation.model import Mode
+from remediation.settings import STORAGE_CONNECTION, Settings, SettingsError
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+APP = INFRA / "app"
+ROLE_ACTIONS_FILE = APP / "remediator-role-actions.json"
+BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
+
+
+@functools.cache
+def _parser() -> BicepParser:
+    return BicepParser()  # builds the grammar: once
+
+
+@functools.cache
+def _parse(path: Path) -> str:
+    return json.dumps(_parser().parse(text=path.read_text(encoding="utf-8")))
+
+
+def parse(path: Path) -> dict[str, Any]:
+    """The file as pycep-parser reads it (a fresh copy: tests may not share mutations)."""
+    return cast(dict[str, Any], json.loads(_parse(path)))
+
+
+def module(name: str) -> dict[str, Any]:
+    return parse(APP / name)
+
+
+def resource(doc: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A resource's body (the loop body for a resource loop)."""
+    config = cast(dict[str, Any], doc["resources"][name]["config"])
+    return cast(dict[str, Any], config["config"]) if "loop_type" in config else config
+
+
+def variable(doc: Mapping[str, Any], name: str) -> Any:
+    return doc["variables"][name]["value"]
+
+
+def resolve(doc: Mapping[str, Any], value: Any) -> Any:
+    """A literal as written, or the value of the variable it names (pycep renders both as str)."""
+    if isinstance(value, str) and value in doc.get("variables", {}):
+        return resolve(doc, variable(doc, value))
+    return value
+
+
+def role_actions_file() -> list[str]:
+    document = json.loads(ROLE_ACTIONS_FILE.read_text(encoding="utf-8"))
+    actions = document["actions"]
+    assert isinstance(actions, list)
+    assert all(isinstance(action, str) for action in actions)
+    return cast(list[str], actions)
+
+
+def role_drift(role: set[str], code: frozenset[str]) -> tuple[list[str], list[str]]:
+    """(actions the code performs that the role lacks, actions the role grants that the code never uses)."""
+    return sorted(code - role), sorted(role - code)
+
+
+# -- every file parses ------------------------------------------------------------------------
+
+
+def test_there_is_a_main_template_and_modules() -> None:
+    assert INFRA / "main.bicep" in BICEP_FILES
+    assert len(BICEP_FILES) > 5
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda path: str(path.relative_to(INFRA)))
+def test_bicep_file_parses(path: Path) -> None:
+    doc = parse(path)
+    assert doc.get("resources") or doc.get("modules") or doc.get("outputs"), f"{path} declares nothing"
+
+
+def _module_paths(doc: Mapping[str, Any]) -> Iterator[str]:
+    for body in doc.get("modules", {}).values():
+        yield body["detail"]["path"]
+
+
+def test_every_module_and_loaded_file_exists() -> None:
+    for path in BICEP_FILES:
+        doc = parse(path)
+        for relative in _module_paths(doc):
+            assert (path.parent / relative).is_file(), f"{path.name}: module {relative} does not exist"
+        for loaded in re.findall(r"loadJsonContent\('([^']+)'", path.read_text(encoding="utf-8")):
+            assert (path.parent / loaded).is_file(), (
+                f"{path.name}: loadJsonContent({loaded!r}) does not exist"
+            )
+
+
+def test_main_is_deployed_at_subscription_scope() -> None:
+    assert parse(INFRA / "main.bicep")["globals"]["scope"]["value"] == "subscription"
+
+
+# -- the custom role: exactly what the code does -------------------------------------------------
+
+
+def test_role_actions_are_exactly_the_arm_operations_of_the_code() -> None:
+    actions = role_actions_file()
+    assert len(actions) == len(set(actions)), "duplicate actions in remediator-role-actions.json"
+    missing, unused = role_drift(set(actions), required_permissions())
+    assert not missing and not unused, (
+        f"infra/app/remediator-role-actions.json differs from remediation.arm.required_permissions():\n"
+        f"  the code performs, the role lacks: {missing}\n"
+        f"  the role grants, the code never performs: {unused}"
+    )
+
+
+def test_the_role_definition_grants_the_actions_file_and_nothing_else() -> None:
+    doc = module("remediator-role.bicep")
+    roles = [
+        name
+        for name, body in doc["resources"].items()
+        if body["type"] == "Microsoft.Authorization/roleDefinitions"
+    ]
+    assert len(roles) == 1
+    properties = resource(doc, roles[0])["properties"]
+    assert properties["type"] == "CustomRole"
+    (permission,) = properties["permissions"]
+    assert permission["notActions"] == []
+    assert permission["dataActions"] == []
+    assert permission["notDataActions"] == []
+    # The actions are the JSON file, loaded as is: the list is kept in one place.
+    reference = permission["actions"]
+    assert isinstance(reference, str) and reference in doc["variables"], (
+        "actions must name the loaded variable"
+    )
+    loaded = variable(doc, reference)["function"]
+    assert loaded["type"] == "load_json_content"
+    assert (APP / loaded["parameters"]["file_path"]).resolve() == ROLE_ACTIONS_FILE.resolve()
+    assert loaded["parameters"]["json_path"] == "$.actions"
+
+
+def test_role_check_notices_an_added_or_removed_arm_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the role test sees when the gateway gains or loses an @arm_operation."""
+    role = set(role_actions_file())
+    missing, unused = role_drift(role, required_permissions())
+
+    added = "Microsoft.Insights/autoscaleSettings/write"
+    assert added not in role
+    monkeypatch.setitem(arm.OPERATIONS, added, "put_autoscale_setting")
+    assert role_drift(role, required_permissions()) == (sorted([*missing, added]), unused)
+    monkeypatch.delitem(arm.OPERATIONS, added)
+
+    removed = min(op for op in arm.OPERATIONS if op.endswith("/read"))
+    monkeypatch.delitem(arm.OPERATIONS, removed)
+    assert removed in role_drift(role, required_permissions())[1]
+
+
+def test_every_public_gateway_method_declares_its_arm_operations() -> None:
+    """The role is derived from @arm_operation: an undeclared gateway method is a call the role misses."""
+    undeclared = [
+        name
+        for name, member in vars(ArmGateway).items()
+        if inspect.isfunction(member)
+        and not name.startswith("_")
+        and name != "close"
+        and not hasattr(member, "__wrapped__")  # what @arm_operation's functools.wraps leaves
+    ]
+    assert not undeclared, f"ArmGateway methods without @arm_operation: {undeclared}"
+
+
+def test_the_role_is_assigned_at_the_monitored_scopes() -> None:
+    main = parse(INFRA / "main.bicep")
+    role = main["modules"]["remediatorRole"]["config"]["params"]
+    assert role["assignableScopes"] == "monitoredSubscriptionScopes"
+    assert main["parameters"]["roleAssignmentScope"]["default"] == "subscriptions"
+    for name, path, scope_function in (
+        ("remediatorAccessSubscriptions", "app/remediator-access-subscription.bicep", "subscription"),
+        ("remediatorAccessResourceGroups", "app/remediator-access-resource-group.bicep", "resource_group"),
+    ):
+        body = main["modules"][name]
+        assert body["detail"]["path"] == path
+        config = body["config"]["config"]
+        assert config["scope"]["function"]["type"] == scope_function
+        assert config["params"]["principalId"] != ""
+    for path in ("remediator-access-subscription.bicep", "remediator-access-resource-group.bicep"):
+        doc = module(path)
+        (assignment,) = doc["resources"].values()
+        assert assignment["type"] == "Microsoft.Authorization/roleAssignments"
+        assert assignment["config"]["properties"]["principalType"] == "ServicePrincipal"
+
+
+# -- Event Grid ----------------------------------------------------------------------------------
+
+
+def test_the_event_filter_lists_exactly_the_operations_the_code_handles() -> None:
+    doc = module("event-subscription.bicep")
+    listed = resolve(doc, "handledOperations")
+    assert isinstance(listed, list)
+    assert len({op.lower() for op in listed}) == len(listed), "duplicate operations in the filter"
+    assert {op.lower() for op in listed} == {op.lower() for op in events.HANDLED_OPERATIONS}
+
+
+def test_the_event_subscription_delivers_to_the_function_with_retries_and_dead_letters() -> None:
+    doc = module("event-subscription.bicep")
+    (name,) = [
+        n
+        for n, b in doc["resources"].items()
+        if b["type"] == "Microsoft.EventGrid/systemTopics/eventSubscriptions"
+    ]
+    properties = resource(doc, name)["properties"]
+
+    destination = properties["destination"]
+    assert destination["endpointType"] == "AzureFunction"
+    assert destination["properties"]["resourceId"] == "${functionAppId}/functions/on_resource_event"
+    assert destination["properties"]["maxEventsPerBatch"] == 1
+    assert properties["eventDeliverySchema"] == "EventGridSchema"
+
+    event_filter = properties["filter"]
+    assert event_filter["includedEventTypes"] == ["Microsoft.Resources.ResourceWriteSuccess"]
+    operation_filter = resolve(doc, "operationFilter")
+    assert operation_filter == {
+        "operatorType": "StringIn",
+        "key": "data.operationName",
+        "values": "handledOperations",
+    }
+    filters = event_filter["advancedFilters"]["operator"]["operands"]
+    assert "operationFilter" in filters["true_value"] and "operationFilter" in filters["false_value"]
+
+    assert properties["retryPolicy"] == {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440}
+    dead_letter = properties["deadLetterWithResourceIdentity"]
+    assert dead_letter["identity"] == {"type": "SystemAssigned"}
+    assert dead_letter["deadLetterDestination"]["endpointType"] == "StorageBlob"
+
+
+def test_the_function_the_event_subscription_names_exists() -> None:
+    import function_app
+
+    names = {function.get_function_name() for function in function_app.app.get_functions()}
+    assert {"on_resource_event", "on_recheck", "sweep"} <= names
+
+
+def test_each_monitored_subscription_gets_a_system_topic_with_an_identity() -> None:
+    doc = module("event-topic.bicep")
+    (topic,) = doc["resources"].values()
+    assert topic["type"] == "Microsoft.EventGrid/systemTopics"
+    config = topic["config"]
+    assert config["location"] == "global"
+    assert config["identity"] == {"type": "SystemAssigned"}
+    assert config["properties"]["topicType"] == "Microsoft.Resources.Subscriptions"
+
+    main = parse(INFRA / "main.bicep")
+    topics = main["modules"]["eventTopics"]["config"]
+    assert topics["loop_type"]["detail"]["array_name"] == "monitoredSubscriptions"
+    access = module("deadletter-access.bicep")
+    assignment = resource(access, "deadLetterAccess")
+    assert assignment["scope"] == "deadLetterContainer"
+    assert resolve(access, "storageBlobDataContributor") == "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+
+
+def test_event_subscriptions_wait_for_the_deployed_function() -> None:
+    main = parse(INFRA / "main.bicep")
+    assert main["parameters"]["deployEventSubscriptions"]["default"] is False
+    loop = main["modules"]["eventSubscriptions"]["config"]["loop_type"]["detail"]["array_name"]
+    assert "deployEventSubscriptions" in loop
+    hook = (INFRA / "hooks" / "postdeploy.sh").read_text(encoding="utf-8")
+    assert "azd env set DEPLOY_EVENT_SUBSCRIPTIONS true" in hook
+    parameters = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+    assert parameters["deployEventSubscriptions"]["value"] == "${DEPLOY_EVENT_SUBSCRIPTIONS}"
+    azure_yaml = (ROOT / "azure.yaml").read_text(encoding="utf-8")
+    assert "./infra/hooks/postdeploy.sh" in azure_yaml
+    assert "./infra/hooks/postdeploy.ps1" in azure_yaml
+
+
+# -- the function app ----------------------------------------------------------------------------
+
+
+def _app_settings() -> dict[str, Any]:
+    function = module("function.bicep")
+    host = resolve(function, "hostSettings")
+    properties = resource(function, "appSettings")["properties"]["function"]
+    assert properties["type"] == "union"
+    remediator = parse(INFRA / "main.bicep")["modules"]["function"]["config"]["params"]["remediatorSettings"]
+    return {**host, **remediator}
+
+
+def test_app_settings_cover_every_binding_expression_in_function_app() -> None:
+    source = (ROOT / "function_app.py").read_text(encoding="utf-8")
+    bound = set(re.findall(r"%([A-Za-z0-9_]+)%", source))
+    assert bound, "function_app.py binds to no %SETTING%?"
+    assert bound <= set(_app_settings()), f"unset binding expressions: {bound - set(_app_settings())}"
+
+
+# Settings the code reads that infra leaves unset on purpose, and why.
+LEFT_AT_CODE_DEFAULT = {
+    "ARM_ENDPOINT": "public cloud",
+    "ARM_CA_BUNDLE": "the local simulator's certificate only",
+    "ARM_POLL_INTERVAL_SECONDS": "tuning: the code default",
+    "ARM_RETRY_TOTAL": "tuning: the code default",
+    "STORAGE_RETRY_TOTAL": "tuning: the code default",
+    "INTERRUPTED_WRITE_GRACE_SECONDS": "tuning: the code default",
+    STORAGE_CONNECTION: "a connection string: shared keys are disabled, the service URIs are set",
+    "REMEDIATION_POLICY_FILE": "the policy is the REMEDIATION_POLICY setting",
+}
+
+
+class RecordingEnvironment(Mapping[str, str]):
+    """An empty environment that remembers which keys were asked for."""
+
+    def __init__(self) -> None:
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.read.add(key)
+        return False
+
+
+def test_app_settings_cover_every_setting_the_code_reads() -> None:
+    environment = RecordingEnvironment()
+    with pytest.raises(SettingsError):  # an empty environment lacks the storage URIs
+        Settings.from_env(environment)
+    assert "AUDIT_TABLE" in environment.read, "the recording environment saw nothing"
+    unset = environment.read - set(_app_settings())
+    unexplained = sorted(unset - set(LEFT_AT_CODE_DEFAULT))
+    assert not unexplained, (
+        f"remediation.settings reads {unexplained}, which infra/ neither sets (infra/main.bicep, "
+        "remediatorSettings) nor leaves unset on purpose (LEFT_AT_CODE_DEFAULT here)"
+    )
+
+
+def test_app_settings_use_identity_based_connections() -> None:
+    settings = _app_settings()
+    assert settings["ARM_CREDENTIAL"] == "managed-identity"
+    assert "ARM_ENDPOINT" not in settings  # public cloud by default
+    for connection in ("AzureWebJobsStorage", STORAGE_CONNECTION):
+        assert settings[f"{connection}__credential"] == "managedidentity"
+        assert f"{connection}__clientId" in settings
+    assert f"{STORAGE_CONNECTION}__tableServiceUri" in settings
+    assert f"{STORAGE_CONNECTION}__queueServiceUri" in settings
+    assert f"{STORAGE_CONNECTION}__blobServiceUri" in settings
+    assert STORAGE_CONNECTION not in settings, "no connection string: shared keys are disabled"
+    assert (
+        settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
+        == "ClientId=${identityClientId};Authorization=AAD"
+    )
+    assert "FUNCTIONS_WORKER_RUNTIME" not in settings  # not allowed on Flex Consumption
+    for name in ("AZURE_CLIENT_ID", "RECHECK_DELAYS_SECONDS", "REMEDIATION_POLICY", "REMEDIATION_DRY_RUN"):
+        assert name in settings
+
+
+def test_storage_names_are_the_code_defaults() -> None:
+    main = parse(INFRA / "main.bicep")
+    defaults = Settings()
+    settings = _app_settings()
+    assert resolve(main, settings["AUDIT_TABLE"]) == defaults.audit_table
+    assert resolve(main, settings["RECHECK_QUEUE"]) == defaults.recheck_queue
+    delays = resolve(main, settings["RECHECK_DELAYS_SECONDS"])
+    assert tuple(float(part) for part in delays.split(",")) == defaults.recheck_delays_s
+
+    storage = main["modules"]["storage"]["config"]["params"]
+    containers = {resolve(main, name) for name in storage["containers"]}
+    assert containers == {"deploymentpackage", "eventgrid-deadletter", defaults.archive_container}
+    assert resolve(main, settings["ARCHIVE_CONTAINER"]) == defaults.archive_container
+    assert main["parameters"]["archiveRetentionDays"]["default"] == defaults.archive_retention_days
+    # The app creates <AUDIT_TABLE> and <AUDIT_TABLE>events on first use; infra creates them first.
+    assert resolve(main, storage["tables"][0]) == defaults.audit_table
+    assert storage["tables"][1] == "${auditTable}events"
+    assert resolve(main, storage["queues"][0]) == defaults.recheck_queue
+    assert storage["queues"][1] == "${recheckQueue}-poison"
+
+
+def test_the_sweep_schedule_defaults_to_the_documented_one() -> None:
+    main = parse(INFRA / "main.bicep")
+    assert main["parameters"]["sweepSchedule"]["default"] == "0 */15 * * * *"
+    assert _app_settings()["SWEEP_SCHEDULE"] == "sweepSchedule"
+
+
+def test_flex_consumption_python_311_with_the_package_read_by_the_identity() -> None:
+    doc = module("function.bicep")
+    plan = resource(doc, "plan")
+    assert plan["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
+    site = resource(doc, "site")
+    assert site["identity"]["type"] == "UserAssigned"
+    config = site["properties"]["functionAppConfig"]
+    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    storage = config["deployment"]["storage"]
+    assert storage["type"] == "blobContainer"
+    assert storage["authentication"]["type"] == "UserAssignedIdentity"
+    assert set(config["scaleAndConcurrency"]) == {"instanceMemoryMB", "maximumInstanceCount"}
+    assert site["properties"]["httpsOnly"] is True
+
+
+def test_storage_disables_shared_keys_and_public_blobs() -> None:
+    properties = resource(module("storage.bicep"), "storage")["properties"]
+    assert properties["allowSharedKeyAccess"] is False
+    assert properties["allowBlobPublicAccess"] is False
+    assert properties["minimumTlsVersion"] == "TLS1_2"
+
+
+def test_telemetry_uses_entra_authentication() -> None:
+    doc = module("monitoring.bicep")
+    assert resource(doc, "applicationInsights")["properties"]["DisableLocalAuth"] is True
+    assert resource(doc, "workspace")["properties"]["features"]["disableLocalAuth"] is True
+
+
+def test_the_identity_gets_the_storage_data_roles_the_app_needs() -> None:
+    doc = module("rbac.bicep")
+    roles = resolve(doc, "roles")
+    # Each entry is `roles.<name>`, which pycep renders as a property access.
+    granted = {role["operator"]["operands"]["operand_2"] for role in resolve(doc, "identityStorageRoles")}
+    assert granted == {"storageBlobDataOwner", "storageQueueDataContributor", "storageTableDataContributor"}
+    assert roles["storageTableDataContributor"] == "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+    assert roles["storageQueueDataContributor"] == "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
+    assert roles["storageBlobDataOwner"] == "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+    assert roles["monitoringMetricsPublisher"] == "3913510d-42f4-4e42-8a64-420c390055eb"
+
+
+# -- the policy parameters -----------------------------------------------------------------------
+
+
+def _allowed(parameter: Mapping[str, Any]) -> list[Any]:
+    (decorator,) = [d for d in parameter["decorators"] if d["type"] == "allowed"]
+    return cast(list[Any], decorator["argument"])
+
+
+def test_modes_are_the_code_modes_and_a_first_deployment_audits() -> None:
+    main = parse(INFRA / "main.bicep")
+    default_mode = main["parameters"]["defaultMode"]
+    assert default_mode["default"] == Mode.AUDIT.value
+    assert set(_allowed(default_mode)) == {mode.value for mode in Mode}
+    policy = module("policy.bicep")
+    assert set(_allowed(policy["parameters"]["modes"])) == {mode.value for mode in Mode}
+
+
+def test_the_policy_carries_the_keys_the_code_reads() -> None:
+    policy = module("policy.bicep")
+    built = policy["outputs"]["policy"]["value"]["function"]
+    assert built["type"] == "string"
+    text = (APP / "policy.bicep").read_text(encoding="utf-8")
+    for key in ("monitored_subscriptions", "scopes"):
+        assert f"{key}:" in text
+    assert parse(INFRA / "main.bicep")["parameters"]["policyOverrides"]["default"] == "{}"
