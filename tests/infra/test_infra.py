@@ -390,9 +390,8 @@ def test_storage_names_are_the_code_defaults() -> None:
     assert containers == {"deploymentpackage", "eventgrid-deadletter", defaults.archive_container}
     assert resolve(main, settings["ARCHIVE_CONTAINER"]) == defaults.archive_container
     assert main["parameters"]["archiveRetentionDays"]["default"] == defaults.archive_retention_days
-    # The app creates <AUDIT_TABLE> and <AUDIT_TABLE>events on first use; infra creates them first.
-    assert resolve(main, storage["tables"][0]) == defaults.audit_table
-    assert storage["tables"][1] == "${auditTable}events"
+    # The app creates <AUDIT_TABLE> on first use (records and handled-event markers); infra first.
+    assert [resolve(main, table) for table in storage["tables"]] == [defaults.audit_table]
     assert resolve(main, storage["queues"][0]) == defaults.recheck_queue
     assert storage["queues"][1] == "${recheckQueue}-poison"
 
