@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest clean
+.PHONY: demo test lint typecheck pytest fuzz bench infra-check clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) (Python 3.11)"; exit 1; }
@@ -33,6 +33,19 @@ typecheck: $(BIN)/.installed
 
 pytest: $(BIN)/.installed node_modules/.installed
 	$(BIN)/pytest
+
+## fuzz: the property-based tests with at least 10,000 examples per property
+fuzz: $(BIN)/.installed node_modules/.installed
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/test_hostile_input.py tests/test_scope_safety.py
+
+## bench: the benchmarks (figures printed; nothing asserted about time)
+bench: $(BIN)/.installed node_modules/.installed
+	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_audit.py
+
+## infra-check: checkov over infra/ (offline; installs checkov into .venv/checkov on first use)
+infra-check:
+	infra/check.sh
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
