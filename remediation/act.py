@@ -19,7 +19,7 @@ from typing import Any
 
 from remediation.arm import ArmError, ArmGateway, PreconditionFailed, WriteResult
 from remediation.audit import Journal
-from remediation.model import Action, ActionKind, Finding, Plan, RecordKind, Result
+from remediation.model import SET_LEVEL_ACTIONS, Action, ActionKind, Finding, Plan, RecordKind, Result
 from remediation.records import AuditRecord
 
 MAX_PARALLEL_FINDINGS = 8
@@ -83,6 +83,11 @@ def describe(action: Action) -> str:
         return f"DELETE public IP {name}, now detached"
     if action.kind is ActionKind.DELETE_VM:
         return f"DELETE VM {name}: created by the set with a public IP"
+    if action.kind is ActionKind.REMOVE_PUBLIC_IP_FROM_MODEL:
+        return f"PUT scale set {name} with no public IP in its model, If-Match {action.if_match}"
+    if action.kind is ActionKind.UPGRADE_INSTANCES:
+        assert action.body is not None
+        return f"POST manualUpgrade of {name} instances {', '.join(action.body['instanceIds'])}"
     return f"PUT scale set {name} with capacity 0, If-Match {action.if_match}"
 
 
@@ -96,6 +101,12 @@ def _states(action: Action) -> tuple[str, str]:
         return f"public IP {action.target.name} detached", f"public IP {action.target.name} deleted"
     if action.kind is ActionKind.DELETE_VM:
         return f"VM {finding.instance.name} exists with a public IP", f"VM {finding.instance.name} deleted"
+    if action.kind is ActionKind.REMOVE_PUBLIC_IP_FROM_MODEL:
+        return "the set's model gives each instance a public IP", "the set's model gives none"
+    if action.kind is ActionKind.UPGRADE_INSTANCES:
+        assert action.body is not None
+        ids = ", ".join(action.body["instanceIds"])
+        return f"instances {ids} carry public IPs from the old model", f"instances {ids} on the model without"
     return f"capacity {finding.scale_set.capacity}", "capacity 0"
 
 
@@ -127,31 +138,40 @@ class Executor:
                 pool.submit(self._remediate, findings[key], actions, plan, context)
                 for key, actions in by_finding.items()
             ]
-        outcomes = []
+        outcomes: list[FindingOutcome] = []
         first_error: BaseException | None = None
         for future in futures:
             error = future.exception()
             if error is not None:
                 first_error = first_error or error
             else:
-                outcomes.append(future.result())
+                outcomes.extend(future.result())
         if first_error is not None:
             raise first_error
         return outcomes
 
     def _remediate(
         self, finding: Finding, actions: list[Action], plan: Plan, context: Context
-    ) -> FindingOutcome:
+    ) -> list[FindingOutcome]:
+        """One finding's writes in order, then verification. A set-level write (capacity, model,
+        upgrade) remediates every finding the plan did not leave alone, so all of them are verified."""
         detached_at: float | None = None
         for action in actions:
             try:
                 self._write(action, plan, context)
             except PreconditionFailed:
-                return FindingOutcome(finding, Result.CONFLICT)
-            if action.kind is ActionKind.DETACH_PUBLIC_IP:
+                return [FindingOutcome(finding, Result.CONFLICT)]
+            if action.kind in (ActionKind.DETACH_PUBLIC_IP, ActionKind.UPGRADE_INSTANCES):
                 detached_at = time.time()
-        self._verify(finding, actions, plan, context)
-        return FindingOutcome(finding, Result.SUCCEEDED, detached_at)
+        kinds = {action.kind for action in actions}
+        left_alone = {id(skipped) for skipped, _ in plan.skipped}
+        affected = (
+            [f for f in plan.findings if id(f) not in left_alone] if kinds & SET_LEVEL_ACTIONS else [finding]
+        )
+        problems = self._still_wrong(affected, kinds)
+        for each in affected:
+            self._verify(each, problems.get(id(each), ""), plan, context)
+        return [FindingOutcome(each, Result.SUCCEEDED, detached_at) for each in affected]
 
     def _perform(self, action: Action) -> WriteResult:
         if action.kind is ActionKind.DETACH_PUBLIC_IP:
@@ -159,9 +179,13 @@ class Executor:
             return self._arm.put_nic(action.target, action.body, action.if_match)
         if action.kind is ActionKind.DELETE_PUBLIC_IP:
             return self._arm.delete_public_ip(action.target)
+        if action.kind is ActionKind.DELETE_VM and action.finding.instance.is_uniform_instance:
+            return self._arm.delete_uniform_instance(action.target)
         if action.kind is ActionKind.DELETE_VM:
             return self._arm.delete_vm(action.target)
         assert action.body is not None
+        if action.kind is ActionKind.UPGRADE_INSTANCES:
+            return self._arm.upgrade_instances(action.target, list(action.body["instanceIds"]))
         return self._arm.put_scale_set(action.target, action.body, action.if_match)
 
     def _write(self, action: Action, plan: Plan, context: Context) -> WriteResult:
@@ -208,21 +232,40 @@ class Executor:
         )
         return result
 
-    def _still_wrong(self, finding: Finding, kinds: set[ActionKind]) -> str:
-        """Re-read what was written: the remediation counts only if ARM now shows it done."""
-        if ActionKind.DETACH_PUBLIC_IP in kinds:
-            nic = self._arm.get_nic(finding.nic.id)
-            remaining = nic.public_ip_ids if nic is not None else ()
-            return "the NIC still carries " + ", ".join(ip.value for ip in remaining) if remaining else ""
-        if ActionKind.DELETE_VM in kinds:
-            return "the VM still exists" if self._arm.get_vm(finding.instance.id) is not None else ""
-        scale_set = self._arm.get_scale_set(finding.scale_set.id)
-        if scale_set is not None and scale_set.capacity != 0:
-            return f"the set's capacity is {scale_set.capacity}, not 0"
-        return ""
+    def _still_wrong(self, findings: list[Finding], kinds: set[ActionKind]) -> dict[int, str]:
+        """Re-read what was written: a remediation counts only if ARM now shows it done.
+        Returns what is still wrong, per finding (by ``id``)."""
+        problems: dict[int, str] = {}
+        scale_set = findings[0].scale_set
+        if ActionKind.UPGRADE_INSTANCES in kinds:
+            nics = self._arm.list_uniform_nics(scale_set.id)
+            for finding in findings:
+                prefix = finding.instance.id.key + "/"
+                carried = [ip for nic in nics if nic.id.key.startswith(prefix) for ip in nic.public_ip_ids]
+                if carried:
+                    problems[id(finding)] = "its NICs still carry " + ", ".join(ip.value for ip in carried)
+        elif ActionKind.DETACH_PUBLIC_IP in kinds:
+            for finding in findings:
+                nic = self._arm.get_nic(finding.nic.id)
+                remaining = nic.public_ip_ids if nic is not None else ()
+                if remaining:
+                    problems[id(finding)] = "the NIC still carries " + ", ".join(ip.value for ip in remaining)
+        elif ActionKind.DELETE_VM in kinds:
+            for finding in findings:
+                instance = finding.instance
+                exists = (
+                    self._arm.get_uniform_instance(instance.id) if instance.is_uniform_instance
+                    else self._arm.get_vm(instance.id)
+                ) is not None  # fmt: skip
+                if exists:
+                    problems[id(finding)] = "the VM still exists"
+        elif ActionKind.SET_CAPACITY_ZERO in kinds:
+            current = self._arm.get_scale_set(scale_set.id)
+            if current is not None and current.capacity != 0:
+                problems.update((id(f), f"the set's capacity is {current.capacity}, not 0") for f in findings)
+        return problems
 
-    def _verify(self, finding: Finding, actions: list[Action], plan: Plan, context: Context) -> None:
-        problem = self._still_wrong(finding, {action.kind for action in actions})
+    def _verify(self, finding: Finding, problem: str, plan: Plan, context: Context) -> None:
         if problem:
             context.note(
                 RecordKind.ERROR,

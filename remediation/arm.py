@@ -329,6 +329,35 @@ class ArmGateway:
         docs = self._list(lambda: client.virtual_machines.list(set_id.resource_group, filter=query))
         return [VirtualMachine.from_arm(doc) for doc in docs]
 
+    @arm_operation("Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read")
+    def list_uniform_instances(self, set_id: ResourceId) -> list[VirtualMachine]:
+        """A Uniform set's instances (they live under the set)."""
+        client = self._compute_client(set_id.subscription)
+        docs = self._list(
+            lambda: client.virtual_machine_scale_set_vms.list(set_id.resource_group, set_id.name)
+        )
+        return [VirtualMachine.from_arm(doc) for doc in docs]
+
+    @arm_operation("Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read")
+    def get_uniform_instance(self, instance: ResourceId) -> VirtualMachine | None:
+        client = self._compute_client(instance.subscription)
+        set_name, instance_id = instance.names[0], instance.names[1]
+        doc = self._read(
+            lambda: client.virtual_machine_scale_set_vms.get(instance.resource_group, set_name, instance_id)
+        )
+        return VirtualMachine.from_arm(doc) if doc is not None else None
+
+    @arm_operation("Microsoft.Compute/virtualMachineScaleSets/networkInterfaces/read")
+    def list_uniform_nics(self, set_id: ResourceId) -> list[NetworkInterface]:
+        """Every NIC of a Uniform set's instances, in one paged read."""
+        client = self._network_client(set_id.subscription)
+        docs = self._list(
+            lambda: client.network_interfaces.list_virtual_machine_scale_set_network_interfaces(
+                set_id.resource_group, set_id.name
+            )
+        )
+        return [NetworkInterface.from_arm(doc) for doc in docs]
+
     @arm_operation("Microsoft.Network/networkInterfaces/read")
     def get_nic(self, nic_id: ResourceId) -> NetworkInterface | None:
         client = self._network_client(nic_id.subscription)
@@ -373,9 +402,35 @@ class ArmGateway:
 
     @arm_operation("Microsoft.Compute/virtualMachines/delete")
     def delete_vm(self, vm_id: ResourceId) -> WriteResult:
+        """Delete a Flexible set's VM (a Uniform set's instance: ``delete_uniform_instance``)."""
         client = self._compute_client(vm_id.subscription)
         return self._write(
             lambda **hooks: client.virtual_machines.begin_delete(vm_id.resource_group, vm_id.name, **hooks)
+        )
+
+    @arm_operation("Microsoft.Compute/virtualMachineScaleSets/virtualMachines/delete")
+    def delete_uniform_instance(self, instance: ResourceId) -> WriteResult:
+        client = self._compute_client(instance.subscription)
+        set_name, instance_id = instance.names[0], instance.names[1]
+        return self._write(
+            lambda **hooks: client.virtual_machine_scale_set_vms.begin_delete(
+                instance.resource_group, set_name, instance_id, **hooks
+            )
+        )
+
+    @arm_operation("Microsoft.Compute/virtualMachineScaleSets/manualUpgrade/action")
+    def upgrade_instances(self, set_id: ResourceId, instance_ids: list[str]) -> WriteResult:
+        """Bring a Uniform set's instances up to its latest model (their NICs are made again)."""
+        client = self._compute_client(set_id.subscription)
+        payload = json.dumps({"instanceIds": instance_ids}).encode()
+        return self._write(
+            lambda **hooks: client.virtual_machine_scale_sets.begin_update_instances(
+                set_id.resource_group,
+                set_id.name,
+                io.BytesIO(payload),
+                content_type="application/json",
+                **hooks,
+            )
         )
 
     @arm_operation("Microsoft.Compute/virtualMachineScaleSets/write")

@@ -138,8 +138,18 @@ class Origin(enum.StrEnum):
 class ActionKind(enum.StrEnum):
     DETACH_PUBLIC_IP = "detach-public-ip"  # PUT the NIC without it (If-Match)
     DELETE_PUBLIC_IP = "delete-public-ip"  # after the detach: ARM refuses to delete an attached IP
-    DELETE_VM = "delete-vm"  # evict
+    DELETE_VM = "delete-vm"  # evict (a Flexible set's VM, or a Uniform set's instance)
     SET_CAPACITY_ZERO = "set-capacity-zero"  # scale-to-zero (If-Match)
+    # Uniform sets: instances' NICs come from the set's model, so strip changes the model...
+    REMOVE_PUBLIC_IP_FROM_MODEL = "remove-public-ip-from-model"  # (If-Match)
+    # ...and brings the violating instances up to it (their NICs are made again without one).
+    UPGRADE_INSTANCES = "upgrade-instances"
+
+
+# Actions on the scale set itself rather than on one instance.
+SET_LEVEL_ACTIONS = frozenset(
+    {ActionKind.SET_CAPACITY_ZERO, ActionKind.REMOVE_PUBLIC_IP_FROM_MODEL, ActionKind.UPGRADE_INSTANCES}
+)
 
 
 class RecordKind(enum.StrEnum):
@@ -258,6 +268,7 @@ class ScaleSet:
     tags: Mapping[str, str]
     etag: str
     provisioning_state: str
+    upgrade_mode: str  # Manual, Automatic or Rolling (how a model change reaches instances)
     # The wire document as read: a capacity change is a PUT of the whole resource.
     raw: Mapping[str, Any] = field(compare=False, repr=False)
 
@@ -284,7 +295,19 @@ class ScaleSet:
             tags=_tags(doc),
             etag=str(doc.get("etag") or ""),
             provisioning_state=str(props.get("provisioningState") or ""),
+            upgrade_mode=str((props.get("upgradePolicy") or {}).get("mode") or "Manual"),
             raw=doc,
+        )
+
+    @property
+    def model_has_public_ip(self) -> bool:
+        """Whether the set's model gives each instance a public IP."""
+        profile = _props(self.raw).get("virtualMachineProfile") or {}
+        configurations = (profile.get("networkProfile") or {}).get("networkInterfaceConfigurations") or []
+        return any(
+            _props(ip).get("publicIPAddressConfiguration")
+            for nic in configurations
+            for ip in _props(nic).get("ipConfigurations") or []
         )
 
 
@@ -304,15 +327,24 @@ class VirtualMachine:
     def name(self) -> str:
         return self.id.name
 
+    @property
+    def is_uniform_instance(self) -> bool:
+        return self.id.is_type(UNIFORM_VM_TYPE)
+
     @classmethod
     def from_arm(cls, doc: Mapping[str, Any]) -> VirtualMachine:
         props = _props(doc)
         network = props.get("networkProfile") or {}
         os_profile = props.get("osProfile") or {}
         nic_refs = network.get("networkInterfaces") or []
+        vm_id = ResourceId.parse(doc.get("id"))
+        # A Uniform set's instance lives under its set and names it only through its id.
+        owner = _optional_id(props.get("virtualMachineScaleSet")) or (
+            vm_id.parent if vm_id.is_type(UNIFORM_VM_TYPE) else None
+        )
         return cls(
-            id=ResourceId.parse(doc.get("id")),
-            scale_set_id=_optional_id(props.get("virtualMachineScaleSet")),
+            id=vm_id,
+            scale_set_id=owner,
             nic_ids=tuple(ResourceId.parse(ref.get("id")) for ref in nic_refs if isinstance(ref, Mapping)),
             computer_name=str(os_profile.get("computerName") or ""),
             has_nic_configurations=bool(network.get("networkInterfaceConfigurations")),

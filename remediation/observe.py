@@ -2,7 +2,8 @@
 
 Level-triggered (DESIGN.md decision 1): whatever the event said, the state acted on is read here,
 fresh. Reads are amortised: one list of the set's VMs and one list of the NICs in its resource
-group per reconcile, with a GET only for a NIC that lives in another resource group.
+group (a Uniform set: of the set) per reconcile, with a GET only for a NIC that lives in another
+resource group.
 """
 
 from __future__ import annotations
@@ -68,10 +69,15 @@ def owning_scale_set(arm: ArmGateway, resource_id: ResourceId) -> ResourceId:
 def observe_set(arm: ArmGateway, scale_set: ScaleSet) -> ObservedSet:
     """The set's VMs and their NICs as ARM has them now (the set itself was just read)."""
     set_id = scale_set.id
-    vms = arm.list_scale_set_vms(set_id)
     nics: dict[ResourceId, NetworkInterface] = {}
-    if vms:
-        nics = {nic.id: nic for nic in arm.list_nics(set_id.subscription, set_id.resource_group)}
+    if not scale_set.is_flexible:  # Uniform: instances and their NICs live under the set
+        vms = arm.list_uniform_instances(set_id)
+        if vms:
+            nics = {nic.id: nic for nic in arm.list_uniform_nics(set_id)}
+    else:
+        vms = arm.list_scale_set_vms(set_id)
+        if vms:
+            nics = {nic.id: nic for nic in arm.list_nics(set_id.subscription, set_id.resource_group)}
     instances = []
     for vm in vms:
         vm_nics = []

@@ -41,6 +41,8 @@ def classify_origin(
     scale_set: ScaleSet, vm: VirtualMachine, nics: tuple[NetworkInterface, ...]
 ) -> tuple[Origin, tuple[str, ...]]:
     """Who created ``vm``: the set (autoscale, capacity change) or a person. Returns the evidence."""
+    if vm.is_uniform_instance:
+        return Origin.SCALE_SET, ("a Uniform set's instance: made by the set from its model",)
     prefix = scale_set.name
     name_matches = vm.name.lower().startswith(prefix.lower()) and bool(
         _INSTANCE_SUFFIX.match(vm.name[len(prefix) :])
@@ -125,6 +127,55 @@ def _strip(finding: Finding, policy: Policy) -> list[Action]:
     return actions
 
 
+def model_without_public_ips(scale_set: ScaleSet) -> dict[str, Any]:
+    """The scale set document to PUT: its model with no public IP on any ipConfiguration."""
+    body = copy.deepcopy(dict(scale_set.raw))
+    profile = body.get("properties", {}).get("virtualMachineProfile", {})
+    for nic in profile.get("networkProfile", {}).get("networkInterfaceConfigurations", []) or []:
+        for ip_config in nic.get("properties", {}).get("ipConfigurations", []) or []:
+            ip_config.get("properties", {}).pop("publicIPAddressConfiguration", None)
+    return body
+
+
+def _strip_uniform(
+    observed: ObservedSet, to_remediate: list[Finding], skipped: list[tuple[Finding, str]]
+) -> tuple[list[Action], list[tuple[Finding, str]], list[str]]:
+    """A Uniform set's NICs are made from its model: remove the public IP from the model, then
+    upgrade the violating instances to it. With an Automatic or Rolling upgrade policy the model
+    change reaches every instance, so it is refused while any instance must be left alone."""
+    scale_set = observed.scale_set
+    if skipped and scale_set.upgrade_mode.lower() != "manual":
+        reason = (
+            f"strip refused: the set's upgrade policy is {scale_set.upgrade_mode}, so removing the public "
+            "IP from its model would reach the instances that must be left alone too"
+        )
+        return [], [(finding, reason) for finding in to_remediate], []
+    first = to_remediate[0]
+    actions = []
+    if scale_set.model_has_public_ip:
+        actions.append(
+            Action(
+                ActionKind.REMOVE_PUBLIC_IP_FROM_MODEL,
+                first,
+                target=scale_set.id,
+                body=model_without_public_ips(scale_set),
+                if_match=scale_set.etag,
+            )
+        )
+    instance_ids = sorted(
+        {finding.instance.name.rsplit("_", 1)[-1] for finding in to_remediate}, key=_numeric
+    )
+    actions.append(
+        Action(ActionKind.UPGRADE_INSTANCES, first, target=scale_set.id, body={"instanceIds": instance_ids})
+    )
+    note = f"Uniform set: model without public IP, then upgrade of instances {', '.join(instance_ids)}"
+    return actions, [], [note]
+
+
+def _numeric(instance_id: str) -> tuple[int, str]:
+    return (int(instance_id), "") if instance_id.isdigit() else (0, instance_id)
+
+
 def _scale_to_zero(
     observed: ObservedSet, to_remediate: list[Finding], policy: Policy
 ) -> tuple[list[Action], list[tuple[Finding, str]], list[str]]:
@@ -176,7 +227,10 @@ def plan(observed: ObservedSet, mode: Mode, policy: Policy, today: date) -> Plan
 
     actions: list[Action] = []
     notes: list[str] = []
-    if mode is Mode.STRIP:
+    if mode is Mode.STRIP and to_remediate and not observed.scale_set.is_flexible:
+        actions, refused, notes = _strip_uniform(observed, to_remediate, skipped)
+        skipped.extend(refused)
+    elif mode is Mode.STRIP:
         for finding in to_remediate:
             actions.extend(_strip(finding, policy))
     elif mode is Mode.EVICT:

@@ -133,3 +133,55 @@ def nic(name: str, vm: str | None, public_ip: str | None = None, etag: str = 'W/
     if vm:
         doc["properties"]["virtualMachine"] = {"id": vm_id(vm)}
     return doc
+
+
+def uniform_set(
+    name: str, capacity: int = 0, tags: dict[str, str] | None = None, upgrade: str = "Manual"
+) -> dict[str, Any]:
+    """A Uniform set with a public IP per instance in its model."""
+    doc = scale_set(name, capacity, tags)
+    doc["properties"]["orchestrationMode"] = "Uniform"
+    doc["properties"]["upgradePolicy"] = {"mode": upgrade}
+    doc["etag"] = 'W/"set-1"'
+    return doc
+
+
+def uniform_instance(set_name: str, instance_id: str) -> dict[str, Any]:
+    vm = f"{set_id(set_name)}/virtualMachines/{instance_id}"
+    return {
+        "id": vm,
+        "name": f"{set_name}_{instance_id}",
+        "instanceId": instance_id,
+        "type": "Microsoft.Compute/virtualMachineScaleSets/virtualMachines",
+        "location": LOCATION,
+        "properties": {
+            "osProfile": {"computerName": f"web{int(instance_id):06x}"},
+            "networkProfile": {"networkInterfaces": [{"id": f"{vm}/networkInterfaces/nic"}]},
+            "provisioningState": "Succeeded",
+        },
+    }
+
+
+def uniform_nic(set_name: str, instance_id: str, public_ip: bool) -> dict[str, Any]:
+    vm = f"{set_id(set_name)}/virtualMachines/{instance_id}"
+    nic_id_ = f"{vm}/networkInterfaces/nic"
+    ip_properties: dict[str, Any] = {"primary": True, "subnet": {"id": SUBNET}}
+    if public_ip:
+        ip_properties["publicIPAddress"] = {
+            "id": f"{nic_id_}/ipConfigurations/ipconfig1/publicIPAddresses/publicip"
+        }
+    return {
+        "id": nic_id_,
+        "name": "nic",
+        "etag": 'W/"1"',
+        "properties": {
+            "virtualMachine": {"id": vm},
+            "ipConfigurations": [
+                {
+                    "name": "ipconfig1",
+                    "id": f"{nic_id_}/ipConfigurations/ipconfig1",
+                    "properties": ip_properties,
+                }
+            ],
+        },
+    }

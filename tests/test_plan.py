@@ -112,3 +112,55 @@ def test_restriction_comes_from_the_mode_tag_and_a_typo_is_audit() -> None:
     assert restriction({"Remediation.Mode": "Strip"})[0] is Mode.STRIP
     mode, reason = restriction({"remediation.mode": "stirp"})
     assert mode is Mode.AUDIT and "'stirp' is not one of" in reason
+
+
+def uniform(upgrade: str, *instances: tuple[str, bool], exempt: str = "") -> ObservedSet:
+    scale_set = ScaleSet.from_arm(
+        docs.uniform_set("web", len(instances), {"remediation.mode": "strip"}, upgrade)
+    )
+    built = []
+    for instance_id, has_ip in instances:
+        vm = docs.uniform_instance("web", instance_id)
+        if instance_id == exempt:
+            vm["tags"] = {"remediation.exempt-until": "2099-01-01"}
+        built.append(
+            Instance(
+                VirtualMachine.from_arm(vm),
+                (NetworkInterface.from_arm(docs.uniform_nic("web", instance_id, has_ip)),),
+            )
+        )
+    return ObservedSet(scale_set, tuple(built), datetime.now(UTC))
+
+
+def test_a_uniform_set_is_stripped_through_its_model_and_an_upgrade_of_the_violating_instances() -> None:
+    result = plan(uniform("Manual", ("0", True), ("1", False), ("2", True)), Mode.STRIP, Policy(), TODAY)
+    model, upgrade = result.actions
+    assert model.kind is ActionKind.REMOVE_PUBLIC_IP_FROM_MODEL and model.if_match == 'W/"set-1"'
+    profile = model.body["properties"]["virtualMachineProfile"] if model.body else {}
+    ip_config = profile["networkProfile"]["networkInterfaceConfigurations"][0]["properties"][
+        "ipConfigurations"
+    ][0]
+    assert "publicIPAddressConfiguration" not in ip_config["properties"]
+    assert upgrade.kind is ActionKind.UPGRADE_INSTANCES and upgrade.body == {"instanceIds": ["0", "2"]}
+    assert all(f.origin is Origin.SCALE_SET for f in result.findings)
+
+
+def test_a_uniform_model_change_is_refused_when_it_would_reach_an_exempt_instance() -> None:
+    observed = uniform("Automatic", ("0", True), ("1", True), exempt="1")
+    result = plan(observed, Mode.STRIP, Policy(), TODAY)
+    assert result.actions == ()
+    assert any("upgrade policy is Automatic" in why for _, why in result.skipped)
+    assert (
+        len(
+            plan(uniform("Manual", ("0", True), ("1", True), exempt="1"), Mode.STRIP, Policy(), TODAY).actions
+        )
+        == 2
+    )
+
+
+def test_evicting_from_a_uniform_set_deletes_its_instances() -> None:
+    result = plan(uniform("Manual", ("0", True), ("3", True)), Mode.EVICT, Policy(), TODAY)
+    assert [(a.kind, a.target.names) for a in result.actions] == [
+        (ActionKind.DELETE_VM, ("web", "0")),
+        (ActionKind.DELETE_VM, ("web", "3")),
+    ]
