@@ -1,6 +1,9 @@
 """A local stand-in for Azure Resource Manager, for tests, the demo and benchmarks (never deployed)."""
 
+from sim.events import EventSchema
+from sim.faults import Faults
+from sim.insights import AutoscaleRefused
 from sim.simulator import ArmSimulator
 from sim.store import RequestRecord
 
-__all__ = ["ArmSimulator", "RequestRecord"]
+__all__ = ["ArmSimulator", "AutoscaleRefused", "EventSchema", "Faults", "RequestRecord"]

@@ -1,4 +1,4 @@
-"""Microsoft.Compute: virtual machines and Flexible scale sets.
+"""Microsoft.Compute: virtual machines, and scale sets in both orchestration modes.
 
 This is where the problem the product solves is reproduced. A Flexible scale
 set created with a public IP per instance in its profile gives every instance it
@@ -10,11 +10,26 @@ to a Flexible set by hand (`properties.virtualMachineScaleSet.id`); whether thos
 count in the capacity is undocumented, so it is a switch. The simulator knows
 which VMs the set created (`Meta.created_by_scale_set`); the remediator must
 infer it from the same evidence a real estate offers.
+
+Uniform sets (orchestrationMode Uniform, or absent) keep their instances as
+child resources (`{set}/virtualMachines/{instanceId}`, ids "0", "1", ... never
+reused), with NICs and public IPs that live under the instance and are only
+visible through the scale-set endpoints of NRP. A change of the set's model
+(its `virtualMachineProfile`) marks instances `latestModelApplied: false`; a
+manual upgrade rebuilds their network from the current model, which is how a
+public IP configuration is removed from existing Uniform instances.
+
+Since November 2023 Azure refuses a Flexible set whose instances would have no
+outbound path (`OutboundConnectivityNotEnabledOnVM`, "No outbound connectivity
+configured for virtual machine.", as documented in Microsoft's troubleshooting
+article for Flexible orchestration deployments); the rule is reproduced for the
+subnets the simulator holds.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import secrets
 import string
 import uuid
@@ -23,11 +38,14 @@ from typing import Any
 from sim import ids
 from sim.errors import ArmError, invalid_parameter
 from sim.events import RequestContext, utc_now_iso
-from sim.ids import IPCONFIG_TYPE, NIC_TYPE, PIP_TYPE, VM_TYPE, VMSS_TYPE, ResourceRef
+from sim.ids import IPCONFIG_TYPE, NIC_TYPE, PIP_TYPE, VM_TYPE, VMSS_TYPE, VMSS_VM_TYPE, ResourceRef
+from sim.network import check_subnet_reference, find_subnet
 from sim.store import JsonDict, Meta, Store, new_etag, properties, reference_id
 
 FLEXIBLE = "Flexible"
 MAX_FLEX_CAPACITY = 1000
+MAX_UNIFORM_CAPACITY = 1000
+_BASE36 = string.digits + string.ascii_uppercase
 # VirtualMachineProperties that a VM created by a Flex set inherits from the set's profile.
 _INHERITED = (
     "storageProfile",
@@ -64,6 +82,54 @@ def scale_set_id(vm: JsonDict) -> str | None:
 
 def is_flexible(vmss: JsonDict) -> bool:
     return str(properties(vmss).get("orchestrationMode", "")).lower() == FLEXIBLE.lower()
+
+
+def _profile_key(vmss: JsonDict | None) -> str:
+    """A canonical text of the set's model, to tell whether a write changed it."""
+    profile = properties(vmss).get("virtualMachineProfile") if vmss is not None else None
+    return json.dumps(profile, sort_keys=True)
+
+
+def _outbound_check(store: Store, vmss_id: str, profile: JsonDict) -> None:
+    """Refuse a Flexible set whose instances would have no outbound path (Azure since Nov 2023).
+
+    An instance has a path when one of its IP configurations has a public IP configuration, a load
+    balancer backend pool, or a subnet with a NAT gateway or a route table (a UDR to a firewall). A
+    subnet the simulator does not hold cannot be judged and is taken to have a path (unless
+    `require_known_subnets`, which refuses it as an unknown reference).
+    """
+    network = profile.get("networkProfile") or {}
+    ipconfigs = [
+        ipc
+        for config in network.get("networkInterfaceConfigurations") or []
+        for ipc in properties(config).get("ipConfigurations") or []
+        if isinstance(ipc, dict)
+    ]
+    if not ipconfigs or not network.get("networkApiVersion"):
+        return
+    for ipc in ipconfigs:
+        ipc_props = properties(ipc)
+        if isinstance(ipc_props.get("publicIPAddressConfiguration"), dict):
+            return
+        if ipc_props.get("loadBalancerBackendAddressPools"):
+            return
+        subnet_id = reference_id(ipc_props.get("subnet"))
+        if subnet_id is None:
+            continue
+        subnet = find_subnet(store, subnet_id)
+        if subnet is None:
+            return
+        subnet_props = properties(subnet)
+        if reference_id(subnet_props.get("natGateway")) or reference_id(subnet_props.get("routeTable")):
+            return
+    raise ArmError(
+        400,
+        "OutboundConnectivityNotEnabledOnVM",
+        "No outbound connectivity configured for virtual machine. Virtual machine scale set "
+        f"{vmss_id} in Flexible orchestration mode needs explicit outbound connectivity for its "
+        "instances: a public IP configuration, a load balancer backend pool, or a subnet with a NAT "
+        "gateway or a route table. See aka.ms/defaultoutboundaccessretirement.",
+    )
 
 
 def members(store: Store, vmss_id: str) -> list[tuple[JsonDict, Meta]]:
@@ -104,6 +170,7 @@ class VirtualMachines:
     """VM rules: NIC back-references, hand attach to a Flexible set, deleteOption on delete."""
 
     resource_type = VM_TYPE
+    synchronous = False
     _server_owned = ("vmId", "timeCreated", "instanceView")
 
     def prepare_put(
@@ -244,6 +311,7 @@ class VirtualMachineScaleSets:
     """Scale set rules; for Flexible sets, instances follow `sku.capacity` after a delay."""
 
     resource_type = VMSS_TYPE
+    synchronous = False
     _server_owned = ("uniqueId", "timeCreated")
 
     def prepare_put(
@@ -271,39 +339,66 @@ class VirtualMachineScaleSets:
             raise invalid_parameter(
                 "The value of parameter 'sku.capacity' is invalid.", target="sku.capacity"
             )
-        if is_flexible(doc) and capacity > 0:
-            if capacity > MAX_FLEX_CAPACITY:
-                raise invalid_parameter(
-                    f"The capacity {capacity} exceeds the maximum of {MAX_FLEX_CAPACITY} "
-                    "for a Flexible scale set.",
-                    target="sku.capacity",
-                )
-            profile = props.get("virtualMachineProfile")
-            if not isinstance(profile, dict):
-                raise invalid_parameter(
-                    "Required parameter 'virtualMachineProfile' is missing (null).",
-                    target="virtualMachineProfile",
-                )
+        flexible = is_flexible(doc)
+        maximum = MAX_FLEX_CAPACITY if flexible else MAX_UNIFORM_CAPACITY
+        if capacity > maximum:
+            raise invalid_parameter(
+                f"The capacity {capacity} exceeds the maximum of {maximum} for a "
+                f"{'Flexible' if flexible else 'Uniform'} scale set.",
+                target="sku.capacity",
+            )
+        profile = props.get("virtualMachineProfile")
+        if capacity > 0 and not isinstance(profile, dict):
+            raise invalid_parameter(
+                "Required parameter 'virtualMachineProfile' is missing (null).",
+                target="virtualMachineProfile",
+            )
+        if isinstance(profile, dict):
+            set_id = current["id"] if current is not None else ref.id
             network = profile.get("networkProfile") or {}
-            if network.get("networkInterfaceConfigurations") and not network.get("networkApiVersion"):
-                raise invalid_parameter(
-                    "'networkApiVersion' must be specified when 'networkInterfaceConfigurations' is used.",
-                    target="virtualMachineProfile.networkProfile.networkApiVersion",
-                )
+            for config in network.get("networkInterfaceConfigurations") or []:
+                for ipc in properties(config).get("ipConfigurations") or []:
+                    subnet_id = reference_id(properties(ipc).get("subnet"))
+                    if subnet_id is not None:
+                        check_subnet_reference(store, subnet_id, set_id)
+            if flexible:
+                if network.get("networkInterfaceConfigurations") and not network.get("networkApiVersion"):
+                    raise invalid_parameter(
+                        "'networkApiVersion' must be specified when 'networkInterfaceConfigurations' "
+                        "is used.",
+                        target="virtualMachineProfile.networkProfile.networkApiVersion",
+                    )
+                _outbound_check(store, set_id, profile)
         return doc
 
     def apply_put(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> None:
-        return None
+        if is_flexible(doc) or previous is None or _profile_key(doc) == _profile_key(previous):
+            return
+        # A new model: existing Uniform instances keep the old one until they are upgraded.
+        for instance in uniform_instances(store, doc["id"]):
+            properties(instance)["latestModelApplied"] = False
+            store.touch(instance)
 
     def put_delay(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> float:
         lro = store.settings.lro_duration_s
-        if is_flexible(doc) and _missing(store, doc) != 0:
+        missing = _missing(store, doc) if is_flexible(doc) else _uniform_missing(store, doc)
+        if missing != 0:
             return max(store.settings.provision_delay_s, lro)
         return lro
 
     def complete_put(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
         if is_flexible(doc):
             reconcile_capacity(store, doc, context)
+            return
+        reconcile_uniform(store, doc, context)
+        mode = str((properties(doc).get("upgradePolicy") or {}).get("mode", "Manual")).lower()
+        if mode in ("automatic", "rolling"):
+            stale = [
+                str(instance["instanceId"])
+                for instance in uniform_instances(store, doc["id"])
+                if not properties(instance).get("latestModelApplied", True)
+            ]
+            upgrade_instances(store, doc, stale)
 
     def check_delete(self, store: Store, doc: JsonDict) -> None:
         return None
@@ -316,6 +411,8 @@ class VirtualMachineScaleSets:
         for vm, meta in members(store, doc["id"]):
             if meta.created_by_scale_set:
                 store.remove_child(vm["id"], child)
+        for instance in uniform_instances(store, doc["id"], include_deleting=True):
+            store.remove_child(instance["id"], child)
 
     def seed_fill(self, store: Store, doc: JsonDict) -> None:
         properties(doc).setdefault("uniqueId", str(uuid.uuid4()))
@@ -565,3 +662,264 @@ def _pips_deleted_with(vm: JsonDict, nic: JsonDict) -> list[str]:
         if pip_id and options.get(str(cfg.get("name", "")).lower(), "").lower() == "delete":
             doomed.append(pip_id)
     return doomed
+
+
+# ------------------------------------------------------------------------------ Uniform sets
+
+
+def uniform_instances(store: Store, vmss_id: str, *, include_deleting: bool = False) -> list[JsonDict]:
+    """The live instance documents of a Uniform set, by ascending instance id."""
+    prefix = ids.key(vmss_id) + "/virtualmachines/"
+    found = [
+        doc
+        for doc in store.docs_of_type(VMSS_VM_TYPE)
+        if ids.key(doc["id"]).startswith(prefix)
+        and (include_deleting or properties(doc).get("provisioningState") != "Deleting")
+    ]
+    return sorted(found, key=lambda doc: _instance_number(str(doc.get("instanceId", ""))))
+
+
+def _instance_number(instance_id: str) -> int:
+    return int(instance_id) if instance_id.isdigit() else -1
+
+
+def _uniform_missing(store: Store, vmss: JsonDict) -> int:
+    return _capacity(vmss) - len(uniform_instances(store, vmss["id"]))
+
+
+def reconcile_uniform(store: Store, vmss: JsonDict, context: RequestContext) -> None:
+    """Create instances with the next ids, or delete the highest ids, until capacity is met."""
+    child = RequestContext.platform(context.correlation_id)
+    delta = _uniform_missing(store, vmss)
+    for _ in range(delta):
+        create_uniform_instance(store, vmss, child)
+    if delta < 0:
+        for instance in list(reversed(uniform_instances(store, vmss["id"])))[:-delta]:
+            store.remove_child(instance["id"], child)
+
+
+def _base36(number: int, width: int = 6) -> str:
+    digits = ""
+    while True:
+        number, rest = divmod(number, 36)
+        digits = _BASE36[rest] + digits
+        if number == 0:
+            return digits.rjust(width, "0")
+
+
+def create_uniform_instance(store: Store, vmss: JsonDict, context: RequestContext) -> JsonDict:
+    """One Uniform instance `{set}_{n}`, with its NICs and public IPs under it, from the set's model."""
+    meta = store.meta(vmss["id"])
+    if meta is None:
+        raise ArmError(500, "InternalServerError", f"scale set {vmss['id']} has no metadata")
+    number = meta.next_instance
+    meta.next_instance += 1
+    instance_id = str(number)
+    set_name = str(vmss.get("name", ""))
+    doc: JsonDict = {
+        "id": f"{vmss['id']}/virtualMachines/{instance_id}",
+        "name": f"{set_name}_{instance_id}",
+        "type": VMSS_VM_TYPE,
+        "location": vmss["location"],
+        "instanceId": instance_id,
+        "etag": new_etag(),
+        "properties": {
+            "vmId": str(uuid.uuid4()),
+            "timeCreated": utc_now_iso(),
+            "provisioningState": "Succeeded",
+            "modelDefinitionApplied": "VirtualMachineScaleSet",
+        },
+    }
+    sku = vmss.get("sku")
+    if isinstance(sku, dict) and sku.get("name"):
+        doc["sku"] = {"name": sku["name"], "tier": sku.get("tier", "Standard")}
+    zones = vmss.get("zones")
+    if isinstance(zones, list) and zones:
+        doc["zones"] = [zones[number % len(zones)]]
+    _apply_model(store, vmss, doc)
+    store.create_child(doc, context, created_by_scale_set=True)
+    return doc
+
+
+def _apply_model(store: Store, vmss: JsonDict, instance: JsonDict) -> None:
+    """Give an instance the set's current model: profiles, computer name, and a new network."""
+    profile: JsonDict = copy.deepcopy(properties(vmss).get("virtualMachineProfile") or {})
+    props = properties(instance)
+    number = _instance_number(str(instance.get("instanceId", "")))
+    for name in _INHERITED:
+        props.pop(name, None)
+        if name in profile:
+            props[name] = copy.deepcopy(profile[name])
+    storage = props.get("storageProfile")
+    if isinstance(storage, dict) and isinstance(storage.get("osDisk"), dict):
+        storage["osDisk"].pop("vhdContainers", None)
+        storage["osDisk"]["name"] = f"{instance['name']}_OsDisk_1_{uuid.uuid4().hex}"
+    os_profile: JsonDict = copy.deepcopy(profile.get("osProfile") or {})
+    prefix = str(os_profile.pop("computerNamePrefix", str(vmss.get("name", ""))[:9]))
+    for secret in ("adminPassword", "customData"):
+        os_profile.pop(secret, None)
+    os_profile["computerName"] = prefix + _base36(max(number, 0))
+    props["osProfile"] = os_profile
+    sku = vmss.get("sku")
+    props["hardwareProfile"] = {"vmSize": sku.get("name", "Standard_DS1_v2") if isinstance(sku, dict) else ""}
+    network: JsonDict = profile.get("networkProfile") or {}
+    configs: list[JsonDict] = copy.deepcopy(network.get("networkInterfaceConfigurations") or [])
+    for config in configs:
+        for ipc in properties(config).get("ipConfigurations") or []:
+            if isinstance(ipc, dict):
+                ipc.pop("id", None)
+    for old in store.list_under(instance["id"], NIC_TYPE) + store.list_under(instance["id"], PIP_TYPE):
+        store.remove_child(old["id"], RequestContext.platform(""), emit=False)
+    refs = [
+        {"id": _uniform_nic(store, vmss, instance, config, len(configs))["id"]}
+        for config in configs
+        if isinstance(config, dict) and config.get("name")
+    ]
+    props["networkProfile"] = {"networkInterfaces": refs}
+    props["networkProfileConfiguration"] = {"networkInterfaceConfigurations": configs}
+    props["latestModelApplied"] = True
+
+
+def _uniform_nic(
+    store: Store, vmss: JsonDict, instance: JsonDict, config: JsonDict, siblings: int
+) -> JsonDict:
+    nic_id = f"{instance['id']}/networkInterfaces/{config['name']}"
+    etag = new_etag()
+    config_props = properties(config)
+    ipc_list = [ipc for ipc in config_props.get("ipConfigurations") or [] if isinstance(ipc, dict)]
+    ip_configs: list[JsonDict] = []
+    for ipc in ipc_list:
+        ipc_props = properties(ipc)
+        ipc_id = f"{nic_id}/ipConfigurations/{ipc['name']}"
+        nic_ipc: JsonDict = {
+            "provisioningState": "Succeeded",
+            "privateIPAddress": store.next_private_address(),
+            "privateIPAllocationMethod": "Dynamic",
+            "primary": bool(ipc_props.get("primary", len(ipc_list) == 1)),
+            "privateIPAddressVersion": ipc_props.get("privateIPAddressVersion", "IPv4"),
+        }
+        subnet = reference_id(ipc_props.get("subnet"))
+        if subnet:
+            nic_ipc["subnet"] = {"id": subnet}
+        for pools in ("loadBalancerBackendAddressPools", "applicationGatewayBackendAddressPools"):
+            if ipc_props.get(pools):
+                nic_ipc[pools] = copy.deepcopy(ipc_props[pools])
+        public = ipc_props.get("publicIPAddressConfiguration")
+        if isinstance(public, dict) and public.get("name"):
+            pip = _uniform_pip(store, vmss, ipc_id, public)
+            nic_ipc["publicIPAddress"] = {"id": pip["id"]}
+        ip_configs.append(
+            {"name": ipc["name"], "id": ipc_id, "type": IPCONFIG_TYPE, "etag": etag, "properties": nic_ipc}
+        )
+    nic: JsonDict = {
+        "id": nic_id,
+        "name": config["name"],
+        "type": NIC_TYPE,
+        "location": vmss["location"],
+        "etag": etag,
+        "properties": {
+            "provisioningState": "Succeeded",
+            "resourceGuid": str(uuid.uuid4()),
+            "ipConfigurations": ip_configs,
+            "dnsSettings": {"dnsServers": [], "appliedDnsServers": []},
+            "macAddress": "-".join(f"{b:02X}" for b in [0x00, 0x0D, 0x3A, *secrets.token_bytes(3)]),
+            "enableAcceleratedNetworking": bool(config_props.get("enableAcceleratedNetworking", False)),
+            "enableIPForwarding": bool(config_props.get("enableIPForwarding", False)),
+            "primary": bool(config_props.get("primary", siblings == 1)),
+            "virtualMachine": {"id": instance["id"]},
+            "nicType": "Standard",
+        },
+    }
+    nsg = reference_id(config_props.get("networkSecurityGroup"))
+    if nsg:
+        properties(nic)["networkSecurityGroup"] = {"id": nsg}
+    # Uniform NICs and public IPs are NRP views of the set's model: no events of their own.
+    store.insert(nic, created_by_scale_set=True)
+    return nic
+
+
+def _uniform_pip(store: Store, vmss: JsonDict, ipc_id: str, public: JsonDict) -> JsonDict:
+    public_props = properties(public)
+    given_sku = public.get("sku")
+    sku: dict[str, Any] = copy.deepcopy(given_sku) if isinstance(given_sku, dict) else {}
+    sku.setdefault("name", "Standard")
+    sku.setdefault("tier", "Regional")
+    pip_props: JsonDict = {
+        "provisioningState": "Succeeded",
+        "resourceGuid": str(uuid.uuid4()),
+        "ipAddress": store.next_public_address(),
+        "publicIPAddressVersion": public_props.get("publicIPAddressVersion", "IPv4"),
+        "publicIPAllocationMethod": "Static",
+        "idleTimeoutInMinutes": public_props.get("idleTimeoutInMinutes", 4),
+        "ipTags": copy.deepcopy(public_props.get("ipTags") or []),
+        "ipConfiguration": {"id": ipc_id},
+    }
+    label = (public_props.get("dnsSettings") or {}).get("domainNameLabel")
+    if label:
+        pip_props["dnsSettings"] = {"domainNameLabel": label}
+    pip: JsonDict = {
+        "id": f"{ipc_id}/publicIPAddresses/{public['name']}",
+        "name": public["name"],
+        "type": PIP_TYPE,
+        "location": vmss["location"],
+        "etag": new_etag(),
+        "sku": sku,
+        "properties": pip_props,
+    }
+    store.insert(pip, created_by_scale_set=True)
+    return pip
+
+
+def upgrade_instances(store: Store, vmss: JsonDict, instance_ids: list[str]) -> None:
+    """Bring instances to the set's current model (what manualupgrade does)."""
+    for instance_id in instance_ids:
+        instance = store.doc(f"{vmss['id']}/virtualMachines/{instance_id}")
+        if instance is None:
+            continue
+        _apply_model(store, vmss, instance)
+        store.touch(instance)
+
+
+class ScaleSetVirtualMachines:
+    """Uniform instances: created by their set, deleted by API (which lowers the capacity)."""
+
+    resource_type = VMSS_VM_TYPE
+    synchronous = False
+
+    def prepare_put(
+        self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
+    ) -> JsonDict:
+        raise ArmError(405, "MethodNotAllowed", "Uniform instances are written through their scale set.")
+
+    def apply_put(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> None:
+        return None
+
+    def put_delay(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> float:
+        return store.settings.lro_duration_s
+
+    def complete_put(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
+        return None
+
+    def check_delete(self, store: Store, doc: JsonDict) -> None:
+        return None
+
+    def complete_delete(
+        self, store: Store, doc: JsonDict, context: RequestContext, *, requested: bool
+    ) -> None:
+        for child in store.list_under(doc["id"], PIP_TYPE) + store.list_under(doc["id"], NIC_TYPE):
+            store.remove_child(child["id"], context, emit=False)
+        parsed = ids.parse_scale_set_child(doc["id"])
+        vmss = store.doc(parsed.set_id) if parsed is not None else None
+        if requested and vmss is not None and _capacity(vmss) > 0:
+            _set_capacity(store, vmss, _capacity(vmss) - 1)
+
+    def seed_fill(self, store: Store, doc: JsonDict) -> None:
+        doc.setdefault("instanceId", str(doc["id"]).rstrip("/").rsplit("/", 1)[1])
+        properties(doc).setdefault("latestModelApplied", True)
+
+    def link(self, store: Store, doc: JsonDict) -> None:
+        parsed = ids.parse_scale_set_child(doc["id"])
+        meta = store.meta(parsed.set_id) if parsed is not None else None
+        number = _instance_number(str(doc.get("instanceId", "")))
+        if meta is not None and number >= meta.next_instance:
+            meta.next_instance = number + 1

@@ -5,6 +5,8 @@ from a subscription system topic. The simulator emits the same Event Grid schema
 (see shared/fixtures/eventgrid) when a write's operation completes, carrying who
 asked (claims from the caller's token) and how (httpRequest, only on updates and
 deletes, as in real events), so handlers can be tested against realistic input.
+The same events can be delivered in the CloudEvents 1.0 schema, which Event Grid
+offers per subscription.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sim.ids import event_casing
@@ -40,6 +43,8 @@ class RequestContext:
     correlation_id: str
     claims: dict[str, Any] = field(default_factory=dict)
     client_ip: str = "127.0.0.1"
+    # An injected fault: the write is accepted but its operation ends Failed.
+    fail_operation: bool = False
 
     @classmethod
     def platform(cls, correlation_id: str) -> RequestContext:
@@ -118,3 +123,31 @@ def resource_event(
         "metadataVersion": "1",
         "topic": f"/subscriptions/{subscription_id}",
     }
+
+
+class EventSchema(StrEnum):
+    """The two schemas Event Grid delivers system-topic events in."""
+
+    EVENT_GRID = "EventGridSchema"
+    CLOUD_EVENTS = "CloudEventSchemaV1_0"
+
+
+def to_cloud_event(event: dict[str, Any]) -> dict[str, Any]:
+    """An Event Grid event in CloudEvents 1.0, mapped the way Event Grid maps system events.
+
+    `source` is the topic, `type` the event type, `time` the event time; `data` is unchanged.
+    """
+    return {
+        "specversion": "1.0",
+        "type": event["eventType"],
+        "source": event["topic"],
+        "id": event["id"],
+        "time": event["eventTime"],
+        "subject": event["subject"],
+        "datacontenttype": "application/json",
+        "data": event["data"],
+    }
+
+
+def in_schema(event: dict[str, Any], schema: EventSchema) -> dict[str, Any]:
+    return to_cloud_event(event) if schema is EventSchema.CLOUD_EVENTS else event

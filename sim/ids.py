@@ -16,12 +16,20 @@ VM_TYPE = "Microsoft.Compute/virtualMachines"
 NIC_TYPE = "Microsoft.Network/networkInterfaces"
 PIP_TYPE = "Microsoft.Network/publicIPAddresses"
 IPCONFIG_TYPE = "Microsoft.Network/networkInterfaces/ipConfigurations"
+VNET_TYPE = "Microsoft.Network/virtualNetworks"
+SUBNET_TYPE = "Microsoft.Network/virtualNetworks/subnets"
+AUTOSCALE_TYPE = "Microsoft.Insights/autoscalesettings"
+# A Uniform scale set's instance: a child resource of the set, not a Microsoft.Compute/virtualMachines.
+VMSS_VM_TYPE = "Microsoft.Compute/virtualMachineScaleSets/virtualMachines"
 
-# The four types the simulator serves, by lower-cased name, mapped to ARM's casing.
-RESOURCE_TYPES: dict[str, str] = {t.lower(): t for t in (VMSS_TYPE, VM_TYPE, NIC_TYPE, PIP_TYPE)}
+# The top-level types the simulator serves, by lower-cased name, mapped to ARM's casing.
+RESOURCE_TYPES: dict[str, str] = {
+    t.lower(): t for t in (VMSS_TYPE, VM_TYPE, NIC_TYPE, PIP_TYPE, VNET_TYPE, AUTOSCALE_TYPE)
+}
 NAMESPACES: dict[str, str] = {
     "microsoft.compute": "Microsoft.Compute",
     "microsoft.network": "Microsoft.Network",
+    "microsoft.insights": "Microsoft.Insights",
 }
 
 _RESOURCE_ID = re.compile(
@@ -79,6 +87,54 @@ def parse(resource_id: str) -> ResourceRef | None:
     if rtype is None:
         return None
     return ResourceRef(match["sub"], match["rg"], rtype, match["name"])
+
+
+_SCALE_SET_CHILD = re.compile(
+    r"^(?P<set>/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/"
+    r"virtualMachineScaleSets/[^/]+)/virtualMachines/(?P<instance>[^/]+)"
+    r"(?:/networkInterfaces/(?P<nic>[^/]+)"
+    r"(?:/ipConfigurations/(?P<ipconfig>[^/]+)/publicIPAddresses/(?P<pip>[^/]+))?)?/?$",
+    re.IGNORECASE,
+)
+_SUBSCRIPTION = re.compile(r"^/subscriptions/(?P<sub>[^/]+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ScaleSetChild:
+    """A resource that lives under a Uniform scale set: an instance, its NIC, or that NIC's public IP."""
+
+    set_id: str
+    instance_id: str
+    nic: str | None = None
+    ipconfig: str | None = None
+    pip: str | None = None
+
+    @property
+    def resource_type(self) -> str:
+        if self.pip is not None:
+            return PIP_TYPE
+        if self.nic is not None:
+            return NIC_TYPE
+        return VMSS_VM_TYPE
+
+    @property
+    def instance(self) -> str:
+        """The id of the instance this resource belongs to."""
+        return f"{self.set_id}/virtualMachines/{self.instance_id}"
+
+
+def parse_scale_set_child(resource_id: str) -> ScaleSetChild | None:
+    """The parts of a Uniform instance, instance NIC or instance public IP id, else None."""
+    match = _SCALE_SET_CHILD.match(resource_id)
+    if not match:
+        return None
+    return ScaleSetChild(match["set"], match["instance"], match["nic"], match["ipconfig"], match["pip"])
+
+
+def subscription_of(resource_id: str) -> str:
+    """The subscription id at the start of any resource id, or "" if there is none."""
+    match = _SUBSCRIPTION.match(resource_id)
+    return match["sub"] if match else ""
 
 
 def parent_nic_key(ip_configuration_id: str) -> str:

@@ -1,4 +1,4 @@
-"""Microsoft.Network: network interfaces and public IP addresses.
+"""Microsoft.Network: network interfaces, public IP addresses, virtual networks and subnets.
 
 The remediator strips a public IP by PUTting the NIC without it and then
 deleting the public IP, so the rules it runs into are NRP's: a NIC may only
@@ -8,6 +8,11 @@ be deleted while it does (400 `PublicIPAddressCannotBeDeleted`); a NIC attached
 to a VM cannot be deleted (400 `NicInUse`). A detach takes effect when the NIC's
 operation completes, so a client that deletes the public IP without waiting for
 the NIC update gets the same refusal it would get from Azure.
+
+Virtual networks carry their subnets inline (and serve them at `/subnets/{name}`)
+because the explicit-outbound rule for Flexible scale sets looks at a subnet's
+`natGateway` and `routeTable`; a subnet that NICs still use cannot be removed
+(400 `InUseSubnetCannotBeDeleted`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 from sim import ids
 from sim.errors import ArmError, invalid_parameter
 from sim.events import RequestContext
-from sim.ids import IPCONFIG_TYPE, NIC_TYPE, PIP_TYPE, ResourceRef
+from sim.ids import IPCONFIG_TYPE, NIC_TYPE, PIP_TYPE, SUBNET_TYPE, VMSS_TYPE, ResourceRef
 from sim.store import JsonDict, Store, properties, reference_id
 
 # Read-only NIC properties NRP owns: a PUT body cannot set or clear them.
@@ -70,10 +75,145 @@ def pip_in_use_message(pip_id: str, ip_configuration_id: str) -> str:
     )
 
 
+def find_subnet(store: Store, subnet_id: str) -> JsonDict | None:
+    """The live subnet `{vnetId}/subnets/{name}` inside its virtual network, if both exist."""
+    vnet_id, sep, name = subnet_id.rstrip("/").rpartition("/subnets/")
+    if not sep:
+        return None
+    vnet = store.doc(vnet_id)
+    if vnet is None:
+        return None
+    for subnet in properties(vnet).get("subnets") or []:
+        if isinstance(subnet, dict) and str(subnet.get("name", "")).lower() == name.lower():
+            return subnet
+    return None
+
+
+def check_subnet_reference(store: Store, subnet_id: str, referrer: str) -> None:
+    """With `require_known_subnets`, a subnet the simulator does not hold is a 400, as in Azure."""
+    if store.settings.require_known_subnets and find_subnet(store, subnet_id) is None:
+        raise ArmError(
+            400,
+            "InvalidResourceReference",
+            f"Resource {subnet_id} referenced by resource {referrer} was not found. Please make sure that "
+            "the referenced resource exists, and that both resources are in the same region.",
+        )
+
+
+def subnet_users(store: Store, subnet_id: str) -> list[str]:
+    """Ids of the NIC ipConfigurations and scale sets that reference the subnet."""
+    wanted = ids.key(subnet_id)
+    users: list[str] = []
+    for nic in store.docs_of_type(NIC_TYPE):
+        for cfg in properties(nic).get("ipConfigurations") or []:
+            if ids.key(reference_id(properties(cfg).get("subnet")) or "") == wanted:
+                users.append(str(cfg.get("id", nic["id"])))
+    for vmss in store.docs_of_type(VMSS_TYPE):
+        network = (properties(vmss).get("virtualMachineProfile") or {}).get("networkProfile") or {}
+        for config in network.get("networkInterfaceConfigurations") or []:
+            for ipc in properties(config).get("ipConfigurations") or []:
+                if ids.key(reference_id(properties(ipc).get("subnet")) or "") == wanted:
+                    users.append(vmss["id"])
+    return users
+
+
+def subnet_in_use(subnet_id: str, users: list[str]) -> ArmError:
+    return ArmError(
+        400,
+        "InUseSubnetCannotBeDeleted",
+        f"Subnet {subnet_id.rsplit('/', 1)[-1]} is in use by {users[0]} and cannot be deleted. In order to "
+        "delete the subnet, delete all the resources within the subnet. See aka.ms/deletesubnet.",
+    )
+
+
+class VirtualNetworks:
+    """Virtual networks with inline subnets; subnet ids, types and etags are the server's."""
+
+    resource_type = ids.VNET_TYPE
+    synchronous = False
+
+    def prepare_put(
+        self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
+    ) -> JsonDict:
+        doc = _writable(body, ("resourceGuid",), current)
+        props = properties(doc)
+        props.setdefault("resourceGuid", str(uuid.uuid4()))
+        vnet_id = current["id"] if current is not None else ref.id
+        subnets = props.get("subnets") or []
+        if not isinstance(subnets, list):
+            raise invalid_parameter("'subnets' must be a list.", target="subnets")
+        names: set[str] = set()
+        for subnet in subnets:
+            if not isinstance(subnet, dict) or not subnet.get("name"):
+                raise invalid_parameter("Every subnet of a virtual network needs a name.", target="subnets")
+            if str(subnet["name"]).lower() in names:
+                raise ArmError(
+                    400,
+                    "InvalidRequestFormat",
+                    f"Cannot parse the request: subnet '{subnet['name']}' is given twice.",
+                )
+            names.add(str(subnet["name"]).lower())
+            subnet_props = properties(subnet)
+            if not subnet_props.get("addressPrefix") and not subnet_props.get("addressPrefixes"):
+                raise invalid_parameter(
+                    f"Subnet '{subnet['name']}' needs an addressPrefix.", target="addressPrefix"
+                )
+            subnet["id"] = f"{vnet_id}/subnets/{subnet['name']}"
+            subnet["type"] = SUBNET_TYPE
+            subnet_props.pop("provisioningState", None)
+            for name in ("natGateway", "routeTable", "networkSecurityGroup"):
+                if name in subnet_props and reference_id(subnet_props[name]) is None:
+                    raise invalid_parameter(
+                        f"The {name} reference of subnet '{subnet['name']}' needs an id.", target=name
+                    )
+        props["subnets"] = subnets
+        if current is not None:
+            for old in properties(current).get("subnets") or []:
+                if isinstance(old, dict) and str(old.get("name", "")).lower() not in names:
+                    users = subnet_users(store, str(old.get("id", "")))
+                    if users:
+                        raise subnet_in_use(str(old.get("id", "")), users)
+        return doc
+
+    def apply_put(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> None:
+        return None
+
+    def put_delay(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> float:
+        return store.settings.lro_duration_s
+
+    def complete_put(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
+        return None
+
+    def check_delete(self, store: Store, doc: JsonDict) -> None:
+        for subnet in properties(doc).get("subnets") or []:
+            users = subnet_users(store, str(subnet.get("id", "")))
+            if users:
+                raise subnet_in_use(str(subnet.get("id", "")), users)
+
+    def complete_delete(
+        self, store: Store, doc: JsonDict, context: RequestContext, *, requested: bool
+    ) -> None:
+        return None
+
+    def seed_fill(self, store: Store, doc: JsonDict) -> None:
+        props = properties(doc)
+        props.setdefault("resourceGuid", str(uuid.uuid4()))
+        for subnet in props.get("subnets") or []:
+            if isinstance(subnet, dict) and subnet.get("name"):
+                subnet.setdefault("id", f"{doc['id']}/subnets/{subnet['name']}")
+                subnet.setdefault("type", SUBNET_TYPE)
+                subnet.setdefault("etag", doc["etag"])
+                properties(subnet).setdefault("provisioningState", "Succeeded")
+
+    def link(self, store: Store, doc: JsonDict) -> None:
+        return None
+
+
 class NetworkInterfaces:
     """NIC rules: ipConfiguration ids, public IP references and their back-references."""
 
     resource_type = NIC_TYPE
+    synchronous = False
 
     def prepare_put(
         self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
@@ -109,6 +249,9 @@ class NetworkInterfaces:
                     earlier.get("privateIPAddress") or store.next_private_address()
                 )
             cfg_props.setdefault("privateIPAddressVersion", "IPv4")
+            subnet_id = reference_id(cfg_props.get("subnet"))
+            if subnet_id is not None:
+                check_subnet_reference(store, subnet_id, nic_id)
             if len(configs) == 1:
                 cfg_props.setdefault("primary", True)
             pip_id = reference_id(cfg_props.get("publicIPAddress"))
@@ -205,6 +348,7 @@ class PublicIPAddresses:
     """Public IP rules: defaults of a Standard IP, an address, and no delete while attached."""
 
     resource_type = PIP_TYPE
+    synchronous = False
 
     def prepare_put(
         self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None

@@ -1,9 +1,11 @@
 """One background thread that runs the simulator's delayed work in time order.
 
-Long-running operations finish, and Flex scale sets create their instances,
-some time after the request that started them. A single scheduler thread (not a
+Long-running operations finish, and scale sets create their instances, some
+time after the request that started them. A single scheduler thread (not a
 Timer per task) makes that ordering deterministic, lets `stop()`/`reset()` drop
 everything pending at once, and lets tests wait until nothing is left to do.
+Delays are given in simulated seconds and divided by the time scale, so a test
+can run ARM's dynamics ten times faster without changing any number in them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ logger = logging.getLogger(__name__)
 class Scheduler:
     """Run callbacks after a delay on one daemon thread; cancellable and waitable."""
 
-    def __init__(self) -> None:
+    def __init__(self, time_scale: float = 1.0) -> None:
+        if time_scale <= 0:
+            raise ValueError("time_scale must be positive")
+        self.time_scale = time_scale
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
@@ -47,8 +52,10 @@ class Scheduler:
             thread.join(timeout=5)
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> None:
+        """Run `callback` after `delay_s` simulated seconds (real seconds x time scale)."""
+        due = time.monotonic() + max(delay_s, 0.0) / self.time_scale
         with self._cond:
-            heapq.heappush(self._heap, (time.monotonic() + max(delay_s, 0.0), next(self._order), callback))
+            heapq.heappush(self._heap, (due, next(self._order), callback))
             self._cond.notify_all()
 
     def cancel_all(self) -> None:

@@ -1,13 +1,18 @@
-"""The HTTP face of the simulator: routing, ARM headers, TLS, keep-alive.
+"""The HTTP face of the simulator: routing, ARM headers, throttling, faults, TLS, keep-alive.
 
 Clients under test are the real azure-mgmt SDKs with only their base URL,
 credential and CA bundle changed, so this layer answers the way ARM's front
 door does: bearer token required (401 otherwise), `api-version` required (400),
 `x-ms-request-id` and correlation ids on every response, LROs announced with
-`Azure-AsyncOperation` (and `Location` on DELETE) and no `Retry-After`, lists
-paged with an absolute `nextLink`, errors in ARM's body shape. `ArmApi` maps a
-request to a response and knows nothing of sockets; `serve()` puts it behind a
-loopback-only ThreadingHTTPServer with TLS done in each connection's thread.
+`Azure-AsyncOperation` (and `Location` on DELETE and POST) and no `Retry-After`,
+lists paged with an absolute `nextLink`, errors in ARM's body shape. It is also
+where ARM's throttling (sim/limits.py) and injected faults (sim/faults.py) meet a
+request, before any work is done. `ArmApi` maps a request to a response and
+knows nothing of sockets; `HttpsServer` puts it behind a loopback-only
+ThreadingHTTPServer with TLS done in each connection's thread, and carries out
+what a response asks of the socket (a delay, a hold, a dropped connection).
+`/_sim/counters` and `/_sim/requests` (no token needed, outside ARM's paths)
+let benchmarks count ARM calls over HTTP.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import socket
 import ssl
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,15 +33,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from sim import ids
+from sim import graph, ids
+from sim.compute import is_flexible, upgrade_instances
 from sim.errors import ArmError, invalid_parameter, not_found
 from sim.events import RequestContext, claims_from_authorization
-from sim.ids import NAMESPACES, VM_TYPE, ResourceRef
+from sim.faults import FaultInjector, FaultKind
+from sim.ids import NAMESPACES, NIC_TYPE, PIP_TYPE, VM_TYPE, VMSS_TYPE, VMSS_VM_TYPE, ResourceRef
+from sim.limits import Throttle, principal_of
+from sim.network import subnet_in_use, subnet_users
 from sim.store import JsonDict, Operation, OperationStatus, RequestRecord, Store, properties
 
 logger = logging.getLogger(__name__)
 
 WRITE_METHODS = frozenset({"PUT", "PATCH", "POST", "DELETE"})
+GRAPH_TYPE = "Microsoft.ResourceGraph/resources"
 
 _RESOURCE_PATH = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/(?P<ns>[^/]+)/(?P<type>[^/]+)"
@@ -48,6 +59,17 @@ _SUBSCRIPTION_LIST = re.compile(
 _OPERATION_PATH = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/providers/(?P<ns>[^/]+)/locations/(?P<loc>[^/]+)/"
     r"(?P<kind>operations|operationResults)/(?P<op>[^/]+)/?$",
+    re.IGNORECASE,
+)
+_GRAPH_PATH = re.compile(r"^/providers/Microsoft\.ResourceGraph/resources/?$", re.IGNORECASE)
+_SCALE_SET_PATH = re.compile(
+    r"^(?P<set>/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Compute/"
+    r"virtualMachineScaleSets/(?P<name>[^/]+))/(?P<rest>.+?)/?$",
+    re.IGNORECASE,
+)
+_SUBNET_PATH = re.compile(
+    r"^(?P<vnet>/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Network/"
+    r"virtualNetworks/(?P<vnetname>[^/]+))/subnets(?:/(?P<name>[^/]+))?/?$",
     re.IGNORECASE,
 )
 _VMSS_FILTER = re.compile(r"^\s*'virtualMachineScaleSet/id'\s+eq\s+'(?P<id>[^']+)'\s*$", re.IGNORECASE)
@@ -64,10 +86,15 @@ class Request:
 @dataclass
 class Response:
     status: int
-    body: JsonDict | None = None
+    body: JsonDict | list[Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     resource_type: str = ""
     operation: str = ""
+    principal: str = ""
+    # What the socket layer must do (faults): wait, then hold, then answer or close.
+    delay_s: float = 0.0
+    hold_s: float = 0.0
+    close: bool = False  # close the connection instead of answering (after delay and hold)
 
 
 def _operation_name(resource_type: str, method: str) -> str:
@@ -75,17 +102,53 @@ def _operation_name(resource_type: str, method: str) -> str:
     return f"{resource_type}/{verb}"
 
 
+def counters(records: list[RequestRecord]) -> JsonDict:
+    """Request counts by method, resource type, operation and status (what `/_sim/counters` serves)."""
+    return {
+        "total": len(records),
+        "byMethod": dict(Counter(r.method for r in records)),
+        "byResourceType": dict(Counter(r.resource_type or "(none)" for r in records)),
+        "byOperation": dict(Counter(r.operation or "(none)" for r in records)),
+        "byStatus": {str(k): v for k, v in Counter(r.status for r in records).items()},
+        "byPrincipal": dict(Counter(r.principal or "(none)" for r in records)),
+    }
+
+
+def record_json(record: RequestRecord) -> JsonDict:
+    return {
+        "method": record.method,
+        "path": record.path,
+        "resourceType": record.resource_type,
+        "operation": record.operation,
+        "status": record.status,
+        "errorCode": record.error_code,
+        "principal": record.principal,
+        "time": record.time.isoformat().replace("+00:00", "Z"),
+    }
+
+
 class ArmApi:
     """Maps one request to one response against a Store. Thread-safe (the store is)."""
 
-    def __init__(self, store: Store, endpoint: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        endpoint: Callable[[], str],
+        *,
+        throttle: Throttle | None = None,
+        faults: FaultInjector | None = None,
+    ) -> None:
         self._store = store
         self._endpoint = endpoint
+        self._throttle = throttle
+        self._faults = faults or FaultInjector()
 
     def handle(self, request: Request) -> Response:
         split = urlsplit(request.target)
         path = unquote(split.path)
         query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        if path.lower().startswith("/_sim/"):
+            return self._sim_endpoint(request, path)
         correlation = request.headers.get("x-ms-correlation-request-id") or str(uuid.uuid4())
         response = Response(status=200)
         try:
@@ -101,35 +164,131 @@ class ArmApi:
         response.headers["x-ms-correlation-request-id"] = correlation
         if "x-ms-client-request-id" in request.headers:
             response.headers["x-ms-client-request-id"] = request.headers["x-ms-client-request-id"]
+        error = response.body.get("error") if isinstance(response.body, dict) else None
         self._store.record(
             RequestRecord(
                 method=request.method,
                 path=path,
                 resource_type=response.resource_type,
                 operation=response.operation,
-                status=response.status,
+                status=0 if response.close else response.status,
                 time=datetime.now(UTC),
+                error_code=str(error.get("code", "")) if isinstance(error, dict) else "",
+                principal=response.principal,
             )
         )
         return response
+
+    def _sim_endpoint(self, request: Request, path: str) -> Response:
+        """The simulator's own read-only endpoints; not ARM, so not recorded, throttled or faulted."""
+        if request.method != "GET":
+            return Response(405, ArmError(405, "MethodNotAllowed", "Only GET is served under /_sim/.").body())
+        name = path.lower().rstrip("/")
+        records = self._store.records()
+        if name == "/_sim/counters":
+            return Response(200, counters(records))
+        if name == "/_sim/requests":
+            return Response(200, {"value": [record_json(r) for r in records]})
+        return Response(
+            404, ArmError(404, "NotFound", f"'{path}': try /_sim/counters or /_sim/requests.").body()
+        )
+
+    # ------------------------------------------------------------------ admission
+
+    def _admit(
+        self, request: Request, path: str, response: Response, namespace: str, correlation: str
+    ) -> RequestContext:
+        """Authenticate, throttle and decide faults; returns the caller's context for events."""
+        _authenticate(request)
+        authorization = request.headers.get("authorization", "")
+        claims = claims_from_authorization(authorization)
+        principal, actor = principal_of(claims, authorization)
+        response.principal = principal
+        if self._throttle is not None:
+            admission = self._throttle.admit(
+                subscription=ids.subscription_of(path),
+                principal=principal,
+                actor=actor,
+                method=request.method,
+                network_write=namespace.lower() == "microsoft.network" and request.method != "GET",
+            )
+            name, value = admission.header
+            response.headers[name] = value
+            if admission.error is not None:
+                raise admission.error
+        decision = self._faults.decide(request.method, response.resource_type)
+        scale = self._store.settings.time_scale
+        response.delay_s = decision.latency_s / scale
+        faults = self._faults.faults
+        if decision.kind is FaultKind.ERROR_500:
+            raise ArmError(
+                500,
+                "InternalServerError",
+                "Encountered internal server error. Diagnostic information: timestamp "
+                f"'{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}', subscription id "
+                f"'{ids.subscription_of(path)}', tracking id '{uuid.uuid4()}' (injected fault).",
+            )
+        if decision.kind is FaultKind.ERROR_503:
+            retry = faults.retry_after_503_s if faults is not None else 1
+            raise ArmError(
+                503,
+                "ServiceUnavailable",
+                "The service is temporarily unavailable. Please retry the request (injected fault).",
+                headers={"Retry-After": _seconds(retry / scale)},
+            )
+        if decision.kind is FaultKind.DROP:
+            response.close = True
+            raise _Dropped
+        if decision.kind is FaultKind.TIMEOUT and faults is not None:
+            response.hold_s = faults.timeout_hold_s / scale
+            response.close = faults.timeout_then_close
+        return RequestContext(
+            method=request.method,
+            url=f"{self._endpoint()}{request.target}",
+            client_request_id=request.headers.get("x-ms-client-request-id", ""),
+            correlation_id=correlation,
+            claims=claims,
+            fail_operation=decision.kind is FaultKind.LRO_FAILED,
+        )
 
     # ------------------------------------------------------------------ routing
 
     def _route(
         self, request: Request, path: str, query: dict[str, str], correlation: str, response: Response
-    ) -> Response:
+    ) -> None:
+        try:
+            self._dispatch(request, path, query, correlation, response)
+        except _Dropped:
+            response.status, response.body = 0, None
+
+    def _dispatch(
+        self, request: Request, path: str, query: dict[str, str], correlation: str, response: Response
+    ) -> None:
+        if _GRAPH_PATH.match(path):
+            response.resource_type, response.operation = GRAPH_TYPE, f"{GRAPH_TYPE}/read"
+            self._admit(request, path, response, "Microsoft.ResourceGraph", correlation)
+            _api_version(query)
+            if request.method != "POST":
+                raise _method_not_allowed(request.method)
+            response.body = graph.run(self._store, _json_body(request.body), self._store.settings.tenant_id)
+            return
+        if _SCALE_SET_PATH.match(path) is not None:
+            self._scale_set_child(request, path, query, correlation, response)
+            return
+        subnet = _SUBNET_PATH.match(path)
+        if subnet is not None:
+            response.resource_type = ids.SUBNET_TYPE
+            response.operation = _operation_name(ids.SUBNET_TYPE, request.method)
+            context = self._admit(request, path, response, "Microsoft.Network", correlation)
+            api_version = _api_version(query)
+            self._subnet(request, response, subnet, context, api_version)
+            return
         target = _parse_target(path)
         if target is not None and target.resource_type:
             response.resource_type = target.resource_type
             response.operation = _operation_name(target.resource_type, request.method)
-        _authenticate(request)
-        api_version = query.get("api-version")
-        if not api_version:
-            raise ArmError(
-                400,
-                "MissingApiVersionParameter",
-                "The api-version query parameter (?api-version=) is required for all requests.",
-            )
+        context = self._admit(request, path, response, target.namespace if target else "", correlation)
+        api_version = _api_version(query)
         if target is None:
             raise ArmError(404, "NotFound", f"The path '{path}' is not served by the ARM simulator.")
         if target.namespace.lower() not in NAMESPACES:
@@ -139,7 +298,8 @@ class ArmApi:
         if target.kind in ("operations", "operationResults"):
             if request.method != "GET":
                 raise _method_not_allowed(request.method)
-            return self._operation(response, str(target.name), target.kind == "operations")
+            self._operation(response, str(target.name), target.kind == "operations")
+            return
         if not target.resource_type:
             raise ArmError(
                 400,
@@ -150,7 +310,7 @@ class ArmApi:
         if target.name is None:
             if request.method != "GET":
                 raise _method_not_allowed(request.method)
-            return self._list(
+            self._list(
                 response,
                 path=path,
                 subscription=target.subscription,
@@ -158,27 +318,27 @@ class ArmApi:
                 query=query,
                 api_version=api_version,
             )
+            return
         assert target.resource_group is not None
         ref = ResourceRef(target.subscription, target.resource_group, target.resource_type, target.name)
-        return self._resource(request, response, ref, correlation, api_version)
+        self._resource(request, response, ref, context, api_version)
 
     def _resource(
-        self, request: Request, response: Response, ref: ResourceRef, correlation: str, api_version: str
-    ) -> Response:
+        self,
+        request: Request,
+        response: Response,
+        ref: ResourceRef,
+        context: RequestContext,
+        api_version: str,
+    ) -> None:
         if request.method == "GET":
             doc = self._store.get(ref.id)
             if doc is None:
                 raise not_found(ref)
             response.body = doc
             response.headers["ETag"] = str(doc.get("etag", ""))
-            return response
-        context = RequestContext(
-            method=request.method,
-            url=f"{self._endpoint()}{request.target}",
-            client_request_id=request.headers.get("x-ms-client-request-id", ""),
-            correlation_id=correlation,
-            claims=claims_from_authorization(request.headers.get("authorization")),
-        )
+            return
+        fail_with = _injected_failure() if context.fail_operation else None
         if request.method in ("PUT", "PATCH"):
             result = self._store.put(
                 ref,
@@ -187,31 +347,34 @@ class ArmApi:
                 if_match=request.headers.get("if-match"),
                 if_none_match=request.headers.get("if-none-match"),
                 patch=request.method == "PATCH",
+                fail_with=fail_with,
             )
         elif request.method == "DELETE":
-            result = self._store.delete(ref, context, if_match=request.headers.get("if-match"))
+            result = self._store.delete(
+                ref.id, context, if_match=request.headers.get("if-match"), fail_with=fail_with
+            )
         else:
             raise _method_not_allowed(request.method)
         response.status, response.body = result.status, result.doc
         if result.operation is not None:
-            # No Retry-After: the client's own polling interval applies.
-            response.headers["Azure-AsyncOperation"] = self._operation_url(result.operation, api_version)
-            if request.method == "DELETE":
-                response.headers["Location"] = self._operation_url(
-                    result.operation, api_version, results=True
-                )
-        return response
+            self._announce(response, result.operation, api_version, request.method)
 
-    def _operation(self, response: Response, op_id: str, status_endpoint: bool) -> Response:
+    def _announce(self, response: Response, op: Operation, api_version: str, method: str) -> None:
+        # No Retry-After: the client's own polling interval applies.
+        response.headers["Azure-AsyncOperation"] = self._operation_url(op, api_version)
+        if method in ("DELETE", "POST"):
+            response.headers["Location"] = self._operation_url(op, api_version, results=True)
+
+    def _operation(self, response: Response, op_id: str, status_endpoint: bool) -> None:
         op = self._store.operation(op_id)
         if op is None:
             raise ArmError(404, "NotFound", f"The operation '{op_id}' was not found.")
         if status_endpoint:
             response.body = op.body()
-            return response
+            return
         if op.status is OperationStatus.IN_PROGRESS:
             response.status = 202
-            return response
+            return
         if op.status is OperationStatus.FAILED:
             error = op.error or {}
             raise ArmError(500, str(error.get("code", "InternalServerError")), str(error.get("message", "")))
@@ -220,7 +383,6 @@ class ArmApi:
             response.status = 204
         else:
             response.body = doc
-        return response
 
     def _list(
         self,
@@ -231,7 +393,7 @@ class ArmApi:
         resource_group: str | None,
         query: dict[str, str],
         api_version: str,
-    ) -> Response:
+    ) -> None:
         predicate: Callable[[JsonDict], bool] | None = None
         filter_text = query.get("$filter")
         if filter_text:
@@ -249,6 +411,11 @@ class ArmApi:
                 return isinstance(ref, dict) and ids.key(str(ref.get("id", ""))) == wanted
 
         items = self._store.list_resources(subscription, resource_group, response.resource_type, predicate)
+        self._page(response, items, path=path, query=query, api_version=api_version)
+
+    def _page(
+        self, response: Response, items: list[JsonDict], *, path: str, query: dict[str, str], api_version: str
+    ) -> None:
         token = query.get("$skiptoken", "0")
         if not token.isdigit():
             raise invalid_parameter(f"The value '{token}' of '$skiptoken' is invalid.", target="$skiptoken")
@@ -257,21 +424,303 @@ class ArmApi:
         body: JsonDict = {"value": items[start : start + size]}
         if start + size < len(items):
             params = {"api-version": api_version}
-            if filter_text:
-                params["$filter"] = filter_text
+            if query.get("$filter"):
+                params["$filter"] = query["$filter"]
             params["$skiptoken"] = str(start + size)
             body["nextLink"] = f"{self._endpoint()}{quote(path)}?{urlencode(params, quote_via=quote)}"
         response.body = body
-        return response
 
     def _operation_url(self, op: Operation, api_version: str, *, results: bool = False) -> str:
-        ref = ids.parse(op.resource_id)
-        subscription = ref.subscription if ref else ""
+        subscription = ids.subscription_of(op.resource_id)
         kind = "operationResults" if results else "operations"
         return (
             f"{self._endpoint()}/subscriptions/{subscription}/providers/{op.namespace}/locations/"
             f"{quote(op.location)}/{kind}/{op.op_id}?api-version={quote(api_version)}"
         )
+
+    # ------------------------------------------------------------------ scale set children
+
+    def _scale_set_child(
+        self, request: Request, path: str, query: dict[str, str], correlation: str, response: Response
+    ) -> None:
+        """Uniform instances, their NICs and public IPs, and manualupgrade, under one scale set."""
+        match = _SCALE_SET_PATH.match(path)
+        assert match is not None
+        parts = [p for p in match["rest"].split("/") if p]
+        shape = _child_shape([p.lower() for p in parts])
+        if shape is None:
+            response.resource_type = VMSS_TYPE
+            self._admit(request, path, response, "Microsoft.Compute", correlation)
+            raise ArmError(
+                400,
+                "InvalidResourceType",
+                f"The path segment '{match['rest']}' is not served for scale sets.",
+            )
+        rtype = {"instances": VMSS_VM_TYPE, "instance": VMSS_VM_TYPE, "upgrade": VMSS_TYPE}.get(
+            shape, NIC_TYPE if "nic" in shape else PIP_TYPE
+        )
+        response.resource_type = rtype
+        response.operation = (
+            f"{VMSS_TYPE}/manualupgrade/action"
+            if shape == "upgrade"
+            else _operation_name(rtype, request.method)
+        )
+        context = self._admit(request, path, response, "Microsoft.Compute", correlation)
+        api_version = _api_version(query)
+        vmss = self._store.get(match["set"])
+        if vmss is None:
+            if shape.startswith(("nic", "pip", "instance-nics", "ipconfig")):
+                raise ArmError(404, "NotFound", f"Resource {match['set']} not found.")
+            raise not_found(ResourceRef(match["sub"], match["rg"], VMSS_TYPE, match["name"]))
+        if is_flexible(vmss):
+            raise ArmError(
+                400,
+                "OperationNotAllowed",
+                f"This operation is not supported for virtual machine scale set {vmss['id']} in Flexible "
+                "orchestration mode; use the virtual machines API for its instances.",
+            )
+        if shape == "upgrade":
+            if request.method != "POST":
+                raise _method_not_allowed(request.method)
+            self._manual_upgrade(request, response, vmss, context, api_version)
+        elif request.method == "DELETE" and shape == "instance":
+            self._delete_instance(
+                request, response, f"{vmss['id']}/virtualMachines/{parts[1]}", context, api_version
+            )
+        elif request.method != "GET":
+            raise _method_not_allowed(request.method)
+        elif shape in _CHILD_LISTS:
+            items = self._store.list_under(
+                _child_id(vmss["id"], parts, _CHILD_LISTS[shape][0]), _CHILD_LISTS[shape][1]
+            )
+            items.sort(key=_instance_order)
+            self._page(response, items, path=path, query=query, api_version=api_version)
+        else:
+            self._child_get(response, vmss, parts, shape)
+
+    def _delete_instance(
+        self,
+        request: Request,
+        response: Response,
+        instance_id: str,
+        context: RequestContext,
+        api_version: str,
+    ) -> None:
+        if self._store.get(instance_id) is None:
+            response.status = 204
+            return
+        result = self._store.delete(
+            instance_id,
+            context,
+            if_match=request.headers.get("if-match"),
+            fail_with=_injected_failure() if context.fail_operation else None,
+        )
+        response.status = result.status
+        if result.operation is not None:
+            self._announce(response, result.operation, api_version, "DELETE")
+
+    def _child_get(self, response: Response, vmss: JsonDict, parts: list[str], shape: str) -> None:
+        wanted = _child_id(vmss["id"], parts, len(parts))
+        doc = self._store.get(wanted)
+        if doc is None:
+            if shape == "instance":
+                raise ArmError(
+                    404,
+                    "NotFound",
+                    f"The entity was not found in this Azure location. Instance '{parts[1]}' of scale set "
+                    f"'{vmss['name']}' does not exist.",
+                )
+            raise ArmError(404, "NotFound", f"Resource {wanted} not found.")
+        response.body = doc
+        response.headers["ETag"] = str(doc.get("etag", ""))
+
+    def _manual_upgrade(
+        self, request: Request, response: Response, vmss: JsonDict, context: RequestContext, api_version: str
+    ) -> None:
+        body = _json_body(request.body)
+        wanted = body.get("instanceIds")
+        if not isinstance(wanted, list) or not wanted or not all(isinstance(i, str) for i in wanted):
+            raise invalid_parameter(
+                "Required parameter 'instanceIds' is missing (null).", target="instanceIds"
+            )
+        known = {str(doc.get("instanceId")) for doc in self._store.list_under(vmss["id"], VMSS_VM_TYPE)}
+        missing = [i for i in wanted if i not in known]
+        if missing:
+            raise invalid_parameter(
+                f"The instance ids {', '.join(missing)} are not in scale set {vmss['name']}.",
+                target="instanceIds",
+            )
+        instance_ids = list(dict.fromkeys(wanted))
+
+        def work(store: Store, doc: JsonDict, ctx: RequestContext) -> None:
+            upgrade_instances(store, doc, instance_ids)
+
+        try:
+            op = self._store.start_action(
+                vmss["id"],
+                context,
+                work,
+                delay=self._store.settings.lro_duration_s,
+                fail_with=_injected_failure() if context.fail_operation else None,
+            )
+        except KeyError as exc:
+            raise not_found(
+                ResourceRef(ids.subscription_of(vmss["id"]), "", VMSS_TYPE, vmss["name"])
+            ) from exc
+        response.status = 202
+        self._announce(response, op, api_version, "POST")
+
+    # ------------------------------------------------------------------ subnets
+
+    def _subnet(
+        self,
+        request: Request,
+        response: Response,
+        match: re.Match[str],
+        context: RequestContext,
+        api_version: str,
+    ) -> None:
+        """Subnets, served from (and written through) their virtual network's document."""
+        vnet_ref = ResourceRef(match["sub"], match["rg"], ids.VNET_TYPE, match["vnetname"])
+        vnet = self._store.get(vnet_ref.id)
+        name = match["name"]
+        if vnet is None:
+            raise ArmError(404, "NotFound", f"Resource {vnet_ref.id} not found.")
+        subnets = [s for s in properties(vnet).get("subnets") or [] if isinstance(s, dict)]
+        if name is None:
+            if request.method != "GET":
+                raise _method_not_allowed(request.method)
+            response.body = {"value": subnets}
+            return
+        existing = next((s for s in subnets if str(s.get("name", "")).lower() == name.lower()), None)
+        subnet_id = f"{vnet['id']}/subnets/{existing['name'] if existing else name}"
+        if request.method == "GET":
+            if existing is None:
+                raise ArmError(404, "NotFound", f"Resource {subnet_id} not found.")
+            response.body = existing
+            response.headers["ETag"] = str(existing.get("etag", ""))
+            return
+        if request.method == "DELETE" and existing is None:
+            response.status = 204
+            return
+        others = [s for s in subnets if s is not existing]
+        if request.method == "PUT":
+            given = _json_body(request.body)
+            given["name"] = existing["name"] if existing else name
+            others.append(given)
+        elif request.method == "DELETE":
+            users = subnet_users(self._store, subnet_id)
+            if users:
+                raise subnet_in_use(subnet_id, users)
+        else:
+            raise _method_not_allowed(request.method)
+        # A subnet shares its virtual network's etag, so If-Match is checked against the network.
+        result = self._store.put(
+            vnet_ref,
+            {**vnet, "properties": {**properties(vnet), "subnets": others}},
+            context,
+            if_match=request.headers.get("if-match"),
+            fail_with=_injected_failure() if context.fail_operation else None,
+        )
+        response.status = 202 if request.method == "DELETE" else 201 if existing is None else 200
+        if request.method == "PUT":
+            subnets_now = properties(result.doc or {}).get("subnets") or []
+            response.body = next(s for s in subnets_now if str(s.get("name", "")).lower() == name.lower())
+        if result.operation is not None:
+            self._announce(response, result.operation, api_version, request.method)
+
+
+class _Dropped(Exception):
+    """An injected dropped connection: no work, no answer."""
+
+
+def _child_shape(parts: list[str]) -> str | None:
+    """Which scale-set child endpoint a path (after the set) names, by its lower-cased segments."""
+    shapes: dict[tuple[str, ...], str] = {
+        ("virtualmachines",): "instances",
+        ("virtualmachines", "*"): "instance",
+        ("manualupgrade",): "upgrade",
+        ("networkinterfaces",): "nics",
+        ("publicipaddresses",): "pips",
+        ("virtualmachines", "*", "networkinterfaces"): "instance-nics",
+        ("virtualmachines", "*", "networkinterfaces", "*"): "nic",
+        (
+            "virtualmachines",
+            "*",
+            "networkinterfaces",
+            "*",
+            "ipconfigurations",
+            "*",
+            "publicipaddresses",
+        ): "ipconfig-pips",
+        (
+            "virtualmachines",
+            "*",
+            "networkinterfaces",
+            "*",
+            "ipconfigurations",
+            "*",
+            "publicipaddresses",
+            "*",
+        ): "pip",
+    }
+    for pattern, shape in shapes.items():
+        if len(pattern) == len(parts) and all(
+            p in ("*", part) for p, part in zip(pattern, parts, strict=True)
+        ):
+            return shape
+    return None
+
+
+# List endpoints under a scale set: (how many path segments name the parent, the type listed).
+_CHILD_LISTS: dict[str, tuple[int, str]] = {
+    "instances": (0, VMSS_VM_TYPE),
+    "nics": (0, NIC_TYPE),
+    "pips": (0, PIP_TYPE),
+    "instance-nics": (2, NIC_TYPE),
+    "ipconfig-pips": (6, PIP_TYPE),
+}
+# The stored (ARM) casing of the path segments under a scale set.
+_SEGMENT_CASING = {
+    "virtualmachines": "virtualMachines",
+    "networkinterfaces": "networkInterfaces",
+    "ipconfigurations": "ipConfigurations",
+    "publicipaddresses": "publicIPAddresses",
+}
+
+
+def _child_id(set_id: str, parts: list[str], count: int) -> str:
+    """The id named by the first `count` segments after the set (segment names in ARM's casing)."""
+    segments = [_SEGMENT_CASING.get(p.lower(), p) if i % 2 == 0 else p for i, p in enumerate(parts[:count])]
+    return "/".join([set_id, *segments])
+
+
+def _instance_order(doc: JsonDict) -> int:
+    instance_id = str(doc.get("instanceId", ""))
+    return int(instance_id) if instance_id.isdigit() else 0
+
+
+def _injected_failure() -> ArmError:
+    return ArmError(
+        500,
+        "InternalExecutionError",
+        "An internal execution error occurred. Please retry later (injected fault).",
+    )
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def _api_version(query: dict[str, str]) -> str:
+    api_version = query.get("api-version")
+    if not api_version:
+        raise ArmError(
+            400,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )
+    return api_version
 
 
 @dataclass(frozen=True)
@@ -379,6 +828,12 @@ class _Handler(BaseHTTPRequestHandler):
             body=self._read_body(),
         )
         response = server.api.handle(request)
+        if response.delay_s > 0 or response.hold_s > 0:
+            server.stopping.wait(response.delay_s + response.hold_s)
+        if response.close:
+            # An injected drop (or a held response given up): close without a byte of answer.
+            self.close_connection = True
+            return
         payload = b"" if response.body is None else json.dumps(response.body).encode("utf-8")
         self.send_response(response.status)
         for name, value in response.headers.items():
@@ -407,10 +862,11 @@ class _Handler(BaseHTTPRequestHandler):
 class _TLSServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, api: ArmApi, context: ssl.SSLContext) -> None:
+    def __init__(self, api: ArmApi, context: ssl.SSLContext, port: int = 0) -> None:
         # Loopback only: the simulator is never reachable from another machine.
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", port), _Handler)
         self.api = api
+        self.stopping = threading.Event()
         self.ssl_context = context
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
@@ -436,6 +892,7 @@ class _TLSServer(ThreadingHTTPServer):
             connection.close()
 
     def close_connections(self) -> None:
+        self.stopping.set()
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
@@ -446,11 +903,11 @@ class _TLSServer(ThreadingHTTPServer):
 class HttpsServer:
     """ArmApi served over HTTPS on 127.0.0.1, on a free port, in daemon threads."""
 
-    def __init__(self, api: ArmApi, cert_path: str, key_path: str) -> None:
+    def __init__(self, api: ArmApi, cert_path: str, key_path: str, port: int = 0) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(cert_path, key_path)
-        self._server = _TLSServer(api, context)
+        self._server = _TLSServer(api, context, port)
         # A short poll interval makes stop() quick (shutdown waits for the loop to notice).
         self._thread = threading.Thread(
             target=self._server.serve_forever,

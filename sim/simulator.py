@@ -1,42 +1,89 @@
 """`ArmSimulator`: the one object tests, the demo and benchmarks use.
 
 No Azure subscription is reachable from our machines and no ARM emulator
-exists, so this stands in for Azure Resource Manager for four resource types
-(Flexible scale sets, VMs, NICs, public IPs). It wires the store, the
-type-specific rules, the scheduler and the HTTPS server together, and offers the
-inspection hooks tests need (events, request log, write counters, seeding and
-export) without going through HTTP.
+exists, so this stands in for Azure Resource Manager for the resource types the
+remediator meets (scale sets in both orchestration modes with their instances,
+VMs, NICs, public IPs, virtual networks and subnets, autoscale settings, and
+Resource Graph's query endpoint). It wires the store, the type-specific rules,
+the scheduler, throttling, fault injection, event delivery and the HTTPS server
+together, and offers the hooks tests need (events, request log and counters,
+seeding and export, an autoscale driver) without going through HTTP.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sim.compute import VirtualMachines, VirtualMachineScaleSets
-from sim.network import NetworkInterfaces, PublicIPAddresses
+from sim import ids
+from sim.compute import ScaleSetVirtualMachines, VirtualMachines, VirtualMachineScaleSets
+from sim.delivery import CallbackSink, EventBus, QueueSink, WebhookSink
+from sim.events import EventSchema
+from sim.faults import FaultInjector, Faults
+from sim.insights import AutoscaleSettings, autoscale_context, autoscale_target, scale_set_ref
+from sim.limits import Throttle
+from sim.network import NetworkInterfaces, PublicIPAddresses, VirtualNetworks
 from sim.scheduler import Scheduler
-from sim.server import WRITE_METHODS, ArmApi, HttpsServer
+from sim.seeding import read_documents
+from sim.server import WRITE_METHODS, ArmApi, HttpsServer, counters
 from sim.store import RequestRecord, Settings, Store
 from sim.tls import write_self_signed
+
+# The principal the simulated autoscale service writes with (its `appid` and `oid` claims). Azure does
+# not document the autoscale service's application id; the Activity Log names this caller.
+AUTOSCALE_APP_ID = "Microsoft.Insights/autoscaleSettings"
 
 
 class ArmSimulator:
     """A local ARM over HTTPS on 127.0.0.1 that the real azure-mgmt clients talk to.
 
-    provision_delay_s: how long a Flexible set takes to create or delete instances after a
-        capacity change (its PUT stays Updating until then).
-    lro_duration_s: how long every other PUT/DELETE stays InProgress.
+    Timing (simulated seconds; real seconds are these divided by `time_scale`):
+    provision_delay_s: how long a scale set takes to create or delete instances after a capacity
+        change (its PUT stays Creating/Updating until then).
+    lro_duration_s: how long every other PUT/DELETE/POST action stays InProgress.
+    time_scale: how much faster than real time the simulator's clocks run (10.0: provisioning, LROs,
+        token refill, Retry-After, injected latency and holds all take a tenth of the time).
+
+    Listing and identity:
     page_size: items per list page before a `nextLink`.
+    tenant_id: the `tenantId` written into events and Resource Graph rows.
+    port: the loopback port to listen on (0: a free one).
+
+    ARM behaviour switches:
+    throttling: ARM's token buckets per subscription and principal (appid, else oid, of the bearer
+        JWT; a digest of an opaque token): reads 250 burst / 25 per s, writes 200 / 10 per s, deletes
+        200 / 10 per s, plus Microsoft.Network's 1,000 writes (PUT/PATCH/POST and DELETE) per 5 minutes
+        per subscription. Over the limit: 429 `SubscriptionRequestsThrottled` with `Retry-After`;
+        every answer carries `x-ms-ratelimit-remaining-subscription-{reads|writes|deletes}` for its
+        own class. LRO status polls are reads. Requests without a subscription (Resource Graph) use
+        tenant buckets of the same size (429 `TenantRequestsThrottled`).
+    faults: seeded, bounded fault injection (see `Faults`); change it with `set_faults`.
+    require_known_subnets: a subnet reference (NIC, scale set profile) that the simulator does not
+        hold is a 400 `InvalidResourceReference`; off, it is accepted without checks.
+
+    Choices where Azure documents nothing (each is a switch or stated here):
     child_events: also emit events for the VMs, NICs and public IPs the platform creates or
-        deletes itself (Azure does not document whether it does; off by default).
+        deletes itself (Azure does not document whether it does; off by default). Uniform instances'
+        NICs and public IPs never have events (they are views of the set's model).
     manual_vms_count_in_capacity: whether VMs attached to a Flexible set by hand count in
         `sku.capacity` (and may be deleted by lowering it). Azure does not document this.
-    tenant_id: the `tenantId` written into events.
+    duplicate_rate / reorder_window / event_seed: Event Grid delivers at least once and unordered
+        without saying how often; each event is delivered twice with probability `duplicate_rate`,
+        and events are shuffled within a window of `reorder_window` events (held events are released
+        after 0.2 simulated seconds), all from `event_seed`.
+    autoscale_app_id: the principal of the simulated autoscale service (see `autoscale_to`).
+    Also chosen, not switchable: the Microsoft.Network write limit is a token bucket (1,000 burst,
+    refilled 1,000 per 300 s) rather than a fixed window; a Flexible set answers the Uniform-only
+    endpoints (`.../virtualMachineScaleSets/{set}/virtualMachines`, its NIC and public IP views,
+    manualupgrade) with 400 `OperationNotAllowed`; a Uniform set with upgradePolicy Automatic or
+    Rolling upgrades all instances when its PUT completes; a subnet write emits its virtual
+    network's write event; autoscale settings default to `enabled: false` as the REST API does.
     """
 
     def __init__(
@@ -48,7 +95,18 @@ class ArmSimulator:
         child_events: bool = False,
         manual_vms_count_in_capacity: bool = False,
         tenant_id: str = "00000000-0000-0000-0000-000000000000",
+        throttling: bool = False,
+        time_scale: float = 1.0,
+        faults: Faults | None = None,
+        require_known_subnets: bool = False,
+        duplicate_rate: float = 0.0,
+        reorder_window: int = 0,
+        event_seed: int = 0,
+        autoscale_app_id: str = AUTOSCALE_APP_ID,
+        port: int = 0,
     ) -> None:
+        if time_scale <= 0:
+            raise ValueError("time_scale must be positive")
         self.settings = Settings(
             provision_delay_s=provision_delay_s,
             lro_duration_s=lro_duration_s,
@@ -56,14 +114,33 @@ class ArmSimulator:
             child_events=child_events,
             manual_vms_count_in_capacity=manual_vms_count_in_capacity,
             tenant_id=tenant_id,
+            time_scale=time_scale,
+            throttling=throttling,
+            require_known_subnets=require_known_subnets,
         )
-        self._scheduler = Scheduler()
+        self._port = port
+        self._autoscale_app_id = autoscale_app_id
+        self._scheduler = Scheduler(time_scale)
         self._store = Store(
             self.settings,
             self._scheduler,
-            [VirtualMachineScaleSets(), VirtualMachines(), NetworkInterfaces(), PublicIPAddresses()],
+            [
+                VirtualMachineScaleSets(),
+                VirtualMachines(),
+                ScaleSetVirtualMachines(),
+                NetworkInterfaces(),
+                PublicIPAddresses(),
+                VirtualNetworks(),
+                AutoscaleSettings(),
+            ],
         )
-        self._api = ArmApi(self._store, lambda: self.endpoint)
+        self._bus = EventBus(
+            self._scheduler, duplicate_rate=duplicate_rate, reorder_window=reorder_window, seed=event_seed
+        )
+        self._store.set_publisher(self._bus.publish)
+        self._throttle = Throttle(time_scale) if throttling else None
+        self._faults = FaultInjector(faults)
+        self._api = ArmApi(self._store, lambda: self.endpoint, throttle=self._throttle, faults=self._faults)
         self._server: HttpsServer | None = None
         self._tempdir: Path | None = None
         self._endpoint: str | None = None
@@ -76,7 +153,7 @@ class ArmSimulator:
         self._tempdir = Path(tempfile.mkdtemp(prefix="arm-sim-"))
         cert, key = write_self_signed(self._tempdir)
         self._scheduler.start()
-        self._server = HttpsServer(self._api, str(cert), str(key))
+        self._server = HttpsServer(self._api, str(cert), str(key), self._port)
         self._endpoint = f"https://127.0.0.1:{self._server.port}"
         self._server.start()
 
@@ -85,6 +162,7 @@ class ArmSimulator:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        self._bus.close()
         if self._tempdir is not None:
             shutil.rmtree(self._tempdir, ignore_errors=True)
             self._tempdir = None
@@ -116,23 +194,43 @@ class ArmSimulator:
     # ------------------------------------------------------------------ state
 
     def seed(self, document: dict[str, Any] | list[dict[str, Any]]) -> int:
-        """Load ARM JSON: one resource, a list, or `{"value": [...]}`. Returns the number loaded."""
-        return self._store.seed(document)
+        """Load ARM JSON or `az ... list` output: one resource, a list, or `{"value": [...]}`.
+
+        Returns the number of resources loaded.
+        """
+        return self._store.seed(read_documents(document))
+
+    def seed_file(self, path: str | Path) -> int:
+        """`seed()` from a JSON file (an ARM export, a saved `az ... list` output, or `export_file`)."""
+        return self.seed(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def export(self) -> dict[str, Any]:
+        """Every resource as ARM JSON, `{"value": [...]}`; `seed()` takes it back."""
         return self._store.export()
+
+    def export_file(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.export(), indent=2), encoding="utf-8")
 
     def get_resource(self, resource_id: str) -> dict[str, Any] | None:
         return self._store.get(resource_id)
 
     def reset(self) -> None:
-        """Forget resources, operations, request records and pending work; sinks stay."""
+        """Forget resources, operations, request records, pending work and throttling state.
+
+        Sinks stay; the fault and event random sequences restart from their seeds.
+        """
         self._store.reset()
+        self._bus.reset()
+        if self._throttle is not None:
+            self._throttle.reset()
+        self._faults.configure(self._faults.faults)
 
     def wait_idle(self, timeout_s: float = 10.0) -> None:
-        """Block until no operation or provisioning is pending; TimeoutError otherwise."""
+        """Block until no operation, provisioning or event delivery is pending; TimeoutError otherwise."""
         if not self._scheduler.wait_idle(timeout_s):
             raise TimeoutError(f"the simulator still had {self._scheduler.pending()} pending tasks")
+        if not self._bus.wait_delivered(timeout_s):
+            raise TimeoutError("the simulator's event sinks did not finish delivering")
 
     def fail_next_operation(
         self, resource_id: str, code: str = "InternalServerError", message: str = "Injected failure."
@@ -140,17 +238,79 @@ class ArmSimulator:
         """Fault injection: the next operation on `resource_id` ends Failed with this error."""
         self._store.fail_next_operation(resource_id, code, message)
 
+    def set_faults(self, faults: Faults | None) -> None:
+        """Change (or with None, stop) fault injection at run time; the sequence restarts from its seed."""
+        self._faults.configure(faults)
+
+    @property
+    def faults_injected(self) -> int:
+        """How many faults were injected since the last `set_faults` or `reset`."""
+        return self._faults.injected
+
+    # ------------------------------------------------------------------ the autoscale service
+
+    def autoscale_to(self, scale_set_id: str, capacity: int) -> None:
+        """Change a set's capacity as the autoscale service does: a PATCH by its own principal.
+
+        Raises `AutoscaleRefused` when no enabled autoscale setting targets the set or the capacity is
+        outside its profiles. The change is an ordinary LRO (instances follow after
+        `provision_delay_s`) and emits the set's write event with the autoscale service as caller.
+        """
+        ref = scale_set_ref(scale_set_id)
+        autoscale_target(self._store, ref.id, capacity)
+        url = f"{self.endpoint}{ref.id}?api-version=2024-11-01"
+        context = autoscale_context(self._autoscale_app_id, url)
+        self._store.put(ref, {"sku": {"capacity": capacity}}, context, patch=True)
+        self._store.record(
+            RequestRecord(
+                method="PATCH",
+                path=ref.id,
+                resource_type=ids.VMSS_TYPE,
+                operation=f"{ids.VMSS_TYPE}/write",
+                status=200,
+                time=datetime.now(UTC),
+                principal=self._autoscale_app_id,
+            )
+        )
+
     # ------------------------------------------------------------------ observation
 
-    def add_event_sink(self, callback: Callable[[dict[str, Any]], None]) -> None:
-        """`callback(event)` for every emitted Event Grid event, from any thread."""
-        self._store.add_sink(callback)
+    def add_event_sink(
+        self,
+        callback: Callable[[dict[str, Any]], None],
+        *,
+        schema: EventSchema | str = EventSchema.EVENT_GRID,
+    ) -> None:
+        """`callback(event)` for every emitted event, from any thread, in the given schema."""
+        self._bus.add(CallbackSink(callback, EventSchema(schema)))
+
+    def add_webhook_sink(
+        self, url: str, *, schema: EventSchema | str = EventSchema.EVENT_GRID, attempts: int = 3
+    ) -> None:
+        """POST every event (a JSON array of one) to a loopback URL, from a delivery thread."""
+        self._bus.add(WebhookSink(url, EventSchema(schema), attempts=attempts))
+
+    def add_queue_sink(
+        self, connection_string: str, queue_name: str, *, schema: EventSchema | str = EventSchema.EVENT_GRID
+    ) -> None:
+        """Put every event on an Azure Storage queue (Azurite locally), one JSON message each."""
+        self._bus.add(QueueSink(connection_string, queue_name, EventSchema(schema)))
 
     def requests(self) -> list[RequestRecord]:
         return self._store.records()
 
+    def counters(self) -> dict[str, Any]:
+        """Request counts by method, resource type, operation, status and principal.
+
+        The same numbers are served at `GET {endpoint}/_sim/counters` (and the log at `/_sim/requests`).
+        """
+        return counters(self._store.records())
+
     def write_count(self, resource_type: str | None = None) -> int:
-        """PUT/PATCH/POST/DELETE requests answered 2xx, optionally of one resource type."""
+        """PUT/PATCH/POST/DELETE requests answered 2xx, optionally of one resource type.
+
+        Operation polls and Resource Graph queries (POSTs that only read) are not writes.
+        """
         wanted = resource_type.lower() if resource_type else None
         return len(
             [
@@ -159,6 +319,7 @@ class ArmSimulator:
                 if record.method in WRITE_METHODS
                 and 200 <= record.status < 300
                 and "/locations/" not in record.resource_type.lower()
+                and not record.operation.endswith("/read")
                 and (wanted is None or record.resource_type.lower() == wanted)
             ]
         )

@@ -7,7 +7,7 @@ write obeys are enforced here once (If-Match / If-None-Match, the 429 lock while
 an operation runs, a new etag per write, provisioningState transitions, one
 event per completed write); what is particular to a resource type (references,
 back-references, Flex instances) is delegated to a `Behaviour` from network.py
-or compute.py. Sinks are called after the lock is released.
+or compute.py. Events go to the publisher (the event bus) after the lock is released.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from sim.ids import ResourceRef
 from sim.scheduler import Scheduler
 
 JsonDict = dict[str, Any]
-EventSink = Callable[[JsonDict], None]
+EventPublisher = Callable[[list[JsonDict]], None]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ class Settings:
     child_events: bool = False
     manual_vms_count_in_capacity: bool = False
     tenant_id: str = "00000000-0000-0000-0000-000000000000"
+    time_scale: float = 1.0
+    throttling: bool = False
+    require_known_subnets: bool = False
 
 
 class OperationStatus(StrEnum):
@@ -56,6 +59,11 @@ class OperationStatus(StrEnum):
 class OperationKind(StrEnum):
     WRITE = "write"
     DELETE = "delete"
+    ACTION = "action"  # a POST such as manualupgrade: custom work, then the resource's write event
+
+
+# The work of an ACTION operation, run with the lock held when the operation completes.
+ActionWork = Callable[["Store", JsonDict, RequestContext], None]
 
 
 @dataclass
@@ -73,6 +81,7 @@ class Operation:
     status: OperationStatus = OperationStatus.IN_PROGRESS
     end_time: str | None = None
     error: JsonDict | None = None
+    work: ActionWork | None = field(default=None, repr=False, compare=False)
 
     @property
     def namespace(self) -> str:
@@ -96,6 +105,8 @@ class Meta:
     created_by_scale_set: bool = False
     # When the VM became a member of its set (creation, or a later hand attach): "newest" order.
     joined_seq: int = 0
+    # A Uniform scale set's next instance id (ids are never reused).
+    next_instance: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,14 +126,18 @@ class RequestRecord:
     path: str
     resource_type: str
     operation: str
-    status: int
+    status: int  # 0: the connection was closed without an answer (an injected drop)
     time: datetime
+    error_code: str = ""
+    principal: str = ""
 
 
 class Behaviour(Protocol):
     """What is particular to one resource type. Every method runs with the store lock held."""
 
     resource_type: str
+    # True: writes complete in the request (200/201, no operation to poll), as Microsoft.Insights does.
+    synchronous: bool
 
     def prepare_put(
         self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
@@ -186,6 +201,15 @@ def properties(doc: JsonDict) -> JsonDict:
     return props
 
 
+def sub_resources(doc: JsonDict) -> list[JsonDict]:
+    """NRP's inline child resources (a NIC's ipConfigurations, a virtual network's subnets)."""
+    props = properties(doc)
+    found: list[JsonDict] = []
+    for name in ("ipConfigurations", "subnets"):
+        found.extend(sub for sub in props.get(name) or [] if isinstance(sub, dict))
+    return found
+
+
 def reference_id(value: Any) -> str | None:
     """The `id` of a `{"id": ...}` sub-resource reference, else None."""
     if isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"]:
@@ -200,7 +224,7 @@ class Store:
         self.settings = settings
         self.lock = threading.RLock()
         self._scheduler = scheduler
-        self._behaviours = {b.resource_type: b for b in behaviours}
+        self._behaviours = {b.resource_type.lower(): b for b in behaviours}
         self._docs: dict[str, JsonDict] = {}
         self._meta: dict[str, Meta] = {}
         self._ops: dict[str, Operation] = {}
@@ -208,16 +232,17 @@ class Store:
         self._faults: dict[str, ArmError] = {}
         self._records: list[RequestRecord] = []
         self._outbox: list[JsonDict] = []
-        self._sinks: list[EventSink] = []
+        self._publish: EventPublisher | None = None
         self._seq = itertools.count(1)
         self._addresses = itertools.count(1)
         self._private_addresses = itertools.count(4)
 
     # ------------------------------------------------------------------ public, takes the lock
 
-    def add_sink(self, sink: EventSink) -> None:
+    def set_publisher(self, publish: EventPublisher) -> None:
+        """Hand completed events to `publish` (the event bus: sim/delivery.py), outside the lock."""
         with self.lock:
-            self._sinks.append(sink)
+            self._publish = publish
 
     def reset(self) -> None:
         with self.lock:
@@ -245,7 +270,11 @@ class Store:
         resource_type: str,
         predicate: Callable[[JsonDict], bool] | None = None,
     ) -> list[JsonDict]:
-        """Copies of the resources of one type in a subscription (and resource group), oldest first."""
+        """Copies of the top-level resources of one type in a subscription (and group), oldest first.
+
+        A Uniform set's NICs and public IPs have the same types but are not listed here: ARM lists them
+        only under their scale set.
+        """
         prefix = f"/subscriptions/{subscription}/".lower()
         if resource_group is not None:
             prefix += f"resourcegroups/{resource_group}/".lower()
@@ -255,7 +284,18 @@ class Store:
                 for k, doc in self._docs.items()
                 if k.startswith(prefix)
                 and str(doc.get("type", "")).lower() == resource_type.lower()
+                and ids.parse(k) is not None
                 and (predicate is None or predicate(doc))
+            ]
+
+    def list_under(self, parent_id: str, resource_type: str) -> list[JsonDict]:
+        """Copies of the resources of one type whose id starts with `parent_id/`, oldest first."""
+        prefix = ids.key(parent_id) + "/"
+        with self.lock:
+            return [
+                copy.deepcopy(doc)
+                for k, doc in self._docs.items()
+                if k.startswith(prefix) and str(doc.get("type", "")).lower() == resource_type.lower()
             ]
 
     def export(self) -> JsonDict:
@@ -270,6 +310,16 @@ class Store:
     def record(self, record: RequestRecord) -> None:
         with self.lock:
             self._records.append(record)
+
+    def update(self, resource_id: str, change: Callable[[Store, JsonDict], None]) -> None:
+        """Apply `change` to a live document under the lock, and deliver any events it emitted."""
+        with self.lock:
+            doc = self._docs.get(ids.key(resource_id))
+            if doc is None:
+                raise KeyError(resource_id)
+            change(self, doc)
+            events = self._drain()
+        self._deliver(events)
 
     def records(self) -> list[RequestRecord]:
         with self.lock:
@@ -289,33 +339,85 @@ class Store:
         if_match: str | None = None,
         if_none_match: str | None = None,
         patch: bool = False,
+        fail_with: ArmError | None = None,
     ) -> WriteResult:
+        """PUT or PATCH; `fail_with` makes the accepted write's operation end Failed (fault injection)."""
         with self.lock:
             result = self._put(
-                ref, body, context, if_match=if_match, if_none_match=if_none_match, patch=patch
+                ref,
+                body,
+                context,
+                if_match=if_match,
+                if_none_match=if_none_match,
+                patch=patch,
+                fail_with=fail_with,
             )
             events = self._drain()
         self._deliver(events)
         return result
 
     def delete(
-        self, ref: ResourceRef, context: RequestContext, *, if_match: str | None = None
+        self,
+        resource_id: str,
+        context: RequestContext,
+        *,
+        if_match: str | None = None,
+        fail_with: ArmError | None = None,
     ) -> WriteResult:
+        """DELETE of any stored resource (top level, or a Uniform instance); 204 if it is not there."""
+        k = ids.key(resource_id)
         with self.lock:
-            current = self._docs.get(ref.key)
+            current = self._docs.get(k)
             if current is None:
                 if if_match is not None:
-                    raise errors.etag_mismatch(ref.id, if_match.strip(), None)
+                    raise errors.etag_mismatch(resource_id, if_match.strip(), None)
                 return WriteResult(204, None, None)
             self._check_preconditions(current, if_match, None)
-            if ref.key in self._busy:
+            if k in self._busy:
                 raise errors.another_operation(current["id"])
-            self._behaviour(current).check_delete(self, current)
+            behaviour = self._behaviour(current)
+            behaviour.check_delete(self, current)
             properties(current)["provisioningState"] = "Deleting"
             op = self._start(
-                OperationKind.DELETE, current, context, created=False, delay=self.settings.lro_duration_s
+                OperationKind.DELETE,
+                current,
+                context,
+                created=False,
+                delay=self.settings.lro_duration_s,
+                fault=fail_with,
             )
-            return WriteResult(202, None, copy.deepcopy(op))
+            if not behaviour.synchronous:
+                return WriteResult(202, None, copy.deepcopy(op))
+            self._complete_locked(op.op_id)
+            finished = self._ops[op.op_id]
+            events = self._drain()
+        self._deliver(events)
+        if finished.status is OperationStatus.FAILED:
+            error = finished.error or {}
+            raise ArmError(500, str(error.get("code", "InternalServerError")), str(error.get("message", "")))
+        return WriteResult(200, None, None)
+
+    def start_action(
+        self,
+        resource_id: str,
+        context: RequestContext,
+        work: ActionWork,
+        *,
+        delay: float,
+        fail_with: ArmError | None = None,
+    ) -> Operation:
+        """A POST action on a resource: it is busy until `work` runs, then its write event is emitted."""
+        with self.lock:
+            current = self._docs.get(ids.key(resource_id))
+            if current is None:
+                raise KeyError(resource_id)
+            if ids.key(resource_id) in self._busy:
+                raise errors.another_operation(current["id"])
+            op = self._start(
+                OperationKind.ACTION, current, context, created=False, delay=delay, fault=fail_with
+            )
+            op.work = work
+            return copy.deepcopy(op)
 
     def seed(self, document: JsonDict | list[JsonDict]) -> int:
         """Load ARM JSON (one resource, a list, or `{"value": [...]}`); returns how many were loaded."""
@@ -323,15 +425,21 @@ class Store:
         with self.lock:
             seeded: list[JsonDict] = []
             for item in items:
-                ref = ids.parse(str(item.get("id", "")))
-                if ref is None:
+                resource_id = str(item.get("id", ""))
+                ref = ids.parse(resource_id)
+                child = ids.parse_scale_set_child(resource_id)
+                if ref is not None:
+                    name, rtype = ref.name, ref.resource_type
+                elif child is not None:
+                    name, rtype = resource_id.rstrip("/").rsplit("/", 1)[1], child.resource_type
+                else:
                     raise ValueError(f"cannot seed {item.get('id')!r}: not a resource id of a simulated type")
                 doc = copy.deepcopy(item)
-                doc.setdefault("name", ref.name)
-                doc.setdefault("type", ref.resource_type)
+                doc.setdefault("name", name)
+                doc.setdefault("type", rtype)
                 doc.setdefault("etag", new_etag())
                 properties(doc).setdefault("provisioningState", "Succeeded")
-                self._behaviours[ref.resource_type].seed_fill(self, doc)
+                self._behaviours[rtype.lower()].seed_fill(self, doc)
                 self.insert(doc)
                 seeded.append(doc)
             for doc in seeded:
@@ -380,8 +488,8 @@ class Store:
         """A server-side change to a document: new etag, shared by its sub-resources (as NRP does)."""
         etag = new_etag()
         doc["etag"] = etag
-        for sub in properties(doc).get("ipConfigurations") or []:
-            if isinstance(sub, dict) and "etag" in sub:
+        for sub in sub_resources(doc):
+            if "etag" in sub:
                 sub["etag"] = etag
 
     def is_busy(self, resource_id_or_key: str) -> bool:
@@ -395,8 +503,11 @@ class Store:
         if self.settings.child_events:
             self.emit(doc, context, deleted=False, include_http_request=False)
 
-    def remove_child(self, resource_id_or_key: str, context: RequestContext) -> None:
-        """Delete a resource as a side effect of another write (cascade), with its own cleanup."""
+    def remove_child(self, resource_id_or_key: str, context: RequestContext, *, emit: bool = True) -> None:
+        """Delete a resource as a side effect of another write (cascade), with its own cleanup.
+
+        emit=False for resources that never have events of their own (a Uniform instance's NICs).
+        """
         k = ids.key(resource_id_or_key)
         doc = self._docs.get(k)
         if doc is None:
@@ -404,20 +515,18 @@ class Store:
         self._behaviour(doc).complete_delete(self, doc, context, requested=False)
         self._docs.pop(k, None)
         self._meta.pop(k, None)
-        if self.settings.child_events:
+        if emit and self.settings.child_events:
             self.emit(doc, context, deleted=True, include_http_request=False)
 
     def emit(
         self, doc: JsonDict, context: RequestContext, *, deleted: bool, include_http_request: bool
     ) -> None:
-        ref = ids.parse(doc["id"])
-        subscription = ref.subscription if ref else ""
         self._outbox.append(
             resource_event(
                 deleted=deleted,
                 resource_id=doc["id"],
-                resource_type=str(doc.get("type", ref.resource_type if ref else "")),
-                subscription_id=subscription,
+                resource_type=str(doc.get("type", "")),
+                subscription_id=ids.subscription_of(doc["id"]),
                 tenant_id=self.settings.tenant_id,
                 context=context,
                 include_http_request=include_http_request,
@@ -427,10 +536,10 @@ class Store:
     # ------------------------------------------------------------------ internals
 
     def _behaviour(self, doc: JsonDict) -> Behaviour:
-        rtype = ids.canonical_type(str(doc.get("type", "")))
-        if rtype is None:
+        behaviour = self._behaviours.get(str(doc.get("type", "")).lower())
+        if behaviour is None:
             raise ArmError(500, "InternalServerError", f"no behaviour for {doc.get('type')!r}")
-        return self._behaviours[rtype]
+        return behaviour
 
     def _check_preconditions(
         self, current: JsonDict | None, if_match: str | None, if_none_match: str | None
@@ -454,8 +563,9 @@ class Store:
         if_match: str | None,
         if_none_match: str | None,
         patch: bool,
+        fail_with: ArmError | None,
     ) -> WriteResult:
-        behaviour = self._behaviours[ref.resource_type]
+        behaviour = self._behaviours[ref.resource_type.lower()]
         current = self._docs.get(ref.key)
         if if_match is not None and current is None:
             raise errors.etag_mismatch(ref.id, if_match.strip(), None)
@@ -477,19 +587,37 @@ class Store:
             )
         doc["location"] = location
         doc["etag"] = new_etag()
-        for sub in properties(doc).get("ipConfigurations") or []:
-            if isinstance(sub, dict):
-                sub["etag"] = doc["etag"]
+        for sub in sub_resources(doc):
+            sub["etag"] = doc["etag"]
         creating = current is None and ref.namespace == "Microsoft.Compute"
         _set_state(doc, "Creating" if creating else "Updating")
         self.insert(doc)
         behaviour.apply_put(self, doc, current)
         delay = max(behaviour.put_delay(self, doc, current), 0.0)
-        op = self._start(OperationKind.WRITE, doc, context, created=current is None, delay=delay)
-        return WriteResult(201 if current is None else 200, copy.deepcopy(doc), copy.deepcopy(op))
+        op = self._start(
+            OperationKind.WRITE, doc, context, created=current is None, delay=delay, fault=fail_with
+        )
+        status = 201 if current is None else 200
+        if behaviour.synchronous:
+            self._complete_locked(op.op_id)
+            finished = self._ops[op.op_id]
+            if finished.status is OperationStatus.FAILED:
+                error = finished.error or {}
+                raise ArmError(
+                    500, str(error.get("code", "InternalServerError")), str(error.get("message", ""))
+                )
+            return WriteResult(status, copy.deepcopy(self._docs.get(ref.key)), None)
+        return WriteResult(status, copy.deepcopy(doc), copy.deepcopy(op))
 
     def _start(
-        self, kind: OperationKind, doc: JsonDict, context: RequestContext, *, created: bool, delay: float
+        self,
+        kind: OperationKind,
+        doc: JsonDict,
+        context: RequestContext,
+        *,
+        created: bool,
+        delay: float,
+        fault: ArmError | None = None,
     ) -> Operation:
         op = Operation(
             op_id=str(uuid.uuid4()),
@@ -502,7 +630,10 @@ class Store:
         )
         self._ops[op.op_id] = op
         self._busy[ids.key(doc["id"])] = op.op_id
-        self._scheduler.call_later(delay, lambda: self._complete(op.op_id))
+        if fault is not None:
+            self._faults[ids.key(doc["id"])] = fault
+        if not self._behaviour(doc).synchronous:
+            self._scheduler.call_later(delay, lambda: self._complete(op.op_id))
         return op
 
     def _complete(self, op_id: str) -> None:
@@ -539,6 +670,12 @@ class Store:
             raise fault
         behaviour = self._behaviour(doc)
         deleted = op.kind is OperationKind.DELETE
+        if op.kind is OperationKind.ACTION:
+            if op.work is not None:
+                op.work(self, doc, op.context)
+            _set_state(doc, "Succeeded")
+            self.emit(doc, op.context, deleted=False, include_http_request=True)
+            return
         if deleted:
             behaviour.complete_delete(self, doc, op.context, requested=True)
             self._docs.pop(ids.key(doc["id"]), None)
@@ -557,22 +694,18 @@ class Store:
         if not events:
             return
         with self.lock:
-            sinks = list(self._sinks)
-        for event in events:
-            for sink in sinks:
-                try:
-                    sink(copy.deepcopy(event))
-                except Exception:
-                    # A failing subscriber must not break ARM for everyone else, as in Event Grid.
-                    logger.exception("event sink failed for event %s", event.get("id"))
+            publish = self._publish
+        if publish is None:
+            logger.debug("no event publisher; %d events dropped", len(events))
+            return
+        publish(events)
 
 
 def _set_state(doc: JsonDict, state: str) -> None:
     props = properties(doc)
     props["provisioningState"] = state
-    for sub in props.get("ipConfigurations") or []:
-        if isinstance(sub, dict):
-            properties(sub)["provisioningState"] = state
+    for sub in sub_resources(doc):
+        properties(sub)["provisioningState"] = state
 
 
 def _seed_items(document: JsonDict | list[JsonDict]) -> list[JsonDict]:

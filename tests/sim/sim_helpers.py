@@ -17,7 +17,7 @@ from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOpt
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import VirtualMachine, VirtualMachineScaleSet
 from azure.mgmt.network import NetworkManagementClient
-from azure.mgmt.network.models import NetworkInterface, PublicIPAddress
+from azure.mgmt.network.models import NetworkInterface, PublicIPAddress, VirtualNetwork
 
 from sim import ArmSimulator
 
@@ -144,3 +144,44 @@ def vm_body(nic_ids: list[str], *, scale_set_id: str | None = None) -> VirtualMa
     if scale_set_id is not None:
         props["virtualMachineScaleSet"] = {"id": scale_set_id}
     return VirtualMachine({"location": LOCATION, "properties": props})
+
+
+def uniform_body(
+    capacity: int, *, public_ip: bool = True, mode: str | None = "Uniform"
+) -> VirtualMachineScaleSet:
+    """A Uniform scale set on the same profile as `flex_body` (orchestrationMode absent if mode=None)."""
+    body = flex_body(capacity, public_ip=public_ip)
+    props = body["properties"]
+    if mode is None:
+        del props["orchestrationMode"]
+    else:
+        props["orchestrationMode"] = mode
+    props["upgradePolicy"] = {"mode": "Manual"}
+    for flex_only in ("priorityMixPolicy", "platformFaultDomainCount"):
+        props.pop(flex_only, None)
+    network = props["virtualMachineProfile"]["networkProfile"]
+    del network["networkApiVersion"]  # a Flexible-only property
+    [config] = network["networkInterfaceConfigurations"]
+    config["name"] = "nic"
+    [ipconfig] = config["properties"]["ipConfigurations"]
+    ipconfig["name"] = "ipconfig"
+    if public_ip:
+        ipconfig["properties"]["publicIPAddressConfiguration"]["name"] = "pip"
+    return body
+
+
+def vnet_body(*subnets: dict[str, Any]) -> VirtualNetwork:
+    """A virtual network 10.0.0.0/16 with the given subnets (each `{"name", "properties"}`)."""
+    return VirtualNetwork(
+        {
+            "location": LOCATION,
+            "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]}, "subnets": list(subnets)},
+        }
+    )
+
+
+def subnet(name: str, prefix: str, **references: str) -> dict[str, Any]:
+    """A subnet body; references such as natGateway=<id> or routeTable=<id> become `{"id": ...}`."""
+    props: dict[str, Any] = {"addressPrefix": prefix}
+    props.update({key: {"id": value} for key, value in references.items()})
+    return {"name": name, "properties": props}

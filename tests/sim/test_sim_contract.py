@@ -1,4 +1,9 @@
-"""The simulator's bodies validate against ARM's contract (shared/specs, from the REST API swagger)."""
+"""The simulator's bodies validate against ARM's contract (shared/specs, from the REST API swagger).
+
+Every NIC, public IP, VM and scale set body it generates (by PUT, by a Flexible or a Uniform
+scale-out, single and in lists) and its error bodies (400, 404, 412, 429). A Uniform instance body
+(VirtualMachineScaleSetVM) has no schema in shared/specs, so it is not checked here.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,23 @@ from typing import Any
 
 import pytest
 from azure.core.rest import HttpRequest
-from sim_helpers import RG, SHARED, SUB, Clients, flex_body, nic_body, pip_body, rid
+from sim_helpers import (
+    RG,
+    SHARED,
+    SUB,
+    Clients,
+    StaticCredential,
+    flex_body,
+    make_clients,
+    make_jwt,
+    nic_body,
+    pip_body,
+    rid,
+    subnet,
+    uniform_body,
+    vm_body,
+    vnet_body,
+)
 
 from sim import ArmSimulator
 
@@ -42,11 +63,16 @@ def _get(clients: Clients, path: str, *, network: bool) -> tuple[int, Any]:
 
 @pytest.fixture
 def estate(sim: ArmSimulator, clients: Clients) -> Clients:
-    """A Flex set with two public-IP instances and a hand-made NIC with a public IP."""
+    """A Flex and a Uniform set with two public-IP instances each, and a hand-made VM, NIC and public IP."""
     clients.compute.virtual_machine_scale_sets.begin_create_or_update(RG, "webSet", flex_body(2)).result()
+    clients.compute.virtual_machine_scale_sets.begin_create_or_update(RG, "uniSet", uniform_body(2)).result()
     clients.network.public_ip_addresses.begin_create_or_update(RG, "pip-h", pip_body()).result()
     clients.network.network_interfaces.begin_create_or_update(
         RG, "nic-h", nic_body(rid("Microsoft.Network/publicIPAddresses", "pip-h"))
+    ).result()
+    clients.network.network_interfaces.begin_create_or_update(RG, "nic-vm", nic_body()).result()
+    clients.compute.virtual_machines.begin_create_or_update(
+        RG, "handmade", vm_body([rid("Microsoft.Network/networkInterfaces", "nic-vm")])
     ).result()
     return clients
 
@@ -70,6 +96,61 @@ def test_single_and_list_bodies_validate(
         status, single = _get(estate, item["id"], network=network)
         assert status == 200
         _validate(schema, single, tmp_path)
+
+
+UNIFORM = f"{BASE}/Microsoft.Compute/virtualMachineScaleSets/uniSet"
+
+
+@pytest.mark.parametrize(
+    ("schema", "listing"),
+    [
+        ("NetworkInterface", f"{UNIFORM}/networkInterfaces"),
+        ("NetworkInterface", f"{UNIFORM}/virtualMachines/0/networkInterfaces"),
+        ("PublicIPAddress", f"{UNIFORM}/publicipaddresses"),
+        (
+            "PublicIPAddress",
+            f"{UNIFORM}/virtualMachines/1/networkInterfaces/nic/ipconfigurations/ipconfig/publicipaddresses",
+        ),
+    ],
+)
+def test_uniform_network_views_validate(estate: Clients, tmp_path: Path, schema: str, listing: str) -> None:
+    status, body = _get(estate, listing, network=True)
+    assert status == 200 and body["value"]
+    _validate(schema, body, tmp_path)
+    for item in body["value"]:
+        status, single = _get(estate, item["id"], network=True)
+        assert status == 200 and single["id"] == item["id"]
+        _validate(schema, single, tmp_path)
+
+
+def test_refusals_of_new_rules_validate(estate: Clients, tmp_path: Path, sim: ArmSimulator) -> None:
+    estate.network.virtual_networks.begin_create_or_update(
+        RG, "v", vnet_body(subnet("closed", "10.0.0.0/24"))
+    ).result()
+    body = flex_body(0, public_ip=False).as_dict()
+    ipconfig = body["properties"]["virtualMachineProfile"]["networkProfile"][
+        "networkInterfaceConfigurations"
+    ][0]["properties"]["ipConfigurations"][0]
+    ipconfig["properties"]["subnet"]["id"] = f"{rid('Microsoft.Network/virtualNetworks', 'v')}/subnets/closed"
+    outbound = estate.compute.send_request(
+        HttpRequest(
+            "PUT",
+            f"{rid('Microsoft.Compute/virtualMachineScaleSets', 'closed')}?api-version=2024-11-01",
+            json=body,
+        )
+    )
+    assert outbound.status_code == 400
+    assert outbound.json()["error"]["code"] == "OutboundConnectivityNotEnabledOnVM"
+    _validate("ComputeCloudError", outbound.json(), tmp_path)
+
+    with ArmSimulator(throttling=True, time_scale=0.001) as throttled:
+        clients = make_clients(throttled, StaticCredential(make_jwt({"appid": "contract"})))
+        path = f"{rid('Microsoft.Network/publicIPAddresses', 'none')}?api-version=2024-05-01"
+        answers = [clients.network.send_request(HttpRequest("GET", path), retry_total=0) for _ in range(251)]
+    assert answers[-1].status_code == 429
+    _validate("CloudError", answers[-1].json(), tmp_path)
+    _validate("NetworkCloudError", answers[-1].json(), tmp_path)
+    _validate("ComputeCloudError", answers[-1].json(), tmp_path)
 
 
 def test_error_bodies_validate(estate: Clients, tmp_path: Path) -> None:

@@ -1,0 +1,181 @@
+"""Azure Resource Graph, for the one query shape the remediator's sweep sends.
+
+The sweep finds every scale set of many subscriptions with one Resource Graph
+query instead of a listing per subscription. Reproducing KQL is out of scope;
+this parses the small subset the sweep uses (`resources`, `| where <column> =~
+'<value>'` or `==`, `| project <columns>`, whitespace-liberal) and refuses
+anything else with a 400 that names what is unsupported, so a query that would
+silently return something different in Azure fails loudly here instead. Answers
+have Resource Graph's shape (`totalRecords`, `count`, `data`, `facets`,
+`resultTruncated`, `$skipToken` when there is more) with the object-array
+result format; like Resource Graph, `type` comes back in lower case.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sim import ids
+from sim.errors import ArmError
+from sim.store import JsonDict, Store
+
+MAX_TOP = 1000
+# Columns of the `resources` table that the simulator can fill from a document.
+COLUMNS = (
+    "id",
+    "name",
+    "type",
+    "tenantId",
+    "kind",
+    "location",
+    "resourceGroup",
+    "subscriptionId",
+    "managedBy",
+    "sku",
+    "plan",
+    "properties",
+    "tags",
+    "identity",
+    "zones",
+    "extendedLocation",
+)
+_COLUMN_NAMES = {c.lower(): c for c in COLUMNS}
+_WHERE = re.compile(r"^where\s+(?P<col>\w+)\s*(?P<op>=~|==)\s*'(?P<value>[^']*)'$", re.IGNORECASE)
+_PROJECT = re.compile(r"^project\s+(?P<cols>\w+(?:\s*,\s*\w+)*)$", re.IGNORECASE)
+
+
+def unsupported(what: str) -> ArmError:
+    return ArmError(
+        400,
+        "BadRequest",
+        f"Please provide below info when asking for support: the query is not supported by the ARM "
+        f"simulator: {what}. Supported: resources | where <column> =~ '<value>' | project <columns>.",
+        target="query",
+    )
+
+
+@dataclass(frozen=True)
+class Query:
+    filters: tuple[tuple[str, str, str], ...]  # (column, operator, value)
+    columns: tuple[str, ...] | None  # None: every column
+
+
+def parse(text: str) -> Query:
+    """The supported subset of KQL, or ArmError 400 naming what is not supported."""
+    stages = [stage.strip() for stage in text.strip().split("|")]
+    if not stages or stages[0].lower() != "resources":
+        raise unsupported(f"table '{stages[0] if stages else ''}' (only 'resources')")
+    filters: list[tuple[str, str, str]] = []
+    columns: tuple[str, ...] | None = None
+    for stage in stages[1:]:
+        normalised = " ".join(stage.split())
+        where = _WHERE.match(normalised)
+        project = _PROJECT.match(normalised)
+        if where is not None:
+            column = _column(where["col"])
+            filters.append((column, where["op"], where["value"]))
+        elif project is not None:
+            columns = tuple(_column(name.strip()) for name in project["cols"].split(","))
+        else:
+            raise unsupported(f"operator '{normalised.split(' ', 1)[0]}' in '| {normalised}'")
+    return Query(tuple(filters), columns)
+
+
+def _column(name: str) -> str:
+    column = _COLUMN_NAMES.get(name.lower())
+    if column is None:
+        raise unsupported(f"column '{name}'")
+    return column
+
+
+def row(doc: JsonDict, tenant_id: str) -> JsonDict:
+    """A document as a row of the `resources` table."""
+    resource_id = str(doc["id"])
+    ref = ids.parse(resource_id)
+    full: JsonDict = {
+        "id": resource_id,
+        "name": doc.get("name", ""),
+        "type": str(doc.get("type", "")).lower(),
+        "tenantId": tenant_id,
+        "kind": doc.get("kind", ""),
+        "location": str(doc.get("location", "")).replace(" ", "").lower(),
+        "resourceGroup": (ref.resource_group.lower() if ref else ""),
+        "subscriptionId": ids.subscription_of(resource_id),
+        "managedBy": doc.get("managedBy", ""),
+        "sku": doc.get("sku"),
+        "plan": doc.get("plan"),
+        "properties": doc.get("properties"),
+        "tags": doc.get("tags") or {},
+        "identity": doc.get("identity"),
+        "zones": doc.get("zones"),
+        "extendedLocation": doc.get("extendedLocation"),
+    }
+    return full
+
+
+def _matches(values: JsonDict, filters: tuple[tuple[str, str, str], ...]) -> bool:
+    for column, op, wanted in filters:
+        value = values.get(column)
+        text = "" if value is None else str(value)
+        if (op == "=~" and text.lower() != wanted.lower()) or (op == "==" and text != wanted):
+            return False
+    return True
+
+
+def _skip(token: Any) -> int:
+    if token in (None, ""):
+        return 0
+    try:
+        return int(base64.urlsafe_b64decode(str(token).encode("ascii")).decode("ascii"))
+    except (ValueError, binascii.Error, UnicodeError) as exc:
+        raise ArmError(
+            400, "InvalidSkipToken", f"The $skipToken '{token}' is invalid.", target="$skipToken"
+        ) from exc
+
+
+def run(store: Store, body: JsonDict, tenant_id: str) -> JsonDict:
+    """Answer one `POST /providers/Microsoft.ResourceGraph/resources` body."""
+    subscriptions = body.get("subscriptions")
+    text = body.get("query")
+    if not isinstance(text, str) or not text.strip():
+        raise ArmError(400, "BadRequest", "The 'query' property is required.", target="query")
+    if subscriptions is not None and not (
+        isinstance(subscriptions, list) and all(isinstance(s, str) for s in subscriptions)
+    ):
+        raise ArmError(400, "BadRequest", "'subscriptions' must be a list of ids.", target="subscriptions")
+    options = body.get("options") or {}
+    if not isinstance(options, dict):
+        raise ArmError(400, "BadRequest", "'options' must be an object.", target="options")
+    result_format = str(options.get("resultFormat", "objectArray"))
+    if result_format.lower() != "objectarray":
+        raise unsupported(f"resultFormat '{result_format}' (only 'objectArray')")
+    top = options.get("$top", MAX_TOP)
+    if not isinstance(top, int) or isinstance(top, bool) or not 1 <= top <= MAX_TOP:
+        raise ArmError(400, "BadRequest", f"'$top' must be between 1 and {MAX_TOP}.", target="$top")
+    start = _skip(options.get("$skipToken")) + int(options.get("$skip", 0) or 0)
+    query = parse(text)
+    wanted = {s.lower() for s in subscriptions} if subscriptions is not None else None
+    rows: list[JsonDict] = []
+    for doc in store.export()["value"]:
+        if ids.parse(str(doc.get("id", ""))) is None:
+            continue  # Uniform instances and their NICs are not rows of `resources`
+        values = row(doc, tenant_id)
+        if wanted is not None and str(values["subscriptionId"]).lower() not in wanted:
+            continue
+        if _matches(values, query.filters):
+            rows.append(values if query.columns is None else {c: values[c] for c in query.columns})
+    page = rows[start : start + top]
+    answer: JsonDict = {
+        "totalRecords": len(rows),
+        "count": len(page),
+        "data": page,
+        "facets": [],
+        "resultTruncated": "false",
+    }
+    if start + top < len(rows):
+        answer["$skipToken"] = base64.urlsafe_b64encode(str(start + top).encode("ascii")).decode("ascii")
+    return answer
