@@ -24,6 +24,15 @@ def duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _cmd_sim(args: argparse.Namespace) -> int:
+    try:
+        from sim.cli import serve
+    except ImportError as error:  # the deployed package leaves the simulator out
+        print(f"the simulator is in the source tree only: {error}", file=sys.stderr)
+        return 2
+    return serve(args.options)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     try:
         from localazure.demo import run
@@ -219,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the remediator end to end against the local Azure stand-in")
     demo.set_defaults(run=_cmd_demo)
+    sim = commands.add_parser("sim", help="the local ARM simulator: `remediation sim serve [--help]`")
+    sim_commands = sim.add_subparsers(dest="sim_command", required=True)
+    # Its options are the simulator's own (python -m sim serve --help); main() passes them through.
+    serve = sim_commands.add_parser("serve", help="serve it on loopback until interrupted", add_help=False)
+    serve.set_defaults(run=_cmd_sim, options=[])
     audit = commands.add_parser("audit", help="review the audit log (or: audit verify)")
     audit.add_argument("--since", default="24h", help="how far back, e.g. 30m, 24h, 7d (default 24h)")
     audit.add_argument("--until", help="end of the window, ISO 8601 (default now)")
@@ -273,7 +287,11 @@ def _on_demo_storage(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.run is not _cmd_sim:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.options = extra
     try:
         if getattr(args, "demo", False):
             return _on_demo_storage(args)

@@ -53,6 +53,34 @@ class Estate:
         self.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, name, body).result()
         self.sim.wait_idle(30)
 
+    def create_uniform_set(
+        self, name: str, capacity: int = 0, tags: dict[str, str] | None = None, upgrade: str = "Manual"
+    ) -> None:
+        body = docs.uniform_set(name, capacity, tags, upgrade)
+        for server_field in ("id", "name", "type", "etag"):
+            body.pop(server_field)
+        del body["properties"]["virtualMachineProfile"]["networkProfile"][
+            "networkApiVersion"
+        ]  # Flexible only
+        del body["properties"]["platformFaultDomainCount"]
+        self.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, name, body).result()
+        self.sim.wait_idle(30)
+
+    def uniform_public_ips(self, set_name: str) -> dict[str, list[str]]:
+        """Each instance of a Uniform set and the public IPs on its NICs."""
+        found: dict[str, list[str]] = {}
+        for instance in self.compute.virtual_machine_scale_set_vms.list(docs.GROUP, set_name):
+            found[str(instance.instance_id)] = []
+        for nic in self.network.network_interfaces.list_virtual_machine_scale_set_network_interfaces(
+            docs.GROUP, set_name
+        ):
+            doc = nic.as_dict()
+            instance_id = doc["id"].split("/virtualMachines/")[1].split("/")[0]
+            for config in doc["properties"]["ipConfigurations"]:
+                if config.get("properties", {}).get("publicIPAddress"):
+                    found.setdefault(instance_id, []).append(config["properties"]["publicIPAddress"]["id"])
+        return found
+
     def scale(self, name: str, capacity: int) -> None:
         body = self.compute.virtual_machine_scale_sets.get(docs.GROUP, name).as_dict()
         body["sku"]["capacity"] = capacity

@@ -185,3 +185,48 @@ def test_the_sweep_reconciles_restricted_sets_whose_events_were_lost(
     assert all(len(estate.public_ips_of(vm)) == 1 for vm in estate.vms("open"))
     (summary,) = [r.reason for r in estate.audit() if r.reason.startswith("sweep of")]
     assert summary.endswith("2 scale sets, 1 restricted")
+
+
+def test_strip_on_a_uniform_set_changes_its_model_and_upgrades_the_instances(estate: Estate) -> None:
+    estate.create_uniform_set("uni", tags={"remediation.mode": "strip"})
+    estate.scale("uni", 3)
+    for event in estate.events():
+        estate.deliver(event)
+    estate.sim.wait_idle(30)
+
+    assert estate.uniform_public_ips("uni") == {"0": [], "1": [], "2": []}
+    model = estate.compute.virtual_machine_scale_sets.get(docs.GROUP, "uni").as_dict()
+    ip_config = model["properties"]["virtualMachineProfile"]["networkProfile"][
+        "networkInterfaceConfigurations"
+    ][0]["properties"]["ipConfigurations"][0]
+    assert "publicIPAddressConfiguration" not in ip_config["properties"]
+    actions = [r.action for r in estate.audit() if r.kind is RecordKind.INTENT]
+    assert actions == ["remove-public-ip-from-model", "upgrade-instances"]
+    assert len([r for r in estate.audit() if r.kind is RecordKind.VERIFIED]) == 3
+
+
+def test_evict_on_a_uniform_set_deletes_its_instances(estate: Estate) -> None:
+    estate.create_uniform_set("uni", tags={"remediation.mode": "evict"})
+    estate.scale("uni", 2)
+    for event in estate.events():
+        estate.deliver(event)
+    estate.sim.wait_idle(30)
+
+    assert estate.uniform_public_ips("uni") == {}
+    assert len(estate.successful("DELETE", "Microsoft.Compute/virtualMachineScaleSets/virtualMachines")) == 2
+
+
+def test_scale_to_zero_and_audit_on_uniform_sets(estate: Estate) -> None:
+    estate.create_uniform_set("zero", tags={"remediation.mode": "scale-to-zero"})
+    estate.create_uniform_set("watch", tags={"remediation.mode": "audit"})
+    estate.scale("zero", 2)
+    estate.scale("watch", 2)
+    for event in estate.events():
+        estate.deliver(event)
+    estate.sim.wait_idle(30)
+
+    assert estate.compute.virtual_machine_scale_sets.get(docs.GROUP, "zero").sku.capacity == 0
+    assert estate.uniform_public_ips("zero") == {}
+    assert all(len(ips) == 1 for ips in estate.uniform_public_ips("watch").values())
+    intents = [r.scale_set.rsplit("/", 1)[-1] for r in estate.audit() if r.kind is RecordKind.INTENT]
+    assert intents == ["zero"]
