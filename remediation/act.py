@@ -13,13 +13,23 @@ as a conflict and reported back, and the engine re-reads and re-plans.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from remediation.arm import ArmError, ArmGateway, PreconditionFailed, WriteResult
 from remediation.audit import Journal
-from remediation.model import SET_LEVEL_ACTIONS, Action, ActionKind, Finding, Plan, RecordKind, Result
+from remediation.model import (
+    SET_LEVEL_ACTIONS,
+    Action,
+    ActionKind,
+    Finding,
+    NetworkInterface,
+    Plan,
+    RecordKind,
+    Result,
+)
 from remediation.records import AuditRecord
 
 MAX_PARALLEL_FINDINGS = 8
@@ -156,14 +166,24 @@ class Executor:
         """One finding's writes in order, then verification. A set-level write (capacity, model,
         upgrade) remediates every finding the plan did not leave alone, so all of them are verified."""
         detached_at: float | None = None
+        detached_nic: Mapping[str, Any] | None = None
         for action in actions:
             try:
-                self._write(action, plan, context)
+                result = self._write(action, plan, context)
             except PreconditionFailed:
                 return [FindingOutcome(finding, Result.CONFLICT)]
             if action.kind in (ActionKind.DETACH_PUBLIC_IP, ActionKind.UPGRADE_INSTANCES):
                 detached_at = time.time()
+            if action.kind is ActionKind.DETACH_PUBLIC_IP:
+                detached_nic = result.body
         kinds = {action.kind for action in actions}
+        if detached_nic is not None:
+            # The NIC as ARM returned it once the PUT completed (the poller's final GET): a
+            # re-read already made, so verifying it costs no further read.
+            still = NetworkInterface.from_arm(detached_nic).public_ip_ids
+            problem = "the NIC still carries " + ", ".join(ip.value for ip in still) if still else ""
+            self._verify(finding, problem, plan, context)
+            return [FindingOutcome(finding, Result.SUCCEEDED, detached_at)]
         left_alone = {id(skipped) for skipped, _ in plan.skipped}
         affected = (
             [f for f in plan.findings if id(f) not in left_alone] if kinds & SET_LEVEL_ACTIONS else [finding]
