@@ -193,6 +193,8 @@ class ArmGateway:
             "base_url": self._settings.arm_endpoint,
             "polling_interval": self._settings.arm_poll_interval_s,
             "retry_total": self._settings.arm_retry_total,
+            "connection_timeout": 10,
+            "read_timeout": self._settings.arm_read_timeout_s,
         }
         if self._settings.arm_ca_bundle:
             options["connection_verify"] = self._settings.arm_ca_bundle

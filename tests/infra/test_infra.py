@@ -313,6 +313,7 @@ LEFT_AT_CODE_DEFAULT = {
     "ARM_CA_BUNDLE": "the local simulator's certificate only",
     "ARM_POLL_INTERVAL_SECONDS": "tuning: the code default",
     "ARM_RETRY_TOTAL": "tuning: the code default",
+    "ARM_READ_TIMEOUT_SECONDS": "tuning: the code default",
     "STORAGE_RETRY_TOTAL": "tuning: the code default",
     "INTERRUPTED_WRITE_GRACE_SECONDS": "tuning: the code default",
     STORAGE_CONNECTION: "a connection string: shared keys are disabled, the service URIs are set",
