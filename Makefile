@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest fuzz bench infra-check clean
+.PHONY: demo test lint typecheck pytest fuzz bench reliability infra-check clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) (Python 3.11)"; exit 1; }
@@ -42,6 +42,11 @@ fuzz: $(BIN)/.installed node_modules/.installed
 bench: $(BIN)/.installed node_modules/.installed
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_audit.py
+
+## reliability: the fault matrix (throttling, 5xx, timeouts, LRO failures, 412 races, storage outage,
+## a killed handler); prints a table and fails if any promise breaks
+reliability: $(BIN)/.installed node_modules/.installed
+	$(BIN)/python bench/reliability.py
 
 ## infra-check: checkov over infra/ (offline; installs checkov into .venv/checkov on first use)
 infra-check:

@@ -98,3 +98,25 @@ def pump_queue(connection_string: str, queue_name: str, function: str, max_messa
     except ResourceNotFoundError:
         return 0  # nothing was ever queued
     return delivered
+
+
+def deliver_file(path: str) -> int:
+    """Deliver every event of a JSON array file in order, as Event Grid would, ignoring failures
+    (they are redelivered by whoever runs this). Returns how many succeeded."""
+    import json
+    from pathlib import Path
+
+    succeeded = 0
+    for event in json.loads(Path(path).read_text(encoding="utf-8")):
+        try:
+            deliver_event_grid(event)
+            succeeded += 1
+        except Exception:
+            log.warning("event %s failed", event.get("id") if isinstance(event, dict) else "?", exc_info=True)
+    return succeeded
+
+
+if __name__ == "__main__":  # a separate handler process: python -m localazure.host EVENTS.json
+    import sys
+
+    deliver_file(sys.argv[1])
