@@ -49,6 +49,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 RESOURCE_GRAPH_API = "2022-10-01"
+DETACHED_DELETE_POLL_FACTOR = 4
 MAX_GRAPH_PAGES = 100
 # The sweep's one query: every scale set with its tags (the policy decides which are restricted).
 SCALE_SET_QUERY = (
@@ -455,6 +456,11 @@ class ArmGateway:
     @arm_operation("Microsoft.Network/publicIPAddresses/delete")
     def delete_public_ip(self, ip_id: ResourceId) -> WriteResult:
         client = self._network_client(ip_id.subscription)
+        # The IP is already off the NIC (exposure has ended): poll its deletion less often, so
+        # polls do not spend the read budget the next detaches need.
+        interval = DETACHED_DELETE_POLL_FACTOR * self._settings.arm_poll_interval_s
         return self._write(
-            lambda **hooks: client.public_ip_addresses.begin_delete(ip_id.resource_group, ip_id.name, **hooks)
+            lambda **hooks: client.public_ip_addresses.begin_delete(
+                ip_id.resource_group, ip_id.name, polling_interval=interval, **hooks
+            )
         )
