@@ -2,12 +2,12 @@
 
 For every write: the intent is appended to the audit log first (if that fails, AuditUnavailable
 propagates and ARM is not touched), then the write is made, then its outcome is appended.
-Findings are remediated in parallel, each finding's writes in order (detach the public IP, then
-delete it: ARM refuses to delete an attached one), with the worker count bounded so a storm
-stays inside ARM's write bucket. After its writes each finding is verified by reading ARM again.
+Writes run in stages across findings, in parallel within a stage: every detach (which ends an
+instance's exposure) before any delete of a detached IP (ARM refuses to delete an attached one
+anyway). Each finding is then verified from what ARM returned or by reading it again.
 
-A 412 is not an error here: it means the NIC (or set) changed since it was read. The finding is recorded
-as a conflict and reported back, and the engine re-reads and re-plans.
+A 412 is not an error here: it means the NIC (or set) changed since it was read. The finding is
+recorded as a conflict and reported back, and the engine re-reads and re-plans.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from remediation.model import (
 )
 from remediation.records import AuditRecord
 
-MAX_PARALLEL_FINDINGS = 8
+# Writes in flight at once. ARM's write bucket (200 burst, 10/s) is what bounds the rate; a 429
+# past it is retried after its Retry-After. Polls of the writes in flight spend the read bucket.
+MAX_PARALLEL_FINDINGS = 16
 
 
 @dataclass(frozen=True)
@@ -127,63 +129,84 @@ class FindingOutcome:
     detached_at: float | None = None  # time.time() when the public IP came off the NIC
 
 
+@dataclass
+class _Progress:
+    """How far one finding's writes got."""
+
+    finding: Finding
+    conflict: bool = False
+    failed: bool = False
+    detached_at: float | None = None  # time.time() when the public IP came off (exposure ended)
+    detached_nic: Mapping[str, Any] | None = None
+
+    @property
+    def going(self) -> bool:
+        return not (self.conflict or self.failed)
+
+    def done(self, action: Action, result: WriteResult) -> None:
+        if action.kind in (ActionKind.DETACH_PUBLIC_IP, ActionKind.UPGRADE_INSTANCES):
+            self.detached_at = result.completed_at
+        if action.kind is ActionKind.DETACH_PUBLIC_IP:
+            self.detached_nic = result.body
+
+
 class Executor:
     def __init__(self, arm: ArmGateway, max_parallel: int = MAX_PARALLEL_FINDINGS) -> None:
         self._arm = arm
         self._max_parallel = max_parallel
 
     def carry_out(self, plan: Plan, context: Context) -> list[FindingOutcome]:
-        """Run every action of ``plan``. Raises the first hard error after all workers finish."""
+        """Run every action of ``plan`` in stages: every finding's first write (the detach, which
+        ends the exposure) before any finding's second (the delete of the detached IP), each
+        stage in parallel. Then verify. Raises the first hard error once all of it is done."""
         by_finding: dict[int, list[Action]] = {}
-        findings: dict[int, Finding] = {}
         for action in plan.actions:
-            key = id(action.finding)
-            by_finding.setdefault(key, []).append(action)
-            findings[key] = action.finding
+            by_finding.setdefault(id(action.finding), []).append(action)
         if not by_finding:
             return []
+        progress = {key: _Progress(actions[0].finding) for key, actions in by_finding.items()}
+        first_error: BaseException | None = None
         workers = min(self._max_parallel, len(by_finding))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remediate") as pool:
-            futures = [
-                pool.submit(self._remediate, findings[key], actions, plan, context)
-                for key, actions in by_finding.items()
-            ]
+            for stage in range(max(len(actions) for actions in by_finding.values())):
+                running = {
+                    pool.submit(self._write, actions[stage], plan, context): (key, actions[stage])
+                    for key, actions in by_finding.items()
+                    if stage < len(actions) and progress[key].going
+                }
+                for future, (key, action) in running.items():
+                    error = future.exception()
+                    if isinstance(error, PreconditionFailed):
+                        progress[key].conflict = True
+                    elif error is not None:
+                        progress[key].failed = True
+                        first_error = first_error or error
+                    else:
+                        progress[key].done(action, future.result())
         outcomes: list[FindingOutcome] = []
-        first_error: BaseException | None = None
-        for future in futures:
-            error = future.exception()
-            if error is not None:
-                first_error = first_error or error
-            else:
-                outcomes.extend(future.result())
+        for key, actions in by_finding.items():
+            if progress[key].conflict:
+                outcomes.append(FindingOutcome(progress[key].finding, Result.CONFLICT))
+            elif not progress[key].failed:
+                outcomes.extend(self._verify_remediated(progress[key], actions, plan, context))
         if first_error is not None:
             raise first_error
         return outcomes
 
-    def _remediate(
-        self, finding: Finding, actions: list[Action], plan: Plan, context: Context
+    def _verify_remediated(
+        self, progress: _Progress, actions: list[Action], plan: Plan, context: Context
     ) -> list[FindingOutcome]:
-        """One finding's writes in order, then verification. A set-level write (capacity, model,
-        upgrade) remediates every finding the plan did not leave alone, so all of them are verified."""
-        detached_at: float | None = None
-        detached_nic: Mapping[str, Any] | None = None
-        for action in actions:
-            try:
-                result = self._write(action, plan, context)
-            except PreconditionFailed:
-                return [FindingOutcome(finding, Result.CONFLICT)]
-            if action.kind in (ActionKind.DETACH_PUBLIC_IP, ActionKind.UPGRADE_INSTANCES):
-                detached_at = time.time()
-            if action.kind is ActionKind.DETACH_PUBLIC_IP:
-                detached_nic = result.body
-        kinds = {action.kind for action in actions}
-        if detached_nic is not None:
+        """A set-level write (capacity, model, upgrade) remediates every finding the plan did not
+        leave alone, so all of them are verified; otherwise the one finding."""
+        finding = progress.finding
+        if progress.detached_nic is not None:
             # The NIC as ARM returned it once the PUT completed (the poller's final GET): a
             # re-read already made, so verifying it costs no further read.
-            still = NetworkInterface.from_arm(detached_nic).public_ip_ids
+            still = NetworkInterface.from_arm(progress.detached_nic).public_ip_ids
             problem = "the NIC still carries " + ", ".join(ip.value for ip in still) if still else ""
             self._verify(finding, problem, plan, context)
-            return [FindingOutcome(finding, Result.SUCCEEDED, detached_at)]
+            return [FindingOutcome(finding, Result.SUCCEEDED, progress.detached_at)]
+        kinds = {action.kind for action in actions}
         left_alone = {id(skipped) for skipped, _ in plan.skipped}
         affected = (
             [f for f in plan.findings if id(f) not in left_alone] if kinds & SET_LEVEL_ACTIONS else [finding]
@@ -191,7 +214,7 @@ class Executor:
         problems = self._still_wrong(affected, kinds)
         for each in affected:
             self._verify(each, problems.get(id(each), ""), plan, context)
-        return [FindingOutcome(each, Result.SUCCEEDED, detached_at) for each in affected]
+        return [FindingOutcome(each, Result.SUCCEEDED, progress.detached_at) for each in affected]
 
     def _perform(self, action: Action) -> WriteResult:
         if action.kind is ActionKind.DETACH_PUBLIC_IP:

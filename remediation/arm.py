@@ -121,6 +121,7 @@ class WriteResult:
 
     request_id: str
     body: Mapping[str, Any] | None
+    completed_at: float = 0.0  # time.time() when ARM reported the operation done
 
 
 class LoopbackCredential:
@@ -271,7 +272,7 @@ class ArmGateway:
         except HttpResponseError as error:
             raise _arm_error(error) from error
         body = dict(result.as_dict()) if result is not None else None
-        return WriteResult(request_ids[0] if request_ids else "", body)
+        return WriteResult(request_ids[0] if request_ids else "", body, time.time())
 
     @arm_operation("Microsoft.Compute/virtualMachineScaleSets/read")
     def get_scale_set(self, set_id: ResourceId) -> ScaleSet | None:
