@@ -22,7 +22,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,22 +56,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def event_for(set_name: str) -> dict[str, Any]:
-    resource = docs.set_id(set_name)
-    return {
-        "id": str(uuid.uuid4()),
-        "topic": f"/subscriptions/{docs.SUB}",
-        "subject": resource,
-        "eventType": "Microsoft.Resources.ResourceWriteSuccess",
-        "eventTime": datetime.now(UTC).isoformat(),
-        "dataVersion": "2",
-        "data": {
-            "operationName": "Microsoft.Compute/virtualMachineScaleSets/write",
-            "resourceUri": resource,
-            "status": "Succeeded",
-            "subscriptionId": docs.SUB,
-            "claims": {},
-        },
-    }
+    return docs.write_event(docs.set_id(set_name))
 
 
 class Bench:

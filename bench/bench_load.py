@@ -22,7 +22,6 @@ import time
 import tracemalloc
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,32 +33,6 @@ from estate import Estate  # noqa: E402
 
 from localazure.host import deliver_event_grid  # noqa: E402
 from localazure.stack import LocalAzure  # noqa: E402
-
-OPERATIONS = {
-    "virtualMachineScaleSets": "Microsoft.Compute/virtualMachineScaleSets/write",
-    "virtualMachines": "Microsoft.Compute/virtualMachines/write",
-    "networkInterfaces": "Microsoft.Network/networkInterfaces/write",
-}
-
-
-def event_for(resource_id: str) -> dict[str, Any]:
-    kind = resource_id.split("/")[-2]
-    return {
-        "id": str(uuid.uuid4()),
-        "topic": f"/subscriptions/{docs.SUB}",
-        "subject": resource_id,
-        "eventType": "Microsoft.Resources.ResourceWriteSuccess",
-        "eventTime": datetime.now(UTC).isoformat(),
-        "dataVersion": "2",
-        "data": {
-            "operationName": OPERATIONS[kind],
-            "resourceUri": resource_id,
-            "status": "Succeeded",
-            "subscriptionId": docs.SUB,
-            "correlationId": str(uuid.uuid4()),
-            "claims": {},
-        },
-    }
 
 
 def rss_mib() -> float:
@@ -82,7 +55,7 @@ def prepare(estate: Estate, args: argparse.Namespace) -> tuple[list[str], list[d
         resources.extend(ref.id for ref in vm.network_profile.network_interfaces)
     events = list(raised)
     while len(events) < args.events:
-        events.append(event_for(random.choice(resources)))
+        events.append(docs.write_event(random.choice(resources)))
     events = events[: args.events]
     events += random.sample(events, k=int(0.3 * len(events)))  # at-least-once: duplicates
     random.shuffle(events)  # and no order

@@ -185,3 +185,35 @@ def uniform_nic(set_name: str, instance_id: str, public_ip: bool) -> dict[str, A
             ],
         },
     }
+
+
+_WRITE_OPERATIONS = {
+    "virtualmachinescalesets": "Microsoft.Compute/virtualMachineScaleSets/write",
+    "virtualmachines": "Microsoft.Compute/virtualMachines/write",
+    "networkinterfaces": "Microsoft.Network/networkInterfaces/write",
+    "publicipaddresses": "Microsoft.Network/publicIPAddresses/write",
+}
+
+
+def write_event(resource_id: str, event_id: str = "", correlation_id: str = "") -> dict[str, Any]:
+    """A ResourceWriteSuccess event for ``resource_id``, in Event Grid schema, as ARM sends it."""
+    import uuid
+    from datetime import UTC, datetime
+
+    return {
+        "id": event_id or str(uuid.uuid4()),
+        "topic": f"/subscriptions/{SUB}",
+        "subject": resource_id,
+        "eventType": "Microsoft.Resources.ResourceWriteSuccess",
+        "eventTime": datetime.now(UTC).isoformat(),
+        "dataVersion": "2",
+        "metadataVersion": "1",
+        "data": {
+            "operationName": _WRITE_OPERATIONS[resource_id.rstrip("/").split("/")[-2].lower()],
+            "resourceUri": resource_id,
+            "status": "Succeeded",
+            "subscriptionId": SUB,
+            "correlationId": correlation_id or str(uuid.uuid4()),
+            "claims": {},
+        },
+    }

@@ -51,21 +51,7 @@ def test_a_set_write_seen_before_its_instances_exist_is_rechecked_from_the_queue
     body = estate.compute.virtual_machine_scale_sets.get(docs.GROUP, "web").as_dict()
     body["sku"]["capacity"] = 3
     estate.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, "web", body)  # not awaited
-    early = {
-        "id": "early-event",
-        "topic": f"/subscriptions/{docs.SUB}",
-        "subject": docs.set_id("web"),
-        "eventType": "Microsoft.Resources.ResourceWriteSuccess",
-        "eventTime": datetime.now(UTC).isoformat(),
-        "dataVersion": "2",
-        "data": {
-            "operationName": "Microsoft.Compute/virtualMachineScaleSets/write",
-            "resourceUri": docs.set_id("web"),
-            "status": "Succeeded",
-            "subscriptionId": docs.SUB,
-            "claims": {},
-        },
-    }
+    early = docs.write_event(docs.set_id("web"), event_id="early-event")
 
     estate.deliver(early)
     assert estate.successful("PUT", NIC) == []

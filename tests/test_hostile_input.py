@@ -30,22 +30,7 @@ json_values = st.recursive(
 
 
 def valid_event() -> dict[str, Any]:
-    resource = docs.set_id("web")
-    return {
-        "id": "0b6a9a3c-1a4e-4a5e-9d0c-3f4e5d6c7b8a",
-        "topic": f"/subscriptions/{docs.SUB}",
-        "subject": resource,
-        "eventType": "Microsoft.Resources.ResourceWriteSuccess",
-        "eventTime": "2026-11-21T10:00:00Z",
-        "dataVersion": "2",
-        "data": {
-            "operationName": "Microsoft.Compute/virtualMachineScaleSets/write",
-            "resourceUri": resource,
-            "status": "Succeeded",
-            "subscriptionId": docs.SUB,
-            "claims": {},
-        },
-    }
+    return docs.write_event(docs.set_id("web"), event_id="0b6a9a3c-1a4e-4a5e-9d0c-3f4e5d6c7b8a")
 
 
 def check_parsed(result: Trigger | Rejection) -> None:
