@@ -275,7 +275,7 @@ class Journal:
         with self._lock:
             pending, self._pending = self._pending, []
         entities: list[tuple[str, dict[str, Any]]] = [
-            ("create", record.to_entity(partition)) for record in pending for partition in record.partitions()
+            ("create", entity) for record in pending for entity in record.to_entities()
         ]
         if handled_event:
             marker = {

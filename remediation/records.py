@@ -23,7 +23,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,11 +91,12 @@ class AuditRecord:
             keys.append(f"f-{hour}")
         return keys
 
-    def to_entity(self, partition: str) -> dict[str, Any]:
-        entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": self.row_key}
-        entity.update(self.as_json())
-        entity["evidence"] = json.dumps(list(self.evidence))
-        return entity
+    def to_entities(self) -> list[dict[str, Any]]:
+        """The record as Table entities, one per partition it is stored in."""
+        base = self.as_json()
+        base["evidence"] = json.dumps(base["evidence"])
+        row = self.row_key
+        return [{"PartitionKey": partition, "RowKey": row, **base} for partition in self.partitions()]
 
     @classmethod
     def from_entity(cls, entity: Mapping[str, Any]) -> AuditRecord:
@@ -114,11 +115,16 @@ class AuditRecord:
         return cls(**values)
 
     def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        # Field by field, not dataclasses.asdict: this runs for every record and its copies, and
+        # asdict deep-copies every value.
+        data = {spec.name: getattr(self, spec.name) for spec in _FIELDS}
         data["kind"] = self.kind.value
         data["time"] = self.time.isoformat()
         data["evidence"] = list(self.evidence)
         return data
+
+
+_FIELDS = fields(AuditRecord)
 
 
 def hour_key(moment: datetime) -> str:
