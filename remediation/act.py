@@ -97,6 +97,8 @@ def describe(action: Action) -> str:
         return f"DELETE VM {name}: created by the set with a public IP"
     if action.kind is ActionKind.REMOVE_PUBLIC_IP_FROM_MODEL:
         return f"PUT scale set {name} with no public IP in its model, If-Match {action.if_match}"
+    if action.kind is ActionKind.DISABLE_AUTOSCALE:
+        return f"PUT autoscale setting {name} with enabled false, so it does not scale the set back"
     if action.kind is ActionKind.UPGRADE_INSTANCES:
         assert action.body is not None
         return f"POST manualUpgrade of {name} instances {', '.join(action.body['instanceIds'])}"
@@ -115,6 +117,11 @@ def _states(action: Action) -> tuple[str, str]:
         return f"VM {finding.instance.name} exists with a public IP", f"VM {finding.instance.name} deleted"
     if action.kind is ActionKind.REMOVE_PUBLIC_IP_FROM_MODEL:
         return "the set's model gives each instance a public IP", "the set's model gives none"
+    if action.kind is ActionKind.DISABLE_AUTOSCALE:
+        return (
+            f"autoscale setting {action.target.name} enabled",
+            f"autoscale setting {action.target.name} disabled",
+        )
     if action.kind is ActionKind.UPGRADE_INSTANCES:
         assert action.body is not None
         ids = ", ".join(action.body["instanceIds"])
@@ -229,6 +236,8 @@ class Executor:
         assert action.body is not None
         if action.kind is ActionKind.UPGRADE_INSTANCES:
             return self._arm.upgrade_instances(action.target, list(action.body["instanceIds"]))
+        if action.kind is ActionKind.DISABLE_AUTOSCALE:
+            return self._arm.put_autoscale_setting(action.target, action.body)
         return self._arm.put_scale_set(action.target, action.body, action.if_match)
 
     def _write(self, action: Action, plan: Plan, context: Context) -> WriteResult:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from remediation.model import (
+    AutoscaleSetting,
     NetworkInterface,
     PublicIp,
     ResourceId,
@@ -49,6 +50,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 RESOURCE_GRAPH_API = "2022-10-01"
+AUTOSCALE_API = "2022-10-01"
 DETACHED_DELETE_POLL_FACTOR = 4
 MAX_GRAPH_PAGES = 100
 # The sweep's one query: every scale set with its tags (the policy decides which are restricted).
@@ -283,35 +285,65 @@ class ArmGateway:
     @arm_operation("Microsoft.ResourceGraph/resources/read")
     def query_scale_sets(self, subscriptions: Iterable[str]) -> list[ScaleSet]:
         """Every scale set of the subscriptions, with its tags, in one paged Resource Graph query."""
-        from azure.core.exceptions import HttpResponseError
-        from azure.core.rest import HttpRequest
-
         subscription_ids = sorted({s.lower() for s in subscriptions})
         if not subscription_ids:
             return []
-        client = self._compute_client(subscription_ids[0])
         found: list[ScaleSet] = []
         skip_token = ""
         for _page in range(MAX_GRAPH_PAGES):
             options: dict[str, Any] = {"resultFormat": "objectArray", "$top": 1000}
             if skip_token:
                 options["$skipToken"] = skip_token
-            request = HttpRequest(
-                "POST",
-                f"/providers/Microsoft.ResourceGraph/resources?api-version={RESOURCE_GRAPH_API}",
-                json={"subscriptions": subscription_ids, "query": SCALE_SET_QUERY, "options": options},
-            )
-            response = client.send_request(request)
-            try:
-                response.raise_for_status()
-            except HttpResponseError as error:
-                raise _arm_error(error) from error
-            body = response.json()
+            query = {"subscriptions": subscription_ids, "query": SCALE_SET_QUERY, "options": options}
+            path = f"/providers/Microsoft.ResourceGraph/resources?api-version={RESOURCE_GRAPH_API}"
+            body, _ = self._send(subscription_ids[0], "POST", path, query)
             found.extend(ScaleSet.from_arm(row) for row in body.get("data", []))
             skip_token = body.get("$skipToken") or ""
             if not skip_token:
                 return found
         raise ArmError(None, "TooManyPages", f"Resource Graph answered more than {MAX_GRAPH_PAGES} pages")
+
+    def _send(
+        self, subscription: str, method: str, path: str, body: Any = None
+    ) -> tuple[dict[str, Any], str]:
+        """A raw ARM request through the compute client's pipeline (auth, retries), for the
+        resource types without an SDK in this project (autoscale settings, Resource Graph).
+        Returns the JSON body and ARM's request id."""
+        from azure.core.exceptions import HttpResponseError
+        from azure.core.rest import HttpRequest
+
+        client = self._compute_client(subscription)
+        response = client.send_request(HttpRequest(method, path, json=body))
+        try:
+            response.raise_for_status()
+        except HttpResponseError as error:
+            raise _arm_error(error) from error
+        return (dict(response.json()) if response.content else {}), response.headers.get(
+            "x-ms-request-id", ""
+        )
+
+    @arm_operation("Microsoft.Insights/autoscalesettings/read")
+    def list_autoscale_settings(self, subscription: str, resource_group: str) -> list[AutoscaleSetting]:
+        """The autoscale settings of a resource group (the ones that scale a set live beside it)."""
+        path = (
+            f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
+            f"Microsoft.Insights/autoscalesettings?api-version={AUTOSCALE_API}"
+        )
+        found: list[AutoscaleSetting] = []
+        for _page in range(MAX_GRAPH_PAGES):
+            body, _ = self._send(subscription, "GET", path)
+            found.extend(AutoscaleSetting.from_arm(doc) for doc in body.get("value", []))
+            path = str(body.get("nextLink") or "")
+            if not path:
+                return found
+        raise ArmError(None, "TooManyPages", f"autoscale settings answered more than {MAX_GRAPH_PAGES} pages")
+
+    @arm_operation("Microsoft.Insights/autoscalesettings/write")
+    def put_autoscale_setting(self, setting_id: ResourceId, body: Mapping[str, Any]) -> WriteResult:
+        """Autoscale settings are written synchronously (200/201, nothing to poll)."""
+        path = f"{setting_id.value}?api-version={AUTOSCALE_API}"
+        answer, request_id = self._send(setting_id.subscription, "PUT", path, body)
+        return WriteResult(request_id, answer, time.time())
 
     @arm_operation("Microsoft.Compute/virtualMachineScaleSets/read")
     def list_scale_sets(self, subscription: str) -> list[ScaleSet]:

@@ -348,7 +348,12 @@ class Remediator:
                 )
                 return ReconcileResult(set_id, None, restriction.reason, event_id=context.event_id)
 
-            observed = observe_set(self.arm, scale_set)
+            policy = self.settings.policy
+            observed = observe_set(
+                self.arm,
+                scale_set,
+                with_autoscale=restriction.mode is Mode.SCALE_TO_ZERO and policy.disable_autoscale,
+            )
             if replan == 0:
                 self._close_interrupted_writes(observed, context)
             the_plan = plan(observed, restriction.mode, self.settings.policy, today_utc())

@@ -141,6 +141,7 @@ class ActionKind(enum.StrEnum):
     DELETE_VM = "delete-vm"  # evict (a Flexible set's VM, or a Uniform set's instance)
     SET_CAPACITY_ZERO = "set-capacity-zero"  # scale-to-zero (If-Match)
     # Uniform sets: instances' NICs come from the set's model, so strip changes the model...
+    DISABLE_AUTOSCALE = "disable-autoscale"  # before scale-to-zero, so autoscale does not undo it
     REMOVE_PUBLIC_IP_FROM_MODEL = "remove-public-ip-from-model"  # (If-Match)
     # ...and brings the violating instances up to it (their NICs are made again without one).
     UPGRADE_INSTANCES = "upgrade-instances"
@@ -148,7 +149,12 @@ class ActionKind(enum.StrEnum):
 
 # Actions on the scale set itself rather than on one instance.
 SET_LEVEL_ACTIONS = frozenset(
-    {ActionKind.SET_CAPACITY_ZERO, ActionKind.REMOVE_PUBLIC_IP_FROM_MODEL, ActionKind.UPGRADE_INSTANCES}
+    {
+        ActionKind.DISABLE_AUTOSCALE,
+        ActionKind.SET_CAPACITY_ZERO,
+        ActionKind.REMOVE_PUBLIC_IP_FROM_MODEL,
+        ActionKind.UPGRADE_INSTANCES,
+    }
 )
 
 
@@ -419,6 +425,26 @@ class PublicIp:
 
 
 @dataclass(frozen=True)
+class AutoscaleSetting:
+    """A Microsoft.Insights autoscale setting, and the resource it scales."""
+
+    id: ResourceId
+    enabled: bool
+    target: ResourceId | None
+    raw: Mapping[str, Any] = field(compare=False, repr=False)
+
+    @classmethod
+    def from_arm(cls, doc: Mapping[str, Any]) -> AutoscaleSetting:
+        props = _props(doc)
+        return cls(
+            id=ResourceId.parse(doc.get("id")),
+            enabled=bool(props.get("enabled")),
+            target=_optional_id(props.get("targetResourceUri")),
+            raw=doc,
+        )
+
+
+@dataclass(frozen=True)
 class Instance:
     """One VM of a scale set with the NICs it uses."""
 
@@ -433,6 +459,7 @@ class ObservedSet:
     scale_set: ScaleSet
     instances: tuple[Instance, ...]
     observed_at: datetime
+    autoscale: tuple[AutoscaleSetting, ...] = ()  # read only when scale-to-zero may need them
 
 
 @dataclass(frozen=True)

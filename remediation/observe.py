@@ -66,8 +66,9 @@ def owning_scale_set(arm: ArmGateway, resource_id: ResourceId) -> ResourceId:
     raise Unresolvable(f"resource type {resource_id.type} does not belong to a scale set")
 
 
-def observe_set(arm: ArmGateway, scale_set: ScaleSet) -> ObservedSet:
-    """The set's VMs and their NICs as ARM has them now (the set itself was just read)."""
+def observe_set(arm: ArmGateway, scale_set: ScaleSet, with_autoscale: bool = False) -> ObservedSet:
+    """The set's VMs and their NICs as ARM has them now (the set itself was just read), and, when
+    asked (scale-to-zero), the autoscale settings beside it."""
     set_id = scale_set.id
     nics: dict[ResourceId, NetworkInterface] = {}
     if not scale_set.is_flexible:  # Uniform: instances and their NICs live under the set
@@ -88,4 +89,9 @@ def observe_set(arm: ArmGateway, scale_set: ScaleSet) -> ObservedSet:
             if nic is not None:
                 vm_nics.append(nic)
         instances.append(Instance(vm, tuple(vm_nics)))
-    return ObservedSet(scale_set, tuple(instances), datetime.now(UTC))
+    autoscale = (
+        tuple(arm.list_autoscale_settings(set_id.subscription, set_id.resource_group))
+        if with_autoscale
+        else ()
+    )
+    return ObservedSet(scale_set, tuple(instances), datetime.now(UTC), autoscale)

@@ -202,12 +202,28 @@ def _scale_to_zero(
             "set scale_to_zero.allow_deleting_hand_added to allow it"
         )
         return [], [(finding, reason) for finding in to_remediate], notes
+    actions = []
+    if policy.disable_autoscale:
+        for setting in observed.autoscale:
+            if setting.enabled and setting.target == scale_set.id:
+                disabled = copy.deepcopy(dict(setting.raw))
+                disabled.setdefault("properties", {})["enabled"] = False
+                actions.append(
+                    Action(ActionKind.DISABLE_AUTOSCALE, to_remediate[0], target=setting.id, body=disabled)
+                )
+                notes.append(f"autoscale setting {setting.id.name} targets the set: disabled first")
     body = copy.deepcopy(dict(scale_set.raw))
     body.setdefault("sku", {})["capacity"] = 0
-    action = Action(
-        ActionKind.SET_CAPACITY_ZERO, to_remediate[0], target=scale_set.id, body=body, if_match=scale_set.etag
+    actions.append(
+        Action(
+            ActionKind.SET_CAPACITY_ZERO,
+            to_remediate[0],
+            target=scale_set.id,
+            body=body,
+            if_match=scale_set.etag,
+        )
     )
-    return [action], [], notes
+    return actions, [], notes
 
 
 def plan(observed: ObservedSet, mode: Mode, policy: Policy, today: date) -> Plan:

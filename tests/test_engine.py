@@ -216,3 +216,37 @@ def test_scale_to_zero_and_audit_on_uniform_sets(estate: Estate) -> None:
     assert all(len(ips) == 1 for ips in estate.uniform_public_ips("watch").values())
     intents = [r.scale_set.rsplit("/", 1)[-1] for r in estate.audit() if r.kind is RecordKind.INTENT]
     assert intents == ["zero"]
+
+
+def test_scale_to_zero_disables_the_autoscale_setting_first_so_it_cannot_scale_back(estate: Estate) -> None:
+    from azure.core.rest import HttpRequest
+
+    from sim import AutoscaleRefused
+
+    estate.create_set("web", tags={"remediation.mode": "scale-to-zero"})
+    setting_id = f"{docs.PREFIX}/Microsoft.Insights/autoscalesettings/web-autoscale"
+    setting = {
+        "location": docs.LOCATION,
+        "properties": {
+            "enabled": True,
+            "targetResourceUri": docs.set_id("web"),
+            "profiles": [
+                {"name": "default", "capacity": {"minimum": "0", "maximum": "5", "default": "0"}, "rules": []}
+            ],
+        },
+    }
+    put = estate.compute.send_request(
+        HttpRequest("PUT", f"{setting_id}?api-version=2022-10-01", json=setting)
+    )
+    assert put.status_code in (200, 201)
+    estate.sim.autoscale_to(docs.set_id("web"), 2)  # autoscale grows the set
+    estate.sim.wait_idle(30)
+    for event in estate.events():
+        estate.deliver(event)
+    estate.sim.wait_idle(30)
+
+    assert estate.compute.virtual_machine_scale_sets.get(docs.GROUP, "web").sku.capacity == 0
+    with pytest.raises(AutoscaleRefused, match="disabled"):
+        estate.sim.autoscale_to(docs.set_id("web"), 2)
+    intents = [r.action for r in estate.audit() if r.kind is RecordKind.INTENT]
+    assert intents == ["disable-autoscale", "set-capacity-zero"]
