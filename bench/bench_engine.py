@@ -64,6 +64,14 @@ class Bench:
         from azure.mgmt.compute import ComputeManagementClient
 
         self.local = local
+        from azure.mgmt.network import NetworkManagementClient
+
+        self.network: Any = NetworkManagementClient(
+            LoopbackCredential(),
+            docs.SUB,
+            base_url=local.arm.endpoint,
+            connection_verify=local.arm.ca_bundle,
+        )
         self.compute: Any = ComputeManagementClient(
             LoopbackCredential(),
             docs.SUB,
@@ -129,7 +137,9 @@ class Bench:
         self.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, name, body).result()
         self.local.arm.wait_idle(600)
         pending = list(delivered)
+        attempts = 0
         for _attempt in range(10):  # what fails is redelivered, as Event Grid does
+            attempts += len(pending)
             failed = []
             for event in pending:
                 try:
@@ -168,8 +178,15 @@ class Bench:
                 calls[{"GET": "read", "PUT": "write", "DELETE": "delete", "POST": "read"}[record.method]] += 1
         bound = max(0.0, (size - WRITE_BURST) / WRITE_RATE)
         remediated = len(windows)
+        left = sum(
+            1
+            for nic in self.network.network_interfaces.list(docs.GROUP)
+            for config in nic.as_dict()["properties"]["ipConfigurations"]
+            if config.get("properties", {}).get("publicIPAddress")
+        )
         print(
-            f"storm of {size}: {remediated}/{size} detached; "
+            f"storm of {size}: {remediated}/{size} detached through the events, {left} public IPs left "
+            f"after {attempts} deliveries; "
             f"creation->detach p50 {statistics.median(windows):.2f} s, "
             f"p95 {percentile(windows, 0.95):.2f} s, max {max(windows):.2f} s; total {total:.1f} s "
             f"(write-bucket lower bound {bound:.1f} s; {calls['throttled']} answers were 429); "
