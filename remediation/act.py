@@ -28,6 +28,7 @@ from remediation.model import (
     NetworkInterface,
     Plan,
     RecordKind,
+    ResourceId,
     Result,
 )
 from remediation.records import AuditRecord
@@ -112,7 +113,11 @@ def _states(action: Action) -> tuple[str, str]:
         names = ", ".join(ip.name for ip in finding.public_ip_ids)
         return f"NIC {finding.nic.name} carries public IP {names}", f"NIC {finding.nic.name} has no public IP"
     if action.kind is ActionKind.DELETE_PUBLIC_IP:
-        return f"public IP {action.target.name} detached", f"public IP {action.target.name} deleted"
+        name = action.target.name
+        return (
+            f"public IP {name} detached",
+            f"deletion of public IP {name} accepted (confirmed by a list after)",
+        )
     if action.kind is ActionKind.DELETE_VM:
         return f"VM {finding.instance.name} exists with a public IP", f"VM {finding.instance.name} deleted"
     if action.kind is ActionKind.REMOVE_PUBLIC_IP_FROM_MODEL:
@@ -190,18 +195,40 @@ class Executor:
                         first_error = first_error or error
                     else:
                         progress[key].done(action, future.result())
+        remaining = self._public_ips_left(plan, progress)
         outcomes: list[FindingOutcome] = []
         for key, actions in by_finding.items():
             if progress[key].conflict:
                 outcomes.append(FindingOutcome(progress[key].finding, Result.CONFLICT))
             elif not progress[key].failed:
-                outcomes.extend(self._verify_remediated(progress[key], actions, plan, context))
+                outcomes.extend(self._verify_remediated(progress[key], actions, plan, context, remaining))
         if first_error is not None:
             raise first_error
         return outcomes
 
+    def _public_ips_left(self, plan: Plan, progress: dict[int, _Progress]) -> dict[ResourceId, str]:
+        """The public IPs whose deletion ARM accepted and that still exist, not being deleted:
+        one list per resource group confirms every deletion of the plan."""
+        deleted = {
+            action.target
+            for action in plan.actions
+            if action.kind is ActionKind.DELETE_PUBLIC_IP and not progress[id(action.finding)].failed
+        }
+        groups = {(ip.subscription.lower(), ip.resource_group.lower()) for ip in deleted}
+        existing = [ip for sub, group in sorted(groups) for ip in self._arm.list_public_ips(sub, group)]
+        return {
+            ip.id: ip.provisioning_state or "Succeeded"
+            for ip in existing
+            if ip.id in deleted and ip.provisioning_state.lower() != "deleting"
+        }
+
     def _verify_remediated(
-        self, progress: _Progress, actions: list[Action], plan: Plan, context: Context
+        self,
+        progress: _Progress,
+        actions: list[Action],
+        plan: Plan,
+        context: Context,
+        public_ips_left: dict[ResourceId, str],
     ) -> list[FindingOutcome]:
         """A set-level write (capacity, model, upgrade) remediates every finding the plan did not
         leave alone, so all of them are verified; otherwise the one finding."""
@@ -211,6 +238,11 @@ class Executor:
             # re-read already made, so verifying it costs no further read.
             still = NetworkInterface.from_arm(progress.detached_nic).public_ip_ids
             problem = "the NIC still carries " + ", ".join(ip.value for ip in still) if still else ""
+            undeleted = [ip for ip in finding.public_ip_ids if ip in public_ips_left]
+            if undeleted and not problem:
+                problem = "public IP " + ", ".join(
+                    f"{ip.value} still exists ({public_ips_left[ip]})" for ip in undeleted
+                )
             self._verify(finding, problem, plan, context)
             return [FindingOutcome(finding, Result.SUCCEEDED, progress.detached_at)]
         kinds = {action.kind for action in actions}

@@ -51,7 +51,6 @@ R = TypeVar("R")
 
 RESOURCE_GRAPH_API = "2022-10-01"
 AUTOSCALE_API = "2022-10-01"
-DETACHED_DELETE_POLL_FACTOR = 4
 MAX_GRAPH_PAGES = 100
 # The sweep's one query: every scale set with its tags (the policy decides which are restricted).
 SCALE_SET_QUERY = (
@@ -488,12 +487,23 @@ class ArmGateway:
 
     @arm_operation("Microsoft.Network/publicIPAddresses/delete")
     def delete_public_ip(self, ip_id: ResourceId) -> WriteResult:
+        """Ask ARM to delete a detached public IP and return once it accepted (202).
+
+        Not polled: the IP is already off the NIC, so its exposure has ended, and polling every
+        deletion would spend the read budget the next detaches need under throttling. The caller
+        confirms the deletions with one list of the resource group's public IPs.
+        """
         client = self._network_client(ip_id.subscription)
-        # The IP is already off the NIC (exposure has ended): poll its deletion less often, so
-        # polls do not spend the read budget the next detaches need.
-        interval = DETACHED_DELETE_POLL_FACTOR * self._settings.arm_poll_interval_s
         return self._write(
             lambda **hooks: client.public_ip_addresses.begin_delete(
-                ip_id.resource_group, ip_id.name, polling_interval=interval, **hooks
+                ip_id.resource_group, ip_id.name, polling=False, **hooks
             )
         )
+
+    @arm_operation("Microsoft.Network/publicIPAddresses/read")
+    def list_public_ips(self, subscription: str, resource_group: str) -> list[PublicIp]:
+        client = self._network_client(subscription)
+        return [
+            PublicIp.from_arm(doc)
+            for doc in self._list(lambda: client.public_ip_addresses.list(resource_group))
+        ]

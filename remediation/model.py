@@ -413,6 +413,7 @@ class PublicIp:
     id: ResourceId
     ip_configuration_id: ResourceId | None
     ip_address: str
+    provisioning_state: str = ""
 
     @classmethod
     def from_arm(cls, doc: Mapping[str, Any]) -> PublicIp:
@@ -421,6 +422,7 @@ class PublicIp:
             id=ResourceId.parse(doc.get("id")),
             ip_configuration_id=_optional_id(props.get("ipConfiguration")),
             ip_address=str(props.get("ipAddress") or ""),
+            provisioning_state=str(props.get("provisioningState") or ""),
         )
 
 
