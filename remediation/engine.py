@@ -57,6 +57,11 @@ ARCHIVE_LOOKBACK = timedelta(days=3650)
 # Sets reconciled at once by a sweep (each reconcile parallelises its own writes).
 SWEEP_PARALLEL_SETS = 4
 
+# ARM's clock and ours may differ by this much: an event is covered by a reconcile only if that
+# reconcile started at least this long after the event's time.
+CLOCK_SKEW = timedelta(seconds=10)
+MAX_REMEMBERED_SETS = 10_000
+
 # How often a reconcile re-reads and re-plans after a 412 before giving up (and raising).
 MAX_REPLANS = 3
 
@@ -116,6 +121,29 @@ class Remediator:
         self.archive = archive
         self.executor = Executor(arm)
         self.coalescer: Coalescer[ReconcileResult] = Coalescer()
+        # When the last reconcile of each set that completed started (see _covering_reconcile).
+        self._last_reconcile: dict[ResourceId, datetime] = {}
+        self._covered_lock = threading.Lock()
+
+    def _covering_reconcile(self, set_id: ResourceId, happened: datetime | None) -> datetime | None:
+        """When a reconcile of this set that completed in this process started after the event's
+        write (allowing for clock skew), that reconcile already saw the write: level-triggered, the
+        event asks for nothing more. Returns that reconcile's start, or None."""
+        if happened is None:
+            return None
+        with self._covered_lock:
+            started = self._last_reconcile.get(set_id)
+        if started is not None and happened + CLOCK_SKEW < started:
+            return started
+        return None
+
+    def _reconciled(self, set_id: ResourceId, started: datetime) -> None:
+        with self._covered_lock:
+            if started > self._last_reconcile.get(set_id, started - timedelta(seconds=1)):
+                self._last_reconcile[set_id] = started
+            if len(self._last_reconcile) > MAX_REMEMBERED_SETS:  # bounded: forget the oldest
+                oldest = min(self._last_reconcile, key=self._last_reconcile.__getitem__)
+                del self._last_reconcile[oldest]
 
     def _context(self, journal: Journal, **facts: Any) -> Context:
         return Context(journal, dry_run=self.settings.dry_run, **facts)
@@ -163,7 +191,9 @@ class Remediator:
             return Handled(event_id, "duplicate", elapsed_s=time.monotonic() - started)
         context.note(RecordKind.RECEIVED, archive=archived, reason=note)
         try:
-            status, reason, result = self._resolve_and_reconcile(trigger.resource_id, context)
+            # A replay asks for a fresh look: no earlier reconcile covers it.
+            happened = None if replay_of else trigger.event_time
+            status, reason, result = self._resolve_and_reconcile(trigger.resource_id, context, happened)
         except BaseException as error:
             self._record_failure(context, error)
             raise
@@ -171,14 +201,22 @@ class Remediator:
         return Handled(event_id, status, reason, result, time.monotonic() - started)
 
     def _resolve_and_reconcile(
-        self, resource_id: ResourceId, context: Context
+        self, resource_id: ResourceId, context: Context, happened: datetime | None
     ) -> tuple[str, str, ReconcileResult | None]:
         try:
             set_id = owning_scale_set(self.arm, resource_id)
         except Unresolvable as unresolvable:
             context.note(RecordKind.DECISION, reason=f"nothing to do: {unresolvable}")
             return "ignored", str(unresolvable), None
+        covered_by = self._covering_reconcile(set_id, happened)
+        if covered_by is not None:
+            when = covered_by.isoformat()
+            reason = f"covered: the reconcile that started at {when}, after this write, looked at it"
+            context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
+            return "covered", reason, None
+        started = datetime.now(UTC)
         result = self.coalescer.run(set_id, lambda: self.reconcile(set_id, context))
+        self._reconciled(set_id, started)
         if result.event_id != context.event_id:
             reason = f"coalesced: shared the reconcile run for event {result.event_id}"
             context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)

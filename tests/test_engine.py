@@ -250,3 +250,19 @@ def test_scale_to_zero_disables_the_autoscale_setting_first_so_it_cannot_scale_b
         estate.sim.autoscale_to(docs.set_id("web"), 2)
     intents = [r.action for r in estate.audit() if r.kind is RecordKind.INTENT]
     assert intents == ["disable-autoscale", "set-capacity-zero"]
+
+
+def test_an_event_older_than_the_last_reconcile_of_its_set_costs_no_reconcile(estate: Estate) -> None:
+    estate.create_set("web", tags={"remediation.mode": "strip"})
+    estate.scale("web", 2)
+    for event in estate.events():
+        estate.deliver(event)
+    requests = len(estate.sim.requests())
+    late = docs.write_event(docs.set_id("web"))
+    late["eventTime"] = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()  # delayed in delivery
+
+    estate.deliver(late)
+
+    assert len(estate.sim.requests()) == requests, "no ARM call: a reconcile after the write already looked"
+    (decision,) = [r for r in estate.audit() if r.event_id == late["id"] and r.kind is RecordKind.DECISION]
+    assert decision.reason.startswith("covered: the reconcile that started at")
