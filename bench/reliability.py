@@ -377,7 +377,10 @@ def main() -> int:
         ("handler killed mid-reconcile", {"killed": True}),
     ]
     rows: list[Row] = []
-    with LocalAzure(provision_delay_s=0.5, lro_duration_s=0.1, page_size=20) as local:
+    # Persistent storage: one scenario stops Azurite and starts it again.
+    with LocalAzure(
+        persistent_storage=True, provision_delay_s=0.5, lro_duration_s=0.1, page_size=20
+    ) as local:
         for name, options in scenarios:
             if args.only and args.only not in name:
                 continue

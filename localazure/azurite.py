@@ -3,8 +3,12 @@
 Azurite comes from npm (``package.json`` pins azurite@3.35.0, the last release for Node 20).
 It is started with ``--skipApiVersionCheck`` because the pinned storage SDKs may send a newer
 service version than this Azurite knows. Ports are chosen by Azurite itself (port 0) and read
-back from its start-up lines, so parallel runs never collide; a restart reuses the same ports
-and the same data folder, which is what an outage-and-recovery test needs.
+back from its start-up lines, so parallel runs never collide.
+
+Storage is in memory unless ``persistent``: Azurite saves its table database by rewriting it
+whole, which under a load of audit records costs more than everything else together. A
+persistent Azurite keeps a data folder, so a restart (same ports, same folder) resumes with the
+same data: what an outage-and-recovery test and the demo's later review need.
 """
 
 from __future__ import annotations
@@ -52,7 +56,10 @@ def azurite_executable() -> Path:
 class Azurite:
     """One Azurite process serving blob, queue and table on 127.0.0.1."""
 
-    def __init__(self, data_dir: Path | None = None, start_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, data_dir: Path | None = None, *, persistent: bool = False, start_timeout_s: float = 30.0
+    ) -> None:
+        self.persistent = persistent or data_dir is not None
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="azurite-"))
         self.start_timeout_s = start_timeout_s
@@ -69,7 +76,7 @@ class Azurite:
             "--skipApiVersionCheck",
             "--disableTelemetry",
             "--loose",
-            "--location", str(self.data_dir),
+            *(["--location", str(self.data_dir)] if self.persistent else ["--inMemoryPersistence"]),
             "--blobHost", "127.0.0.1", "--blobPort", str(wanted.blob),
             "--queueHost", "127.0.0.1", "--queuePort", str(wanted.queue),
             "--tableHost", "127.0.0.1", "--tablePort", str(wanted.table),
@@ -121,6 +128,7 @@ class Azurite:
             process.wait(timeout=10)
 
     def restart(self) -> None:
+        """Stop and start again on the same ports; the data survives only if ``persistent``."""
         self.stop()
         deadline = time.monotonic() + 10
         while True:  # the old process may hold the ports for a moment after exit

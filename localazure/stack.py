@@ -15,8 +15,10 @@ from sim import ArmSimulator
 
 
 class LocalAzure:
-    def __init__(self, azurite_data: Path | None = None, **simulator_options: Any) -> None:
-        self.azurite = Azurite(azurite_data)
+    def __init__(
+        self, azurite_data: Path | None = None, persistent_storage: bool = False, **simulator_options: Any
+    ) -> None:
+        self.azurite = Azurite(azurite_data, persistent=persistent_storage)
         self.arm = ArmSimulator(**simulator_options)
 
     def start(self) -> LocalAzure:

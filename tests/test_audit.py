@@ -14,6 +14,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from estate import Estate
 
+from localazure.azurite import Azurite
 from localazure.host import indexed_functions, user_function
 from remediation.audit import AuditLog
 from remediation.cli import main
@@ -240,11 +241,17 @@ def test_http_replay_of_given_events_goes_through_the_pipeline(estate: Estate) -
 
 
 def test_storage_outage_mid_storm_writes_nothing_unannounced_and_redelivery_finishes(
-    estate: Estate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    estate: Estate,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
 ) -> None:
     monkeypatch.setenv("STORAGE_RETRY_TOTAL", "0")  # fail fast: Event Grid is the retry
     monkeypatch.setenv("INTERRUPTED_WRITE_GRACE_SECONDS", "0")
-    azurite = estate.local.azurite
+    azurite = Azurite(persistent=True).start()  # its own, on disk: it is stopped and started again
+    request.addfinalizer(azurite.close)
+    estate.environment["RemediationStorage"] = azurite.connection_string
+    monkeypatch.setenv("RemediationStorage", azurite.connection_string)
     estate.create_set("web", tags=STRIP)
     estate.scale("web", 6)
     events = estate.events()
