@@ -100,23 +100,75 @@ def pump_queue(connection_string: str, queue_name: str, function: str, max_messa
     return delivered
 
 
-def deliver_file(path: str) -> int:
-    """Deliver every event of a JSON array file in order, as Event Grid would, ignoring failures
-    (they are redelivered by whoever runs this). Returns how many succeeded."""
+def deliver_file(path: str, workers: int = 1) -> dict[str, float]:
+    """Deliver every event of a JSON array file, ``workers`` at a time, as Event Grid would,
+    counting failures (they are redelivered by whoever runs this). Returns figures of the run:
+    events, failed, seconds, CPU seconds and peak RSS (MiB) of this process."""
     import json
+    import resource
+    import time
+    from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
-    succeeded = 0
-    for event in json.loads(Path(path).read_text(encoding="utf-8")):
+    events = json.loads(Path(path).read_text(encoding="utf-8"))
+
+    def deliver(event: Any) -> bool:
         try:
             deliver_event_grid(event)
-            succeeded += 1
         except Exception:
             log.warning("event %s failed", event.get("id") if isinstance(event, dict) else "?", exc_info=True)
-    return succeeded
+            return False
+        return True
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        failed = sum(1 for ok in pool.map(deliver, events) if not ok)
+    return {
+        "events": len(events),
+        "failed": failed,
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
-if __name__ == "__main__":  # a separate handler process: python -m localazure.host EVENTS.json
+def deliver_in_own_process(events: list[Any], workers: int) -> tuple[dict[str, float], list[float]]:
+    """Deliver events from a separate handler process (as a Functions worker is), so the figures
+    are the remediator's alone and not those of a simulator served by the calling process.
+    Returns that process's figures (see ``deliver_file``) and its RSS in MiB, sampled every 0.2 s."""
+    import contextlib
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from localazure.azurite import PROJECT_ROOT
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(events, handle)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "localazure.host", handle.name, str(workers)],
+        cwd=PROJECT_ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    rss: list[float] = []
+    page = os.sysconf("SC_PAGE_SIZE")
+    while child.poll() is None:
+        with contextlib.suppress(OSError, IndexError, ValueError), open(f"/proc/{child.pid}/statm") as statm:
+            rss.append(int(statm.read().split()[1]) * page / 2**20)
+        time.sleep(0.2)
+    output = child.stdout.read() if child.stdout else ""
+    os.unlink(handle.name)
+    stats: dict[str, float] = json.loads(output.strip().splitlines()[-1])
+    return stats, rss or [stats["peak_rss_mib"]]
+
+
+if __name__ == "__main__":  # a separate handler process: python -m localazure.host EVENTS.json [WORKERS]
+    import json
     import sys
 
-    deliver_file(sys.argv[1])
+    print(json.dumps(deliver_file(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)))
