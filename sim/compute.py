@@ -40,7 +40,7 @@ from sim.errors import ArmError, invalid_parameter
 from sim.events import RequestContext, utc_now_iso
 from sim.ids import IPCONFIG_TYPE, NIC_TYPE, PIP_TYPE, VM_TYPE, VMSS_TYPE, VMSS_VM_TYPE, ResourceRef
 from sim.network import check_subnet_reference, find_subnet
-from sim.store import JsonDict, Meta, Store, new_etag, properties, reference_id
+from sim.store import Behaviour, JsonDict, Meta, Store, new_etag, properties, reference_id
 
 FLEXIBLE = "Flexible"
 MAX_FLEX_CAPACITY = 1000
@@ -166,11 +166,10 @@ def _set_capacity(store: Store, vmss: JsonDict, capacity: int) -> None:
     store.touch(vmss)
 
 
-class VirtualMachines:
+class VirtualMachines(Behaviour):
     """VM rules: NIC back-references, hand attach to a Flexible set, deleteOption on delete."""
 
     resource_type = VM_TYPE
-    synchronous = False
     _server_owned = ("vmId", "timeCreated", "instanceView")
 
     def prepare_put(
@@ -244,15 +243,6 @@ class VirtualMachines:
         if previous is None and vmss is not None and store.settings.manual_vms_count_in_capacity:
             _set_capacity(store, vmss, _capacity(vmss) + 1)
 
-    def put_delay(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> float:
-        return store.settings.lro_duration_s
-
-    def complete_put(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
-        return None
-
-    def check_delete(self, store: Store, doc: JsonDict) -> None:
-        return None
-
     def complete_delete(
         self, store: Store, doc: JsonDict, context: RequestContext, *, requested: bool
     ) -> None:
@@ -307,11 +297,10 @@ class VirtualMachines:
             )
 
 
-class VirtualMachineScaleSets:
+class VirtualMachineScaleSets(Behaviour):
     """Scale set rules; for Flexible sets, instances follow `sku.capacity` after a delay."""
 
     resource_type = VMSS_TYPE
-    synchronous = False
     _server_owned = ("uniqueId", "timeCreated")
 
     def prepare_put(
@@ -400,9 +389,6 @@ class VirtualMachineScaleSets:
             ]
             upgrade_instances(store, doc, stale)
 
-    def check_delete(self, store: Store, doc: JsonDict) -> None:
-        return None
-
     def complete_delete(
         self, store: Store, doc: JsonDict, context: RequestContext, *, requested: bool
     ) -> None:
@@ -416,9 +402,6 @@ class VirtualMachineScaleSets:
 
     def seed_fill(self, store: Store, doc: JsonDict) -> None:
         properties(doc).setdefault("uniqueId", str(uuid.uuid4()))
-
-    def link(self, store: Store, doc: JsonDict) -> None:
-        return None
 
 
 def _missing(store: Store, vmss: JsonDict) -> int:
@@ -600,11 +583,9 @@ def _instance_nic(
     return nic
 
 
-def _instance_pip(
-    store: Store, *, set_ref: ResourceRef, short: str, location: str, public: JsonDict, ipc_id: str
-) -> JsonDict:
+def _public_ip_from_profile(store: Store, public: JsonDict, ipc_id: str) -> tuple[dict[str, Any], JsonDict]:
+    """The SKU and properties of a public IP made from a profile's publicIPAddressConfiguration."""
     public_props = properties(public)
-    pip_name = f"{short}{secrets.randbelow(10000):04d}PublicIP-{secrets.token_hex(4)}"
     given_sku = public.get("sku")
     sku: dict[str, Any] = copy.deepcopy(given_sku) if isinstance(given_sku, dict) else {}
     sku.setdefault("name", "Standard")
@@ -622,6 +603,14 @@ def _instance_pip(
     label = (public_props.get("dnsSettings") or {}).get("domainNameLabel")
     if label:
         pip_props["dnsSettings"] = {"domainNameLabel": label}
+    return sku, pip_props
+
+
+def _instance_pip(
+    store: Store, *, set_ref: ResourceRef, short: str, location: str, public: JsonDict, ipc_id: str
+) -> JsonDict:
+    pip_name = f"{short}{secrets.randbelow(10000):04d}PublicIP-{secrets.token_hex(4)}"
+    sku, pip_props = _public_ip_from_profile(store, public, ipc_id)
     return {
         "id": set_ref.sibling(PIP_TYPE, pip_name).id,
         "name": pip_name,
@@ -839,24 +828,7 @@ def _uniform_nic(
 
 
 def _uniform_pip(store: Store, vmss: JsonDict, ipc_id: str, public: JsonDict) -> JsonDict:
-    public_props = properties(public)
-    given_sku = public.get("sku")
-    sku: dict[str, Any] = copy.deepcopy(given_sku) if isinstance(given_sku, dict) else {}
-    sku.setdefault("name", "Standard")
-    sku.setdefault("tier", "Regional")
-    pip_props: JsonDict = {
-        "provisioningState": "Succeeded",
-        "resourceGuid": str(uuid.uuid4()),
-        "ipAddress": store.next_public_address(),
-        "publicIPAddressVersion": public_props.get("publicIPAddressVersion", "IPv4"),
-        "publicIPAllocationMethod": "Static",
-        "idleTimeoutInMinutes": public_props.get("idleTimeoutInMinutes", 4),
-        "ipTags": copy.deepcopy(public_props.get("ipTags") or []),
-        "ipConfiguration": {"id": ipc_id},
-    }
-    label = (public_props.get("dnsSettings") or {}).get("domainNameLabel")
-    if label:
-        pip_props["dnsSettings"] = {"domainNameLabel": label}
+    sku, pip_props = _public_ip_from_profile(store, public, ipc_id)
     pip: JsonDict = {
         "id": f"{ipc_id}/publicIPAddresses/{public['name']}",
         "name": public["name"],
@@ -880,28 +852,15 @@ def upgrade_instances(store: Store, vmss: JsonDict, instance_ids: list[str]) -> 
         store.touch(instance)
 
 
-class ScaleSetVirtualMachines:
+class ScaleSetVirtualMachines(Behaviour):
     """Uniform instances: created by their set, deleted by API (which lowers the capacity)."""
 
     resource_type = VMSS_VM_TYPE
-    synchronous = False
 
     def prepare_put(
         self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
     ) -> JsonDict:
         raise ArmError(405, "MethodNotAllowed", "Uniform instances are written through their scale set.")
-
-    def apply_put(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> None:
-        return None
-
-    def put_delay(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> float:
-        return store.settings.lro_duration_s
-
-    def complete_put(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
-        return None
-
-    def check_delete(self, store: Store, doc: JsonDict) -> None:
-        return None
 
     def complete_delete(
         self, store: Store, doc: JsonDict, context: RequestContext, *, requested: bool

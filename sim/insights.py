@@ -18,7 +18,7 @@ from sim import ids
 from sim.errors import invalid_parameter
 from sim.events import RequestContext
 from sim.ids import AUTOSCALE_TYPE, ResourceRef
-from sim.store import JsonDict, Store, properties
+from sim.store import Behaviour, JsonDict, Store, properties
 
 MAX_PROFILES = 20
 
@@ -34,7 +34,7 @@ def _count(value: object, field: str) -> int:
     return int(text)
 
 
-class AutoscaleSettings:
+class AutoscaleSettings(Behaviour):
     """Autoscale settings: profiles with capacity bounds, a target, and the enabled flag."""
 
     resource_type = AUTOSCALE_TYPE
@@ -76,28 +76,14 @@ class AutoscaleSettings:
         props.setdefault("notifications", [])
         return doc
 
-    def apply_put(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> None:
-        return None
-
     def put_delay(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> float:
         return 0.0
 
     def complete_put(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
         properties(doc).pop("provisioningState", None)  # Insights resources do not have one
 
-    def check_delete(self, store: Store, doc: JsonDict) -> None:
-        return None
-
-    def complete_delete(
-        self, store: Store, doc: JsonDict, context: RequestContext, *, requested: bool
-    ) -> None:
-        return None
-
     def seed_fill(self, store: Store, doc: JsonDict) -> None:
         properties(doc).setdefault("name", doc.get("name"))
-
-    def link(self, store: Store, doc: JsonDict) -> None:
-        return None
 
 
 def autoscale_target(store: Store, scale_set_id: str, capacity: int) -> JsonDict:

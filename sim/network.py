@@ -25,7 +25,7 @@ from sim import ids
 from sim.errors import ArmError, invalid_parameter
 from sim.events import RequestContext
 from sim.ids import IPCONFIG_TYPE, NIC_TYPE, PIP_TYPE, SUBNET_TYPE, VMSS_TYPE, ResourceRef
-from sim.store import JsonDict, Store, properties, reference_id
+from sim.store import Behaviour, JsonDict, Store, properties, reference_id
 
 # Read-only NIC properties NRP owns: a PUT body cannot set or clear them.
 _NIC_SERVER_OWNED = (
@@ -126,11 +126,10 @@ def subnet_in_use(subnet_id: str, users: list[str]) -> ArmError:
     )
 
 
-class VirtualNetworks:
+class VirtualNetworks(Behaviour):
     """Virtual networks with inline subnets; subnet ids, types and etags are the server's."""
 
     resource_type = ids.VNET_TYPE
-    synchronous = False
 
     def prepare_put(
         self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
@@ -175,25 +174,11 @@ class VirtualNetworks:
                         raise subnet_in_use(str(old.get("id", "")), users)
         return doc
 
-    def apply_put(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> None:
-        return None
-
-    def put_delay(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> float:
-        return store.settings.lro_duration_s
-
-    def complete_put(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
-        return None
-
     def check_delete(self, store: Store, doc: JsonDict) -> None:
         for subnet in properties(doc).get("subnets") or []:
             users = subnet_users(store, str(subnet.get("id", "")))
             if users:
                 raise subnet_in_use(str(subnet.get("id", "")), users)
-
-    def complete_delete(
-        self, store: Store, doc: JsonDict, context: RequestContext, *, requested: bool
-    ) -> None:
-        return None
 
     def seed_fill(self, store: Store, doc: JsonDict) -> None:
         props = properties(doc)
@@ -205,15 +190,11 @@ class VirtualNetworks:
                 subnet.setdefault("etag", doc["etag"])
                 properties(subnet).setdefault("provisioningState", "Succeeded")
 
-    def link(self, store: Store, doc: JsonDict) -> None:
-        return None
 
-
-class NetworkInterfaces:
+class NetworkInterfaces(Behaviour):
     """NIC rules: ipConfiguration ids, public IP references and their back-references."""
 
     resource_type = NIC_TYPE
-    synchronous = False
 
     def prepare_put(
         self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
@@ -287,9 +268,6 @@ class NetworkInterfaces:
                 properties(pip)["ipConfiguration"] = {"id": cfg["id"]}
                 store.touch(pip)
 
-    def put_delay(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> float:
-        return store.settings.lro_duration_s
-
     def complete_put(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
         held = {ids.key(cfg["id"]) for cfg in properties(doc).get("ipConfigurations") or [] if "id" in cfg}
         referenced = {
@@ -344,11 +322,10 @@ class NetworkInterfaces:
                 properties(pip)["ipConfiguration"] = {"id": cfg["id"]}
 
 
-class PublicIPAddresses:
+class PublicIPAddresses(Behaviour):
     """Public IP rules: defaults of a Standard IP, an address, and no delete while attached."""
 
     resource_type = PIP_TYPE
-    synchronous = False
 
     def prepare_put(
         self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
@@ -373,15 +350,6 @@ class PublicIPAddresses:
             props["ipAddress"] = store.next_public_address()
         return doc
 
-    def apply_put(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> None:
-        return None
-
-    def put_delay(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> float:
-        return store.settings.lro_duration_s
-
-    def complete_put(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
-        return None
-
     def check_delete(self, store: Store, doc: JsonDict) -> None:
         holder = reference_id(properties(doc).get("ipConfiguration"))
         if holder is not None:
@@ -404,6 +372,3 @@ class PublicIPAddresses:
 
     def seed_fill(self, store: Store, doc: JsonDict) -> None:
         properties(doc).setdefault("resourceGuid", str(uuid.uuid4()))
-
-    def link(self, store: Store, doc: JsonDict) -> None:
-        return None

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from sim import errors, ids
 from sim.errors import ArmError
@@ -132,48 +132,52 @@ class RequestRecord:
     principal: str = ""
 
 
-class Behaviour(Protocol):
-    """What is particular to one resource type. Every method runs with the store lock held."""
+class Behaviour:
+    """What is particular to one resource type. Every method runs with the store lock held.
+
+    The defaults are what most types do (nothing more on write, complete after the LRO duration,
+    nothing to refuse or clean up); a type overrides what is particular to it.
+    """
 
     resource_type: str
     # True: writes complete in the request (200/201, no operation to poll), as Microsoft.Insights does.
-    synchronous: bool
+    synchronous: bool = False
 
     def prepare_put(
         self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
     ) -> JsonDict:
         """Validate a PUT body and build the document to store; raise ArmError; no side effects."""
-        ...
+        raise NotImplementedError(f"{type(self).__name__} must say how a PUT body becomes a document")
 
     def apply_put(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> None:
         """Side effects of an accepted PUT on other resources (back-references)."""
-        ...
+        return None
 
     def put_delay(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> float:
         """Seconds until the PUT's operation completes."""
-        ...
+        return store.settings.lro_duration_s
 
     def complete_put(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
         """Work done when the PUT's operation completes (e.g. Flex instances); may raise ArmError."""
-        ...
+        return None
 
     def check_delete(self, store: Store, doc: JsonDict) -> None:
         """Refuse a DELETE ARM would refuse (raise ArmError)."""
-        ...
+        return None
 
     def complete_delete(
         self, store: Store, doc: JsonDict, context: RequestContext, *, requested: bool
     ) -> None:
         """Clean up references and cascade before the document goes; requested=False for cascades."""
-        ...
+        return None
 
     def seed_fill(self, store: Store, doc: JsonDict) -> None:
         """Add missing server fields to a seeded document."""
-        ...
+        return None
 
     def link(self, store: Store, doc: JsonDict) -> None:
         """Make back-references consistent after seeding (only where both ends exist)."""
-        ...
+        return None
 
 
 def new_etag() -> str:
