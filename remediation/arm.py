@@ -275,6 +275,24 @@ class ArmGateway:
         body = dict(result.as_dict()) if result is not None else None
         return WriteResult(request_ids[0] if request_ids else "", body, time.time())
 
+    def _write_json(
+        self, begin: Callable[..., Any], target: ResourceId, body: Mapping[str, Any], if_match: str = ""
+    ) -> WriteResult:
+        """A long-running write whose body is the wire JSON itself (no SDK model in between to drop
+        or rename a field), conditional on ``if_match`` when given."""
+        headers = {"If-Match": if_match} if if_match else {}
+        payload = json.dumps(body).encode()
+        return self._write(
+            lambda **hooks: begin(
+                target.resource_group,
+                target.name,
+                io.BytesIO(payload),
+                content_type="application/json",
+                headers=headers,
+                **hooks,
+            )
+        )
+
     @arm_operation("Microsoft.Compute/virtualMachineScaleSets/read")
     def get_scale_set(self, set_id: ResourceId) -> ScaleSet | None:
         client = self._compute_client(set_id.subscription)
@@ -421,19 +439,7 @@ class ArmGateway:
     def put_nic(self, nic_id: ResourceId, body: Mapping[str, Any], if_match: str) -> WriteResult:
         """Replace a NIC, only if it still carries ``if_match`` (else PreconditionFailed)."""
         client = self._network_client(nic_id.subscription)
-        headers = {"If-Match": if_match} if if_match else {}
-        # Sent as the wire JSON itself: no SDK model in between to drop or rename a field.
-        payload = json.dumps(body).encode()
-        return self._write(
-            lambda **hooks: client.network_interfaces.begin_create_or_update(
-                nic_id.resource_group,
-                nic_id.name,
-                io.BytesIO(payload),
-                content_type="application/json",
-                headers=headers,
-                **hooks,
-            )
-        )
+        return self._write_json(client.network_interfaces.begin_create_or_update, nic_id, body, if_match)
 
     @arm_operation("Microsoft.Compute/virtualMachines/delete")
     def delete_vm(self, vm_id: ResourceId) -> WriteResult:
@@ -457,32 +463,15 @@ class ArmGateway:
     def upgrade_instances(self, set_id: ResourceId, instance_ids: list[str]) -> WriteResult:
         """Bring a Uniform set's instances up to its latest model (their NICs are made again)."""
         client = self._compute_client(set_id.subscription)
-        payload = json.dumps({"instanceIds": instance_ids}).encode()
-        return self._write(
-            lambda **hooks: client.virtual_machine_scale_sets.begin_update_instances(
-                set_id.resource_group,
-                set_id.name,
-                io.BytesIO(payload),
-                content_type="application/json",
-                **hooks,
-            )
-        )
+        begin = client.virtual_machine_scale_sets.begin_update_instances
+        return self._write_json(begin, set_id, {"instanceIds": instance_ids})
 
     @arm_operation("Microsoft.Compute/virtualMachineScaleSets/write")
     def put_scale_set(self, set_id: ResourceId, body: Mapping[str, Any], if_match: str) -> WriteResult:
         """Replace a scale set (used for capacity 0), only if it still carries ``if_match``."""
         client = self._compute_client(set_id.subscription)
-        headers = {"If-Match": if_match} if if_match else {}
-        payload = json.dumps(body).encode()
-        return self._write(
-            lambda **hooks: client.virtual_machine_scale_sets.begin_create_or_update(
-                set_id.resource_group,
-                set_id.name,
-                io.BytesIO(payload),
-                content_type="application/json",
-                headers=headers,
-                **hooks,
-            )
+        return self._write_json(
+            client.virtual_machine_scale_sets.begin_create_or_update, set_id, body, if_match
         )
 
     @arm_operation("Microsoft.Network/publicIPAddresses/delete")
