@@ -87,7 +87,8 @@ def main() -> int:
             samples = [rss for rss in peak if rss > 0] or [stats["peak_rss_mib"]]
             quarters = [samples[min(len(samples) - 1, len(samples) * q // 4)] for q in (1, 2, 3, 4)]
             print(
-                f"handler process: CPU {stats['cpu_seconds'] / len(events) * 1000:.1f} ms/event; RSS at a quarter, "
+                f"handler process: CPU {stats['cpu_seconds'] / len(events) * 1000:.1f} ms/event; "
+                "RSS at a quarter, "
                 f"half, three quarters and the end of the run: {', '.join(f'{q:.0f}' for q in quarters)} MiB "
                 f"(peak {max(samples):.0f} MiB)"
             )
