@@ -201,7 +201,10 @@ class Executor:
             if progress[key].conflict:
                 outcomes.append(FindingOutcome(progress[key].finding, Result.CONFLICT))
             elif not progress[key].failed:
-                outcomes.extend(self._verify_remediated(progress[key], actions, plan, context, remaining))
+                try:
+                    outcomes.extend(self._verify_remediated(progress[key], actions, plan, context, remaining))
+                except ArmError as error:  # recorded; the others are still verified and recorded
+                    first_error = first_error or error
         if first_error is not None:
             raise first_error
         return outcomes
