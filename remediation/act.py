@@ -243,8 +243,19 @@ class Executor:
             problem = "the NIC still carries " + ", ".join(ip.value for ip in still) if still else ""
             undeleted = [ip for ip in finding.public_ip_ids if ip in public_ips_left]
             if undeleted and not problem:
-                problem = "public IP " + ", ".join(
-                    f"{ip.value} still exists ({public_ips_left[ip]})" for ip in undeleted
+                # Off the NIC (no exposure), but still there: the next reconcile deletes it again.
+                for ip in undeleted:
+                    context.note(
+                        RecordKind.ERROR,
+                        finding,
+                        mode=plan.mode.value,
+                        action=ActionKind.DELETE_PUBLIC_IP.value,
+                        public_ip=ip.value,
+                        result=Result.FAILED.value,
+                        error=f"ARM accepted its deletion, but it still exists ({public_ips_left[ip]})",
+                    )
+                raise ArmError(
+                    None, "VerificationFailed", f"{len(undeleted)} detached public IPs were not deleted"
                 )
             self._verify(finding, problem, plan, context)
             return [FindingOutcome(finding, Result.SUCCEEDED, progress.detached_at)]
@@ -277,6 +288,8 @@ class Executor:
 
     def _write(self, action: Action, plan: Plan, context: Context) -> WriteResult:
         before, after = _states(action)
+        # A delete names the one IP it deletes (the finding names all the NIC had).
+        target = {"public_ip": action.target.value} if action.kind is ActionKind.DELETE_PUBLIC_IP else {}
         intent = context.announce(
             RecordKind.INTENT,
             action.finding,
@@ -284,6 +297,7 @@ class Executor:
             action=action.kind.value,
             reason=describe(action),
             state_before=before,
+            **target,
         )
         started = time.monotonic()
         try:
@@ -303,6 +317,7 @@ class Executor:
                 arm_request_id=error.request_id,
                 intent_id=intent.record_id,
                 duration_ms=int((time.monotonic() - started) * 1000),
+                **target,
             )
             raise
         context.note(
@@ -316,6 +331,7 @@ class Executor:
             arm_request_id=result.request_id,
             intent_id=intent.record_id,
             duration_ms=int((time.monotonic() - started) * 1000),
+            **target,
         )
         return result
 

@@ -29,13 +29,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from remediation import telemetry
-from remediation.model import Recheck, RecordKind
+from remediation.model import Recheck
 from remediation.records import (
     HANDLED_ROW,
     AuditRecord,
     correlation_partition,
     event_partition,
     hour_key,
+    open_intents,
     scale_set_partition,
 )
 from remediation.review import Filters
@@ -236,14 +237,9 @@ class AuditLog:
 
         Outcomes are looked for up to an hour past ``until``: a write's outcome follows its intent.
         """
-        intents: dict[str, AuditRecord] = {}
-        closed: set[str] = set()
-        for record in self.search(Filters(since, until + timedelta(hours=1), scale_set=scale_set)):
-            if record.kind is RecordKind.INTENT and record.time <= until:
-                intents[record.record_id] = record
-            elif record.kind is RecordKind.OUTCOME and record.intent_id:
-                closed.add(record.intent_id)
-        return [intent for record_id, intent in intents.items() if record_id not in closed]
+        return open_intents(
+            self.search(Filters(since, until + timedelta(hours=1), scale_set=scale_set)), until
+        )
 
 
 class Journal:

@@ -43,6 +43,7 @@ from remediation.model import (
 from remediation.observe import Unresolvable, observe_set, owning_scale_set
 from remediation.plan import interrupted_write_applied, plan, still_creating
 from remediation.policy import restriction_for, today_utc
+from remediation.records import AuditRecord, deleted_public_ips, open_intents
 from remediation.review import Filters
 from remediation.settings import Settings
 
@@ -393,7 +394,14 @@ class Remediator:
                 with_autoscale=restriction.mode is Mode.SCALE_TO_ZERO and policy.disable_autoscale,
             )
             if replan == 0:
-                self._close_interrupted_writes(observed, context)
+                # What earlier handlings of this set left unfinished, from its recent records.
+                now = datetime.now(UTC)
+                recent = list(
+                    self.audit.search(Filters(now - INTERRUPTED_LOOKBACK, now, scale_set=set_id.value))
+                )
+                self._close_interrupted_writes(observed, context, recent)
+                if restriction.mode is Mode.STRIP and not self.settings.dry_run:
+                    self._delete_leftover_public_ips(deleted_public_ips(recent), context, set_id.value)
             the_plan = plan(observed, restriction.mode, self.settings.policy, today_utc())
             self._record_decisions(the_plan, context, len(observed.instances), restriction.reason)
             if replan == 0:
@@ -416,7 +424,9 @@ class Remediator:
         context.note(RecordKind.ERROR, scale_set=set_id.value, result=Result.FAILED.value, reason=reason)
         raise ArmError(412, "PreconditionFailed", reason)
 
-    def _close_interrupted_writes(self, observed: ObservedSet, context: Context) -> None:
+    def _close_interrupted_writes(
+        self, observed: ObservedSet, context: Context, recent: list[AuditRecord]
+    ) -> None:
         """Give each intent of this set that no outcome closed (its handling died between the
         intent and the outcome: storage outage, host killed) the outcome ARM shows now.
 
@@ -426,7 +436,7 @@ class Remediator:
         now = datetime.now(UTC)
         grace = timedelta(seconds=self.settings.interrupted_write_grace_s)
         set_id = observed.scale_set.id.value
-        for intent in self.audit.intents_without_outcome(now - INTERRUPTED_LOOKBACK, now - grace, set_id):
+        for intent in open_intents(recent, now - grace):
             exists: bool | None = None
             if intent.action == ActionKind.DELETE_PUBLIC_IP.value and intent.public_ip:
                 exists = self.arm.get_public_ip(ResourceId.parse(intent.public_ip.split(",")[0])) is not None
@@ -443,6 +453,56 @@ class Remediator:
                 result=(Result.SUCCEEDED if applied else Result.FAILED).value,
                 reason=f"recovered: the handling of {intent.event_id} stopped after announcing this write; "
                 + ("ARM shows it applied" if applied else "ARM shows it was not applied"),
+            )
+
+    def _delete_leftover_public_ips(self, deleted: list[str], context: Context, set_id: str) -> None:
+        """Delete again, write-ahead, the public IPs this set's remediation asked ARM to delete that
+        are still there, detached and not being deleted (ARM accepted the deletion, then it failed).
+        One list per resource group answers for all of them. An IP attached again is a NIC's
+        finding, handled by the plan."""
+        if not deleted:
+            return
+        wanted = {ResourceId.parse(ip) for ip in deleted}
+        groups = sorted({(ip.subscription.lower(), ip.resource_group.lower()) for ip in wanted})
+        for public_ip in [ip for sub, group in groups for ip in self.arm.list_public_ips(sub, group)]:
+            if (
+                public_ip.id not in wanted
+                or public_ip.ip_configuration_id is not None
+                or public_ip.provisioning_state.lower() == "deleting"
+            ):
+                continue
+            ip_id = public_ip.id
+            action = ActionKind.DELETE_PUBLIC_IP.value
+            intent = context.announce(
+                RecordKind.INTENT,
+                scale_set=set_id,
+                public_ip=ip_id.value,
+                action=action,
+                reason=f"DELETE public IP {ip_id.name} again: detached earlier, its deletion did not happen",
+                state_before=f"public IP {ip_id.name} detached, {public_ip.provisioning_state or 'not deleting'}",
+            )
+            try:
+                result = self.arm.delete_public_ip(ip_id)
+            except ArmError as error:
+                context.announce(
+                    RecordKind.OUTCOME,
+                    scale_set=set_id,
+                    public_ip=ip_id.value,
+                    action=action,
+                    intent_id=intent.record_id,
+                    result=Result.FAILED.value,
+                    error=str(error),
+                )
+                raise
+            context.note(
+                RecordKind.OUTCOME,
+                scale_set=set_id,
+                public_ip=ip_id.value,
+                action=action,
+                intent_id=intent.record_id,
+                result=Result.SUCCEEDED.value,
+                arm_request_id=result.request_id,
+                state_after=f"deletion of public IP {ip_id.name} accepted",
             )
 
     @staticmethod

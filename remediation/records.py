@@ -22,13 +22,13 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
 from remediation import __version__
-from remediation.model import RecordKind, Result
+from remediation.model import ActionKind, RecordKind, Result
 
 HANDLED_ROW = "~handled"  # sorts after every record row of an event partition
 _KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
@@ -148,3 +148,29 @@ def event_partition(event_id: str) -> str:
     if _KEY_UNSAFE.search(event_id) or len(event_id) > 200:
         return f"e-sha256-{_digest(event_id)}"
     return f"e-{event_id}"
+
+
+def open_intents(records: Iterable[AuditRecord], until: datetime) -> list[AuditRecord]:
+    """The intents (up to ``until``) that no outcome among ``records`` closes."""
+    intents: dict[str, AuditRecord] = {}
+    closed: set[str] = set()
+    for record in records:
+        if record.kind is RecordKind.INTENT and record.time <= until:
+            intents[record.record_id] = record
+        elif record.kind is RecordKind.OUTCOME and record.intent_id:
+            closed.add(record.intent_id)
+    return [intent for record_id, intent in intents.items() if record_id not in closed]
+
+
+def deleted_public_ips(records: Iterable[AuditRecord]) -> list[str]:
+    """The public IPs whose deletion these records announced (ARM accepts a deletion at once and
+    carries it out later, so whether it happened is for a later read to say)."""
+    return sorted(
+        {
+            record.public_ip.lower()
+            for record in records
+            if record.kind is RecordKind.INTENT
+            and record.action == ActionKind.DELETE_PUBLIC_IP.value
+            and record.public_ip
+        }
+    )

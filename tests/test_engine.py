@@ -18,6 +18,7 @@ from azure.functions.timer import TimerRequest
 from estate import Estate
 
 from localazure.host import user_function
+from remediation.arm import ArmError
 from remediation.model import RecordKind
 
 NIC = "Microsoft.Network/networkInterfaces"
@@ -266,3 +267,31 @@ def test_an_event_older_than_the_last_reconcile_of_its_set_costs_no_reconcile(es
     assert len(estate.sim.requests()) == requests, "no ARM call: a reconcile after the write already looked"
     (decision,) = [r for r in estate.audit() if r.event_id == late["id"] and r.kind is RecordKind.DECISION]
     assert decision.reason.startswith("covered: the reconcile that started at")
+
+
+def test_a_detached_ip_whose_deletion_failed_is_deleted_by_the_next_reconcile(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REMEDIATION_POLICY", json.dumps({"monitored_subscriptions": [docs.SUB]}))
+    estate.create_set("web", tags={"remediation.mode": "strip"})
+    estate.scale("web", 1)
+    (vm,) = estate.vms("web")
+    (public_ip,) = estate.public_ips_of(vm)
+    estate.sim.fail_next_operation(public_ip, code="InternalServerError", message="the deletion failed")
+    for event in estate.events():
+        try:
+            estate.deliver(event)
+        except ArmError:  # the verification saw the deletion fail already; Event Grid redelivers
+            estate.sim.wait_idle(30)
+            estate.deliver(event)
+    estate.sim.wait_idle(30)
+    assert estate.public_ips_of(vm) == [], "the IP is off the NIC: no exposure"
+
+    user_function("sweep")(TimerRequest(past_due=False))  # or any later event for the set
+    estate.sim.wait_idle(30)
+
+    assert estate.public_ip_count() == 0
+    retried = [
+        r for r in estate.audit() if r.kind is RecordKind.INTENT and "again: detached earlier" in r.reason
+    ]
+    assert len(retried) == 1 and retried[0].public_ip.lower() == public_ip.lower()
