@@ -479,7 +479,7 @@ class Remediator:
                 public_ip=ip_id.value,
                 action=action,
                 reason=f"DELETE public IP {ip_id.name} again: detached earlier, its deletion did not happen",
-                state_before=f"public IP {ip_id.name} detached, {public_ip.provisioning_state or 'not deleting'}",
+                state_before=f"public IP {ip_id.name} detached, {public_ip.provisioning_state}",
             )
             try:
                 result = self.arm.delete_public_ip(ip_id)
