@@ -528,23 +528,7 @@ def _instance_nic(
     for ipc in ipc_list:
         ipc_props = properties(ipc)
         ipc_id = f"{nic_id}/ipConfigurations/{ipc['name']}"
-        nic_ipc: JsonDict = {
-            "provisioningState": "Succeeded",
-            "privateIPAddress": store.next_private_address(),
-            "privateIPAllocationMethod": "Dynamic",
-            "primary": bool(ipc_props.get("primary", len(ipc_list) == 1)),
-            "privateIPAddressVersion": ipc_props.get("privateIPAddressVersion", "IPv4"),
-        }
-        subnet = reference_id(ipc_props.get("subnet"))
-        if subnet:
-            nic_ipc["subnet"] = {"id": subnet}
-        for pools in (
-            "loadBalancerBackendAddressPools",
-            "applicationGatewayBackendAddressPools",
-            "applicationSecurityGroups",
-        ):
-            if ipc_props.get(pools):
-                nic_ipc[pools] = copy.deepcopy(ipc_props[pools])
+        nic_ipc = _ip_configuration_from_profile(store, ipc_props, alone=len(ipc_list) == 1)
         public = ipc_props.get("publicIPAddressConfiguration")
         if isinstance(public, dict):
             pip = _instance_pip(
@@ -581,6 +565,30 @@ def _instance_nic(
     }
     store.create_child(nic, context)
     return nic
+
+
+def _ip_configuration_from_profile(
+    store: Store, ipc_props: JsonDict, *, alone: bool, with_groups: bool = True
+) -> JsonDict:
+    """The properties of a NIC ipConfiguration made from a profile's ipConfiguration (its public
+    IP is made apart). ``with_groups``: carry applicationSecurityGroups too (Flexible NICs do)."""
+    nic_ipc: JsonDict = {
+        "provisioningState": "Succeeded",
+        "privateIPAddress": store.next_private_address(),
+        "privateIPAllocationMethod": "Dynamic",
+        "primary": bool(ipc_props.get("primary", alone)),
+        "privateIPAddressVersion": ipc_props.get("privateIPAddressVersion", "IPv4"),
+    }
+    subnet = reference_id(ipc_props.get("subnet"))
+    if subnet:
+        nic_ipc["subnet"] = {"id": subnet}
+    carried = ["loadBalancerBackendAddressPools", "applicationGatewayBackendAddressPools"]
+    if with_groups:
+        carried.append("applicationSecurityGroups")
+    for pools in carried:
+        if ipc_props.get(pools):
+            nic_ipc[pools] = copy.deepcopy(ipc_props[pools])
+    return nic_ipc
 
 
 def _public_ip_from_profile(store: Store, public: JsonDict, ipc_id: str) -> tuple[dict[str, Any], JsonDict]:
@@ -780,19 +788,9 @@ def _uniform_nic(
     for ipc in ipc_list:
         ipc_props = properties(ipc)
         ipc_id = f"{nic_id}/ipConfigurations/{ipc['name']}"
-        nic_ipc: JsonDict = {
-            "provisioningState": "Succeeded",
-            "privateIPAddress": store.next_private_address(),
-            "privateIPAllocationMethod": "Dynamic",
-            "primary": bool(ipc_props.get("primary", len(ipc_list) == 1)),
-            "privateIPAddressVersion": ipc_props.get("privateIPAddressVersion", "IPv4"),
-        }
-        subnet = reference_id(ipc_props.get("subnet"))
-        if subnet:
-            nic_ipc["subnet"] = {"id": subnet}
-        for pools in ("loadBalancerBackendAddressPools", "applicationGatewayBackendAddressPools"):
-            if ipc_props.get(pools):
-                nic_ipc[pools] = copy.deepcopy(ipc_props[pools])
+        nic_ipc = _ip_configuration_from_profile(
+            store, ipc_props, alone=len(ipc_list) == 1, with_groups=False
+        )
         public = ipc_props.get("publicIPAddressConfiguration")
         if isinstance(public, dict) and public.get("name"):
             pip = _uniform_pip(store, vmss, ipc_id, public)
