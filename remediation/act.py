@@ -13,7 +13,7 @@ recorded as a conflict and reported back, and the engine re-reads and re-plans.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +85,57 @@ class Context:
     def announce(self, kind: RecordKind, finding: Finding | None = None, **fields: Any) -> AuditRecord:
         """Record and store now, before returning (the intent before an ARM write)."""
         return self.journal.write_ahead(self.record(kind, finding, **fields))
+
+
+def announced_write(
+    context: Context,
+    perform: Callable[[], WriteResult],
+    finding: Finding | None,
+    *,
+    action: str,
+    reason: str,
+    before: str,
+    after: str,
+    **fields: Any,
+) -> WriteResult:
+    """One ARM write, write-ahead: its intent stored first (AuditUnavailable: ARM is not
+    touched), then the write, then its outcome (stored at once if the write failed)."""
+    intent = context.announce(
+        RecordKind.INTENT, finding, action=action, reason=reason, state_before=before, **fields
+    )
+    started = time.monotonic()
+    try:
+        result = perform()
+    except ArmError as error:
+        outcome = Result.CONFLICT if isinstance(error, PreconditionFailed) else Result.FAILED
+        # Stored at once: a failed write ends the handling, and reviewers look for it first.
+        context.announce(
+            RecordKind.OUTCOME,
+            finding,
+            action=action,
+            result=outcome.value,
+            error=str(error),
+            state_before=before,
+            state_after=before if outcome is Result.FAILED else "changed by someone else",
+            arm_request_id=error.request_id,
+            intent_id=intent.record_id,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            **fields,
+        )
+        raise
+    context.note(
+        RecordKind.OUTCOME,
+        finding,
+        action=action,
+        result=Result.SUCCEEDED.value,
+        state_before=before,
+        state_after=after,
+        arm_request_id=result.request_id,
+        intent_id=intent.record_id,
+        duration_ms=int((time.monotonic() - started) * 1000),
+        **fields,
+    )
+    return result
 
 
 def describe(action: Action) -> str:
@@ -290,50 +341,17 @@ class Executor:
         before, after = _states(action)
         # A delete names the one IP it deletes (the finding names all the NIC had).
         target = {"public_ip": action.target.value} if action.kind is ActionKind.DELETE_PUBLIC_IP else {}
-        intent = context.announce(
-            RecordKind.INTENT,
+        return announced_write(
+            context,
+            lambda: self._perform(action),
             action.finding,
-            mode=plan.mode.value,
             action=action.kind.value,
             reason=describe(action),
-            state_before=before,
-            **target,
-        )
-        started = time.monotonic()
-        try:
-            result = self._perform(action)
-        except ArmError as error:
-            outcome = Result.CONFLICT if isinstance(error, PreconditionFailed) else Result.FAILED
-            # Stored at once: a failed write ends the handling, and reviewers look for it first.
-            context.announce(
-                RecordKind.OUTCOME,
-                action.finding,
-                mode=plan.mode.value,
-                action=action.kind.value,
-                result=outcome.value,
-                error=str(error),
-                state_before=before,
-                state_after=before if outcome is Result.FAILED else "changed by someone else",
-                arm_request_id=error.request_id,
-                intent_id=intent.record_id,
-                duration_ms=int((time.monotonic() - started) * 1000),
-                **target,
-            )
-            raise
-        context.note(
-            RecordKind.OUTCOME,
-            action.finding,
+            before=before,
+            after=after,
             mode=plan.mode.value,
-            action=action.kind.value,
-            result=Result.SUCCEEDED.value,
-            state_before=before,
-            state_after=after,
-            arm_request_id=result.request_id,
-            intent_id=intent.record_id,
-            duration_ms=int((time.monotonic() - started) * 1000),
             **target,
         )
-        return result
 
     def _still_wrong(self, findings: list[Finding], kinds: set[ActionKind]) -> dict[int, str]:
         """Re-read what was written: a remediation counts only if ARM now shows it done.

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from remediation.act import Context, Executor, FindingOutcome
+from remediation.act import Context, Executor, FindingOutcome, announced_write
 from remediation.arm import ArmError, ArmGateway
 from remediation.audit import AuditLog, AuditUnavailable, EventArchive, Journal, RecheckQueue
 from remediation.coalesce import Coalescer
@@ -472,37 +472,16 @@ class Remediator:
             ):
                 continue
             ip_id = public_ip.id
-            action = ActionKind.DELETE_PUBLIC_IP.value
-            intent = context.announce(
-                RecordKind.INTENT,
-                scale_set=set_id,
-                public_ip=ip_id.value,
-                action=action,
+            announced_write(
+                context,
+                functools.partial(self.arm.delete_public_ip, ip_id),
+                None,
+                action=ActionKind.DELETE_PUBLIC_IP.value,
                 reason=f"DELETE public IP {ip_id.name} again: detached earlier, its deletion did not happen",
-                state_before=f"public IP {ip_id.name} detached, {public_ip.provisioning_state}",
-            )
-            try:
-                result = self.arm.delete_public_ip(ip_id)
-            except ArmError as error:
-                context.announce(
-                    RecordKind.OUTCOME,
-                    scale_set=set_id,
-                    public_ip=ip_id.value,
-                    action=action,
-                    intent_id=intent.record_id,
-                    result=Result.FAILED.value,
-                    error=str(error),
-                )
-                raise
-            context.note(
-                RecordKind.OUTCOME,
+                before=f"public IP {ip_id.name} detached, {public_ip.provisioning_state}",
+                after=f"deletion of public IP {ip_id.name} accepted",
                 scale_set=set_id,
                 public_ip=ip_id.value,
-                action=action,
-                intent_id=intent.record_id,
-                result=Result.SUCCEEDED.value,
-                arm_request_id=result.request_id,
-                state_after=f"deletion of public IP {ip_id.name} accepted",
             )
 
     @staticmethod
