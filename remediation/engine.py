@@ -58,9 +58,10 @@ ARCHIVE_LOOKBACK = timedelta(days=3650)
 # Sets reconciled at once by a sweep (each reconcile parallelises its own writes).
 SWEEP_PARALLEL_SETS = 4
 
-# ARM's clock and ours may differ by this much: an event is covered by a reconcile only if that
-# reconcile started at least this long after the event's time.
-CLOCK_SKEW = timedelta(seconds=10)
+# An event is covered by a reconcile only if that reconcile started at least this long after the
+# event's time: ARM's clock and ours may differ, and an event's time may precede the moment its
+# write became visible to reads. Generous on purpose: being wrong here means a missed look.
+CLOCK_SKEW = timedelta(seconds=60)
 MAX_REMEMBERED_SETS = 10_000
 
 # How often a reconcile re-reads and re-plans after a 412 before giving up (and raising).
