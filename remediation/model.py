@@ -187,7 +187,16 @@ class Caller:
     object_id: str = ""
 
     def __str__(self) -> str:
-        return self.name or self.app_id or self.object_id or "unknown"
+        """Every part the event carried, e.g. ``Jane Doe; appid 1950a258-...; oid 8d2c...``."""
+        parts = [
+            self.name,
+            *(
+                f"{label} {value}"
+                for label, value in (("appid", self.app_id), ("oid", self.object_id))
+                if value
+            ),
+        ]
+        return "; ".join(part for part in parts if part) or "unknown"
 
 
 @dataclass(frozen=True)

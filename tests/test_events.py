@@ -36,6 +36,7 @@ def test_the_published_sample_becomes_a_trigger_for_the_resource_it_names() -> N
     assert trigger.operation == "Microsoft.Compute/virtualMachineScaleSets/write"
     assert trigger.schema == "eventgrid"
     assert trigger.caller.app_id == "{ID}"
+    assert str(trigger.caller) == "{full-name}; appid {ID}; oid {ID}"
     assert trigger.event_time is not None and trigger.event_time.year == 2018
 
 
