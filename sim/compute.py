@@ -36,7 +36,7 @@ import uuid
 from typing import Any
 
 from sim import ids
-from sim.errors import ArmError, invalid_parameter
+from sim.errors import ArmError, invalid_parameter, invalid_reference
 from sim.events import RequestContext, utc_now_iso
 from sim.ids import IPCONFIG_TYPE, NIC_TYPE, PIP_TYPE, VM_TYPE, VMSS_TYPE, VMSS_VM_TYPE, ResourceRef
 from sim.network import check_subnet_reference, find_subnet
@@ -211,12 +211,7 @@ class VirtualMachines(Behaviour):
                 )
             nic = store.doc(nic_id)
             if nic is None or properties(nic).get("provisioningState") == "Deleting":
-                raise ArmError(
-                    400,
-                    "InvalidResourceReference",
-                    f"Resource {nic_id} referenced by resource {vm_id} was not found. Please make sure that "
-                    "the referenced resource exists, and that both resources are in the same region.",
-                )
+                raise invalid_reference(nic_id, vm_id)
             holder = reference_id(properties(nic).get("virtualMachine"))
             if holder is not None and ids.key(holder) != ids.key(vm_id) and store.doc(holder) is not None:
                 raise ArmError(

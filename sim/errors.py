@@ -89,6 +89,16 @@ def already_exists(resource_id: str) -> ArmError:
     )
 
 
+def invalid_reference(referenced: str, referrer: str) -> ArmError:
+    """400 InvalidResourceReference: a body names a resource that does not exist (or is going)."""
+    return ArmError(
+        400,
+        "InvalidResourceReference",
+        f"Resource {referenced} referenced by resource {referrer} was not found. Please make sure that "
+        "the referenced resource exists, and that both resources are in the same region.",
+    )
+
+
 def invalid_parameter(message: str, target: str | None = None) -> ArmError:
     """400 InvalidParameter, the usual code for a bad request body or query."""
     return ArmError(400, "InvalidParameter", message, target=target)

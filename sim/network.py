@@ -22,7 +22,7 @@ import uuid
 from typing import Any
 
 from sim import ids
-from sim.errors import ArmError, invalid_parameter
+from sim.errors import ArmError, invalid_parameter, invalid_reference
 from sim.events import RequestContext
 from sim.ids import IPCONFIG_TYPE, NIC_TYPE, PIP_TYPE, SUBNET_TYPE, VMSS_TYPE, ResourceRef
 from sim.store import Behaviour, JsonDict, Store, properties, reference_id
@@ -92,12 +92,7 @@ def find_subnet(store: Store, subnet_id: str) -> JsonDict | None:
 def check_subnet_reference(store: Store, subnet_id: str, referrer: str) -> None:
     """With `require_known_subnets`, a subnet the simulator does not hold is a 400, as in Azure."""
     if store.settings.require_known_subnets and find_subnet(store, subnet_id) is None:
-        raise ArmError(
-            400,
-            "InvalidResourceReference",
-            f"Resource {subnet_id} referenced by resource {referrer} was not found. Please make sure that "
-            "the referenced resource exists, and that both resources are in the same region.",
-        )
+        raise invalid_reference(subnet_id, referrer)
 
 
 def subnet_users(store: Store, subnet_id: str) -> list[str]:
@@ -240,12 +235,7 @@ class NetworkInterfaces(Behaviour):
                 continue
             pip = store.doc(pip_id)
             if pip is None or properties(pip).get("provisioningState") == "Deleting":
-                raise ArmError(
-                    400,
-                    "InvalidResourceReference",
-                    f"Resource {pip_id} referenced by resource {nic_id} was not found. Please make sure "
-                    "that the referenced resource exists, and that both resources are in the same region.",
-                )
+                raise invalid_reference(pip_id, nic_id)
             holder = reference_id(properties(pip).get("ipConfiguration"))
             other_nic = holder is not None and ids.parent_nic_key(holder) != ids.key(nic_id)
             if other_nic or ids.key(pip_id) in claimed:
