@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from remediation.arm import ArmError, ArmGateway, PreconditionFailed, WriteResult
-from remediation.audit import Journal
+from remediation.arm import ArmError, ArmGateway, OutcomeUnknown, PreconditionFailed, WriteResult
+from remediation.journal import AuditUnavailable, Journal
 from remediation.model import (
     SET_LEVEL_ACTIONS,
     Action,
@@ -86,6 +86,35 @@ class Context:
         """Record and store now, before returning (the intent before an ARM write)."""
         return self.journal.write_ahead(self.record(kind, finding, **fields))
 
+    def outcome(self, intent: AuditRecord, result: Result, **fields: Any) -> AuditRecord:
+        """The outcome record closing ``intent``: this handling's facts, the write's own fields."""
+        written = {name: getattr(intent, name) for name in WRITE_FIELDS}
+        return self.record(
+            RecordKind.OUTCOME, **{**written, **fields}, result=result.value, intent_id=intent.record_id
+        )
+
+
+# The fields of an intent that say which write it is: an outcome closing it carries them too.
+WRITE_FIELDS = (
+    "target",
+    "scale_set",
+    "instance",
+    "nic",
+    "public_ip",
+    "mode",
+    "action",
+    "origin",
+    "evidence",
+    "exposed_since",
+    "state_before",
+)
+
+# What each way of ending says about the state the write was to change.
+_STATE_AFTER = {
+    Result.CONFLICT: "changed since it was read (412): re-read and re-planned",
+    Result.UNKNOWN: "unknown: ARM's answers do not say whether it applied; the set's next reconcile reads it",
+}
+
 
 def announced_write(
     context: Context,
@@ -93,47 +122,71 @@ def announced_write(
     finding: Finding | None,
     *,
     action: str,
+    target: ResourceId,
     reason: str,
     before: str,
     after: str,
     **fields: Any,
 ) -> WriteResult:
-    """One ARM write, write-ahead: its intent stored first (AuditUnavailable: ARM is not
-    touched), then the write, then its outcome (stored at once if the write failed)."""
-    intent = context.announce(
-        RecordKind.INTENT, finding, action=action, reason=reason, state_before=before, **fields
+    """One ARM write, write-ahead: its intent stored first, then the write, then its outcome.
+
+    If the intent cannot be stored, ARM is not touched: the outcome ``skipped`` is buffered beside
+    the intent (the handling's last flush stores both if storage is back) and AuditUnavailable
+    propagates. A failed, conflicting or unknown write's outcome is stored at once: the handling
+    ends there, and reviewers look for it first.
+    """
+    intent = context.record(
+        RecordKind.INTENT,
+        finding,
+        action=action,
+        target=target.value,
+        reason=reason,
+        state_before=before,
+        **fields,
     )
+    try:
+        context.journal.write_ahead(intent)
+    except AuditUnavailable as error:
+        context.journal.write(
+            context.outcome(
+                intent,
+                Result.SKIPPED,
+                reason="not written: the audit store failed before this intent was stored",
+                error=str(error),
+                state_after=before,
+            )
+        )
+        raise
     started = time.monotonic()
     try:
         result = perform()
     except ArmError as error:
-        outcome = Result.CONFLICT if isinstance(error, PreconditionFailed) else Result.FAILED
-        # Stored at once: a failed write ends the handling, and reviewers look for it first.
-        context.announce(
-            RecordKind.OUTCOME,
-            finding,
-            action=action,
-            result=outcome.value,
-            error=str(error),
-            state_before=before,
-            state_after=before if outcome is Result.FAILED else "changed by someone else",
-            arm_request_id=error.request_id,
-            intent_id=intent.record_id,
-            duration_ms=int((time.monotonic() - started) * 1000),
-            **fields,
+        ended = (
+            Result.CONFLICT
+            if isinstance(error, PreconditionFailed)
+            else Result.UNKNOWN
+            if isinstance(error, OutcomeUnknown)
+            else Result.FAILED
+        )
+        context.journal.write_ahead(
+            context.outcome(
+                intent,
+                ended,
+                error=str(error),
+                state_after=_STATE_AFTER.get(ended, before),
+                arm_request_id=error.request_id,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
         )
         raise
-    context.note(
-        RecordKind.OUTCOME,
-        finding,
-        action=action,
-        result=Result.SUCCEEDED.value,
-        state_before=before,
-        state_after=after,
-        arm_request_id=result.request_id,
-        intent_id=intent.record_id,
-        duration_ms=int((time.monotonic() - started) * 1000),
-        **fields,
+    context.journal.write(
+        context.outcome(
+            intent,
+            Result.SUCCEEDED,
+            state_after=after,
+            arm_request_id=result.request_id,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
     )
     return result
 
@@ -339,18 +392,25 @@ class Executor:
 
     def _write(self, action: Action, plan: Plan, context: Context) -> WriteResult:
         before, after = _states(action)
-        # A delete names the one IP it deletes (the finding names all the NIC had).
-        target = {"public_ip": action.target.value} if action.kind is ActionKind.DELETE_PUBLIC_IP else {}
+        fields: dict[str, Any] = {}
+        if action.kind is ActionKind.DELETE_PUBLIC_IP:  # names the one IP it deletes, not all the NIC had
+            fields["public_ip"] = action.target.value
+        elif action.kind is ActionKind.UPGRADE_INSTANCES:  # names every instance it upgrades
+            assert action.body is not None
+            fields["instance"] = ",".join(
+                f"{action.target.value}/virtualMachines/{n}" for n in action.body["instanceIds"]
+            )
         return announced_write(
             context,
             lambda: self._perform(action),
             action.finding,
             action=action.kind.value,
+            target=action.target,
             reason=describe(action),
             before=before,
             after=after,
             mode=plan.mode.value,
-            **target,
+            **fields,
         )
 
     def _still_wrong(self, findings: list[Finding], kinds: set[ActionKind]) -> dict[int, str]:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from remediation.audit import AuditLog, AuditUnavailable
+from remediation.audit import AuditLog
 from remediation.engine import Remediator, ReplayItem, remediator_for
+from remediation.journal import AuditUnavailable
 from remediation.review import parse_duration, parse_filters
 from remediation.settings import Settings
 

@@ -8,6 +8,12 @@ Errors are handled on purpose:
   SDK pipeline's retry policy, which honours Retry-After, up to ``ARM_RETRY_TOTAL`` times;
 - 412 becomes ``PreconditionFailed``: someone else changed the resource, so the caller re-reads
   and re-plans instead of clobbering (DESIGN.md decision 5);
+- a write whose effect cannot be told from its answers becomes ``OutcomeUnknown``: its answer was
+  lost (a dropped connection, a read timeout), ARM answered 5xx, an earlier attempt was lost or
+  5xx before the final refusal (the retry may have met our own applied write), or it was accepted
+  and its completion could not be read. Every attempt of a write is seen by a per-retry pipeline
+  policy, so the judgement covers the SDK's retries too. The caller records ``unknown`` and the
+  set's next reconcile reads what ARM shows;
 - 404 on a read is "gone" (None); everything else is raised as ``ArmError`` with ARM's code.
 
 Every ARM operation this module performs is declared with ``@arm_operation``; ``OPERATIONS``
@@ -21,6 +27,7 @@ The azure.mgmt packages are imported on first use: ``azure.mgmt.network`` alone 
 from __future__ import annotations
 
 import base64
+import contextvars
 import functools
 import io
 import json
@@ -116,6 +123,69 @@ class PreconditionFailed(ArmError):
     """412: the resource's etag changed since we read it."""
 
 
+class OutcomeUnknown(ArmError):
+    """ARM may or may not have applied the write: the answers do not say (see the module docstring)."""
+
+
+# The status of every attempt of the write being made in this context (None: no answer came);
+# appended by the per-retry policy, so the SDK's retries are seen too. LRO polls (GETs) are not.
+_ATTEMPTS: contextvars.ContextVar[list[int | None] | None] = contextvars.ContextVar(
+    "arm_write_attempts", default=None
+)
+
+
+@functools.cache
+def _attempt_log_policy() -> Any:
+    """A pipeline policy (per retry) that notes each write attempt's status in ``_ATTEMPTS``."""
+    from azure.core.exceptions import AzureError
+    from azure.core.pipeline.policies import HTTPPolicy
+
+    class AttemptLog(HTTPPolicy):  # type: ignore[type-arg]
+        def send(self, request: Any) -> Any:
+            attempts = _ATTEMPTS.get()
+            if attempts is None or request.http_request.method.upper() == "GET":
+                return self.next.send(request)
+            try:
+                response = self.next.send(request)
+            except AzureError:
+                attempts.append(None)
+                raise
+            attempts.append(response.http_response.status_code)
+            return response
+
+    return AttemptLog()
+
+
+def _write_error(error: Exception, attempts: list[int | None]) -> ArmError:
+    """What a failed write's answers tell (see the module docstring): failed, conflict or unknown."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.core.polling.base_polling import OperationFailed
+
+    accepted = any(status is not None and 200 <= status < 300 for status in attempts)
+    if not isinstance(error, HttpResponseError):
+        return OutcomeUnknown(None, type(error).__name__, f"the write's answer was lost: {error}")
+    known = _arm_error(error)
+    if accepted:
+        if isinstance(error.inner_exception, OperationFailed):
+            return known  # ARM accepted it, then reported the operation Failed
+        return OutcomeUnknown(
+            known.status,
+            known.code,
+            f"ARM accepted the write, then its completion could not be read: {known.message}",
+            known.request_id,
+        )
+    earlier_unclear = any(status is None or status >= 500 for status in attempts[:-1])
+    if (known.status or 0) >= 500 or earlier_unclear:
+        return OutcomeUnknown(
+            known.status,
+            known.code,
+            known.message
+            + (" (after an earlier attempt whose answer was lost or 5xx)" if earlier_unclear else ""),
+            known.request_id,
+        )
+    return known
+
+
 @dataclass(frozen=True)
 class WriteResult:
     """What a completed write returned: ARM's request id (for the audit log) and the final body."""
@@ -157,7 +227,7 @@ def _credential(settings: Settings) -> TokenCredential:
 def _arm_error(error: Exception) -> ArmError:
     from azure.core.exceptions import HttpResponseError
 
-    if not isinstance(error, HttpResponseError):
+    if not isinstance(error, HttpResponseError):  # no answer: a dropped connection, a timeout
         return ArmError(None, type(error).__name__, str(error))
     status = error.status_code
     code = ""
@@ -198,6 +268,7 @@ class ArmGateway:
             "retry_total": self._settings.arm_retry_total,
             "connection_timeout": 10,
             "read_timeout": self._settings.arm_read_timeout_s,
+            "per_retry_policies": [_attempt_log_policy()],
         }
         if self._settings.arm_ca_bundle:
             options["connection_verify"] = self._settings.arm_ca_bundle
@@ -237,29 +308,41 @@ class ArmGateway:
 
     @staticmethod
     def _read(call: Callable[[], Any]) -> Mapping[str, Any] | None:
-        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         try:
             return dict(call().as_dict())
         except ResourceNotFoundError:
             return None
-        except HttpResponseError as error:
+        except AzureError as error:
             raise _arm_error(error) from error
 
     @staticmethod
     def _list(call: Callable[[], Iterable[Any]]) -> list[Mapping[str, Any]]:
-        from azure.core.exceptions import HttpResponseError
+        from azure.core.exceptions import AzureError
 
         try:
             return [dict(item.as_dict()) for item in call()]
-        except HttpResponseError as error:
+        except AzureError as error:
             raise _arm_error(error) from error
 
     @staticmethod
-    def _write(start: Callable[..., Any]) -> WriteResult:
-        """Start a long-running write, wait for it, and keep the request id of its first response."""
-        from azure.core.exceptions import HttpResponseError
+    def _attempted(call: Callable[[], R]) -> R:
+        """Run one write with its attempts noted, turning its failure into what the answers tell."""
+        from azure.core.exceptions import AzureError
 
+        attempts: list[int | None] = []
+        token = _ATTEMPTS.set(attempts)
+        try:
+            return call()
+        except AzureError as error:
+            raise _write_error(error, attempts) from error
+        finally:
+            _ATTEMPTS.reset(token)
+
+    @classmethod
+    def _write(cls, start: Callable[..., Any]) -> WriteResult:
+        """Start a long-running write, wait for it, and keep the request id of its first response."""
         request_ids: list[str] = []
 
         def remember_request_id(response: Any) -> None:
@@ -267,11 +350,7 @@ class ArmGateway:
             if request_id and not request_ids:
                 request_ids.append(request_id)
 
-        try:
-            poller = start(raw_response_hook=remember_request_id)
-            result = poller.result()
-        except HttpResponseError as error:
-            raise _arm_error(error) from error
+        result = cls._attempted(lambda: start(raw_response_hook=remember_request_id).result())
         body = dict(result.as_dict()) if result is not None else None
         return WriteResult(request_ids[0] if request_ids else "", body, time.time())
 
@@ -325,15 +404,22 @@ class ArmGateway:
     ) -> tuple[dict[str, Any], str]:
         """A raw ARM request through the compute client's pipeline (auth, retries), for the
         resource types without an SDK in this project (autoscale settings, Resource Graph).
-        Returns the JSON body and ARM's request id."""
-        from azure.core.exceptions import HttpResponseError
+        Returns the JSON body and ARM's request id. A PUT is judged as a write (``_attempted``)."""
+        from azure.core.exceptions import AzureError
         from azure.core.rest import HttpRequest
 
         client = self._compute_client(subscription)
-        response = client.send_request(HttpRequest(method, path, json=body))
-        try:
+
+        def send() -> Any:
+            response = client.send_request(HttpRequest(method, path, json=body))
             response.raise_for_status()
-        except HttpResponseError as error:
+            return response
+
+        try:
+            response = self._attempted(send) if method == "PUT" else send()
+        except ArmError:
+            raise
+        except AzureError as error:
             raise _arm_error(error) from error
         return (dict(response.json()) if response.content else {}), response.headers.get(
             "x-ms-request-id", ""
@@ -354,6 +440,19 @@ class ArmGateway:
             if not path:
                 return found
         raise ArmError(None, "TooManyPages", f"autoscale settings answered more than {MAX_GRAPH_PAGES} pages")
+
+    @arm_operation("Microsoft.Insights/autoscalesettings/read")
+    def get_autoscale_setting(self, setting_id: ResourceId) -> AutoscaleSetting | None:
+        """One autoscale setting by id (what recovery reads to tell whether a disable applied)."""
+        try:
+            body, _ = self._send(
+                setting_id.subscription, "GET", f"{setting_id.value}?api-version={AUTOSCALE_API}"
+            )
+        except ArmError as error:
+            if error.status == 404:
+                return None
+            raise
+        return AutoscaleSetting.from_arm(body)
 
     @arm_operation("Microsoft.Insights/autoscalesettings/write")
     def put_autoscale_setting(self, setting_id: ResourceId, body: Mapping[str, Any]) -> WriteResult:

@@ -1,10 +1,11 @@
 """The only module that talks to storage: the audit log (Table), the event archive and Event
 Grid's dead letters (Blob), and the queue of delayed re-checks (Queue).
 
-Write-ahead (DESIGN.md decision 4): a Journal buffers an event's records and stores them as a
-few entity-group transactions; an intent is stored, with everything buffered before it, before
-the ARM write it announces. If storage cannot be written, ``AuditUnavailable`` is raised, no
-ARM write happens, and Event Grid redelivers the event. Records are only ever inserted.
+Write-ahead (DESIGN.md decision 4): a ``journal.Journal`` buffers a handling's records and stores
+them here as a few entity-group transactions; an intent is stored, with everything buffered
+before it, before the ARM write it announces. If storage cannot be written, ``AuditUnavailable``
+is raised, no ARM write happens, and Event Grid redelivers the event. Records are only inserted
+(a batch stored again after a failure is upserted: part of it may have been stored).
 
 Layout (the partitions are explained in ``records``; README.md, "Audit log", for reviewers):
 - table ``<AUDIT_TABLE>``: every record, once per question it answers (by hour, by set, by event,
@@ -28,16 +29,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from remediation import telemetry
+from remediation.journal import AuditUnavailable, Entities, Journal
 from remediation.model import Recheck
 from remediation.records import (
     HANDLED_ROW,
     AuditRecord,
+    Unfinished,
     correlation_partition,
     event_partition,
     hour_key,
-    open_intents,
     scale_set_partition,
+    unfinished_writes,
 )
 from remediation.review import Filters
 from remediation.settings import Settings
@@ -48,10 +50,6 @@ if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
 
 MAX_BATCH = 100  # entity-group transactions hold at most 100 operations
-
-
-class AuditUnavailable(RuntimeError):
-    """The audit store could not be written or read; nothing may be written to ARM."""
 
 
 def _identity(settings: Settings) -> TokenCredential:
@@ -74,6 +72,10 @@ def _odata(query: Filters) -> tuple[str, dict[str, Any]]:
         odata, parameters["pk"] = "PartitionKey eq @pk", correlation_partition(query.correlation_id)
     elif query.scale_set:
         odata, parameters["pk"] = "PartitionKey eq @pk", scale_set_partition(query.scale_set)
+    elif query.writes:
+        odata = "PartitionKey ge @first and PartitionKey le @last"
+        parameters["first"] = f"w-{hour_key(query.since)[:8]}"
+        parameters["last"] = f"w-{hour_key(query.until)[:8]}"
     else:
         prefix = "f" if query.outcome == "failed" else "h"
         odata = "PartitionKey ge @first and PartitionKey le @last"
@@ -87,6 +89,8 @@ def _odata(query: Filters) -> tuple[str, dict[str, Any]]:
     elif query.outcome and query.outcome != "failed":
         odata += " and ( result eq @outcome or kind eq @outcome )"  # the SDK substitutes whole words
         parameters["outcome"] = query.outcome
+    if query.writes and (query.event_id or query.correlation_id or query.scale_set):
+        odata += " and (kind eq 'intent' or kind eq 'outcome')"
     if query.scale_set and (query.event_id or query.correlation_id):
         odata += " and scale_set eq @scale_set"
         parameters["scale_set"] = query.scale_set
@@ -159,7 +163,7 @@ class AuditLog:
         journal.write_ahead(record)
         return record
 
-    def _store(self, entities: list[tuple[str, dict[str, Any]]]) -> None:
+    def store_entities(self, entities: Entities) -> None:
         """Insert (or, for markers, upsert) entities as entity-group transactions by partition."""
         from azure.core.exceptions import AzureError
         from azure.data.tables import TableTransactionError
@@ -230,63 +234,11 @@ class AuditLog:
         end = until or datetime.now(UTC)
         return self.search(Filters(end - since, end))
 
-    def intents_without_outcome(
-        self, since: datetime, until: datetime, scale_set: str = ""
-    ) -> list[AuditRecord]:
-        """Intents in the window that no outcome closes: ARM writes whose result nobody recorded.
-
-        Outcomes are looked for up to an hour past ``until``: a write's outcome follows its intent.
-        """
-        return open_intents(
-            self.search(Filters(since, until + timedelta(hours=1), scale_set=scale_set)), until
-        )
-
-
-class Journal:
-    """The records of one event's handling, buffered and written a few transactions at a time.
-
-    Thread-safe: the findings of one reconcile are remediated in parallel, each announcing its
-    writes through ``write_ahead``.
-    """
-
-    def __init__(self, log: AuditLog) -> None:
-        self._log = log
-        self._lock = threading.Lock()
-        self._pending: list[AuditRecord] = []
-
-    def write(self, record: AuditRecord) -> AuditRecord:
-        """Buffer a record; it is stored at the next write-ahead or at ``flush``."""
-        with self._lock:
-            self._pending.append(record)
-        return record
-
-    def write_ahead(self, record: AuditRecord) -> AuditRecord:
-        """Store ``record`` (and everything buffered before it) before returning."""
-        self.write(record)
-        self.flush()
-        return record
-
-    def flush(self, handled_event: str = "", outcome: str = "") -> None:
-        """Store what is buffered; with ``handled_event``, also mark that event handled."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-        entities: list[tuple[str, dict[str, Any]]] = [
-            ("create", entity) for record in pending for entity in record.to_entities()
-        ]
-        if handled_event:
-            marker = {
-                "PartitionKey": event_partition(handled_event),
-                "RowKey": HANDLED_ROW,
-                "event_id": handled_event,
-                "outcome": outcome,
-                "time": datetime.now(UTC).isoformat(),
-            }
-            # Upsert: two concurrent deliveries may both finish; either marker says the same.
-            entities.append(("upsert", marker))
-        if entities:
-            self._log._store(entities)
-        for record in pending:
-            telemetry.emit(record)
+    def unfinished_writes(self, since: datetime, until: datetime, scale_set: str = "") -> list[Unfinished]:
+        """Intents in the window that no known outcome closes: ARM writes whose result nobody
+        recorded, or recorded as unknown. Outcomes are looked for up to an hour past ``until``."""
+        window = Filters(since, until + timedelta(hours=1), scale_set=scale_set, writes=True)
+        return unfinished_writes(self.search(window), until)
 
 
 class EventArchive:

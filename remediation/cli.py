@@ -84,12 +84,18 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from remediation.audit import AuditLog
 
     now = datetime.now(UTC)
-    orphans = AuditLog(Settings.from_env()).intents_without_outcome(now - args.since, now)
-    for intent in orphans:
-        target = intent.instance or intent.scale_set
-        print(f"{intent.time.isoformat()} {intent.event_id} {intent.action} {target}")
-    print(f"{len(orphans)} intents without outcome in the last {args.since}")
-    return 1 if orphans else 0
+    unfinished = AuditLog(Settings.from_env()).unfinished_writes(now - args.since, now)
+    for write in unfinished:
+        intent = write.intent
+        state = "outcome unknown" if write.unknown else "no outcome"
+        target = intent.target or intent.scale_set
+        print(f"{intent.time.isoformat()} {intent.event_id} {intent.action} {target}: {state}")
+    missing = sum(1 for write in unfinished if not write.unknown)
+    print(
+        f"{missing} intents without outcome, {len(unfinished) - missing} with an unknown outcome not yet "
+        f"resolved, in the last {args.since}"
+    )
+    return 1 if unfinished else 0
 
 
 class Progress:
@@ -116,9 +122,9 @@ class Progress:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from remediation.audit import AuditUnavailable
     from remediation.engine import ReplayItem, remediator_for
     from remediation.events import events_from_text
+    from remediation.journal import AuditUnavailable
 
     settings = Settings.from_env()
     remediator = remediator_for(dataclasses.replace(settings, dry_run=settings.dry_run or args.dry_run))

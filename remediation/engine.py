@@ -24,33 +24,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from remediation.act import Context, Executor, FindingOutcome, announced_write
+from remediation.act import Context
 from remediation.arm import ArmError, ArmGateway
-from remediation.audit import AuditLog, AuditUnavailable, EventArchive, Journal, RecheckQueue
+from remediation.audit import AuditLog, EventArchive, RecheckQueue
 from remediation.coalesce import Coalescer
 from remediation.events import parse_event, parse_recheck
-from remediation.model import (
-    ActionKind,
-    Mode,
-    ObservedSet,
-    Plan,
-    Recheck,
-    RecordKind,
-    Rejection,
-    ResourceId,
-    Result,
-)
-from remediation.observe import Unresolvable, observe_set, owning_scale_set
-from remediation.plan import interrupted_write_applied, plan, still_creating
-from remediation.policy import restriction_for, today_utc
-from remediation.records import AuditRecord, deleted_public_ips, open_intents
+from remediation.journal import AuditUnavailable, Journal
+from remediation.model import RecordKind, Rejection, ResourceId, Result
+from remediation.observe import Unresolvable, owning_scale_set
+from remediation.policy import restriction_for
+from remediation.reconcile import ReconcileResult, SetReconciler
 from remediation.review import Filters
 from remediation.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# How far back a reconcile looks for its set's writes that were announced but never closed.
-INTERRUPTED_LOOKBACK = timedelta(days=1)
+# How far back the sweep looks for unfinished writes of any set: as far as `audit verify` does.
+RECOVERY_LOOKBACK = timedelta(days=7)
 
 # How far back `replay --event-id` looks for the event's received record.
 ARCHIVE_LOOKBACK = timedelta(days=3650)
@@ -63,19 +53,6 @@ SWEEP_PARALLEL_SETS = 4
 # write became visible to reads. Generous on purpose: being wrong here means a missed look.
 CLOCK_SKEW = timedelta(seconds=60)
 MAX_REMEMBERED_SETS = 10_000
-
-# How often a reconcile re-reads and re-plans after a 412 before giving up (and raising).
-MAX_REPLANS = 3
-
-
-@dataclass(frozen=True)
-class ReconcileResult:
-    scale_set: ResourceId
-    mode: Mode | None  # None: the set is not restricted (or is gone)
-    reason: str
-    findings: int = 0
-    outcomes: tuple[FindingOutcome, ...] = ()
-    event_id: str = ""  # the event whose handling ran this reconcile (others may have shared it)
 
 
 @dataclass(frozen=True)
@@ -115,17 +92,24 @@ class Remediator:
         audit: AuditLog,
         rechecks: RecheckQueue,
         archive: EventArchive,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.arm = arm
         self.audit = audit
         self.rechecks = rechecks
         self.archive = archive
-        self.executor = Executor(arm)
+        # What "now" is when judging how old an unfinished write is (a test or harness may move it).
+        self.clock = clock
+        self.sets = SetReconciler(settings, arm, audit, rechecks, self.now)
         self.coalescer: Coalescer[ReconcileResult] = Coalescer()
         # When the last reconcile of each set that completed started (see _covering_reconcile).
         self._last_reconcile: dict[ResourceId, datetime] = {}
         self._covered_lock = threading.Lock()
+
+    def now(self) -> datetime:
+        return self.clock()
 
     def _covering_reconcile(self, set_id: ResourceId, happened: datetime | None) -> datetime | None:
         """When a reconcile of this set that completed in this process started after the event's
@@ -161,7 +145,12 @@ class Remediator:
         journal = self.audit.journal()
         trigger = parse_event(event)
         event_id = f"replay-{uuid.uuid4()}" if replay_of else trigger.event_id
-        archived = "" if replay_of else self.archive.store(event_id, event, received)
+        archived, not_archived = "", ""
+        if not replay_of:
+            try:
+                archived = self.archive.store(event_id, event, received)
+            except AuditUnavailable as error:  # replay loses this event; remediation must not
+                not_archived = f"not archived: {error}"
         if not isinstance(trigger, Rejection) and not self.settings.policy.monitors(trigger.subscription_id):
             trigger = Rejection(
                 trigger.event_id,
@@ -172,7 +161,7 @@ class Remediator:
             context = self._context(
                 journal, event_id=event_id, event_type=trigger.event_type, replay_of=replay_of
             )
-            context.note(RecordKind.REJECTED, reason=trigger.reason, archive=archived)
+            context.note(RecordKind.REJECTED, reason=trigger.reason, archive=archived, error=not_archived)
             journal.flush()
             log.warning("event %s rejected: %s", trigger.event_id, trigger.reason)
             return Handled(event_id, "rejected", trigger.reason, elapsed_s=time.monotonic() - started)
@@ -188,10 +177,12 @@ class Remediator:
             replay_of=replay_of,
         )
         if not replay_of and self.audit.was_handled(event_id):
-            context.note(RecordKind.DUPLICATE, reason="event was handled before", archive=archived)
+            context.note(
+                RecordKind.DUPLICATE, reason="event was handled before", archive=archived, error=not_archived
+            )
             journal.flush()
             return Handled(event_id, "duplicate", elapsed_s=time.monotonic() - started)
-        context.note(RecordKind.RECEIVED, archive=archived, reason=note)
+        context.note(RecordKind.RECEIVED, archive=archived, reason=note, error=not_archived)
         try:
             # A replay asks for a fresh look: no earlier reconcile covers it.
             happened = None if replay_of else trigger.event_time
@@ -306,11 +297,16 @@ class Remediator:
             scale_sets = [found for sub in chosen for found in self.arm.list_scale_sets(sub)]
             source = f"listing (Resource Graph: {error.code})"
         restricted = tuple(s.id for s in scale_sets if restriction_for(s, self.settings.policy).restricted)
+        # Unfinished writes of any set, found from the log (the set may be gone or no longer
+        # restricted); stored before the reconciles read their sets' histories.
+        judged = self.sets.recover_from_log(context, RECOVERY_LOOKBACK, set(chosen))
         context.note(
             RecordKind.DECISION,
             reason=f"sweep of {len(chosen)} subscriptions by {source}: "
-            f"{len(scale_sets)} scale sets, {len(restricted)} restricted",
+            f"{len(scale_sets)} scale sets, {len(restricted)} restricted; "
+            f"{judged} unfinished writes judged from the log",
         )
+        journal.flush()
         with ThreadPoolExecutor(max_workers=SWEEP_PARALLEL_SETS, thread_name_prefix="sweep") as pool:
             futures = [
                 pool.submit(self.coalescer.run, set_id, functools.partial(self.reconcile, set_id, context))
@@ -354,152 +350,9 @@ class Remediator:
         journal.flush()
         return Handled(context.event_id, "reconciled", result.reason, result, time.monotonic() - started)
 
-    def _schedule_recheck(self, observed: ObservedSet, context: Context, attempt: int) -> None:
-        """Look again later if instances may still appear; bounded by RECHECK_DELAYS_SECONDS."""
-        why = still_creating(observed)
-        if why is None:
-            return
-        delays = self.settings.recheck_delays_s
-        set_id = observed.scale_set.id
-        if attempt >= len(delays):
-            reason = f"{why}; no re-check left after {attempt} (the sweep will look again)"
-        else:
-            self.rechecks.schedule(Recheck(set_id, attempt + 1, why), delays[attempt])
-            reason = f"{why}: re-check {attempt + 1} in {delays[attempt]:g} s"
-        context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
-
     def reconcile(self, set_id: ResourceId, context: Context, attempt: int = 0) -> ReconcileResult:
-        """Bring one scale set into line: observe, plan, act, verify; re-plan after a 412.
-
-        ``attempt`` counts the delayed re-checks that led here (0 for an event or a sweep).
-        """
-        for replan in range(MAX_REPLANS):
-            scale_set = self.arm.get_scale_set(set_id)
-            if scale_set is None:
-                reason = "scale set no longer exists"
-                context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
-                return ReconcileResult(set_id, None, reason, event_id=context.event_id)
-            restriction = restriction_for(scale_set, self.settings.policy)
-            if restriction.mode is None:
-                context.note(
-                    RecordKind.DECISION,
-                    scale_set=set_id.value,
-                    reason=f"not restricted: {restriction.reason}",
-                )
-                return ReconcileResult(set_id, None, restriction.reason, event_id=context.event_id)
-
-            policy = self.settings.policy
-            observed = observe_set(
-                self.arm,
-                scale_set,
-                with_autoscale=restriction.mode is Mode.SCALE_TO_ZERO and policy.disable_autoscale,
-            )
-            if replan == 0:
-                # What earlier handlings of this set left unfinished, from its recent records.
-                now = datetime.now(UTC)
-                recent = list(
-                    self.audit.search(Filters(now - INTERRUPTED_LOOKBACK, now, scale_set=set_id.value))
-                )
-                self._close_interrupted_writes(observed, context, recent)
-                if restriction.mode is Mode.STRIP and not self.settings.dry_run:
-                    self._delete_leftover_public_ips(deleted_public_ips(recent), context, set_id.value)
-            the_plan = plan(observed, restriction.mode, self.settings.policy, today_utc())
-            self._record_decisions(the_plan, context, len(observed.instances), restriction.reason)
-            if replan == 0:
-                self._schedule_recheck(observed, context, attempt)
-            outcomes: tuple[FindingOutcome, ...] = ()
-            if not self.settings.dry_run and the_plan.actions:
-                outcomes = tuple(self.executor.carry_out(the_plan, context))
-            if all(outcome.result is not Result.CONFLICT for outcome in outcomes):
-                return ReconcileResult(
-                    set_id,
-                    restriction.mode,
-                    restriction.reason,
-                    len(the_plan.findings),
-                    outcomes,
-                    context.event_id,
-                )
-            log.info("scale set %s changed while we wrote to it: re-reading", set_id)
-
-        reason = f"the set's NICs kept changing under us: gave up after {MAX_REPLANS} re-plans"
-        context.note(RecordKind.ERROR, scale_set=set_id.value, result=Result.FAILED.value, reason=reason)
-        raise ArmError(412, "PreconditionFailed", reason)
-
-    def _close_interrupted_writes(
-        self, observed: ObservedSet, context: Context, recent: list[AuditRecord]
-    ) -> None:
-        """Give each intent of this set that no outcome closed (its handling died between the
-        intent and the outcome: storage outage, host killed) the outcome ARM shows now.
-
-        Only intents older than the grace period: younger ones may belong to a handling that is
-        still running on another host.
-        """
-        now = datetime.now(UTC)
-        grace = timedelta(seconds=self.settings.interrupted_write_grace_s)
-        set_id = observed.scale_set.id.value
-        for intent in open_intents(recent, now - grace):
-            exists: bool | None = None
-            if intent.action == ActionKind.DELETE_PUBLIC_IP.value and intent.public_ip:
-                exists = self.arm.get_public_ip(ResourceId.parse(intent.public_ip.split(",")[0])) is not None
-            applied = interrupted_write_applied(intent.action, observed, intent.nic, intent.instance, exists)
-            context.note(
-                RecordKind.OUTCOME,
-                scale_set=set_id,
-                instance=intent.instance,
-                nic=intent.nic,
-                public_ip=intent.public_ip,
-                mode=intent.mode,
-                action=intent.action,
-                intent_id=intent.record_id,
-                result=(Result.SUCCEEDED if applied else Result.FAILED).value,
-                reason=f"recovered: the handling of {intent.event_id} stopped after announcing this write; "
-                + ("ARM shows it applied" if applied else "ARM shows it was not applied"),
-            )
-
-    def _delete_leftover_public_ips(self, deleted: list[str], context: Context, set_id: str) -> None:
-        """Delete again, write-ahead, the public IPs this set's remediation asked ARM to delete that
-        are still there, detached and not being deleted (ARM accepted the deletion, then it failed).
-        One list per resource group answers for all of them. An IP attached again is a NIC's
-        finding, handled by the plan."""
-        if not deleted:
-            return
-        wanted = {ResourceId.parse(ip) for ip in deleted}
-        groups = sorted({(ip.subscription.lower(), ip.resource_group.lower()) for ip in wanted})
-        for public_ip in [ip for sub, group in groups for ip in self.arm.list_public_ips(sub, group)]:
-            if (
-                public_ip.id not in wanted
-                or public_ip.ip_configuration_id is not None
-                or public_ip.provisioning_state.lower() == "deleting"
-            ):
-                continue
-            ip_id = public_ip.id
-            announced_write(
-                context,
-                functools.partial(self.arm.delete_public_ip, ip_id),
-                None,
-                action=ActionKind.DELETE_PUBLIC_IP.value,
-                reason=f"DELETE public IP {ip_id.name} again: detached earlier, its deletion did not happen",
-                before=f"public IP {ip_id.name} detached, {public_ip.provisioning_state}",
-                after=f"deletion of public IP {ip_id.name} accepted",
-                scale_set=set_id,
-                public_ip=ip_id.value,
-            )
-
-    @staticmethod
-    def _record_decisions(the_plan: Plan, context: Context, instances: int, why_restricted: str) -> None:
-        set_id = the_plan.scale_set.id.value
-        mode = the_plan.mode.value
-        for note in the_plan.notes:
-            context.note(RecordKind.DECISION, scale_set=set_id, mode=mode, reason=note)
-        if not the_plan.findings:
-            reason = f"restricted ({why_restricted}); no public IP on any of {instances} instances"
-            context.note(RecordKind.DECISION, scale_set=set_id, mode=mode, reason=reason)
-            return
-        for finding, action, left_alone in the_plan.per_finding():
-            reason = left_alone or (
-                "dry run: would remediate" if context.dry_run else f"restricted ({why_restricted}): remediate"
-            )
-            context.note(RecordKind.DECISION, finding, mode=mode, action=action, reason=reason)
+        """Bring one scale set into line (``reconcile.SetReconciler``)."""
+        return self.sets.reconcile(set_id, context, attempt)
 
 
 _remediators: dict[Settings, Remediator] = {}

@@ -145,6 +145,8 @@ class ActionKind(enum.StrEnum):
     REMOVE_PUBLIC_IP_FROM_MODEL = "remove-public-ip-from-model"  # (If-Match)
     # ...and brings the violating instances up to it (their NICs are made again without one).
     UPGRADE_INSTANCES = "upgrade-instances"
+    # A NIC an earlier update of ours left Failed: PUT again as it is (Network's documented remedy).
+    REPAIR_NIC = "repair-nic"
 
 
 # Actions on the scale set itself rather than on one instance.
@@ -174,8 +176,9 @@ class RecordKind(enum.StrEnum):
 class Result(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    CONFLICT = "conflict"
-    SKIPPED = "skipped"
+    CONFLICT = "conflict"  # 412: the resource changed since it was read; re-read and re-planned
+    SKIPPED = "skipped"  # not written, or nothing left for it to change (the record says which)
+    UNKNOWN = "unknown"  # ARM's answers do not say whether it applied; a later reconcile resolves it
 
 
 @dataclass(frozen=True)
@@ -383,6 +386,7 @@ class NetworkInterface:
     ip_configurations: tuple[IpConfiguration, ...]
     tags: Mapping[str, str]
     etag: str
+    provisioning_state: str
     # The wire document as read: a NIC update is a PUT of the whole resource.
     raw: Mapping[str, Any] = field(compare=False, repr=False)
 
@@ -413,6 +417,7 @@ class NetworkInterface:
             ip_configurations=tuple(configurations),
             tags=_tags(doc),
             etag=str(doc.get("etag") or ""),
+            provisioning_state=str(props.get("provisioningState") or ""),
             raw=doc,
         )
 
@@ -423,6 +428,7 @@ class PublicIp:
     ip_configuration_id: ResourceId | None
     ip_address: str
     provisioning_state: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_arm(cls, doc: Mapping[str, Any]) -> PublicIp:
@@ -432,6 +438,7 @@ class PublicIp:
             ip_configuration_id=_optional_id(props.get("ipConfiguration")),
             ip_address=str(props.get("ipAddress") or ""),
             provisioning_state=str(props.get("provisioningState") or ""),
+            tags=_tags(doc),
         )
 
 

@@ -287,21 +287,3 @@ def still_creating(observed: ObservedSet) -> str | None:
         if scale_set.capacity > created:
             return f"capacity {scale_set.capacity} but {created} instances exist"
     return None
-
-
-def interrupted_write_applied(
-    action: str, observed: ObservedSet, nic_id: str, instance_id: str, public_ip_exists: bool | None
-) -> bool:
-    """Did a write whose outcome was never recorded take effect? Judged from state read afterwards.
-
-    ``public_ip_exists`` is needed only for a public IP delete (the IP is no longer on any NIC).
-    """
-    if action == ActionKind.DETACH_PUBLIC_IP.value:
-        nics = {nic.id.key: nic for instance in observed.instances for nic in instance.nics}
-        nic = nics.get(nic_id.lower())
-        return nic is None or not nic.public_ip_ids
-    if action == ActionKind.DELETE_PUBLIC_IP.value:
-        return public_ip_exists is False
-    if action == ActionKind.DELETE_VM.value:
-        return all(instance.vm.id.key != instance_id.lower() for instance in observed.instances)
-    return observed.scale_set.capacity == 0

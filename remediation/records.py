@@ -11,6 +11,7 @@ partition reads back in time order):
     e-<event id>     records of one event (and the event's "handled" marker)
     c-<hash of id>   records that carry a correlation id
     f-YYYYMMDDHH     failed records (kind error, or result failed), by hour
+    w-YYYYMMDD       intents and outcomes (the ARM writes), by UTC day: which writes are unfinished
 
 The copies of one event's records share partitions, so they are written as a few entity-group
 transactions, not one request per copy (see audit.Journal).
@@ -28,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from remediation import __version__
-from remediation.model import ActionKind, RecordKind, Result
+from remediation.model import RecordKind, Result
 
 HANDLED_ROW = "~handled"  # sorts after every record row of an event partition
 _KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
@@ -45,6 +46,7 @@ class AuditRecord:
     operation: str = ""
     caller: str = ""
     resource: str = ""  # the resource the event named
+    target: str = ""  # on intents and outcomes: the resource the ARM write goes to
     scale_set: str = ""
     instance: str = ""
     nic: str = ""
@@ -89,6 +91,8 @@ class AuditRecord:
             keys.append(correlation_partition(self.correlation_id))
         if self.failed:
             keys.append(f"f-{hour}")
+        if self.kind in (RecordKind.INTENT, RecordKind.OUTCOME):
+            keys.append(f"w-{hour[:8]}")
         return keys
 
     def to_entities(self) -> list[dict[str, Any]]:
@@ -150,27 +154,26 @@ def event_partition(event_id: str) -> str:
     return f"e-{event_id}"
 
 
-def open_intents(records: Iterable[AuditRecord], until: datetime) -> list[AuditRecord]:
-    """The intents (up to ``until``) that no outcome among ``records`` closes."""
+@dataclass(frozen=True)
+class Unfinished:
+    """An ARM write whose outcome is not known: no outcome closes its intent, or only ``unknown`` ones."""
+
+    intent: AuditRecord
+    unknown: bool  # an outcome was recorded, and it says unknown
+
+
+def unfinished_writes(records: Iterable[AuditRecord], until: datetime) -> list[Unfinished]:
+    """The intents (up to ``until``) that no known outcome among ``records`` closes."""
     intents: dict[str, AuditRecord] = {}
-    closed: set[str] = set()
+    known: set[str] = set()
+    unknown: set[str] = set()
     for record in records:
         if record.kind is RecordKind.INTENT and record.time <= until:
             intents[record.record_id] = record
         elif record.kind is RecordKind.OUTCOME and record.intent_id:
-            closed.add(record.intent_id)
-    return [intent for record_id, intent in intents.items() if record_id not in closed]
-
-
-def deleted_public_ips(records: Iterable[AuditRecord]) -> list[str]:
-    """The public IPs whose deletion these records announced (ARM accepts a deletion at once and
-    carries it out later, so whether it happened is for a later read to say)."""
-    return sorted(
-        {
-            record.public_ip.lower()
-            for record in records
-            if record.kind is RecordKind.INTENT
-            and record.action == ActionKind.DELETE_PUBLIC_IP.value
-            and record.public_ip
-        }
-    )
+            (unknown if record.result == Result.UNKNOWN.value else known).add(record.intent_id)
+    return [
+        Unfinished(intent, record_id in unknown)
+        for record_id, intent in intents.items()
+        if record_id not in known
+    ]

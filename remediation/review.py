@@ -16,13 +16,13 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from remediation.model import RecordKind
+from remediation.model import RecordKind, Result
 from remediation.records import AuditRecord
 
 _DURATION = re.compile(r"^(\d{1,6})([smhd])$")
 _ARM_ID = re.compile(r"/subscriptions/[^ ,;]+/([^/ ,;]+)")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-OUTCOMES = frozenset({"succeeded", "failed", "conflict", "skipped"} | {kind.value for kind in RecordKind})
+OUTCOMES = frozenset({result.value for result in Result} | {kind.value for kind in RecordKind})
 
 
 def parse_duration(text: str) -> timedelta:
@@ -49,6 +49,7 @@ class Filters:
     event_id: str = ""
     correlation_id: str = ""
     outcome: str = ""
+    writes: bool = False  # intents and outcomes only (what recovery and `audit verify` read)
 
 
 def parse_filters(params: Mapping[str, str], now: datetime) -> Filters:

@@ -40,9 +40,11 @@ def log(estate: Estate) -> AuditLog:
     return AuditLog(Settings.from_env(estate.environment))
 
 
-def window(**filters: str) -> Filters:
+def window(scale_set: str = "", event_id: str = "", correlation_id: str = "", outcome: str = "") -> Filters:
     now = datetime.now(UTC)
-    return Filters(now - timedelta(hours=1), now + timedelta(minutes=1), **filters)
+    return Filters(
+        now - timedelta(hours=1), now + timedelta(minutes=1), scale_set, event_id, correlation_id, outcome
+    )
 
 
 def test_every_arm_write_is_an_intent_closed_by_its_outcome_in_the_json_review(
@@ -295,7 +297,7 @@ def test_storage_outage_mid_storm_writes_nothing_unannounced_and_redelivery_fini
     assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
     assert main(["audit", "verify", "--since", "1h"]) == 0
     assert "0 intents without outcome" in capsys.readouterr().out
-    recovered = [r for r in log(estate).search(window()) if r.reason.startswith("recovered:")]
+    recovered = [r for r in log(estate).search(window()) if r.reason.startswith("resolved:")]
     assert recovered, "the interrupted write was closed from what ARM shows"
 
 

@@ -171,7 +171,7 @@ def test_the_sweep_reconciles_restricted_sets_whose_events_were_lost(
     assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
     assert all(len(estate.public_ips_of(vm)) == 1 for vm in estate.vms("open"))
     (summary,) = [r.reason for r in estate.audit() if r.reason.startswith("sweep of")]
-    assert summary.endswith("2 scale sets, 1 restricted")
+    assert summary.endswith("2 scale sets, 1 restricted; 0 unfinished writes judged from the log")
 
 
 def test_strip_on_a_uniform_set_changes_its_model_and_upgrades_the_instances(estate: Estate) -> None:
@@ -292,6 +292,6 @@ def test_a_detached_ip_whose_deletion_failed_is_deleted_by_the_next_reconcile(
 
     assert estate.public_ip_count() == 0
     retried = [
-        r for r in estate.audit() if r.kind is RecordKind.INTENT and "again: detached earlier" in r.reason
+        r for r in estate.audit() if r.kind is RecordKind.INTENT and "by an earlier handling" in r.reason
     ]
     assert len(retried) == 1 and retried[0].public_ip.lower() == public_ip.lower()

@@ -1,0 +1,323 @@
+"""Reconcile one scale set: settle what earlier handlings left, then observe, plan, act, verify.
+
+Level-triggered (DESIGN.md decision 1): whatever asked for it (an event, a re-check, the sweep),
+the set's live state is read again and brought into line with its restriction. Before planning,
+a reconcile settles the set's write history (``recovery`` judges, this module reads and writes):
+- every unfinished write of the set (an intent with no outcome older than the grace period, or an
+  outcome ``unknown``) gets the outcome ARM's state shows, even when the set is gone or no longer
+  restricted;
+- in strip mode, a NIC an update of ours left ``Failed`` is put again as it is, and a public IP
+  remediation detached and did not delete is deleted, each after a live re-check.
+Those writes are write-ahead like every other; a failure among them is recorded and raised once
+the set's own remediation has been tried, so one stuck resource does not hold the rest back.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from remediation.act import Context, Executor, FindingOutcome, announced_write
+from remediation.arm import ArmError, ArmGateway, PreconditionFailed
+from remediation.audit import AuditLog, RecheckQueue
+from remediation.model import (
+    ActionKind,
+    Mode,
+    ObservedSet,
+    Plan,
+    Recheck,
+    RecordKind,
+    ResourceId,
+    Result,
+)
+from remediation.observe import observe_set
+from remediation.plan import plan, still_creating
+from remediation.policy import restriction_for, today_utc
+from remediation.records import AuditRecord, Unfinished, unfinished_writes
+from remediation.recovery import (
+    TargetState,
+    detached_earlier,
+    ids_of,
+    judge,
+    leftovers_to_delete,
+    nics_to_repair,
+    to_resolve,
+)
+from remediation.review import Filters
+from remediation.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# How far back a reconcile looks into its set's writes for unfinished ones and their debris.
+HISTORY_LOOKBACK = timedelta(days=1)
+
+# How often a reconcile re-reads and re-plans after a 412 before giving up (and raising).
+MAX_REPLANS = 3
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    scale_set: ResourceId
+    mode: Mode | None  # None: the set is not restricted (or is gone)
+    reason: str
+    findings: int = 0
+    outcomes: tuple[FindingOutcome, ...] = ()
+    event_id: str = ""  # the event whose handling ran this reconcile (others may have shared it)
+
+
+class SetReconciler:
+    def __init__(
+        self,
+        settings: Settings,
+        arm: ArmGateway,
+        audit: AuditLog,
+        rechecks: RecheckQueue,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.arm = arm
+        self.audit = audit
+        self.rechecks = rechecks
+        self.clock = clock
+        self.executor = Executor(arm)
+
+    def reconcile(self, set_id: ResourceId, context: Context, attempt: int = 0) -> ReconcileResult:
+        """Bring one scale set into line; re-plan after a 412.
+
+        ``attempt`` counts the delayed re-checks that led here (0 for an event or a sweep).
+        """
+        now = self.clock()
+        history = list(
+            self.audit.search(Filters(now - HISTORY_LOOKBACK, now, scale_set=set_id.value, writes=True))
+        )
+        self.resolve(to_resolve(unfinished_writes(history, now), now, self._grace()), context)
+        deferred: list[ArmError] = []
+        for replan in range(MAX_REPLANS):
+            scale_set = self.arm.get_scale_set(set_id)
+            if scale_set is None:
+                reason = "scale set no longer exists"
+                context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
+                return ReconcileResult(set_id, None, reason, event_id=context.event_id)
+            restriction = restriction_for(scale_set, self.settings.policy)
+            if restriction.mode is None:
+                reason = f"not restricted: {restriction.reason}"
+                context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
+                return ReconcileResult(set_id, None, restriction.reason, event_id=context.event_id)
+            policy = self.settings.policy
+            with_autoscale = restriction.mode is Mode.SCALE_TO_ZERO and policy.disable_autoscale
+            observed = observe_set(self.arm, scale_set, with_autoscale=with_autoscale)
+            if replan == 0 and restriction.mode is Mode.STRIP and not self.settings.dry_run:
+                if self._repair_nics(observed, history, context, deferred):
+                    observed = observe_set(self.arm, scale_set, with_autoscale=with_autoscale)
+                self._delete_leftovers(observed, history, context, deferred)
+            the_plan = plan(observed, restriction.mode, policy, today_utc())
+            self._record_decisions(the_plan, context, len(observed.instances), restriction.reason)
+            if replan == 0:
+                self._schedule_recheck(observed, context, attempt)
+            outcomes: tuple[FindingOutcome, ...] = ()
+            if not self.settings.dry_run and the_plan.actions:
+                outcomes = tuple(self.executor.carry_out(the_plan, context))
+            if all(outcome.result is not Result.CONFLICT for outcome in outcomes):
+                if deferred:
+                    raise deferred[0]
+                return ReconcileResult(
+                    set_id,
+                    restriction.mode,
+                    restriction.reason,
+                    len(the_plan.findings),
+                    outcomes,
+                    context.event_id,
+                )
+            log.info("scale set %s changed while we wrote to it: re-reading", set_id)
+
+        reason = f"the set's NICs kept changing under us: gave up after {MAX_REPLANS} re-plans"
+        context.note(RecordKind.ERROR, scale_set=set_id.value, result=Result.FAILED.value, reason=reason)
+        raise ArmError(412, "PreconditionFailed", reason)
+
+    def _grace(self) -> timedelta:
+        return timedelta(seconds=self.settings.interrupted_write_grace_s)
+
+    # -- unfinished writes -----------------------------------------------------------------
+
+    def recover_from_log(self, context: Context, lookback: timedelta, subscriptions: set[str]) -> int:
+        """Judge every unfinished write of these subscriptions in the log's last ``lookback``,
+        whatever its set (gone, no longer restricted, or restricted): the sweep's pass. Returns
+        how many were judged."""
+        now = self.clock()
+        unfinished = [
+            write
+            for write in to_resolve(self.audit.unfinished_writes(now - lookback, now), now, self._grace())
+            if ResourceId.parse(write.intent.target or write.intent.scale_set).subscription.lower()
+            in subscriptions
+        ]
+        self.resolve(unfinished, context)
+        return len(unfinished)
+
+    def resolve(self, unfinished: Sequence[Unfinished], context: Context) -> None:
+        """Give each unfinished write the outcome ARM's state shows now (read by id), citing it."""
+        for write in unfinished:
+            intent = write.intent
+            why = (
+                "its answer did not say whether it applied"
+                if write.unknown
+                else f"the handling of {intent.event_id} stopped after announcing it"
+            )
+            resolution = judge(intent, self._target_state(intent))
+            if resolution.result is None:
+                context.note(
+                    RecordKind.DECISION,
+                    scale_set=intent.scale_set,
+                    target=intent.target,
+                    action=intent.action,
+                    reason=f"unfinished write not judged yet ({why}): {resolution.seen}; "
+                    "the next reconcile looks again",
+                )
+                continue
+            context.journal.write(
+                context.outcome(
+                    intent,
+                    resolution.result,
+                    reason=f"resolved: {why}; ARM shows {resolution.seen}",
+                    state_after=resolution.seen,
+                )
+            )
+
+    def _target_state(self, intent: AuditRecord) -> TargetState:
+        """What ``judge`` needs about the write's target, read by id (reads by id are current)."""
+        action = intent.action
+        target = ResourceId.parse(intent.target) if intent.target else None
+        if action in (ActionKind.DETACH_PUBLIC_IP.value, ActionKind.REPAIR_NIC.value):
+            return TargetState(nic=self.arm.get_nic(target or ResourceId.parse(intent.nic)))
+        if action == ActionKind.DELETE_PUBLIC_IP.value:
+            return TargetState(public_ip=self.arm.get_public_ip(target or ids_of(intent.public_ip)[0]))
+        if action == ActionKind.DELETE_VM.value:
+            vm_id = target or ResourceId.parse(intent.instance)
+            uniform = vm_id.is_type("Microsoft.Compute/virtualMachineScaleSets/virtualMachines")
+            return TargetState(vm=self.arm.get_uniform_instance(vm_id) if uniform else self.arm.get_vm(vm_id))
+        if action == ActionKind.DISABLE_AUTOSCALE.value and target is not None:
+            return TargetState(autoscale=self.arm.get_autoscale_setting(target))
+        set_id = target or ResourceId.parse(intent.scale_set)
+        scale_set = self.arm.get_scale_set(set_id)
+        if action == ActionKind.UPGRADE_INSTANCES.value and scale_set is not None:
+            instances = tuple(self.arm.list_uniform_instances(set_id))
+            nics = tuple(self.arm.list_uniform_nics(set_id)) if instances else ()
+            return TargetState(scale_set=scale_set, instances=instances, instance_nics=nics)
+        return TargetState(scale_set=scale_set)
+
+    # -- what remediation left behind ------------------------------------------------------
+
+    def _repair_nics(
+        self,
+        observed: ObservedSet,
+        history: Iterable[AuditRecord],
+        context: Context,
+        deferred: list[ArmError],
+    ) -> bool:
+        """PUT again, as it is, each NIC an update of ours left Failed. Returns whether any was."""
+        repairs = nics_to_repair(observed, history, self.settings.policy, today_utc())
+        for nic in repairs:
+            try:
+                announced_write(
+                    context,
+                    functools.partial(self.arm.put_nic, nic.id, nic.raw, nic.etag),
+                    None,
+                    action=ActionKind.REPAIR_NIC.value,
+                    target=nic.id,
+                    reason=f"PUT NIC {nic.name} again as it is, If-Match {nic.etag}: an earlier update "
+                    "of ours left it Failed",
+                    before=f"NIC {nic.name} Failed",
+                    after=f"NIC {nic.name} Succeeded",
+                    scale_set=observed.scale_set.id.value,
+                    nic=nic.id.value,
+                    instance=nic.vm_id.value if nic.vm_id else "",
+                )
+            except PreconditionFailed:
+                continue  # it changed since it was read: the plan reads it again
+            except ArmError as error:
+                deferred.append(error)
+        return bool(repairs)
+
+    def _delete_leftovers(
+        self,
+        observed: ObservedSet,
+        history: Iterable[AuditRecord],
+        context: Context,
+        deferred: list[ArmError],
+    ) -> None:
+        """Delete, write-ahead, the public IPs remediation detached earlier and did not delete,
+        each re-checked live (``recovery.leftovers_to_delete``). One list per resource group
+        finds the candidates; each candidate is read again by id before it is judged."""
+        policy = self.settings.policy
+        detached = detached_earlier(history, observed.scale_set.id)
+        if not detached or policy.keep_detached_public_ips:
+            return
+        named = {earlier.public_ip for earlier in detached}
+        groups = sorted({(ip.subscription.lower(), ip.resource_group.lower()) for ip in named})
+        listed = [ip for sub, group in groups for ip in self.arm.list_public_ips(sub, group)]
+        candidates = [
+            ip.id
+            for ip in listed
+            if ip.id in named
+            and ip.ip_configuration_id is None
+            and ip.provisioning_state.lower() != "deleting"
+        ]
+        live = {ip_id: self.arm.get_public_ip(ip_id) for ip_id in candidates}
+        deletions, left = leftovers_to_delete(detached, live, observed, policy, today_utc())
+        set_id = observed.scale_set.id.value
+        for reason in left:
+            context.note(RecordKind.DECISION, scale_set=set_id, mode=Mode.STRIP.value, reason=reason)
+        for leftover in deletions:
+            name = leftover.public_ip.name
+            try:
+                announced_write(
+                    context,
+                    functools.partial(self.arm.delete_public_ip, leftover.public_ip),
+                    None,
+                    action=ActionKind.DELETE_PUBLIC_IP.value,
+                    target=leftover.public_ip,
+                    reason=f"DELETE public IP {name}: {leftover.reason}",
+                    before=f"public IP {name} detached",
+                    after=f"deletion of public IP {name} accepted",
+                    scale_set=set_id,
+                    mode=Mode.STRIP.value,
+                    nic=leftover.nic,
+                    instance=leftover.instance,
+                    public_ip=leftover.public_ip.value,
+                )
+            except ArmError as error:
+                deferred.append(error)
+
+    # -- records and re-checks -------------------------------------------------------------
+
+    def _schedule_recheck(self, observed: ObservedSet, context: Context, attempt: int) -> None:
+        """Look again later if instances may still appear; bounded by RECHECK_DELAYS_SECONDS."""
+        why = still_creating(observed)
+        if why is None:
+            return
+        delays = self.settings.recheck_delays_s
+        set_id = observed.scale_set.id
+        if attempt >= len(delays):
+            reason = f"{why}; no re-check left after {attempt} (the sweep will look again)"
+        else:
+            self.rechecks.schedule(Recheck(set_id, attempt + 1, why), delays[attempt])
+            reason = f"{why}: re-check {attempt + 1} in {delays[attempt]:g} s"
+        context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
+
+    @staticmethod
+    def _record_decisions(the_plan: Plan, context: Context, instances: int, why_restricted: str) -> None:
+        set_id = the_plan.scale_set.id.value
+        mode = the_plan.mode.value
+        for note in the_plan.notes:
+            context.note(RecordKind.DECISION, scale_set=set_id, mode=mode, reason=note)
+        if not the_plan.findings:
+            reason = f"restricted ({why_restricted}); no public IP on any of {instances} instances"
+            context.note(RecordKind.DECISION, scale_set=set_id, mode=mode, reason=reason)
+            return
+        for finding, action, left_alone in the_plan.per_finding():
+            reason = left_alone or (
+                "dry run: would remediate" if context.dry_run else f"restricted ({why_restricted}): remediate"
+            )
+            context.note(RecordKind.DECISION, finding, mode=mode, action=action, reason=reason)

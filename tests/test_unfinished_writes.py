@@ -1,0 +1,283 @@
+"""Specification of the audit promise when writes end ambiguously or handlings stop half-way:
+every ARM write ends with a known outcome in the log, and nothing remediation detached is left
+behind. Given an estate, a fault and the events, this is written to ARM and to the audit log."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import arm_docs as docs
+import pytest
+from azure.functions.timer import TimerRequest
+from estate import Estate
+
+from localazure.azurite import Azurite
+from localazure.host import user_function
+from remediation.audit import AuditLog
+from remediation.cli import main
+from remediation.model import RecordKind
+from remediation.records import AuditRecord
+from remediation.settings import Settings
+from sim import Faults
+
+STRIP = {"remediation.mode": "strip"}
+NIC = "Microsoft.Network/networkInterfaces"
+PUBLIC_IP = "Microsoft.Network/publicIPAddresses"
+
+
+def deliver_until_done(estate: Estate, events: list[dict[str, Any]], attempts: int = 4) -> int:
+    """Deliver, redelivering what failed as Event Grid would; returns how many deliveries failed."""
+    failures = 0
+    for _attempt in range(attempts):
+        failed = []
+        for event in events:
+            try:
+                estate.deliver(event)
+            except Exception:  # noqa: BLE001 - the host answers 500 and Event Grid redelivers
+                failed.append(event)
+        failures += len(failed)
+        estate.sim.wait_idle(30)
+        events = failed
+        if not events:
+            break
+    return failures
+
+
+def records(estate: Estate) -> list[AuditRecord]:
+    return estate.audit()
+
+
+def outcomes_of(estate: Estate, action: str) -> list[AuditRecord]:
+    return [r for r in records(estate) if r.kind is RecordKind.OUTCOME and r.action == action]
+
+
+def verify(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["audit", "verify", "--since", "1h"])
+    return code, capsys.readouterr().out
+
+
+def test_a_nic_put_whose_answer_is_lost_is_recorded_unknown_then_resolved_and_its_ip_deleted(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ARM_RETRY_TOTAL", "1")
+    estate.create_set("web", tags=STRIP)
+    estate.scale("web", 1)
+    (vm,) = estate.vms("web")
+    (public_ip,) = estate.public_ips_of(vm)
+    # ARM applies the NIC update, then the connection drops before the answer, on the retry too.
+    estate.sim.set_faults(
+        Faults(
+            rate_timeout=1.0,
+            timeout_hold_s=0.0,
+            timeout_then_close=True,
+            only_methods=frozenset({"PUT"}),
+            only_types=frozenset({NIC}),
+            max_faults=2,
+        )
+    )
+    events = estate.events()
+    with pytest.raises(Exception, match=r"ServiceResponseError|answer was lost"):
+        estate.deliver(events[0])
+    estate.sim.set_faults(None)
+    estate.sim.wait_idle(30)
+
+    (unknown,) = outcomes_of(estate, "detach-public-ip")
+    assert unknown.result == "unknown", "the lost answer is recorded at once, not left open"
+    assert estate.public_ips_of(vm) == [], "ARM did apply it"
+    code, out = verify(capsys)
+    assert code == 1 and "0 intents without outcome, 1 with an unknown outcome" in out
+
+    deliver_until_done(estate, events)  # Event Grid redelivers: the set's next reconcile
+
+    resolved = [r for r in outcomes_of(estate, "detach-public-ip") if r.reason.startswith("resolved:")]
+    assert [r.result for r in resolved] == ["succeeded"]
+    assert (
+        "its answer did not say whether it applied; ARM shows the NIC no longer carries" in resolved[0].reason
+    )
+    assert resolved[0].intent_id == unknown.intent_id
+    assert estate.sim.get_resource(public_ip) is None, "the detached public IP is deleted after all"
+    assert verify(capsys)[0] == 0
+
+
+def test_a_failed_detach_operation_leaves_neither_a_failed_nic_nor_a_public_ip(estate: Estate) -> None:
+    estate.create_set("web", tags=STRIP)
+    estate.scale("web", 1)
+    (vm,) = estate.vms("web")
+    (public_ip,) = estate.public_ips_of(vm)
+    nic_id = vm["properties"]["networkProfile"]["networkInterfaces"][0]["id"]
+    # The NIC update is accepted and its operation fails after taking effect: NIC Failed, IP dangling.
+    estate.sim.fail_next_operation(nic_id, code="InternalServerError", message="the update failed")
+
+    failures = deliver_until_done(estate, estate.events())
+
+    assert failures == 1, "the failed detach failed its delivery once; the redelivery finished it"
+    nic = estate.sim.get_resource(nic_id)
+    assert nic is not None and nic["properties"]["provisioningState"] == "Succeeded"
+    assert estate.sim.get_resource(public_ip) is None
+    intents = [r.action for r in records(estate) if r.kind is RecordKind.INTENT]
+    assert intents == ["detach-public-ip", "repair-nic", "delete-public-ip"]
+    (delete,) = [r for r in records(estate) if r.kind is RecordKind.INTENT and r.action == "delete-public-ip"]
+    assert "detached from instance" in delete.reason and delete.public_ip.lower() == public_ip.lower()
+
+
+def test_an_audit_outage_between_a_detach_and_its_delete_leaves_no_public_ip(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    monkeypatch.setenv("STORAGE_RETRY_TOTAL", "0")
+    azurite = Azurite(persistent=True).start()  # its own, on disk: stopped and started again
+    request.addfinalizer(azurite.close)
+    estate.environment["RemediationStorage"] = azurite.connection_string
+    monkeypatch.setenv("RemediationStorage", azurite.connection_string)
+    estate.create_set("web", tags=STRIP)
+    estate.scale("web", 1)
+    (vm,) = estate.vms("web")
+    (public_ip,) = estate.public_ips_of(vm)
+
+    from remediation.act import Executor
+    from remediation.model import ActionKind
+
+    perform = Executor._perform
+
+    def detach_then_lose_storage(self: Executor, action: Any) -> Any:
+        result = perform(self, action)
+        if action.kind is ActionKind.DETACH_PUBLIC_IP:
+            azurite.stop()  # the delete's intent cannot be stored: the handling stops there
+        return result
+
+    monkeypatch.setattr(Executor, "_perform", detach_then_lose_storage)
+    events = estate.events()
+    with pytest.raises(Exception, match="audit"):
+        estate.deliver(events[0])
+    azurite.restart()
+    monkeypatch.setattr(Executor, "_perform", perform)
+    assert estate.public_ips_of(vm) == [] and estate.sim.get_resource(public_ip) is not None
+
+    deliver_until_done(estate, events)  # the redelivery sees no finding: the NIC has no public IP
+
+    assert estate.sim.get_resource(public_ip) is None, "found from the detach intent and deleted"
+
+
+def detach_then_fail_the_delete(estate: Estate) -> tuple[dict[str, Any], str]:
+    """A set whose one instance was stripped, and whose public IP's deletion ARM accepted and failed."""
+    estate.create_set("web", tags=STRIP)
+    estate.scale("web", 1)
+    (vm,) = estate.vms("web")
+    (public_ip,) = estate.public_ips_of(vm)
+    estate.sim.fail_next_operation(public_ip, code="InternalServerError", message="the deletion failed")
+    deliver_until_done(estate, estate.events()[-1:], attempts=1)
+    assert estate.public_ips_of(vm) == [] and estate.sim.get_resource(public_ip) is not None
+    return vm, public_ip
+
+
+def test_a_leftover_public_ip_is_not_deleted_once_its_instance_is_exempt(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REMEDIATION_POLICY", json.dumps({"monitored_subscriptions": [docs.SUB]}))
+    vm, public_ip = detach_then_fail_the_delete(estate)
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    estate.tag(vm["id"], {"remediation.exempt-until": tomorrow})
+    deletes = len(estate.successful("DELETE", PUBLIC_IP))
+
+    user_function("sweep")(TimerRequest(past_due=False))
+
+    assert len(estate.successful("DELETE", PUBLIC_IP)) == deletes
+    assert estate.sim.get_resource(public_ip) is not None
+    left = [r.reason for r in records(estate) if r.kind is RecordKind.DECISION and "left:" in r.reason]
+    assert left and f"left: exempt until {tomorrow}" in left[-1]
+
+
+def test_a_leftover_public_ip_is_kept_when_the_policy_keeps_detached_ips(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, public_ip = detach_then_fail_the_delete(estate)
+    policy = {"monitored_subscriptions": [docs.SUB], "keep_detached_public_ips": True}
+    monkeypatch.setenv("REMEDIATION_POLICY", json.dumps(policy))
+    deletes = len(estate.successful("DELETE", PUBLIC_IP))
+
+    user_function("sweep")(TimerRequest(past_due=False))
+
+    assert len(estate.successful("DELETE", PUBLIC_IP)) == deletes
+    assert estate.sim.get_resource(public_ip) is not None
+
+
+def an_interrupted_intent(estate: Estate, **fields: Any) -> AuditRecord:
+    """An intent stored by a handling that died before its write (older than any grace period)."""
+    record = AuditRecord(
+        RecordKind.INTENT,
+        event_id="died-mid-write",
+        time=datetime.now(UTC) - timedelta(minutes=30),
+        **fields,
+    )
+    AuditLog(Settings.from_env(estate.environment)).append(record)
+    return record
+
+
+def test_intents_of_a_deleted_set_are_closed_by_the_sweep(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REMEDIATION_POLICY", json.dumps({"monitored_subscriptions": [docs.SUB]}))
+    gone = docs.set_id("gone")
+    an_interrupted_intent(estate, action="set-capacity-zero", target=gone, scale_set=gone)
+    assert verify(capsys)[0] == 1
+
+    user_function("sweep")(TimerRequest(past_due=False))
+
+    (resolved,) = [r for r in records(estate) if r.kind is RecordKind.OUTCOME]
+    assert resolved.result == "skipped" and "the scale set no longer exists" in resolved.reason
+    assert verify(capsys)[0] == 0
+
+
+def test_intents_of_a_set_no_longer_restricted_are_closed_by_its_next_event(
+    estate: Estate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    estate.create_set("web")  # no restriction any more
+    estate.scale("web", 1)
+    (vm,) = estate.vms("web")
+    nic_id = vm["properties"]["networkProfile"]["networkInterfaces"][0]["id"]
+    an_interrupted_intent(
+        estate,
+        action="detach-public-ip",
+        target=nic_id,
+        nic=nic_id,
+        scale_set=docs.set_id("web"),
+        public_ip=estate.public_ips_of(vm)[0],
+    )
+
+    deliver_until_done(estate, estate.events())
+
+    (resolved,) = [r for r in records(estate) if r.kind is RecordKind.OUTCOME]
+    assert resolved.result == "failed" and "ARM shows the NIC still carries public IP" in resolved.reason
+    assert verify(capsys)[0] == 0
+
+
+def test_an_interrupted_model_change_is_judged_by_the_model_not_by_the_capacity(estate: Estate) -> None:
+    estate.create_uniform_set("uni", tags=STRIP)  # capacity 0, a public IP per instance in its model
+    an_interrupted_intent(
+        estate, action="remove-public-ip-from-model", target=docs.set_id("uni"), scale_set=docs.set_id("uni")
+    )
+
+    deliver_until_done(estate, estate.events())
+
+    (resolved,) = [r for r in records(estate) if r.kind is RecordKind.OUTCOME]
+    assert resolved.result == "failed", "capacity 0 says nothing about the model"
+    assert "the set's model still gives each instance a public IP" in resolved.reason
+
+
+def test_an_event_that_cannot_be_archived_is_still_remediated(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nothing_listens = "http://127.0.0.1:9/devstoreaccount1"
+    connection = estate.environment["RemediationStorage"]
+    parts = [p for p in connection.split(";") if p and not p.startswith("BlobEndpoint=")]
+    monkeypatch.setenv("RemediationStorage", ";".join([*parts, f"BlobEndpoint={nothing_listens}"]) + ";")
+    monkeypatch.setenv("STORAGE_RETRY_TOTAL", "0")
+    estate.create_set("web", tags=STRIP)
+    estate.scale("web", 1)
+
+    deliver_until_done(estate, estate.events(), attempts=1)
+
+    assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
+    received = [r for r in records(estate) if r.kind is RecordKind.RECEIVED]
+    assert received and all(r.archive == "" and r.error.startswith("not archived:") for r in received)
