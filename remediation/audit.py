@@ -59,8 +59,19 @@ def _identity(settings: Settings) -> TokenCredential:
 
 
 def _retry(settings: Settings) -> dict[str, Any]:
-    # Few, quick retries: an outage should fail the invocation fast so Event Grid redelivers later.
-    return {"retry_total": settings.storage_retry_total, "retry_backoff_factor": 0.5}
+    """Few, quick retries: an outage should fail the invocation fast so Event Grid redelivers later.
+
+    Tables take azure-core's backoff factor (0.5 s, doubling); Blob and Queue use the storage SDKs'
+    own ExponentialRetry, whose defaults wait 15, 18 and 24 s: longer than Event Grid waits for an
+    answer (30 s), so they are set to 1, 3 and 5 s (1 s of jitter) here.
+    """
+    return {
+        "retry_total": settings.storage_retry_total,
+        "retry_backoff_factor": 0.5,
+        "initial_backoff": 1,
+        "increment_base": 2,
+        "random_jitter_range": 1,
+    }
 
 
 def _odata(query: Filters) -> tuple[str, dict[str, Any]]:
