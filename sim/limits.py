@@ -14,6 +14,9 @@ with, as quoted in public client logs). Microsoft.Network adds its own limit of
 
 Time here is simulated time: real monotonic time multiplied by the simulator's
 time scale, so a test at scale 10 sees the same refill in a tenth of the time.
+How many 429s a run meets from the buckets alone depends on how fast the machine
+sends, so `Throttle.throttle_next` forces the next N requests of one principal
+and class to be answered as an empty bucket answers, whatever the clock says.
 """
 
 from __future__ import annotations
@@ -124,6 +127,8 @@ class Throttle:
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str, RequestClass], TokenBucket] = {}
         self._network: dict[str, TokenBucket] = {}
+        # Forced 429s still to answer, by (subscription or None for all, principal, class).
+        self._forced: dict[tuple[str | None, str, RequestClass], int] = {}
 
     def now(self) -> float:
         """Simulated seconds."""
@@ -133,6 +138,42 @@ class Throttle:
         with self._lock:
             self._buckets.clear()
             self._network.clear()
+            self._forced.clear()
+
+    def throttle_next(
+        self, principal: str, request_class: RequestClass | str, count: int, subscription: str | None = None
+    ) -> None:
+        """Answer the next `count` requests of this class by this principal 429, as an empty bucket does.
+
+        `principal` is the bucket key (`principal_of`: the token's appid, else oid); `subscription`
+        None means in any subscription. After them the request's bucket is empty (0 tokens, stamped
+        at the last one) and refills at its normal rate. A later call replaces the count.
+        """
+        try:
+            wanted = RequestClass(request_class)
+        except ValueError:
+            names = ", ".join(repr(c.value) for c in RequestClass)
+            raise ValueError(f"request_class must be one of {names}, not {request_class!r}") from None
+        if count < 0:
+            raise ValueError("count must not be negative")
+        key = (subscription.lower() if subscription is not None else None, principal.lower(), wanted)
+        with self._lock:
+            if count:
+                self._forced[key] = count
+            else:
+                self._forced.pop(key, None)
+
+    def _take_forced(self, subscription: str, principal: str, request_class: RequestClass) -> bool:
+        """Use up one forced 429 for this request, if one is due (lock held)."""
+        for key in ((subscription, principal, request_class), (None, principal, request_class)):
+            left = self._forced.get(key, 0)
+            if left > 0:
+                if left == 1:
+                    del self._forced[key]
+                else:
+                    self._forced[key] = left - 1
+                return True
+        return False
 
     def admit(
         self, *, subscription: str, principal: str, actor: str, method: str, network_write: bool
@@ -146,6 +187,12 @@ class Throttle:
             if bucket is None:
                 bucket = self._buckets[key] = TokenBucket(ARM_BUCKETS[request_class], now)
             bucket.refill(now)
+            if self._take_forced(key[0], key[1], request_class):
+                bucket.tokens, bucket.stamp = 0.0, now
+                one_token = 1 / bucket.spec.refill_per_s
+                return Admission(
+                    request_class, 0, self._arm_error(subscription, actor, request_class, one_token)
+                )
             network: TokenBucket | None = None
             if network_write:
                 network = self._network.get(subscription.lower())

@@ -7,7 +7,9 @@ door does: bearer token required (401 otherwise), `api-version` required (400),
 `Azure-AsyncOperation` (and `Location` on DELETE and POST) and no `Retry-After`,
 lists paged with an absolute `nextLink`, errors in ARM's body shape. It is also
 where ARM's throttling (sim/limits.py) and injected faults (sim/faults.py) meet a
-request, before any work is done. `ArmApi` maps a request to a response and
+request, before any work is done (an after-work fault replaces the answer once the
+work is done), and where request hooks (sim/hooks.py) see each recorded request
+before its answer goes out. `ArmApi` maps a request to a response and
 knows nothing of sockets; `HttpsServer` puts it behind a loopback-only
 ThreadingHTTPServer with TLS done in each connection's thread, and carries out
 what a response asks of the socket (a delay, a hold, a dropped connection).
@@ -37,7 +39,8 @@ from sim import graph, ids
 from sim.compute import is_flexible, upgrade_instances
 from sim.errors import ArmError, invalid_parameter, not_found
 from sim.events import RequestContext, claims_from_authorization
-from sim.faults import FaultInjector, FaultKind
+from sim.faults import FaultInjector, FaultKind, internal_server_error
+from sim.hooks import RequestHooks
 from sim.ids import NAMESPACES, NIC_TYPE, PIP_TYPE, VM_TYPE, VMSS_TYPE, VMSS_VM_TYPE, ResourceRef
 from sim.limits import Throttle, principal_of
 from sim.network import subnet_in_use, subnet_users
@@ -81,6 +84,7 @@ class Request:
     target: str  # path and query as sent
     headers: dict[str, str]  # lower-cased names
     body: bytes
+    received: datetime = field(default_factory=lambda: datetime.now(UTC))  # when it arrived
 
 
 @dataclass
@@ -95,6 +99,7 @@ class Response:
     delay_s: float = 0.0
     hold_s: float = 0.0
     close: bool = False  # close the connection instead of answering (after delay and hold)
+    after_work: FaultKind = FaultKind.NONE  # an after-work fault to apply once the work is done
 
 
 def _operation_name(resource_type: str, method: str) -> str:
@@ -123,6 +128,7 @@ def record_json(record: RequestRecord) -> JsonDict:
         "status": record.status,
         "errorCode": record.error_code,
         "principal": record.principal,
+        "received": record.received.isoformat().replace("+00:00", "Z"),
         "time": record.time.isoformat().replace("+00:00", "Z"),
     }
 
@@ -137,11 +143,13 @@ class ArmApi:
         *,
         throttle: Throttle | None = None,
         faults: FaultInjector | None = None,
+        hooks: RequestHooks | None = None,
     ) -> None:
         self._store = store
         self._endpoint = endpoint
         self._throttle = throttle
         self._faults = faults or FaultInjector()
+        self._hooks = hooks or RequestHooks()
 
     def handle(self, request: Request) -> Response:
         split = urlsplit(request.target)
@@ -160,24 +168,40 @@ class ArmApi:
             logger.exception("simulator failed on %s %s", request.method, request.target)
             response.status = 500
             response.body = ArmError(500, "InternalServerError", "The simulator failed; see its log.").body()
+        if response.after_work is not FaultKind.NONE:
+            self._after_work(response, ids.subscription_of(path))
         response.headers["x-ms-request-id"] = str(uuid.uuid4())
         response.headers["x-ms-correlation-request-id"] = correlation
         if "x-ms-client-request-id" in request.headers:
             response.headers["x-ms-client-request-id"] = request.headers["x-ms-client-request-id"]
         error = response.body.get("error") if isinstance(response.body, dict) else None
-        self._store.record(
-            RequestRecord(
-                method=request.method,
-                path=path,
-                resource_type=response.resource_type,
-                operation=response.operation,
-                status=0 if response.close else response.status,
-                time=datetime.now(UTC),
-                error_code=str(error.get("code", "")) if isinstance(error, dict) else "",
-                principal=response.principal,
-            )
+        record = RequestRecord(
+            method=request.method,
+            path=path,
+            resource_type=response.resource_type,
+            operation=response.operation,
+            status=0 if response.close else response.status,
+            time=datetime.now(UTC),
+            error_code=str(error.get("code", "")) if isinstance(error, dict) else "",
+            principal=response.principal,
+            received=request.received,
         )
+        self._store.record(record)
+        self._hooks.call(record)  # before the socket layer's delay, hold and answer
         return response
+
+    def _after_work(self, response: Response, subscription: str) -> None:
+        """Replace the answer of work done with an injected 500 or drop; a refusal stays as it is."""
+        if response.close or response.status >= 400:
+            self._faults.withdraw(response.after_work)
+            return
+        # Only the front door's headers survive (the request ids are added after this).
+        response.headers = {k: v for k, v in response.headers.items() if k.startswith("x-ms-ratelimit-")}
+        if response.after_work is FaultKind.DROP_AFTER_WORK:
+            response.status, response.body, response.close = 0, None, True
+            return
+        err = internal_server_error(subscription)
+        response.status, response.body = err.status, err.body()
 
     def _sim_endpoint(self, request: Request, path: str) -> Response:
         """The simulator's own read-only endpoints; not ARM, so not recorded, throttled or faulted."""
@@ -221,13 +245,7 @@ class ArmApi:
         response.delay_s = decision.latency_s / scale
         faults = self._faults.faults
         if decision.kind is FaultKind.ERROR_500:
-            raise ArmError(
-                500,
-                "InternalServerError",
-                "Encountered internal server error. Diagnostic information: timestamp "
-                f"'{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}', subscription id "
-                f"'{ids.subscription_of(path)}', tracking id '{uuid.uuid4()}' (injected fault).",
-            )
+            raise internal_server_error(ids.subscription_of(path))
         if decision.kind is FaultKind.ERROR_503:
             retry = faults.retry_after_503_s if faults is not None else 1
             raise ArmError(
@@ -242,6 +260,8 @@ class ArmApi:
         if decision.kind is FaultKind.TIMEOUT and faults is not None:
             response.hold_s = faults.timeout_hold_s / scale
             response.close = faults.timeout_then_close
+        if decision.kind.after_work:
+            response.after_work = decision.kind
         return RequestContext(
             method=request.method,
             url=f"{self._endpoint()}{request.target}",
@@ -821,11 +841,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         server = cast(_TLSServer, self.server)
+        received = datetime.now(UTC)  # the request line and headers are in; the body follows
         request = Request(
             method=self.command,
             target=self.path,
             headers={name.lower(): value for name, value in self.headers.items()},
             body=self._read_body(),
+            received=received,
         )
         response = server.api.handle(request)
         if response.delay_s > 0 or response.hold_s > 0:

@@ -7,7 +7,8 @@ VMs, NICs, public IPs, virtual networks and subnets, autoscale settings, and
 Resource Graph's query endpoint). It wires the store, the type-specific rules,
 the scheduler, throttling, fault injection, event delivery and the HTTPS server
 together, and offers the hooks tests need (events, request log and counters,
-seeding and export, an autoscale driver) without going through HTTP.
+request hooks, seeding and export, an autoscale driver, forced throttling and
+per-kind fault counts) without going through HTTP.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sim.compute import ScaleSetVirtualMachines, VirtualMachines, VirtualMachine
 from sim.delivery import CallbackSink, EventBus, QueueSink, WebhookSink
 from sim.events import EventSchema
 from sim.faults import FaultInjector, Faults
+from sim.hooks import RequestHook, RequestHooks
 from sim.insights import AutoscaleSettings, autoscale_context, autoscale_target, scale_set_ref
 from sim.limits import Throttle
 from sim.network import NetworkInterfaces, PublicIPAddresses, VirtualNetworks
@@ -62,8 +64,12 @@ class ArmSimulator:
         per subscription. Over the limit: 429 `SubscriptionRequestsThrottled` with `Retry-After`;
         every answer carries `x-ms-ratelimit-remaining-subscription-{reads|writes|deletes}` for its
         own class. LRO status polls are reads. Requests without a subscription (Resource Graph) use
-        tenant buckets of the same size (429 `TenantRequestsThrottled`).
-    faults: seeded, bounded fault injection (see `Faults`); change it with `set_faults`.
+        tenant buckets of the same size (429 `TenantRequestsThrottled`). How many 429s a run meets
+        from the buckets depends on the machine's speed; `throttle_next(principal, request_class,
+        count)` makes it exact: that principal's next `count` requests of that class are answered
+        429 as an empty bucket answers, whatever the clock says, and its bucket is empty afterwards.
+    faults: seeded, bounded fault injection (see `Faults`), including writes whose answer is lost
+        or a 500 after ARM did the work; change it with `set_faults`, count it with `faults_met`.
     require_known_subnets: a subnet reference (NIC, scale set profile) that the simulator does not
         hold is a 400 `InvalidResourceReference`; off, it is accepted without checks.
 
@@ -84,6 +90,12 @@ class ArmSimulator:
     manualupgrade) with 400 `OperationNotAllowed`; a Uniform set with upgradePolicy Automatic or
     Rolling upgrades all instances when its PUT completes; a subnet write emits its virtual
     network's write event; autoscale settings default to `enabled: false` as the REST API does.
+
+    Observation: `requests()` is the request log (each `RequestRecord` with `received`, its arrival,
+    and `time`, its answer); `add_request_hook(hook)` calls `hook(record)` for every recorded request
+    in the request's own thread, after its work is done and before its answer (or an injected delay,
+    hold or drop) goes out, so a harness can act at that exact point. Event sinks and request hooks
+    survive `reset()`.
     """
 
     def __init__(
@@ -140,7 +152,14 @@ class ArmSimulator:
         self._store.set_publisher(self._bus.publish)
         self._throttle = Throttle(time_scale) if throttling else None
         self._faults = FaultInjector(faults)
-        self._api = ArmApi(self._store, lambda: self.endpoint, throttle=self._throttle, faults=self._faults)
+        self._hooks = RequestHooks()
+        self._api = ArmApi(
+            self._store,
+            lambda: self.endpoint,
+            throttle=self._throttle,
+            faults=self._faults,
+            hooks=self._hooks,
+        )
         self._server: HttpsServer | None = None
         self._tempdir: Path | None = None
         self._endpoint: str | None = None
@@ -217,7 +236,8 @@ class ArmSimulator:
     def reset(self) -> None:
         """Forget resources, operations, request records, pending work and throttling state.
 
-        Sinks stay; the fault and event random sequences restart from their seeds.
+        Event sinks and request hooks stay; the fault and event random sequences restart from their
+        seeds, and fault counts and pending `throttle_next` answers are forgotten.
         """
         self._store.reset()
         self._bus.reset()
@@ -247,6 +267,31 @@ class ArmSimulator:
         """How many faults were injected since the last `set_faults` or `reset`."""
         return self._faults.injected
 
+    def faults_met(self) -> dict[str, int]:
+        """Faults injected since the last `set_faults` or `reset`, by kind (`FaultKind` value).
+
+        Kinds not met are left out; the values add up to `faults_injected`.
+        """
+        return self._faults.met()
+
+    def throttle_next(
+        self, principal: str, request_class: str, count: int, subscription: str | None = None
+    ) -> None:
+        """Answer the next `count` requests of one class by one principal 429, whatever the clock says.
+
+        principal: the bucket key, the token's appid (else oid), as `RequestRecord.principal` shows it.
+        request_class: "reads", "writes" or "deletes" (a `RequestClass`; status polls are reads).
+        subscription: only requests to this subscription; None: to any.
+        Each answer is the one an empty bucket gives (`SubscriptionRequestsThrottled`, `Retry-After`
+        for one token at the bucket's refill rate, remaining 0); after them the bucket is empty and
+        refills at its normal rate, so a client honouring `Retry-After` goes on. A later call for the
+        same principal, class and subscription replaces the count (0 cancels it); `reset()` forgets it.
+        Raises ValueError on a simulator built with `throttling=False`.
+        """
+        if self._throttle is None:
+            raise ValueError("throttle_next needs a simulator built with throttling=True")
+        self._throttle.throttle_next(principal, request_class, count, subscription)
+
     # ------------------------------------------------------------------ the autoscale service
 
     def autoscale_to(self, scale_set_id: str, capacity: int) -> None:
@@ -260,18 +305,20 @@ class ArmSimulator:
         autoscale_target(self._store, ref.id, capacity)
         url = f"{self.endpoint}{ref.id}?api-version=2024-11-01"
         context = autoscale_context(self._autoscale_app_id, url)
+        received = datetime.now(UTC)
         self._store.put(ref, {"sku": {"capacity": capacity}}, context, patch=True)
-        self._store.record(
-            RequestRecord(
-                method="PATCH",
-                path=ref.id,
-                resource_type=ids.VMSS_TYPE,
-                operation=f"{ids.VMSS_TYPE}/write",
-                status=200,
-                time=datetime.now(UTC),
-                principal=self._autoscale_app_id,
-            )
+        record = RequestRecord(
+            method="PATCH",
+            path=ref.id,
+            resource_type=ids.VMSS_TYPE,
+            operation=f"{ids.VMSS_TYPE}/write",
+            status=200,
+            time=datetime.now(UTC),
+            principal=self._autoscale_app_id,
+            received=received,
         )
+        self._store.record(record)
+        self._hooks.call(record)  # in the caller's thread: it is the autoscale service's request
 
     # ------------------------------------------------------------------ observation
 
@@ -298,6 +345,20 @@ class ArmSimulator:
 
     def requests(self) -> list[RequestRecord]:
         return self._store.records()
+
+    def add_request_hook(self, hook: RequestHook) -> None:
+        """Call `hook(record)` for every request recorded from now on (`autoscale_to`'s PATCH too).
+
+        It runs in the request's own thread after the request's work is done and its record stored,
+        and before its answer is written (before any injected delay or hold, and before an injected
+        drop): a hook that blocks holds that answer back while the client waits. An exception from a
+        hook is logged and swallowed. Hooks run in the order added and survive `reset()`.
+        """
+        self._hooks.add(hook)
+
+    def remove_request_hook(self, hook: RequestHook) -> None:
+        """Stop calling `hook` (one registration of it); nothing happens if it is not registered."""
+        self._hooks.remove(hook)
 
     def counters(self) -> dict[str, Any]:
         """Request counts by method, resource type, operation, status and principal.

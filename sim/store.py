@@ -118,9 +118,16 @@ class WriteResult:
     operation: Operation | None
 
 
+_UNSET_TIME = datetime.min.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class RequestRecord:
-    """One served request, for counters and assertions."""
+    """One served request, for counters and assertions.
+
+    received: when the request arrived, before admission (throttling, faults) or any work;
+    time: when it was answered (recorded). A record built without `received` gets `time`.
+    """
 
     method: str
     path: str
@@ -130,6 +137,11 @@ class RequestRecord:
     time: datetime
     error_code: str = ""
     principal: str = ""
+    received: datetime = _UNSET_TIME
+
+    def __post_init__(self) -> None:
+        if self.received == _UNSET_TIME:
+            object.__setattr__(self, "received", self.time)
 
 
 class Behaviour:

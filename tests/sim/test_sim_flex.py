@@ -74,17 +74,20 @@ def test_scale_out_creates_instances_shaped_like_flex_ones(sim: ArmSimulator, cl
     assert len(list(clients.network.public_ip_addresses.list(RG))) == 2
 
 
-def test_set_stays_updating_until_its_instances_exist(sim: ArmSimulator, clients: Clients) -> None:
-    clients.compute.virtual_machine_scale_sets.begin_create_or_update(
-        RG, "slowSet", flex_body(1), polling=False
-    )
-    early = sim.get_resource(rid(VMSS, "slowSet"))
-    assert early is not None and early["properties"]["provisioningState"] == "Creating"
-    assert _members(clients, "slowSet") == []
-    sim.wait_idle(2)
-    done = sim.get_resource(rid(VMSS, "slowSet"))
-    assert done is not None and done["properties"]["provisioningState"] == "Succeeded"
-    assert len(_members(clients, "slowSet")) == 1
+def test_set_stays_updating_until_its_instances_exist() -> None:
+    # Instances of a simulator of its own take 1 s, so the set is surely still creating them.
+    with ArmSimulator(provision_delay_s=1.0, lro_duration_s=0.01) as sim:
+        clients = make_clients(sim)
+        clients.compute.virtual_machine_scale_sets.begin_create_or_update(
+            RG, "slowSet", flex_body(1), polling=False
+        )
+        early = sim.get_resource(rid(VMSS, "slowSet"))
+        assert early is not None and early["properties"]["provisioningState"] == "Creating"
+        assert _members(clients, "slowSet") == []
+        sim.wait_idle(5)
+        done = sim.get_resource(rid(VMSS, "slowSet"))
+        assert done is not None and done["properties"]["provisioningState"] == "Succeeded"
+        assert len(_members(clients, "slowSet")) == 1
 
 
 def test_filter_returns_exactly_the_sets_vms_hand_attached_included(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from azure.core.rest import HttpRequest
 from sim_helpers import RG, SUB, StaticCredential, make_clients, make_jwt, pip_body, rid
 
@@ -39,12 +40,19 @@ def test_a_burst_of_250_writes_gets_200_then_429_with_retry_after() -> None:
 
 
 def test_a_client_honouring_retry_after_completes_every_write() -> None:
-    with ArmSimulator(throttling=True, time_scale=5.0, lro_duration_s=0.0) as sim:
-        token = make_jwt({"appid": "remediator"})
+    # How often a bucket runs dry depends on the machine's speed, so the 429s are forced instead:
+    # exactly `throttled[w]` for writer w, each a principal of its own with fewer writes than its
+    # burst. After them a writer's bucket is empty, and a client waiting Retry-After (one token at
+    # 10 per simulated second, 0.001 real seconds at scale 1000) finds 10 tokens refilled.
+    throttled = [3, 0, 1, 2, 3, 1, 0, 2]
+    with ArmSimulator(throttling=True, time_scale=1000.0, lro_duration_s=0.0) as sim:
         outcomes: list[int] = []
         lock = threading.Lock()
+        for worker, count in enumerate(throttled):
+            sim.throttle_next(f"writer-{worker}", "writes", count)
 
         def writer(worker: int) -> None:
+            token = make_jwt({"appid": f"writer-{worker}"})
             clients = make_clients(sim, StaticCredential(token))  # the SDK's default retry policy
             for i in range(worker, 250, 8):
                 answer = _put_pip(clients, f"pip-{i}")
@@ -55,11 +63,67 @@ def test_a_client_honouring_retry_after_completes_every_write() -> None:
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(timeout=20)
-        served = [r.status for r in sim.requests() if r.method == "PUT"]
+            thread.join(timeout=60)
+        served = [(r.principal, r.status) for r in sim.requests() if r.method == "PUT"]
     assert sorted(outcomes) == [201] * 250
-    assert served.count(201) == 250
-    assert served.count(429) > 0  # the client was throttled, and waited
+    assert [status for _, status in served].count(201) == 250
+    assert len([1 for _, status in served if status == 429]) == sum(throttled)  # exactly, and waited
+    for worker, count in enumerate(throttled):
+        mine = [status for principal, status in served if principal == f"writer-{worker}"]
+        assert mine[: count + 1] == [429] * count + [201]  # the first writes, then normal answers
+
+
+def test_throttle_next_answers_as_an_empty_bucket_does_for_one_principal_and_class() -> None:
+    # Clocks at 1/1000 of real time: nothing refills during the test, so an empty bucket stays empty.
+    with ArmSimulator(throttling=True, time_scale=0.001, lro_duration_s=0.0) as sim:
+        first = make_clients(sim, StaticCredential(make_jwt({"appid": "app-a", "oid": "o-a"})))
+        second = make_clients(sim, StaticCredential(make_jwt({"appid": "app-b"})))
+        sim.throttle_next("app-a", "writes", 2)
+        forced = [_put_pip(first, f"pip-{i}", retry_total=0) for i in range(2)]
+        other = _put_pip(second, "pip-b", retry_total=0)
+        get = HttpRequest("GET", f"{rid(PIP, 'pip-b')}?api-version={NETWORK_API}")
+        read = first.network.send_request(get, retry_total=0)
+        emptied = _put_pip(first, "pip-2", retry_total=0)  # the bucket is empty now, and stays so
+    for answer in [*forced, emptied]:
+        assert answer.status_code == 429
+        assert answer.headers["x-ms-ratelimit-remaining-subscription-writes"] == "0"
+        assert float(answer.headers["Retry-After"]) == 1000.0  # ARM's 1 s, divided by the time scale
+        error = answer.json()["error"]
+        assert error["code"] == "SubscriptionRequestsThrottled"
+        assert f"Number of 'write' requests for subscription '{SUB}' actor 'o-a' exceeded" in error["message"]
+    assert forced[0].json()["error"]["message"] == emptied.json()["error"]["message"]
+    assert other.status_code == 201  # another principal's bucket
+    assert other.headers["x-ms-ratelimit-remaining-subscription-writes"] == "199"
+    assert read.status_code == 200  # another class of the same principal
+    assert read.headers["x-ms-ratelimit-remaining-subscription-reads"] == "249"
+
+
+def test_throttle_next_then_normal_answers_in_one_subscription_or_every_one() -> None:
+    with ArmSimulator(throttling=True, time_scale=1000.0, lro_duration_s=0.0) as sim:
+        clients = make_clients(sim, StaticCredential(make_jwt({"appid": "app-a"})))
+        sim.throttle_next("app-a", "writes", 1, subscription="00000000-0000-0000-0000-00000000ffff")
+        assert _put_pip(clients, "elsewhere", retry_total=0).status_code == 201  # not this subscription
+        sim.throttle_next("APP-A", "writes", 3, subscription=SUB)
+        sim.throttle_next("app-a", "deletes", 1)
+        created = clients.network.public_ip_addresses.begin_create_or_update(RG, "pip-t", pip_body()).result()
+        clients.network.public_ip_addresses.begin_delete(RG, "pip-t").result()
+        statuses = [(r.method, r.status) for r in sim.requests() if r.method in ("PUT", "DELETE")]
+        sim.throttle_next("app-a", "reads", 5)
+        sim.reset()  # forgets forced answers with the buckets
+        get = HttpRequest("GET", f"{rid(PIP, 'none')}?api-version={NETWORK_API}")
+        assert clients.network.send_request(get, retry_total=0).status_code == 404
+    assert created.name == "pip-t"
+    assert statuses == [("PUT", 201)] + [("PUT", 429)] * 3 + [("PUT", 201), ("DELETE", 429), ("DELETE", 202)]
+
+
+def test_throttle_next_needs_throttling_and_a_request_class(sim: ArmSimulator) -> None:
+    with pytest.raises(ValueError, match="throttling=True"):
+        sim.throttle_next("app-a", "writes", 1)
+    with ArmSimulator(throttling=True) as throttled:
+        with pytest.raises(ValueError, match="'reads', 'writes', 'deletes'"):
+            throttled.throttle_next("app-a", "write", 1)
+        with pytest.raises(ValueError, match="negative"):
+            throttled.throttle_next("app-a", "writes", -1)
 
 
 def test_buckets_are_per_principal_and_reads_include_operation_polls() -> None:
