@@ -126,6 +126,8 @@ class Azurite:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
 
     def restart(self) -> None:
         """Stop and start again on the same ports; the data survives only if ``persistent``."""
