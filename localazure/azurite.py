@@ -66,6 +66,7 @@ class Azurite:
         self.ports: AzuritePorts | None = None
         self._process: subprocess.Popen[str] | None = None
         self._output: list[str] = []
+        self._reader: threading.Thread | None = None
 
     def start(self) -> Azurite:
         if self._process is not None:
@@ -108,7 +109,8 @@ class Azurite:
             ready.set()  # the process ended
 
         # The reader keeps draining stdout after start-up so Azurite never blocks on a full pipe.
-        threading.Thread(target=read_output, name="azurite-output", daemon=True).start()
+        self._reader = threading.Thread(target=read_output, name="azurite-output", daemon=True)
+        self._reader.start()
         if not ready.wait(self.start_timeout_s) or len(found) < 3:
             self.stop()
             tail = "\n".join(self._output[-20:])
@@ -126,6 +128,9 @@ class Azurite:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+        if self._reader is not None:
+            self._reader.join(timeout=10)  # it ends at the pipe's end of file, now the process is gone
+            self._reader = None
         if process.stdout is not None:
             process.stdout.close()
 
