@@ -31,6 +31,7 @@ class Scheduler:
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
         self._running = 0
+        self._held = 0  # while > 0, nothing due runs (see hold)
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -58,6 +59,17 @@ class Scheduler:
             heapq.heappush(self._heap, (due, next(self._order), callback))
             self._cond.notify_all()
 
+    def hold(self) -> None:
+        """Run nothing until ``release``: a test can look at a state that would otherwise pass
+        (an operation in progress, a scale-out whose instances do not exist yet) on any machine."""
+        with self._cond:
+            self._held += 1
+
+    def release(self) -> None:
+        with self._cond:
+            self._held = max(self._held - 1, 0)
+            self._cond.notify_all()
+
     def cancel_all(self) -> None:
         with self._cond:
             self._heap.clear()
@@ -82,8 +94,10 @@ class Scheduler:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stopping and (not self._heap or self._heap[0][0] > time.monotonic()):
-                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                while not self._stopping and (
+                    self._held or not self._heap or self._heap[0][0] > time.monotonic()
+                ):
+                    timeout = self._heap[0][0] - time.monotonic() if self._heap and not self._held else None
                     self._cond.wait(timeout)
                 if self._stopping:
                     return

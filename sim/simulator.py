@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -251,6 +252,17 @@ class ArmSimulator:
             raise TimeoutError(f"the simulator still had {self._scheduler.pending()} pending tasks")
         if not self._bus.wait_delivered(timeout_s):
             raise TimeoutError("the simulator's event sinks did not finish delivering")
+
+    @contextmanager
+    def operations_held(self) -> Iterator[None]:
+        """While inside, no operation completes and no scale-out creates its instances: they stay
+        InProgress / Updating whatever the time, and go on afterwards (a deterministic way to act
+        while ARM is still working)."""
+        self._scheduler.hold()
+        try:
+            yield
+        finally:
+            self._scheduler.release()
 
     def fail_next_operation(
         self, resource_id: str, code: str = "InternalServerError", message: str = "Injected failure."

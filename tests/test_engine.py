@@ -51,10 +51,10 @@ def test_a_set_write_seen_before_its_instances_exist_is_rechecked_from_the_queue
     estate.events()
     body = estate.compute.virtual_machine_scale_sets.get(docs.GROUP, "web").as_dict()
     body["sku"]["capacity"] = 3
-    estate.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, "web", body)  # not awaited
     early = docs.write_event(docs.set_id("web"), event_id="early-event")
-
-    estate.deliver(early)
+    with estate.sim.operations_held():  # ARM accepted the scale-out; no instance exists yet
+        estate.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, "web", body)
+        estate.deliver(early)
     assert estate.successful("PUT", NIC) == []
     estate.sim.wait_idle(30)
     assert estate.pump_rechecks() == 1

@@ -216,3 +216,13 @@ def test_a_record_made_without_arrival_time_takes_its_answer_time() -> None:
     now = datetime.now(UTC)
     record = RequestRecord(method="GET", path="/x", resource_type="", operation="", status=200, time=now)
     assert record.received == now
+
+
+def test_held_operations_stay_in_progress_until_released(sim: ArmSimulator, clients: Clients) -> None:
+    with sim.operations_held():
+        poller = clients.network.public_ip_addresses.begin_create_or_update(RG, "held", pip_body())
+        for _ in range(3):  # however long the test takes here, the operation does not complete
+            doc = sim.get_resource(rid(PIP, "held"))
+            assert doc is not None and doc["properties"]["provisioningState"] == "Updating"
+            assert not poller.done()
+    assert poller.result(timeout=WAIT_S).provisioning_state == "Succeeded"
