@@ -43,6 +43,17 @@ class AzuritePorts:
     table: int
 
 
+def connection_string(ports: AzuritePorts) -> str:
+    """The development account's connection string for these loopback ports."""
+    host = "http://127.0.0.1"
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+        f"BlobEndpoint={host}:{ports.blob}/{ACCOUNT_NAME};"
+        f"QueueEndpoint={host}:{ports.queue}/{ACCOUNT_NAME};"
+        f"TableEndpoint={host}:{ports.table}/{ACCOUNT_NAME};"
+    )
+
+
 def azurite_executable() -> Path:
     """The azurite launcher installed by ``npm ci`` in the project folder."""
     path = PROJECT_ROOT / "node_modules" / ".bin" / "azurite"
@@ -159,13 +170,7 @@ class Azurite:
     def connection_string(self) -> str:
         if self.ports is None:
             raise AzuriteError("Azurite has not been started")
-        host = "http://127.0.0.1"
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint={host}:{self.ports.blob}/{ACCOUNT_NAME};"
-            f"QueueEndpoint={host}:{self.ports.queue}/{ACCOUNT_NAME};"
-            f"TableEndpoint={host}:{self.ports.table}/{ACCOUNT_NAME};"
-        )
+        return connection_string(self.ports)
 
     def __enter__(self) -> Azurite:
         return self.start()

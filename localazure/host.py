@@ -100,10 +100,12 @@ def pump_queue(connection_string: str, queue_name: str, function: str, max_messa
     return delivered
 
 
-def deliver_file(path: str, workers: int = 1) -> dict[str, float]:
+def deliver_file(path: str, workers: int = 1) -> dict[str, Any]:
     """Deliver every event of a JSON array file, ``workers`` at a time, as Event Grid would,
     counting failures (they are redelivered by whoever runs this). Returns figures of the run:
-    events, failed, seconds, CPU seconds and peak RSS (MiB) of this process."""
+    events, failed, seconds, CPU seconds and peak RSS (MiB) of this process, the ids of the events
+    that failed, and each delivery's [start, end] in wall-clock seconds (to see overlaps across
+    processes)."""
     import json
     import resource
     import time
@@ -112,27 +114,31 @@ def deliver_file(path: str, workers: int = 1) -> dict[str, float]:
 
     events = json.loads(Path(path).read_text(encoding="utf-8"))
 
-    def deliver(event: Any) -> bool:
+    def deliver(event: Any) -> tuple[bool, list[float]]:
+        start = time.time()
         try:
             deliver_event_grid(event)
         except Exception:
             log.warning("event %s failed", event.get("id") if isinstance(event, dict) else "?", exc_info=True)
-            return False
-        return True
+            return False, [start, time.time()]
+        return True, [start, time.time()]
 
     started, cpu_started = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        failed = sum(1 for ok in pool.map(deliver, events) if not ok)
+        results = list(pool.map(deliver, events))
+    failed_ids = [str(event.get("id")) for event, (ok, _) in zip(events, results, strict=True) if not ok]
     return {
         "events": len(events),
-        "failed": failed,
+        "failed": len(failed_ids),
         "seconds": time.perf_counter() - started,
         "cpu_seconds": time.process_time() - cpu_started,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "failed_ids": failed_ids,
+        "spans": [span for _, span in results],
     }
 
 
-def deliver_in_own_process(events: list[Any], workers: int) -> tuple[dict[str, float], list[float]]:
+def deliver_in_own_process(events: list[Any], workers: int) -> tuple[dict[str, Any], list[float]]:
     """Deliver events from a separate handler process (as a Functions worker is), so the figures
     are the remediator's alone and not those of a simulator served by the calling process.
     Returns that process's figures (see ``deliver_file``) and its RSS in MiB, sampled every 0.2 s."""
@@ -163,12 +169,20 @@ def deliver_in_own_process(events: list[Any], workers: int) -> tuple[dict[str, f
         time.sleep(0.2)
     output = child.stdout.read() if child.stdout else ""
     os.unlink(handle.name)
-    stats: dict[str, float] = json.loads(output.strip().splitlines()[-1])
+    stats: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     return stats, rss or [stats["peak_rss_mib"]]
 
 
-if __name__ == "__main__":  # a separate handler process: python -m localazure.host EVENTS.json [WORKERS]
+if __name__ == "__main__":
+    # A separate handler process: python -m localazure.host EVENTS.json [WORKERS] [--wait-for-go]
+    # With --wait-for-go it indexes the app, prints "ready", and starts when "go" comes on stdin,
+    # so several hosts can be made to deliver at the same moment.
     import json
     import sys
 
-    print(json.dumps(deliver_file(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)))
+    arguments = [a for a in sys.argv[1:] if a != "--wait-for-go"]
+    if "--wait-for-go" in sys.argv:
+        indexed_functions()
+        print("ready", flush=True)
+        sys.stdin.readline()
+    print(json.dumps(deliver_file(arguments[0], int(arguments[1]) if len(arguments) > 1 else 1)))

@@ -41,7 +41,7 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
-from localazure.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite, AzuritePorts
+from localazure.azurite import Azurite, AzuritePorts, connection_string
 
 logger = logging.getLogger(__name__)
 
@@ -165,13 +165,7 @@ class StorageFaults:
     def connection_string(self) -> str:
         if self.ports is None:
             raise RuntimeError("StorageFaults has not been started")
-        host = "http://127.0.0.1"
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint={host}:{self.ports.blob}/{ACCOUNT_NAME};"
-            f"QueueEndpoint={host}:{self.ports.queue}/{ACCOUNT_NAME};"
-            f"TableEndpoint={host}:{self.ports.table}/{ACCOUNT_NAME};"
-        )
+        return connection_string(self.ports)
 
     def _decide(self, service: str) -> tuple[int, bool]:
         """The request's place in the order, and whether it is to fail."""
