@@ -43,8 +43,9 @@ bench: $(BIN)/.installed node_modules/.installed
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_audit.py
 
-## reliability: the fault matrix (throttling, 5xx, timeouts, LRO failures, 412 races, storage outage,
-## a killed handler); prints a table and fails if any promise breaks
+## reliability: the fault matrix (429s, 5xx before and after the work, lost answers, failed LROs, 412s,
+## storage failing mid-write, several hosts, a killed host); prints a table and fails if any promise
+## breaks or a fault row met no fault
 reliability: $(BIN)/.installed node_modules/.installed
 	$(BIN)/python bench/reliability.py
 
