@@ -32,8 +32,8 @@ import arm_docs as docs  # noqa: E402
 
 from localazure.host import deliver_event_grid, deliver_in_own_process  # noqa: E402
 from localazure.stack import LocalAzure  # noqa: E402
-from remediation.arm import LoopbackCredential  # noqa: E402
 from remediation.audit import AuditLog  # noqa: E402
+from remediation.credentials import LoopbackCredential  # noqa: E402
 from remediation.model import RecordKind  # noqa: E402
 from remediation.settings import Settings  # noqa: E402
 

@@ -31,7 +31,7 @@ from estate import Estate  # noqa: E402
 from localazure.host import deliver_event_grid  # noqa: E402
 from localazure.stack import LocalAzure  # noqa: E402
 from localazure.storage_faults import StorageFaults, table_batch_containing  # noqa: E402
-from remediation.arm import LoopbackCredential  # noqa: E402
+from remediation.credentials import LoopbackCredential  # noqa: E402
 from sim import RequestRecord  # noqa: E402
 
 SIZE = 20

@@ -27,8 +27,8 @@ from typing import Any, TextIO
 from localazure.azurite import PROJECT_ROOT, Azurite
 from localazure.host import deliver_event_grid
 from localazure.stack import LocalAzure
-from remediation.arm import LoopbackCredential
 from remediation.audit import AuditLog
+from remediation.credentials import LoopbackCredential
 from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
 from remediation.model import RecordKind, ResourceId
 from remediation.records import AuditRecord

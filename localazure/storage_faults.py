@@ -110,6 +110,8 @@ class StorageFaults:
         self._lock = threading.Lock()
         self._budget = 0  # requests still to fail
         self._triggers: list[_Trigger] = []
+        self._losses: list[_Trigger] = []  # requests whose answer is lost after Azurite did them
+        self._answers_lost = 0
         self._failures = dict.fromkeys(SERVICES, 0)
         self._log: deque[StorageRequest] = deque(maxlen=history)
         self._seq = 0
@@ -132,6 +134,20 @@ class StorageFaults:
             raise ValueError("count must be >= 0 and occurrence >= 1")
         with self._lock:
             self._triggers.append(_Trigger(match, count, occurrence))
+
+    def lose_answer(self, match: Match, *, occurrence: int = 1) -> None:
+        """Forward the ``occurrence``-th request matching ``match`` (from now), let Azurite do it,
+        then close the client's connection without its answer: stored, but the client cannot
+        know (as when a connection drops after the service committed). One-shot."""
+        if occurrence < 1:
+            raise ValueError("occurrence must be >= 1")
+        with self._lock:
+            self._losses.append(_Trigger(match, 0, occurrence))
+
+    @property
+    def answers_lost(self) -> int:
+        with self._lock:
+            return self._answers_lost
 
     @property
     def failures(self) -> int:
@@ -158,6 +174,8 @@ class StorageFaults:
         with self._lock:
             self._budget = 0
             self._triggers.clear()
+            self._losses.clear()
+            self._answers_lost = 0
             self._failures = dict.fromkeys(SERVICES, 0)
             self._log.clear()
 
@@ -177,13 +195,32 @@ class StorageFaults:
                 self._failures[service] += 1
             return self._seq, inject
 
-    def _answered(self, request: StorageRequest, body: bytes) -> None:
-        """Log the request; if Azurite answered it with success, advance the triggers it matches."""
+    def _answered(self, request: StorageRequest, body: bytes) -> bool:
+        """Log the request; if Azurite answered it with success, advance the triggers it matches.
+        Returns whether its answer is to be lost (``lose_answer``)."""
         with self._lock:
             self._log.append(replace(request, body=b""))
-            triggers = list(self._triggers)
-        if not triggers or request.injected or not _succeeded(request, body):
-            return
+            triggers, losses = list(self._triggers), list(self._losses)
+        if not (triggers or losses) or request.injected or not _succeeded(request, body):
+            return False
+        matched = self._matching(triggers + losses, request)
+        lost = False
+        with self._lock:
+            for trigger in matched:
+                queue = self._triggers if trigger in self._triggers else self._losses
+                if trigger not in queue:  # fired meanwhile, or reset
+                    continue
+                trigger.occurrences_left -= 1
+                if trigger.occurrences_left == 0:
+                    queue.remove(trigger)
+                    self._budget += trigger.count
+                    if queue is self._losses:
+                        lost = True
+                        self._answers_lost += 1
+        return lost
+
+    @staticmethod
+    def _matching(triggers: list[_Trigger], request: StorageRequest) -> list[_Trigger]:
         matched = []
         for trigger in triggers:  # user code, run outside the lock
             try:
@@ -191,13 +228,7 @@ class StorageFaults:
                     matched.append(trigger)
             except Exception:
                 logger.exception("storage fault predicate failed on %s %s", request.method, request.path)
-        with self._lock:
-            for trigger in matched:
-                if trigger in self._triggers:  # not fired meanwhile, nor reset
-                    trigger.occurrences_left -= 1
-                    if trigger.occurrences_left == 0:
-                        self._triggers.remove(trigger)
-                        self._budget += trigger.count
+        return matched
 
     def start(self) -> StorageFaults:
         if self._servers:
@@ -390,8 +421,8 @@ class _Handler(BaseHTTPRequestHandler):
         answer = self._injected() if inject else self._forward(body)
         status, reason, headers, data = answer or (0, "", [], b"")
         request = StorageRequest(self._server.service, self.command, self.path, status, inject, received, seq)
-        faults._answered(replace(request, body=body), data)
-        if answer is None:
+        lost = faults._answered(replace(request, body=body), data)
+        if answer is None or lost:
             self.close_connection = True
             return
         self.send_response_only(status, reason)

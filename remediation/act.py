@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from remediation.arm import ArmError, ArmGateway, OutcomeUnknown, PreconditionFailed, WriteResult
+from remediation.arm import ArmGateway, WriteResult
+from remediation.arm_errors import ArmError, OutcomeUnknown, PreconditionFailed
 from remediation.journal import AuditUnavailable, Journal
 from remediation.model import (
     SET_LEVEL_ACTIONS,

@@ -3,22 +3,18 @@
 It hands out the project's own dataclasses (``model``), never SDK models: responses are read in
 ARM's wire format (``as_dict()`` of the SDK's models), so an SDK upgrade touches this file only.
 
-Errors are handled on purpose:
+Errors are handled on purpose (``arm_errors``):
 - transient answers (429 with Retry-After, 408, 5xx, dropped connections) are retried by the
   SDK pipeline's retry policy, which honours Retry-After, up to ``ARM_RETRY_TOTAL`` times;
 - 412 becomes ``PreconditionFailed``: someone else changed the resource, so the caller re-reads
   and re-plans instead of clobbering (DESIGN.md decision 5);
-- a write whose effect cannot be told from its answers becomes ``OutcomeUnknown``: its answer was
-  lost (a dropped connection, a read timeout), ARM answered 5xx, an earlier attempt was lost or
-  5xx before the final refusal (the retry may have met our own applied write), or it was accepted
-  and its completion could not be read. Every attempt of a write is seen by a per-retry pipeline
-  policy, so the judgement covers the SDK's retries too. The caller records ``unknown`` and the
-  set's next reconcile reads what ARM shows;
+- a write whose effect its answers do not tell becomes ``OutcomeUnknown`` (the SDK's retries
+  included): the caller records ``unknown`` and the set's next reconcile reads what ARM shows;
 - 404 on a read is "gone" (None); everything else is raised as ``ArmError`` with ARM's code.
 
-Every ARM operation this module performs is declared with ``@arm_operation``; ``OPERATIONS``
-is therefore the exact list of permissions the remediator needs (the custom role is checked
-against it), and ``calls`` counts what was done, for tests and benchmarks.
+Every ARM operation this module performs is declared with ``@arm_operation`` (``permissions``),
+which is therefore the exact list of permissions the remediator needs (the custom role is
+checked against it).
 
 The azure.mgmt packages are imported on first use: ``azure.mgmt.network`` alone costs about
 0.3 s, and an event for an unrestricted set never needs it (DESIGN.md decision 8).
@@ -26,18 +22,21 @@ The azure.mgmt packages are imported on first use: ``azure.mgmt.network`` alone 
 
 from __future__ import annotations
 
-import base64
-import contextvars
-import functools
 import io
 import json
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from remediation.arm_errors import (
+    ArmError,
+    arm_error,
+    attempt_log,
+    attempted,
+)
+from remediation.credentials import arm_credential
 from remediation.model import (
     AutoscaleSetting,
     NetworkInterface,
@@ -46,10 +45,11 @@ from remediation.model import (
     ScaleSet,
     VirtualMachine,
 )
+from remediation.permissions import arm_operation
 from remediation.settings import Settings
 
 if TYPE_CHECKING:
-    from azure.core.credentials import AccessToken, TokenCredential
+    from azure.core.credentials import TokenCredential
     from azure.mgmt.compute import ComputeManagementClient
     from azure.mgmt.network import NetworkManagementClient
 
@@ -64,127 +64,6 @@ SCALE_SET_QUERY = (
     "resources | where type =~ 'microsoft.compute/virtualmachinescalesets' | project id, name, type, tags"
 )
 
-# ARM operation (as in role definitions) -> the gateway method that performs it.
-OPERATIONS: dict[str, str] = {}
-
-
-def arm_operation(*operations: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Declare the ARM operations a gateway method performs, and count its calls."""
-
-    def decorate(method: Callable[P, R]) -> Callable[P, R]:
-        for operation in operations:
-            OPERATIONS[operation] = method.__name__
-
-        @functools.wraps(method)
-        def counted(*args: P.args, **kwargs: P.kwargs) -> R:
-            gateway = args[0]
-            assert isinstance(gateway, ArmGateway)
-            with gateway._lock:
-                gateway.calls[method.__name__] += 1
-            return method(*args, **kwargs)
-
-        return counted
-
-    return decorate
-
-
-# Long-running operations are polled at their provider's operation-status URLs, which ARM
-# authorises as reads of these (one pair per provider namespace the gateway writes to).
-_POLLING = {
-    "Microsoft.Compute": ("Microsoft.Compute/locations/operations/read",),
-    "Microsoft.Network": (
-        "Microsoft.Network/locations/operations/read",
-        "Microsoft.Network/locations/operationResults/read",
-    ),
-}
-
-
-def required_permissions() -> frozenset[str]:
-    """Every ARM action the remediator performs: the custom role must grant exactly these."""
-    actions = set(OPERATIONS)
-    written = {op.split("/", 1)[0] for op in OPERATIONS if not op.endswith("/read")}
-    for namespace in written:
-        actions.update(_POLLING.get(namespace, ()))
-    return frozenset(actions)
-
-
-class ArmError(Exception):
-    """ARM refused a request; ``code`` is ARM's error code (e.g. PublicIPAddressCannotBeDeleted)."""
-
-    def __init__(self, status: int | None, code: str, message: str, request_id: str = "") -> None:
-        super().__init__(f"ARM {status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-
-
-class PreconditionFailed(ArmError):
-    """412: the resource's etag changed since we read it."""
-
-
-class OutcomeUnknown(ArmError):
-    """ARM may or may not have applied the write: the answers do not say (see the module docstring)."""
-
-
-# The status of every attempt of the write being made in this context (None: no answer came);
-# appended by the per-retry policy, so the SDK's retries are seen too. LRO polls (GETs) are not.
-_ATTEMPTS: contextvars.ContextVar[list[int | None] | None] = contextvars.ContextVar(
-    "arm_write_attempts", default=None
-)
-
-
-@functools.cache
-def _attempt_log_policy() -> Any:
-    """A pipeline policy (per retry) that notes each write attempt's status in ``_ATTEMPTS``."""
-    from azure.core.exceptions import AzureError
-    from azure.core.pipeline.policies import HTTPPolicy
-
-    class AttemptLog(HTTPPolicy):  # type: ignore[type-arg]
-        def send(self, request: Any) -> Any:
-            attempts = _ATTEMPTS.get()
-            if attempts is None or request.http_request.method.upper() == "GET":
-                return self.next.send(request)
-            try:
-                response = self.next.send(request)
-            except AzureError:
-                attempts.append(None)
-                raise
-            attempts.append(response.http_response.status_code)
-            return response
-
-    return AttemptLog()
-
-
-def _write_error(error: Exception, attempts: list[int | None]) -> ArmError:
-    """What a failed write's answers tell (see the module docstring): failed, conflict or unknown."""
-    from azure.core.exceptions import HttpResponseError
-    from azure.core.polling.base_polling import OperationFailed
-
-    accepted = any(status is not None and 200 <= status < 300 for status in attempts)
-    if not isinstance(error, HttpResponseError):
-        return OutcomeUnknown(None, type(error).__name__, f"the write's answer was lost: {error}")
-    known = _arm_error(error)
-    if accepted:
-        if isinstance(error.inner_exception, OperationFailed):
-            return known  # ARM accepted it, then reported the operation Failed
-        return OutcomeUnknown(
-            known.status,
-            known.code,
-            f"ARM accepted the write, then its completion could not be read: {known.message}",
-            known.request_id,
-        )
-    earlier_unclear = any(status is None or status >= 500 for status in attempts[:-1])
-    if (known.status or 0) >= 500 or earlier_unclear:
-        return OutcomeUnknown(
-            known.status,
-            known.code,
-            known.message
-            + (" (after an earlier attempt whose answer was lost or 5xx)" if earlier_unclear else ""),
-            known.request_id,
-        )
-    return known
-
 
 @dataclass(frozen=True)
 class WriteResult:
@@ -195,69 +74,15 @@ class WriteResult:
     completed_at: float = 0.0  # time.time() when ARM reported the operation done
 
 
-class LoopbackCredential:
-    """A fixed, unsigned token for the local ARM simulator (Settings refuses it for real endpoints).
-
-    JWT-shaped so the simulator can put the caller's claims into the events it emits, as ARM does.
-    """
-
-    APP_ID = "00000000-0000-0000-0000-00000000beef"
-
-    def __init__(self) -> None:
-        def part(value: Mapping[str, Any]) -> str:
-            return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
-
-        claims = {"appid": self.APP_ID, "name": "vmss-pip-remediator (local)", "oid": self.APP_ID}
-        self._token = f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.local"
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        from azure.core.credentials import AccessToken
-
-        return AccessToken(self._token, int(time.time()) + 3600)
-
-
-def _credential(settings: Settings) -> TokenCredential:
-    if settings.arm_credential == "loopback":
-        return LoopbackCredential()
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id or None)
-
-
-def _arm_error(error: Exception) -> ArmError:
-    from azure.core.exceptions import HttpResponseError
-
-    if not isinstance(error, HttpResponseError):  # no answer: a dropped connection, a timeout
-        return ArmError(None, type(error).__name__, str(error))
-    status = error.status_code
-    code = ""
-    message = error.message or str(error)
-    if error.error is not None:
-        code = error.error.code or ""
-        message = error.error.message or message
-    response: Any = error.response
-    request_id = ""
-    if response is not None:
-        request_id = response.headers.get("x-ms-request-id", "")
-        if not code:
-            try:
-                code = str(response.json().get("error", {}).get("code", ""))
-            except (ValueError, AttributeError):
-                code = ""
-    kind = PreconditionFailed if status == 412 else ArmError
-    return kind(status, code or str(status), message, request_id)
-
-
 class ArmGateway:
     """Reads and writes through the real azure-mgmt clients, one pair per subscription."""
 
     def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
         self._settings = settings
-        self._credential = credential or _credential(settings)
+        self._credential = credential or arm_credential(settings)
         self._lock = threading.Lock()
         self._compute: dict[str, ComputeManagementClient] = {}
         self._network: dict[str, NetworkManagementClient] = {}
-        self.calls: Counter[str] = Counter()
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -268,7 +93,7 @@ class ArmGateway:
             "retry_total": self._settings.arm_retry_total,
             "connection_timeout": 10,
             "read_timeout": self._settings.arm_read_timeout_s,
-            "per_retry_policies": [_attempt_log_policy()],
+            "per_retry_policies": [attempt_log()],  # a new one per client: a pipeline binds it
         }
         if self._settings.arm_ca_bundle:
             options["connection_verify"] = self._settings.arm_ca_bundle
@@ -315,7 +140,7 @@ class ArmGateway:
         except ResourceNotFoundError:
             return None
         except AzureError as error:
-            raise _arm_error(error) from error
+            raise arm_error(error) from error
 
     @staticmethod
     def _list(call: Callable[[], Iterable[Any]]) -> list[Mapping[str, Any]]:
@@ -324,21 +149,7 @@ class ArmGateway:
         try:
             return [dict(item.as_dict()) for item in call()]
         except AzureError as error:
-            raise _arm_error(error) from error
-
-    @staticmethod
-    def _attempted(call: Callable[[], R]) -> R:
-        """Run one write with its attempts noted, turning its failure into what the answers tell."""
-        from azure.core.exceptions import AzureError
-
-        attempts: list[int | None] = []
-        token = _ATTEMPTS.set(attempts)
-        try:
-            return call()
-        except AzureError as error:
-            raise _write_error(error, attempts) from error
-        finally:
-            _ATTEMPTS.reset(token)
+            raise arm_error(error) from error
 
     @classmethod
     def _write(cls, start: Callable[..., Any]) -> WriteResult:
@@ -350,7 +161,7 @@ class ArmGateway:
             if request_id and not request_ids:
                 request_ids.append(request_id)
 
-        result = cls._attempted(lambda: start(raw_response_hook=remember_request_id).result())
+        result = attempted(lambda: start(raw_response_hook=remember_request_id).result())
         body = dict(result.as_dict()) if result is not None else None
         return WriteResult(request_ids[0] if request_ids else "", body, time.time())
 
@@ -416,11 +227,11 @@ class ArmGateway:
             return response
 
         try:
-            response = self._attempted(send) if method == "PUT" else send()
+            response = attempted(send) if method == "PUT" else send()
         except ArmError:
             raise
         except AzureError as error:
-            raise _arm_error(error) from error
+            raise arm_error(error) from error
         return (dict(response.json()) if response.content else {}), response.headers.get(
             "x-ms-request-id", ""
         )

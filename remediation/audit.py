@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from remediation.credentials import managed_identity
 from remediation.journal import AuditUnavailable, Entities, Journal
 from remediation.model import Recheck
 from remediation.records import (
@@ -50,12 +51,6 @@ if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
 
 MAX_BATCH = 100  # entity-group transactions hold at most 100 operations
-
-
-def _identity(settings: Settings) -> TokenCredential:
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id or None)
 
 
 def _retry(settings: Settings) -> dict[str, Any]:
@@ -143,7 +138,7 @@ class AuditLog:
             self._table = TableClient(
                 settings.table_endpoint,
                 table_name=settings.audit_table,
-                credential=credential or _identity(settings),
+                credential=credential or managed_identity(settings),
                 **_retry(settings),
             )
         self._ready = False
@@ -264,7 +259,9 @@ class EventArchive:
             )
         else:
             self._service = BlobServiceClient(
-                settings.blob_endpoint, credential=credential or _identity(settings), **_retry(settings)
+                settings.blob_endpoint,
+                credential=credential or managed_identity(settings),
+                **_retry(settings),
             )
         self._container = self._service.get_container_client(settings.archive_container)
         self._retention = timedelta(days=settings.archive_retention_days)
@@ -362,7 +359,7 @@ class RecheckQueue:
             self._queue = QueueClient(
                 settings.queue_endpoint,
                 settings.recheck_queue,
-                credential=credential or _identity(settings),
+                credential=credential or managed_identity(settings),
                 message_encode_policy=encode,
                 **_retry(settings),
             )

@@ -25,7 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from remediation.act import Context
-from remediation.arm import ArmError, ArmGateway
+from remediation.arm import ArmGateway
+from remediation.arm_errors import ArmError
 from remediation.audit import AuditLog, EventArchive, RecheckQueue
 from remediation.coalesce import Coalescer
 from remediation.events import parse_event, parse_recheck
@@ -217,15 +218,15 @@ class Remediator:
 
     @staticmethod
     def _record_failure(context: Context, error: BaseException) -> None:
-        """Keep what is known when handling fails (unless the audit store itself is what failed)."""
-        if isinstance(error, AuditUnavailable):
-            return
-        context.note(
-            RecordKind.ERROR,
-            result=Result.FAILED.value,
-            error=f"{type(error).__name__}: {error}",
-            reason="handling failed; Event Grid will redeliver the event",
-        )
+        """Keep what is known when handling fails: the error, and everything the journal holds
+        (after an audit outage, what it kept: it is stored if storage is back)."""
+        if not isinstance(error, AuditUnavailable):
+            context.note(
+                RecordKind.ERROR,
+                result=Result.FAILED.value,
+                error=f"{type(error).__name__}: {error}",
+                reason="handling failed; Event Grid will redeliver the event",
+            )
         with contextlib.suppress(AuditUnavailable):
             context.journal.flush()
 

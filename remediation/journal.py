@@ -71,67 +71,65 @@ class Journal:
         return record
 
     def flush(self, handled_event: str = "", outcome: str = "") -> None:
-        """Store everything buffered, again what a failed store kept; with ``handled_event``, also
-        mark that event handled (stored after all its records)."""
-        marker: Entities = []
-        if handled_event:
-            # Upsert: two concurrent deliveries may both finish; either marker says the same.
-            marker.append(
-                (
-                    "upsert",
-                    {
-                        "PartitionKey": event_partition(handled_event),
-                        "RowKey": HANDLED_ROW,
-                        "event_id": handled_event,
-                        "outcome": outcome,
-                        "time": datetime.now(UTC).isoformat(),
-                    },
-                )
-            )
+        """Store everything buffered, again what a failed store kept; with ``handled_event``, then
+        mark that event handled, in a store of its own once all its records are stored (a marker
+        stored first would make a redelivery a duplicate while records were still missing)."""
         with self._changed:
             number = self._buffered
-        self._store_until(lambda: self._stored >= number, retry=True, extra=marker)
+        self._store_until(lambda: self._stored >= number, retry=True)
+        if handled_event:
+            # Upsert: two concurrent deliveries may both finish; either marker says the same.
+            marker = {
+                "PartitionKey": event_partition(handled_event),
+                "RowKey": HANDLED_ROW,
+                "event_id": handled_event,
+                "outcome": outcome,
+                "time": datetime.now(UTC).isoformat(),
+            }
+            self._store.store_entities([("upsert", marker)])
 
-    def _store_until(self, done: Callable[[], bool], *, retry: bool, extra: Entities | None = None) -> None:
-        """Return once ``done()`` holds (checked under the lock) and ``extra`` is stored, leading a
-        store of everything buffered whenever none is running. ``retry``: store again after a
-        failure (the final flush) instead of raising it."""
+    def _store_until(self, done: Callable[[], bool], *, retry: bool) -> None:
+        """Return once ``done()`` holds (checked under the lock), leading a store of everything
+        buffered whenever none is running. ``retry``: store again after a failure (the final
+        flush) instead of raising it."""
         while True:
             with self._changed:
                 while self._leader:
                     self._changed.wait()
-                if done() and not extra:
+                if done():
                     return
                 if self._failure is not None and not retry:
                     raise AuditUnavailable(f"audit records were not stored: {self._failure}")
                 batch = list(self._buffer)
                 self._leader = True
-            error = self._lead(batch, extra or [])
-            with self._changed:
-                self._leader = False
-                if error is None:
-                    del self._buffer[: len(batch)]
-                    self._stored += len(batch)
-                    self._retried.difference_update(record.record_id for record in batch)
-                else:
-                    self._failure = self._failure or error
-                    self._retried.update(record.record_id for record in batch)
-                self._changed.notify_all()
+            error: AuditUnavailable | None = AuditUnavailable("the store was interrupted")
+            try:
+                error = self._lead(batch)
+            finally:  # whatever happens, the next writer may lead (a stuck flag would hang them all)
+                with self._changed:
+                    self._leader = False
+                    if error is None:
+                        del self._buffer[: len(batch)]
+                        self._stored += len(batch)
+                        self._retried.difference_update(record.record_id for record in batch)
+                    else:
+                        self._failure = self._failure or error
+                        self._retried.update(record.record_id for record in batch)
+                    self._changed.notify_all()
             if error is not None:
                 raise error
-            extra = None
             for record in batch:
                 telemetry.emit(record)
 
-    def _lead(self, batch: Sequence[AuditRecord], extra: Entities) -> AuditUnavailable | None:
+    def _lead(self, batch: Sequence[AuditRecord]) -> AuditUnavailable | None:
         entities: Entities = [
             ("upsert" if record.record_id in self._retried else "create", entity)
             for record in batch
             for entity in record.to_entities()
         ]
         try:
-            if entities or extra:
-                self._store.store_entities(entities + extra)
+            if entities:
+                self._store.store_entities(entities)
         except AuditUnavailable as error:
             return error
         return None

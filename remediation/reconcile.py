@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from remediation.act import Context, Executor, FindingOutcome, announced_write
-from remediation.arm import ArmError, ArmGateway, PreconditionFailed
+from remediation.arm import ArmGateway
+from remediation.arm_errors import ArmError, PreconditionFailed
 from remediation.audit import AuditLog, RecheckQueue
 from remediation.model import (
     ActionKind,

@@ -11,8 +11,8 @@ import arm_docs as docs
 
 from localazure.host import deliver_event_grid, pump_queue
 from localazure.stack import LocalAzure
-from remediation.arm import LoopbackCredential
 from remediation.audit import AuditLog
+from remediation.credentials import LoopbackCredential
 from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
 from remediation.records import AuditRecord
 from remediation.settings import Settings

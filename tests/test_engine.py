@@ -18,7 +18,7 @@ from azure.functions.timer import TimerRequest
 from estate import Estate
 
 from localazure.host import user_function
-from remediation.arm import ArmError
+from remediation.arm_errors import ArmError
 from remediation.model import RecordKind
 
 NIC = "Microsoft.Network/networkInterfaces"

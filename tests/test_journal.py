@@ -56,6 +56,37 @@ class InjectedStore:
     store_entities = __call__
 
 
+class ObservedCondition(threading.Condition):
+    """The journal's condition, telling the test which threads are waiting on it (so the test can
+    wait until a writer is parked, rather than hope it is)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: set[threading.Thread] = set()
+        self.changed = threading.Condition()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self.changed:
+            self.waiting.add(threading.current_thread())
+            self.changed.notify_all()
+        try:
+            return super().wait(timeout)
+        finally:
+            with self.changed:
+                self.waiting.discard(threading.current_thread())
+                self.changed.notify_all()
+
+    def until(self, condition: Callable[[], bool]) -> None:
+        with self.changed:
+            assert self.changed.wait_for(condition, timeout=10), "the writers never got there"
+
+
+def observed(journal: Journal) -> ObservedCondition:
+    condition = ObservedCondition()
+    journal._changed = condition
+    return condition
+
+
 def intent(name: str) -> AuditRecord:
     return AuditRecord(RecordKind.INTENT, event_id="e1", action="detach-public-ip", nic=name)
 
@@ -75,11 +106,13 @@ def run(target: Callable[[], Any]) -> tuple[threading.Thread, list[BaseException
     return thread, errors, results
 
 
-def test_an_intent_another_threads_flush_took_is_stored_before_its_write_ahead_returns(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("store_fails", [True, False], ids=["store-fails", "store-succeeds"])
+def test_an_intent_another_threads_store_took_is_stored_before_its_write_ahead_returns(
+    monkeypatch: pytest.MonkeyPatch, store_fails: bool
 ) -> None:
     store = InjectedStore()
     journal = Journal(store)
+    condition = observed(journal)
     b_intent, a_intent = intent("nic-b"), intent("nic-a")
     b_buffered, a_storing = threading.Event(), threading.Event()
     buffer = Journal.write
@@ -92,26 +125,34 @@ def test_an_intent_another_threads_flush_took_is_stored_before_its_write_ahead_r
         return record
 
     monkeypatch.setattr(Journal, "write", write_then_be_preempted)
-    written_to_arm: list[tuple[str, bool]] = []
+    written_to_arm: list[bool] = []  # whether B's intent was stored when B went on to its ARM write
+    b_done = threading.Event()
 
     def writer_b() -> None:
-        journal.write_ahead(b_intent)
-        written_to_arm.append(("nic-b", b_intent.record_id in store.stored))
+        try:
+            journal.write_ahead(b_intent)
+            written_to_arm.append(b_intent.record_id in store.stored)
+        finally:
+            b_done.set()
 
     b, b_errors, _ = run(writer_b)
     assert b_buffered.wait(10)
     store.block_next()
-    store.fail_calls = {1}
-    a, a_errors, _ = run(lambda: journal.write_ahead(a_intent))  # takes B's intent into its batch
+    store.fail_calls = {1} if store_fails else set()
+    a, a_errors, _ = run(lambda: journal.write_ahead(a_intent))  # A's store takes B's intent too
     assert store.entered.wait(10)
-    a_storing.set()  # B resumes while A's store (holding B's intent) is still running ...
-    store.release.set()  # ... and that store fails
+    a_storing.set()  # B resumes while A's store, holding B's intent, is still running
+    condition.until(lambda: b in condition.waiting or b_done.is_set())  # B waits, or went on
+    store.release.set()
     a.join(10)
     b.join(10)
 
-    assert [type(error) for error in a_errors] == [AuditUnavailable]
-    assert written_to_arm == [], "B went on to its ARM write although its intent was never stored"
-    assert [type(error) for error in b_errors] == [AuditUnavailable]
+    if store_fails:
+        assert written_to_arm == [], "B went on to its ARM write although its intent was never stored"
+        assert [type(error) for error in (*a_errors, *b_errors)] == [AuditUnavailable, AuditUnavailable]
+    else:
+        assert written_to_arm == [True], "B went on to its ARM write before its intent was stored"
+        assert a_errors == b_errors == []
 
 
 def test_a_failed_store_keeps_its_records_and_the_next_flush_stores_them() -> None:
@@ -143,9 +184,10 @@ def test_after_a_failed_store_no_further_write_ahead_succeeds() -> None:
     assert len(store.stored) == 2, "both intents are kept and stored by the final flush"
 
 
-def test_sixteen_parallel_writers_each_return_only_once_their_own_intent_is_stored() -> None:
+def test_writers_that_arrive_during_a_store_share_the_next_one() -> None:
     store = InjectedStore()
     journal = Journal(store)
+    condition = observed(journal)
     stored_when_returned: list[bool] = []
     lock = threading.Lock()
 
@@ -155,10 +197,17 @@ def test_sixteen_parallel_writers_each_return_only_once_their_own_intent_is_stor
         with lock:
             stored_when_returned.append(record.record_id in store.stored)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(16)]
-    for thread in threads:
+    store.block_next()
+    first = threading.Thread(target=writer, args=(0,))
+    first.start()
+    assert store.entered.wait(10)  # the first writer leads a store of its own intent, held there
+    others = [threading.Thread(target=writer, args=(n,)) for n in range(1, 16)]
+    for thread in others:
         thread.start()
-    for thread in threads:
+    condition.until(lambda: set(others) <= condition.waiting)  # all 15 buffered, waiting
+    store.release.set()
+    for thread in [first, *others]:
         thread.join(10)
+
     assert stored_when_returned == [True] * 16
-    assert store.calls <= 16, "waiting writers share a leader's store (group commit)"
+    assert store.calls == 2, "the 15 writers that waited were stored by one leader's store (group commit)"

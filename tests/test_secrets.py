@@ -10,7 +10,7 @@ import pytest
 from estate import Estate
 
 from localazure.azurite import ACCOUNT_KEY
-from remediation.arm import LoopbackCredential
+from remediation.credentials import LoopbackCredential
 from remediation.settings import Settings, SettingsError
 
 

@@ -300,6 +300,20 @@ def test_fail_after_a_matching_batch_fails_the_requests_after_it_not_the_batch(f
     assert table.get_entity("p", "i1")["kind"] == "intent"  # the matching batch itself was stored
 
 
+def test_a_lost_answer_is_stored_yet_the_client_sees_a_dropped_connection(faults: StorageFaults) -> None:
+    table = _table(faults.connection_string)
+    faults.reset()
+    faults.lose_answer(table_batch_containing(INTENT), occurrence=2)
+
+    table.submit_transaction([("create", _entity("i1", "intent"))])  # the first: answered
+    with pytest.raises(ServiceResponseError):
+        table.submit_transaction([("create", _entity("i2", "intent"))])
+    table.submit_transaction([("create", _entity("i3", "intent"))])  # one-shot
+
+    assert table.get_entity("p", "i2")["kind"] == "intent", "Azurite stored what the client never heard of"
+    assert faults.answers_lost == 1 and faults.failures == 0
+
+
 def test_fail_after_waits_for_the_given_occurrence(faults: StorageFaults) -> None:
     table = _table(faults.connection_string)
     faults.reset()

@@ -17,7 +17,7 @@ import pytest
 from estate import Estate
 
 from localazure.stack import LocalAzure
-from remediation.arm import LoopbackCredential
+from remediation.credentials import LoopbackCredential
 from sim import ArmSimulator
 
 SIZE = 200

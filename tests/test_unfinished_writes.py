@@ -5,6 +5,7 @@ behind. Given an estate, a fault and the events, this is written to ARM and to t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from estate import Estate
 
 from localazure.azurite import Azurite
 from localazure.host import user_function
+from localazure.storage_faults import StorageFaults, StorageRequest
 from remediation.audit import AuditLog
 from remediation.cli import main
 from remediation.model import RecordKind
@@ -281,3 +283,88 @@ def test_an_event_that_cannot_be_archived_is_still_remediated(
     assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
     received = [r for r in records(estate) if r.kind is RecordKind.RECEIVED]
     assert received and all(r.archive == "" and r.error.startswith("not archived:") for r in received)
+
+
+@pytest.fixture
+def storage(estate: Estate, monkeypatch: pytest.MonkeyPatch) -> Iterator[StorageFaults]:
+    """The audit log behind a storage fault proxy; each storage request is tried once."""
+    with StorageFaults(estate.local.azurite) as proxy:
+        estate.environment["RemediationStorage"] = proxy.connection_string
+        monkeypatch.setenv("RemediationStorage", proxy.connection_string)
+        monkeypatch.setenv("STORAGE_RETRY_TOTAL", "0")
+        yield proxy
+
+
+def batch_with(*texts: str) -> Callable[[StorageRequest], bool]:
+    wanted = [text.encode() for text in texts]
+    return lambda r: (
+        r.method == "POST"
+        and r.path.split("?")[0].endswith("$batch")
+        and all(text in r.body for text in wanted)
+    )
+
+
+def test_an_intent_that_could_not_be_stored_is_closed_as_skipped_once_storage_is_back(
+    estate: Estate, storage: StorageFaults, capsys: pytest.CaptureFixture[str]
+) -> None:
+    estate.create_set("web", tags=STRIP)
+    estate.scale("web", 1)
+    (vm,) = estate.vms("web")
+    (public_ip,) = estate.public_ips_of(vm)
+    # After the detach intent's last copy is stored, the next storage request fails: the batch
+    # that carries the delete's intent. The handling stops there; storage is back for its last flush.
+    storage.fail_after(
+        batch_with('"kind": "intent"', '"action": "detach-public-ip"', '"PartitionKey": "h-'), 1
+    )
+    events = estate.events()[-1:]
+    with pytest.raises(Exception, match="audit"):
+        estate.deliver(events[0])
+    assert storage.failures == 1
+    assert estate.sim.get_resource(public_ip) is not None, "the delete never went out"
+
+    (delete,) = [r for r in records(estate) if r.kind is RecordKind.INTENT and r.action == "delete-public-ip"]
+    (skipped,) = [r for r in outcomes_of(estate, "delete-public-ip") if r.intent_id == delete.record_id]
+    assert skipped.result == "skipped" and "not written: the audit store failed" in skipped.reason
+    assert verify(capsys)[0] == 0
+
+    deliver_until_done(estate, events)
+    assert estate.sim.get_resource(public_ip) is None
+
+
+def test_an_event_is_marked_handled_only_after_all_its_records_are_stored(
+    estate: Estate, storage: StorageFaults
+) -> None:
+    estate.create_set("web", tags=STRIP)
+    estate.scale("web", 1)
+    # The handling's last flush: its copies by event are stored, the next one (by time) fails.
+    storage.fail_after(batch_with('"kind": "verified"', '"PartitionKey": "e-'), 1)
+    (event,) = estate.events()[-1:]
+    with pytest.raises(Exception, match="audit"):
+        estate.deliver(event)
+
+    estate.deliver(event)  # Event Grid redelivers: not taken for a duplicate
+
+    kinds = [r.kind for r in records(estate) if r.event_id == event["id"]]
+    assert RecordKind.DUPLICATE not in kinds and kinds.count(RecordKind.RECEIVED) == 2
+
+
+def test_a_batch_stored_but_never_acknowledged_is_stored_again_without_a_conflict(
+    estate: Estate, storage: StorageFaults, capsys: pytest.CaptureFixture[str]
+) -> None:
+    estate.create_set("web", tags=STRIP)
+    estate.scale("web", 1)
+    (vm,) = estate.vms("web")
+    # Azurite commits the detach intent's copy by set, and the answer is lost.
+    storage.lose_answer(batch_with('"action": "detach-public-ip"', '"PartitionKey": "s-'))
+    events = estate.events()[-1:]
+    with pytest.raises(Exception, match="audit"):
+        estate.deliver(events[0])
+    assert storage.answers_lost == 1
+    assert len(estate.public_ips_of(vm)) == 1, "no ARM write without its intent stored"
+
+    deliver_until_done(estate, events)
+
+    assert estate.public_ips_of(vm) == []
+    intents = [r for r in records(estate) if r.kind is RecordKind.INTENT and r.action == "detach-public-ip"]
+    assert len({r.record_id for r in intents}) == len(intents) == 2, "each stored once, the retry upserted"
+    assert verify(capsys)[0] == 0

@@ -2,7 +2,7 @@
 
 Every ``.bicep`` file must parse (pycep-parser, the parser checkov uses), and the facts the
 code depends on are read from the code itself, never from a copy kept here:
-- the custom role grants exactly ``remediation.arm.required_permissions()``, which the ARM
+- the custom role grants exactly ``remediation.permissions.required_permissions()``, which the ARM
   gateway derives from its ``@arm_operation`` declarations, so adding or removing an ARM call
   fails this suite until ``infra/app/remediator-role-actions.json`` follows;
 - the Event Grid filter lists exactly ``remediation.events.HANDLED_OPERATIONS``;
@@ -23,9 +23,10 @@ from typing import Any, cast
 import pytest
 from pycep import BicepParser
 
-from remediation import arm, events
-from remediation.arm import ArmGateway, required_permissions
+from remediation import events, permissions
+from remediation.arm import ArmGateway
 from remediation.model import Mode
+from remediation.permissions import required_permissions
 from remediation.settings import STORAGE_CONNECTION, Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,7 +127,7 @@ def test_role_actions_are_exactly_the_arm_operations_of_the_code() -> None:
     assert len(actions) == len(set(actions)), "duplicate actions in remediator-role-actions.json"
     missing, unused = role_drift(set(actions), required_permissions())
     assert not missing and not unused, (
-        f"infra/app/remediator-role-actions.json differs from remediation.arm.required_permissions():\n"
+        "infra/app/remediator-role-actions.json differs from required_permissions():\n"
         f"  the code performs, the role lacks: {missing}\n"
         f"  the role grants, the code never performs: {unused}"
     )
@@ -164,12 +165,12 @@ def test_role_check_notices_an_added_or_removed_arm_call(monkeypatch: pytest.Mon
 
     added = "Microsoft.Insights/autoscaleSettings/write"
     assert added not in role
-    monkeypatch.setitem(arm.OPERATIONS, added, "put_autoscale_setting")
+    monkeypatch.setitem(permissions.OPERATIONS, added, {"put_autoscale_setting"})
     assert role_drift(role, required_permissions()) == (sorted([*missing, added]), unused)
-    monkeypatch.delitem(arm.OPERATIONS, added)
+    monkeypatch.delitem(permissions.OPERATIONS, added)
 
-    removed = min(op for op in arm.OPERATIONS if op.endswith("/read"))
-    monkeypatch.delitem(arm.OPERATIONS, removed)
+    removed = min(op for op in permissions.OPERATIONS if op.endswith("/read"))
+    monkeypatch.delitem(permissions.OPERATIONS, removed)
     assert removed in role_drift(role, required_permissions())[1]
 
 
@@ -181,7 +182,7 @@ def test_every_public_gateway_method_declares_its_arm_operations() -> None:
         if inspect.isfunction(member)
         and not name.startswith("_")
         and name != "close"
-        and not hasattr(member, "__wrapped__")  # what @arm_operation's functools.wraps leaves
+        and not any(name in methods for methods in permissions.OPERATIONS.values())
     ]
     assert not undeclared, f"ArmGateway methods without @arm_operation: {undeclared}"
 

@@ -1,0 +1,48 @@
+"""Credentials: the managed identity in Azure, and a fixed token for the local simulator only."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from remediation.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials import AccessToken, TokenCredential
+
+
+class LoopbackCredential:
+    """A fixed, unsigned token for the local ARM simulator (Settings refuses it for real endpoints).
+
+    JWT-shaped so the simulator can put the caller's claims into the events it emits, as ARM does.
+    """
+
+    APP_ID = "00000000-0000-0000-0000-00000000beef"
+
+    def __init__(self) -> None:
+        def part(value: Mapping[str, Any]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+        claims = {"appid": self.APP_ID, "name": "vmss-pip-remediator (local)", "oid": self.APP_ID}
+        self._token = f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.local"
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self._token, int(time.time()) + 3600)
+
+
+def arm_credential(settings: Settings) -> TokenCredential:
+    if settings.arm_credential == "loopback":
+        return LoopbackCredential()
+    return managed_identity(settings)
+
+
+def managed_identity(settings: Settings) -> TokenCredential:
+    """The app's (user-assigned, when ``AZURE_CLIENT_ID`` names it) managed identity."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id or None)

@@ -1,0 +1,47 @@
+"""The ARM actions the remediator needs: every operation the gateway performs, declared where it
+is performed, plus what ARM authorises its polls as. The custom role infra/ deploys must grant
+exactly ``required_permissions()`` (tests/infra checks it against the role's JSON)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# ARM operation (as in role definitions) -> the gateway methods that perform it.
+OPERATIONS: dict[str, set[str]] = {}
+
+
+def arm_operation(*operations: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Declare the ARM operations a gateway method performs."""
+
+    def declare(method: Callable[P, R]) -> Callable[P, R]:
+        for operation in operations:
+            OPERATIONS.setdefault(operation, set()).add(method.__name__)
+        return method
+
+    return declare
+
+
+# Long-running operations are polled at their provider's operation-status URLs, which ARM
+# authorises as reads of these (one pair per provider namespace the gateway writes to).
+_POLLING = {
+    "Microsoft.Compute": ("Microsoft.Compute/locations/operations/read",),
+    "Microsoft.Network": (
+        "Microsoft.Network/locations/operations/read",
+        "Microsoft.Network/locations/operationResults/read",
+    ),
+}
+
+
+def required_permissions() -> frozenset[str]:
+    """Every ARM action the remediator performs: the custom role must grant exactly these."""
+    import remediation.arm  # noqa: F401 - its methods declare the operations
+
+    actions = set(OPERATIONS)
+    written = {op.split("/", 1)[0] for op in OPERATIONS if not op.endswith("/read")}
+    for namespace in written:
+        actions.update(_POLLING.get(namespace, ()))
+    return frozenset(actions)
