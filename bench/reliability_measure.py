@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sim import RequestRecord
@@ -96,23 +96,42 @@ def writes_outside(ours: list[RequestRecord], allowed: set[str]) -> list[Request
     return [r for r in ours if is_write(r) and target_of(r.path) not in allowed]
 
 
-def writes_before_intent(ours: list[RequestRecord], intents: list[Any]) -> list[RequestRecord]:
-    """Write requests that arrived at ARM before any intent for their target was stored.
+# Azurite stamps entities to the millisecond: an intent counts as stored before a write that
+# arrived up to this much after the stamp's millisecond began.
+STAMP_RESOLUTION = timedelta(milliseconds=1)
 
-    ``intents``: the raw intent entities of the audit table's hourly partition (stored last of a
-    record's copies), with Azurite's own ``Timestamp`` of when it stored each.
+
+def writes_before_intent(ours: list[RequestRecord], intents: list[Any]) -> list[RequestRecord]:
+    """The remediator's writes that no intent stored before them announces, one intent per write.
+
+    A write is one call: its attempts (the SDK's retries) share the client request id, and its
+    first attempt's arrival is when it went out. Each must be matched, in arrival order, to an
+    intent for the same target stored before it (Azurite's own timestamp of the intent's copy by
+    hour, stored last of its copies) that no earlier write took: the second write of a NIC needs
+    a second intent. ``intents``: raw intent entities with ``metadata["timestamp"]``.
     """
+    calls: dict[tuple[str, str], RequestRecord] = {}
+    for record in sorted((r for r in ours if is_write(r)), key=lambda r: r.received):
+        key = (target_of(record.path), record.client_request_id or f"unnamed-{id(record)}")
+        calls.setdefault(key, record)  # the first attempt
     stored: dict[str, list[datetime]] = defaultdict(list)
     for entity in intents:
         target = str(entity.get("target") or "").lower()
         if target:
             stored[target].append(entity.metadata["timestamp"])
-    # Azurite stamps to the millisecond; the simulator's arrival time is finer: compare at Azurite's.
-    return [
-        r
-        for r in ours
-        if is_write(r) and not any(when <= r.received for when in stored.get(target_of(r.path), []))
-    ]
+    for times in stored.values():
+        times.sort()
+    early = []
+    for (target, _), first in sorted(calls.items(), key=lambda item: item[1].received):
+        available = stored.get(target, [])
+        match = next(
+            (i for i, when in enumerate(available) if when <= first.received + STAMP_RESOLUTION), None
+        )
+        if match is None:
+            early.append(first)
+        else:
+            del available[match]  # each intent announces one write
+    return early
 
 
 def unfinished(records: list[Any]) -> int:

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from remediation.act import Context
 from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError
 from remediation.audit import AuditLog, EventArchive, RecheckQueue
@@ -37,6 +36,7 @@ from remediation.policy import restriction_for
 from remediation.reconcile import ReconcileResult, SetReconciler
 from remediation.review import Filters
 from remediation.settings import Settings
+from remediation.write_ahead import Context
 
 log = logging.getLogger(__name__)
 

@@ -429,6 +429,7 @@ class PublicIp:
     ip_address: str
     provisioning_state: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    nat_gateway_id: ResourceId | None = None  # a NAT gateway holds it (no ipConfiguration then)
 
     @classmethod
     def from_arm(cls, doc: Mapping[str, Any]) -> PublicIp:
@@ -439,7 +440,13 @@ class PublicIp:
             ip_address=str(props.get("ipAddress") or ""),
             provisioning_state=str(props.get("provisioningState") or ""),
             tags=_tags(doc),
+            nat_gateway_id=_optional_id(props.get("natGateway")),
         )
+
+    @property
+    def in_use(self) -> bool:
+        """Held by a NIC's ipConfiguration or a NAT gateway: not free to delete."""
+        return self.ip_configuration_id is not None or self.nat_gateway_id is not None
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from remediation.act import Context, Executor, FindingOutcome, announced_write
+from remediation.act import Executor, FindingOutcome
 from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError, PreconditionFailed
 from remediation.audit import AuditLog, RecheckQueue
 from remediation.model import (
     ActionKind,
+    InvalidResourceId,
     Mode,
     ObservedSet,
     Plan,
@@ -44,11 +45,13 @@ from remediation.recovery import (
     ids_of,
     judge,
     leftovers_to_delete,
+    looks_detached,
     nics_to_repair,
     to_resolve,
 )
 from remediation.review import Filters
 from remediation.settings import Settings
+from remediation.write_ahead import Context, announced_write
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +93,8 @@ class SetReconciler:
 
         ``attempt`` counts the delayed re-checks that led here (0 for an event or a sweep).
         """
-        now = self.clock()
-        history = list(
-            self.audit.search(Filters(now - HISTORY_LOOKBACK, now, scale_set=set_id.value, writes=True))
-        )
-        self.resolve(to_resolve(unfinished_writes(history, now), now, self._grace()), context)
         deferred: list[ArmError] = []
+        history: list[AuditRecord] | None = None
         for replan in range(MAX_REPLANS):
             scale_set = self.arm.get_scale_set(set_id)
             if scale_set is None:
@@ -107,6 +106,13 @@ class SetReconciler:
                 reason = f"not restricted: {restriction.reason}"
                 context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
                 return ReconcileResult(set_id, None, restriction.reason, event_id=context.event_id)
+            if history is None:
+                # Only a restricted set's history is read here (an event about an unrestricted set
+                # stays one read); the sweep settles the writes of gone and unrestricted sets.
+                now = self.clock()
+                window = Filters(now - HISTORY_LOOKBACK, now, scale_set=set_id.value, writes=True)
+                history = list(self.audit.search(window))
+                self.resolve(to_resolve(unfinished_writes(history, now), now, self._grace()), context)
             policy = self.settings.policy
             with_autoscale = restriction.mode is Mode.SCALE_TO_ZERO and policy.disable_autoscale
             observed = observe_set(self.arm, scale_set, with_autoscale=with_autoscale)
@@ -151,8 +157,7 @@ class SetReconciler:
         unfinished = [
             write
             for write in to_resolve(self.audit.unfinished_writes(now - lookback, now), now, self._grace())
-            if ResourceId.parse(write.intent.target or write.intent.scale_set).subscription.lower()
-            in subscriptions
+            if _subscription_of(write.intent) in subscriptions
         ]
         self.resolve(unfinished, context)
         return len(unfinished)
@@ -166,7 +171,20 @@ class SetReconciler:
                 if write.unknown
                 else f"the handling of {intent.event_id} stopped after announcing it"
             )
-            resolution = judge(intent, self._target_state(intent))
+            try:
+                resolution = judge(intent, self._target_state(intent))
+            except (ArmError, InvalidResourceId) as error:  # judged again by the next reconcile
+                context.note(
+                    RecordKind.ERROR,
+                    scale_set=intent.scale_set,
+                    target=intent.target,
+                    action=intent.action,
+                    intent_id=intent.record_id,
+                    result=Result.FAILED.value,
+                    error=str(error),
+                    reason=f"unfinished write could not be judged ({why}); the next reconcile tries again",
+                )
+                continue
             if resolution.result is None:
                 context.note(
                     RecordKind.DECISION,
@@ -258,13 +276,7 @@ class SetReconciler:
         named = {earlier.public_ip for earlier in detached}
         groups = sorted({(ip.subscription.lower(), ip.resource_group.lower()) for ip in named})
         listed = [ip for sub, group in groups for ip in self.arm.list_public_ips(sub, group)]
-        candidates = [
-            ip.id
-            for ip in listed
-            if ip.id in named
-            and ip.ip_configuration_id is None
-            and ip.provisioning_state.lower() != "deleting"
-        ]
+        candidates = [ip.id for ip in listed if ip.id in named and looks_detached(ip)]
         live = {ip_id: self.arm.get_public_ip(ip_id) for ip_id in candidates}
         deletions, left = leftovers_to_delete(detached, live, observed, policy, today_utc())
         set_id = observed.scale_set.id.value
@@ -322,3 +334,11 @@ class SetReconciler:
                 "dry run: would remediate" if context.dry_run else f"restricted ({why_restricted}): remediate"
             )
             context.note(RecordKind.DECISION, finding, mode=mode, action=action, reason=reason)
+
+
+def _subscription_of(intent: AuditRecord) -> str | None:
+    """The subscription an intent's write went to (None if it names no resource)."""
+    try:
+        return ResourceId.parse(intent.target or intent.scale_set).subscription.lower()
+    except InvalidResourceId:
+        return None

@@ -14,7 +14,7 @@ partition reads back in time order):
     w-YYYYMMDD       intents and outcomes (the ARM writes), by UTC day: which writes are unfinished
 
 The copies of one event's records share partitions, so they are written as a few entity-group
-transactions, not one request per copy (see audit.Journal).
+transactions, not one request per copy (see journal.Journal).
 """
 
 from __future__ import annotations

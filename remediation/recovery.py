@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from remediation.model import (
+    NIC_TYPE,
     ActionKind,
     AutoscaleSetting,
     NetworkInterface,
     ObservedSet,
     PublicIp,
+    RecordKind,
     ResourceId,
     Result,
     ScaleSet,
@@ -94,11 +96,15 @@ def judge(intent: AuditRecord, state: TargetState) -> Resolution:
     if action == ActionKind.UPGRADE_INSTANCES.value:
         return _upgrade(ids_of(intent.instance), state)
     if action == ActionKind.DISABLE_AUTOSCALE.value:
+        if not intent.target:
+            return Resolution(None, "the intent names no autoscale setting")
         return _autoscale_disabled(state.autoscale)
     return Resolution(None, f"no judgement for a write of kind {action!r}")
 
 
 def _detach(public_ips: Sequence[ResourceId], nic: NetworkInterface | None) -> Resolution:
+    if not public_ips:
+        return Resolution(None, "the intent names no public IP, so what it detached cannot be told")
     if nic is None:
         return Resolution(Result.SKIPPED, "the NIC no longer exists, so nothing carries its public IP")
     if _busy(nic.provisioning_state):
@@ -106,7 +112,7 @@ def _detach(public_ips: Sequence[ResourceId], nic: NetworkInterface | None) -> R
     still = [ip.name for ip in public_ips if ip in nic.public_ip_ids]
     if still:
         return Resolution(Result.FAILED, f"the NIC still carries public IP {', '.join(still)}")
-    names = ", ".join(ip.name for ip in public_ips) or "its public IP"
+    names = ", ".join(ip.name for ip in public_ips)
     return Resolution(Result.SUCCEEDED, f"the NIC no longer carries {names} ({nic.provisioning_state})")
 
 
@@ -200,7 +206,7 @@ def detached_earlier(history: Iterable[AuditRecord], scale_set: ResourceId) -> l
     """Every public IP the set's detach and delete intents name, with the NIC and instance it was on."""
     found: dict[ResourceId, Detached] = {}
     for record in history:
-        if record.kind.value != "intent" or record.scale_set.lower() != scale_set.key:
+        if record.kind is not RecordKind.INTENT or record.scale_set.lower() != scale_set.key:
             continue
         if record.action not in (ActionKind.DETACH_PUBLIC_IP.value, ActionKind.DELETE_PUBLIC_IP.value):
             continue
@@ -217,6 +223,11 @@ class Leftover:
     nic: str
     instance: str
     reason: str
+
+
+def looks_detached(ip: PublicIp) -> bool:
+    """On no NIC and no NAT gateway, and not being deleted: a leftover if remediation detached it."""
+    return not ip.in_use and not _busy(ip.provisioning_state)
 
 
 def leftovers_to_delete(
@@ -241,7 +252,7 @@ def leftovers_to_delete(
     left: list[str] = []
     for earlier in detached:
         ip = live.get(earlier.public_ip)
-        if ip is None or ip.ip_configuration_id is not None or _busy(ip.provisioning_state):
+        if ip is None or not looks_detached(ip):
             continue
         instance = instances.get(ResourceId.parse(earlier.instance)) if earlier.instance else None
         if instance is None:
@@ -285,7 +296,7 @@ def nics_to_repair(
     written = {
         record.nic.lower()
         for record in history
-        if record.kind.value == "intent"
+        if record.kind is RecordKind.INTENT
         and record.action in (ActionKind.DETACH_PUBLIC_IP.value, ActionKind.REPAIR_NIC.value)
         and record.nic
     }
@@ -297,7 +308,8 @@ def nics_to_repair(
         repairs.extend(
             nic
             for nic in instance.nics
-            if nic.provisioning_state.lower() == "failed"
+            if nic.id.is_type(NIC_TYPE)  # a Network NIC (a Uniform instance's is the set's model)
+            and nic.provisioning_state.lower() == "failed"
             and not nic.public_ip_ids
             and nic.id.key in written
             and not exemption(nic.tags, today)

@@ -129,6 +129,7 @@ def record_json(record: RequestRecord) -> JsonDict:
         "errorCode": record.error_code,
         "principal": record.principal,
         "received": record.received.isoformat().replace("+00:00", "Z"),
+        "clientRequestId": record.client_request_id,
         "time": record.time.isoformat().replace("+00:00", "Z"),
     }
 
@@ -185,6 +186,7 @@ class ArmApi:
             error_code=str(error.get("code", "")) if isinstance(error, dict) else "",
             principal=response.principal,
             received=request.received,
+            client_request_id=request.headers.get("x-ms-client-request-id", ""),
         )
         self._store.record(record)
         self._hooks.call(record)  # before the socket layer's delay, hold and answer

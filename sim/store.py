@@ -137,6 +137,8 @@ class RequestRecord:
     time: datetime
     error_code: str = ""
     principal: str = ""
+    # The client's x-ms-client-request-id: the SDK sends the same one on each retry of a call.
+    client_request_id: str = ""
     received: datetime = _UNSET_TIME
 
     def __post_init__(self) -> None:

@@ -16,17 +16,26 @@ SET = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMac
 
 
 def request(
-    method: str, path: str, at: datetime, status: int = 200, resource_type: str = ""
+    method: str,
+    path: str,
+    at: datetime,
+    *,
+    status: int = 200,
+    resource_type: str = "",
+    operation: str = "",
+    call: str = "",
 ) -> RequestRecord:
+    """One request as the simulator logs it; ``call`` is the client request id its retries share."""
     return RequestRecord(
         method=method,
         path=path,
         resource_type=resource_type or "Microsoft.Network/networkInterfaces",
-        operation="",
+        operation=operation,
         status=status,
         time=at,
         principal="remediator",
         received=at,
+        client_request_id=call or f"call-{method}-{path}-{at.isoformat()}",
     )
 
 
@@ -45,6 +54,17 @@ def test_a_write_that_arrived_before_its_intent_was_stored_is_counted() -> None:
     early = measure.writes_before_intent([in_order, overtaking, unannounced], [intent])
 
     assert early == [overtaking, unannounced]
+
+
+def test_each_write_needs_an_intent_of_its_own_and_retries_share_one() -> None:
+    intent = Entity(T0, kind="intent", record_id="i1", target=NIC.lower())
+    first = request("PUT", NIC, T0 + timedelta(milliseconds=5), status=500, call="c1")
+    retry = request("PUT", NIC, T0 + timedelta(milliseconds=900), call="c1")  # the SDK's retry of it
+    second = request("PUT", NIC, T0 + timedelta(seconds=2), call="c2")  # a new call: a second intent?
+
+    assert measure.writes_before_intent([first, retry, second], [intent]) == [second]
+    later = Entity(T0 + timedelta(seconds=1), kind="intent", record_id="i2", target=NIC.lower())
+    assert measure.writes_before_intent([first, retry, second], [intent, later]) == []
 
 
 def test_reads_polls_and_graph_queries_are_not_writes() -> None:

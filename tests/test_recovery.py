@@ -65,11 +65,13 @@ def scale_set(capacity: int = 2, state: str = "Succeeded", model_public_ip: bool
 
 
 def public_ip(
-    attached: bool = False, state: str = "Succeeded", tags: dict[str, str] | None = None
+    attached: bool = False, state: str = "Succeeded", tags: dict[str, str] | None = None, nat: bool = False
 ) -> PublicIp:
     properties: dict[str, Any] = {"provisioningState": state, "ipAddress": "20.0.0.1"}
     if attached:
         properties["ipConfiguration"] = {"id": f"{docs.nic_id('other')}/ipConfigurations/ipconfig1"}
+    if nat:
+        properties["natGateway"] = {"id": f"{docs.PREFIX}/Microsoft.Network/natGateways/egress"}
     return PublicIp.from_arm({"id": PIP, "properties": properties, "tags": tags or {}})
 
 
@@ -110,6 +112,12 @@ UPGRADE = intent(
         (DETACH, TargetState(nic=nic("pip1")), Result.FAILED, "the NIC still carries public IP pip1"),
         (DETACH, TargetState(nic=nic(state="Updating")), None, "the NIC is Updating"),
         (DETACH, TargetState(), Result.SKIPPED, "the NIC no longer exists"),
+        (
+            intent(ActionKind.DETACH_PUBLIC_IP, target=NIC, nic=NIC),
+            TargetState(nic=nic()),
+            None,
+            "names no public IP",
+        ),
         (
             intent(ActionKind.REPAIR_NIC, target=NIC),
             TargetState(nic=nic(state="Failed")),
@@ -251,10 +259,21 @@ def test_an_unknown_outcome_is_resolved_at_once_and_a_missing_one_only_after_the
 # -- leftovers ---------------------------------------------------------------------------
 
 
-def observed(instance_tags: dict[str, str] | None = None, nic_state: str = "Succeeded") -> ObservedSet:
+def observed(
+    instance_tags: dict[str, str] | None = None,
+    nic_state: str = "Succeeded",
+    nic_tags: dict[str, str] | None = None,
+    hand_added: bool = False,
+) -> ObservedSet:
     the_set = ScaleSet.from_arm(docs.scale_set("web", tags={"remediation.mode": "strip"}))
-    instance = Instance(vm(tags=instance_tags), (nic(state=nic_state),))
-    return ObservedSet(the_set, (instance,), NOW)
+    the_nic = nic(state=nic_state)
+    if nic_tags:
+        the_nic = NetworkInterface.from_arm({**the_nic.raw, "tags": nic_tags})
+    the_vm = vm(tags=instance_tags)
+    if hand_added:
+        doc = docs.hand_added_vm("web", "web_0a1b2c3d", "web1234Nic-0a1b2c3d")
+        the_vm = VirtualMachine.from_arm(doc)
+    return ObservedSet(the_set, (Instance(the_vm, (the_nic,)),), NOW)
 
 
 HISTORY = [
@@ -286,9 +305,18 @@ def test_a_leftover_is_left_when_exempt_attached_again_gone_or_kept_by_policy() 
     names, left = leftovers(public_ip(tags={"remediation.exempt-until": tomorrow}))
     assert names == [] and "left: exempt until" in left[0]
     assert leftovers(public_ip(attached=True)) == ([], [])  # someone attached it: not ours to delete
+    assert leftovers(public_ip(nat=True)) == ([], [])  # a NAT gateway holds it now
     assert leftovers(None) == ([], [])
     assert leftovers(public_ip(state="Deleting")) == ([], [])
     assert leftovers(public_ip(), policy=Policy(keep_detached_public_ips=True)) == ([], [])
+
+
+def test_a_leftover_is_left_when_its_nic_is_exempt_or_its_instance_is_not_the_sets() -> None:
+    tomorrow = (TODAY + timedelta(days=1)).isoformat()
+    names, left = leftovers(public_ip(), observed(nic_tags={"remediation.exempt-until": tomorrow}))
+    assert names == [] and "left: exempt until" in left[0]
+    names, left = leftovers(public_ip(), observed(hand_added=True))  # no longer looks made by the set
+    assert names == [] and "left: instance web_0a1b2c3d is unknown" in left[0]
 
 
 def test_a_leftover_whose_instance_left_the_set_is_not_deleted() -> None:

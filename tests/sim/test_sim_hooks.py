@@ -226,3 +226,14 @@ def test_held_operations_stay_in_progress_until_released(sim: ArmSimulator, clie
             assert doc is not None and doc["properties"]["provisioningState"] == "Updating"
             assert not poller.done()
     assert poller.result(timeout=WAIT_S).provisioning_state == "Succeeded"
+
+
+def test_a_retried_call_is_recorded_with_one_client_request_id(sim: ArmSimulator, clients: Clients) -> None:
+    sim.set_faults(Faults(rate_500=1.0, max_faults=1, only_methods=frozenset({"PUT"})))
+    try:
+        assert _put(clients, "retried", retry_backoff_factor=0).status_code == 201  # the SDK retried the 500
+    finally:
+        sim.set_faults(None)
+    attempts = [r for r in sim.requests() if r.method == "PUT"]
+    assert [r.status for r in attempts] == [500, 201]
+    assert attempts[0].client_request_id and attempts[0].client_request_id == attempts[1].client_request_id
