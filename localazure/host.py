@@ -161,15 +161,19 @@ def deliver_in_own_process(events: list[Any], workers: int) -> tuple[dict[str, A
         stdout=subprocess.PIPE,
         text=True,
     )
+    # Its report can outgrow the pipe's buffer: read it while the child runs, or both would wait.
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.append(child.stdout.read() if child.stdout else ""))
+    reader.start()
     rss: list[float] = []
     page = os.sysconf("SC_PAGE_SIZE")
     while child.poll() is None:
         with contextlib.suppress(OSError, IndexError, ValueError), open(f"/proc/{child.pid}/statm") as statm:
             rss.append(int(statm.read().split()[1]) * page / 2**20)
         time.sleep(0.2)
-    output = child.stdout.read() if child.stdout else ""
+    reader.join(timeout=60)
     os.unlink(handle.name)
-    stats: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    stats: dict[str, Any] = json.loads("".join(output).strip().splitlines()[-1])
     return stats, rss or [stats["peak_rss_mib"]]
 
 

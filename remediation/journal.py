@@ -4,9 +4,10 @@ The findings of a reconcile are remediated in parallel, and each ARM write must 
 stored before it goes out. Buffering every record and storing the buffer at each write-ahead
 keeps storage cheap (a few entity-group transactions per wave, not one request per record), but
 a writer whose intent another thread's store took must still wait for that store: returning at
-once would let its ARM write overtake its intent. So the journal is a group commit: records are
-numbered as they are buffered; the first writer to find no store running becomes the leader and
-stores everything buffered so far; every writer waits until the records up to its own are stored.
+once would let its ARM write overtake its intent. So the journal is a group commit: the first
+writer to find no store running becomes the leader and stores everything buffered so far; every
+writer waits until its own record has been stored (by whichever leader took it). An event's
+handled marker is stored last, in a store of its own, once every record of the event is.
 
 A failed store loses nothing: its records stay buffered (and are stored again by the handling's
 final flush, as upserts, since part of a failed batch may have been stored). It also poisons the

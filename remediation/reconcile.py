@@ -2,10 +2,11 @@
 
 Level-triggered (DESIGN.md decision 1): whatever asked for it (an event, a re-check, the sweep),
 the set's live state is read again and brought into line with its restriction. Before planning,
-a reconcile settles the set's write history (``recovery`` judges, this module reads and writes):
+a reconcile of a restricted set settles its write history (``recovery`` judges, this module reads
+and writes):
 - every unfinished write of the set (an intent with no outcome older than the grace period, or an
-  outcome ``unknown``) gets the outcome ARM's state shows, even when the set is gone or no longer
-  restricted;
+  outcome ``unknown``) gets the outcome ARM's state shows; the sweep does the same from the log
+  for every set, gone and unrestricted ones included (``recover_from_log``);
 - in strip mode, a NIC an update of ours left ``Failed`` is put again as it is, and a public IP
   remediation detached and did not delete is deleted, each after a live re-check.
 Those writes are write-ahead like every other; a failure among them is recorded and raised once
