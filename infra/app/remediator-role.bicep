@@ -1,6 +1,6 @@
 // The remediator's custom role: exactly the ARM actions the code performs, no more. The list is
 // kept in ONE place, remediator-role-actions.json, which tests/infra/test_infra.py compares with
-// remediation.arm.required_permissions() (derived from the gateway's @arm_operation declarations):
+// remediation.permissions.required_permissions() (derived from the gateway's @arm_operation declarations):
 // when the code gains or loses an ARM call, that test fails until this file follows.
 targetScope = 'subscription'
 
