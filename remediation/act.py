@@ -47,13 +47,13 @@ def describe(action: Action) -> str:
     if action.kind is ActionKind.DELETE_VM:
         return f"DELETE VM {name}: created by the set with a public IP"
     if action.kind is ActionKind.REMOVE_PUBLIC_IP_FROM_MODEL:
-        return f"PUT scale set {name} with no public IP in its model, If-Match {action.if_match}"
+        return f"PATCH scale set {name}: its model's NICs without public IP, If-Match {action.if_match}"
     if action.kind is ActionKind.DISABLE_AUTOSCALE:
-        return f"PUT autoscale setting {name} with enabled false, so it does not scale the set back"
+        return f"PATCH autoscale setting {name}: enabled false, so it does not scale the set back"
     if action.kind is ActionKind.UPGRADE_INSTANCES:
         assert action.body is not None
         return f"POST manualUpgrade of {name} instances {', '.join(action.body['instanceIds'])}"
-    return f"PUT scale set {name} with capacity 0, If-Match {action.if_match}"
+    return f"PATCH scale set {name}: capacity 0, If-Match {action.if_match}"
 
 
 def _states(action: Action) -> tuple[str, str]:
@@ -233,8 +233,8 @@ class Executor:
         if action.kind is ActionKind.UPGRADE_INSTANCES:
             return self._arm.upgrade_instances(action.target, list(action.body["instanceIds"]))
         if action.kind is ActionKind.DISABLE_AUTOSCALE:
-            return self._arm.put_autoscale_setting(action.target, action.body)
-        return self._arm.put_scale_set(action.target, action.body, action.if_match)
+            return self._arm.patch_autoscale_setting(action.target, action.body)
+        return self._arm.patch_scale_set(action.target, action.body, action.if_match)
 
     def _write(self, action: Action, plan: Plan, context: Context) -> WriteResult:
         before, after = _states(action)

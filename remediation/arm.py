@@ -215,7 +215,7 @@ class ArmGateway:
     ) -> tuple[dict[str, Any], str]:
         """A raw ARM request through the compute client's pipeline (auth, retries), for the
         resource types without an SDK in this project (autoscale settings, Resource Graph).
-        Returns the JSON body and ARM's request id. A PUT is judged as a write (``_attempted``)."""
+        Returns the JSON body and ARM's request id. A PUT or PATCH is judged as a write."""
         from azure.core.exceptions import AzureError
         from azure.core.rest import HttpRequest
 
@@ -227,7 +227,7 @@ class ArmGateway:
             return response
 
         try:
-            response = attempted(send) if method == "PUT" else send()
+            response = attempted(send) if method in ("PUT", "PATCH") else send()
         except ArmError:
             raise
         except AzureError as error:
@@ -266,10 +266,11 @@ class ArmGateway:
         return AutoscaleSetting.from_arm(body)
 
     @arm_operation("Microsoft.Insights/autoscalesettings/write")
-    def put_autoscale_setting(self, setting_id: ResourceId, body: Mapping[str, Any]) -> WriteResult:
-        """Autoscale settings are written synchronously (200/201, nothing to poll)."""
+    def patch_autoscale_setting(self, setting_id: ResourceId, body: Mapping[str, Any]) -> WriteResult:
+        """Change some properties of an autoscale setting (written synchronously: nothing to poll;
+        autoscale settings carry no etag to match)."""
         path = f"{setting_id.value}?api-version={AUTOSCALE_API}"
-        answer, request_id = self._send(setting_id.subscription, "PUT", path, body)
+        answer, request_id = self._send(setting_id.subscription, "PATCH", path, body)
         return WriteResult(request_id, answer, time.time())
 
     @arm_operation("Microsoft.Compute/virtualMachineScaleSets/read")
@@ -377,12 +378,11 @@ class ArmGateway:
         return self._write_json(begin, set_id, {"instanceIds": instance_ids})
 
     @arm_operation("Microsoft.Compute/virtualMachineScaleSets/write")
-    def put_scale_set(self, set_id: ResourceId, body: Mapping[str, Any], if_match: str) -> WriteResult:
-        """Replace a scale set (used for capacity 0), only if it still carries ``if_match``."""
+    def patch_scale_set(self, set_id: ResourceId, body: Mapping[str, Any], if_match: str) -> WriteResult:
+        """Change part of a scale set (its capacity, its model's NICs), only if it still carries
+        ``if_match``: a PATCH sends only what changes, so ARM authorises only the links in it."""
         client = self._compute_client(set_id.subscription)
-        return self._write_json(
-            client.virtual_machine_scale_sets.begin_create_or_update, set_id, body, if_match
-        )
+        return self._write_json(client.virtual_machine_scale_sets.begin_update, set_id, body, if_match)
 
     @arm_operation("Microsoft.Network/publicIPAddresses/delete")
     def delete_public_ip(self, ip_id: ResourceId) -> WriteResult:

@@ -318,13 +318,17 @@ class ScaleSet:
         )
 
     @property
+    def nic_configurations(self) -> list[Any]:
+        """The NIC configurations of the set's model, as read (wire JSON)."""
+        profile = _props(self.raw).get("virtualMachineProfile") or {}
+        return list((profile.get("networkProfile") or {}).get("networkInterfaceConfigurations") or [])
+
+    @property
     def model_has_public_ip(self) -> bool:
         """Whether the set's model gives each instance a public IP."""
-        profile = _props(self.raw).get("virtualMachineProfile") or {}
-        configurations = (profile.get("networkProfile") or {}).get("networkInterfaceConfigurations") or []
         return any(
             _props(ip).get("publicIPAddressConfiguration")
-            for nic in configurations
+            for nic in self.nic_configurations
             for ip in _props(nic).get("ipConfigurations") or []
         )
 

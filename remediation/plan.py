@@ -128,13 +128,15 @@ def _strip(finding: Finding, policy: Policy) -> list[Action]:
 
 
 def model_without_public_ips(scale_set: ScaleSet) -> dict[str, Any]:
-    """The scale set document to PUT: its model with no public IP on any ipConfiguration."""
-    body = copy.deepcopy(dict(scale_set.raw))
-    profile = body.get("properties", {}).get("virtualMachineProfile", {})
-    for nic in profile.get("networkProfile", {}).get("networkInterfaceConfigurations", []) or []:
+    """The PATCH that removes the public IP from every ipConfiguration of the set's model: only
+    its NIC configurations (ARM replaces a list whole, so each is sent as read, minus the public IP;
+    the links they carry, subnets and pools, are re-asserted and authorised as joins)."""
+    configurations = copy.deepcopy(scale_set.nic_configurations)
+    for nic in configurations:
         for ip_config in nic.get("properties", {}).get("ipConfigurations", []) or []:
             ip_config.get("properties", {}).pop("publicIPAddressConfiguration", None)
-    return body
+    network = {"networkInterfaceConfigurations": configurations}
+    return {"properties": {"virtualMachineProfile": {"networkProfile": network}}}
 
 
 def _strip_uniform(
@@ -206,20 +208,17 @@ def _scale_to_zero(
     if policy.disable_autoscale:
         for setting in observed.autoscale:
             if setting.enabled and setting.target == scale_set.id:
-                disabled = copy.deepcopy(dict(setting.raw))
-                disabled.setdefault("properties", {})["enabled"] = False
+                disabled = {"properties": {"enabled": False}}  # a PATCH: the rest stays as it is
                 actions.append(
                     Action(ActionKind.DISABLE_AUTOSCALE, to_remediate[0], target=setting.id, body=disabled)
                 )
                 notes.append(f"autoscale setting {setting.id.name} targets the set: disabled first")
-    body = copy.deepcopy(dict(scale_set.raw))
-    body.setdefault("sku", {})["capacity"] = 0
     actions.append(
         Action(
             ActionKind.SET_CAPACITY_ZERO,
             to_remediate[0],
             target=scale_set.id,
-            body=body,
+            body={"sku": {"capacity": 0}},  # a PATCH of the capacity alone: no link re-asserted
             if_match=scale_set.etag,
         )
     )

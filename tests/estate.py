@@ -155,11 +155,12 @@ class Estate:
     def arm_writes(self) -> int:
         return int(self.sim.write_count())
 
-    def successful(self, method: str, resource_type: str) -> list[str]:
-        """Paths of the requests of this method and type that ARM accepted (2xx), in order."""
+    def successful(self, method: str, resource_type: str, after: int = 0) -> list[str]:
+        """Paths of the requests of this method and type that ARM accepted (2xx), in order
+        (``after``: only those after the first ``after`` requests of the simulator's log)."""
         return [
             r.path
-            for r in self.sim.requests()
+            for r in self.sim.requests()[after:]
             if r.method == method
             and r.resource_type.lower() == resource_type.lower()
             and 200 <= r.status < 300

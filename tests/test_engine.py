@@ -23,6 +23,7 @@ from remediation.model import RecordKind
 
 NIC = "Microsoft.Network/networkInterfaces"
 PUBLIC_IP = "Microsoft.Network/publicIPAddresses"
+VMSS = "Microsoft.Compute/virtualMachineScaleSets"
 
 
 def test_a_storm_of_triplicated_reordered_events_writes_each_nic_once(estate: Estate) -> None:
@@ -98,6 +99,7 @@ def test_scale_to_zero_refuses_while_hand_added_vms_could_go(estate: Estate) -> 
 def test_scale_to_zero_sets_capacity_zero_when_only_its_own_instances_exist(estate: Estate) -> None:
     estate.create_set("web", tags={"remediation.mode": "scale-to-zero"})
     estate.scale("web", 2)
+    built = len(estate.sim.requests())
     for event in estate.events():
         estate.deliver(event)
     estate.sim.wait_idle(30)
@@ -105,6 +107,8 @@ def test_scale_to_zero_sets_capacity_zero_when_only_its_own_instances_exist(esta
     assert estate.compute.virtual_machine_scale_sets.get(docs.GROUP, "web").sku.capacity == 0
     assert estate.vms("web") == []
     assert [r.action for r in estate.audit() if r.kind is RecordKind.INTENT] == ["set-capacity-zero"]
+    writes = estate.successful("PATCH", VMSS, built), estate.successful("PUT", VMSS, built)
+    assert writes == ([docs.set_id("web")], []), "a PATCH of the capacity alone, not the whole set"
 
 
 def test_a_current_exemption_is_honoured_and_an_expired_one_is_not(estate: Estate) -> None:
@@ -189,6 +193,7 @@ def test_strip_on_a_uniform_set_changes_its_model_and_upgrades_the_instances(est
     assert "publicIPAddressConfiguration" not in ip_config["properties"]
     actions = [r.action for r in estate.audit() if r.kind is RecordKind.INTENT]
     assert actions == ["remove-public-ip-from-model", "upgrade-instances"]
+    assert estate.successful("PATCH", VMSS) == [docs.set_id("uni")], "the model's NICs alone"
     assert len([r for r in estate.audit() if r.kind is RecordKind.VERIFIED]) == 3
 
 
@@ -251,6 +256,7 @@ def test_scale_to_zero_disables_the_autoscale_setting_first_so_it_cannot_scale_b
         estate.sim.autoscale_to(docs.set_id("web"), 2)
     intents = [r.action for r in estate.audit() if r.kind is RecordKind.INTENT]
     assert intents == ["disable-autoscale", "set-capacity-zero"]
+    assert estate.successful("PATCH", "Microsoft.Insights/autoscalesettings") == [setting_id]
 
 
 def test_an_event_older_than_the_last_reconcile_of_its_set_costs_no_reconcile(estate: Estate) -> None:
