@@ -13,7 +13,7 @@ recorded as a conflict and reported back, and the engine re-reads and re-plans.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +105,20 @@ class _Progress:
     def going(self) -> bool:
         return not (self.conflict or self.failed)
 
+    def settle(self, action: Action, write: Future[WriteResult]) -> BaseException | None:
+        """Note how this finding's write ended; returns an error the handling must raise. A 412
+        is a conflict (re-plan); a refusal that stands is recorded, not raised: raising would have
+        the event delivered again and again for nothing."""
+        error = write.exception()
+        if isinstance(error, PreconditionFailed):
+            self.conflict = True
+            return None
+        if error is not None:
+            self.failed = True
+            return None if isinstance(error, ArmError) and error.refused else error
+        self.done(action, write.result())
+        return None
+
     def done(self, action: Action, result: WriteResult) -> None:
         if action.kind in (ActionKind.DETACH_PUBLIC_IP, ActionKind.UPGRADE_INSTANCES):
             self.detached_at = result.completed_at
@@ -137,20 +151,15 @@ class Executor:
                     if stage < len(actions) and progress[key].going
                 }
                 for future, (key, action) in running.items():
-                    error = future.exception()
-                    if isinstance(error, PreconditionFailed):
-                        progress[key].conflict = True
-                    elif error is not None:
-                        progress[key].failed = True
-                        first_error = first_error or error
-                    else:
-                        progress[key].done(action, future.result())
+                    first_error = first_error or progress[key].settle(action, future)
         remaining = self._public_ips_left(plan, progress)
         outcomes: list[FindingOutcome] = []
         for key, actions in by_finding.items():
             if progress[key].conflict:
                 outcomes.append(FindingOutcome(progress[key].finding, Result.CONFLICT))
-            elif not progress[key].failed:
+            elif progress[key].failed:
+                outcomes.append(FindingOutcome(progress[key].finding, Result.FAILED))
+            else:
                 try:
                     outcomes.extend(self._verify_remediated(progress[key], actions, plan, context, remaining))
                 except ArmError as error:  # recorded; the others are still verified and recorded

@@ -45,7 +45,7 @@ from remediation.model import (
     ScaleSet,
     VirtualMachine,
 )
-from remediation.permissions import arm_operation
+from remediation.permissions import NIC_CONFIGURATION_LINKS, NIC_LINKS, arm_operation
 from remediation.settings import Settings
 
 if TYPE_CHECKING:
@@ -341,12 +341,7 @@ class ArmGateway:
         doc = self._read(lambda: client.public_ip_addresses.get(ip_id.resource_group, ip_id.name))
         return PublicIp.from_arm(doc) if doc is not None else None
 
-    @arm_operation(
-        "Microsoft.Network/networkInterfaces/write",
-        # A NIC PUT re-asserts its subnet and network security group, which ARM authorises as joins.
-        "Microsoft.Network/virtualNetworks/subnets/join/action",
-        "Microsoft.Network/networkSecurityGroups/join/action",
-    )
+    @arm_operation("Microsoft.Network/networkInterfaces/write", *NIC_LINKS)
     def put_nic(self, nic_id: ResourceId, body: Mapping[str, Any], if_match: str) -> WriteResult:
         """Replace a NIC, only if it still carries ``if_match`` (else PreconditionFailed)."""
         client = self._network_client(nic_id.subscription)
@@ -377,7 +372,7 @@ class ArmGateway:
         begin = client.virtual_machine_scale_sets.begin_update_instances
         return self._write_json(begin, set_id, {"instanceIds": instance_ids})
 
-    @arm_operation("Microsoft.Compute/virtualMachineScaleSets/write")
+    @arm_operation("Microsoft.Compute/virtualMachineScaleSets/write", *NIC_CONFIGURATION_LINKS)
     def patch_scale_set(self, set_id: ResourceId, body: Mapping[str, Any], if_match: str) -> WriteResult:
         """Change part of a scale set (its capacity, its model's NICs), only if it still carries
         ``if_match``: a PATCH sends only what changes, so ARM authorises only the links in it."""

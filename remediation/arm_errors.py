@@ -23,6 +23,12 @@ from typing import Any, TypeVar
 R = TypeVar("R")
 
 
+# Refusals that asking again soon may change: a timeout, a conflict with an operation in progress,
+# throttling. Any other 4xx (403 AuthorizationFailed, 400 InvalidParameter, 404) stands until
+# something else changes (the role, the resource): retrying it is a loop, not a remedy.
+_PASSING_REFUSALS = frozenset({408, 409, 429})
+
+
 class ArmError(Exception):
     """ARM refused a request; ``code`` is ARM's error code (e.g. PublicIPAddressCannotBeDeleted)."""
 
@@ -32,6 +38,13 @@ class ArmError(Exception):
         self.code = code
         self.message = message
         self.request_id = request_id
+
+    @property
+    def refused(self) -> bool:
+        """ARM said no for a reason that will stand: record it, do not retry it (the set's next
+        reconcile tries again, once the role or the resource may have changed)."""
+        status = self.status or 0
+        return type(self) is ArmError and 400 <= status < 500 and status not in _PASSING_REFUSALS
 
 
 class PreconditionFailed(ArmError):

@@ -13,6 +13,32 @@ R = TypeVar("R")
 # ARM operation (as in role definitions) -> the gateway methods that perform it.
 OPERATIONS: dict[str, set[str]] = {}
 
+# Linked access: a PUT or PATCH is also authorised, for every resource id its body carries, as the
+# action ARM requires for that kind of link. The bodies the remediator sends re-assert links they
+# did not choose: a NIC is PUT back with everything it had (Network has no partial update of
+# ipConfigurations), and a scale set's NIC configurations are PATCHed back whole. So the role needs
+# the action of every link such a document can carry, but for public IPs and their prefixes: both
+# documents go out without them, so the role may never attach one. The reference types, their
+# actions and the sources are the simulator's table (sim/linked_access.py); tests/infra runs a NIC
+# and a NIC configuration carrying every kind of link through the planner's own body builders and
+# derives these lists from what is left, so a new kind of link cannot ship without its action.
+NIC_LINKS = (
+    "Microsoft.Network/virtualNetworks/subnets/join/action",
+    "Microsoft.Network/networkSecurityGroups/join/action",
+    "Microsoft.Network/applicationSecurityGroups/joinIpConfiguration/action",
+    "Microsoft.Network/loadBalancers/backendAddressPools/join/action",
+    "Microsoft.Network/loadBalancers/inboundNatRules/join/action",
+    "Microsoft.Network/applicationGateways/backendAddressPools/join/action",
+)
+NIC_CONFIGURATION_LINKS = (
+    "Microsoft.Network/virtualNetworks/subnets/join/action",
+    "Microsoft.Network/networkSecurityGroups/join/action",
+    "Microsoft.Network/applicationSecurityGroups/joinIpConfiguration/action",
+    "Microsoft.Network/loadBalancers/backendAddressPools/join/action",
+    "Microsoft.Network/loadBalancers/inboundNatPools/join/action",
+    "Microsoft.Network/applicationGateways/backendAddressPools/join/action",
+)
+
 
 def arm_operation(*operations: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Declare the ARM operations a gateway method performs."""

@@ -257,7 +257,8 @@ class SetReconciler:
             except PreconditionFailed:
                 continue  # it changed since it was read: the plan reads it again
             except ArmError as error:
-                deferred.append(error)
+                if not error.refused:  # a refusal that stands is recorded, not retried
+                    deferred.append(error)
         return bool(repairs)
 
     def _delete_leftovers(
@@ -302,7 +303,8 @@ class SetReconciler:
                     public_ip=leftover.public_ip.value,
                 )
             except ArmError as error:
-                deferred.append(error)
+                if not error.refused:
+                    deferred.append(error)
 
     # -- records and re-checks -------------------------------------------------------------
 
