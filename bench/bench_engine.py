@@ -31,9 +31,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import arm_docs as docs  # noqa: E402
 
 from localazure.host import deliver_event_grid, deliver_in_own_process  # noqa: E402
-from localazure.stack import LocalAzure  # noqa: E402
+from localazure.stack import LocalAzure, estate_owner  # noqa: E402
 from remediation.audit import AuditLog  # noqa: E402
-from remediation.credentials import LoopbackCredential  # noqa: E402
 from remediation.model import RecordKind  # noqa: E402
 from remediation.settings import Settings  # noqa: E402
 
@@ -66,13 +65,13 @@ class Bench:
         from azure.mgmt.network import NetworkManagementClient
 
         self.network: Any = NetworkManagementClient(
-            LoopbackCredential(),
+            estate_owner(),
             docs.SUB,
             base_url=local.arm.endpoint,
             connection_verify=local.arm.ca_bundle,
         )
         self.compute: Any = ComputeManagementClient(
-            LoopbackCredential(),
+            estate_owner(),
             docs.SUB,
             base_url=local.arm.endpoint,
             connection_verify=local.arm.ca_bundle,

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -215,7 +214,7 @@ def another_writer(run: Run) -> None:
     from azure.mgmt.network import NetworkManagementClient
 
     network: Any = NetworkManagementClient(
-        _other_credential(),
+        LoopbackCredential("11111111-2222-3333-4444-555555555555", "someone else"),
         docs.SUB,
         base_url=run.local.arm.endpoint,
         connection_verify=run.local.arm.ca_bundle,
@@ -234,21 +233,6 @@ def another_writer(run: Run) -> None:
             network.network_interfaces.begin_create_or_update(docs.GROUP, doc["name"], doc, polling=False)
 
     run.hook(retag)
-
-
-def _other_credential() -> Any:
-    import base64
-
-    from azure.core.credentials import AccessToken
-
-    claims = {"appid": "11111111-2222-3333-4444-555555555555", "name": "someone else"}
-    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
-
-    class Credential:
-        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-            return AccessToken(f"eyJhbGciOiJub25lIn0.{payload}.x", int(time.time()) + 3600)
-
-    return Credential()
 
 
 def storage_fails_after_the_third_intent(run: Run) -> None:

@@ -26,9 +26,8 @@ from typing import Any, TextIO
 
 from localazure.azurite import PROJECT_ROOT, Azurite
 from localazure.host import deliver_event_grid
-from localazure.stack import LocalAzure
+from localazure.stack import LocalAzure, estate_owner
 from remediation.audit import AuditLog
-from remediation.credentials import LoopbackCredential
 from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
 from remediation.model import RecordKind, ResourceId
 from remediation.records import AuditRecord
@@ -264,7 +263,7 @@ def run(out: TextIO = sys.stdout) -> int:
             "connection_verify": str(local.arm.ca_bundle),
             "polling_interval": 0.05,
         }
-        credential = LoopbackCredential()
+        credential = estate_owner()
         compute: Any = ComputeManagementClient(credential, SUBSCRIPTION, **options)
         network: Any = NetworkManagementClient(credential, SUBSCRIPTION, **options)
 

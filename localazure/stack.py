@@ -10,8 +10,17 @@ from types import TracebackType
 from typing import Any
 
 from localazure.azurite import Azurite
+from remediation.credentials import LoopbackCredential
 from remediation.settings import Settings
 from sim import ArmSimulator
+
+# Who builds the local estates (holds Owner), as against the remediator (LoopbackCredential.APP_ID).
+ESTATE_OWNER = "00000000-0000-0000-0000-0000000e57a7"
+
+
+def estate_owner() -> LoopbackCredential:
+    """The credential that builds estates in the local stand-in, as a subscription's owner would."""
+    return LoopbackCredential(ESTATE_OWNER, "estate owner (local)")
 
 
 class LocalAzure:

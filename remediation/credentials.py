@@ -20,13 +20,16 @@ class LoopbackCredential:
     JWT-shaped so the simulator can put the caller's claims into the events it emits, as ARM does.
     """
 
-    APP_ID = "00000000-0000-0000-0000-00000000beef"
+    APP_ID = "00000000-0000-0000-0000-00000000beef"  # the remediator's (application and object id)
 
-    def __init__(self) -> None:
+    def __init__(self, principal: str = APP_ID, name: str = "vmss-pip-remediator (local)") -> None:
+        """The remediator's token; the local stand-in makes others (``principal``: the id the
+        simulator authorises and throttles by) for the estate's owner and other writers."""
+
         def part(value: Mapping[str, Any]) -> str:
             return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
 
-        claims = {"appid": self.APP_ID, "name": "vmss-pip-remediator (local)", "oid": self.APP_ID}
+        claims = {"appid": principal, "name": name, "oid": principal}
         self._token = f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.local"
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:

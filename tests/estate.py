@@ -10,9 +10,8 @@ from typing import Any
 import arm_docs as docs
 
 from localazure.host import deliver_event_grid, pump_queue
-from localazure.stack import LocalAzure
+from localazure.stack import LocalAzure, estate_owner
 from remediation.audit import AuditLog
-from remediation.credentials import LoopbackCredential
 from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
 from remediation.records import AuditRecord
 from remediation.settings import Settings
@@ -31,7 +30,7 @@ class Estate:
             "connection_verify": str(self.sim.ca_bundle),
             "polling_interval": 0.02,
         }
-        credential = LoopbackCredential()
+        credential = estate_owner()
         self.compute: Any = ComputeManagementClient(credential, docs.SUB, **options)
         self.network: Any = NetworkManagementClient(credential, docs.SUB, **options)
         self._events: list[dict[str, Any]] = []
