@@ -62,6 +62,7 @@ class Bench:
         from azure.mgmt.compute import ComputeManagementClient
 
         self.local = local
+        local.authorize(docs.SUB)
         from azure.mgmt.network import NetworkManagementClient
 
         self.network: Any = NetworkManagementClient(

@@ -213,8 +213,10 @@ def another_writer(run: Run) -> None:
     two NIC lists (before the answers arrive): every PUT planned from them meets 412."""
     from azure.mgmt.network import NetworkManagementClient
 
+    someone_else = "11111111-2222-3333-4444-555555555555"
+    run.local.arm.grant(someone_else, "Owner", f"/subscriptions/{docs.SUB}")
     network: Any = NetworkManagementClient(
-        LoopbackCredential("11111111-2222-3333-4444-555555555555", "someone else"),
+        LoopbackCredential(someone_else, "someone else"),
         docs.SUB,
         base_url=run.local.arm.endpoint,
         connection_verify=run.local.arm.ca_bundle,

@@ -255,6 +255,7 @@ def run(out: TextIO = sys.stdout) -> int:
     DEMO_STORAGE.mkdir(parents=True)
     with LocalAzure(azurite_data=DEMO_STORAGE, provision_delay_s=1.0, lro_duration_s=0.2) as local:
         os.environ.update(local.environment(audit_table=DEMO_AUDIT_TABLE))
+        local.authorize(SUBSCRIPTION)
         delivery = EventGridDelivery(deliver_event_grid)
         local.arm.add_event_sink(delivery.publish)
         delivery.start()

@@ -4,18 +4,22 @@ that point the remediator at them (exactly the settings it reads in Azure, with 
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from localazure.azurite import Azurite
+from localazure.azurite import PROJECT_ROOT, Azurite
 from remediation.credentials import LoopbackCredential
 from remediation.settings import Settings
 from sim import ArmSimulator
 
 # Who builds the local estates (holds Owner), as against the remediator (LoopbackCredential.APP_ID).
 ESTATE_OWNER = "00000000-0000-0000-0000-0000000e57a7"
+# The custom role infra/ deploys for the remediator: its actions are read from the same file.
+ROLE_ACTIONS_FILE = PROJECT_ROOT / "infra" / "app" / "remediator-role-actions.json"
+REMEDIATOR_ROLE = "VMSS public IP remediator (local)"
 
 
 def estate_owner() -> LoopbackCredential:
@@ -29,6 +33,16 @@ class LocalAzure:
     ) -> None:
         self.azurite = Azurite(azurite_data, persistent=persistent_storage)
         self.arm = ArmSimulator(**simulator_options)
+
+    def authorize(self, subscription: str) -> None:
+        """Who may do what in ``subscription``, as a deployment leaves it: the estate's owner holds
+        Owner; the remediator exactly the custom role infra/ deploys, assigned at the
+        subscription (the deployment's default scope). Idempotent; survives ``arm.reset()``."""
+        scope = f"/subscriptions/{subscription}"
+        actions = json.loads(ROLE_ACTIONS_FILE.read_text(encoding="utf-8"))["actions"]
+        role = self.arm.define_role(REMEDIATOR_ROLE, actions, assignable_scopes=[scope])
+        self.arm.grant(ESTATE_OWNER, "Owner", scope)
+        self.arm.grant(LoopbackCredential.APP_ID, role, scope)
 
     def start(self) -> LocalAzure:
         self.azurite.start()

@@ -36,6 +36,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--provision-delay", type=float, default=0.3, help="simulated seconds")
     parser.add_argument("--lro-duration", type=float, default=0.05, help="simulated seconds")
     parser.add_argument("--child-events", action="store_true", help="events for platform-made children")
+    parser.add_argument(
+        "--authorization",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="authorize requests as ARM does (default: on; --owner OID gives a principal Owner)",
+    )
+    parser.add_argument(
+        "--owner",
+        action="append",
+        default=[],
+        metavar="OID",
+        help="an object id that is Owner at the root scope '/' (repeatable)",
+    )
     return parser
 
 
@@ -64,7 +77,10 @@ def serve(argv: Sequence[str] | None = None) -> int:
             provision_delay_s=args.provision_delay,
             lro_duration_s=args.lro_duration,
             child_events=args.child_events,
+            authorization=args.authorization,
         ) as simulator:
+            for owner in args.owner:
+                simulator.grant(owner, "Owner", "/")
             loaded = sum(simulator.seed_file(path) for path in args.seed)
             print(f"endpoint {simulator.endpoint}", flush=True)
             print(f"ca_bundle {simulator.ca_bundle}", flush=True)
@@ -81,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`python -m sim serve [options]`."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if not arguments or arguments[0] != "serve":
-        print("usage: python -m sim serve [--port P] [--seed FILE ...] [--throttling] [--time-scale X]")
+        print(
+            "usage: python -m sim serve [--port P] [--seed FILE ...] [--throttling] [--time-scale X] "
+            "[--[no-]authorization] [--owner OID ...]"
+        )
         return 2
     return serve(arguments[1:])

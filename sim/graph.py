@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,8 +138,14 @@ def _skip(token: Any) -> int:
         ) from exc
 
 
-def run(store: Store, body: JsonDict, tenant_id: str) -> JsonDict:
-    """Answer one `POST /providers/Microsoft.ResourceGraph/resources` body."""
+def run(
+    store: Store, body: JsonDict, tenant_id: str, *, visible: Callable[[JsonDict], bool] | None = None
+) -> JsonDict:
+    """Answer one `POST /providers/Microsoft.ResourceGraph/resources` body.
+
+    visible: which documents the caller may read; like Resource Graph, rows of the others are left
+    out (not refused), and `totalRecords` counts only what the caller may see.
+    """
     subscriptions = body.get("subscriptions")
     text = body.get("query")
     if not isinstance(text, str) or not text.strip():
@@ -163,6 +170,8 @@ def run(store: Store, body: JsonDict, tenant_id: str) -> JsonDict:
     for doc in store.export()["value"]:
         if ids.parse(str(doc.get("id", ""))) is None:
             continue  # Uniform instances and their NICs are not rows of `resources`
+        if visible is not None and not visible(doc):
+            continue
         values = row(doc, tenant_id)
         if wanted is not None and str(values["subscriptionId"]).lower() not in wanted:
             continue

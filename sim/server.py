@@ -6,10 +6,11 @@ door does: bearer token required (401 otherwise), `api-version` required (400),
 `x-ms-request-id` and correlation ids on every response, LROs announced with
 `Azure-AsyncOperation` (and `Location` on DELETE and POST) and no `Retry-After`,
 lists paged with an absolute `nextLink`, errors in ARM's body shape. It is also
-where ARM's throttling (sim/limits.py) and injected faults (sim/faults.py) meet a
-request, before any work is done (an after-work fault replaces the answer once the
-work is done), and where request hooks (sim/hooks.py) see each recorded request
-before its answer goes out. `ArmApi` maps a request to a response and
+where ARM's throttling (sim/limits.py), authorization (sim/authorization.py, in that
+order) and injected faults (sim/faults.py) meet a request, before any work is done (an
+after-work fault replaces the answer once the work is done), and where request hooks
+(sim/hooks.py) see each recorded request before its answer goes out. Microsoft.Authorization
+requests are answered by sim/access_api.py. `ArmApi` maps a request to a response and
 knows nothing of sockets; `HttpsServer` puts it behind a loopback-only
 ThreadingHTTPServer with TLS done in each connection's thread, and carries out
 what a response asks of the socket (a delay, a hold, a dropped connection).
@@ -35,7 +36,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from sim import graph, ids
+from sim import access_api, graph, ids
+from sim.access_api import AccessApi
+from sim.authorization import Authorizer, Caller, caller_of
 from sim.compute import is_flexible, upgrade_instances
 from sim.errors import ArmError, invalid_parameter, not_found
 from sim.events import RequestContext, claims_from_authorization
@@ -145,12 +148,16 @@ class ArmApi:
         throttle: Throttle | None = None,
         faults: FaultInjector | None = None,
         hooks: RequestHooks | None = None,
+        authorizer: Authorizer | None = None,
+        access: AccessApi | None = None,
     ) -> None:
         self._store = store
         self._endpoint = endpoint
         self._throttle = throttle
         self._faults = faults or FaultInjector()
         self._hooks = hooks or RequestHooks()
+        self._authorizer = authorizer
+        self._access = access
 
     def handle(self, request: Request) -> Response:
         split = urlsplit(request.target)
@@ -224,7 +231,7 @@ class ArmApi:
     def _admit(
         self, request: Request, path: str, response: Response, namespace: str, correlation: str
     ) -> RequestContext:
-        """Authenticate, throttle and decide faults; returns the caller's context for events."""
+        """Authenticate, throttle, authorize and decide faults; returns the caller's context for events."""
         _authenticate(request)
         authorization = request.headers.get("authorization", "")
         claims = claims_from_authorization(authorization)
@@ -242,6 +249,8 @@ class ArmApi:
             response.headers[name] = value
             if admission.error is not None:
                 raise admission.error
+        if self._authorizer is not None:
+            self._authorizer.check(request.method, path, request.body, caller_of(claims, authorization))
         decision = self._faults.decide(request.method, response.resource_type)
         scale = self._store.settings.time_scale
         response.delay_s = decision.latency_s / scale
@@ -286,13 +295,12 @@ class ArmApi:
     def _dispatch(
         self, request: Request, path: str, query: dict[str, str], correlation: str, response: Response
     ) -> None:
+        access = access_api.match(path)
+        if access is not None:
+            self._authorization_request(request, path, query, correlation, response, access=access)
+            return
         if _GRAPH_PATH.match(path):
-            response.resource_type, response.operation = GRAPH_TYPE, f"{GRAPH_TYPE}/read"
-            self._admit(request, path, response, "Microsoft.ResourceGraph", correlation)
-            _api_version(query)
-            if request.method != "POST":
-                raise _method_not_allowed(request.method)
-            response.body = graph.run(self._store, _json_body(request.body), self._store.settings.tenant_id)
+            self._graph(request, path, query, correlation, response)
             return
         if _SCALE_SET_PATH.match(path) is not None:
             self._scale_set_child(request, path, query, correlation, response)
@@ -320,7 +328,9 @@ class ArmApi:
         if target.kind in ("operations", "operationResults"):
             if request.method != "GET":
                 raise _method_not_allowed(request.method)
-            self._operation(response, str(target.name), target.kind == "operations")
+            # Compute's Location is its status URL with monitor=true (the recordings): a result poll.
+            results = target.kind == "operationResults" or query.get("monitor", "").lower() == "true"
+            self._operation(response, str(target.name), not results)
             return
         if not target.resource_type:
             raise ArmError(
@@ -344,6 +354,42 @@ class ArmApi:
         assert target.resource_group is not None
         ref = ResourceRef(target.subscription, target.resource_group, target.resource_type, target.name)
         self._resource(request, response, ref, context, api_version)
+
+    def _authorization_request(
+        self,
+        request: Request,
+        path: str,
+        query: dict[str, str],
+        correlation: str,
+        response: Response,
+        *,
+        access: access_api.AccessPath,
+    ) -> None:
+        """Role definitions, role assignments and permissions (sim/access_api.py)."""
+        response.resource_type = access.resource_type
+        response.operation = _operation_name(access.resource_type, request.method)
+        context = self._admit(request, path, response, "Microsoft.Authorization", correlation)
+        _api_version(query)
+        if self._access is None:
+            raise ArmError(404, "NotFound", f"The path '{path}' is not served by the ARM simulator.")
+        caller = _caller(request, context)
+        response.status, response.body = self._access.handle(
+            request.method, access, query, request.body, caller
+        )
+
+    def _graph(
+        self, request: Request, path: str, query: dict[str, str], correlation: str, response: Response
+    ) -> None:
+        """A Resource Graph query: the rows of what the caller may read."""
+        response.resource_type, response.operation = GRAPH_TYPE, f"{GRAPH_TYPE}/read"
+        context = self._admit(request, path, response, "Microsoft.ResourceGraph", correlation)
+        _api_version(query)
+        if request.method != "POST":
+            raise _method_not_allowed(request.method)
+        visible = self._authorizer.readable(_caller(request, context)) if self._authorizer else None
+        response.body = graph.run(
+            self._store, _json_body(request.body), self._store.settings.tenant_id, visible=visible
+        )
 
     def _resource(
         self,
@@ -453,11 +499,15 @@ class ArmApi:
         response.body = body
 
     def _operation_url(self, op: Operation, api_version: str, *, results: bool = False) -> str:
+        """Status URL; results=True: the Location URL (Network: operationResults; Compute: its status URL
+        with `monitor=true`, as the recorded Compute answers give it, authorized as operations/read)."""
         subscription = ids.subscription_of(op.resource_id)
-        kind = "operationResults" if results else "operations"
+        compute = op.namespace.lower() == "microsoft.compute"
+        kind = "operationResults" if results and not compute else "operations"
+        monitor = "&monitor=true" if results and compute else ""
         return (
             f"{self._endpoint()}/subscriptions/{subscription}/providers/{op.namespace}/locations/"
-            f"{quote(op.location)}/{kind}/{op.op_id}?api-version={quote(api_version)}"
+            f"{quote(op.location)}/{kind}/{op.op_id}?api-version={quote(api_version)}{monitor}"
         )
 
     # ------------------------------------------------------------------ scale set children
@@ -776,6 +826,10 @@ def _parse_target(path: str) -> _Target | None:
         rtype = ids.canonical_type(f"{match['ns']}/{match['type']}") or ""
         return _Target("collection", match["sub"], match["ns"], match["type"], rtype)
     return None
+
+
+def _caller(request: Request, context: RequestContext) -> Caller:
+    return caller_of(context.claims, request.headers.get("authorization", ""))
 
 
 def _authenticate(request: Request) -> None:

@@ -4,11 +4,12 @@ No Azure subscription is reachable from our machines and no ARM emulator
 exists, so this stands in for Azure Resource Manager for the resource types the
 remediator meets (scale sets in both orchestration modes with their instances,
 VMs, NICs, public IPs, virtual networks and subnets, autoscale settings, and
-Resource Graph's query endpoint). It wires the store, the type-specific rules,
-the scheduler, throttling, fault injection, event delivery and the HTTPS server
-together, and offers the hooks tests need (events, request log and counters,
-request hooks, seeding and export, an autoscale driver, forced throttling and
-per-kind fault counts) without going through HTTP.
+Resource Graph's query endpoint, role definitions and assignments). It wires the
+store, the type-specific rules, the scheduler, throttling, authorization, fault
+injection, event delivery and the HTTPS server together, and offers the hooks tests
+need (events, request log and counters, request hooks, seeding and export, an
+autoscale driver, forced throttling, per-kind fault counts, and who may do what:
+`grant`, `define_role`, sim/access_harness.py) without going through HTTP.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from types import TracebackType
 from typing import Any
 
 from sim import ids
+from sim.access_api import AccessApi
+from sim.access_harness import AccessHarness
+from sim.authorization import Authorizer
 from sim.compute import ScaleSetVirtualMachines, VirtualMachines, VirtualMachineScaleSets
 from sim.delivery import CallbackSink, EventBus, QueueSink, WebhookSink
 from sim.events import EventSchema
@@ -32,6 +36,7 @@ from sim.hooks import RequestHook, RequestHooks
 from sim.insights import AutoscaleSettings, autoscale_context, autoscale_target, scale_set_ref
 from sim.limits import Throttle
 from sim.network import NetworkInterfaces, PublicIPAddresses, VirtualNetworks
+from sim.rbac import AccessControl
 from sim.scheduler import Scheduler
 from sim.seeding import read_documents
 from sim.server import WRITE_METHODS, ArmApi, HttpsServer, counters
@@ -43,7 +48,7 @@ from sim.tls import write_self_signed
 AUTOSCALE_APP_ID = "Microsoft.Insights/autoscaleSettings"
 
 
-class ArmSimulator:
+class ArmSimulator(AccessHarness):
     """A local ARM over HTTPS on 127.0.0.1 that the real azure-mgmt clients talk to.
 
     Timing (simulated seconds; real seconds are these divided by `time_scale`):
@@ -59,6 +64,17 @@ class ArmSimulator:
     port: the loopback port to listen on (0: a free one).
 
     ARM behaviour switches:
+    authorization: every request is authorized as ARM does (sim/authorization.py): the token's
+        `oid` needs the request's action at its scope through a role assignment there or above it
+        (403 `AuthorizationFailed`), and a PUT or PATCH the linked actions of the resources its
+        body references (403 `LinkedAuthorizationFailed`, table in sim/linked_access.py). Checked
+        after throttling (a 403 spends a token) and before faults. Role definitions, assignments
+        and the caller's permissions are served at Microsoft.Authorization's paths; `grant(oid,
+        role, scope)` and `define_role(name, actions)` set them up without HTTP. On unless built
+        with False, which only the simulator's own tests that are not about authorization may use.
+    linked_access_on_patch: "sent" (a PATCH's links are those in its body, as providers declare
+        linked access checks on the request's content) or "merged" (those of the stored resource
+        merged with the patch), a switch since Azure does not say so of PATCH outright.
     throttling: ARM's token buckets per subscription and principal (appid, else oid, of the bearer
         JWT; a digest of an opaque token): reads 250 burst / 25 per s, writes 200 / 10 per s, deletes
         200 / 10 per s, plus Microsoft.Network's 1,000 writes (PUT/PATCH/POST and DELETE) per 5 minutes
@@ -117,6 +133,8 @@ class ArmSimulator:
         event_seed: int = 0,
         autoscale_app_id: str = AUTOSCALE_APP_ID,
         port: int = 0,
+        authorization: bool = True,
+        linked_access_on_patch: str = "sent",
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
@@ -154,13 +172,18 @@ class ArmSimulator:
         self._throttle = Throttle(time_scale) if throttling else None
         self._faults = FaultInjector(faults)
         self._hooks = RequestHooks()
+        self._access = AccessControl()
+        authorizer = Authorizer(self._store, self._access, linked_access_on_patch=linked_access_on_patch)
         self._api = ArmApi(
             self._store,
             lambda: self.endpoint,
             throttle=self._throttle,
             faults=self._faults,
             hooks=self._hooks,
+            authorizer=authorizer if authorization else None,
+            access=AccessApi(self._access),
         )
+        self._authorization = authorization
         self._server: HttpsServer | None = None
         self._tempdir: Path | None = None
         self._endpoint: str | None = None
@@ -196,6 +219,11 @@ class ArmSimulator:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+    @property
+    def authorization(self) -> bool:
+        """Whether this simulator authorizes requests (see the `authorization` switch)."""
+        return self._authorization
 
     @property
     def endpoint(self) -> str:
@@ -234,12 +262,15 @@ class ArmSimulator:
     def get_resource(self, resource_id: str) -> dict[str, Any] | None:
         return self._store.get(resource_id)
 
-    def reset(self) -> None:
+    def reset(self, *, access: bool = False) -> None:
         """Forget resources, operations, request records, pending work and throttling state.
 
-        Event sinks and request hooks stay; the fault and event random sequences restart from their
-        seeds, and fault counts and pending `throttle_next` answers are forgotten.
+        Event sinks, request hooks, role assignments and custom roles stay (access=True forgets the
+        last two as well); the fault and event random sequences restart from their seeds, and fault
+        counts and pending `throttle_next` answers are forgotten.
         """
+        if access:
+            self._access.reset()
         self._store.reset()
         self._bus.reset()
         if self._throttle is not None:

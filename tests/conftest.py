@@ -13,6 +13,7 @@ from estate import Estate
 from hypothesis import settings
 
 from localazure.stack import LocalAzure
+from remediation.credentials import LoopbackCredential
 
 # The simulator's own tests (tests/sim) take their fixtures from this plugin.
 pytest_plugins = ["sim_fixtures"]
@@ -25,8 +26,14 @@ def local_azure() -> Iterator[LocalAzure]:
 
 
 @pytest.fixture
-def estate(local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch) -> Iterator[Estate]:
-    """An empty subscription and a new audit table, with the app settings pointing at both."""
+def estate(
+    local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Estate]:
+    """An empty subscription and a new audit table, with the app settings pointing at both.
+
+    ARM authorises every request (the remediator holds the deployed custom role, the estate's
+    builder Owner); a test in which the remediator met a 403 fails, unless it is about refusals
+    (``@pytest.mark.refusals``)."""
     local_azure.arm.reset()
     unique = uuid.uuid4().hex[:12]
     environment = local_azure.environment(
@@ -37,6 +44,13 @@ def estate(local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch) -> Iterator
         monkeypatch.setenv(key, value)
     with Estate(local_azure, environment) as built:
         yield built
+    refused = [
+        f"{r.method} {r.path} {r.error_code}"
+        for r in local_azure.arm.requests()
+        if r.status == 403 and r.principal.lower() == LoopbackCredential.APP_ID.lower()
+    ]
+    if refused and request.node.get_closest_marker("refusals") is None:
+        pytest.fail(f"ARM refused the remediator {len(refused)} times: {refused[:3]}")
 
 
 # Property-based tests: a few hundred examples in `make test`; `make fuzz` sets HYPOTHESIS_PROFILE=long.

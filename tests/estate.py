@@ -25,6 +25,7 @@ class Estate:
         self.local = local
         self.sim = local.arm
         self.environment = environment
+        local.authorize(docs.SUB)
         options: dict[str, Any] = {
             "base_url": self.sim.endpoint,
             "connection_verify": str(self.sim.ca_bundle),

@@ -1,5 +1,6 @@
 """Fixtures for the simulator tests (a pytest plugin, loaded by tests/conftest.py): one running
-simulator per session, reset before each test."""
+simulator per session, reset before each test, authorizing every request with the tests' own
+credential as Owner at the root scope (every simulator authorizes unless built not to)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sim_helpers import Clients, make_clients
+from sim_helpers import TEST_PRINCIPAL, Clients, make_clients
 
 from sim import ArmSimulator
 
@@ -16,14 +17,17 @@ TEST_TIMINGS: dict[str, Any] = {"provision_delay_s": 0.1, "lro_duration_s": 0.02
 
 @pytest.fixture(scope="session")
 def running_sim() -> Iterator[ArmSimulator]:
-    with ArmSimulator(**TEST_TIMINGS) as simulator:
+    with ArmSimulator(**TEST_TIMINGS, authorization=True) as simulator:
         yield simulator
 
 
 @pytest.fixture
 def sim(running_sim: ArmSimulator) -> Iterator[ArmSimulator]:
-    """The session's simulator, emptied; pending work is drained after the test too."""
-    running_sim.reset()
+    """The session's simulator, emptied (role assignments too), the tests' credential Owner at "/";
+    pending work is drained after the test too."""
+    running_sim.reset(access=True)
+    running_sim.grant(TEST_PRINCIPAL, "Owner", "/")
+    running_sim.reset()  # the request log starts empty: the grant is setup, not the test's request
     yield running_sim
     running_sim.wait_idle(5)
 

@@ -66,6 +66,25 @@ class StaticCredential:
         return AccessTokenInfo(self.token, int(time.time()) + 3600)
 
 
+def principal(claims: dict[str, Any]) -> str:
+    """The object id the simulator authorizes a JWT with these claims as (its oid, else appid)."""
+    return ArmSimulator.principal_of(make_jwt(claims))
+
+
+# The object id of the tests' default credential (an opaque token: the simulator names it by a digest).
+TEST_PRINCIPAL = ArmSimulator.principal_of(StaticCredential().token)
+
+
+def owned(sim: ArmSimulator, *principals: str) -> ArmSimulator:
+    """`sim` (not yet started) with each principal, by default the tests' own credential, made Owner
+    at the root scope "/"; its request log starts empty again, so a test counts only its own requests."""
+    assert sim.authorization, "the simulator's tests run with authorization on (tests/sim fixtures)"
+    for each in principals or (TEST_PRINCIPAL,):
+        sim.grant(each, "Owner", "/")
+    sim.reset()
+    return sim
+
+
 @dataclass(frozen=True)
 class Clients:
     compute: ComputeManagementClient

@@ -25,7 +25,9 @@ from sim_helpers import (
     make_clients,
     make_jwt,
     nic_body,
+    owned,
     pip_body,
+    principal,
     rid,
     subnet,
     uniform_body,
@@ -143,7 +145,9 @@ def test_refusals_of_new_rules_validate(estate: Clients, tmp_path: Path, sim: Ar
     assert outbound.json()["error"]["code"] == "OutboundConnectivityNotEnabledOnVM"
     _validate("ComputeCloudError", outbound.json(), tmp_path)
 
-    with ArmSimulator(throttling=True, time_scale=0.001) as throttled:
+    with owned(
+        ArmSimulator(throttling=True, time_scale=0.001), principal({"appid": "contract"})
+    ) as throttled:
         clients = make_clients(throttled, StaticCredential(make_jwt({"appid": "contract"})))
         path = f"{rid('Microsoft.Network/publicIPAddresses', 'none')}?api-version=2024-05-01"
         answers = [clients.network.send_request(HttpRequest("GET", path), retry_total=0) for _ in range(251)]

@@ -16,6 +16,7 @@ from sim_helpers import (
     StaticCredential,
     make_clients,
     nic_body,
+    owned,
     pip_body,
     rid,
     vm_body,
@@ -158,7 +159,7 @@ def test_if_match_star_on_missing_resource_is_412(sim: ArmSimulator, clients: Cl
 
 def test_write_during_running_operation_is_429_with_retry_after() -> None:
     # A slow simulator of its own, so the first operation is surely still running.
-    with ArmSimulator(lro_duration_s=5.0) as slow:
+    with owned(ArmSimulator(lro_duration_s=5.0)) as slow:
         clients = make_clients(slow)
         clients.network.public_ip_addresses.begin_create_or_update(RG, "pip-busy", pip_body(), polling=False)
         with pytest.raises(HttpResponseError) as caught:
@@ -177,7 +178,7 @@ def test_write_during_running_operation_is_429_with_retry_after() -> None:
 
 def test_lro_responses_and_states() -> None:
     # Operations of a simulator of its own last 1 s, so the first poll surely finds them running.
-    with ArmSimulator(lro_duration_s=1.0) as slow:
+    with owned(ArmSimulator(lro_duration_s=1.0)) as slow:
         _lro_responses_and_states(slow, make_clients(slow))
 
 
@@ -267,7 +268,8 @@ def test_missing_token_is_401_and_ids_are_echoed(sim: ArmSimulator) -> None:
         assert response.getheader("x-ms-correlation-request-id") == "corr-1"
         assert response.getheader("x-ms-client-request-id") == "client-1"
         # Keep-alive: the same connection serves a second request.
-        connection.request("GET", rid(PIP, "x"), headers={"Authorization": "Bearer t"})
+        token = StaticCredential().token  # the Owner's: a missing api-version, not a 403
+        connection.request("GET", rid(PIP, "x"), headers={"Authorization": f"Bearer {token}"})
         second = connection.getresponse()
         assert second.status == 400
         second.read()

@@ -6,7 +6,19 @@ import json
 from typing import Any
 
 import pytest
-from sim_helpers import FIXTURES, RG, SUB, Clients, StaticCredential, make_clients, make_jwt, pip_body, rid
+from sim_helpers import (
+    FIXTURES,
+    RG,
+    SUB,
+    Clients,
+    StaticCredential,
+    make_clients,
+    make_jwt,
+    owned,
+    pip_body,
+    principal,
+    rid,
+)
 
 from sim import ArmSimulator
 
@@ -62,7 +74,10 @@ def test_create_update_delete_emit_one_event_each(
 
 def test_claims_come_from_the_callers_token() -> None:
     received: list[dict[str, Any]] = []
-    with ArmSimulator(lro_duration_s=0.01, tenant_id="tenant-1") as own:
+    with owned(
+        ArmSimulator(lro_duration_s=0.01, tenant_id="tenant-1"),
+        principal({"appid": "app-123", "oid": "object-9", "name": "Remediator"}),
+    ) as own:
         own.add_event_sink(received.append)
         token = make_jwt({"appid": "app-123", "oid": "object-9", "name": "Remediator"})
         clients = make_clients(own, StaticCredential(token))
@@ -83,7 +98,7 @@ def test_opaque_token_gives_empty_claims_and_a_failing_sink_is_contained() -> No
     def broken(event: dict[str, Any]) -> None:
         raise RuntimeError("subscriber bug")
 
-    with ArmSimulator(lro_duration_s=0.01) as own:
+    with owned(ArmSimulator(lro_duration_s=0.01)) as own:
         received: list[dict[str, Any]] = []
         own.add_event_sink(broken)
         own.add_event_sink(received.append)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from azure.core.rest import HttpRequest
-from sim_helpers import RG, SUB, Clients, StaticCredential, flex_body, pip_body, rid
+from sim_helpers import RG, SUB, TEST_PRINCIPAL, Clients, StaticCredential, flex_body, owned, pip_body, rid
 
 from sim import ArmSimulator
 
@@ -59,7 +59,20 @@ def test_standalone_runner_serves_a_seeded_estate_until_interrupted(tmp_path: Pa
     vmss.update({"id": rid("Microsoft.Compute/virtualMachineScaleSets", "seeded"), "name": "seeded"})
     seed.write_text(json.dumps([vmss]))
     process = subprocess.Popen(
-        [sys.executable, "-m", "sim", "serve", "--seed", str(seed), "--throttling", "--time-scale", "10"],
+        [
+            *(
+                sys.executable,
+                "-m",
+                "sim",
+                "serve",
+                "--seed",
+                str(seed),
+                "--throttling",
+                "--time-scale",
+                "10",
+            ),
+            *("--authorization", "--owner", TEST_PRINCIPAL),
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -172,6 +185,6 @@ def test_seed_file_takes_az_list_output_and_exports_round_trip(
     assert nic.properties.ip_configurations[0].properties.private_ip_address == "10.0.0.4"
     exported = tmp_path / "export.json"
     sim.export_file(exported)
-    with ArmSimulator() as other:
+    with owned(ArmSimulator()) as other:
         assert other.seed_file(exported) == 2
         assert other.get_resource(nic.id) == sim.get_resource(nic.id)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from azure.core.rest import HttpRequest
-from sim_helpers import RG, SUB, StaticCredential, make_clients, make_jwt, pip_body, rid
+from sim_helpers import RG, SUB, StaticCredential, make_clients, make_jwt, owned, pip_body, principal, rid
 
 from sim import ArmSimulator
 
@@ -22,7 +22,10 @@ def _put_pip(clients: Any, name: str, **options: Any) -> Any:
 
 def test_a_burst_of_250_writes_gets_200_then_429_with_retry_after() -> None:
     # Clocks at 1/1000 of real time: no token comes back during the burst, so the count is exact.
-    with ArmSimulator(throttling=True, time_scale=0.001, lro_duration_s=0.0) as sim:
+    with owned(
+        ArmSimulator(throttling=True, time_scale=0.001, lro_duration_s=0.0),
+        principal({"appid": "remediator", "oid": "o-1"}),
+    ) as sim:
         clients = make_clients(sim, StaticCredential(make_jwt({"appid": "remediator", "oid": "o-1"})))
         answers = [_put_pip(clients, f"pip-{i}", retry_total=0) for i in range(250)]
     statuses = [a.status_code for a in answers]
@@ -45,7 +48,10 @@ def test_a_client_honouring_retry_after_completes_every_write() -> None:
     # burst. After them a writer's bucket is empty, and a client waiting Retry-After (one token at
     # 10 per simulated second, 0.001 real seconds at scale 1000) finds 10 tokens refilled.
     throttled = [3, 0, 1, 2, 3, 1, 0, 2]
-    with ArmSimulator(throttling=True, time_scale=1000.0, lro_duration_s=0.0) as sim:
+    with owned(
+        ArmSimulator(throttling=True, time_scale=1000.0, lro_duration_s=0.0),
+        *(principal({"appid": f"writer-{w}"}) for w in range(8)),
+    ) as sim:
         outcomes: list[int] = []
         lock = threading.Lock()
         for worker, count in enumerate(throttled):
@@ -75,7 +81,11 @@ def test_a_client_honouring_retry_after_completes_every_write() -> None:
 
 def test_throttle_next_answers_as_an_empty_bucket_does_for_one_principal_and_class() -> None:
     # Clocks at 1/1000 of real time: nothing refills during the test, so an empty bucket stays empty.
-    with ArmSimulator(throttling=True, time_scale=0.001, lro_duration_s=0.0) as sim:
+    with owned(
+        ArmSimulator(throttling=True, time_scale=0.001, lro_duration_s=0.0),
+        principal({"appid": "app-a", "oid": "o-a"}),
+        principal({"appid": "app-b"}),
+    ) as sim:
         first = make_clients(sim, StaticCredential(make_jwt({"appid": "app-a", "oid": "o-a"})))
         second = make_clients(sim, StaticCredential(make_jwt({"appid": "app-b"})))
         sim.throttle_next("app-a", "writes", 2)
@@ -99,7 +109,9 @@ def test_throttle_next_answers_as_an_empty_bucket_does_for_one_principal_and_cla
 
 
 def test_throttle_next_then_normal_answers_in_one_subscription_or_every_one() -> None:
-    with ArmSimulator(throttling=True, time_scale=1000.0, lro_duration_s=0.0) as sim:
+    with owned(
+        ArmSimulator(throttling=True, time_scale=1000.0, lro_duration_s=0.0), principal({"appid": "app-a"})
+    ) as sim:
         clients = make_clients(sim, StaticCredential(make_jwt({"appid": "app-a"})))
         sim.throttle_next("app-a", "writes", 1, subscription="00000000-0000-0000-0000-00000000ffff")
         assert _put_pip(clients, "elsewhere", retry_total=0).status_code == 201  # not this subscription
@@ -119,7 +131,7 @@ def test_throttle_next_then_normal_answers_in_one_subscription_or_every_one() ->
 def test_throttle_next_needs_throttling_and_a_request_class(sim: ArmSimulator) -> None:
     with pytest.raises(ValueError, match="throttling=True"):
         sim.throttle_next("app-a", "writes", 1)
-    with ArmSimulator(throttling=True) as throttled:
+    with owned(ArmSimulator(throttling=True)) as throttled:
         with pytest.raises(ValueError, match="'reads', 'writes', 'deletes'"):
             throttled.throttle_next("app-a", "write", 1)
         with pytest.raises(ValueError, match="negative"):
@@ -127,7 +139,11 @@ def test_throttle_next_needs_throttling_and_a_request_class(sim: ArmSimulator) -
 
 
 def test_buckets_are_per_principal_and_reads_include_operation_polls() -> None:
-    with ArmSimulator(throttling=True, time_scale=0.001, lro_duration_s=0.0) as sim:
+    with owned(
+        ArmSimulator(throttling=True, time_scale=0.001, lro_duration_s=0.0),
+        principal({"appid": "app-a"}),
+        principal({"appid": "app-b"}),
+    ) as sim:
         first = make_clients(sim, StaticCredential(make_jwt({"appid": "app-a"})))
         second = make_clients(sim, StaticCredential(make_jwt({"appid": "app-b"})))
         poller = first.network.public_ip_addresses.begin_create_or_update(RG, "pip-x", pip_body())
@@ -145,7 +161,10 @@ def test_buckets_are_per_principal_and_reads_include_operation_polls() -> None:
 
 
 def test_microsoft_network_allows_1000_writes_per_5_minutes() -> None:
-    with ArmSimulator(throttling=True, time_scale=0.001, lro_duration_s=0.0) as sim:
+    with owned(
+        ArmSimulator(throttling=True, time_scale=0.001, lro_duration_s=0.0),
+        *(principal({"appid": f"app-{a}"}) for a in range(6)),
+    ) as sim:
         # Six principals, so ARM's per-principal buckets (200 each) are not what stops them.
         statuses: list[int] = []
         for app in range(6):

@@ -7,7 +7,18 @@ from typing import Any
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.network.models import Subnet
-from sim_helpers import RG, Clients, flex_body, make_clients, nic_body, rid, subnet, uniform_body, vnet_body
+from sim_helpers import (
+    RG,
+    Clients,
+    flex_body,
+    make_clients,
+    nic_body,
+    owned,
+    rid,
+    subnet,
+    uniform_body,
+    vnet_body,
+)
 
 from sim import ArmSimulator
 
@@ -98,7 +109,9 @@ def test_updating_a_flexible_set_to_no_outbound_is_refused(sim: ArmSimulator, cl
 
 
 def test_unknown_subnets_are_refused_when_switched_on() -> None:
-    with ArmSimulator(lro_duration_s=0.01, provision_delay_s=0.01, require_known_subnets=True) as strict:
+    with owned(
+        ArmSimulator(lro_duration_s=0.01, provision_delay_s=0.01, require_known_subnets=True)
+    ) as strict:
         clients = make_clients(strict)
         with pytest.raises(HttpResponseError) as nic:
             clients.network.network_interfaces.begin_create_or_update(RG, "n", nic_body())
