@@ -34,15 +34,16 @@ class LocalAzure:
         self.azurite = Azurite(azurite_data, persistent=persistent_storage)
         self.arm = ArmSimulator(**simulator_options)
 
-    def authorize(self, subscription: str) -> None:
+    def authorize(self, subscription: str) -> str:
         """Who may do what in ``subscription``, as a deployment leaves it: the estate's owner holds
         Owner; the remediator exactly the custom role infra/ deploys, assigned at the
-        subscription (the deployment's default scope). Idempotent; survives ``arm.reset()``."""
+        subscription (the deployment's default scope). Idempotent; survives ``arm.reset()``.
+        Returns the remediator's role assignment (a test may revoke it)."""
         scope = f"/subscriptions/{subscription}"
         actions = json.loads(ROLE_ACTIONS_FILE.read_text(encoding="utf-8"))["actions"]
         role = self.arm.define_role(REMEDIATOR_ROLE, actions, assignable_scopes=[scope])
         self.arm.grant(ESTATE_OWNER, "Owner", scope)
-        self.arm.grant(LoopbackCredential.APP_ID, role, scope)
+        return self.arm.grant(LoopbackCredential.APP_ID, role, scope)
 
     def start(self) -> LocalAzure:
         self.azurite.start()

@@ -34,7 +34,7 @@ def estate(
     ARM authorises every request (the remediator holds the deployed custom role, the estate's
     builder Owner); a test in which the remediator met a 403 fails, unless it is about refusals
     (``@pytest.mark.refusals``)."""
-    local_azure.arm.reset()
+    local_azure.arm.reset(access=True)  # role assignments too: the Estate grants them again
     unique = uuid.uuid4().hex[:12]
     environment = local_azure.environment(
         audit_table=f"audit{unique}", recheck_queue=f"recheck-{unique}", archive_container=f"archive-{unique}"

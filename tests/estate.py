@@ -25,7 +25,7 @@ class Estate:
         self.local = local
         self.sim = local.arm
         self.environment = environment
-        local.authorize(docs.SUB)
+        self.remediator_access = local.authorize(docs.SUB)  # its role assignment
         options: dict[str, Any] = {
             "base_url": self.sim.endpoint,
             "connection_verify": str(self.sim.ca_bundle),

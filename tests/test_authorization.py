@@ -1,0 +1,101 @@
+"""Specification of the remediator under ARM's authorisation: with the custom role infra/ deploys
+it writes what it must and is refused nothing; a refusal (403) is recorded with the missing action
+and scope, not retried, and the set's next reconcile tries again.
+
+Every product test runs under that role (tests/conftest.py fails a test in which the remediator
+meets a 403 it did not expect); these are the ones about refusals."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import arm_docs as docs
+import pytest
+from azure.functions.timer import TimerRequest
+from estate import Estate
+
+from localazure.host import user_function
+from localazure.stack import REMEDIATOR_ROLE, ROLE_ACTIONS_FILE
+from remediation.cli import main
+from remediation.credentials import LoopbackCredential
+from remediation.model import RecordKind
+
+STRIP = {"remediation.mode": "strip"}
+NIC = "Microsoft.Network/networkInterfaces"
+JOIN_SUBNET = "Microsoft.Network/virtualNetworks/subnets/join/action"
+REMEDIATOR = LoopbackCredential.APP_ID
+pytestmark = pytest.mark.refusals
+
+
+def hold_instead(estate: Estate, role: str) -> None:
+    """The remediator holds ``role`` at the subscription instead of the deployed one."""
+    estate.sim.revoke(estate.remediator_access)
+    estate.sim.grant(REMEDIATOR, role, f"/subscriptions/{docs.SUB}")
+
+
+def the_remediators(estate: Estate, after: int) -> Counter[tuple[str, int]]:
+    """(method, status) of the remediator's write requests since ``after``."""
+    return Counter(
+        (r.method, r.status)
+        for r in estate.sim.requests()[after:]
+        if r.principal.lower() == REMEDIATOR.lower() and r.method in ("PUT", "PATCH", "POST", "DELETE")
+    )
+
+
+def test_a_role_missing_a_linked_action_is_refused_recorded_and_not_retried(
+    estate: Estate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    actions = json.loads(ROLE_ACTIONS_FILE.read_text(encoding="utf-8"))["actions"]
+    lacking = estate.sim.define_role(
+        f"{REMEDIATOR_ROLE} without subnet join", [a for a in actions if a != JOIN_SUBNET]
+    )
+    hold_instead(estate, lacking)
+    estate.create_set("web", tags=STRIP)
+    estate.scale("web", 2)
+    built = len(estate.sim.requests())
+
+    (scale_out,) = estate.events()[-1:]
+    estate.deliver(scale_out)  # returns normally: retrying cannot fix a role
+
+    assert the_remediators(estate, built) == {("PUT", 403): 2}, "each NIC tried once, nothing else written"
+    failed = [r for r in estate.audit() if r.kind is RecordKind.OUTCOME and r.result == "failed"]
+    assert len(failed) == 2
+    assert all("LinkedAuthorizationFailed" in r.error and JOIN_SUBNET in r.error for r in failed)
+    assert all(docs.SUBNET.lower() in r.error.lower() for r in failed), "the linked scope is named"
+    assert all(len(estate.public_ips_of(vm)) == 1 for vm in estate.vms("web"))
+    assert main(["audit", "--outcome", "failed", "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert {r["record_id"] for r in shown} >= {r.record_id for r in failed}
+
+    # The role is put right: the next reconcile (here the sweep) tries again, and succeeds.
+    estate.sim.revoke(estate.sim.grant(REMEDIATOR, lacking, f"/subscriptions/{docs.SUB}"))
+    estate.sim.grant(
+        REMEDIATOR, estate.sim.define_role(REMEDIATOR_ROLE, actions), f"/subscriptions/{docs.SUB}"
+    )
+    estate.environment["REMEDIATION_POLICY"] = json.dumps({"monitored_subscriptions": [docs.SUB]})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REMEDIATION_POLICY", estate.environment["REMEDIATION_POLICY"])
+        user_function("sweep")(TimerRequest(past_due=False))
+    assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
+
+
+def test_a_reader_is_refused_every_write_and_each_refusal_is_recorded(estate: Estate) -> None:
+    hold_instead(estate, "Reader")
+    estate.create_set("zero", tags={"remediation.mode": "scale-to-zero"})
+    estate.create_set("evict", tags={"remediation.mode": "evict"})
+    estate.create_set("strip", tags=STRIP)
+    for name in ("zero", "evict", "strip"):
+        estate.scale(name, 1)
+    built = len(estate.sim.requests())
+
+    last_per_set = {event["data"]["resourceUri"].lower(): event for event in estate.events()}
+    for scale_out in last_per_set.values():  # one reconcile per set
+        estate.deliver(scale_out)
+
+    writes = the_remediators(estate, built)
+    assert writes and all(status == 403 for _, status in writes), writes
+    assert writes == {("PATCH", 403): 1, ("DELETE", 403): 1, ("PUT", 403): 1}  # capacity, VM, NIC
+    failed = [r for r in estate.audit() if r.kind is RecordKind.OUTCOME and r.result == "failed"]
+    assert sorted(r.action for r in failed) == ["delete-vm", "detach-public-ip", "set-capacity-zero"]
+    assert all("AuthorizationFailed" in r.error and "does not have authorization" in r.error for r in failed)
