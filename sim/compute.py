@@ -40,7 +40,8 @@ from sim.errors import ArmError, invalid_parameter, invalid_reference
 from sim.events import RequestContext, utc_now_iso
 from sim.ids import IPCONFIG_TYPE, NIC_TYPE, PIP_TYPE, VM_TYPE, VMSS_TYPE, VMSS_VM_TYPE, ResourceRef
 from sim.network import check_subnet_reference, find_subnet
-from sim.store import Behaviour, JsonDict, Meta, Store, new_etag, properties, reference_id
+from sim.references import check_links, nat_pool_rules
+from sim.store import Behaviour, JsonDict, Meta, Store, new_etag, properties, reference_id, writable
 
 FLEXIBLE = "Flexible"
 MAX_FLEX_CAPACITY = 1000
@@ -60,19 +61,6 @@ _INHERITED = (
 )
 # Properties of a VMSS ipConfiguration that the VM API does not declare.
 _VMSS_ONLY_IPCONFIG = ("loadBalancerInboundNatPools",)
-
-
-def _writable(body: JsonDict, server_owned: tuple[str, ...], current: JsonDict | None) -> JsonDict:
-    doc = {k: copy.deepcopy(v) for k, v in body.items() if k not in ("id", "name", "type", "etag")}
-    props = doc.get("properties")
-    doc["properties"] = copy.deepcopy(props) if isinstance(props, dict) else {}
-    doc["properties"].pop("provisioningState", None)
-    previous = properties(current) if current is not None else {}
-    for name in server_owned:
-        doc["properties"].pop(name, None)
-        if name in previous:
-            doc["properties"][name] = copy.deepcopy(previous[name])
-    return doc
 
 
 def scale_set_id(vm: JsonDict) -> str | None:
@@ -175,7 +163,7 @@ class VirtualMachines(Behaviour):
     def prepare_put(
         self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
     ) -> JsonDict:
-        doc = _writable(body, self._server_owned, current)
+        doc = writable(body, self._server_owned, current)
         props = properties(doc)
         props.setdefault("vmId", str(uuid.uuid4()))
         props.setdefault("timeCreated", utc_now_iso())
@@ -301,7 +289,7 @@ class VirtualMachineScaleSets(Behaviour):
     def prepare_put(
         self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
     ) -> JsonDict:
-        doc = _writable(body, self._server_owned, current)
+        doc = writable(body, self._server_owned, current)
         props = properties(doc)
         props.setdefault("uniqueId", str(uuid.uuid4()))
         props.setdefault("timeCreated", utc_now_iso())
@@ -345,6 +333,7 @@ class VirtualMachineScaleSets(Behaviour):
                     subnet_id = reference_id(properties(ipc).get("subnet"))
                     if subnet_id is not None:
                         check_subnet_reference(store, subnet_id, set_id)
+                    check_links(store, properties(ipc), set_id)
             if flexible:
                 if network.get("networkInterfaceConfigurations") and not network.get("networkApiVersion"):
                     raise invalid_parameter(
@@ -786,6 +775,9 @@ def _uniform_nic(
         nic_ipc = _ip_configuration_from_profile(
             store, ipc_props, alone=len(ipc_list) == 1, with_groups=False
         )
+        nat_rules = nat_pool_rules(ipc_props, str(instance.get("instanceId", "")))
+        if nat_rules:
+            nic_ipc["loadBalancerInboundNatRules"] = nat_rules
         public = ipc_props.get("publicIPAddressConfiguration")
         if isinstance(public, dict) and public.get("name"):
             pip = _uniform_pip(store, vmss, ipc_id, public)

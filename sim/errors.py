@@ -42,16 +42,16 @@ class ArmError(Exception):
 
 
 def not_found(ref: ResourceRef) -> ArmError:
-    """404 for a missing resource, worded the way each resource provider words it."""
-    if ref.namespace.lower() == "microsoft.compute":
-        return ArmError(
-            404,
-            "ResourceNotFound",
-            f"The Resource '{ref.resource_type}/{ref.name}' under resource group "
-            f"'{ref.resource_group}' was not found. For more details please go to "
-            "https://aka.ms/ARMResourceNotFoundFix",
-        )
-    return ArmError(404, "NotFound", f"Resource {ref.id} not found.")
+    """404 for a missing top-level resource: ARM's own answer, the same for every resource provider
+    (shared/fixtures/recorded-arm: Compute and Network alike; NRP's `NotFound` is only for the
+    children it serves inline, such as subnets and backend pools)."""
+    return ArmError(
+        404,
+        "ResourceNotFound",
+        f"The Resource '{ref.resource_type}/{ref.name}' under resource group "
+        f"'{ref.resource_group}' was not found. For more details please go to "
+        "https://aka.ms/ARMResourceNotFoundFix",
+    )
 
 
 def another_operation(resource_id: str) -> ArmError:

@@ -19,12 +19,25 @@ IPCONFIG_TYPE = "Microsoft.Network/networkInterfaces/ipConfigurations"
 VNET_TYPE = "Microsoft.Network/virtualNetworks"
 SUBNET_TYPE = "Microsoft.Network/virtualNetworks/subnets"
 AUTOSCALE_TYPE = "Microsoft.Insights/autoscalesettings"
+LB_TYPE = "Microsoft.Network/loadBalancers"
+ASG_TYPE = "Microsoft.Network/applicationSecurityGroups"
+# A load balancer's inline child collections, as NRP names them (each child is `{lb}/{collection}/{name}`).
+LB_COLLECTIONS = (
+    "frontendIPConfigurations",
+    "backendAddressPools",
+    "loadBalancingRules",
+    "probes",
+    "inboundNatRules",
+    "outboundRules",
+    "inboundNatPools",
+)
 # A Uniform scale set's instance: a child resource of the set, not a Microsoft.Compute/virtualMachines.
 VMSS_VM_TYPE = "Microsoft.Compute/virtualMachineScaleSets/virtualMachines"
 
 # The top-level types the simulator serves, by lower-cased name, mapped to ARM's casing.
 RESOURCE_TYPES: dict[str, str] = {
-    t.lower(): t for t in (VMSS_TYPE, VM_TYPE, NIC_TYPE, PIP_TYPE, VNET_TYPE, AUTOSCALE_TYPE)
+    t.lower(): t
+    for t in (VMSS_TYPE, VM_TYPE, NIC_TYPE, PIP_TYPE, VNET_TYPE, LB_TYPE, ASG_TYPE, AUTOSCALE_TYPE)
 }
 NAMESPACES: dict[str, str] = {
     "microsoft.compute": "Microsoft.Compute",

@@ -17,7 +17,6 @@ because the explicit-outbound rule for Flexible scale sets looks at a subnet's
 
 from __future__ import annotations
 
-import copy
 import uuid
 from typing import Any
 
@@ -25,7 +24,8 @@ from sim import ids
 from sim.errors import ArmError, invalid_parameter, invalid_reference
 from sim.events import RequestContext
 from sim.ids import IPCONFIG_TYPE, NIC_TYPE, PIP_TYPE, SUBNET_TYPE, VMSS_TYPE, ResourceRef
-from sim.store import Behaviour, JsonDict, Store, properties, reference_id
+from sim.references import check_links
+from sim.store import Behaviour, JsonDict, Store, properties, reference_id, writable
 
 # Read-only NIC properties NRP owns: a PUT body cannot set or clear them.
 _NIC_SERVER_OWNED = (
@@ -49,21 +49,6 @@ _PIP_SERVER_OWNED = (
     "linkedPublicIPAddress",
     "serviceAssociation",
 )
-
-
-def _writable(body: JsonDict, server_owned: tuple[str, ...], current: JsonDict | None) -> JsonDict:
-    """The client's body without server fields, with the server-owned properties carried over."""
-    doc = {k: copy.deepcopy(v) for k, v in body.items() if k not in ("id", "name", "type", "etag")}
-    props = doc.get("properties")
-    props = copy.deepcopy(props) if isinstance(props, dict) else {}
-    doc["properties"] = props
-    props.pop("provisioningState", None)
-    previous = properties(current) if current is not None else {}
-    for name in server_owned:
-        props.pop(name, None)
-        if name in previous:
-            props[name] = copy.deepcopy(previous[name])
-    return doc
 
 
 def pip_in_use_message(pip_id: str, ip_configuration_id: str) -> str:
@@ -129,7 +114,7 @@ class VirtualNetworks(Behaviour):
     def prepare_put(
         self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
     ) -> JsonDict:
-        doc = _writable(body, ("resourceGuid",), current)
+        doc = writable(body, ("resourceGuid",), current)
         props = properties(doc)
         props.setdefault("resourceGuid", str(uuid.uuid4()))
         vnet_id = current["id"] if current is not None else ref.id
@@ -194,7 +179,7 @@ class NetworkInterfaces(Behaviour):
     def prepare_put(
         self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
     ) -> JsonDict:
-        doc = _writable(body, _NIC_SERVER_OWNED, current)
+        doc = writable(body, _NIC_SERVER_OWNED, current)
         props = properties(doc)
         props.setdefault("resourceGuid", str(uuid.uuid4()))
         nic_id = current["id"] if current is not None else ref.id
@@ -228,6 +213,7 @@ class NetworkInterfaces(Behaviour):
             subnet_id = reference_id(cfg_props.get("subnet"))
             if subnet_id is not None:
                 check_subnet_reference(store, subnet_id, nic_id)
+            check_links(store, cfg_props, nic_id)
             if len(configs) == 1:
                 cfg_props.setdefault("primary", True)
             pip_id = reference_id(cfg_props.get("publicIPAddress"))
@@ -320,7 +306,7 @@ class PublicIPAddresses(Behaviour):
     def prepare_put(
         self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
     ) -> JsonDict:
-        doc = _writable(body, _PIP_SERVER_OWNED, current)
+        doc = writable(body, _PIP_SERVER_OWNED, current)
         # Basic SKU public IPs were retired in 2025: new ones default to Standard.
         given = doc.get("sku")
         sku: dict[str, Any] = given if isinstance(given, dict) else {"name": "Standard"}

@@ -46,7 +46,6 @@ from sim.faults import FaultInjector, FaultKind, internal_server_error
 from sim.hooks import RequestHooks
 from sim.ids import NAMESPACES, NIC_TYPE, PIP_TYPE, VM_TYPE, VMSS_TYPE, VMSS_VM_TYPE, ResourceRef
 from sim.limits import Throttle, principal_of
-from sim.network import subnet_in_use, subnet_users
 from sim.store import JsonDict, Operation, OperationStatus, RequestRecord, Store, properties
 
 logger = logging.getLogger(__name__)
@@ -73,11 +72,21 @@ _SCALE_SET_PATH = re.compile(
     r"virtualMachineScaleSets/(?P<name>[^/]+))/(?P<rest>.+?)/?$",
     re.IGNORECASE,
 )
-_SUBNET_PATH = re.compile(
-    r"^(?P<vnet>/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Network/"
-    r"virtualNetworks/(?P<vnetname>[^/]+))/subnets(?:/(?P<name>[^/]+))?/?$",
+# NRP's inline children served at their own paths, written through their parent's document.
+_INLINE_CHILD_PATH = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Network/"
+    r"(?P<parent>virtualNetworks|loadBalancers)/(?P<parentname>[^/]+)/(?P<collection>[^/]+?)"
+    r"(?:/(?P<name>[^/]+))?/?$",
     re.IGNORECASE,
 )
+# (parent type, collection) -> whether the child has PUT and DELETE of its own (the REST API's).
+_INLINE_CHILDREN: dict[tuple[str, str], tuple[str, str, bool]] = {
+    ("virtualnetworks", "subnets"): (ids.VNET_TYPE, "subnets", True),
+    **{
+        ("loadbalancers", c.lower()): (ids.LB_TYPE, c, c in ("backendAddressPools", "inboundNatRules"))
+        for c in ids.LB_COLLECTIONS
+    },
+}
 _VMSS_FILTER = re.compile(r"^\s*'virtualMachineScaleSet/id'\s+eq\s+'(?P<id>[^']+)'\s*$", re.IGNORECASE)
 
 
@@ -305,13 +314,16 @@ class ArmApi:
         if _SCALE_SET_PATH.match(path) is not None:
             self._scale_set_child(request, path, query, correlation, response)
             return
-        subnet = _SUBNET_PATH.match(path)
-        if subnet is not None:
-            response.resource_type = ids.SUBNET_TYPE
-            response.operation = _operation_name(ids.SUBNET_TYPE, request.method)
+        child = _INLINE_CHILD_PATH.match(path)
+        served = (
+            _INLINE_CHILDREN.get((child["parent"].lower(), child["collection"].lower())) if child else None
+        )
+        if child is not None and served is not None:
+            response.resource_type = f"{served[0]}/{served[1]}"
+            response.operation = _operation_name(response.resource_type, request.method)
             context = self._admit(request, path, response, "Microsoft.Network", correlation)
             api_version = _api_version(query)
-            self._subnet(request, response, subnet, context, api_version)
+            self._inline_child(request, response, child, context, api_version, served=served)
             return
         target = _parse_target(path)
         if target is not None and target.resource_type:
@@ -642,64 +654,68 @@ class ArmApi:
         response.status = 202
         self._announce(response, op, api_version, "POST")
 
-    # ------------------------------------------------------------------ subnets
+    # ------------------------------------------------------------------ inline children
 
-    def _subnet(
+    def _inline_child(
         self,
         request: Request,
         response: Response,
         match: re.Match[str],
         context: RequestContext,
         api_version: str,
+        *,
+        served: tuple[str, str, bool],
     ) -> None:
-        """Subnets, served from (and written through) their virtual network's document."""
-        vnet_ref = ResourceRef(match["sub"], match["rg"], ids.VNET_TYPE, match["vnetname"])
-        vnet = self._store.get(vnet_ref.id)
+        """Subnets and load balancer children, served from (and written through) their parent's
+        document, whose rules (a child in use cannot be removed) apply to the write."""
+        parent_type, collection, writable_child = served
+        parent_ref = ResourceRef(match["sub"], match["rg"], parent_type, match["parentname"])
+        parent = self._store.get(parent_ref.id)
         name = match["name"]
-        if vnet is None:
-            raise ArmError(404, "NotFound", f"Resource {vnet_ref.id} not found.")
-        subnets = [s for s in properties(vnet).get("subnets") or [] if isinstance(s, dict)]
+        if parent is None:
+            raise ArmError(404, "NotFound", f"Resource {parent_ref.id} not found.")
+        children = [c for c in properties(parent).get(collection) or [] if isinstance(c, dict)]
         if name is None:
             if request.method != "GET":
                 raise _method_not_allowed(request.method)
-            response.body = {"value": subnets}
+            response.body = {"value": children}
             return
-        existing = next((s for s in subnets if str(s.get("name", "")).lower() == name.lower()), None)
-        subnet_id = f"{vnet['id']}/subnets/{existing['name'] if existing else name}"
+        existing = next((c for c in children if str(c.get("name", "")).lower() == name.lower()), None)
+        child_id = f"{parent['id']}/{collection}/{existing['name'] if existing else name}"
         if request.method == "GET":
             if existing is None:
-                raise ArmError(404, "NotFound", f"Resource {subnet_id} not found.")
+                raise ArmError(404, "NotFound", f"Resource {child_id} not found.")
             response.body = existing
             response.headers["ETag"] = str(existing.get("etag", ""))
             return
+        if not writable_child or request.method not in ("PUT", "DELETE"):
+            raise _method_not_allowed(request.method)
         if request.method == "DELETE" and existing is None:
             response.status = 204
             return
-        others = [s for s in subnets if s is not existing]
+        others = [c for c in children if c is not existing]
         if request.method == "PUT":
             given = _json_body(request.body)
             given["name"] = existing["name"] if existing else name
             others.append(given)
-        elif request.method == "DELETE":
-            users = subnet_users(self._store, subnet_id)
-            if users:
-                raise subnet_in_use(subnet_id, users)
-        else:
-            raise _method_not_allowed(request.method)
-        # A subnet shares its virtual network's etag, so If-Match is checked against the network.
+        # A child shares its parent's etag, so If-Match is checked against the parent.
         result = self._store.put(
-            vnet_ref,
-            {**vnet, "properties": {**properties(vnet), "subnets": others}},
+            parent_ref,
+            {**parent, "properties": {**properties(parent), collection: others}},
             context,
             if_match=request.headers.get("if-match"),
             fail_with=_injected_failure() if context.fail_operation else None,
         )
         response.status = 202 if request.method == "DELETE" else 201 if existing is None else 200
         if request.method == "PUT":
-            subnets_now = properties(result.doc or {}).get("subnets") or []
-            response.body = next(s for s in subnets_now if str(s.get("name", "")).lower() == name.lower())
+            now = properties(result.doc or {}).get(collection) or []
+            response.body = next(c for c in now if str(c.get("name", "")).lower() == name.lower())
         if result.operation is not None:
             self._announce(response, result.operation, api_version, request.method)
+
+
+def _child_key(match: re.Match[str]) -> tuple[str, str]:
+    return match["parent"].lower(), match["collection"].lower()
 
 
 class _Dropped(Exception):

@@ -35,6 +35,7 @@ from sim.faults import FaultInjector, Faults
 from sim.hooks import RequestHook, RequestHooks
 from sim.insights import AutoscaleSettings, autoscale_context, autoscale_target, scale_set_ref
 from sim.limits import Throttle
+from sim.load_balancers import ApplicationSecurityGroups, LoadBalancers
 from sim.network import NetworkInterfaces, PublicIPAddresses, VirtualNetworks
 from sim.rbac import AccessControl
 from sim.scheduler import Scheduler
@@ -162,6 +163,8 @@ class ArmSimulator(AccessHarness):
                 NetworkInterfaces(),
                 PublicIPAddresses(),
                 VirtualNetworks(),
+                LoadBalancers(),
+                ApplicationSecurityGroups(),
                 AutoscaleSettings(),
             ],
         )

@@ -193,6 +193,10 @@ class Behaviour:
         """Make back-references consistent after seeding (only where both ends exist)."""
         return None
 
+    def view(self, store: Store, doc: JsonDict) -> None:
+        """Fill what the server derives from other resources into a copy about to be served."""
+        return None
+
 
 def new_etag() -> str:
     return f'W/"{uuid.uuid4()}"'
@@ -210,6 +214,21 @@ def merge_patch(target: JsonDict, patch: Mapping[str, Any]) -> JsonDict:
     return target
 
 
+def writable(body: JsonDict, server_owned: tuple[str, ...], current: JsonDict | None) -> JsonDict:
+    """A client's body without server fields, with the server-owned properties carried over."""
+    doc = {k: copy.deepcopy(v) for k, v in body.items() if k not in ("id", "name", "type", "etag")}
+    given = doc.get("properties")
+    props: JsonDict = copy.deepcopy(given) if isinstance(given, dict) else {}
+    doc["properties"] = props
+    props.pop("provisioningState", None)
+    previous = properties(current) if current is not None else {}
+    for name in server_owned:
+        props.pop(name, None)
+        if name in previous:
+            props[name] = copy.deepcopy(previous[name])
+    return doc
+
+
 def properties(doc: JsonDict) -> JsonDict:
     """`doc["properties"]`, created if missing (ARM always returns it)."""
     props = doc.get("properties")
@@ -220,10 +239,11 @@ def properties(doc: JsonDict) -> JsonDict:
 
 
 def sub_resources(doc: JsonDict) -> list[JsonDict]:
-    """NRP's inline child resources (a NIC's ipConfigurations, a virtual network's subnets)."""
+    """NRP's inline child resources (a NIC's ipConfigurations, a virtual network's subnets, a load
+    balancer's pools, rules and frontends): they share their parent's etag."""
     props = properties(doc)
     found: list[JsonDict] = []
-    for name in ("ipConfigurations", "subnets"):
+    for name in ("ipConfigurations", "subnets", *ids.LB_COLLECTIONS):
         found.extend(sub for sub in props.get(name) or [] if isinstance(sub, dict))
     return found
 
@@ -279,7 +299,7 @@ class Store:
     def get(self, resource_id: str) -> JsonDict | None:
         with self.lock:
             doc = self._docs.get(ids.key(resource_id))
-            return copy.deepcopy(doc) if doc is not None else None
+            return self._served(doc) if doc is not None else None
 
     def list_resources(
         self,
@@ -298,7 +318,7 @@ class Store:
             prefix += f"resourcegroups/{resource_group}/".lower()
         with self.lock:
             return [
-                copy.deepcopy(doc)
+                self._served(doc)
                 for k, doc in self._docs.items()
                 if k.startswith(prefix)
                 and str(doc.get("type", "")).lower() == resource_type.lower()
@@ -311,7 +331,7 @@ class Store:
         prefix = ids.key(parent_id) + "/"
         with self.lock:
             return [
-                copy.deepcopy(doc)
+                self._served(doc)
                 for k, doc in self._docs.items()
                 if k.startswith(prefix) and str(doc.get("type", "")).lower() == resource_type.lower()
             ]
@@ -553,6 +573,14 @@ class Store:
 
     # ------------------------------------------------------------------ internals
 
+    def _served(self, doc: JsonDict) -> JsonDict:
+        """A copy of a document as ARM serves it, derived back-references filled in."""
+        served = copy.deepcopy(doc)
+        behaviour = self._behaviours.get(str(doc.get("type", "")).lower())
+        if behaviour is not None:
+            behaviour.view(self, served)
+        return served
+
     def _behaviour(self, doc: JsonDict) -> Behaviour:
         behaviour = self._behaviours.get(str(doc.get("type", "")).lower())
         if behaviour is None:
@@ -624,8 +652,8 @@ class Store:
                 raise ArmError(
                     500, str(error.get("code", "InternalServerError")), str(error.get("message", ""))
                 )
-            return WriteResult(status, copy.deepcopy(self._docs.get(ref.key)), None)
-        return WriteResult(status, copy.deepcopy(doc), copy.deepcopy(op))
+            return WriteResult(status, self._served(self._docs[ref.key]), None)
+        return WriteResult(status, self._served(doc), copy.deepcopy(op))
 
     def _start(
         self,

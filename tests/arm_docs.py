@@ -41,6 +41,78 @@ def nic_configuration(public_ip: bool = True) -> dict[str, Any]:
     return {"name": "nic", "properties": {"primary": True, "ipConfigurations": [ip_config]}}
 
 
+def lb_id(name: str) -> str:
+    return f"{PREFIX}/Microsoft.Network/loadBalancers/{name}"
+
+
+def asg_id(name: str) -> str:
+    return f"{PREFIX}/Microsoft.Network/applicationSecurityGroups/{name}"
+
+
+def frontend_public_ip() -> dict[str, Any]:
+    return {
+        "location": LOCATION,
+        "sku": {"name": "Standard"},
+        "properties": {"publicIPAllocationMethod": "Static"},
+    }
+
+
+def load_balancer(name: str, public_ip_id: str) -> dict[str, Any]:
+    """A Standard load balancer with pool `pool`, an HTTP rule and probe, and an SSH NAT pool
+    50000-50119 -> 22 (the bodies of shared/fixtures/recorded-arm/loadbalancerclient.yaml, with children)."""
+    lb = lb_id(name)
+    front = {"id": f"{lb}/frontendIPConfigurations/front"}
+    return {
+        "location": LOCATION,
+        "sku": {"name": "Standard"},
+        "properties": {
+            "frontendIPConfigurations": [
+                {"name": "front", "properties": {"publicIPAddress": {"id": public_ip_id}}}
+            ],
+            "backendAddressPools": [{"name": "pool"}],
+            "probes": [
+                {"name": "http", "properties": {"protocol": "Tcp", "port": 80, "intervalInSeconds": 15}}
+            ],
+            "loadBalancingRules": [
+                {
+                    "name": "http",
+                    "properties": {
+                        "frontendIPConfiguration": front,
+                        "backendAddressPool": {"id": f"{lb}/backendAddressPools/pool"},
+                        "probe": {"id": f"{lb}/probes/http"},
+                        "protocol": "Tcp",
+                        "frontendPort": 80,
+                        "backendPort": 80,
+                    },
+                }
+            ],
+            "inboundNatPools": [
+                {
+                    "name": "ssh",
+                    "properties": {
+                        "frontendIPConfiguration": front,
+                        "protocol": "Tcp",
+                        "frontendPortRangeStart": 50000,
+                        "frontendPortRangeEnd": 50119,
+                        "backendPort": 22,
+                    },
+                }
+            ],
+        },
+    }
+
+
+def with_links(body: dict[str, Any], links: dict[str, list[str]]) -> dict[str, Any]:
+    """The set's model with its (one) ipConfiguration also referencing ``links`` (property -> ids)."""
+    config = body["properties"]["virtualMachineProfile"]["networkProfile"]["networkInterfaceConfigurations"][
+        0
+    ]
+    ipconfig = config["properties"]["ipConfigurations"][0]["properties"]
+    for prop, targets in links.items():
+        ipconfig[prop] = [{"id": target} for target in targets]
+    return body
+
+
 def scale_set(
     name: str, capacity: int = 0, tags: dict[str, str] | None = None, prefix: str = "web"
 ) -> dict[str, Any]:

@@ -46,17 +46,30 @@ class Estate:
 
     # -- building --------------------------------------------------------------------------
 
-    def create_set(self, name: str, capacity: int = 0, tags: dict[str, str] | None = None) -> None:
-        body = docs.scale_set(name, capacity, tags)
+    def create_set(
+        self,
+        name: str,
+        capacity: int = 0,
+        tags: dict[str, str] | None = None,
+        links: dict[str, list[str]] | None = None,
+    ) -> None:
+        """A Flexible set with a public IP per instance; ``links``: ipConfiguration references
+        (e.g. loadBalancerBackendAddressPools) its instances' NICs carry."""
+        body = docs.with_links(docs.scale_set(name, capacity, tags), links or {})
         for server_field in ("id", "name", "type"):
             body.pop(server_field)
         self.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, name, body).result()
         self.sim.wait_idle(30)
 
     def create_uniform_set(
-        self, name: str, capacity: int = 0, tags: dict[str, str] | None = None, upgrade: str = "Manual"
+        self,
+        name: str,
+        capacity: int = 0,
+        tags: dict[str, str] | None = None,
+        upgrade: str = "Manual",
+        links: dict[str, list[str]] | None = None,
     ) -> None:
-        body = docs.uniform_set(name, capacity, tags, upgrade)
+        body = docs.with_links(docs.uniform_set(name, capacity, tags, upgrade), links or {})
         for server_field in ("id", "name", "type", "etag"):
             body.pop(server_field)
         del body["properties"]["virtualMachineProfile"]["networkProfile"][
@@ -65,6 +78,26 @@ class Estate:
         del body["properties"]["platformFaultDomainCount"]
         self.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, name, body).result()
         self.sim.wait_idle(30)
+
+    def create_load_balancer(self, name: str = "lb") -> None:
+        """A Standard public load balancer: backend pool `pool`, an HTTP rule and probe, and an SSH
+        NAT pool `ssh` on ports 50000-50119 (as scale-set quickstarts build it)."""
+        pip = self.network.public_ip_addresses.begin_create_or_update(
+            docs.GROUP, f"{name}-ip", docs.frontend_public_ip()
+        ).result()
+        self.network.load_balancers.begin_create_or_update(
+            docs.GROUP, name, docs.load_balancer(name, pip.id)
+        ).result()
+        self.sim.wait_idle(30)
+
+    def create_application_security_group(self, name: str) -> None:
+        self.network.application_security_groups.begin_create_or_update(
+            docs.GROUP, name, {"location": docs.LOCATION}
+        ).result()
+
+    def load_balancer(self, name: str = "lb") -> dict[str, Any]:
+        """The load balancer as ARM serves it (its pools' members and NAT rules included)."""
+        return dict(self.network.load_balancers.get(docs.GROUP, name).as_dict())
 
     def uniform_public_ips(self, set_name: str) -> dict[str, list[str]]:
         """Each instance of a Uniform set and the public IPs on its NICs."""

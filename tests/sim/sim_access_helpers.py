@@ -8,7 +8,6 @@ simulator's own strings, so a wording drift in the simulator fails here.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest
+from recordings import interactions
 from sim_helpers import SHARED, SUB, Clients, StaticCredential, make_clients, make_jwt
 
 from sim import ArmSimulator
@@ -97,16 +97,5 @@ def scope_of(group: str) -> str:
 
 
 def recorded_bodies(url_part: str) -> list[Any]:
-    """Response bodies of the recorded interactions whose URL contains `url_part`.
-
-    The cassette is go-vcr YAML; each body is one single-quoted line (`''` is a quote), so it is
-    read without a YAML library.
-    """
-    bodies: list[Any] = []
-    for chunk in RECORDING.read_text(encoding="utf-8").split("\n    - id: ")[1:]:
-        request, _, response = chunk.partition("\n      response:\n")
-        url = re.search(r"^\s+url: (\S+)$", request, re.MULTILINE)
-        body = re.search(r"^\s+body: '(.*)'$", response, re.MULTILINE)
-        if url is not None and url_part in url.group(1) and body is not None:
-            bodies.append(json.loads(body.group(1).replace("''", "'")))
-    return bodies
+    """Response bodies of the recorded role-definition interactions whose URL contains `url_part`."""
+    return [i.body for i in interactions(RECORDING.name) if url_part in i.url and i.body is not None]

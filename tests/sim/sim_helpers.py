@@ -204,3 +204,47 @@ def subnet(name: str, prefix: str, **references: str) -> dict[str, Any]:
     props: dict[str, Any] = {"addressPrefix": prefix}
     props.update({key: {"id": value} for key, value in references.items()})
     return {"name": name, "properties": props}
+
+
+def lb_body(
+    *, public_ip: str | None = None, pools: tuple[str, ...] = ("pool",), nat_pools: bool = False
+) -> dict[str, Any]:
+    """A Standard load balancer: frontend `front` (on `public_ip` if given, else the subnet),
+    backend pools, a TCP probe and rule on port 80, and with `nat_pools` an SSH NAT pool
+    50000-50119 -> 22 (the architecture scale-set guides start from)."""
+    lb = rid("Microsoft.Network/loadBalancers", "lb")
+    front: dict[str, Any] = (
+        {"publicIPAddress": {"id": public_ip}} if public_ip else {"subnet": {"id": SUBNET_ID}}
+    )
+    props: dict[str, Any] = {
+        "frontendIPConfigurations": [{"name": "front", "properties": front}],
+        "backendAddressPools": [{"name": name} for name in pools],
+        "probes": [{"name": "http", "properties": {"protocol": "Tcp", "port": 80}}],
+        "loadBalancingRules": [
+            {
+                "name": "http",
+                "properties": {
+                    "frontendIPConfiguration": {"id": f"{lb}/frontendIPConfigurations/front"},
+                    "backendAddressPool": {"id": f"{lb}/backendAddressPools/{pools[0]}"},
+                    "probe": {"id": f"{lb}/probes/http"},
+                    "protocol": "Tcp",
+                    "frontendPort": 80,
+                    "backendPort": 80,
+                },
+            }
+        ],
+    }
+    if nat_pools:
+        props["inboundNatPools"] = [
+            {
+                "name": "ssh",
+                "properties": {
+                    "frontendIPConfiguration": {"id": f"{lb}/frontendIPConfigurations/front"},
+                    "protocol": "Tcp",
+                    "frontendPortRangeStart": 50000,
+                    "frontendPortRangeEnd": 50119,
+                    "backendPort": 22,
+                },
+            }
+        ]
+    return {"location": LOCATION, "sku": {"name": "Standard"}, "properties": props}

@@ -47,7 +47,7 @@ def test_public_ip_round_trip(sim: ArmSimulator, clients: Clients) -> None:
     clients.network.public_ip_addresses.begin_delete(RG, "pip-a").result()
     with pytest.raises(ResourceNotFoundError) as caught:
         clients.network.public_ip_addresses.get(RG, "pip-a")
-    assert caught.value.error is not None and caught.value.error.code == "NotFound"
+    assert caught.value.error is not None and caught.value.error.code == "ResourceNotFound"
 
 
 def test_nic_put_fills_server_fields_and_update_keeps_them(sim: ArmSimulator, clients: Clients) -> None:
@@ -234,7 +234,7 @@ def test_protocol_errors_have_arm_bodies(sim: ArmSimulator, clients: Clients) ->
     assert no_version.status_code == 400
     assert no_version.json()["error"]["code"] == "MissingApiVersionParameter"
     unknown = clients.network.send_request(
-        HttpRequest("GET", rid("Microsoft.Network/loadBalancers", "lb") + "?api-version=1")
+        HttpRequest("GET", rid("Microsoft.Network/routeTables", "rt") + "?api-version=1")
     )
     assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "InvalidResourceType"
     nowhere = clients.network.send_request(HttpRequest("GET", f"/subscriptions/{SUB}/nowhere?api-version=1"))
