@@ -17,7 +17,13 @@ from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOpt
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import VirtualMachine, VirtualMachineScaleSet
 from azure.mgmt.network import NetworkManagementClient
-from azure.mgmt.network.models import NetworkInterface, PublicIPAddress, VirtualNetwork
+from azure.mgmt.network.models import (
+    ApplicationSecurityGroup,
+    LoadBalancer,
+    NetworkInterface,
+    PublicIPAddress,
+    VirtualNetwork,
+)
 
 from sim import ArmSimulator
 
@@ -208,7 +214,7 @@ def subnet(name: str, prefix: str, **references: str) -> dict[str, Any]:
 
 def lb_body(
     *, public_ip: str | None = None, pools: tuple[str, ...] = ("pool",), nat_pools: bool = False
-) -> dict[str, Any]:
+) -> LoadBalancer:
     """A Standard load balancer: frontend `front` (on `public_ip` if given, else the subnet),
     backend pools, a TCP probe and rule on port 80, and with `nat_pools` an SSH NAT pool
     50000-50119 -> 22 (the architecture scale-set guides start from)."""
@@ -247,4 +253,8 @@ def lb_body(
                 },
             }
         ]
-    return {"location": LOCATION, "sku": {"name": "Standard"}, "properties": props}
+    return LoadBalancer({"location": LOCATION, "sku": {"name": "Standard"}, "properties": props})
+
+
+def asg_body() -> ApplicationSecurityGroup:
+    return ApplicationSecurityGroup({"location": LOCATION})

@@ -12,7 +12,19 @@ from typing import Any
 from azure.mgmt.compute.models import VirtualMachineScaleSetUpdate
 from azure.mgmt.network.models import NetworkInterface
 from sim_access_helpers import authorization_failure, caller, linked_failure, refused, scope_of, send
-from sim_helpers import LOCATION, RG, SUB, SUBNET_ID, Clients, flex_body, lb_body, pip_body, rid, uniform_body
+from sim_helpers import (
+    LOCATION,
+    RG,
+    SUB,
+    SUBNET_ID,
+    Clients,
+    asg_body,
+    flex_body,
+    lb_body,
+    pip_body,
+    rid,
+    uniform_body,
+)
 
 from sim import ArmSimulator
 from sim.linked_access import LINKED_ACCESS, linked_action, linked_references
@@ -58,9 +70,7 @@ def test_a_nic_put_needs_each_linked_action_at_the_linked_resources_scope(
     sim: ArmSimulator, clients: Clients
 ) -> None:
     clients.network.load_balancers.begin_create_or_update(RG, "lb", lb_body()).result()
-    clients.network.application_security_groups.begin_create_or_update(
-        RG, "web", {"location": LOCATION}
-    ).result()
+    clients.network.application_security_groups.begin_create_or_update(RG, "web", asg_body()).result()
     app = caller(sim, "nic-writer")
     writes_nics = sim.define_role("nic writer", [f"{NIC}/read", f"{NIC}/write", *NETWORK_POLLS])
     sim.grant(app.oid, writes_nics, scope_of(RG))
