@@ -49,6 +49,9 @@ param defaultMode string = 'audit'
 ])
 param roleAssignmentScope string = 'subscriptions'
 
+@description('With roleAssignmentScope resourceGroups: resource group ids (/subscriptions/<id>/resourceGroups/<name>, separated by commas) of the groups holding the virtual networks, NSGs, load balancers, application security groups and gateways that restricted sets use, when those live outside the restricted groups. A NIC PUT or model PATCH re-asserts every link, and ARM checks each at the linked resource; these groups get a role with the joins alone.')
+param networkResourceGroups string = ''
+
 @description('NCRONTAB schedule of the timer sweep, the backstop for lost events (six fields, seconds first).')
 param sweepSchedule string = '0 */15 * * * *'
 
@@ -125,6 +128,9 @@ var policyModes = [for entry in policyScopes: entry.mode]
 var resourceGroupScopes = filter(policyScopes, entry => length(split(entry.scope, '/')) >= 5)
 var listedResourceGroups = [for entry in resourceGroupScopes: toLower('${split(entry.scope, '/')[2]}/${split(entry.scope, '/')[4]}')]
 var restrictedResourceGroups = roleAssignmentScope == 'resourceGroups' ? union(listedResourceGroups, listedResourceGroups) : []
+var networkGroupEntries = filter(split(networkResourceGroups, ','), entry => !empty(trim(entry)))
+var networkGroupsLowered = [for entry in networkGroupEntries: toLower('${split(trim(entry), '/')[2]}/${split(trim(entry), '/')[4]}')]
+var linkedResourceGroups = roleAssignmentScope == 'resourceGroups' ? union(networkGroupsLowered, networkGroupsLowered) : []
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: appResourceGroupName
@@ -249,6 +255,16 @@ module remediatorRole 'app/remediator-role.bicep' = {
   }
 }
 
+module remediatorJoinRole 'app/remediator-role.bicep' = {
+  name: 'remediator-join-role-${resourceToken}'
+  params: {
+    roleName: 'VMSS public IP remediator joins (${environmentName} ${resourceToken})'
+    assignableScopes: monitoredSubscriptionScopes
+    joinsOnly: true
+    purpose: 'VMSS public IP remediator: the joins of the links its NIC and scale set writes re-assert (subnets, NSGs, load balancers, ASGs, gateways), where those resources live.'
+  }
+}
+
 module remediatorAccessSubscriptions 'app/remediator-access-subscription.bicep' = [for (id, i) in (roleAssignmentScope == 'subscriptions' ? monitoredSubscriptions : []): {
   name: 'remediator-access-${resourceToken}-${i}'
   scope: subscription(id)
@@ -263,6 +279,15 @@ module remediatorAccessResourceGroups 'app/remediator-access-resource-group.bice
   scope: resourceGroup(split(target, '/')[0], split(target, '/')[1])
   params: {
     roleDefinitionGuid: remediatorRole.outputs.roleDefinitionGuid
+    principalId: identity.outputs.principalId
+  }
+}]
+
+module remediatorJoinsResourceGroups 'app/remediator-access-resource-group.bicep' = [for (target, i) in linkedResourceGroups: {
+  name: 'remediator-joins-${resourceToken}-${i}'
+  scope: resourceGroup(split(target, '/')[0], split(target, '/')[1])
+  params: {
+    roleDefinitionGuid: remediatorJoinRole.outputs.roleDefinitionGuid
     principalId: identity.outputs.principalId
   }
 }]

@@ -20,6 +20,7 @@ ESTATE_OWNER = "00000000-0000-0000-0000-0000000e57a7"
 # The custom role infra/ deploys for the remediator: its actions are read from the same file.
 ROLE_ACTIONS_FILE = PROJECT_ROOT / "infra" / "app" / "remediator-role-actions.json"
 REMEDIATOR_ROLE = "VMSS public IP remediator (local)"
+REMEDIATOR_JOIN_ROLE = "VMSS public IP remediator joins (local)"
 
 
 def estate_owner() -> LoopbackCredential:
@@ -34,16 +35,35 @@ class LocalAzure:
         self.azurite = Azurite(azurite_data, persistent=persistent_storage)
         self.arm = ArmSimulator(**simulator_options)
 
-    def authorize(self, subscription: str) -> str:
+    def authorize(
+        self,
+        subscription: str,
+        *,
+        resource_groups: tuple[str, ...] = (),
+        network_resource_groups: tuple[str, ...] = (),
+    ) -> str:
         """Who may do what in ``subscription``, as a deployment leaves it: the estate's owner holds
-        Owner; the remediator exactly the custom role infra/ deploys, assigned at the
-        subscription (the deployment's default scope). Idempotent; survives ``arm.reset()``.
-        Returns the remediator's role assignment (a test may revoke it)."""
-        scope = f"/subscriptions/{subscription}"
+        Owner; the remediator exactly the custom role infra/ deploys, assigned at the subscription
+        (the deployment's default), or with ``resource_groups`` at those groups alone
+        (roleAssignmentScope=resourceGroups), the join role at ``network_resource_groups``
+        (networkResourceGroups). Idempotent; survives ``arm.reset()``. Returns the remediator's
+        (first) role assignment (a test may revoke it)."""
+        subscription_scope = f"/subscriptions/{subscription}"
         actions = json.loads(ROLE_ACTIONS_FILE.read_text(encoding="utf-8"))["actions"]
-        role = self.arm.define_role(REMEDIATOR_ROLE, actions, assignable_scopes=[scope])
-        self.arm.grant(ESTATE_OWNER, "Owner", scope)
-        return self.arm.grant(LoopbackCredential.APP_ID, role, scope)
+        role = self.arm.define_role(REMEDIATOR_ROLE, actions, assignable_scopes=[subscription_scope])
+        self.arm.grant(ESTATE_OWNER, "Owner", subscription_scope)
+        if not resource_groups:
+            return self.arm.grant(LoopbackCredential.APP_ID, role, subscription_scope)
+        group_scopes = [f"{subscription_scope}/resourceGroups/{group}" for group in resource_groups]
+        assignments = [self.arm.grant(LoopbackCredential.APP_ID, role, scope) for scope in group_scopes]
+        # The same filter as infra/app/remediator-role.bicep (joinsOnly): the linked actions alone.
+        joins = [action for action in actions if "/join" in action]
+        join_role = self.arm.define_role(REMEDIATOR_JOIN_ROLE, joins, assignable_scopes=[subscription_scope])
+        for group in network_resource_groups:
+            self.arm.grant(
+                LoopbackCredential.APP_ID, join_role, f"{subscription_scope}/resourceGroups/{group}"
+            )
+        return assignments[0]
 
     def start(self) -> LocalAzure:
         self.azurite.start()

@@ -28,7 +28,9 @@ NIC_LINKS = (
     "Microsoft.Network/applicationSecurityGroups/joinIpConfiguration/action",
     "Microsoft.Network/loadBalancers/backendAddressPools/join/action",
     "Microsoft.Network/loadBalancers/inboundNatRules/join/action",
+    "Microsoft.Network/loadBalancers/frontendIPConfigurations/join/action",
     "Microsoft.Network/applicationGateways/backendAddressPools/join/action",
+    "Microsoft.Network/virtualNetworkTaps/join/action",
 )
 NIC_CONFIGURATION_LINKS = (
     "Microsoft.Network/virtualNetworks/subnets/join/action",

@@ -93,6 +93,22 @@ LINKED_ACCESS: tuple[LinkedAccess, ...] = (
         "Microsoft.Network/applicationSecurityGroups/joinIpConfiguration/action",
         NIC_DOCS,
     ),
+    # A NIC ipConfiguration's gatewayLoadBalancer (a gateway load balancer's frontend): the action as
+    # built-in roles grant it (roledefinitionclient.yaml: "AKS E2E Mock First Party Role", "Azure
+    # Center for SAP solutions service role").
+    LinkedAccess(
+        "Microsoft.Network/loadBalancers/frontendIPConfigurations",
+        "Microsoft.Network/loadBalancers/frontendIPConfigurations/join/action",
+        "built-in roles in shared/fixtures/recorded-arm/roledefinitionclient.yaml",
+    ),
+    # A NIC ipConfiguration's virtualNetworkTaps: the provider's operation "Joins a virtual network
+    # tap" (learn.microsoft.com/azure/role-based-access-control/resource-provider-operations,
+    # Microsoft.Network).
+    LinkedAccess(
+        "Microsoft.Network/virtualNetworkTaps",
+        "Microsoft.Network/virtualNetworkTaps/join/action",
+        "learn.microsoft.com/azure/role-based-access-control/resource-provider-operations#microsoftnetwork",
+    ),
     # ipConfigurations' applicationGatewayBackendAddressPools: VM_CONTRIBUTOR.
     LinkedAccess(
         "Microsoft.Network/applicationGateways/backendAddressPools",

@@ -34,6 +34,14 @@ def hold_instead(estate: Estate, role: str) -> None:
     estate.sim.grant(REMEDIATOR, role, f"/subscriptions/{docs.SUB}")
 
 
+def sweep(estate: Estate) -> None:
+    """The timer sweep over the estate's subscription: every restricted set reconciled again."""
+    estate.environment["REMEDIATION_POLICY"] = json.dumps({"monitored_subscriptions": [docs.SUB]})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REMEDIATION_POLICY", estate.environment["REMEDIATION_POLICY"])
+        user_function("sweep")(TimerRequest(past_due=False))
+
+
 def the_remediators(estate: Estate, after: int) -> Counter[tuple[str, int]]:
     """(method, status) of the remediator's write requests since ``after``."""
     return Counter(
@@ -73,10 +81,7 @@ def test_a_role_missing_a_linked_action_is_refused_recorded_and_not_retried(
     estate.sim.grant(
         REMEDIATOR, estate.sim.define_role(REMEDIATOR_ROLE, actions), f"/subscriptions/{docs.SUB}"
     )
-    estate.environment["REMEDIATION_POLICY"] = json.dumps({"monitored_subscriptions": [docs.SUB]})
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REMEDIATION_POLICY", estate.environment["REMEDIATION_POLICY"])
-        user_function("sweep")(TimerRequest(past_due=False))
+    sweep(estate)
     assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
 
 
@@ -99,3 +104,39 @@ def test_a_reader_is_refused_every_write_and_each_refusal_is_recorded(estate: Es
     failed = [r for r in estate.audit() if r.kind is RecordKind.OUTCOME and r.result == "failed"]
     assert sorted(r.action for r in failed) == ["delete-vm", "detach-public-ip", "set-capacity-zero"]
     assert all("AuthorizationFailed" in r.error and "does not have authorization" in r.error for r in failed)
+
+
+def test_with_the_role_per_resource_group_a_network_in_another_group_needs_the_join_role(
+    estate: Estate,
+) -> None:
+    """roleAssignmentScope=resourceGroups: the role at the restricted group alone. A NIC PUT back
+    re-asserts a subnet that lives in a network group, and ARM checks the join there; the
+    deployment's networkResourceGroups gives that group the join role."""
+    network_subnet = (
+        f"/subscriptions/{docs.SUB}/resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks/hub"
+        "/subnets/default"
+    )
+    estate.sim.revoke(estate.remediator_access)
+    estate.local.authorize(docs.SUB, resource_groups=(docs.GROUP,))
+    body = docs.scale_set("web", 0, STRIP)
+    profile = body["properties"]["virtualMachineProfile"]["networkProfile"]
+    profile["networkInterfaceConfigurations"][0]["properties"]["ipConfigurations"][0]["properties"][
+        "subnet"
+    ] = {"id": network_subnet}
+    for server_field in ("id", "name", "type"):
+        body.pop(server_field)
+    estate.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, "web", body).result()
+    estate.scale("web", 1)
+    built = len(estate.sim.requests())
+    (scale_out,) = estate.events()[-1:]
+
+    estate.deliver(scale_out)
+
+    assert the_remediators(estate, built) == {("PUT", 403): 1}
+    (failed,) = [r for r in estate.audit() if r.kind is RecordKind.OUTCOME and r.result == "failed"]
+    assert "LinkedAuthorizationFailed" in failed.error and JOIN_SUBNET in failed.error
+    assert network_subnet.lower() in failed.error.lower()
+
+    estate.local.authorize(docs.SUB, resource_groups=(docs.GROUP,), network_resource_groups=("rg-net",))
+    sweep(estate)  # the set's next reconcile
+    assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))

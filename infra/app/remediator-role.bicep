@@ -10,13 +10,21 @@ param roleName string
 @description('Where the role may be assigned: the monitored subscriptions.')
 param assignableScopes array
 
-var remediatorRoleActions = loadJsonContent('remediator-role-actions.json', '$.actions')
+@description('Only the linked actions (the joins the documents it writes re-assert), for the resource groups where the networks, load balancers and security groups of restricted sets live.')
+param joinsOnly bool = false
+
+@description('What the role is for, in its description.')
+param purpose string = 'VMSS public IP remediator: reads scale sets, VMs, NICs and public IPs; strips public IPs from NICs and deletes them; deletes scale-set-created VMs; scales sets to zero.'
+
+var allActions = loadJsonContent('remediator-role-actions.json', '$.actions')
+// A join is the action ARM demands on a resource a written document references (linked access).
+var remediatorRoleActions = joinsOnly ? filter(allActions, action => contains(action, '/join')) : allActions
 
 resource remediatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, roleName)
   properties: {
     roleName: roleName
-    description: 'VMSS public IP remediator: reads scale sets, VMs, NICs and public IPs; strips public IPs from NICs and deletes them; deletes scale-set-created VMs; scales sets to zero.'
+    description: purpose
     type: 'CustomRole'
     permissions: [
       {

@@ -147,15 +147,42 @@ def test_the_role_definition_grants_the_actions_file_and_nothing_else() -> None:
     assert permission["notActions"] == []
     assert permission["dataActions"] == []
     assert permission["notDataActions"] == []
-    # The actions are the JSON file, loaded as is: the list is kept in one place.
+    # The actions are the JSON file, loaded as is (or, for the join role, its joins alone): the
+    # list is kept in one place.
     reference = permission["actions"]
     assert isinstance(reference, str) and reference in doc["variables"], (
         "actions must name the loaded variable"
     )
-    loaded = variable(doc, reference)["function"]
+    choice = variable(doc, reference)["operator"]["operands"]
+    assert choice["condition"] == "joinsOnly" and choice["false_value"] == "allActions"
+    joins = choice["true_value"]["function"]
+    assert joins["type"] == "filter" and joins["parameters"]["input_array"] == "allActions"
+    assert joins["parameters"]["expression"]["function"] == {
+        "type": "contains",
+        "parameters": {"container": joins["parameters"]["input_element"], "item_to_find": "/join"},
+    }
+    loaded = variable(doc, "allActions")["function"]
     assert loaded["type"] == "load_json_content"
     assert (APP / loaded["parameters"]["file_path"]).resolve() == ROLE_ACTIONS_FILE.resolve()
     assert loaded["parameters"]["json_path"] == "$.actions"
+
+
+def test_the_join_role_holds_exactly_the_linked_actions_where_the_networks_live() -> None:
+    """With the role per resource group, a set whose subnet, NSG or load balancer lives in another
+    group would meet LinkedAuthorizationFailed on every write: those groups get the joins."""
+    main = parse(INFRA / "main.bicep")
+    assert main["parameters"]["networkResourceGroups"]["default"] == ""
+    join_role = main["modules"]["remediatorJoinRole"]
+    assert join_role["detail"]["path"] == "app/remediator-role.bicep"
+    assert join_role["config"]["params"]["joinsOnly"] is True
+    assignment = main["modules"]["remediatorJoinsResourceGroups"]
+    assert assignment["detail"]["path"] == "app/remediator-access-resource-group.bicep"
+    assert assignment["config"]["loop_type"]["detail"]["array_name"] == "linkedResourceGroups"
+    granted = assignment["config"]["config"]["params"]["roleDefinitionGuid"]
+    assert "remediatorJoinRole" in json.dumps(granted)
+    # What the filter keeps (contains '/join') is exactly the links the written documents carry.
+    joins = {action for action in role_actions_file() if "/join" in action}
+    assert joins == set(permissions.NIC_LINKS) | set(permissions.NIC_CONFIGURATION_LINKS)
 
 
 def test_role_check_notices_an_added_or_removed_arm_call(monkeypatch: pytest.MonkeyPatch) -> None:

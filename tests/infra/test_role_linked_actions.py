@@ -23,7 +23,8 @@ import pytest
 from remediation.model import NetworkInterface, ScaleSet
 from remediation.permissions import NIC_CONFIGURATION_LINKS, NIC_LINKS, required_permissions
 from remediation.plan import model_without_public_ips, nic_without_public_ips
-from sim.linked_access import linked_references
+from sim.actions import resource_type_of
+from sim.linked_access import linked_action, linked_references
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "shared" / "specs" / "schemas"
 NETWORK = f"{docs.PREFIX}/Microsoft.Network"
@@ -100,6 +101,29 @@ def carrying(schema_definition: tuple[str, str]) -> dict[str, Any]:
 )
 def test_every_reference_property_is_known(schema_definition: tuple[str, str]) -> None:
     assert reference_properties(*schema_definition) <= set(REFERENCE_EXAMPLES)
+
+
+# Reference kinds the schemas allow that a scale set's NIC cannot carry, with the reason.
+NEVER_ON_SCALE_SET_NICS = {
+    "privateLinkService": "NRP creates and owns a private link service's NICs; they attach to no VM",
+}
+
+
+def test_every_kind_of_reference_has_its_linked_action() -> None:
+    """A reference kind the simulator's table lacks would be dropped silently from the derivation
+    below (and the role would lack its action in Azure): every one must have a row."""
+    schemas = (
+        NIC_PROPERTIES,
+        NIC_IP_CONFIGURATION,
+        SET_NIC_CONFIGURATION,
+        SET_IP_CONFIGURATION,
+        SET_PUBLIC_IP,
+    )
+    kinds = set().union(*(reference_properties(*schema) for schema in schemas))
+    unknown = {
+        name for name in kinds if linked_action(resource_type_of(REFERENCE_EXAMPLES[name]) or "") is None
+    }
+    assert unknown == set(NEVER_ON_SCALE_SET_NICS)
 
 
 def linked_actions(body: dict[str, Any], own_id: str) -> set[str]:
