@@ -188,6 +188,15 @@ class Remediator:
             # A replay asks for a fresh look: no earlier reconcile covers it.
             happened = None if replay_of else trigger.event_time
             status, reason, result = self._resolve_and_reconcile(trigger.resource_id, context, happened)
+        except ArmError as error:
+            if not error.refused:
+                self._record_failure(context, error)
+                raise
+            # A refusal that stands (403, 400, 404): redelivery cannot change it, the sweep tries again.
+            reason = "ARM refused a read; not retried: the set's next reconcile (the sweep) tries again"
+            context.note(RecordKind.ERROR, result=Result.FAILED.value, error=str(error), reason=reason)
+            journal.flush(handled_event=event_id, outcome="refused")
+            return Handled(event_id, "refused", str(error), None, time.monotonic() - started)
         except BaseException as error:
             self._record_failure(context, error)
             raise

@@ -208,7 +208,10 @@ def _scale_to_zero(
     if policy.disable_autoscale:
         for setting in observed.autoscale:
             if setting.enabled and setting.target == scale_set.id:
-                disabled = {"properties": {"enabled": False}}  # a PATCH: the rest stays as it is
+                # A PATCH: the rest stays as it is. The REST spec marks `profiles` required in a
+                # PATCH body too, so they go back as read (whether Insights enforces it is unknown).
+                profiles = (setting.raw.get("properties") or {}).get("profiles") or []
+                disabled = {"properties": {"enabled": False, "profiles": profiles}}
                 actions.append(
                     Action(ActionKind.DISABLE_AUTOSCALE, to_remediate[0], target=setting.id, body=disabled)
                 )

@@ -25,6 +25,7 @@ class ArmError(Exception):
         *,
         target: str | None = None,
         headers: dict[str, str] | None = None,
+        details: list[dict[str, str]] | None = None,
     ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
@@ -32,10 +33,11 @@ class ArmError(Exception):
         self.message = message
         self.target = target
         self.headers = dict(headers or {})
+        self.details = list(details or [])
 
     def body(self) -> dict[str, Any]:
         """The JSON body ARM sends with this error (valid for both CRP and NRP schemas)."""
-        error: dict[str, Any] = {"code": self.code, "message": self.message, "details": []}
+        error: dict[str, Any] = {"code": self.code, "message": self.message, "details": self.details}
         if self.target is not None:
             error["target"] = self.target
         return {"error": error}
@@ -66,18 +68,31 @@ def another_operation(resource_id: str) -> ArmError:
 
 
 def etag_mismatch(resource_id: str, given: str, current: str | None) -> ArmError:
-    """412 for a failed If-Match: someone else changed the resource since it was read."""
+    """412 for a failed If-Match: someone else changed the resource since it was read. Worded as
+    each provider words it (shared/fixtures/recorded-arm): NRP's "Precondition failed." with a
+    `PreconditionFailedEtagMismatch` detail naming its data store, CRP's one sentence."""
     if current is None:
         message = (
             f"Precondition failed: the If-Match header value {given} was specified but "
             f"resource {resource_id} does not exist."
         )
-    else:
-        message = (
-            f"Precondition failed: the etag {given} specified in the If-Match header does not "
-            f"match the current etag {current} of resource {resource_id}."
+        return ArmError(412, "PreconditionFailed", message)
+    if "/providers/microsoft.network/" in resource_id.lower():
+        detail = (
+            f"Etag provided in if-match header {given} does not match etag {current} of resource "
+            f"{resource_id} in NRP data store."
         )
-    return ArmError(412, "PreconditionFailed", message)
+        return ArmError(
+            412,
+            "PreconditionFailed",
+            "Precondition failed.",
+            details=[{"code": "PreconditionFailedEtagMismatch", "message": detail}],
+        )
+    return ArmError(
+        412,
+        "PreconditionFailed",
+        f"Etag provided in if-match header {given} does not match etag {current} of resource.",
+    )
 
 
 def already_exists(resource_id: str) -> ArmError:

@@ -40,6 +40,17 @@ class AutoscaleSettings(Behaviour):
     resource_type = AUTOSCALE_TYPE
     synchronous = True
 
+    def check_patch(self, store: Store, patch: JsonDict) -> None:
+        # The REST spec's AutoscaleSettingResourcePatch.properties is an AutoscaleSetting, whose
+        # `profiles` is required; whether Insights enforces that on a PATCH is not documented.
+        props = patch.get("properties")
+        if (
+            store.settings.autoscale_patch_needs_profiles
+            and isinstance(props, dict)
+            and "profiles" not in props
+        ):
+            raise invalid_parameter("'profiles' is required in the properties of a PATCH.", target="profiles")
+
     def prepare_put(
         self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
     ) -> JsonDict:

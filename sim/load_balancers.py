@@ -11,8 +11,10 @@ What NRP derives from other resources is served as a view of them, so it cannot 
 NICs: a backend pool's `backendIPConfigurations` (every NIC ipConfiguration in the pool, a Uniform
 instance's included), an inbound NAT rule's `backendIPConfiguration`, and, for each NAT pool, one
 rule per Uniform instance that uses it, `{pool}.{instanceId}`, frontend port
-`frontendPortRangeStart + instanceId`. The back-references inside the document (a frontend's
-rules, a probe's rules) are derived from its own rules the same way. A frontend's public IP records
+`frontendPortRangeStart + instanceId` (Azure keeps the ports inside the pool's range and refuses
+a scale-out that does not fit, with a code no recording shows; the simulator does not refuse
+it). The back-references inside the document (a frontend's rules, a probe's rules) are derived
+from its own rules the same way. A frontend's public IP records
 the frontend in `ipConfiguration`, so no NIC can take it and it cannot be deleted meanwhile.
 
 A load balancer whose children a scale set's model or a NIC references cannot be deleted, and a PUT

@@ -203,6 +203,8 @@ class ArmApi:
             principal=response.principal,
             received=request.received,
             client_request_id=request.headers.get("x-ms-client-request-id", ""),
+            if_match=request.headers.get("if-match", ""),
+            body=request.body if request.method in ("PUT", "PATCH") else b"",
         )
         self._store.record(record)
         self._hooks.call(record)  # before the socket layer's delay, hold and answer

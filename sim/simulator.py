@@ -102,6 +102,9 @@ class ArmSimulator(AccessHarness):
         and events are shuffled within a window of `reorder_window` events (held events are released
         after 0.2 simulated seconds), all from `event_seed`.
     autoscale_app_id: the principal of the simulated autoscale service (see `autoscale_to`).
+    autoscale_patch_needs_profiles: a PATCH of an autoscale setting without `properties.profiles`
+        is a 400, as the REST spec's schema (profiles required) reads; off, it merges as sent.
+        Whether Insights enforces it is not documented (on by default: the stricter reading).
     Also chosen, not switchable: the Microsoft.Network write limit is a token bucket (1,000 burst,
     refilled 1,000 per 300 s) rather than a fixed window; a Flexible set answers the Uniform-only
     endpoints (`.../virtualMachineScaleSets/{set}/virtualMachines`, its NIC and public IP views,
@@ -129,6 +132,7 @@ class ArmSimulator(AccessHarness):
         time_scale: float = 1.0,
         faults: Faults | None = None,
         require_known_subnets: bool = False,
+        autoscale_patch_needs_profiles: bool = True,
         duplicate_rate: float = 0.0,
         reorder_window: int = 0,
         event_seed: int = 0,
@@ -149,6 +153,7 @@ class ArmSimulator(AccessHarness):
             time_scale=time_scale,
             throttling=throttling,
             require_known_subnets=require_known_subnets,
+            autoscale_patch_needs_profiles=autoscale_patch_needs_profiles,
         )
         self._port = port
         self._autoscale_app_id = autoscale_app_id

@@ -48,6 +48,7 @@ class Settings:
     time_scale: float = 1.0
     throttling: bool = False
     require_known_subnets: bool = False
+    autoscale_patch_needs_profiles: bool = True
 
 
 class OperationStatus(StrEnum):
@@ -140,6 +141,9 @@ class RequestRecord:
     # The client's x-ms-client-request-id: the SDK sends the same one on each retry of a call.
     client_request_id: str = ""
     received: datetime = _UNSET_TIME
+    # What a write sent: its If-Match header and its body, as the server read them.
+    if_match: str = ""
+    body: bytes = b""
 
     def __post_init__(self) -> None:
         if self.received == _UNSET_TIME:
@@ -156,6 +160,10 @@ class Behaviour:
     resource_type: str
     # True: writes complete in the request (200/201, no operation to poll), as Microsoft.Insights does.
     synchronous: bool = False
+
+    def check_patch(self, store: Store, patch: JsonDict) -> None:
+        """Refuse a PATCH body the provider refuses before merging it (raise ArmError)."""
+        return None
 
     def prepare_put(
         self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
@@ -621,6 +629,7 @@ class Store:
         if patch:
             if current is None:
                 raise errors.not_found(ref)
+            behaviour.check_patch(self, body)
             body = merge_patch(copy.deepcopy(current), body)
         doc = behaviour.prepare_put(self, ref, copy.deepcopy(body), current)
         doc["id"] = current["id"] if current else ref.id

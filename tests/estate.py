@@ -99,6 +99,24 @@ class Estate:
         """The load balancer as ARM serves it (its pools' members and NAT rules included)."""
         return dict(self.network.load_balancers.get(docs.GROUP, name).as_dict())
 
+    def create_autoscale_setting(self, set_name: str) -> dict[str, Any]:
+        """An enabled autoscale setting `{set}-autoscale` on the set (0 to 5 instances); its body."""
+        from azure.core.rest import HttpRequest
+
+        setting_id = f"{docs.PREFIX}/Microsoft.Insights/autoscalesettings/{set_name}-autoscale"
+        profiles = [
+            {"name": "default", "capacity": {"minimum": "0", "maximum": "5", "default": "0"}, "rules": []}
+        ]
+        setting = {
+            "location": docs.LOCATION,
+            "properties": {"enabled": True, "targetResourceUri": docs.set_id(set_name), "profiles": profiles},
+        }
+        answer = self.compute.send_request(
+            HttpRequest("PUT", f"{setting_id}?api-version=2022-10-01", json=setting)
+        )
+        assert answer.status_code in (200, 201), answer.text()
+        return setting
+
     def uniform_public_ips(self, set_name: str) -> dict[str, list[str]]:
         """Each instance of a Uniform set and the public IPs on its NICs."""
         found: dict[str, list[str]] = {}

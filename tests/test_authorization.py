@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 
 import arm_docs as docs
 import pytest
@@ -140,3 +141,73 @@ def test_with_the_role_per_resource_group_a_network_in_another_group_needs_the_j
     estate.local.authorize(docs.SUB, resource_groups=(docs.GROUP,), network_resource_groups=("rg-net",))
     sweep(estate)  # the set's next reconcile
     assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
+
+
+def test_a_read_the_role_lacks_is_recorded_once_and_the_event_is_not_redelivered(estate: Estate) -> None:
+    actions = json.loads(ROLE_ACTIONS_FILE.read_text(encoding="utf-8"))["actions"]
+    list_vms = "Microsoft.Compute/virtualMachines/read"
+    hold_instead(estate, estate.sim.define_role("without VM read", [a for a in actions if a != list_vms]))
+    estate.create_set("web", tags=STRIP)
+    estate.scale("web", 1)
+    built = len(estate.sim.requests())
+    (scale_out,) = estate.events()[-1:]
+
+    estate.deliver(scale_out)  # returns normally: Event Grid would otherwise redeliver for a day
+
+    refused = [r for r in estate.sim.requests()[built:] if r.status == 403]
+    assert len(refused) == 1 and refused[0].method == "GET"
+    (error,) = [r for r in estate.audit() if r.kind is RecordKind.ERROR]
+    assert "AuthorizationFailed" in error.error and list_vms in error.error
+    assert "not retried" in error.reason
+    assert len(estate.public_ips_of(estate.vms("web")[0])) == 1
+
+
+@dataclass(frozen=True)
+class Write:
+    """A kind of write, the role lacking its action, and an estate that makes the remediator try it."""
+
+    missing: str
+    mode: str
+    method: str  # the refused request
+    uniform: bool = False
+    autoscale: bool = False
+
+
+WRITES = [
+    Write("Microsoft.Network/networkInterfaces/write", "strip", "PUT"),
+    Write("Microsoft.Network/publicIPAddresses/delete", "strip", "DELETE"),
+    Write("Microsoft.Compute/virtualMachines/delete", "evict", "DELETE"),
+    Write("Microsoft.Compute/virtualMachineScaleSets/write", "scale-to-zero", "PATCH"),
+    Write("Microsoft.Insights/autoscalesettings/write", "scale-to-zero", "PATCH", autoscale=True),
+    Write("Microsoft.Compute/virtualMachineScaleSets/write", "strip", "PATCH", uniform=True),
+    Write("Microsoft.Compute/virtualMachineScaleSets/manualUpgrade/action", "strip", "POST", uniform=True),
+    Write(
+        "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/delete", "evict", "DELETE", uniform=True
+    ),
+]
+
+
+@pytest.mark.parametrize("write", WRITES, ids=lambda w: f"{w.missing.rsplit('/', 2)[-2]}-{w.mode}")
+def test_each_kind_of_write_the_role_lacks_is_refused_once_and_recorded(estate: Estate, write: Write) -> None:
+    actions = json.loads(ROLE_ACTIONS_FILE.read_text(encoding="utf-8"))["actions"]
+    assert write.missing in actions
+    lacking = estate.sim.define_role(f"without {write.missing}", [a for a in actions if a != write.missing])
+    hold_instead(estate, lacking)
+    tags = {"remediation.mode": write.mode}
+    if write.uniform:
+        estate.create_uniform_set("set", tags=tags)
+    else:
+        estate.create_set("set", tags=tags)
+    if write.autoscale:
+        estate.create_autoscale_setting("set")
+    estate.scale("set", 1)
+    built = len(estate.sim.requests())
+    (scale_out,) = estate.events()[-1:]
+
+    estate.deliver(scale_out)
+    estate.sim.wait_idle(30)
+
+    refusals = {k: n for k, n in the_remediators(estate, built).items() if k[1] == 403}
+    assert refusals == {(write.method, 403): 1}, "the write tried once, not retried"
+    (failed,) = [r for r in estate.audit() if r.kind is RecordKind.OUTCOME and r.result == "failed"]
+    assert "AuthorizationFailed" in failed.error and write.missing in failed.error

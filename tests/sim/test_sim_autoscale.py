@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from azure.core.rest import HttpRequest
-from sim_helpers import LOCATION, RG, Clients, flex_body, rid, uniform_body
+from sim_helpers import LOCATION, RG, Clients, flex_body, make_clients, owned, rid, uniform_body
 
 from sim import ArmSimulator, AutoscaleRefused
 
@@ -99,3 +99,21 @@ def test_autoscale_refuses_when_disabled_absent_or_out_of_bounds(sim: ArmSimulat
         "1",
         "2",
     ]
+
+
+def test_a_patch_without_profiles_is_refused_unless_switched_off(sim: ArmSimulator, clients: Clients) -> None:
+    target = rid(VMSS, "web")
+    clients.compute.virtual_machine_scale_sets.begin_create_or_update(RG, "web", flex_body(0)).result()
+    setting = _setting(target, enabled=True)
+    _send(clients, "PUT", rid(AUTOSCALE, "web-scale"), setting)
+    bare = _send(clients, "PATCH", rid(AUTOSCALE, "web-scale"), {"properties": {"enabled": False}})
+    assert bare.status_code == 400 and bare.json()["error"]["target"] == "profiles"
+    whole = {"properties": {"enabled": False, "profiles": setting["properties"]["profiles"]}}
+    assert _send(clients, "PATCH", rid(AUTOSCALE, "web-scale"), whole).status_code == 200
+
+    with owned(ArmSimulator(lro_duration_s=0.0, autoscale_patch_needs_profiles=False)) as lenient:
+        other = make_clients(lenient)
+        other.compute.virtual_machine_scale_sets.begin_create_or_update(RG, "web", flex_body(0)).result()
+        _send(other, "PUT", rid(AUTOSCALE, "web-scale"), setting)
+        merged = _send(other, "PATCH", rid(AUTOSCALE, "web-scale"), {"properties": {"enabled": False}})
+        assert merged.status_code == 200 and merged.json()["properties"]["profiles"]

@@ -243,9 +243,10 @@ def test_the_remediators_role_allows_every_call_the_remediator_makes(
     group_settings = f"{scope_of(RG)}/providers/Microsoft.Insights/autoscalesettings"
     assert send(remediator.clients, "GET", group_settings, api="api-version=2022-10-01").status_code == 200
     assert send(remediator.clients, "GET", setting, api="api-version=2022-10-01").status_code == 200
-    patched = send(
-        remediator.clients, "PATCH", setting, {"properties": {"enabled": False}}, api="api-version=2022-10-01"
-    )
+    disabled = {
+        "properties": {"enabled": False, "profiles": _autoscale(rid(VMSS, "flex"))["properties"]["profiles"]}
+    }
+    patched = send(remediator.clients, "PATCH", setting, disabled, api="api-version=2022-10-01")
     assert patched.status_code == 200
     assert not [r for r in sim.requests() if r.status == 403], "the role lacks nothing the remediator does"
     assert all("/operationResults/" not in r.path for r in sim.requests() if "Microsoft.Compute" in r.path)
