@@ -12,7 +12,8 @@ declare their linked access checks as paths into the request's content (ARM's
 provider registration, `LinkedAccessCheck.linkedProperty`, learn.microsoft.com
 "ProviderResourceType.LinkedAccessChecks"). Azure does not say so of PATCH in as
 many words, so `linked_access_on_patch="merged"` checks the stored resource merged
-with the patch instead, and the product's handling of what that refuses is tested.
+with the patch instead (switchable on a running simulator); the product's strips and
+scale-to-zero under the deployed role are tested under both readings.
 
 Ordering, and why: ARM's front door throttles per principal and subscription from
 the token alone (learn.microsoft.com, "Understand how Azure Resource Manager
@@ -110,6 +111,16 @@ class Authorizer:
         self._store = store
         self._access = access
         self._patch_merged = linked_access_on_patch == "merged"
+
+    @property
+    def linked_access_on_patch(self) -> str:
+        return "merged" if self._patch_merged else "sent"
+
+    @linked_access_on_patch.setter
+    def linked_access_on_patch(self, mode: str) -> None:
+        if mode not in PATCH_LINK_MODES:
+            raise ValueError(f"linked_access_on_patch must be one of {PATCH_LINK_MODES}")
+        self._patch_merged = mode == "merged"
 
     def check(self, method: str, path: str, body: bytes, caller: Caller) -> RequestAction:
         """Raise the 403 ARM would answer `method path` with; return what was authorized."""

@@ -192,6 +192,7 @@ class ArmSimulator(AccessHarness):
             access=AccessApi(self._access),
         )
         self._authorization = authorization
+        self._authorizer = authorizer
         self._server: HttpsServer | None = None
         self._tempdir: Path | None = None
         self._endpoint: str | None = None
@@ -248,6 +249,15 @@ class ArmSimulator(AccessHarness):
         return str(self._tempdir / "cert.pem")
 
     # ------------------------------------------------------------------ state
+
+    @property
+    def linked_access_on_patch(self) -> str:
+        """How a PATCH's linked access is read: "sent" or "merged" (see the class docstring)."""
+        return self._authorizer.linked_access_on_patch
+
+    @linked_access_on_patch.setter
+    def linked_access_on_patch(self, mode: str) -> None:
+        self._authorizer.linked_access_on_patch = mode
 
     def seed(self, document: dict[str, Any] | list[dict[str, Any]]) -> int:
         """Load ARM JSON or `az ... list` output: one resource, a list, or `{"value": [...]}`.
