@@ -81,7 +81,11 @@ class Bench:
 
     def use_fresh_tables(self) -> dict[str, str]:
         unique = uuid.uuid4().hex[:10]
-        env = self.local.environment(audit_table=f"bench{unique}", recheck_queue=f"bench-{unique}")
+        env = self.local.environment(
+            audit_table=f"bench{unique}",
+            recheck_queue=f"bench-{unique}",
+            lock_container=f"bench-locks-{unique}",
+        )
         os.environ.update(env)
         return env
 

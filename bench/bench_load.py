@@ -65,7 +65,10 @@ def main() -> int:
     with LocalAzure(provision_delay_s=0.5, lro_duration_s=0.05, page_size=100) as local:
         unique = uuid.uuid4().hex[:10]
         environment = local.environment(
-            audit_table=f"load{unique}", recheck_queue=f"load-{unique}", archive_container=f"load-{unique}"
+            audit_table=f"load{unique}",
+            recheck_queue=f"load-{unique}",
+            archive_container=f"load-{unique}",
+            lock_container=f"load-locks-{unique}",
         )
         environment["ARM_POLL_INTERVAL_SECONDS"] = "0.1"
         os.environ.update(environment)

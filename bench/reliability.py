@@ -150,7 +150,10 @@ def scenario_run(local: LocalAzure, storage: StorageFaults, scenario: Scenario) 
     storage.reset()
     unique = uuid.uuid4().hex[:10]
     environment = local.environment(
-        audit_table=f"rel{unique}", recheck_queue=f"rel-{unique}", archive_container=f"rel-{unique}"
+        audit_table=f"rel{unique}",
+        recheck_queue=f"rel-{unique}",
+        archive_container=f"rel-{unique}",
+        lock_container=f"rel-locks-{unique}",
     )
     environment["RemediationStorage"] = storage.connection_string
     environment["REMEDIATION_POLICY"] = json.dumps({"monitored_subscriptions": [docs.SUB]})

@@ -97,6 +97,7 @@ var eventTopicName = '${abbrs.eventGridSystemTopics}remediator-${resourceToken}'
 var deploymentContainerName = 'deploymentpackage'
 var deadLetterContainerName = 'eventgrid-deadletter'
 var eventArchiveContainerName = 'event-archive'
+var lockContainerName = 'remediation-locks'
 var auditTable = 'remediationaudit'
 var recheckQueue = 'remediation-recheck'
 var recheckDelaysSeconds = '15,60,180'
@@ -159,6 +160,7 @@ module storage 'app/storage.bicep' = {
       deploymentContainerName
       deadLetterContainerName
       eventArchiveContainerName
+      lockContainerName
     ]
     tables: [
       auditTable
@@ -234,6 +236,7 @@ module function 'app/function.bicep' = {
       ARCHIVE_CONTAINER: eventArchiveContainerName
       ARCHIVE_RETENTION_DAYS: string(archiveRetentionDays)
       RECHECK_QUEUE: recheckQueue
+      LOCK_CONTAINER: lockContainerName
       RECHECK_DELAYS_SECONDS: recheckDelaysSeconds
       SWEEP_SCHEDULE: sweepSchedule
       REMEDIATION_POLICY: policy.outputs.policy

@@ -85,6 +85,7 @@ class LocalAzure:
         audit_table: str = "remediationaudit",
         recheck_queue: str = "remediation-recheck",
         archive_container: str = "event-archive",
+        lock_container: str = "remediation-locks",
     ) -> dict[str, str]:
         """App settings for the remediator, as local.settings.json or the Functions host would set them."""
         return {
@@ -96,6 +97,7 @@ class LocalAzure:
             "AUDIT_TABLE": audit_table,
             "RECHECK_QUEUE": recheck_queue,
             "ARCHIVE_CONTAINER": archive_container,
+            "LOCK_CONTAINER": lock_container,
         }
 
     def settings(

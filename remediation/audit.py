@@ -247,22 +247,24 @@ class AuditLog:
         return unfinished_writes(self.search(window), until)
 
 
+def blob_service(settings: Settings, credential: TokenCredential | None = None) -> BlobServiceClient:
+    """The storage account's Blob service: a connection string (Azurite), or the managed identity."""
+    from azure.storage.blob import BlobServiceClient
+
+    if settings.storage_connection_string:
+        return BlobServiceClient.from_connection_string(
+            settings.storage_connection_string, **_retry(settings)
+        )
+    return BlobServiceClient(
+        settings.blob_endpoint, credential=credential or managed_identity(settings), **_retry(settings)
+    )
+
+
 class EventArchive:
     """Raw events as received, for replay; and Event Grid's dead-lettered events."""
 
     def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
-        from azure.storage.blob import BlobServiceClient
-
-        if settings.storage_connection_string:
-            self._service: BlobServiceClient = BlobServiceClient.from_connection_string(
-                settings.storage_connection_string, **_retry(settings)
-            )
-        else:
-            self._service = BlobServiceClient(
-                settings.blob_endpoint,
-                credential=credential or managed_identity(settings),
-                **_retry(settings),
-            )
+        self._service = blob_service(settings, credential)
         self._container = self._service.get_container_client(settings.archive_container)
         self._retention = timedelta(days=settings.archive_retention_days)
         self._ready = False

@@ -27,15 +27,15 @@ from typing import Any
 from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError
 from remediation.audit import AuditLog, EventArchive, RecheckQueue
-from remediation.coalesce import Coalescer
 from remediation.events import parse_event, parse_recheck
 from remediation.journal import AuditUnavailable, Journal
-from remediation.model import RecordKind, Rejection, ResourceId, Result
+from remediation.model import Recheck, RecordKind, Rejection, ResourceId, Result
 from remediation.observe import Unresolvable, owning_scale_set
 from remediation.policy import restriction_for
 from remediation.reconcile import ReconcileResult, SetReconciler
 from remediation.review import Filters
 from remediation.settings import Settings
+from remediation.single_flight import SetLocks, Taken, Unguarded
 from remediation.write_ahead import Context
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ SWEEP_PARALLEL_SETS = 4
 # write became visible to reads. Generous on purpose: being wrong here means a missed look.
 CLOCK_SKEW = timedelta(seconds=60)
 MAX_REMEMBERED_SETS = 10_000
+BUSY = (
+    "busy: a reconcile of the set is running (on this or another host); the set is left marked "
+    "and that reconcile looks at it again when it ends"
+)
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ class Handled:
     """What the handler did with one event."""
 
     event_id: str
-    status: str  # rejected | duplicate | ignored | reconciled
+    status: str  # rejected | duplicate | ignored | covered | busy | served | refused | reconciled
     reason: str = ""
     reconcile: ReconcileResult | None = None
     elapsed_s: float = field(default=0.0, compare=False)
@@ -94,6 +98,7 @@ class Remediator:
         rechecks: RecheckQueue,
         archive: EventArchive,
         *,
+        locks: SetLocks,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
@@ -104,7 +109,7 @@ class Remediator:
         # What "now" is when judging how old an unfinished write is (a test or harness may move it).
         self.clock = clock
         self.sets = SetReconciler(settings, arm, audit, rechecks, self.now)
-        self.coalescer: Coalescer[ReconcileResult] = Coalescer()
+        self.locks = locks
         # When the last reconcile of each set that completed started (see _covering_reconcile).
         self._last_reconcile: dict[ResourceId, datetime] = {}
         self._covered_lock = threading.Lock()
@@ -218,12 +223,36 @@ class Remediator:
             context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
             return "covered", reason, None
         started = datetime.now(UTC)
-        result = self.coalescer.run(set_id, lambda: self.reconcile(set_id, context))
+        result = self._single_flight(set_id, context, lambda: self.reconcile(set_id, context))
+        if result is None:
+            return "busy", BUSY, None
         self._reconciled(set_id, started)
-        if result.event_id != context.event_id:
-            reason = f"coalesced: shared the reconcile run for event {result.event_id}"
-            context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
         return "reconciled", result.reason, result
+
+    def _single_flight(
+        self,
+        set_id: ResourceId,
+        context: Context,
+        work: Callable[[], ReconcileResult],
+        *,
+        way_back: bool = False,
+    ) -> ReconcileResult | None:
+        """``work()`` unless a reconcile of the set runs already (here or on another host): then the
+        set is left marked for that one. The first to mark it, and a re-check that finds it still
+        taken (``way_back``), queue a re-check after a lease period: the way back if that
+        reconcile's host dies before it looks at the mark."""
+        outcome = self.locks.run(set_id, work)
+        if isinstance(outcome, Unguarded):
+            reason = f"reconciled without the set's lease (Blob storage unreachable: {outcome.why})"
+            context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
+            return outcome.result
+        if not isinstance(outcome, Taken):
+            return outcome
+        context.note(RecordKind.DECISION, scale_set=set_id.value, reason=BUSY)
+        if outcome.first_mark or way_back:
+            later = Recheck(set_id, attempt=1, reason="the set was busy", if_marked=True)
+            self.rechecks.schedule(later, self.settings.set_lease_seconds + 5)
+        return None
 
     @staticmethod
     def _record_failure(context: Context, error: BaseException) -> None:
@@ -319,7 +348,9 @@ class Remediator:
         journal.flush()
         with ThreadPoolExecutor(max_workers=SWEEP_PARALLEL_SETS, thread_name_prefix="sweep") as pool:
             futures = [
-                pool.submit(self.coalescer.run, set_id, functools.partial(self.reconcile, set_id, context))
+                pool.submit(
+                    self._single_flight, set_id, context, functools.partial(self.reconcile, set_id, context)
+                )
                 for set_id in restricted
             ]
         errors = [failure for future in futures if (failure := future.exception()) is not None]
@@ -329,7 +360,8 @@ class Remediator:
             raise errors[0]
         self.archive.prune(datetime.now(UTC))
         journal.flush()
-        return SweepResult(sweep_id, source, len(scale_sets), restricted, tuple(f.result() for f in futures))
+        done = tuple(result for future in futures if (result := future.result()) is not None)
+        return SweepResult(sweep_id, source, len(scale_sets), restricted, done)
 
     def recheck(self, body: object) -> Handled:
         """A delayed re-check from the queue: reconcile the set it names, like an event would."""
@@ -350,14 +382,24 @@ class Remediator:
             operation=recheck.reason,
             resource=set_id.value,
         )
+        if recheck.if_marked and not self.locks.marked(set_id):
+            reason = "served: the reconcile that held the set looked at it again before this re-check"
+            context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
+            journal.flush()
+            return Handled(context.event_id, "served", reason, None, time.monotonic() - started)
         try:
-            result = self.coalescer.run(
-                set_id, lambda: self.reconcile(set_id, context, attempt=recheck.attempt)
+            result = self._single_flight(
+                set_id,
+                context,
+                lambda: self.reconcile(set_id, context, attempt=recheck.attempt),
+                way_back=recheck.if_marked,
             )
         except BaseException as error:
             self._record_failure(context, error)
             raise
         journal.flush()
+        if result is None:
+            return Handled(context.event_id, "busy", BUSY, None, time.monotonic() - started)
         return Handled(context.event_id, "reconciled", result.reason, result, time.monotonic() - started)
 
     def reconcile(self, set_id: ResourceId, context: Context, attempt: int = 0) -> ReconcileResult:
@@ -370,9 +412,9 @@ _remediators_lock = threading.Lock()
 
 
 def remediator_for(settings: Settings) -> Remediator:
-    """One Remediator (one set of SDK clients, one coalescer) per process and configuration.
+    """One Remediator (one set of SDK clients) per process and configuration.
 
-    Locked: the host may start several invocations at once, and they must share the coalescer.
+    Locked: the host may start several invocations at once, and they must share the clients.
     """
     with _remediators_lock:
         remediator = _remediators.get(settings)
@@ -383,6 +425,7 @@ def remediator_for(settings: Settings) -> Remediator:
                 AuditLog(settings),
                 RecheckQueue(settings),
                 EventArchive(settings),
+                locks=SetLocks(settings),
             )
             _remediators[settings] = remediator
         return remediator

@@ -196,7 +196,10 @@ def parse_recheck(body: object) -> Recheck | Rejection:
     if not isinstance(attempt, int) or isinstance(attempt, bool) or not 1 <= attempt <= MAX_RECHECK_ATTEMPT:
         return Rejection(message_id, f"re-check message attempt {attempt!r} is not 1..{MAX_RECHECK_ATTEMPT}")
     reason = document.get("reason", "")
-    return Recheck(set_id, attempt, reason if isinstance(reason, str) else "")
+    if_marked = document.get("if_marked", False)
+    if not isinstance(if_marked, bool):
+        return Rejection(message_id, f"re-check message if_marked {if_marked!r} is not a boolean")
+    return Recheck(set_id, attempt, reason if isinstance(reason, str) else "", if_marked)
 
 
 def events_from_text(text: str, source: str) -> list[object]:

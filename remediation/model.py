@@ -224,9 +224,18 @@ class Recheck:
     scale_set: ResourceId
     attempt: int  # 1 for the first re-check
     reason: str = ""
+    # A way back to a set another reconcile held: only if the set is still marked (not yet looked at).
+    if_marked: bool = False
 
     def to_message(self) -> str:
-        return json.dumps({"scale_set": self.scale_set.value, "attempt": self.attempt, "reason": self.reason})
+        message: dict[str, object] = {
+            "scale_set": self.scale_set.value,
+            "attempt": self.attempt,
+            "reason": self.reason,
+        }
+        if self.if_marked:
+            message["if_marked"] = True
+        return json.dumps(message)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,10 @@ class Settings:
     # The queue of delayed re-checks of sets whose instances are still being created, and the delays.
     recheck_queue: str = "remediation-recheck"
     recheck_delays_s: tuple[float, ...] = (15.0, 60.0, 180.0)
+    # One reconcile per set at a time across hosts: a blob lease per set in this container, held
+    # this long and renewed while the reconcile runs (Azure allows 15-60 s).
+    lock_container: str = "remediation-locks"
+    set_lease_seconds: int = 60
     # An intent older than this with no outcome is taken as interrupted, and closed from ARM's state.
     interrupted_write_grace_s: float = 900.0
     # A global dry run: plan and record, never write to ARM.
@@ -101,6 +105,8 @@ class Settings:
             audit_table=text("AUDIT_TABLE", "remediationaudit"),
             recheck_queue=text("RECHECK_QUEUE", "remediation-recheck"),
             recheck_delays_s=_delays(env.get("RECHECK_DELAYS_SECONDS", "")),
+            lock_container=text("LOCK_CONTAINER", "remediation-locks"),
+            set_lease_seconds=int(number("SET_LEASE_SECONDS", 60, 15, 60)),
             interrupted_write_grace_s=number("INTERRUPTED_WRITE_GRACE_SECONDS", 900.0, 0.0, 86400.0),
             dry_run=flag("REMEDIATION_DRY_RUN"),
             policy=_policy(env),

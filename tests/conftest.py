@@ -37,7 +37,10 @@ def estate(
     local_azure.arm.reset(access=True)  # role assignments too: the Estate grants them again
     unique = uuid.uuid4().hex[:12]
     environment = local_azure.environment(
-        audit_table=f"audit{unique}", recheck_queue=f"recheck-{unique}", archive_container=f"archive-{unique}"
+        audit_table=f"audit{unique}",
+        recheck_queue=f"recheck-{unique}",
+        archive_container=f"archive-{unique}",
+        lock_container=f"locks-{unique}",
     )
     environment["RECHECK_DELAYS_SECONDS"] = "0,0,0"  # tests pump the queue themselves
     for key, value in environment.items():

@@ -33,7 +33,10 @@ def throttled_estate(local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch) -
         local.azurite, local.arm = local_azure.azurite, arm
         unique = uuid.uuid4().hex[:12]
         environment = local.environment(
-            audit_table=f"storm{unique}", recheck_queue=f"storm-{unique}", archive_container=f"storm-{unique}"
+            audit_table=f"storm{unique}",
+            recheck_queue=f"storm-{unique}",
+            archive_container=f"storm-{unique}",
+            lock_container=f"storm-locks-{unique}",
         )
         environment["ARM_RETRY_TOTAL"] = "10"
         for key, value in environment.items():

@@ -286,6 +286,8 @@ def test_an_event_that_cannot_be_archived_is_still_remediated(
     assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
     received = [r for r in records(estate) if r.kind is RecordKind.RECEIVED]
     assert received and all(r.archive == "" and r.error.startswith("not archived:") for r in received)
+    unguarded = [r for r in records(estate) if r.reason.startswith("reconciled without the set's lease")]
+    assert unguarded, "the lease needs Blob storage too: the set is reconciled without it, and that is said"
 
 
 @pytest.fixture

@@ -344,6 +344,7 @@ LEFT_AT_CODE_DEFAULT = {
     "ARM_READ_TIMEOUT_SECONDS": "tuning: the code default",
     "STORAGE_RETRY_TOTAL": "tuning: the code default",
     "INTERRUPTED_WRITE_GRACE_SECONDS": "tuning: the code default",
+    "SET_LEASE_SECONDS": "tuning: the code default (60 s, the longest lease Azure grants)",
     STORAGE_CONNECTION: "a connection string: shared keys are disabled, the service URIs are set",
     "REMEDIATION_POLICY_FILE": "the policy is the REMEDIATION_POLICY setting",
 }
@@ -415,7 +416,13 @@ def test_storage_names_are_the_code_defaults() -> None:
 
     storage = main["modules"]["storage"]["config"]["params"]
     containers = {resolve(main, name) for name in storage["containers"]}
-    assert containers == {"deploymentpackage", "eventgrid-deadletter", defaults.archive_container}
+    assert containers == {
+        "deploymentpackage",
+        "eventgrid-deadletter",
+        defaults.archive_container,
+        defaults.lock_container,
+    }
+    assert resolve(main, settings["LOCK_CONTAINER"]) == defaults.lock_container
     assert resolve(main, settings["ARCHIVE_CONTAINER"]) == defaults.archive_container
     assert main["parameters"]["archiveRetentionDays"]["default"] == defaults.archive_retention_days
     # The app creates <AUDIT_TABLE> on first use (records and handled-event markers); infra first.

@@ -1,0 +1,256 @@
+"""One reconcile of a scale set at a time, across every host: a blob lease per set.
+
+Functions runs many hosts side by side, and Event Grid delivers a storm of events for one set to
+any of them. Each reconcile reads the whole set, so one running is enough, provided whatever asked
+for the set meanwhile is looked at once it ends. Azure Storage has the primitive (Azurite serves it
+too): a blob lease, held by one client at a time, 15-60 s and renewed while held, lost when its
+holder stops renewing (learn.microsoft.com/rest/api/storageservices/lease-blob).
+
+- `{set}.lock` is leased while a reconcile of the set runs; a renewer thread keeps it (every third
+  of the lease), so a host that dies loses it within one lease period.
+- `{set}.wanted` is the mark: whoever finds the set taken overwrites it (its ETag changes at every
+  write), then tries the lease once more; if it is still taken it returns at once.
+- The holder reads the mark's ETag before each reconcile, releases the lease after it, and only
+  then reads the mark again. Unchanged: it deletes the mark on that ETag and is done. Changed:
+  something asked meanwhile, so it takes the lease again and reconciles again; if it cannot, the
+  new holder has it. A mark written before a holder's last read is covered by that reconcile; one
+  written after it is seen by that read or finds the lease free; none is lost, and no two
+  reconciles of a set overlap while leases hold.
+
+A caller that finds the set taken gets `Taken`; the first to mark the set since it was last
+looked at should leave a way back (a delayed re-check, itself marking again if the set is still
+taken), since the holder may die before it reads the mark: one such chain per marked set, not one
+per event. If Blob storage cannot be reached to take the lease, the work runs without it
+(`Unguarded`): the security control does not wait on its own coordination, and If-Match still
+keeps parallel writers apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from remediation.model import ResourceId
+from remediation.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.storage.blob import BlobClient, BlobLeaseClient
+
+R = TypeVar("R")
+log = logging.getLogger(__name__)
+
+# How often a holder that keeps finding new marks reconciles again before it leaves the rest to
+# the next caller (each pass already covers every mark written before it started).
+MAX_PASSES = 5
+
+
+@dataclass(frozen=True)
+class Taken:
+    """Another holder has the set; it was left marked for that holder."""
+
+    first_mark: bool  # this caller's mark is the first since the set was last looked at
+
+
+@dataclass(frozen=True)
+class Unguarded(Generic[R]):
+    """Blob storage was unreachable: the work ran without the lease."""
+
+    result: R
+    why: str
+
+
+class SetLocks:
+    """Leases and marks in one blob container, one pair of blobs per scale set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        credential: TokenCredential | None = None,
+        *,
+        on_released: Callable[[ResourceId], None] = lambda set_id: None,
+    ) -> None:
+        from remediation.audit import blob_service
+
+        self._container = blob_service(settings, credential).get_container_client(settings.lock_container)
+        self._lease_seconds = settings.set_lease_seconds
+        self._ready = False
+        # Called between a holder's release and its second look at the mark (a test's seam: the
+        # narrowest window in which another host may mark the set and take it).
+        self._on_released = on_released
+
+    def run(self, set_id: ResourceId, work: Callable[[], R]) -> R | Taken | Unguarded[R]:
+        """``work()`` with the set's lease held, again while the set was asked for meanwhile;
+        `Taken` when another holder has the set (it is then left marked for that holder);
+        `Unguarded` when Blob storage could not be reached to take the lease: the work ran
+        without it (remediation must not wait on the lease; If-Match still guards every write)."""
+        from azure.core.exceptions import AzureError
+
+        try:
+            lock, mark = self._blobs(set_id)
+            lease = self._take(set_id, lock, mark)
+        except AzureError as error:
+            log.warning("the lease of %s could not be taken: %s", set_id, error)
+            return Unguarded(work(), f"{type(error).__name__}: {error}")
+        if isinstance(lease, Taken):
+            return lease
+        return self._passes(set_id, lock, mark, lease, work)
+
+    def marked(self, set_id: ResourceId) -> bool:
+        """Whether something asked for the set since it was last looked at (True when the mark
+        cannot be read: looking again is the safe side)."""
+        from azure.core.exceptions import AzureError
+
+        try:
+            return _etag(self._blobs(set_id)[1]) is not None
+        except AzureError as error:
+            log.warning("the mark of %s could not be read: %s", set_id, error)
+            return True
+
+    def break_lease(self, set_id: ResourceId) -> None:
+        """End the set's lease now, as its lapse would (an operator freeing a set whose holder is
+        known dead, or a harness playing the passing of a lease period)."""
+        from azure.storage.blob import BlobLeaseClient
+
+        BlobLeaseClient(self._blobs(set_id)[0]).break_lease(lease_break_period=0)
+
+    def _take(self, set_id: ResourceId, lock: BlobClient, mark: BlobClient) -> BlobLeaseClient | Taken:
+        from azure.core.exceptions import ResourceExistsError
+
+        lease = self._acquire(lock)
+        if lease is not None:
+            return lease
+        first = True
+        try:
+            mark.upload_blob(b"", overwrite=False, metadata={"scale_set": set_id.value})
+        except ResourceExistsError:
+            first = False  # marked already: a new ETag tells the holder to look again
+            mark.upload_blob(b"", overwrite=True, metadata={"scale_set": set_id.value})
+        return self._acquire(lock) or Taken(first)
+
+    def _passes(
+        self,
+        set_id: ResourceId,
+        lock: BlobClient,
+        mark: BlobClient,
+        lease: BlobLeaseClient,
+        work: Callable[[], R],
+    ) -> R:
+        """Reconcile while holding the lease; again while the mark changed meanwhile. A storage
+        failure after a pass leaves the mark for the next caller (or the way back)."""
+        from azure.core.exceptions import AzureError
+
+        result: R
+        for _ in range(MAX_PASSES):
+            try:
+                seen = _etag(mark)
+            except AzureError:
+                seen = None
+            with _renewing(lease, self._lease_seconds / 3):
+                try:
+                    result = work()
+                finally:
+                    _release(lease)
+            self._on_released(set_id)
+            try:
+                now = _etag(mark)
+                if now is None or (now == seen and _delete_if_unchanged(mark, now)):
+                    return result
+                retaken = self._acquire(lock)  # asked for meanwhile: again, unless another host took it
+            except AzureError as error:
+                log.warning("the mark of %s could not be settled: %s", set_id, error)
+                return result
+            if retaken is None:
+                return result
+            lease = retaken
+        _release(lease)
+        return result
+
+    def _blobs(self, set_id: ResourceId) -> tuple[BlobClient, BlobClient]:
+        from azure.core.exceptions import ResourceExistsError
+
+        if not self._ready:
+            with contextlib.suppress(ResourceExistsError):
+                self._container.create_container()
+            self._ready = True
+        name = hashlib.sha256(set_id.key.encode()).hexdigest()[:40]
+        return (
+            self._container.get_blob_client(f"{name}.lock"),
+            self._container.get_blob_client(f"{name}.wanted"),
+        )
+
+    def _acquire(self, lock: BlobClient) -> BlobLeaseClient | None:
+        from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+        from azure.storage.blob import BlobLeaseClient
+
+        lease = BlobLeaseClient(lock)
+        try:
+            lease.acquire(lease_duration=self._lease_seconds)
+        except ResourceNotFoundError:  # the set's first reconcile: its lock blob is made once
+            with contextlib.suppress(ResourceExistsError):
+                lock.upload_blob(b"", overwrite=False)
+            return self._acquire(lock)
+        except HttpResponseError as error:
+            if error.status_code == 409:  # LeaseAlreadyPresent: another holder
+                return None
+            raise
+        return lease
+
+
+def _release(lease: BlobLeaseClient) -> None:
+    from azure.core.exceptions import AzureError
+
+    with contextlib.suppress(AzureError):  # lost or expired: it is free already
+        lease.release()
+
+
+def _etag(blob: BlobClient) -> str | None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return str(blob.get_blob_properties().etag)
+    except ResourceNotFoundError:
+        return None
+
+
+def _delete_if_unchanged(blob: BlobClient, etag: str) -> bool:
+    """Delete the mark if nobody wrote it since ``etag``; False if someone did (412)."""
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+    try:
+        blob.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
+    except ResourceModifiedError:
+        return False
+    except ResourceNotFoundError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _renewing(lease: BlobLeaseClient, every_s: float) -> Any:
+    """Renew ``lease`` every ``every_s`` seconds while the body runs."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        from azure.core.exceptions import AzureError
+
+        while not stop.wait(every_s):
+            try:
+                lease.renew()
+            except AzureError as error:  # lost: If-Match still guards every write
+                log.warning("lease %s could not be renewed: %s", lease.id, error)
+                return
+
+    renewer = threading.Thread(target=renew, name="lease-renewer", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
