@@ -54,7 +54,7 @@ from reliability_faults import (  # noqa: E402
     throttled,
 )
 
-from localazure.host import user_function  # noqa: E402
+from localazure.host import pump_queue, user_function  # noqa: E402
 from localazure.stack import LocalAzure  # noqa: E402
 from localazure.storage_faults import StorageFaults  # noqa: E402
 from remediation.engine import remediator_for  # noqa: E402
@@ -77,6 +77,9 @@ class Scenario:
     hosts: bool = False  # deliver from several host processes at once
     kill: bool = False  # deliver from one host process, killed (SIGKILL) in the middle of a write
     env: dict[str, str] = field(default_factory=dict)
+    # Play the queue trigger on the re-check queue until it is empty (bounded): the way back to a
+    # set whose holder died, once its lease has lapsed.
+    way_back: bool = False
 
 
 SCENARIOS = [
@@ -136,7 +139,14 @@ SCENARIOS = [
     ),
     Scenario("Azurite stopped and restarted mid-storm", "storage", arrange=azurite_outage),
     Scenario(f"{HOSTS} host processes delivering at once", "hosts", hosts=True),
-    Scenario("host killed with SIGKILL mid-write", "kill", kill=True),
+    # The dead host's lease lapses after SET_LEASE_SECONDS; its set is finished by the way back.
+    Scenario(
+        "host killed with SIGKILL mid-write",
+        "kill",
+        kill=True,
+        env={"SET_LEASE_SECONDS": "15"},
+        way_back=True,
+    ),
 ]
 
 
@@ -156,6 +166,7 @@ def scenario_run(local: LocalAzure, storage: StorageFaults, scenario: Scenario) 
         lock_container=f"rel-locks-{unique}",
     )
     environment["RemediationStorage"] = storage.connection_string
+    environment["SET_LEASE_SECONDS"] = "15"  # Azure's shortest lease: what a lapse costs the run
     environment["REMEDIATION_POLICY"] = json.dumps({"monitored_subscriptions": [docs.SUB]})
     environment.update(scenario.env)
     saved = dict(os.environ)
@@ -211,11 +222,51 @@ def run_scenario(local: LocalAzure, storage: StorageFaults, scenario: Scenario) 
             local.arm.wait_idle(120)
         if pending:
             row.notes.append(f"{len(pending)} events still failing after {REDELIVERIES} redeliveries")
+        if scenario.way_back:
+            rechecks = play_the_recheck_trigger(settings)
+            row.notes.append(f"{rechecks} re-checks delivered once the dead host's lease had lapsed")
+            local.arm.wait_idle(120)
+        leases_lapse(settings)
         sweep_later(settings)
         local.arm.wait_idle(120)
         collect(run, settings)
     row.seconds = time.monotonic() - started
     return row
+
+
+def play_the_recheck_trigger(settings: Settings, bound_s: float = 120.0) -> int:
+    """Deliver re-check messages as they become visible until the queue is empty (bounded);
+    returns how many were delivered."""
+    from azure.storage.queue import QueueClient
+
+    assert settings.storage_connection_string
+    queue = QueueClient.from_connection_string(settings.storage_connection_string, settings.recheck_queue)
+    delivered = 0
+    deadline = time.monotonic() + bound_s
+    with queue:
+        while time.monotonic() < deadline:
+            delivered += pump_queue(settings.storage_connection_string, settings.recheck_queue, "on_recheck")
+            if queue.get_queue_properties().approximate_message_count == 0:
+                break
+            time.sleep(1.0)  # the trigger's polling interval: the messages are not visible yet
+    return delivered
+
+
+def leases_lapse(settings: Settings, bound_s: float = 30.0) -> None:
+    """A quarter of an hour passes before the sweep: every lease a failed or killed handling left
+    behind has lapsed by then (the harness waits for SET_LEASE_SECONDS, not for 15 minutes)."""
+    from azure.storage.blob import ContainerClient
+
+    assert settings.storage_connection_string
+    locks = ContainerClient.from_connection_string(
+        settings.storage_connection_string, settings.lock_container
+    )
+    deadline = time.monotonic() + bound_s
+    with locks:
+        while time.monotonic() < deadline:
+            if not locks.exists() or all(blob.lease.state != "leased" for blob in locks.list_blobs()):
+                return
+            time.sleep(1.0)  # leases lapse on the storage service's clock
 
 
 def sweep_later(settings: Settings) -> None:

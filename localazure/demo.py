@@ -28,6 +28,7 @@ from localazure.azurite import PROJECT_ROOT, Azurite
 from localazure.host import deliver_event_grid
 from localazure.stack import LocalAzure, estate_owner
 from remediation.audit import AuditLog
+from remediation.credentials import LoopbackCredential
 from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
 from remediation.model import RecordKind, ResourceId
 from remediation.records import AuditRecord
@@ -294,13 +295,21 @@ def run(out: TextIO = sys.stdout) -> int:
         records = list(AuditLog(local.settings(audit_table=DEMO_AUDIT_TABLE)).records())
         stripped, failures = report_instances(compute, network, records, hand_nic_etags, out)
         failures += delivery.failures
+        # ARM authorised every request against the deployed role: a refusal is a failed demo.
+        refused = [
+            f"{r.method} {r.path} ({r.error_code})"
+            for r in local.arm.requests()
+            if r.status == 403 and r.principal.lower() == LoopbackCredential.APP_ID.lower()
+        ]
+        failures += [f"ARM refused the remediator: {request}" for request in refused]
         out.write(f"\n{render_table(records)}\n\n{render_summary(summarise(records))}\n")
         out.write(
             f"\n{stripped} of {SCALE_OUT} scale-set instances stripped, "
             f"{len(HAND_ADDED)} hand-added VMs checked; "
             f"{delivery.delivered} events delivered; ARM writes by the remediator: "
             # minus 1: the scale-out PUT itself
-            f"{local.arm.write_count() - writes_before - 1}; {elapsed:.1f} s from scale-out to done.\n"
+            f"{local.arm.write_count() - writes_before - 1}, refused by ARM: {len(refused)}; "
+            f"{elapsed:.1f} s from scale-out to done.\n"
         )
         compute.close()
         network.close()

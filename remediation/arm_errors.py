@@ -23,10 +23,11 @@ from typing import Any, TypeVar
 R = TypeVar("R")
 
 
-# Refusals that asking again soon may change: a timeout, a conflict with an operation in progress,
-# throttling. Any other 4xx (403 AuthorizationFailed, 400 InvalidParameter, 404) stands until
-# something else changes (the role, the resource): retrying it is a loop, not a remedy.
-_PASSING_REFUSALS = frozenset({408, 409, 429})
+# Refusals that asking again soon may change: an expired or not yet valid token (401), a timeout, a
+# conflict with an operation in progress, a changed etag (412: re-read and re-planned), throttling.
+# Any other 4xx (403 AuthorizationFailed, 400 InvalidParameter, 404) stands until something else
+# changes (the role, the resource): retrying it is a loop, not a remedy.
+_PASSING_REFUSALS = frozenset({401, 408, 409, 412, 429})
 
 
 class ArmError(Exception):

@@ -35,7 +35,7 @@ from remediation.policy import restriction_for
 from remediation.reconcile import ReconcileResult, SetReconciler
 from remediation.review import Filters
 from remediation.settings import Settings
-from remediation.single_flight import SetLocks, Taken, Unguarded
+from remediation.single_flight import Held, SetLocks, Unguarded
 from remediation.write_ahead import Context
 
 log = logging.getLogger(__name__)
@@ -197,9 +197,7 @@ class Remediator:
             if not error.refused:
                 self._record_failure(context, error)
                 raise
-            # A refusal that stands (403, 400, 404): redelivery cannot change it, the sweep tries again.
-            reason = "ARM refused a read; not retried: the set's next reconcile (the sweep) tries again"
-            context.note(RecordKind.ERROR, result=Result.FAILED.value, error=str(error), reason=reason)
+            self._record_refusal(context, error)
             journal.flush(handled_event=event_id, outcome="refused")
             return Handled(event_id, "refused", str(error), None, time.monotonic() - started)
         except BaseException as error:
@@ -223,11 +221,24 @@ class Remediator:
             context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
             return "covered", reason, None
         started = datetime.now(UTC)
-        result = self._single_flight(set_id, context, lambda: self.reconcile(set_id, context))
+        result = self._gated_single_flight(set_id, context)
         if result is None:
             return "busy", BUSY, None
         self._reconciled(set_id, started)
         return "reconciled", result.reason, result
+
+    def _gated_single_flight(
+        self, set_id: ResourceId, context: Context, attempt: int = 0, *, way_back: bool = False
+    ) -> ReconcileResult | None:
+        """A set that is gone or unrestricted is settled with one read and no lease; a restricted
+        one is reconciled under its lease (which reads it again: what was asked for before the
+        lease's mark was read must be seen by the reconcile that clears the mark)."""
+        gated = self.sets.gate(set_id, self.arm.get_scale_set(set_id), context)
+        if isinstance(gated, ReconcileResult):
+            return gated
+        return self._single_flight(
+            set_id, context, lambda: self.sets.reconcile(set_id, context, attempt), way_back=way_back
+        )
 
     def _single_flight(
         self,
@@ -238,21 +249,34 @@ class Remediator:
         way_back: bool = False,
     ) -> ReconcileResult | None:
         """``work()`` unless a reconcile of the set runs already (here or on another host): then the
-        set is left marked for that one. The first to mark it, and a re-check that finds it still
-        taken (``way_back``), queue a re-check after a lease period: the way back if that
-        reconcile's host dies before it looks at the mark."""
-        outcome = self.locks.run(set_id, work)
+        set is left marked for that one. A way back is queued (a re-check after a lease period,
+        which reconciles the set if it is still marked) by the first to mark the set, by a way
+        back that finds it still taken, and by a holder that could not settle the mark: the way
+        back if that reconcile's host dies before it looks at the mark."""
+        outcome = self.locks.run(set_id, work, mark=not way_back)
         if isinstance(outcome, Unguarded):
             reason = f"reconciled without the set's lease (Blob storage unreachable: {outcome.why})"
             context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
             return outcome.result
-        if not isinstance(outcome, Taken):
-            return outcome
+        if isinstance(outcome, Held):
+            if outcome.left_marked:
+                self._queue_way_back(set_id)
+            return outcome.result
         context.note(RecordKind.DECISION, scale_set=set_id.value, reason=BUSY)
         if outcome.first_mark or way_back:
-            later = Recheck(set_id, attempt=1, reason="the set was busy", if_marked=True)
-            self.rechecks.schedule(later, self.settings.set_lease_seconds + 5)
+            self._queue_way_back(set_id)
         return None
+
+    def _queue_way_back(self, set_id: ResourceId) -> None:
+        later = Recheck(set_id, attempt=1, reason="the set was busy", if_marked=True)
+        self.rechecks.schedule(later, self.settings.set_lease_seconds + 5)
+
+    @staticmethod
+    def _record_refusal(context: Context, error: ArmError) -> None:
+        """A refusal that stands (403, 400, 404): asking again cannot change it; the set's next
+        reconcile (the sweep) tries again, once the role or the resource may have changed."""
+        reason = "ARM refused a read; not retried: the set's next reconcile (the sweep) tries again"
+        context.note(RecordKind.ERROR, result=Result.FAILED.value, error=str(error), reason=reason)
 
     @staticmethod
     def _record_failure(context: Context, error: BaseException) -> None:
@@ -388,12 +412,14 @@ class Remediator:
             journal.flush()
             return Handled(context.event_id, "served", reason, None, time.monotonic() - started)
         try:
-            result = self._single_flight(
-                set_id,
-                context,
-                lambda: self.reconcile(set_id, context, attempt=recheck.attempt),
-                way_back=recheck.if_marked,
-            )
+            result = self._gated_single_flight(set_id, context, recheck.attempt, way_back=recheck.if_marked)
+        except ArmError as error:
+            if not error.refused:
+                self._record_failure(context, error)
+                raise
+            self._record_refusal(context, error)  # the queue would retry it into the poison queue
+            journal.flush()
+            return Handled(context.event_id, "refused", str(error), None, time.monotonic() - started)
         except BaseException as error:
             self._record_failure(context, error)
             raise

@@ -35,6 +35,7 @@ from remediation.model import (
     RecordKind,
     ResourceId,
     Result,
+    ScaleSet,
 )
 from remediation.observe import observe_set
 from remediation.plan import plan, still_creating
@@ -89,6 +90,24 @@ class SetReconciler:
         self.clock = clock
         self.executor = Executor(arm)
 
+    def gate(
+        self, set_id: ResourceId, scale_set: ScaleSet | None, context: Context
+    ) -> ReconcileResult | tuple[ScaleSet, Mode, str]:
+        """A set that is gone or not restricted: its result (recorded). A restricted one: the set,
+        its mode and why. The gate before a reconcile, so an event about an unrestricted set
+        costs one read and no lease."""
+        if scale_set is None:
+            reason = "scale set no longer exists"
+            context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
+            return ReconcileResult(set_id, None, reason, event_id=context.event_id)
+        restriction = restriction_for(scale_set, self.settings.policy)
+        if restriction.mode is None:
+            context.note(
+                RecordKind.DECISION, scale_set=set_id.value, reason=f"not restricted: {restriction.reason}"
+            )
+            return ReconcileResult(set_id, None, restriction.reason, event_id=context.event_id)
+        return scale_set, restriction.mode, restriction.reason
+
     def reconcile(self, set_id: ResourceId, context: Context, attempt: int = 0) -> ReconcileResult:
         """Bring one scale set into line; re-plan after a 412.
 
@@ -97,16 +116,10 @@ class SetReconciler:
         deferred: list[ArmError] = []
         history: list[AuditRecord] | None = None
         for replan in range(MAX_REPLANS):
-            scale_set = self.arm.get_scale_set(set_id)
-            if scale_set is None:
-                reason = "scale set no longer exists"
-                context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
-                return ReconcileResult(set_id, None, reason, event_id=context.event_id)
-            restriction = restriction_for(scale_set, self.settings.policy)
-            if restriction.mode is None:
-                reason = f"not restricted: {restriction.reason}"
-                context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
-                return ReconcileResult(set_id, None, restriction.reason, event_id=context.event_id)
+            gated = self.gate(set_id, self.arm.get_scale_set(set_id), context)
+            if isinstance(gated, ReconcileResult):
+                return gated
+            scale_set, mode, why = gated
             if history is None:
                 # Only a restricted set's history is read here (an event about an unrestricted set
                 # stays one read); the sweep settles the writes of gone and unrestricted sets.
@@ -115,14 +128,14 @@ class SetReconciler:
                 history = list(self.audit.search(window))
                 self.resolve(to_resolve(unfinished_writes(history, now), now, self._grace()), context)
             policy = self.settings.policy
-            with_autoscale = restriction.mode is Mode.SCALE_TO_ZERO and policy.disable_autoscale
+            with_autoscale = mode is Mode.SCALE_TO_ZERO and policy.disable_autoscale
             observed = observe_set(self.arm, scale_set, with_autoscale=with_autoscale)
-            if replan == 0 and restriction.mode is Mode.STRIP and not self.settings.dry_run:
+            if replan == 0 and mode is Mode.STRIP and not self.settings.dry_run:
                 if self._repair_nics(observed, history, context, deferred):
                     observed = observe_set(self.arm, scale_set, with_autoscale=with_autoscale)
                 self._delete_leftovers(observed, history, context, deferred)
-            the_plan = plan(observed, restriction.mode, policy, today_utc())
-            self._record_decisions(the_plan, context, len(observed.instances), restriction.reason)
+            the_plan = plan(observed, mode, policy, today_utc())
+            self._record_decisions(the_plan, context, len(observed.instances), why)
             if replan == 0:
                 self._schedule_recheck(observed, context, attempt)
             outcomes: tuple[FindingOutcome, ...] = ()
@@ -133,8 +146,8 @@ class SetReconciler:
                     raise deferred[0]
                 return ReconcileResult(
                     set_id,
-                    restriction.mode,
-                    restriction.reason,
+                    mode,
+                    why,
                     len(the_plan.findings),
                     outcomes,
                     context.event_id,
@@ -143,7 +156,7 @@ class SetReconciler:
 
         reason = f"the set's NICs kept changing under us: gave up after {MAX_REPLANS} re-plans"
         context.note(RecordKind.ERROR, scale_set=set_id.value, result=Result.FAILED.value, reason=reason)
-        raise ArmError(412, "PreconditionFailed", reason)
+        raise PreconditionFailed(412, "PreconditionFailed", reason)  # not a refusal: redelivered
 
     def _grace(self) -> timedelta:
         return timedelta(seconds=self.settings.interrupted_write_grace_s)

@@ -58,6 +58,15 @@ class Taken:
 
 
 @dataclass(frozen=True)
+class Held(Generic[R]):
+    """The work ran under the lease; ``left_marked``: the set may still be asked for and nobody
+    holds it (the caller leaves a way back)."""
+
+    result: R
+    left_marked: bool
+
+
+@dataclass(frozen=True)
 class Unguarded(Generic[R]):
     """Blob storage was unreachable: the work ran without the lease."""
 
@@ -68,38 +77,40 @@ class Unguarded(Generic[R]):
 class SetLocks:
     """Leases and marks in one blob container, one pair of blobs per scale set."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        credential: TokenCredential | None = None,
-        *,
-        on_released: Callable[[ResourceId], None] = lambda set_id: None,
-    ) -> None:
+    def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
         from remediation.audit import blob_service
 
         self._container = blob_service(settings, credential).get_container_client(settings.lock_container)
         self._lease_seconds = settings.set_lease_seconds
         self._ready = False
-        # Called between a holder's release and its second look at the mark (a test's seam: the
-        # narrowest window in which another host may mark the set and take it).
-        self._on_released = on_released
 
-    def run(self, set_id: ResourceId, work: Callable[[], R]) -> R | Taken | Unguarded[R]:
-        """``work()`` with the set's lease held, again while the set was asked for meanwhile;
-        `Taken` when another holder has the set (it is then left marked for that holder);
-        `Unguarded` when Blob storage could not be reached to take the lease: the work ran
-        without it (remediation must not wait on the lease; If-Match still guards every write)."""
+    def run(
+        self, set_id: ResourceId, work: Callable[[], R], *, mark: bool = True
+    ) -> Held[R] | Taken | Unguarded[R]:
+        """``work()`` with the set's lease held, again while the set was asked for meanwhile
+        (`Held`); `Taken` when another holder has the set (with ``mark``, it is left marked for
+        that holder; a way back, whose mark is already there, passes ``mark=False``); `Unguarded`
+        when Blob storage could not be reached to take the lease and no holder is known: the work
+        ran without it (remediation must not wait on its own coordination; If-Match still keeps
+        parallel writers apart)."""
         from azure.core.exceptions import AzureError
 
         try:
-            lock, mark = self._blobs(set_id)
-            lease = self._take(set_id, lock, mark)
+            lock, wanted = self._blobs(set_id)
+            lease = self._acquire(lock)
         except AzureError as error:
             log.warning("the lease of %s could not be taken: %s", set_id, error)
             return Unguarded(work(), f"{type(error).__name__}: {error}")
-        if isinstance(lease, Taken):
-            return lease
-        return self._passes(set_id, lock, mark, lease, work)
+        if lease is None:
+            try:
+                taken = self._mark(set_id, wanted) if mark else Taken(first_mark=False)
+                lease = self._acquire(lock)
+            except AzureError as error:  # a holder exists: never run beside it
+                log.warning("the set %s is taken and its mark could not be written: %s", set_id, error)
+                return Taken(first_mark=True)
+            if lease is None:
+                return taken
+        return self._passes(set_id, lock, wanted, lease, work)
 
     def marked(self, set_id: ResourceId) -> bool:
         """Whether something asked for the set since it was last looked at (True when the mark
@@ -119,57 +130,55 @@ class SetLocks:
 
         BlobLeaseClient(self._blobs(set_id)[0]).break_lease(lease_break_period=0)
 
-    def _take(self, set_id: ResourceId, lock: BlobClient, mark: BlobClient) -> BlobLeaseClient | Taken:
+    @staticmethod
+    def _mark(set_id: ResourceId, wanted: BlobClient) -> Taken:
         from azure.core.exceptions import ResourceExistsError
 
-        lease = self._acquire(lock)
-        if lease is not None:
-            return lease
-        first = True
         try:
-            mark.upload_blob(b"", overwrite=False, metadata={"scale_set": set_id.value})
+            wanted.upload_blob(b"", overwrite=False, metadata={"scale_set": set_id.value})
         except ResourceExistsError:
-            first = False  # marked already: a new ETag tells the holder to look again
-            mark.upload_blob(b"", overwrite=True, metadata={"scale_set": set_id.value})
-        return self._acquire(lock) or Taken(first)
+            # Marked already: a new ETag tells the holder to look again; a way back is pending.
+            wanted.upload_blob(b"", overwrite=True, metadata={"scale_set": set_id.value})
+            return Taken(first_mark=False)
+        return Taken(first_mark=True)
 
     def _passes(
         self,
         set_id: ResourceId,
         lock: BlobClient,
-        mark: BlobClient,
+        wanted: BlobClient,
         lease: BlobLeaseClient,
         work: Callable[[], R],
-    ) -> R:
-        """Reconcile while holding the lease; again while the mark changed meanwhile. A storage
-        failure after a pass leaves the mark for the next caller (or the way back)."""
+    ) -> Held[R]:
+        """Reconcile while holding the lease; again while the mark changed meanwhile. When the
+        mark cannot be settled (storage failing, or the passes run out), the result says so: the
+        caller leaves a way back."""
         from azure.core.exceptions import AzureError
 
         result: R
         for _ in range(MAX_PASSES):
             try:
-                seen = _etag(mark)
+                seen = _etag(wanted)
             except AzureError:
-                seen = None
-            with _renewing(lease, self._lease_seconds / 3):
-                try:
-                    result = work()
-                finally:
-                    _release(lease)
-            self._on_released(set_id)
+                seen = None  # unknown: any mark found afterwards counts as new
             try:
-                now = _etag(mark)
-                if now is None or (now == seen and _delete_if_unchanged(mark, now)):
-                    return result
+                with _renewing(lease, self._lease_seconds / 3):
+                    result = work()
+            finally:
+                _release(lease)
+            try:
+                now = _etag(wanted)
+                if now is None or (now == seen and _delete_if_unchanged(wanted, now)):
+                    return Held(result, left_marked=False)
                 retaken = self._acquire(lock)  # asked for meanwhile: again, unless another host took it
             except AzureError as error:
                 log.warning("the mark of %s could not be settled: %s", set_id, error)
-                return result
+                return Held(result, left_marked=True)
             if retaken is None:
-                return result
+                return Held(result, left_marked=False)  # the new holder honours the mark
             lease = retaken
         _release(lease)
-        return result
+        return Held(result, left_marked=True)
 
     def _blobs(self, set_id: ResourceId) -> tuple[BlobClient, BlobClient]:
         from azure.core.exceptions import ResourceExistsError
@@ -243,9 +252,8 @@ def _renewing(lease: BlobLeaseClient, every_s: float) -> Any:
         while not stop.wait(every_s):
             try:
                 lease.renew()
-            except AzureError as error:  # lost: If-Match still guards every write
+            except AzureError as error:  # tried again at the next tick; If-Match guards meanwhile
                 log.warning("lease %s could not be renewed: %s", lease.id, error)
-                return
 
     renewer = threading.Thread(target=renew, name="lease-renewer", daemon=True)
     renewer.start()

@@ -67,3 +67,23 @@ def test_a_writes_answers_tell_refused_conflict_or_unknown(
     judged = write_error(error, attempts)
     assert type(judged) is kind
     assert says in str(judged)
+
+
+@pytest.mark.parametrize(
+    ("status", "stands"),
+    [
+        (400, True),
+        (403, True),
+        (404, True),
+        (401, False),
+        (408, False),
+        (409, False),
+        (412, False),
+        (429, False),
+    ],
+)
+def test_only_refusals_that_asking_again_cannot_change_stand(status: int, stands: bool) -> None:
+    """A standing refusal is recorded and the event answered; any other is raised and redelivered
+    (a 412 after the re-plans ran out, an expired token, throttling)."""
+    assert ArmError(status, "Code", "message").refused is stands
+    assert not PreconditionFailed(412, "PreconditionFailed", "gave up after 3 re-plans").refused

@@ -11,14 +11,16 @@ from __future__ import annotations
 import copy
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 import arm_docs as docs
+import pytest
 from estate import Estate
 
+from remediation import single_flight
 from remediation.arm import ArmGateway
 from remediation.audit import AuditLog, EventArchive, RecheckQueue
 from remediation.credentials import LoopbackCredential
@@ -35,7 +37,7 @@ WAIT_S = 30  # bounded: a broken lock fails the test, it does not hang it
 class Host:
     """One Functions host: its own Remediator, and the re-checks it queued (delivered by hand)."""
 
-    def __init__(self, estate: Estate, on_released: Callable[[ResourceId], None] = lambda s: None) -> None:
+    def __init__(self, estate: Estate) -> None:
         settings = Settings.from_env(estate.environment)
         self.rechecks: list[Recheck] = []
         queue = RecheckQueue(settings)
@@ -52,7 +54,7 @@ class Host:
             AuditLog(settings),
             queue,
             EventArchive(settings),
-            locks=SetLocks(settings, on_released=on_released),
+            locks=SetLocks(settings),
         )
 
     def handle(self, event: dict[str, Any]) -> Handled:
@@ -171,3 +173,37 @@ def test_when_the_holder_dies_its_lease_lapses_and_the_way_back_finishes_the_set
         assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
         release.set()
         hung.result(WAIT_S)  # A wakes up to a set already clean: its stale writes meet If-Match
+
+
+def test_an_event_about_an_unrestricted_set_takes_no_lease(estate: Estate) -> None:
+    from azure.storage.blob import ContainerClient
+
+    estate.create_set("open")
+    estate.scale("open", 1)
+    for event in estate.events():
+        assert Host(estate).handle(event).status == "reconciled"
+
+    locks = ContainerClient.from_connection_string(
+        estate.environment["RemediationStorage"], estate.environment["LOCK_CONTAINER"]
+    )
+    assert not locks.exists() or list(locks.list_blobs()) == [], "one read, and no lease or mark"
+    assert all(r.reason.startswith("not restricted") for r in estate.audit() if r.kind is RecordKind.DECISION)
+
+
+def test_a_holder_that_runs_out_of_passes_leaves_a_way_back(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(single_flight, "MAX_PASSES", 1)
+    event = scale_out(estate)
+    host_a, host_b = Host(estate), Host(estate)
+    with first_vm_list_held(estate) as (reached, release), ThreadPoolExecutor(1) as pool:
+        a = pool.submit(host_a.handle, event)
+        assert reached.wait(WAIT_S)
+        assert host_b.handle(another_delivery(event)).status == "busy"
+        release.set()
+        assert a.result(WAIT_S).status == "reconciled"
+
+    (left,) = host_a.rechecks  # the holder saw B's mark but had no pass left: it leaves a way back
+    assert left.if_marked
+    assert Host(estate).remediator.recheck(left.to_message()).status == "reconciled"
+    assert Host(estate).remediator.recheck(left.to_message()).status == "served", "the mark is settled"
