@@ -23,14 +23,13 @@ Owner and User Access Administrator have and Contributor does not.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from sim.authorization import Caller
 from sim.builtin_roles import Permission
-from sim.errors import ArmError
+from sim.errors import ArmError, json_object
 from sim.rbac import ROOT_SCOPE, AccessControl, RoleAssignment, covers, subscription_scope
 
 JsonDict = dict[str, Any]
@@ -198,15 +197,7 @@ class AccessApi:
 
 
 def _properties(body: bytes) -> JsonDict:
-    try:
-        parsed = json.loads(body.decode("utf-8") or "{}")
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ArmError(
-            400,
-            "InvalidRequestContent",
-            f"The request content was invalid and could not be deserialized: {exc}",
-        ) from exc
-    props = parsed.get("properties") if isinstance(parsed, dict) else None
+    props = json_object(body).get("properties")
     if not isinstance(props, dict):
         raise ArmError(400, "InvalidRequestContent", "The request content must have a 'properties' object.")
     return props

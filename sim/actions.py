@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sim.ids import LB_COLLECTIONS
+
 # ARM's casing of namespaces and path segments (the SDKs send some in lower case, e.g. manualupgrade).
 _CASING = {
     name.lower(): name
@@ -42,13 +44,7 @@ _CASING = {
         "subnets",
         "networkSecurityGroups",
         "loadBalancers",
-        "frontendIPConfigurations",
-        "backendAddressPools",
-        "loadBalancingRules",
-        "probes",
-        "inboundNatRules",
-        "outboundRules",
-        "inboundNatPools",
+        *LB_COLLECTIONS,
         "applicationSecurityGroups",
         "autoscalesettings",
         "manualUpgrade",

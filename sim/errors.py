@@ -9,6 +9,7 @@ the store and rendering it in one place keeps the shape identical everywhere.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sim.ids import ResourceRef
@@ -41,6 +42,21 @@ class ArmError(Exception):
         if self.target is not None:
             error["target"] = self.target
         return {"error": error}
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object (an empty body is ``{}``); 400 otherwise."""
+    try:
+        body = json.loads(raw.decode("utf-8") or "{}")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ArmError(
+            400,
+            "InvalidRequestContent",
+            f"The request content was invalid and could not be deserialized: {exc}",
+        ) from exc
+    if not isinstance(body, dict):
+        raise ArmError(400, "InvalidRequestContent", "The request content must be a JSON object.")
+    return body
 
 
 def not_found(ref: ResourceRef) -> ArmError:

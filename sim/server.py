@@ -40,7 +40,7 @@ from sim import access_api, graph, ids
 from sim.access_api import AccessApi
 from sim.authorization import Authorizer, Caller, caller_of
 from sim.compute import is_flexible, upgrade_instances
-from sim.errors import ArmError, invalid_parameter, not_found
+from sim.errors import ArmError, invalid_parameter, json_object, not_found
 from sim.events import RequestContext, claims_from_authorization
 from sim.faults import FaultInjector, FaultKind, internal_server_error
 from sim.hooks import RequestHooks
@@ -402,7 +402,7 @@ class ArmApi:
             raise _method_not_allowed(request.method)
         visible = self._authorizer.readable(_caller(request, context)) if self._authorizer else None
         response.body = graph.run(
-            self._store, _json_body(request.body), self._store.settings.tenant_id, visible=visible
+            self._store, json_object(request.body), self._store.settings.tenant_id, visible=visible
         )
 
     def _resource(
@@ -424,7 +424,7 @@ class ArmApi:
         if request.method in ("PUT", "PATCH"):
             result = self._store.put(
                 ref,
-                _json_body(request.body),
+                json_object(request.body),
                 context,
                 if_match=request.headers.get("if-match"),
                 if_none_match=request.headers.get("if-none-match"),
@@ -623,7 +623,7 @@ class ArmApi:
     def _manual_upgrade(
         self, request: Request, response: Response, vmss: JsonDict, context: RequestContext, api_version: str
     ) -> None:
-        body = _json_body(request.body)
+        body = json_object(request.body)
         wanted = body.get("instanceIds")
         if not isinstance(wanted, list) or not wanted or not all(isinstance(i, str) for i in wanted):
             raise invalid_parameter(
@@ -697,7 +697,7 @@ class ArmApi:
             return
         others = [c for c in children if c is not existing]
         if request.method == "PUT":
-            given = _json_body(request.body)
+            given = json_object(request.body)
             given["name"] = existing["name"] if existing else name
             others.append(given)
         # A child shares its parent's etag, so If-Match is checked against the parent.
@@ -868,20 +868,6 @@ def _authenticate(request: Request) -> None:
 
 def _method_not_allowed(method: str) -> ArmError:
     return ArmError(405, "MethodNotAllowed", f"The HTTP method '{method}' is not supported for this path.")
-
-
-def _json_body(raw: bytes) -> JsonDict:
-    try:
-        body = json.loads(raw.decode("utf-8") or "{}")
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ArmError(
-            400,
-            "InvalidRequestContent",
-            f"The request content was invalid and could not be deserialized: {exc}",
-        ) from exc
-    if not isinstance(body, dict):
-        raise ArmError(400, "InvalidRequestContent", "The request content must be a JSON object.")
-    return body
 
 
 # ---------------------------------------------------------------------------------- sockets
