@@ -3,6 +3,7 @@
 Floors, each importing only from those below it:
     cli, api               the command line; the HTTP endpoints' behaviour
     engine                 orchestration: event -> owning set -> reconcile -> audit; sweep, replay
+    one_at_a_time          one reconcile of a set at a time across hosts (the lease's outcomes)
     observe, act           read live state through arm; carry out a plan write-ahead through audit
     plan, policy, events,  pure judgement: what is wrong and what to do; what an event, a policy,
       inventory, review      an export or a review query says (no I/O)

@@ -42,7 +42,8 @@ def _error(status: int, message: str) -> Answer:
 
 def _page_size(params: Mapping[str, str]) -> int:
     raw = params.get("page_size") or "100"
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    # ASCII digits only: str.isdigit() also accepts "¹", which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
         raise ValueError(f"page_size: {raw!r} is not a whole number 1..{MAX_PAGE_SIZE}")
     return int(raw)
 

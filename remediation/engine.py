@@ -29,13 +29,14 @@ from remediation.arm_errors import ArmError
 from remediation.audit import AuditLog, EventArchive, RecheckQueue
 from remediation.events import parse_event, parse_recheck
 from remediation.journal import AuditUnavailable, Journal
-from remediation.model import Recheck, RecordKind, Rejection, ResourceId, Result
+from remediation.model import RecordKind, Rejection, ResourceId, Result
 from remediation.observe import Unresolvable, owning_scale_set
+from remediation.one_at_a_time import BUSY, OneAtATime
 from remediation.policy import restriction_for
 from remediation.reconcile import ReconcileResult, SetReconciler
 from remediation.review import Filters
 from remediation.settings import Settings
-from remediation.single_flight import Held, SetLocks, Unguarded
+from remediation.single_flight import SetLocks
 from remediation.write_ahead import Context
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,6 @@ SWEEP_PARALLEL_SETS = 4
 # write became visible to reads. Generous on purpose: being wrong here means a missed look.
 CLOCK_SKEW = timedelta(seconds=60)
 MAX_REMEMBERED_SETS = 10_000
-BUSY = (
-    "busy: a reconcile of the set is running (on this or another host); the set is left marked "
-    "and that reconcile looks at it again when it ends"
-)
 
 
 @dataclass(frozen=True)
@@ -110,6 +107,7 @@ class Remediator:
         self.clock = clock
         self.sets = SetReconciler(settings, arm, audit, rechecks, self.now)
         self.locks = locks
+        self.flight = OneAtATime(settings, arm, self.sets, locks, rechecks)
         # When the last reconcile of each set that completed started (see _covering_reconcile).
         self._last_reconcile: dict[ResourceId, datetime] = {}
         self._covered_lock = threading.Lock()
@@ -221,55 +219,11 @@ class Remediator:
             context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
             return "covered", reason, None
         started = datetime.now(UTC)
-        result = self._gated_single_flight(set_id, context)
+        result = self.flight.reconcile(set_id, context)
         if result is None:
             return "busy", BUSY, None
         self._reconciled(set_id, started)
         return "reconciled", result.reason, result
-
-    def _gated_single_flight(
-        self, set_id: ResourceId, context: Context, attempt: int = 0, *, way_back: bool = False
-    ) -> ReconcileResult | None:
-        """A set that is gone or unrestricted is settled with one read and no lease; a restricted
-        one is reconciled under its lease (which reads it again: what was asked for before the
-        lease's mark was read must be seen by the reconcile that clears the mark)."""
-        gated = self.sets.gate(set_id, self.arm.get_scale_set(set_id), context)
-        if isinstance(gated, ReconcileResult):
-            return gated
-        return self._single_flight(
-            set_id, context, lambda: self.sets.reconcile(set_id, context, attempt), way_back=way_back
-        )
-
-    def _single_flight(
-        self,
-        set_id: ResourceId,
-        context: Context,
-        work: Callable[[], ReconcileResult],
-        *,
-        way_back: bool = False,
-    ) -> ReconcileResult | None:
-        """``work()`` unless a reconcile of the set runs already (here or on another host): then the
-        set is left marked for that one. A way back is queued (a re-check after a lease period,
-        which reconciles the set if it is still marked) by the first to mark the set, by a way
-        back that finds it still taken, and by a holder that could not settle the mark: the way
-        back if that reconcile's host dies before it looks at the mark."""
-        outcome = self.locks.run(set_id, work, mark=not way_back)
-        if isinstance(outcome, Unguarded):
-            reason = f"reconciled without the set's lease (Blob storage unreachable: {outcome.why})"
-            context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
-            return outcome.result
-        if isinstance(outcome, Held):
-            if outcome.left_marked:
-                self._queue_way_back(set_id)
-            return outcome.result
-        context.note(RecordKind.DECISION, scale_set=set_id.value, reason=BUSY)
-        if outcome.first_mark or way_back:
-            self._queue_way_back(set_id)
-        return None
-
-    def _queue_way_back(self, set_id: ResourceId) -> None:
-        later = Recheck(set_id, attempt=1, reason="the set was busy", if_marked=True)
-        self.rechecks.schedule(later, self.settings.set_lease_seconds + 5)
 
     @staticmethod
     def _record_refusal(context: Context, error: ArmError) -> None:
@@ -373,7 +327,7 @@ class Remediator:
         with ThreadPoolExecutor(max_workers=SWEEP_PARALLEL_SETS, thread_name_prefix="sweep") as pool:
             futures = [
                 pool.submit(
-                    self._single_flight, set_id, context, functools.partial(self.reconcile, set_id, context)
+                    self.flight.run, set_id, context, functools.partial(self.reconcile, set_id, context)
                 )
                 for set_id in restricted
             ]
@@ -412,7 +366,7 @@ class Remediator:
             journal.flush()
             return Handled(context.event_id, "served", reason, None, time.monotonic() - started)
         try:
-            result = self._gated_single_flight(set_id, context, recheck.attempt, way_back=recheck.if_marked)
+            result = self.flight.reconcile(set_id, context, recheck.attempt, way_back=recheck.if_marked)
         except ArmError as error:
             if not error.refused:
                 self._record_failure(context, error)

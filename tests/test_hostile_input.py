@@ -175,3 +175,11 @@ def test_replay_endpoint_answers_any_body_with_a_status_and_a_reason(
     answer = replay(body, offline_settings)
     assert answer.status in (400, 404, 413, 503)
     assert answer.body["error"]
+
+
+@pytest.mark.parametrize("page_size", ["¹", "٣", "0", "1001", "-1", " 5"])
+def test_a_page_size_that_is_not_an_ascii_whole_number_is_named(
+    offline_settings: Settings, page_size: str
+) -> None:
+    answer = audit_page({"page_size": page_size}, offline_settings)
+    assert answer.status == 400 and "page_size" in answer.body["error"]
