@@ -7,11 +7,11 @@ to 24 h), with some randomization, until the subscription's maximum attempts (1-
 time to live (up to 24 h) run out; then it is dead-lettered, when the subscription has a
 dead-letter container. A delivery that timed out is not cancelled: the first invocation goes on
 running while the next attempt arrives. A dead-letter blob (learn.microsoft.com/azure/event-grid/
-manage-event-delivery) is named `<TOPIC NAME IN UPPER CASE>/<year>/<month>/<day>/<hour>/<id>.json`
-(no zero padding) and holds a JSON array of the events, each with `deadLetterReason`,
-`deliveryAttempts`, `lastDeliveryOutcome`, `lastHttpStatusCode`, `publishTime` and
-`lastDeliveryAttemptTime` (those field names from public dead-letter samples; to check against a
-real dead letter).
+manage-event-delivery) is named after the event subscription, in upper case:
+`<SUBSCRIPTION>/<year>/<month>/<day>/<hour>/<id>.json` (no zero padding), and holds a JSON
+array of the events, each with `deadLetterReason`, `deliveryAttempts`, `lastDeliveryOutcome`,
+`publishTime` and `lastDeliveryAttemptTime` (Microsoft's sample), and `lastHttpStatusCode`
+(public dead-letter samples only; to check against a real dead letter).
 
 Time comes from a clock, so a test decides when 30 s have passed (`ManualClock`) instead of
 waiting for them, and a benchmark may scale it (`RealClock(time_scale)`).
@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 DEADLINE_S = 30.0
-SCHEDULE_S = (10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0)
+SCHEDULE_S = (10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 10800.0, 21600.0, 43200.0)
 
 
 class Clock(Protocol):
@@ -109,18 +109,19 @@ class Delivery:
 class DeadLetters:
     """Event Grid's dead-letter blobs in a container (Azurite or Azure)."""
 
-    def __init__(self, connection_string: str, container: str, topic: str) -> None:
+    def __init__(self, connection_string: str, container: str, subscription: str) -> None:
+        """``subscription``: the event subscription's name (the blobs are named after it)."""
         from azure.storage.blob import ContainerClient
 
         self._container = ContainerClient.from_connection_string(connection_string, container)
-        self._topic = topic.upper()
+        self._prefix = subscription.upper()
 
     def write(self, event: Mapping[str, Any], facts: Mapping[str, Any], when: datetime) -> str:
         from azure.core.exceptions import ResourceExistsError
 
         with contextlib.suppress(ResourceExistsError):
             self._container.create_container()
-        name = f"{self._topic}/{when.year}/{when.month}/{when.day}/{when.hour}/{uuid.uuid4()}.json"
+        name = f"{self._prefix}/{when.year}/{when.month}/{when.day}/{when.hour}/{uuid.uuid4()}.json"
         self._container.upload_blob(name, json.dumps([{**event, **facts}]).encode())
         return name
 
@@ -141,6 +142,7 @@ class EventGridPlayer:
         jitter: float = 0.1,
         seed: int = 0,
         dead_letters: DeadLetters | None = None,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         if not 1 <= max_attempts <= 30:
             raise ValueError("Event Grid allows 1 to 30 delivery attempts")
@@ -154,6 +156,7 @@ class EventGridPlayer:
         self._random = random.Random(seed)  # noqa: S311 - Event Grid's jitter, seeded: not a secret
         self._random_lock = threading.Lock()
         self._dead_letters = dead_letters
+        self._wall = wall  # the date and time a dead letter is stamped and filed with
         self.running = 0  # handler invocations in progress, timed-out ones included
         self._running_lock = threading.Lock()
 
@@ -161,7 +164,7 @@ class EventGridPlayer:
         """Deliver one event until it is answered in time, dead-lettered or dropped."""
         delivery = Delivery(str(event.get("id", "")))
         published = self._clock.now()
-        published_at = datetime.now(UTC)
+        published_at = self._wall()
         while True:
             sent = self._clock.now()
             done, answer = threading.Event(), {"status": 0}

@@ -193,8 +193,8 @@ def parse_recheck(body: object) -> Recheck | Rejection:
     if not set_id.is_type(SCALE_SET_TYPE):
         return Rejection(message_id, f"re-check message names a {set_id.type}, not a scale set")
     attempt = document.get("attempt")
-    if not isinstance(attempt, int) or isinstance(attempt, bool) or not 1 <= attempt <= MAX_RECHECK_ATTEMPT:
-        return Rejection(message_id, f"re-check message attempt {attempt!r} is not 1..{MAX_RECHECK_ATTEMPT}")
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or not 0 <= attempt <= MAX_RECHECK_ATTEMPT:
+        return Rejection(message_id, f"re-check message attempt {attempt!r} is not 0..{MAX_RECHECK_ATTEMPT}")
     reason = document.get("reason", "")
     if_marked = document.get("if_marked", False)
     if not isinstance(if_marked, bool):

@@ -222,7 +222,7 @@ class Recheck:
     """A queue message: look at this set again later (its instances were still being created)."""
 
     scale_set: ResourceId
-    attempt: int  # 1 for the first re-check
+    attempt: int  # 1 for the first re-check of a growing set; 0 for a way back to a busy set
     reason: str = ""
     # A way back to a set another reconcile held: only if the set is still marked (not yet looked at).
     if_marked: bool = False

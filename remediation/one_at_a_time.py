@@ -24,7 +24,7 @@ from remediation.write_ahead import Context
 
 BUSY = (
     "busy: a reconcile of the set is running (on this or another host); the set is left marked "
-    "and that reconcile looks at it again when it ends"
+    "for it to look at again, and a way back is queued should it not"
 )
 
 
@@ -79,5 +79,6 @@ class OneAtATime:
         return None
 
     def _queue_way_back(self, set_id: ResourceId) -> None:
-        later = Recheck(set_id, attempt=1, reason="the set was busy", if_marked=True)
+        # attempt 0: a way back is no growth re-check, and must not use up one of their delays.
+        later = Recheck(set_id, attempt=0, reason="the set was busy", if_marked=True)
         self.rechecks.schedule(later, self.settings.set_lease_seconds + 5)

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -50,10 +51,16 @@ def test_a_delivery_past_the_deadline_is_tried_again_while_the_first_still_runs(
         assert entered.acquire(timeout=WAIT_S)
         next_wait(clock, 0)  # waiting for attempt 1's answer
         begun = clock.waits_begun
-        clock.advance(30)  # no answer in 30 s
+        clock.advance(29.9)
+        time.sleep(0.2)  # room for a wrong player to act too early (a right one cannot)
+        assert clock.waits_begun == begun and not delivering.done(), "not yet timed out at 29.9 s"
+        clock.advance(0.1)  # no answer in 30 s
         next_wait(clock, begun)  # waiting out the 10 s before attempt 2
         begun = clock.waits_begun
-        clock.advance(10)
+        clock.advance(9.9)
+        time.sleep(0.2)
+        assert not entered.acquire(timeout=0), "no attempt 2 before its 10 s"
+        clock.advance(0.1)
         assert entered.acquire(timeout=WAIT_S), "attempt 2 arrives"
         assert player.running == 2, "while attempt 1 still runs"
         next_wait(clock, begun)
@@ -68,7 +75,7 @@ def test_a_delivery_past_the_deadline_is_tried_again_while_the_first_still_runs(
 
 def dead_letters(local: LocalAzure) -> tuple[DeadLetters, str]:
     container = f"deadletter-{uuid.uuid4().hex[:10]}"
-    return DeadLetters(local.azurite.connection_string, container, "vmss-events"), container
+    return DeadLetters(local.azurite.connection_string, container, "vmss-public-ip-remediator"), container
 
 
 def read_dead_letters(local: LocalAzure, container: str) -> dict[str, Any]:
@@ -85,15 +92,24 @@ def test_failures_follow_the_schedule_then_the_event_is_dead_lettered(local_azur
     def broken(event: dict[str, Any]) -> None:
         raise RuntimeError("the function raised: the host answers 500")
 
-    player = EventGridPlayer(broken, clock=clock, max_attempts=3, jitter=0.0, dead_letters=sink)
+    early = datetime(2026, 3, 4, 5, 6, tzinfo=UTC)  # single-digit month, day and hour
+    player = EventGridPlayer(
+        broken, clock=clock, max_attempts=3, jitter=0.0, dead_letters=sink, wall=lambda: early
+    )
     with ThreadPoolExecutor(1) as pool:
         delivering = pool.submit(player.deliver, EVENT)
         # Each attempt's answer comes at once (wait 1, 3, 5); the waits before attempts 2 and 3
         # are waits 2 and 4.
         next_wait(clock, 1)
-        clock.advance(10)
+        clock.advance(9.9)
+        time.sleep(0.2)
+        assert clock.waits_begun == 2, "attempt 2 not before its 10 s"
+        clock.advance(0.1)
         next_wait(clock, 3)
-        clock.advance(30)
+        clock.advance(29.9)
+        time.sleep(0.2)
+        assert clock.waits_begun == 4, "attempt 3 not before its 30 s"
+        clock.advance(0.1)
         delivery = delivering.result(WAIT_S)
 
     assert [(a.sent, a.outcome, a.status) for a in delivery.attempts] == [
@@ -103,9 +119,10 @@ def test_failures_follow_the_schedule_then_the_event_is_dead_lettered(local_azur
     ]
     ((name, content),) = read_dead_letters(local_azure, container).items()
     assert name == delivery.dead_letter
-    topic, year, month, day, hour, blob = name.split("/")
-    assert topic == "VMSS-EVENTS" and blob.endswith(".json")
-    assert all(part == str(int(part)) for part in (year, month, day, hour)), "no zero padding"
+    assert name.startswith("VMSS-PUBLIC-IP-REMEDIATOR/2026/3/4/5/"), (
+        "the subscription's name, no zero padding"
+    )
+    assert name.endswith(".json")
     (event,) = content
     assert event["id"] == EVENT["id"]
     assert event["deadLetterReason"] == "MaxDeliveryAttemptsExceeded"
@@ -114,7 +131,8 @@ def test_failures_follow_the_schedule_then_the_event_is_dead_lettered(local_azur
         "Failed",
         500,
     )
-    assert event["publishTime"] and event["lastDeliveryAttemptTime"] >= event["publishTime"]
+    assert event["publishTime"] == "2026-03-04T05:06:00Z"
+    assert event["lastDeliveryAttemptTime"] == "2026-03-04T05:06:40Z", "40 s after the first attempt"
 
 
 @pytest.mark.parametrize("timed_out", [False, True])
