@@ -28,6 +28,7 @@ sys.path[:0] = [str(ROOT)]
 
 from localazure.azurite import Azurite  # noqa: E402
 from remediation.audit import AuditLog  # noqa: E402
+from remediation.journal import AuditUnavailable  # noqa: E402
 from remediation.model import RecordKind  # noqa: E402
 from remediation.records import AuditRecord  # noqa: E402
 from remediation.review import Filters  # noqa: E402
@@ -47,6 +48,9 @@ KINDS = [
     K.DECISION,
     K.DECISION,
 ]
+
+
+SEED_ATTEMPTS = 5
 
 
 def set_id(index: int) -> str:
@@ -120,7 +124,16 @@ def main() -> None:
                     number, now - timedelta(days=args.days) + number * step, args.sets
                 ):
                     journal.write(record)
-            journal.flush()
+            # Azurite sometimes resets a pooled connection, and the SDK does not retry a batch (a
+            # POST). The journal keeps what a failed store took; a later flush stores it again as
+            # upserts, as the app's next flush would.
+            for attempt in range(1, SEED_ATTEMPTS + 1):
+                try:
+                    journal.flush()
+                    return
+                except AuditUnavailable:
+                    if attempt == SEED_ATTEMPTS:
+                        raise
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(store, range(0, events, 50)))
