@@ -33,9 +33,7 @@ import arm_docs as docs  # noqa: E402
 from localazure.eventgrid import DEADLINE_S  # noqa: E402
 from localazure.host import deliver_event_grid, deliver_in_own_process  # noqa: E402
 from localazure.stack import LocalAzure, estate_owner  # noqa: E402
-from remediation.audit import AuditLog  # noqa: E402
-from remediation.model import RecordKind  # noqa: E402
-from remediation.settings import Settings  # noqa: E402
+from remediation.credentials import LoopbackCredential  # noqa: E402
 
 # ARM's write bucket per principal: 200 burst, 10 per second (DESIGN.md).
 WRITE_BURST, WRITE_RATE = 200, 10.0
@@ -115,9 +113,37 @@ class Bench:
             f"= {1 / per_event:.0f} events/s of CPU; the rest is waiting on Azurite and the simulator"
         )
 
+    def exposures(self, after: int) -> tuple[dict[str, datetime], dict[str, datetime]]:
+        """When each VM was created (ARM's timeCreated), and when its NICs were all detached: ARM's
+        answer to the remediator's successful PUT of each, from the simulator's log (the product's
+        own records are what is under test, not the ruler)."""
+        detached_nic: dict[str, datetime] = {}
+        for record in self.local.arm.requests()[after:]:
+            if (
+                record.method == "PUT"
+                and record.resource_type.lower() == "microsoft.network/networkinterfaces"
+                and 200 <= record.status < 300
+                and record.principal.lower() == LoopbackCredential.APP_ID.lower()
+            ):
+                detached_nic.setdefault(record.path.lower(), record.time)
+        created: dict[str, datetime] = {}
+        detached: dict[str, datetime] = {}
+        for vm in self.compute.virtual_machines.list(docs.GROUP):
+            doc = vm.as_dict()
+            vm_id = doc["id"].lower()
+            created[vm_id] = datetime.fromisoformat(doc["properties"]["timeCreated"].replace("Z", "+00:00"))
+            times = [
+                detached_nic[ref["id"].lower()]
+                for ref in doc["properties"]["networkProfile"]["networkInterfaces"]
+                if ref["id"].lower() in detached_nic
+            ]
+            if times:
+                detached[vm_id] = max(times)
+        return created, detached
+
     def storm(self, size: int) -> None:
         self.local.arm.reset()
-        env = self.use_fresh_tables()
+        self.use_fresh_tables()
         # ARM answers a NIC update in seconds: polling every 0.25 s keeps polls from eating the read bucket.
         os.environ["ARM_POLL_INTERVAL_SECONDS"] = "0.25"
         name = f"storm{size}"
@@ -153,18 +179,7 @@ class Bench:
                 break
         total = time.perf_counter() - started
 
-        records = list(AuditLog(Settings.from_env(env)).records())
-        detached = {
-            r.instance.lower(): r.time
-            for r in records
-            if r.kind is RecordKind.OUTCOME and r.action == "detach-public-ip" and r.result == "succeeded"
-        }
-        created = {}
-        for vm in self.compute.virtual_machines.list(docs.GROUP):
-            doc = vm.as_dict()
-            created[doc["id"].lower()] = datetime.fromisoformat(
-                doc["properties"]["timeCreated"].replace("Z", "+00:00")
-            )
+        created, detached = self.exposures(requests_before)
         windows = [
             (detached[vm_id] - when).total_seconds() for vm_id, when in created.items() if vm_id in detached
         ]
