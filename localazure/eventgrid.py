@@ -101,10 +101,6 @@ class Delivery:
     attempts: list[Attempt] = field(default_factory=list)
     dead_letter: str = ""  # the blob, when the event was dead-lettered
 
-    @property
-    def delivered(self) -> bool:
-        return bool(self.attempts) and self.attempts[-1].outcome == "Delivered"
-
 
 class DeadLetters:
     """Event Grid's dead-letter blobs in a container (Azurite or Azure)."""
