@@ -37,38 +37,49 @@ def event_grid_payload(event: func.EventGridEvent) -> dict[str, Any]:
 @app.function_name("on_resource_event")
 @app.event_grid_trigger(arg_name="event")
 def on_resource_event(event: func.EventGridEvent) -> None:
-    """ResourceWriteSuccess for a VMSS, VM, NIC or public IP: reconcile the owning scale set.
+    """ResourceWriteSuccess for a VMSS, VM, NIC or public IP: hand the owning set, if restricted,
+    to the work queue (short: Event Grid waits 30 s for the answer).
 
     Raising makes the host answer 500, so Event Grid redelivers: that is what happens when the
-    audit store or ARM is unavailable. A malformed event is recorded as rejected and returns.
+    audit store or the queue is unavailable. A malformed event is recorded as rejected and returns.
     """
     handled = remediator_for(Settings.from_env()).handle(event_grid_payload(event))
     log.info("event %s: %s %s", handled.event_id, handled.status, handled.reason)
 
 
-@app.function_name("on_recheck")
+@app.function_name("on_work")
 @app.queue_trigger(arg_name="message", queue_name="%RECHECK_QUEUE%", connection=STORAGE_CONNECTION)
-def on_recheck(message: func.QueueMessage) -> None:
-    """A delayed look at a set whose instances were still being created (the message names the set).
+def on_work(message: func.QueueMessage) -> None:
+    """One work-queue message: reconcile the set it names (or take in the event it carries).
 
     Raising leaves the message to be retried by the host (and moved to the poison queue after
-    its maximum dequeue count); a malformed message is recorded as rejected and removed.
+    host.json's maxDequeueCount); a malformed message is recorded as rejected and removed.
     """
-    handled = remediator_for(Settings.from_env()).recheck(message.get_body())
-    log.info("re-check %s: %s %s", handled.event_id, handled.status, handled.reason)
+    handled = remediator_for(Settings.from_env()).work(message.get_body())
+    log.info("work %s: %s %s", handled.event_id, handled.status, handled.reason)
+
+
+@app.function_name("on_poison")
+@app.queue_trigger(arg_name="message", queue_name="%RECHECK_QUEUE%-poison", connection=STORAGE_CONNECTION)
+def on_poison(message: func.QueueMessage) -> None:
+    """A work message the host gave up on: recorded in the audit log and kept for replay --poison."""
+    body = message.get_body().decode("utf-8", errors="replace")
+    handled = remediator_for(Settings.from_env()).poisoned(body, message.id or "")
+    log.warning("poison %s: %s", handled.event_id, handled.reason)
 
 
 @app.function_name("sweep")
 @app.timer_trigger(arg_name="timer", schedule="%SWEEP_SCHEDULE%", run_on_startup=False)
 def sweep(timer: func.TimerRequest) -> None:
-    """The backstop for lost events: reconcile every restricted set (schedule: app setting SWEEP_SCHEDULE)."""
+    """The backstop for lost events: a look at every restricted set, queued (SWEEP_SCHEDULE)."""
     result = remediator_for(Settings.from_env()).sweep()
     log.info(
-        "%s: %d scale sets by %s, %d restricted, past due: %s",
+        "%s: %d scale sets by %s, %d restricted, %d looks queued, past due: %s",
         result.sweep_id,
         result.scale_sets,
         result.source,
         len(result.restricted),
+        result.queued,
         timer.past_due,
     )
 
@@ -88,5 +99,6 @@ def audit(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("replay")
 @app.route(route="replay", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 def replay(req: func.HttpRequest) -> func.HttpResponse:
-    """Replay events: {"event_id"|"since"|"events"|"dead_letter": ..., "dry_run": bool}."""
+    """Replay events: {"event_id"|"since"|"events"|"dead_letter"|"poison": ..., "dry_run": bool};
+    answers 202 with the replay's id, whose progress and results `GET /api/audit?event_id=` shows."""
     return _json_response(api.replay(req.get_body(), Settings.from_env()))

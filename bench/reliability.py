@@ -245,7 +245,7 @@ def play_the_recheck_trigger(settings: Settings, bound_s: float = 120.0) -> int:
     deadline = time.monotonic() + bound_s
     with queue:
         while time.monotonic() < deadline:
-            delivered += pump_queue(settings.storage_connection_string, settings.recheck_queue, "on_recheck")
+            delivered += pump_queue(settings.storage_connection_string, settings.recheck_queue, "on_work")
             if queue.get_queue_properties().approximate_message_count == 0:
                 break
             time.sleep(1.0)  # the trigger's polling interval: the messages are not visible yet

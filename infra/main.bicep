@@ -101,6 +101,7 @@ var lockContainerName = 'remediation-locks'
 var auditTable = 'remediationaudit'
 var recheckQueue = 'remediation-recheck'
 var recheckDelaysSeconds = '15,60,180'
+var reconcileBudgetSeconds = '240'
 
 // Monitored subscriptions: lower-case ids, without blanks or duplicates.
 var subscriptionEntries = filter(split(monitoredSubscriptionIds, ','), entry => !empty(trim(entry)))
@@ -238,6 +239,7 @@ module function 'app/function.bicep' = {
       RECHECK_QUEUE: recheckQueue
       LOCK_CONTAINER: lockContainerName
       RECHECK_DELAYS_SECONDS: recheckDelaysSeconds
+      RECONCILE_BUDGET_SECONDS: reconcileBudgetSeconds
       SWEEP_SCHEDULE: sweepSchedule
       REMEDIATION_POLICY: policy.outputs.policy
       REMEDIATION_DRY_RUN: dryRun ? 'true' : 'false'

@@ -3,11 +3,12 @@
 Builds what a team without NAT gateway, load balancer or firewall builds: a Flexible scale set
 with a public IP per instance and capacity 0, restricted by its tag, with two VMs attached by
 hand without public IPs. Then it scales the set out by 10 as autoscale would. Every ARM write
-emits its Event Grid event; a delivery thread hands each one to the real function
-(``function_app.on_resource_event``, found by indexing ``function_app.app``) as Event Grid would,
-redelivering when the function raises. At the end it shows, per instance, what happened, and the
-audit log, and exits non-zero if any scale-set-created instance still has a public IP or a
-hand-added VM was written to.
+emits its Event Grid event; a delivery thread hands each one, as Event Grid would (its deadline and
+retries, ``localazure.eventgrid``), to one of two host processes (``localazure.functions_host``)
+running the real functions (``function_app.app``, indexed): Event Grid's trigger hands the set to
+the work queue, whose trigger, on either host, reconciles it. At the end it shows, per instance,
+what happened, and the audit log, and exits non-zero if any scale-set-created instance still has
+a public IP or a hand-added VM was written to.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from localazure.azurite import PROJECT_ROOT, Azurite
-from localazure.host import deliver_event_grid
+from localazure.eventgrid import EventGridPlayer
+from localazure.functions_host import HostPool
 from localazure.stack import LocalAzure, estate_owner
 from remediation.audit import AuditLog
 from remediation.credentials import LoopbackCredential
@@ -111,11 +113,10 @@ def matches_subscription_filter(event: Mapping[str, Any]) -> bool:
 
 
 class EventGridDelivery:
-    """Delivers simulator events to the function one by one, retrying failures as Event Grid does."""
+    """Delivers simulator events to the hosts one by one, as Event Grid does (``EventGridPlayer``)."""
 
-    def __init__(self, deliver: Callable[[Mapping[str, Any]], None], attempts: int = 5) -> None:
-        self._deliver = deliver
-        self._attempts = attempts
+    def __init__(self, deliver: Callable[[dict[str, Any]], None], attempts: int = 5) -> None:
+        self._player = EventGridPlayer(deliver, max_attempts=attempts)
         self._queue: queue.Queue[Mapping[str, Any] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="eventgrid-delivery", daemon=True)
         self.delivered = 0
@@ -146,15 +147,13 @@ class EventGridDelivery:
                 self._queue.task_done()
 
     def _deliver_with_retries(self, event: Mapping[str, Any]) -> None:
-        for attempt in range(1, self._attempts + 1):
-            try:
-                self._deliver(event)
-                self.delivered += 1
-                return
-            except Exception as error:  # noqa: BLE001 - a failed delivery is retried, as Event Grid does
-                if attempt == self._attempts:
-                    self.failures.append(f"{event.get('id')}: {error}")
-                time.sleep(0.2 * attempt)
+        delivery = self._player.deliver(event)
+        if delivery.attempts[-1].outcome == "Delivered":
+            self.delivered += 1
+        else:
+            self.failures.append(
+                f"{event.get('id')}: {delivery.attempts[-1].outcome} {len(delivery.attempts)} times"
+            )
 
 
 def build_estate(compute: Any, network: Any) -> None:
@@ -191,6 +190,12 @@ def build_estate(compute: Any, network: Any) -> None:
                 },
             },
         ).result()
+
+
+def stripped_left(compute: Any, network: Any) -> int:
+    """Scale-set-created instances still carrying a public IP (read from ARM, not the product)."""
+    instances = [vm.as_dict() for vm in compute.virtual_machines.list(GROUP)]
+    return sum(1 for vm in instances if vm["name"] not in HAND_ADDED and _public_ips(network, vm))
 
 
 def _public_ips(network: Any, vm_doc: Mapping[str, Any]) -> list[str]:
@@ -257,7 +262,11 @@ def run(out: TextIO = sys.stdout) -> int:
     with LocalAzure(azurite_data=DEMO_STORAGE, provision_delay_s=1.0, lro_duration_s=0.2) as local:
         os.environ.update(local.environment(audit_table=DEMO_AUDIT_TABLE))
         local.authorize(SUBSCRIPTION)
-        delivery = EventGridDelivery(deliver_event_grid)
+        environment = local.environment(audit_table=DEMO_AUDIT_TABLE)
+        host_logs = DEMO_STORAGE.parent / "hosts"  # each host process's log, for when it fails
+        host_logs.mkdir(parents=True, exist_ok=True)
+        hosts = HostPool(2, environment, log_dir=host_logs).start()
+        delivery = EventGridDelivery(hosts.handler())
         local.arm.add_event_sink(delivery.publish)
         delivery.start()
         options: dict[str, Any] = {
@@ -288,9 +297,14 @@ def run(out: TextIO = sys.stdout) -> int:
         ).result()
         local.arm.wait_idle(60)
         delivery.drain()
+        until = time.monotonic() + 120  # the looks run on the hosts' work queue: bounded wait
+        while stripped_left(compute, network) and time.monotonic() < until:
+            time.sleep(0.5)
         local.arm.wait_idle(60)
+        delivery.drain()  # the remediator's own writes' events
         elapsed = time.monotonic() - started
         delivery.stop()
+        hosts.stop()  # each host finishes the invocations it runs
 
         records = list(AuditLog(local.settings(audit_table=DEMO_AUDIT_TABLE)).records())
         stripped, failures = report_instances(compute, network, records, hand_nic_etags, out)

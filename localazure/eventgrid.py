@@ -93,6 +93,7 @@ class Attempt:
     sent: float  # clock seconds
     outcome: str  # "Delivered", "TimedOut" or "Failed"
     status: int  # the HTTP status the handler's host answered (408 for a time-out)
+    answered: float = 0.0  # clock seconds when the answer came (the deadline, for a time-out)
 
 
 @dataclass
@@ -170,7 +171,8 @@ class EventGridPlayer:
                 outcome = "Delivered" if status == 200 else "Failed"
             else:
                 status, outcome = 408, "TimedOut"  # the invocation goes on running
-            delivery.attempts.append(Attempt(len(delivery.attempts) + 1, sent, outcome, status))
+            answered = self._clock.now()
+            delivery.attempts.append(Attempt(len(delivery.attempts) + 1, sent, outcome, status, answered))
             if outcome == "Delivered":
                 return delivery
             number = len(delivery.attempts)

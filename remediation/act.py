@@ -8,11 +8,19 @@ Each finding is then verified from what ARM returned or by reading it again.
 
 A 412 is not an error here: it means the NIC (or set) changed since it was read. The finding is
 recorded as a conflict and reported back, and the engine re-reads and re-plans.
+
+A reconcile has a time budget (a deadline on the monotonic clock): a finding whose first write is
+not yet begun when it has passed is not begun (it is reported deferred, and a follow-up reconcile
+does it), beyond the first round of parallel writes, so every reconcile makes progress. A finding
+once begun is finished (its delete follows its detach).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+import threading
+import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -98,18 +106,22 @@ class _Progress:
     finding: Finding
     conflict: bool = False
     failed: bool = False
+    deferred: bool = False  # a write of it was not begun: the time budget had run out
     detached_at: float | None = None  # time.time() when the public IP came off (exposure ended)
     detached_nic: Mapping[str, Any] | None = None
 
     @property
     def going(self) -> bool:
-        return not (self.conflict or self.failed)
+        return not (self.conflict or self.failed or self.deferred)
 
     def settle(self, action: Action, write: Future[WriteResult]) -> BaseException | None:
         """Note how this finding's write ended; returns an error the handling must raise. A 412
         is a conflict (re-plan); a refusal that stands is recorded, not raised: raising would have
         the event delivered again and again for nothing."""
         error = write.exception()
+        if isinstance(error, _Deferred):
+            self.deferred = True
+            return None
         if isinstance(error, PreconditionFailed):
             self.conflict = True
             return None
@@ -126,15 +138,44 @@ class _Progress:
             self.detached_nic = result.body
 
 
+class _Deferred(Exception):
+    """A write not begun: the reconcile's time budget had run out."""
+
+
+class _Budget:
+    """Lets the first ``free`` writes begin whatever the time; later ones only before ``deadline``."""
+
+    def __init__(self, deadline: float | None, free: int, clock: Callable[[], float]) -> None:
+        self._deadline = deadline
+        self._begun = itertools.count()
+        self._lock = threading.Lock()
+        self._free = free
+        self._clock = clock
+
+    def begin(self) -> None:
+        with self._lock:
+            begun = next(self._begun)
+        if self._deadline is not None and begun >= self._free and self._clock() >= self._deadline:
+            raise _Deferred
+
+
 class Executor:
-    def __init__(self, arm: ArmGateway, max_parallel: int = MAX_PARALLEL_FINDINGS) -> None:
+    def __init__(
+        self,
+        arm: ArmGateway,
+        max_parallel: int = MAX_PARALLEL_FINDINGS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._arm = arm
         self._max_parallel = max_parallel
+        self._clock = clock
 
-    def carry_out(self, plan: Plan, context: Context) -> list[FindingOutcome]:
+    def carry_out(self, plan: Plan, context: Context, deadline: float | None = None) -> list[FindingOutcome]:
         """Run every action of ``plan`` in stages: every finding's first write (the detach, which
         ends the exposure) before any finding's second (the delete of the detached IP), each
-        stage in parallel. Then verify. Raises the first hard error once all of it is done."""
+        stage in parallel. Then verify. Raises the first hard error once all of it is done.
+        Writes not begun by ``deadline`` (beyond the first round) are left: their findings come
+        back ``SKIPPED`` and deferred is recorded."""
         by_finding: dict[int, list[Action]] = {}
         for action in plan.actions:
             by_finding.setdefault(id(action.finding), []).append(action)
@@ -143,10 +184,12 @@ class Executor:
         progress = {key: _Progress(actions[0].finding) for key, actions in by_finding.items()}
         first_error: BaseException | None = None
         workers = min(self._max_parallel, len(by_finding))
+        budget = _Budget(deadline, workers, self._clock)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remediate") as pool:
             for stage in range(max(len(actions) for actions in by_finding.values())):
+                stage_budget = budget if stage == 0 else None  # a finding once begun is finished
                 running = {
-                    pool.submit(self._write, actions[stage], plan, context): (key, actions[stage])
+                    pool.submit(self._write, actions[stage], plan, context, stage_budget): (key, actions[stage])
                     for key, actions in by_finding.items()
                     if stage < len(actions) and progress[key].going
                 }
@@ -157,6 +200,15 @@ class Executor:
         for key, actions in by_finding.items():
             if progress[key].conflict:
                 outcomes.append(FindingOutcome(progress[key].finding, Result.CONFLICT))
+            elif progress[key].deferred:
+                context.note(
+                    RecordKind.DECISION,
+                    progress[key].finding,
+                    mode=plan.mode.value,
+                    result=Result.SKIPPED.value,
+                    reason="deferred: the reconcile's time budget ran out first; a follow-up continues",
+                )
+                outcomes.append(FindingOutcome(progress[key].finding, Result.SKIPPED))
             elif progress[key].failed:
                 outcomes.append(FindingOutcome(progress[key].finding, Result.FAILED))
             else:
@@ -174,7 +226,8 @@ class Executor:
         deleted = {
             action.target
             for action in plan.actions
-            if action.kind is ActionKind.DELETE_PUBLIC_IP and not progress[id(action.finding)].failed
+            if action.kind is ActionKind.DELETE_PUBLIC_IP
+            and not (progress[id(action.finding)].failed or progress[id(action.finding)].deferred)
         }
         groups = {(ip.subscription.lower(), ip.resource_group.lower()) for ip in deleted}
         existing = [ip for sub, group in sorted(groups) for ip in self._arm.list_public_ips(sub, group)]
@@ -245,7 +298,9 @@ class Executor:
             return self._arm.patch_autoscale_setting(action.target, action.body)
         return self._arm.patch_scale_set(action.target, action.body, action.if_match)
 
-    def _write(self, action: Action, plan: Plan, context: Context) -> WriteResult:
+    def _write(self, action: Action, plan: Plan, context: Context, budget: _Budget | None) -> WriteResult:
+        if budget is not None:
+            budget.begin()
         before, after = _states(action)
         fields: dict[str, Any] = {}
         if action.kind is ActionKind.DELETE_PUBLIC_IP:  # names the one IP it deletes, not all the NIC had

@@ -3,8 +3,9 @@ and a JSON body out, so function_app.py stays a thin shell and this is testable 
 
 - ``GET /api/audit`` (function key): the audit log, with the same filters as `remediation audit`,
   a page at a time (``page_size``, ``continuation``);
-- ``POST /api/replay`` (admin key): replay archived, dead-lettered or given events through the
-  same pipeline as live ones, bounded per request.
+- ``POST /api/replay`` (admin key): replay archived, dead-lettered, given or poison events
+  through the work queue, bounded per request; answers 202 with the replay's id, whose records
+  (progress, then each event's handling) ``GET /api/audit?event_id=<id>`` shows.
 """
 
 from __future__ import annotations
@@ -64,23 +65,23 @@ def audit_page(params: Mapping[str, str], settings: Settings) -> Answer:
 
 
 def _replay_items(body: Mapping[str, Any], remediator: Remediator) -> list[ReplayItem]:
-    sources = [key for key in ("event_id", "since", "events", "dead_letter") if key in body]
+    sources = [key for key in ("event_id", "since", "events", "dead_letter", "poison") if key in body]
     if len(sources) != 1:
-        raise ValueError("give exactly one of event_id, since, events, dead_letter")
+        raise ValueError("give exactly one of event_id, since, events, dead_letter, poison")
     source = sources[0]
     value = body[source]
     if source == "event_id":
         if not isinstance(value, str) or not value:
             raise ValueError("event_id: expected a non-empty string")
         return [remediator.archived_event(value)]
-    if source == "since":
+    if source in ("since", "poison"):
         if not isinstance(value, str):
-            raise ValueError("since: expected a duration such as 2h")
+            raise ValueError(f"{source}: expected a duration such as 2h")
         try:
             window = parse_duration(value)
         except ValueError as error:
-            raise ValueError(f"since: {error}") from None
-        items = remediator.archived_since(window)
+            raise ValueError(f"{source}: {error}") from None
+        items = remediator.archived_since(window) if source == "since" else remediator.poison_since(window)
     elif source == "events":
         if not isinstance(value, list):
             raise ValueError("events: expected a list of events")
@@ -111,28 +112,19 @@ def replay(body: bytes, settings: Settings) -> Answer:
         return _error(400, "dry_run: expected true or false")
     remediator = remediator_for(dataclasses.replace(settings, dry_run=settings.dry_run or dry_run))
     try:
-        items = _replay_items(request, remediator)
-        results = remediator.replay(items)
+        queued = remediator.replay(_replay_items(request, remediator))
     except (ValueError, LookupError) as error:
         return _error(
             400 if isinstance(error, ValueError) else 404, str(error.args[0] if error.args else error)
         )
     except AuditUnavailable as error:
         return _error(503, str(error))
-    rows = []
-    for item, outcome in results:
-        if isinstance(outcome, Exception):
-            rows.append(
-                {"source": item.source, "status": "failed", "error": f"{type(outcome).__name__}: {outcome}"}
-            )
-        else:
-            rows.append(
-                {
-                    "source": item.source,
-                    "event_id": outcome.event_id,
-                    "status": outcome.status,
-                    "reason": outcome.reason,
-                }
-            )
-    failed = sum(1 for row in rows if row["status"] == "failed")
-    return Answer(200 if not failed else 207, {"replayed": len(rows), "failed": failed, "results": rows})
+    return Answer(
+        202,
+        {
+            "replay_id": queued.replay_id,
+            "queued": queued.queued,
+            "dry_run": remediator.settings.dry_run,
+            "progress": f"/api/audit?event_id={queued.replay_id}",
+        },
+    )

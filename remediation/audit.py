@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import threading
 from collections import defaultdict
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from remediation.credentials import managed_identity
 from remediation.journal import AuditUnavailable, Entities, Journal
-from remediation.model import Recheck
+from remediation.model import QueuedEvent, Recheck
 from remediation.records import (
     HANDLED_ROW,
     AuditRecord,
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from azure.data.tables import TableClient
     from azure.storage.blob import BlobServiceClient
 
+# A queue message holds 64 KiB once base64-encoded: an event larger than this goes by its archive blob.
+MAX_INLINE_EVENT_BYTES = 45_000
 MAX_BATCH = 100  # entity-group transactions hold at most 100 operations
 
 
@@ -276,18 +279,10 @@ class EventArchive:
 
     def store(self, event_id: str, event: object, received: datetime) -> str:
         """Keep the raw event; returns its blob name (recorded on the received record)."""
-        from azure.core.exceptions import AzureError, ResourceExistsError
-
-        name = self.blob_name(event_id, received)
         try:
-            if not self._ready:
-                with contextlib.suppress(ResourceExistsError):
-                    self._container.create_container()
-                self._ready = True
-            self._container.upload_blob(name, json.dumps(event, default=str).encode(), overwrite=True)
-        except AzureError as error:
+            return self.keep(self.blob_name(event_id, received), json.dumps(event, default=str))
+        except AuditUnavailable as error:
             raise AuditUnavailable(f"event {event_id} was not archived: {error}") from error
-        return name
 
     def load(self, name: str) -> object:
         from azure.core.exceptions import AzureError
@@ -299,13 +294,34 @@ class EventArchive:
 
     def since(self, start: datetime, end: datetime) -> Iterator[tuple[str, object]]:
         """Archived events received in [start, end], oldest hour first."""
+        for name, text in self.kept("", start, end):
+            yield name, json.loads(text)
+
+    def keep(self, name: str, text: str) -> str:
+        """Keep a text (a poison message) under ``name``; returns the name."""
+        from azure.core.exceptions import AzureError, ResourceExistsError
+
+        try:
+            if not self._ready:
+                with contextlib.suppress(ResourceExistsError):
+                    self._container.create_container()
+                self._ready = True
+            self._container.upload_blob(name, text.encode(), overwrite=True)
+        except AzureError as error:
+            raise AuditUnavailable(f"{name} was not kept: {error}") from error
+        return name
+
+    def kept(self, prefix: str, start: datetime, end: datetime) -> Iterator[tuple[str, str]]:
+        """The texts kept under ``prefix`` + hour in [start, end], oldest hour first."""
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         try:
             while hour <= end:
-                for blob in self._container.list_blobs(name_starts_with=hour.strftime("%Y/%m/%d/%H/")):
-                    yield blob.name, json.loads(self._container.download_blob(blob.name).readall())
+                for blob in self._container.list_blobs(
+                    name_starts_with=prefix + hour.strftime("%Y/%m/%d/%H/")
+                ):
+                    yield blob.name, self._container.download_blob(blob.name).readall().decode()
                 hour += timedelta(hours=1)
         except ResourceNotFoundError:
             return
@@ -368,6 +384,24 @@ class RecheckQueue:
         self._ready = False
 
     def schedule(self, recheck: Recheck, delay_s: float) -> None:
+        """Queue a look at a set, visible after ``delay_s``."""
+        self._send(recheck.to_message(), delay_s, f"re-check of {recheck.scale_set}")
+
+    def schedule_event(self, queued: QueuedEvent, archived: str = "") -> None:
+        """Queue an event for intake on a worker; by its archive blob (``archived``) when it is
+        too big for a queue message (64 KiB, base64 included)."""
+        message = queued.to_message()
+        if len(message) > MAX_INLINE_EVENT_BYTES:
+            if not archived:
+                raise AuditUnavailable(f"event {queued.event_id} is too big to queue and was not archived")
+            message = dataclasses.replace(queued, event=None, archive=archived).to_message()
+        self._send(message, 0, f"event {queued.event_id}")
+
+    def send(self, message: str) -> None:
+        """Queue a message as it is (a poison message replayed)."""
+        self._send(message, 0, "a replayed message")
+
+    def _send(self, message: str, delay_s: float, what: str) -> None:
         from azure.core.exceptions import AzureError, ResourceExistsError
 
         try:
@@ -375,6 +409,6 @@ class RecheckQueue:
                 with contextlib.suppress(ResourceExistsError):
                     self._queue.create_queue()
                 self._ready = True
-            self._queue.send_message(recheck.to_message(), visibility_timeout=round(delay_s))
+            self._queue.send_message(message, visibility_timeout=round(delay_s))
         except AzureError as error:
-            raise AuditUnavailable(f"re-check of {recheck.scale_set} was not queued: {error}") from error
+            raise AuditUnavailable(f"{what} was not queued: {error}") from error

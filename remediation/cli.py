@@ -116,7 +116,7 @@ class Progress:
                 sys.stderr.write("\n")
         elif (decile := 10 * done // self.total) != self._last_decile:
             self._last_decile = decile
-            sys.stderr.write(f"replayed {done}/{self.total}\n")
+            sys.stderr.write(f"queued {done}/{self.total}\n")
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -139,21 +139,21 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 ReplayItem(f"file {args.file}[{i}]", event)
                 for i, event in enumerate(events_from_text(text, args.file))
             ]
+        elif args.poison:
+            items = list(remediator.poison_since(args.poison))
         else:
             items = list(remediator.dead_lettered(args.dead_letter))
-        results = remediator.replay(items, Progress(len(items)))
+        queued = remediator.replay(items, Progress(len(items)))
     except (LookupError, ValueError, OSError, AuditUnavailable) as error:
         print(f"replay: {error}", file=sys.stderr)
         return 2
-    failed = 0
-    for item, outcome in results:
-        if isinstance(outcome, Exception):
-            failed += 1
-            print(f"FAILED  {item.source}: {type(outcome).__name__}: {outcome}")
-        else:
-            print(f"{outcome.status:<10} {item.source} -> {outcome.event_id} {outcome.reason}")
-    print(f"{len(results)} events replayed{' (dry run)' if args.dry_run else ''}, {failed} failed")
-    return 1 if failed else 0
+    for item in items:
+        print(f"queued  {item.source}")
+    print(
+        f"{queued.replay_id}: {queued.queued} events queued{' (dry run)' if args.dry_run else ''}; "
+        f"follow them with: remediation audit --event-id {queued.replay_id}"
+    )
+    return 0
 
 
 def _cmd_whatif(args: argparse.Namespace) -> int:
@@ -216,14 +216,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     result = remediator_for(settings).sweep(args.subscription or ())
     print(
         f"{result.sweep_id}: {result.scale_sets} scale sets found by {result.source}, "
-        f"{len(result.restricted)} restricted{' (dry run)' if settings.dry_run else ''}"
+        f"{len(result.restricted)} restricted{' (dry run)' if settings.dry_run else ''}; "
+        f"{result.queued} looks queued, {len(result.restricted) - result.queued} joined pending ones"
     )
-    for reconciled in result.results:
-        remediated = sum(1 for outcome in reconciled.outcomes if outcome.result.value == "succeeded")
-        print(
-            f"  {reconciled.scale_set.name:<30} {reconciled.mode or '-':<14} "
-            f"{reconciled.findings} findings, {remediated} remediated"
-        )
+    for set_id in result.restricted:
+        print(f"  {set_id.name}")
+    print(f"follow them with: remediation audit --event-id {result.sweep_id}")
     return 0
 
 
@@ -254,12 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_commands.add_parser("verify", help="report intents without an outcome")
     verify.add_argument("--since", type=duration, default=timedelta(days=7), help="how far back (default 7d)")
     verify.set_defaults(run=_cmd_audit_verify)
-    replay = commands.add_parser("replay", help="replay events through the same pipeline")
+    replay = commands.add_parser("replay", help="replay events through the work queue, as live ones")
     source = replay.add_mutually_exclusive_group(required=True)
     source.add_argument("--event-id", help="an archived event, by id")
     source.add_argument("--since", type=duration, help="every event archived in this window, e.g. 2h")
     source.add_argument("--file", help="a JSON file: an event, an array of events, or JSON lines")
     source.add_argument("--dead-letter", metavar="CONTAINER", help="Event Grid's dead-letter blob container")
+    source.add_argument(
+        "--poison",
+        type=duration,
+        metavar="WINDOW",
+        help="the poison queue's messages kept in this window, e.g. 7d",
+    )
     replay.add_argument("--dry-run", action="store_true", help="plan and record only, write nothing to ARM")
     replay.set_defaults(run=_cmd_replay)
     whatif = commands.add_parser("whatif", help="plan against exported ARM JSON, with no ARM at all")
@@ -267,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     whatif.add_argument("--config", metavar="FILE", help="a policy file (as REMEDIATION_POLICY_FILE)")
     whatif.add_argument("--format", choices=("table", "json"), default="table")
     whatif.set_defaults(run=_cmd_whatif)
-    sweep = commands.add_parser("sweep", help="reconcile every restricted scale set now")
+    sweep = commands.add_parser("sweep", help="queue a look at every restricted scale set now")
     sweep.add_argument(
         "--subscription", action="append", help="a subscription id (repeatable); default: the policy's"
     )

@@ -13,17 +13,20 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from remediation.model import (
     SCALE_SET_TYPE,
     Caller,
     InvalidResourceId,
+    QueuedEvent,
     Recheck,
     Rejection,
     ResourceId,
     Trigger,
 )
+
+T = TypeVar("T")
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 
@@ -168,38 +171,86 @@ def _trigger_from_data(
 
 
 MAX_RECHECK_ATTEMPT = 100
+MAX_FOLLOW_UPS = 1000
 
 
-def parse_recheck(body: object) -> Recheck | Rejection:
-    """A re-check queue message: ``{"scale_set": "<id>", "attempt": n, "reason": "..."}``."""
-    message_id = f"recheck-{uuid.uuid4()}"
+def parse_work(body: object) -> Recheck | QueuedEvent | Rejection:
+    """A work-queue message: a look at a set (``{"scale_set": "<id>", "attempt": n, ...}``) or an
+    event to run through intake (``{"event_id": "...", "event": {...} | "archive": "<blob>"}``)."""
+    message_id = f"work-{uuid.uuid4()}"
     if isinstance(body, bytes):
         try:
             body = body.decode("utf-8")
         except UnicodeDecodeError:
-            return Rejection(message_id, "re-check message is not UTF-8 text")
+            return Rejection(message_id, "work message is not UTF-8 text")
     if not isinstance(body, str) or len(body) > MAX_EVENT_BYTES:
-        return Rejection(message_id, "re-check message is not text of at most 64 KiB")
+        return Rejection(message_id, "work message is not text of at most 64 KiB")
     try:
         document = json.loads(body)
     except json.JSONDecodeError as error:
-        return Rejection(message_id, f"re-check message is not JSON: {error.msg}")
+        return Rejection(message_id, f"work message is not JSON: {error.msg}")
     if not isinstance(document, Mapping):
-        return Rejection(message_id, "re-check message is not a JSON object")
+        return Rejection(message_id, "work message is not a JSON object")
+    flags = _fields(document, ("if_marked", "dry_run"), bool, False)
+    texts = _fields(document, ("reason", "origin", "replay_of", "note", "archive"), str, "")
+    for wrong in (flags, texts):
+        if isinstance(wrong, str):
+            return Rejection(message_id, f"work message {wrong}")
+    assert isinstance(flags, dict) and isinstance(texts, dict)
+    if "scale_set" not in document:
+        return _queued_event(document, message_id, texts, flags["dry_run"])
     try:
         set_id = ResourceId.parse(document.get("scale_set"))
     except InvalidResourceId as error:
-        return Rejection(message_id, f"re-check message scale_set: {error}")
+        return Rejection(message_id, f"work message scale_set: {error}")
     if not set_id.is_type(SCALE_SET_TYPE):
-        return Rejection(message_id, f"re-check message names a {set_id.type}, not a scale set")
-    attempt = document.get("attempt")
-    if not isinstance(attempt, int) or isinstance(attempt, bool) or not 0 <= attempt <= MAX_RECHECK_ATTEMPT:
-        return Rejection(message_id, f"re-check message attempt {attempt!r} is not 0..{MAX_RECHECK_ATTEMPT}")
-    reason = document.get("reason", "")
-    if_marked = document.get("if_marked", False)
-    if not isinstance(if_marked, bool):
-        return Rejection(message_id, f"re-check message if_marked {if_marked!r} is not a boolean")
-    return Recheck(set_id, attempt, reason if isinstance(reason, str) else "", if_marked)
+        return Rejection(message_id, f"work message names a {set_id.type}, not a scale set")
+    numbers: dict[str, int] = {}
+    for name, most in (("attempt", MAX_RECHECK_ATTEMPT), ("follow_up", MAX_FOLLOW_UPS)):
+        number = document.get(name, 0)
+        if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= most:
+            return Rejection(message_id, f"work message {name} {number!r} is not 0..{most}")
+        numbers[name] = number
+    return Recheck(
+        set_id,
+        numbers["attempt"],
+        texts["reason"],
+        flags["if_marked"],
+        texts["origin"],
+        flags["dry_run"],
+        numbers["follow_up"],
+    )
+
+
+def _fields(
+    document: Mapping[str, Any], names: tuple[str, ...], kind: type[T], default: T
+) -> dict[str, T] | str:
+    """The named fields, each of ``kind`` (``default`` when absent), or what is wrong."""
+    found: dict[str, T] = {}
+    for name in names:
+        value = document.get(name, default)
+        if not isinstance(value, kind):
+            return f"{name} {value!r} is not {'a boolean' if kind is bool else 'text'}"
+        found[name] = value
+    return found
+
+
+def _queued_event(
+    document: Mapping[str, Any], message_id: str, texts: Mapping[str, str], dry_run: bool
+) -> QueuedEvent | Rejection:
+    event_id = document.get("event_id")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 200:
+        return Rejection(message_id, "work message has neither a scale_set nor an event_id (text, 1-200)")
+    if ("event" in document) == bool(texts["archive"]):
+        return Rejection(event_id, "work message for an event needs exactly one of event and archive")
+    return QueuedEvent(
+        event_id,
+        document.get("event"),
+        texts["archive"],
+        texts["replay_of"],
+        texts["note"],
+        dry_run,
+    )
 
 
 def events_from_text(text: str, source: str) -> list[object]:

@@ -219,13 +219,17 @@ class Trigger:
 
 @dataclass(frozen=True)
 class Recheck:
-    """A queue message: look at this set again later (its instances were still being created)."""
+    """A work-queue message: look at this set (for an event, a sweep or a replay; again, while its
+    instances are still being created; or once another reconcile that held it has ended)."""
 
     scale_set: ResourceId
-    attempt: int  # 1 for the first re-check of a growing set; 0 for a way back to a busy set
+    attempt: int  # 1 for the first re-check of a growing set; 0 otherwise
     reason: str = ""
     # A way back to a set another reconcile held: only if the set is still marked (not yet looked at).
     if_marked: bool = False
+    origin: str = ""  # the event, sweep or replay that asked (its records carry this id)
+    dry_run: bool = False  # a dry-run replay's look: decide and record, write nothing
+    follow_up: int = 0  # how many reconciles of this look ran out of time before this one
 
     def to_message(self) -> str:
         message: dict[str, object] = {
@@ -233,9 +237,43 @@ class Recheck:
             "attempt": self.attempt,
             "reason": self.reason,
         }
-        if self.if_marked:
-            message["if_marked"] = True
+        for name, value in (
+            ("if_marked", self.if_marked),
+            ("origin", self.origin),
+            ("dry_run", self.dry_run),
+            ("follow_up", self.follow_up),
+        ):
+            if value:
+                message[name] = value
         return json.dumps(message)
+
+
+@dataclass(frozen=True)
+class QueuedEvent:
+    """A work-queue message: run this event through intake on a queue worker, with ARM's full
+    retries (a replay, or an event whose owning set Event Grid's delivery could not resolve in time).
+
+    ``event_id``: the id its records carry (the replay's id, or the event's own); ``replay_of``:
+    the original event's id when this is a replay. ``event`` or ``archive`` (a blob of the event
+    archive holding it, for an event too big for a queue message) names the event."""
+
+    event_id: str
+    event: object = None
+    archive: str = ""
+    replay_of: str = ""
+    note: str = ""
+    dry_run: bool = False
+
+    def to_message(self) -> str:
+        message: dict[str, object] = {"event_id": self.event_id}
+        if self.archive:
+            message["archive"] = self.archive
+        else:
+            message["event"] = self.event
+        for name, value in (("replay_of", self.replay_of), ("note", self.note), ("dry_run", self.dry_run)):
+            if value:
+                message[name] = value
+        return json.dumps(message, default=str)
 
 
 @dataclass(frozen=True)

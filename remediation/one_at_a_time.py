@@ -5,9 +5,9 @@ A set that is gone or unrestricted is settled from one read, without a lease. A 
 reconciled under its lease, which reads it again (what was asked for before the lease's mark was
 read must be seen by the reconcile that clears the mark). When another reconcile holds the set,
 the set is left marked for it, and a way back is queued (a re-check after a lease period, which
-reconciles the set if it is still marked): by the first to mark the set, by a way back that finds
-it still taken, and by a holder that could not settle the mark; the way back, if that reconcile's
-host dies before it looks at the mark.
+reconciles the set if it is still marked): by each look that finds the set taken (intake keeps
+those few: one look per marking), and by a holder that could not settle the mark; the way back,
+if that reconcile's host dies before it looks at the mark.
 """
 
 from __future__ import annotations
@@ -44,15 +44,25 @@ class OneAtATime:
         self.rechecks = rechecks
 
     def reconcile(
-        self, set_id: ResourceId, context: Context, attempt: int = 0, *, way_back: bool = False
+        self,
+        set_id: ResourceId,
+        context: Context,
+        attempt: int = 0,
+        *,
+        way_back: bool = False,
+        deadline: float | None = None,
     ) -> ReconcileResult | None:
         """The set reconciled (or settled: gone, unrestricted), or None when another reconcile
-        holds it. ``way_back``: this is a way back, whose mark is already there."""
+        holds it. ``way_back``: this is a way back, whose mark is already there; ``deadline``:
+        the time budget's end (``SetReconciler.reconcile``)."""
         gated = self.sets.gate(set_id, self.arm.get_scale_set(set_id), context)
         if isinstance(gated, ReconcileResult):
             return gated
         return self.run(
-            set_id, context, lambda: self.sets.reconcile(set_id, context, attempt), way_back=way_back
+            set_id,
+            context,
+            lambda: self.sets.reconcile(set_id, context, attempt, deadline),
+            way_back=way_back,
         )
 
     def run(
@@ -71,14 +81,13 @@ class OneAtATime:
             return outcome.result
         if isinstance(outcome, Held):
             if outcome.left_marked:
-                self._queue_way_back(set_id)
+                self._queue_way_back(set_id, context.event_id)
             return outcome.result
         context.note(RecordKind.DECISION, scale_set=set_id.value, reason=BUSY)
-        if outcome.first_mark or way_back:
-            self._queue_way_back(set_id)
+        self._queue_way_back(set_id, context.event_id)
         return None
 
-    def _queue_way_back(self, set_id: ResourceId) -> None:
+    def _queue_way_back(self, set_id: ResourceId, origin: str) -> None:
         # attempt 0: a way back is no growth re-check, and must not use up one of their delays.
-        later = Recheck(set_id, attempt=0, reason="the set was busy", if_marked=True)
+        later = Recheck(set_id, attempt=0, reason="the set was busy", if_marked=True, origin=origin)
         self.rechecks.schedule(later, self.settings.set_lease_seconds + 5)

@@ -73,6 +73,11 @@ class ReconcileResult:
     outcomes: tuple[FindingOutcome, ...] = ()
     event_id: str = ""  # the event whose handling ran this reconcile (others may have shared it)
 
+    @property
+    def deferred(self) -> int:
+        """Findings whose writes the time budget left for a follow-up reconcile."""
+        return sum(1 for outcome in self.outcomes if outcome.result is Result.SKIPPED)
+
 
 class SetReconciler:
     def __init__(
@@ -108,10 +113,14 @@ class SetReconciler:
             return ReconcileResult(set_id, None, restriction.reason, event_id=context.event_id)
         return scale_set, restriction.mode, restriction.reason
 
-    def reconcile(self, set_id: ResourceId, context: Context, attempt: int = 0) -> ReconcileResult:
+    def reconcile(
+        self, set_id: ResourceId, context: Context, attempt: int = 0, deadline: float | None = None
+    ) -> ReconcileResult:
         """Bring one scale set into line; re-plan after a 412.
 
-        ``attempt`` counts the delayed re-checks that led here (0 for an event or a sweep).
+        ``attempt`` counts the delayed re-checks that led here (0 for an event or a sweep);
+        ``deadline`` (monotonic) is the time budget's end: writes not begun by then are left for
+        a follow-up (``ReconcileResult.deferred``).
         """
         deferred: list[ArmError] = []
         history: list[AuditRecord] | None = None
@@ -140,7 +149,7 @@ class SetReconciler:
                 self._schedule_recheck(observed, context, attempt)
             outcomes: tuple[FindingOutcome, ...] = ()
             if not self.settings.dry_run and the_plan.actions:
-                outcomes = tuple(self.executor.carry_out(the_plan, context))
+                outcomes = tuple(self.executor.carry_out(the_plan, context, deadline))
             if all(outcome.result is not Result.CONFLICT for outcome in outcomes):
                 if deferred:
                     raise deferred[0]
@@ -331,7 +340,8 @@ class SetReconciler:
         if attempt >= len(delays):
             reason = f"{why}; no re-check left after {attempt} (the sweep will look again)"
         else:
-            self.rechecks.schedule(Recheck(set_id, attempt + 1, why), delays[attempt])
+            later = Recheck(set_id, attempt + 1, why, origin=context.event_id, dry_run=context.dry_run)
+            self.rechecks.schedule(later, delays[attempt])
             reason = f"{why}: re-check {attempt + 1} in {delays[attempt]:g} s"
         context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
 

@@ -46,9 +46,13 @@ class Settings:
     # Raw events as received, for replay, kept this many days.
     archive_container: str = "event-archive"
     archive_retention_days: int = 30
-    # The queue of delayed re-checks of sets whose instances are still being created, and the delays.
+    # The work queue (looks at sets, queued events; its trigger reconciles one set per message),
+    # and the delays of the re-checks of sets whose instances are still being created.
     recheck_queue: str = "remediation-recheck"
     recheck_delays_s: tuple[float, ...] = (15.0, 60.0, 180.0)
+    # A reconcile begins no write after this many seconds; a follow-up message does the rest. Well
+    # inside host.json's functionTimeout (10 min), which must also hold the writes in flight.
+    reconcile_budget_s: float = 240.0
     # One reconcile per set at a time across hosts: a blob lease per set in this container, held
     # this long and renewed while the reconcile runs (Azure allows 15-60 s).
     lock_container: str = "remediation-locks"
@@ -105,6 +109,7 @@ class Settings:
             audit_table=text("AUDIT_TABLE", "remediationaudit"),
             recheck_queue=text("RECHECK_QUEUE", "remediation-recheck"),
             recheck_delays_s=_delays(env.get("RECHECK_DELAYS_SECONDS", "")),
+            reconcile_budget_s=number("RECONCILE_BUDGET_SECONDS", 240.0, 0.0, 480.0),
             lock_container=text("LOCK_CONTAINER", "remediation-locks"),
             set_lease_seconds=int(number("SET_LEASE_SECONDS", 60, 15, 60)),
             interrupted_write_grace_s=number("INTERRUPTED_WRITE_GRACE_SECONDS", 900.0, 0.0, 86400.0),
@@ -145,6 +150,8 @@ class Settings:
                 3 <= len(name) <= 63 and all(c.isalnum() or c == "-" for c in name) and name == name.lower()
             ):
                 raise SettingsError(f"{key}={name!r}: 3-63 lower-case letters, digits and hyphens")
+        if len(self.recheck_queue) > 56:  # the host's poison queue is named <queue>-poison
+            raise SettingsError(f"RECHECK_QUEUE={self.recheck_queue!r}: at most 56 characters")
         table = self.audit_table
         if not (3 <= len(table) <= 63 and table.isalnum() and table[0].isalpha()):
             raise SettingsError(f"AUDIT_TABLE={table!r}: 3-63 letters and digits, starting with a letter")

@@ -17,12 +17,13 @@ holder stops renewing (learn.microsoft.com/rest/api/storageservices/lease-blob).
   written after it is seen by that read or finds the lease free; none is lost, and no two
   reconciles of a set overlap while leases hold.
 
-A caller that finds the set taken gets `Taken`; the first to mark the set since it was last
-looked at should leave a way back (a delayed re-check, itself marking again if the set is still
-taken), since the holder may die before it reads the mark: one such chain per marked set, not one
-per event. If Blob storage cannot be reached to take the lease, the work runs without it
-(`Unguarded`): the security control does not wait on its own coordination, and If-Match still
-keeps parallel writers apart.
+A caller that finds the set taken gets `Taken`, and should leave a way back (a delayed re-check,
+which reconciles the set if it is still marked), since the holder may die before it reads the
+mark. Intake (`join`, `mark`) marks a set without taking its lease: a mark renewed while it
+exists reaches whoever looks at the set next, and a look is queued before a new mark is made,
+so every mark has a look behind it. If Blob storage cannot be reached to take the lease, the
+work runs without it (`Unguarded`): the security control does not wait on its own coordination,
+and If-Match still keeps parallel writers apart.
 """
 
 from __future__ import annotations
@@ -53,8 +54,6 @@ MAX_PASSES = 5
 @dataclass(frozen=True)
 class Taken:
     """Another holder has the set; it was left marked for that holder."""
-
-    first_mark: bool  # this caller's mark is the first since the set was last looked at
 
 
 @dataclass(frozen=True)
@@ -103,14 +102,36 @@ class SetLocks:
             return Unguarded(work(), f"{type(error).__name__}: {error}")
         if lease is None:
             try:
-                taken = self._mark(set_id, wanted) if mark else Taken(first_mark=False)
+                if mark:
+                    self._mark(set_id, wanted)
                 lease = self._acquire(lock)
             except AzureError as error:  # a holder exists: never run beside it
                 log.warning("the set %s is taken and its mark could not be written: %s", set_id, error)
-                return Taken(first_mark=True)
+                return Taken()
             if lease is None:
-                return taken
+                return Taken()
         return self._passes(set_id, lock, wanted, lease, work)
+
+    def join(self, set_id: ResourceId) -> bool:
+        """Renew the set's mark if it has one: True when a look at the set is pending (queued, or
+        running and yet to read the mark again), which will now see this request; False when the
+        set is unmarked (the caller queues a look, then ``mark``s the set). Raises AzureError."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        wanted = self._blobs(set_id)[1]
+        try:
+            # Only if it exists: a mark the holder deletes meanwhile is not brought back unseen.
+            wanted.set_blob_metadata({"scale_set": set_id.value})
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    def mark(self, set_id: ResourceId) -> None:
+        """Mark the set as asked for (a look is queued for it), unless it is marked already."""
+        from azure.core.exceptions import ResourceExistsError
+
+        with contextlib.suppress(ResourceExistsError):
+            self._blobs(set_id)[1].upload_blob(b"", overwrite=False, metadata={"scale_set": set_id.value})
 
     def marked(self, set_id: ResourceId) -> bool:
         """Whether something asked for the set since it was last looked at (True when the mark
@@ -131,16 +152,9 @@ class SetLocks:
         BlobLeaseClient(self._blobs(set_id)[0]).break_lease(lease_break_period=0)
 
     @staticmethod
-    def _mark(set_id: ResourceId, wanted: BlobClient) -> Taken:
-        from azure.core.exceptions import ResourceExistsError
-
-        try:
-            wanted.upload_blob(b"", overwrite=False, metadata={"scale_set": set_id.value})
-        except ResourceExistsError:
-            # Marked already: a new ETag tells the holder to look again; a way back is pending.
-            wanted.upload_blob(b"", overwrite=True, metadata={"scale_set": set_id.value})
-            return Taken(first_mark=False)
-        return Taken(first_mark=True)
+    def _mark(set_id: ResourceId, wanted: BlobClient) -> None:
+        # Written over: a new ETag tells the holder to look again.
+        wanted.upload_blob(b"", overwrite=True, metadata={"scale_set": set_id.value})
 
     def _passes(
         self,

@@ -205,6 +205,7 @@ class ArmApi:
             client_request_id=request.headers.get("x-ms-client-request-id", ""),
             if_match=request.headers.get("if-match", ""),
             body=request.body if request.method in ("PUT", "PATCH") else b"",
+            filter=query.get("$filter", ""),
         )
         self._store.record(record)
         self._hooks.call(record)  # before the socket layer's delay, hold and answer

@@ -144,6 +144,8 @@ class RequestRecord:
     # What a write sent: its If-Match header and its body, as the server read them.
     if_match: str = ""
     body: bytes = b""
+    # The query's $filter, as the server read it (a list of a scale set's VMs names the set there).
+    filter: str = ""
 
     def __post_init__(self) -> None:
         if self.received == _UNSET_TIME:

@@ -9,7 +9,7 @@ from typing import Any
 
 import arm_docs as docs
 
-from localazure.host import deliver_event_grid, pump_queue
+from localazure.host import deliver_event_grid, pump_queue, settle
 from localazure.stack import LocalAzure, estate_owner
 from remediation.audit import AuditLog
 from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
@@ -37,6 +37,7 @@ class Estate:
         self._events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._listening = True
+        self._unsettled: list[Any] = []  # work messages whose retry the storage outage kept hidden
         self.sim.add_event_sink(self._collect)
 
     def _collect(self, event: dict[str, Any]) -> None:
@@ -183,6 +184,12 @@ class Estate:
         ]
 
     def deliver(self, event: dict[str, Any]) -> None:
+        """Deliver the event to the Event Grid trigger, then the work it queued to the queue trigger."""
+        deliver_event_grid(event)
+        self.pump_rechecks()
+
+    def take_in(self, event: dict[str, Any]) -> None:
+        """Deliver the event to the Event Grid trigger only (the work it queues waits in the queue)."""
         deliver_event_grid(event)
 
     # -- reading back ----------------------------------------------------------------------
@@ -220,11 +227,34 @@ class Estate:
     def audit(self) -> list[AuditRecord]:
         return list(AuditLog(Settings.from_env(self.environment)).records())
 
-    def pump_rechecks(self) -> int:
-        """Deliver the visible re-check messages to the queue-triggered function."""
+    def pump_once(self) -> int:
+        """Deliver the work queue's messages visible now (not those their handling queues). A
+        message whose function raised is visible again at once (its retry is the test's next
+        pump) and the error is raised, as Event Grid's 500 is by ``deliver``."""
         return pump_queue(
-            self.environment["RemediationStorage"], self.environment["RECHECK_QUEUE"], "on_recheck"
+            self.environment["RemediationStorage"],
+            self.environment["RECHECK_QUEUE"],
+            "on_work",
+            retry_after_s=0,
+            raise_failures=True,
+            unsettled=self._unsettled,
         )
+
+    def lapse_visibility(self) -> None:
+        """The host's receive visibility of the messages it could not make visible again (storage
+        was down) ends now, as it would after its period."""
+        settle(self.environment["RemediationStorage"], self.environment["RECHECK_QUEUE"], self._unsettled)
+
+    def pump_rechecks(self) -> int:
+        """Deliver the work queue's visible messages to its trigger until none is left visible
+        (a message's handling may queue more: a follow-up, a queued event's look)."""
+        delivered = 0
+        for _ in range(20):  # bounded
+            now = self.pump_once()
+            delivered += now
+            if not now:
+                break
+        return delivered
 
     def close(self) -> None:
         with self._lock:

@@ -151,12 +151,17 @@ def test_replaying_every_archived_event_writes_nothing_and_is_recorded_as_replay
     writes = estate.arm_writes()
 
     assert main(["replay", "--since", "1h"]) == 0
-    assert f"{len(events)} events replayed, 0 failed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{len(events)} events queued" in out
+    replay_id = out.split(":", 1)[0].rsplit("\n", 1)[-1]
+    assert estate.pump_rechecks() >= len(events), "the replay's events wait in the work queue"
 
     assert estate.arm_writes() == writes, "a remediated event replays to no ARM write"
     replays = [r for r in log(estate).search(window()) if r.replay_of]
     assert {r.replay_of for r in replays} == {e["id"] for e in events}
-    assert all(r.event_id.startswith("replay-") for r in replays)
+    assert {r.event_id for r in replays} == {replay_id}, (
+        "every replayed event is recorded under the replay's id"
+    )
 
 
 def test_one_event_replays_by_id_and_a_file_replays_too(
@@ -170,10 +175,14 @@ def test_one_event_replays_by_id_and_a_file_replays_too(
     path = tmp_path / "events.json"
     path.write_text(json.dumps(events[1:]))
     assert main(["replay", "--file", str(path)]) == 0
+    estate.pump_rechecks()
     assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
 
+    writes = estate.arm_writes()
     assert main(["replay", "--event-id", events[0]["id"], "--dry-run"]) == 0
-    assert "1 events replayed (dry run), 0 failed" in capsys.readouterr().out
+    assert "1 events queued (dry run)" in capsys.readouterr().out
+    estate.pump_rechecks()
+    assert estate.arm_writes() == writes
 
 
 def test_a_dead_letter_blob_in_event_grids_format_replays(
@@ -199,6 +208,7 @@ def test_a_dead_letter_blob_in_event_grids_format_replays(
     container.upload_blob(name, json.dumps([dead]), overwrite=True)
 
     assert main(["replay", "--dead-letter", "eventgrid-deadletter"]) == 0
+    estate.pump_rechecks()
     assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
     received = [
         r for r in log(estate).search(window()) if r.kind is RecordKind.RECEIVED and r.replay_of == lost["id"]
@@ -212,7 +222,8 @@ def test_a_dead_letter_blob_in_event_grids_format_replays(
     [
         (b"[1]", 400, "body: expected a JSON object"),
         (b"{", 400, "body: not JSON"),
-        (b"{}", 400, "give exactly one of event_id, since, events, dead_letter"),
+        (b"{}", 400, "give exactly one of event_id, since, events, dead_letter, poison"),
+        (b'{"poison": "forever"}', 400, "poison: "),
         (b'{"since": "2h", "event_id": "x"}', 400, "give exactly one of"),
         (b'{"since": 3}', 400, "since: expected a duration"),
         (b'{"events": {}}', 400, "events: expected a list of events"),
@@ -235,10 +246,23 @@ def test_http_replay_of_given_events_goes_through_the_pipeline(estate: Estate) -
 
     response = user_function("replay")(func.HttpRequest("POST", "/api/replay", body=body))
 
-    assert response.status_code == 200
+    assert response.status_code == 202, "queued, not run inside the request"
     answer = json.loads(response.get_body())
-    assert answer["replayed"] == len(events) + 1 and answer["failed"] == 0
-    assert answer["results"][-1]["status"] == "rejected"
+    assert answer["queued"] == len(events) + 1
+    replay_id = answer["replay_id"]
+    progress = user_function("audit")(
+        func.HttpRequest("GET", "/api/audit", params={"event_id": replay_id}, body=b"")
+    )
+    (queued,) = json.loads(progress.get_body())["records"]
+    assert queued["reason"].startswith(f"replay: {len(events) + 1} events queued")
+
+    estate.pump_rechecks()
+    progress = user_function("audit")(
+        func.HttpRequest("GET", "/api/audit", params={"event_id": replay_id}, body=b"")
+    )
+    records = json.loads(progress.get_body())["records"]
+    assert [r["kind"] for r in records].count("received") == len(events)
+    assert [r["kind"] for r in records].count("rejected") == 1, "the garbage, named"
     assert estate.arm_writes() == writes
 
 

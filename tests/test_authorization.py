@@ -36,11 +36,13 @@ def hold_instead(estate: Estate, role: str) -> None:
 
 
 def sweep(estate: Estate) -> None:
-    """The timer sweep over the estate's subscription: every restricted set reconciled again."""
+    """The timer sweep over the estate's subscription, then the looks it queued: every restricted
+    set reconciled again."""
     estate.environment["REMEDIATION_POLICY"] = json.dumps({"monitored_subscriptions": [docs.SUB]})
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("REMEDIATION_POLICY", estate.environment["REMEDIATION_POLICY"])
         user_function("sweep")(TimerRequest(past_due=False))
+        estate.pump_rechecks()
 
 
 def the_remediators(estate: Estate, after: int) -> Counter[tuple[str, int]]:

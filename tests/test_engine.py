@@ -55,7 +55,8 @@ def test_a_set_write_seen_before_its_instances_exist_is_rechecked_from_the_queue
     early = docs.write_event(docs.set_id("web"), event_id="early-event")
     with estate.sim.operations_held():  # ARM accepted the scale-out; no instance exists yet
         estate.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, "web", body)
-        estate.deliver(early)
+        estate.take_in(early)
+        assert estate.pump_once() == 1, "the event's look: it finds no instance yet"
     assert estate.successful("PUT", NIC) == []
     estate.sim.wait_idle(30)
     assert estate.pump_rechecks() == 1
@@ -160,7 +161,7 @@ def test_events_about_unmonitored_subscriptions_are_rejected(
     assert rejected and all(r == f"subscription {docs.SUB} is not monitored" for r in rejected)
 
 
-def test_the_sweep_reconciles_restricted_sets_whose_events_were_lost(
+def test_the_sweep_queues_a_look_at_each_restricted_set_whose_events_were_lost(
     estate: Estate, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REMEDIATION_POLICY", json.dumps({"monitored_subscriptions": [docs.SUB]}))
@@ -169,8 +170,14 @@ def test_the_sweep_reconciles_restricted_sets_whose_events_were_lost(
     estate.scale("web", 2)
     estate.scale("open", 2)
     estate.events()  # lost: never delivered
+    requests = len(estate.sim.requests())
 
     user_function("sweep")(TimerRequest(past_due=True))
+    swept = estate.sim.requests()[requests:]
+    assert {(r.method, r.resource_type) for r in swept} == {("POST", "Microsoft.ResourceGraph/resources")}, (
+        "the sweep itself only asks Resource Graph; the reconciles are the queue's"
+    )
+    assert estate.pump_rechecks() == 1, "one look, for the one restricted set"
 
     assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
     assert all(len(estate.public_ips_of(vm)) == 1 for vm in estate.vms("open"))
@@ -259,7 +266,7 @@ def test_scale_to_zero_disables_the_autoscale_setting_first_so_it_cannot_scale_b
     assert estate.successful("PATCH", "Microsoft.Insights/autoscalesettings") == [setting_id]
 
 
-def test_an_event_older_than_the_last_reconcile_of_its_set_costs_no_reconcile(estate: Estate) -> None:
+def test_an_event_delivered_late_for_a_remediated_set_costs_reads_and_no_write(estate: Estate) -> None:
     estate.create_set("web", tags={"remediation.mode": "strip"})
     estate.scale("web", 2)
     for event in estate.events():
@@ -270,9 +277,14 @@ def test_an_event_older_than_the_last_reconcile_of_its_set_costs_no_reconcile(es
 
     estate.deliver(late)
 
-    assert len(estate.sim.requests()) == requests, "no ARM call: a reconcile after the write already looked"
-    (decision,) = [r for r in estate.audit() if r.event_id == late["id"] and r.kind is RecordKind.DECISION]
-    assert decision.reason.startswith("covered: the reconcile that started at")
+    assert {r.method for r in estate.sim.requests()[requests:]} == {"GET"}, "level-triggered: no write"
+    decisions = [
+        r.reason for r in estate.audit() if r.event_id == late["id"] and r.kind is RecordKind.DECISION
+    ]
+    assert decisions[0].startswith("queued: a look at the set")
+    assert any("2 instances" in reason or "no finding" in reason.lower() for reason in decisions[1:]), (
+        decisions
+    )
 
 
 def test_a_detached_ip_whose_deletion_failed_is_deleted_by_the_next_reconcile(
@@ -294,6 +306,7 @@ def test_a_detached_ip_whose_deletion_failed_is_deleted_by_the_next_reconcile(
     assert estate.public_ips_of(vm) == [], "the IP is off the NIC: no exposure"
 
     user_function("sweep")(TimerRequest(past_due=False))  # or any later event for the set
+    estate.pump_rechecks()  # the looks the sweep queued
     estate.sim.wait_idle(30)
 
     assert estate.public_ip_count() == 0

@@ -162,6 +162,7 @@ def test_a_dead_lettered_event_is_replayed_and_remediates_its_set(
     assert delivery.dead_letter and estate.public_ips_of(estate.vms("web")[0]), "nothing remediated yet"
 
     assert main(["replay", "--dead-letter", container]) == 0
+    estate.pump_rechecks()  # the replay's event, then the look it queued
 
     assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
     outcome = "TimedOut" if timed_out else "Failed"

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from remediation.api import audit_page, replay
-from remediation.events import MAX_EVENT_BYTES, parse_event, parse_recheck
-from remediation.model import Rejection, ResourceId, Trigger
+from remediation.events import MAX_EVENT_BYTES, parse_event, parse_work
+from remediation.model import QueuedEvent, Recheck, Rejection, ResourceId, Trigger
 from remediation.policy import PolicyError, load_policy
 from remediation.settings import Settings, SettingsError
 
@@ -88,10 +88,13 @@ def test_an_oversized_event_is_rejected_with_the_limit() -> None:
 
 
 @given(st.binary(max_size=200) | st.text(max_size=200) | json_values.map(json.dumps))
-def test_any_recheck_message_is_a_recheck_or_a_named_rejection(body: object) -> None:
-    result = parse_recheck(body)
+def test_any_work_message_is_a_look_a_queued_event_or_a_named_rejection(body: object) -> None:
+    result = parse_work(body)
     if isinstance(result, Rejection):
         assert result.reason
+    else:
+        assert isinstance(result, Recheck | QueuedEvent)
+        assert parse_work(result.to_message()) == result, "a message says what it was made from"
 
 
 @given(json_values)

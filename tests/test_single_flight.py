@@ -1,9 +1,10 @@
 """Specification of single flight across hosts: one reconcile of a set at a time, whichever hosts
-the events land on, and nothing asked for meanwhile is lost.
+the events and work messages land on, and nothing asked for meanwhile is lost.
 
 Each "host" is a Remediator of its own (its own clients and process state) sharing only Azure:
 the simulator and Azurite. Interleavings are forced with request hooks and events, never sleeps:
-host A's reconcile is held at its list of the set's VMs while the others deliver.
+host A's reconcile is held at its list of the set's VMs while the others take events and work.
+The work queue's messages are captured and delivered by hand, to whichever host the test says.
 """
 
 from __future__ import annotations
@@ -35,17 +36,15 @@ WAIT_S = 30  # bounded: a broken lock fails the test, it does not hang it
 
 
 class Host:
-    """One Functions host: its own Remediator, and the re-checks it queued (delivered by hand)."""
+    """One Functions host: its own Remediator, and the looks it queued (delivered by hand)."""
 
     def __init__(self, estate: Estate) -> None:
         settings = Settings.from_env(estate.environment)
-        self.rechecks: list[Recheck] = []
+        self.queued: list[Recheck] = []
         queue = RecheckQueue(settings)
-        original = queue.schedule
 
         def schedule(recheck: Recheck, delay_s: float) -> None:
-            self.rechecks.append(recheck)
-            original(recheck, delay_s)
+            self.queued.append(recheck)  # held here: the test delivers it to a host of its choice
 
         queue.schedule = schedule  # type: ignore[method-assign]
         self.remediator = Remediator(
@@ -58,7 +57,16 @@ class Host:
         )
 
     def handle(self, event: dict[str, Any]) -> Handled:
+        """Event Grid's delivery of ``event`` to this host."""
         return self.remediator.handle(event)
+
+    def work(self, look: Recheck) -> Handled:
+        """The queue's delivery of ``look`` to this host."""
+        return self.remediator.work(look.to_message())
+
+    @property
+    def way_backs(self) -> list[Recheck]:
+        return [look for look in self.queued if look.if_marked]
 
 
 def is_vm_list(record: RequestRecord) -> bool:
@@ -114,14 +122,51 @@ def scale_out(estate: Estate, instances: int = 2) -> dict[str, Any]:
     return event
 
 
-def test_a_second_host_leaves_a_set_it_finds_taken_marked_and_the_holder_looks_again(estate: Estate) -> None:
+def look_at(estate: Estate) -> Recheck:
+    return Recheck(ResourceId.parse(docs.set_id("web")), 0, reason="a test's look")
+
+
+def test_an_event_hands_the_set_to_the_queue_and_the_queue_trigger_reconciles_it(estate: Estate) -> None:
     event = scale_out(estate)
+    intake, worker = Host(estate), Host(estate)
+    before = len(estate.sim.requests())
+    handled = intake.handle(event)
+    assert handled.status == "queued"
+    assert vm_lists(estate, before) == [], "intake reads the set, never its instances"
+    assert all(r.method == "GET" for r in estate.sim.requests()[before:]), "intake writes nothing to ARM"
+    (look,) = intake.queued
+    assert look.scale_set.key == ResourceId.parse(docs.set_id("web")).key and look.origin == event["id"]
+
+    assert worker.work(look).status == "reconciled"
+    assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
+    reconcile_records = [r for r in estate.audit() if r.kind is RecordKind.INTENT]
+    assert reconcile_records and {r.event_id for r in reconcile_records} == {event["id"]}, (
+        "the reconcile's writes are recorded under the event that asked for them"
+    )
+
+
+def test_events_for_a_set_whose_look_is_pending_join_it_instead_of_queuing_more(estate: Estate) -> None:
+    event = scale_out(estate)
+    hosts = [Host(estate) for _ in range(3)]
+    assert hosts[0].handle(event).status == "queued"
+    joined = [hosts[i % 3].handle(another_delivery(event)).status for i in range(12)]
+    assert joined == ["joined"] * 12
+    assert sum(len(h.queued) for h in hosts) == 1, "one look for the whole storm"
+
+    (look,) = hosts[0].queued
+    assert hosts[1].work(look).status == "reconciled"
+    assert len(vm_lists(estate)) == 1, "the look's reconcile saw every write asked for before it began"
+    assert hosts[2].handle(another_delivery(event)).status == "queued", "the mark was settled: a new look"
+
+
+def test_a_second_host_leaves_a_set_it_finds_taken_marked_and_the_holder_looks_again(estate: Estate) -> None:
+    scale_out(estate)
     host_a, host_b = Host(estate), Host(estate)
     with first_vm_list_held(estate) as (reached, release), ThreadPoolExecutor(1) as pool:
-        a = pool.submit(host_a.handle, event)
+        a = pool.submit(host_a.work, look_at(estate))
         assert reached.wait(WAIT_S), "host A's reconcile reached its VM list"
         before_b = len(estate.sim.requests())
-        b = host_b.handle(another_delivery(event))
+        b = host_b.work(look_at(estate))
         during_b = vm_lists(estate, before_b)
         release.set()
         a_handled = a.result(WAIT_S)
@@ -133,60 +178,87 @@ def test_a_second_host_leaves_a_set_it_finds_taken_marked_and_the_holder_looks_a
     busy = [r for r in estate.audit() if r.kind is RecordKind.DECISION and r.reason.startswith("busy")]
     assert len(busy) == 1
     # B's way back, in case A's host had died: delivered now, it finds the mark honoured.
-    (way_back,) = host_b.rechecks
-    assert way_back.if_marked
-    assert Host(estate).remediator.recheck(way_back.to_message()).status == "served"
+    (way_back,) = host_b.way_backs
+    assert Host(estate).work(way_back).status == "served"
     assert len(vm_lists(estate)) == 2
 
 
-def test_a_storm_over_three_hosts_costs_two_reconciles_and_one_way_back(estate: Estate) -> None:
+def test_a_storm_over_three_hosts_while_the_set_is_held_costs_two_reconciles(estate: Estate) -> None:
     event = scale_out(estate, instances=3)
     hosts = [Host(estate) for _ in range(3)]
+    assert hosts[0].handle(event).status == "queued"
+    (look,) = hosts[0].queued
     deliveries = [another_delivery(event) for _ in range(30)]
     with first_vm_list_held(estate) as (reached, release), ThreadPoolExecutor(8) as pool:
-        first = pool.submit(hosts[0].handle, event)
+        first = pool.submit(hosts[1].work, look)
         assert reached.wait(WAIT_S)
         storm = [pool.submit(hosts[i % 3].handle, e) for i, e in enumerate(deliveries)]
-        statuses = [s.result(WAIT_S).status for s in storm]  # all answered while A is held
+        statuses = [s.result(WAIT_S).status for s in storm]  # all answered while the set is held
         release.set()
         assert first.result(WAIT_S).status == "reconciled"
 
-    assert statuses == ["busy"] * 30
-    assert len(vm_lists(estate)) == 2, "one reconcile, and one follow-up for the whole storm"
-    assert sum(len(h.rechecks) for h in hosts) == 1, "one way back for the marked set, not one per event"
+    assert statuses == ["joined"] * 30
+    assert len(vm_lists(estate)) == 2, "one reconcile, and one more pass for the whole storm"
+    assert sum(len(h.queued) for h in hosts) == 1, "no look queued beyond the first"
     assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
 
 
-def test_when_the_holder_dies_its_lease_lapses_and_the_way_back_finishes_the_set(estate: Estate) -> None:
+def test_an_event_that_renews_the_mark_as_the_holder_settles_it_is_not_lost(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holder reads the mark's ETag, then deletes the mark on it: an event that renews the
+    mark in between makes the delete fail, and the holder looks again."""
     event = scale_out(estate)
+    intake, holder = Host(estate), Host(estate)
+    assert intake.handle(event).status == "queued"
+    (look,) = intake.queued
+    delete = single_flight._delete_if_unchanged
+    between: list[str] = []
+
+    def renewed_first(blob: Any, etag: str) -> bool:
+        if not between:
+            between.append(intake.handle(another_delivery(event)).status)
+        return delete(blob, etag)
+
+    monkeypatch.setattr(single_flight, "_delete_if_unchanged", renewed_first)
+    assert holder.work(look).status == "reconciled"
+    assert between == ["joined"], "the event found the mark and renewed it"
+    assert len(vm_lists(estate)) == 2, "the holder's delete failed on the renewed mark: it looked again"
+    assert len(intake.queued) == 1
+
+
+def test_when_the_holder_dies_its_lease_lapses_and_the_way_back_finishes_the_set(estate: Estate) -> None:
+    scale_out(estate)
     dead, survivor = Host(estate), Host(estate)
     with first_vm_list_held(estate) as (reached, release), ThreadPoolExecutor(1) as pool:
-        hung = pool.submit(dead.handle, event)  # A: holds the lease, then never answers
+        hung = pool.submit(dead.work, look_at(estate))  # A: holds the lease, then never answers
         assert reached.wait(WAIT_S)
-        assert survivor.handle(another_delivery(event)).status == "busy"
+        assert survivor.work(look_at(estate)).status == "busy"
         # A's host is gone: nobody renews its lease, which lapses within a lease period (the
         # harness breaks it, as the lapse would, instead of waiting 60 s).
         survivor.remediator.locks.break_lease(ResourceId.parse(docs.set_id("web")))
-        (way_back,) = survivor.rechecks
-        handled = Host(estate).remediator.recheck(way_back.to_message())
+        (way_back,) = survivor.way_backs
+        handled = Host(estate).work(way_back)
         assert handled.status == "reconciled"
         assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
         release.set()
         hung.result(WAIT_S)  # A wakes up to a set already clean: its stale writes meet If-Match
 
 
-def test_an_event_about_an_unrestricted_set_takes_no_lease(estate: Estate) -> None:
+def test_an_event_about_an_unrestricted_set_takes_no_lease_nor_mark(estate: Estate) -> None:
     from azure.storage.blob import ContainerClient
 
     estate.create_set("open")
     estate.scale("open", 1)
+    host = Host(estate)
     for event in estate.events():
-        assert Host(estate).handle(event).status == "reconciled"
+        assert host.handle(event).status == "ignored"
+    assert host.queued == []
 
     locks = ContainerClient.from_connection_string(
         estate.environment["RemediationStorage"], estate.environment["LOCK_CONTAINER"]
     )
-    assert not locks.exists() or list(locks.list_blobs()) == [], "one read, and no lease or mark"
+    assert not locks.exists() or list(locks.list_blobs()) == [], "reads only, and no lease or mark"
     assert all(r.reason.startswith("not restricted") for r in estate.audit() if r.kind is RecordKind.DECISION)
 
 
@@ -194,16 +266,15 @@ def test_a_holder_that_runs_out_of_passes_leaves_a_way_back(
     estate: Estate, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(single_flight, "MAX_PASSES", 1)
-    event = scale_out(estate)
+    scale_out(estate)
     host_a, host_b = Host(estate), Host(estate)
     with first_vm_list_held(estate) as (reached, release), ThreadPoolExecutor(1) as pool:
-        a = pool.submit(host_a.handle, event)
+        a = pool.submit(host_a.work, look_at(estate))
         assert reached.wait(WAIT_S)
-        assert host_b.handle(another_delivery(event)).status == "busy"
+        assert host_b.work(look_at(estate)).status == "busy"
         release.set()
         assert a.result(WAIT_S).status == "reconciled"
 
-    (left,) = host_a.rechecks  # the holder saw B's mark but had no pass left: it leaves a way back
-    assert left.if_marked
-    assert Host(estate).remediator.recheck(left.to_message()).status == "reconciled"
-    assert Host(estate).remediator.recheck(left.to_message()).status == "served", "the mark is settled"
+    (left,) = host_a.way_backs  # the holder saw B's mark but had no pass left: it leaves a way back
+    assert Host(estate).work(left).status == "reconciled"
+    assert Host(estate).work(left).status == "served", "the mark is settled"

@@ -21,6 +21,7 @@ from remediation.audit import AuditLog
 from remediation.cli import main
 from remediation.model import RecordKind
 from remediation.records import AuditRecord
+from remediation.review import Filters
 from remediation.settings import Settings
 from sim import Faults
 
@@ -156,7 +157,8 @@ def test_an_audit_outage_between_a_detach_and_its_delete_leaves_no_public_ip(
     monkeypatch.setattr(Executor, "_perform", perform)
     assert estate.public_ips_of(vm) == [] and estate.sim.get_resource(public_ip) is not None
 
-    deliver_until_done(estate, events)  # the redelivery sees no finding: the NIC has no public IP
+    estate.lapse_visibility()  # the failed look reappears once the host's hold on it lapses
+    deliver_until_done(estate, events)  # its retry sees no finding: the NIC has no public IP
 
     assert estate.sim.get_resource(public_ip) is None, "found from the detach intent and deleted"
 
@@ -183,6 +185,7 @@ def test_a_leftover_public_ip_is_not_deleted_once_its_instance_is_exempt(
     deletes = len(estate.successful("DELETE", PUBLIC_IP))
 
     user_function("sweep")(TimerRequest(past_due=False))
+    estate.pump_rechecks()  # the looks the sweep queued
 
     assert len(estate.successful("DELETE", PUBLIC_IP)) == deletes
     assert estate.sim.get_resource(public_ip) is not None
@@ -199,6 +202,7 @@ def test_a_leftover_public_ip_is_kept_when_the_policy_keeps_detached_ips(
     deletes = len(estate.successful("DELETE", PUBLIC_IP))
 
     user_function("sweep")(TimerRequest(past_due=False))
+    estate.pump_rechecks()  # the looks the sweep queued
 
     assert len(estate.successful("DELETE", PUBLIC_IP)) == deletes
     assert estate.sim.get_resource(public_ip) is not None
@@ -225,6 +229,7 @@ def test_intents_of_a_deleted_set_are_closed_by_the_sweep(
     assert verify(capsys)[0] == 1
 
     user_function("sweep")(TimerRequest(past_due=False))
+    estate.pump_rechecks()  # the looks the sweep queued
 
     (resolved,) = [r for r in records(estate) if r.kind is RecordKind.OUTCOME]
     assert resolved.result == "skipped" and "the scale set no longer exists" in resolved.reason
@@ -251,6 +256,7 @@ def test_intents_of_a_set_no_longer_restricted_are_closed_by_the_sweep(
     assert verify(capsys)[0] == 1
 
     user_function("sweep")(TimerRequest(past_due=False))
+    estate.pump_rechecks()  # the looks the sweep queued
 
     (resolved,) = [r for r in records(estate) if r.kind is RecordKind.OUTCOME]
     assert resolved.result == "failed" and "ARM shows the NIC still carries public IP" in resolved.reason
@@ -341,15 +347,17 @@ def test_an_event_is_marked_handled_only_after_all_its_records_are_stored(
 ) -> None:
     estate.create_set("web", tags=STRIP)
     estate.scale("web", 1)
-    # The handling's last flush: its copies by event are stored, the next one (by time) fails.
-    storage.fail_after(batch_with('"kind": "verified"', '"PartitionKey": "e-'), 1)
+    # The intake's flush: its copies by event are stored, the next one (by time) fails.
+    storage.fail_after(batch_with("queued: a look at the set", '"PartitionKey": "e-'), 1)
     (event,) = estate.events()[-1:]
     with pytest.raises(Exception, match="audit"):
-        estate.deliver(event)
+        estate.take_in(event)
 
-    estate.deliver(event)  # Event Grid redelivers: not taken for a duplicate
+    estate.take_in(event)  # Event Grid redelivers: not taken for a duplicate
 
-    kinds = [r.kind for r in records(estate) if r.event_id == event["id"]]
+    now = datetime.now(UTC)
+    by_event = Filters(now - timedelta(hours=1), now, event_id=event["id"])
+    kinds = [r.kind for r in AuditLog(Settings.from_env(estate.environment)).search(by_event)]
     assert RecordKind.DUPLICATE not in kinds and kinds.count(RecordKind.RECEIVED) == 2
 
 

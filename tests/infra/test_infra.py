@@ -281,7 +281,7 @@ def test_the_event_subscription_delivers_to_the_function_with_retries_and_dead_l
 def test_the_function_the_event_subscription_names_exists() -> None:
     from localazure.host import indexed_functions  # the host indexes the app once per process
 
-    assert {"on_resource_event", "on_recheck", "sweep"} <= set(indexed_functions())
+    assert {"on_resource_event", "on_work", "on_poison", "sweep"} <= set(indexed_functions())
 
 
 def test_each_monitored_subscription_gets_a_system_topic_with_an_identity() -> None:

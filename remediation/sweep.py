@@ -1,0 +1,87 @@
+"""The sweep: the backstop for lost events. One Resource Graph query finds the monitored
+subscriptions' scale sets; each restricted one is handed to the work queue (one look per set,
+joined where a look is pending), and the sweep returns. Unfinished writes of any set are judged
+from the audit log first, since the set may be gone or no longer restricted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from remediation.arm import ArmGateway
+from remediation.arm_errors import ArmError
+from remediation.audit import EventArchive, RecheckQueue
+from remediation.intake import hand_over, record_failure
+from remediation.journal import Journal
+from remediation.model import RecordKind, ResourceId
+from remediation.policy import restriction_for
+from remediation.reconcile import SetReconciler
+from remediation.settings import Settings
+from remediation.single_flight import SetLocks
+from remediation.write_ahead import Context
+
+# How far back the sweep looks for unfinished writes of any set: as far as `audit verify` does.
+RECOVERY_LOOKBACK = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    sweep_id: str
+    source: str  # "resource graph", "listing (...)" or "none"
+    scale_sets: int
+    restricted: tuple[ResourceId, ...]
+    queued: int  # looks queued; the others joined a pending look
+
+
+def sweep(
+    settings: Settings,
+    arm: ArmGateway,
+    journal: Journal,
+    *,
+    sets: SetReconciler,
+    locks: SetLocks,
+    work: RecheckQueue,
+    archive: EventArchive,
+    subscriptions: Iterable[str] = (),
+) -> SweepResult:
+    """Hand every restricted set of the monitored (or the given) subscriptions to the work queue."""
+    chosen = sorted({s.lower() for s in subscriptions} or settings.policy.monitored_subscriptions)
+    sweep_id = f"sweep-{uuid.uuid4()}"
+    context = Context(
+        journal, dry_run=settings.dry_run, event_id=sweep_id, event_type="sweep", operation="sweep"
+    )
+    if not chosen:
+        context.note(
+            RecordKind.DECISION,
+            reason="sweep skipped: no subscription named (policy monitored_subscriptions or --subscription)",
+        )
+        journal.flush()
+        return SweepResult(sweep_id, "none", 0, (), 0)
+    try:
+        try:
+            scale_sets, source = arm.query_scale_sets(chosen), "resource graph"
+        except ArmError as error:
+            # Resource Graph may be denied or unavailable: listing costs more calls but needs less.
+            scale_sets = [found for sub in chosen for found in arm.list_scale_sets(sub)]
+            source = f"listing (Resource Graph: {error.code})"
+        restricted = tuple(s.id for s in scale_sets if restriction_for(s, settings.policy).restricted)
+        judged = sets.recover_from_log(context, RECOVERY_LOOKBACK, set(chosen))
+        context.note(
+            RecordKind.DECISION,
+            reason=f"sweep of {len(chosen)} subscriptions by {source}: {len(scale_sets)} scale sets, "
+            f"{len(restricted)} restricted; {judged} unfinished writes judged from the log",
+        )
+        journal.flush()
+        statuses = [
+            hand_over(locks, work, set_id, context, f"sweep {sweep_id}", dry_run=settings.dry_run)[0]
+            for set_id in restricted
+        ]
+        archive.prune(datetime.now(UTC))
+    except BaseException as error:
+        record_failure(context, error, "the next sweep tries again")
+        raise
+    journal.flush()
+    return SweepResult(sweep_id, source, len(scale_sets), restricted, statuses.count("queued"))

@@ -1,0 +1,155 @@
+"""The work queue's trigger: one message, one set (or one event to take in), under the set's lease.
+
+A look at a set reconciles it through ``one_at_a_time`` (single flight across hosts); a look that
+runs out of its time budget leaves the rest to a follow-up message, so no invocation runs past
+the host's limits. An event queued by a replay or by an Event Grid delivery that could not
+resolve its set in time goes through intake here, with ARM's full retries.
+
+Failure contract with the Functions host: a malformed message is recorded as rejected and removed;
+a refusal that stands is recorded and removed (retrying it would only fill the poison queue); an
+unreachable audit store or a failed ARM call raises, so the host makes the message visible again
+after host.json's visibilityTimeout, and after maxDequeueCount tries moves it to the poison
+queue, whose trigger records it (``poisoned``) for `remediation replay --poison`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+from remediation.arm_errors import ArmError
+from remediation.audit import AuditLog, EventArchive, RecheckQueue
+from remediation.events import parse_work
+from remediation.intake import Handled, Intake, record_failure, record_refusal
+from remediation.model import QueuedEvent, Recheck, RecordKind, Rejection, Result
+from remediation.one_at_a_time import BUSY, OneAtATime
+from remediation.settings import Settings
+from remediation.single_flight import SetLocks
+from remediation.write_ahead import Context
+
+log = logging.getLogger(__name__)
+
+RETRIED = "the queue delivers the message again"
+POISON_PREFIX = "poison/"
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        audit: AuditLog,
+        *,
+        work: RecheckQueue,
+        archive: EventArchive,
+        locks: SetLocks,
+        flight: OneAtATime,
+        intake: Intake,
+    ) -> None:
+        self.settings = settings
+        self.audit = audit
+        self.work = work
+        self.archive = archive
+        self.locks = locks
+        self.flight = flight
+        self.intake = intake
+
+    def take(self, body: object) -> Handled | QueuedEvent | Recheck:
+        """Handle one message; a dry-run message for a remediator that is not dry-run comes back
+        parsed, for the caller to hand to one that is."""
+        started = time.monotonic()
+        work = parse_work(body)
+        if isinstance(work, Rejection):
+            journal = self.audit.journal()
+            Context(journal, event_id=work.event_id, event_type="work").note(
+                RecordKind.REJECTED, reason=work.reason
+            )
+            journal.flush()
+            return Handled(work.event_id, "rejected", work.reason, elapsed_s=time.monotonic() - started)
+        if work.dry_run and not self.settings.dry_run:
+            return work
+        if isinstance(work, QueuedEvent):
+            event = self.archive.load(work.archive) if work.archive else work.event
+            return self.intake.handle(event, work)
+        return self.look(work)
+
+    def look(self, look: Recheck) -> Handled:
+        """Reconcile the set the message names, within the time budget."""
+        started = time.monotonic()
+        journal = self.audit.journal()
+        set_id = look.scale_set
+        context = Context(
+            journal,
+            dry_run=self.settings.dry_run,
+            event_id=look.origin or f"look-{uuid.uuid4()}",
+            event_type="recheck" if look.attempt or look.if_marked else "look",
+            operation=look.reason,
+            resource=set_id.value,
+        )
+        if look.if_marked and not self.locks.marked(set_id):
+            reason = "served: the reconcile that held the set looked at it again before this re-check"
+            context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
+            journal.flush()
+            return Handled(context.event_id, "served", reason, None, time.monotonic() - started)
+        deadline = started + self.settings.reconcile_budget_s
+        try:
+            result = self.flight.reconcile(
+                set_id, context, look.attempt, way_back=look.if_marked, deadline=deadline
+            )
+        except ArmError as error:
+            if not error.refused:
+                record_failure(context, error, RETRIED)
+                raise
+            record_refusal(context, error)  # the queue would retry it into the poison queue
+            journal.flush()
+            return Handled(context.event_id, "refused", str(error), None, time.monotonic() - started)
+        except BaseException as error:
+            record_failure(context, error, RETRIED)
+            raise
+        status = "reconciled"
+        if result is not None and result.deferred:
+            # Not if_marked: the rest is owed whether or not the set is marked meanwhile.
+            follow_up = dataclasses.replace(
+                look,
+                if_marked=False,
+                follow_up=look.follow_up + 1,
+                reason=f"follow-up {look.follow_up + 1}: {result.deferred} findings left by the time budget",
+            )
+            self.work.schedule(follow_up, 0)
+            context.note(RecordKind.DECISION, scale_set=set_id.value, reason=f"continued: {follow_up.reason}")
+            status = "continued"
+        journal.flush()
+        if result is None:
+            return Handled(context.event_id, "busy", BUSY, None, time.monotonic() - started)
+        return Handled(context.event_id, status, result.reason, result, time.monotonic() - started)
+
+    def poisoned(self, body: str, message_id: str) -> Handled:
+        """A message the host gave up on: kept in the archive, recorded, for replay --poison."""
+        journal = self.audit.journal()
+        name = self.archive.keep(
+            f"{POISON_PREFIX}{datetime.now(UTC):%Y/%m/%d/%H}/{message_id or uuid.uuid4()}.json", body
+        )
+        work = parse_work(body)
+        origin = (
+            ""
+            if isinstance(work, Rejection)
+            else (work.origin if isinstance(work, Recheck) else work.event_id)
+        )
+        scale_set = work.scale_set.value if isinstance(work, Recheck) else ""
+        reason = (
+            "poison: the work queue's trigger failed on this message as many times as host.json's "
+            "maxDequeueCount allows; kept for `remediation replay --poison`"
+        )
+        Context(journal, event_id=origin or f"poison-{message_id}", event_type="poison").note(
+            RecordKind.ERROR, result=Result.FAILED.value, scale_set=scale_set, archive=name, reason=reason
+        )
+        journal.flush()
+        return Handled(origin or message_id, "poisoned", reason)
+
+    def poison_since(self, since: timedelta) -> Iterator[tuple[str, str]]:
+        """The poison messages kept in the last ``since``: (blob name, message body)."""
+        now = datetime.now(UTC)
+        yield from self.archive.kept(POISON_PREFIX, now - since, now)
