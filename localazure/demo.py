@@ -192,6 +192,17 @@ def build_estate(compute: Any, network: Any) -> None:
         ).result()
 
 
+def settle(local: LocalAzure, delivery: EventGridDelivery, compute: Any, network: Any) -> None:
+    """Wait (bounded) for the events to be delivered and the looks they queued to be done."""
+    local.arm.wait_idle(60)
+    delivery.drain()
+    until = time.monotonic() + 120  # the looks run on the hosts' work queue
+    while stripped_left(compute, network) and time.monotonic() < until:
+        time.sleep(0.5)  # polling ARM's state, bounded
+    local.arm.wait_idle(60)
+    delivery.drain()  # the remediator's own writes' events
+
+
 def stripped_left(compute: Any, network: Any) -> int:
     """Scale-set-created instances still carrying a public IP (read from ARM, not the product)."""
     instances = [vm.as_dict() for vm in compute.virtual_machines.list(GROUP)]
@@ -295,13 +306,7 @@ def run(out: TextIO = sys.stdout) -> int:
         compute.virtual_machine_scale_sets.begin_create_or_update(
             GROUP, SET_NAME, scale_set_body(SCALE_OUT)
         ).result()
-        local.arm.wait_idle(60)
-        delivery.drain()
-        until = time.monotonic() + 120  # the looks run on the hosts' work queue: bounded wait
-        while stripped_left(compute, network) and time.monotonic() < until:
-            time.sleep(0.5)
-        local.arm.wait_idle(60)
-        delivery.drain()  # the remediator's own writes' events
+        settle(local, delivery, compute, network)
         elapsed = time.monotonic() - started
         delivery.stop()
         hosts.stop()  # each host finishes the invocations it runs

@@ -187,9 +187,9 @@ class Executor:
         budget = _Budget(deadline, workers, self._clock)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remediate") as pool:
             for stage in range(max(len(actions) for actions in by_finding.values())):
-                stage_budget = budget if stage == 0 else None  # a finding once begun is finished
+                gate = budget if stage == 0 else None  # a finding once begun is finished
                 running = {
-                    pool.submit(self._write, actions[stage], plan, context, stage_budget): (key, actions[stage])
+                    pool.submit(self._write, actions[stage], plan, context, gate): (key, actions[stage])
                     for key, actions in by_finding.items()
                     if stage < len(actions) and progress[key].going
                 }

@@ -74,6 +74,23 @@ class WriteResult:
     completed_at: float = 0.0  # time.time() when ARM reported the operation done
 
 
+# Connections kept open per client: an invocation runs 16 writes and their polls at once, and a
+# host several invocations; the transport's default pool (10) drops the rest after each use, and
+# every request past it pays a new TLS handshake.
+POOL_CONNECTIONS = 64
+
+
+def _pooled_transport(connection: Mapping[str, Any]) -> Any:
+    """The SDK's requests transport with a larger pool; ``connection``: its timeouts and CA."""
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    session.mount("https://", HTTPAdapter(pool_maxsize=POOL_CONNECTIONS))
+    return RequestsTransport(session=session, session_owner=True, **connection)
+
+
 class ArmGateway:
     """Reads and writes through the real azure-mgmt clients, one pair per subscription."""
 
@@ -97,6 +114,15 @@ class ArmGateway:
         }
         if self._settings.arm_ca_bundle:
             options["connection_verify"] = self._settings.arm_ca_bundle
+        # The transport's own connection settings: a client passes its options to a transport it
+        # makes, not to one it is given.
+        options["transport"] = _pooled_transport(
+            {
+                key: options[key]
+                for key in ("connection_timeout", "read_timeout", "connection_verify")
+                if key in options
+            }
+        )
         return options
 
     def _compute_client(self, subscription: str) -> ComputeManagementClient:
