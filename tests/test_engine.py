@@ -20,6 +20,9 @@ from estate import Estate
 from localazure.host import user_function
 from remediation.arm_errors import ArmError
 from remediation.model import RecordKind
+from sim import Faults
+
+SET = "Microsoft.Compute/virtualMachineScaleSets"
 
 NIC = "Microsoft.Network/networkInterfaces"
 PUBLIC_IP = "Microsoft.Network/publicIPAddresses"
@@ -314,3 +317,22 @@ def test_a_detached_ip_whose_deletion_failed_is_deleted_by_the_next_reconcile(
         r for r in estate.audit() if r.kind is RecordKind.INTENT and "by an earlier handling" in r.reason
     ]
     assert len(retried) == 1 and retried[0].public_ip.lower() == public_ip.lower()
+
+
+def test_an_event_whose_set_intake_cannot_read_in_time_is_handed_whole_to_the_queue(estate: Estate) -> None:
+    estate.create_set("web", tags={"remediation.mode": "strip"})
+    estate.scale("web", 2)
+    (event,) = [e for e in estate.events() if e["data"]["resourceUri"].lower().endswith("/web")][-1:]
+    # Intake's read of the set meets a 503 with Retry-After (as a throttled or busy ARM answers).
+    once = Faults(rate_503=1.0, max_faults=1, only_methods=frozenset({"GET"}), only_types=frozenset({SET}))
+    estate.sim.set_faults(once)
+
+    estate.take_in(event)  # answered: Event Grid is not kept waiting for a Retry-After
+
+    refused = [r for r in estate.sim.requests() if r.status == 503]
+    assert len(refused) == 1, "intake does not retry: the 503 is its only read of the set"
+    (handed,) = [r for r in estate.audit() if r.event_id == event["id"] and r.kind is RecordKind.DECISION]
+    assert "handed to the work queue" in handed.reason
+    assert estate.pump_rechecks() == 2, "the event taken in by a worker, then the look it queued"
+    assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
+    assert [r.kind for r in estate.audit() if r.event_id == event["id"]].count(RecordKind.RECEIVED) == 1
