@@ -6,8 +6,9 @@ and memory; checks that the estate ended remediated and that memory stayed bound
 The estate: ``--restricted`` Flexible sets in strip mode and ``--open`` unrestricted ones, each
 scaled to ``--size``. The events: every write event the estate raised, plus events naming its
 sets, VMs and NICs at random (as a busy subscription sends), 30% of them delivered twice, all
-shuffled, delivered by 16 concurrent callers in a handler process of their own (the simulator
-runs in this one). The handler's RSS is sampled every 0.2 s.
+shuffled, delivered by Event Grid (``EventGridPlayer``, 16 at once) to one host process of their
+own (``HostPool``: the Event Grid trigger and the work queue's trigger; the simulator runs in this
+one). The host's RSS is sampled every 0.2 s; its CPU is read from /proc.
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ import argparse
 import os
 import random
 import sys
+import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 import arm_docs as docs  # noqa: E402
+from bench_engine import answers, play, process_cpu_seconds  # noqa: E402
 from estate import Estate  # noqa: E402
 
-from localazure.host import deliver_in_own_process  # noqa: E402
+from localazure.functions_host import HostPool  # noqa: E402
 from localazure.stack import LocalAzure  # noqa: E402
 
 
@@ -74,28 +78,55 @@ def main() -> int:
         os.environ.update(environment)
         with Estate(local, environment) as estate:
             names, events = prepare(estate, args)
-            stats, peak = deliver_in_own_process(events, workers=16)
-            left = sum(
-                len(estate.public_ips_of(vm))
-                for name in names
-                if name.startswith("r")
-                for vm in estate.vms(name)
-            )
+            with HostPool(1, environment) as host:
+                pid = host.processes[0].pid
+                rss: list[float] = []
+                sampling = threading.Event()
+                sampler = threading.Thread(target=sample_rss, args=(pid, rss, sampling), daemon=True)
+                sampler.start()
+                cpu_before, started = process_cpu_seconds(pid), time.perf_counter()
+                deliveries = play(host, events)
+                seconds = time.perf_counter() - started
+                until = time.monotonic() + 600
+                while public_ips_left(estate, names) and time.monotonic() < until:
+                    time.sleep(1)  # the looks run on the host's work queue; bounded
+                remediated_in = time.perf_counter() - started
+                cpu = process_cpu_seconds(pid) - cpu_before
+                sampling.set()
+                sampler.join(5)
+            left = public_ips_left(estate, names)
+            failed = sum(1 for d in deliveries if d.attempts[-1].outcome != "Delivered")
             print(
                 f"{len(events)} events ({len(events) - args.events} duplicates) for {len(names)} sets "
-                f"({args.restricted} restricted, {args.size} instances each) in {stats['seconds']:.1f} s = "
-                f"{len(events) / stats['seconds']:.0f} events/s in the handler process (16 concurrent); "
-                f"{stats['failed']:.0f} failed deliveries; public IPs left on restricted sets: {left}"
+                f"({args.restricted} restricted, {args.size} instances each) taken in within {seconds:.1f} s = "
+                f"{len(events) / seconds:.0f} events/s into one host process (16 concurrent), answered "
+                f"{answers(deliveries)}; {failed} failed deliveries; restricted sets remediated "
+                f"{remediated_in:.1f} s after the first delivery; public IPs left on them: {left}"
             )
-            samples = [rss for rss in peak if rss > 0] or [stats["peak_rss_mib"]]
+            samples = rss or [0.0]
             quarters = [samples[min(len(samples) - 1, len(samples) * q // 4)] for q in (1, 2, 3, 4)]
             print(
-                f"handler process: CPU {stats['cpu_seconds'] / len(events) * 1000:.1f} ms/event; "
+                f"host process: CPU {cpu / len(events) * 1000:.1f} ms/event (intake and looks); "
                 "RSS at a quarter, "
                 f"half, three quarters and the end of the run: {', '.join(f'{q:.0f}' for q in quarters)} MiB "
                 f"(peak {max(samples):.0f} MiB)"
             )
             return 0 if left == 0 else 1
+
+
+def public_ips_left(estate: Estate, names: list[str]) -> int:
+    return sum(
+        len(estate.public_ips_of(vm)) for name in names if name.startswith("r") for vm in estate.vms(name)
+    )
+
+
+def sample_rss(pid: int, samples: list[float], stop: threading.Event) -> None:
+    page = os.sysconf("SC_PAGE_SIZE")
+    while not stop.wait(0.2):
+        try:
+            samples.append(int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page / 2**20)
+        except (OSError, IndexError, ValueError):
+            return
 
 
 if __name__ == "__main__":
