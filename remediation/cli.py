@@ -217,7 +217,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(
         f"{result.sweep_id}: {result.scale_sets} scale sets found by {result.source}, "
         f"{len(result.restricted)} restricted{' (dry run)' if settings.dry_run else ''}; "
-        f"{result.queued} looks queued, {len(result.restricted) - result.queued} joined pending ones"
+        f"{result.queued} looks queued"
     )
     for set_id in result.restricted:
         print(f"  {set_id.name}")

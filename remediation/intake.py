@@ -152,7 +152,7 @@ class Intake:
             context.note(RecordKind.RECEIVED, archive=archived, reason=reason, error=not_archived)
         handled_marker = "" if replay_of else event_id
         try:
-            status, reason = self._look_for(event, trigger.resource_id, context, archived)
+            status, reason = self._look_for(event, trigger.resource_id, context, archived, queued)
         except ArmError as error:
             if not error.refused:
                 record_failure(context, error, "the event is delivered again")
@@ -167,7 +167,12 @@ class Intake:
         return Handled(event_id, status, reason, elapsed_s=time.monotonic() - started)
 
     def _look_for(
-        self, event: object, resource_id: ResourceId, context: Context, archived: str
+        self,
+        event: object,
+        resource_id: ResourceId,
+        context: Context,
+        archived: str,
+        queued: QueuedEvent | None,
     ) -> tuple[str, str]:
         """Resolve the owning set, gate it, and hand a restricted one to the work queue."""
         try:
@@ -182,8 +187,16 @@ class Intake:
             return self._defer(event, archived, context, error)
         if isinstance(gated, ReconcileResult):
             return "ignored", gated.reason
-        dry_run = context.dry_run
-        return hand_over(self.locks, self.work, set_id, context, f"event {context.event_id}", dry_run=dry_run)
+        replay = bool(queued and queued.replay_of)
+        return hand_over(
+            self.locks,
+            self.work,
+            set_id,
+            context,
+            f"{'replay' if replay else 'event'} {context.event_id}",
+            join=not replay,  # a replay asks for a fresh look
+            dry_run=bool(queued and queued.dry_run),
+        )
 
     def _defer(self, event: object, archived: str, context: Context, error: ArmError) -> tuple[str, str]:
         reason = (
@@ -202,15 +215,19 @@ def hand_over(
     context: Context,
     why: str,
     *,
+    join: bool = True,
     dry_run: bool = False,
 ) -> tuple[str, str]:
-    """Ask for a look at a restricted set: join the pending look if the set is marked, otherwise
-    queue one and mark the set. Queued before marked: a mark always has a look behind it, so a
-    failure here costs a look too many, never a lost one. Blob storage unreachable: queued, unmarked."""
+    """Ask for a look at a restricted set: join the pending look if the set is marked (``join``),
+    otherwise queue one and mark the set. Queued before marked: a mark always has a look behind it,
+    so a failure here costs a look too many, never a lost one. Blob storage unreachable: queued,
+    unmarked. ``join=False`` (the sweep, replays): a look is queued whatever the mark says, so a
+    mark left behind (a look that ended before it landed, one poisoned) is settled by it.
+    ``dry_run``: a dry-run look in an app that writes, which takes no lease and touches no mark."""
     from azure.core.exceptions import AzureError
 
     try:
-        if not dry_run and locks.join(set_id):
+        if join and not dry_run and locks.join(set_id):
             reason = "joined: a look at the set is pending; its mark was renewed, so the look sees this"
             context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
             return "joined", reason

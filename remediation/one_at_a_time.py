@@ -51,19 +51,23 @@ class OneAtATime:
         *,
         way_back: bool = False,
         deadline: float | None = None,
+        guarded: bool = True,
     ) -> ReconcileResult | None:
         """The set reconciled (or settled: gone, unrestricted), or None when another reconcile
         holds it. ``way_back``: this is a way back, whose mark is already there; ``deadline``:
-        the time budget's end (``SetReconciler.reconcile``)."""
+        the time budget's end (``SetReconciler.reconcile``); ``guarded=False``: a dry-run look in
+        an app that writes, which takes no lease and touches no mark (it writes nothing, and must
+        not settle a mark that a real reconcile owes)."""
         gated = self.sets.gate(set_id, self.arm.get_scale_set(set_id), context)
         if isinstance(gated, ReconcileResult):
+            if guarded:
+                self.locks.clear(set_id)  # settled: nothing asked for it needs a reconcile
             return gated
-        return self.run(
-            set_id,
-            context,
-            lambda: self.sets.reconcile(set_id, context, attempt, deadline),
-            way_back=way_back,
-        )
+
+        def work() -> ReconcileResult:
+            return self.sets.reconcile(set_id, context, attempt, deadline)
+
+        return self.run(set_id, context, work, way_back=way_back) if guarded else work()
 
     def run(
         self,

@@ -133,6 +133,18 @@ class SetLocks:
         with contextlib.suppress(ResourceExistsError):
             self._blobs(set_id)[1].upload_blob(b"", overwrite=False, metadata={"scale_set": set_id.value})
 
+    def clear(self, set_id: ResourceId) -> None:
+        """Delete the set's mark: it was settled without a reconcile (gone, or not restricted), so
+        nothing asked for it needs one. Best effort: a mark left behind is settled by the sweep."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        try:
+            self._blobs(set_id)[1].delete_blob()
+        except ResourceNotFoundError:
+            return
+        except AzureError as error:
+            log.warning("the mark of %s could not be cleared: %s", set_id, error)
+
     def marked(self, set_id: ResourceId) -> bool:
         """Whether something asked for the set since it was last looked at (True when the mark
         cannot be read: looking again is the safe side)."""

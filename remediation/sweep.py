@@ -1,6 +1,6 @@
 """The sweep: the backstop for lost events. One Resource Graph query finds the monitored
-subscriptions' scale sets; each restricted one is handed to the work queue (one look per set,
-joined where a look is pending), and the sweep returns. Unfinished writes of any set are judged
+subscriptions' scale sets; a look at each restricted one is queued (whatever its mark says, so a
+mark left behind is settled too), and the sweep returns. Unfinished writes of any set are judged
 from the audit log first, since the set may be gone or no longer restricted.
 """
 
@@ -33,7 +33,7 @@ class SweepResult:
     source: str  # "resource graph", "listing (...)" or "none"
     scale_sets: int
     restricted: tuple[ResourceId, ...]
-    queued: int  # looks queued; the others joined a pending look
+    queued: int  # looks queued (one per restricted set)
 
 
 def sweep(
@@ -76,7 +76,9 @@ def sweep(
         )
         journal.flush()
         statuses = [
-            hand_over(locks, work, set_id, context, f"sweep {sweep_id}", dry_run=settings.dry_run)[0]
+            hand_over(
+                locks, work, set_id, context, f"sweep {sweep_id}", join=False, dry_run=settings.dry_run
+            )[0]
             for set_id in restricted
         ]
         archive.prune(datetime.now(UTC))

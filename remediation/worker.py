@@ -97,7 +97,12 @@ class Worker:
         deadline = started + self.settings.reconcile_budget_s
         try:
             result = self.flight.reconcile(
-                set_id, context, look.attempt, way_back=look.if_marked, deadline=deadline
+                set_id,
+                context,
+                look.attempt,
+                way_back=look.if_marked,
+                deadline=deadline,
+                guarded=not look.dry_run,
             )
         except ArmError as error:
             if not error.refused:

@@ -112,3 +112,29 @@ def test_a_host_killed_mid_reconcile_is_finished_by_another_once_its_lease_and_m
         )
     assert main(["audit", "verify", "--since", "1h"]) == 0, capsys.readouterr().out
     assert "0 intents without outcome" in capsys.readouterr().out
+
+
+def test_host_json_sets_the_queue_trigger_as_the_readme_says() -> None:
+    import json
+    from pathlib import Path
+
+    from localazure.queues import QueueHostSettings
+
+    root = Path(__file__).resolve().parents[1]
+    queues = QueueHostSettings.from_host_json(root / "host.json", {})
+    assert (queues.max_polling_interval_s, queues.visibility_timeout_s, queues.max_dequeue_count) == (
+        2.0,
+        30.0,
+        5,
+    )
+    assert (queues.batch_size, queues.new_batch_threshold, queues.message_encoding) == (4, 2, "base64")
+    assert json.loads((root / "host.json").read_text())["functionTimeout"] == "00:10:00"
+    readme = (root / "README.md").read_text()
+    for row in (
+        "| `maxPollingInterval` | `00:00:02` |",
+        "| `visibilityTimeout` | `00:00:30` |",
+        "| `maxDequeueCount` | `5` |",
+        "| `batchSize`, `newBatchThreshold` | `4`, `2` |",
+        "| `functionTimeout` | `00:10:00` |",
+    ):
+        assert row in readme, row

@@ -10,6 +10,7 @@ The work queue's messages are captured and delivered by hand, to whichever host 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
@@ -38,8 +39,8 @@ WAIT_S = 30  # bounded: a broken lock fails the test, it does not hang it
 class Host:
     """One Functions host: its own Remediator, and the looks it queued (delivered by hand)."""
 
-    def __init__(self, estate: Estate) -> None:
-        settings = Settings.from_env(estate.environment)
+    def __init__(self, estate: Estate, **app_settings: str) -> None:
+        settings = Settings.from_env({**estate.environment, **app_settings})
         self.queued: list[Recheck] = []
         queue = RecheckQueue(settings)
 
@@ -278,3 +279,49 @@ def test_a_holder_that_runs_out_of_passes_leaves_a_way_back(
     (left,) = host_a.way_backs  # the holder saw B's mark but had no pass left: it leaves a way back
     assert Host(estate).work(left).status == "reconciled"
     assert Host(estate).work(left).status == "served", "the mark is settled"
+
+
+def test_a_dry_run_look_takes_no_lease_and_leaves_the_mark_to_the_look_that_writes(estate: Estate) -> None:
+    event = scale_out(estate)
+    intake, worker = Host(estate), Host(estate)
+    set_id = ResourceId.parse(docs.set_id("web"))
+    assert intake.handle(event).status == "queued"
+    (look,) = intake.queued
+
+    assert worker.work(dataclasses.replace(look, dry_run=True)).status == "reconciled"  # a dry-run replay's
+    assert worker.remediator.locks.marked(set_id), "the mark is the real look's to settle"
+    assert estate.successful("PUT", "Microsoft.Network/networkInterfaces") == []
+
+    assert worker.work(look).status == "reconciled"
+    assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
+    assert not worker.remediator.locks.marked(set_id)
+
+
+def test_a_mark_left_behind_makes_events_join_until_the_sweep_settles_it(estate: Estate) -> None:
+    import json
+
+    event = scale_out(estate)
+    host = Host(estate)
+    set_id = ResourceId.parse(docs.set_id("web"))
+    host.remediator.locks.mark(set_id)  # its look ended before the mark landed, or was poisoned
+    assert host.handle(event).status == "joined" and host.queued == []
+
+    policy = json.dumps({"monitored_subscriptions": [docs.SUB]})
+    sweeper = Host(estate, REMEDIATION_POLICY=policy)
+    assert sweeper.remediator.sweep().queued == 1, "the sweep queues a look whatever the mark says"
+    (look,) = sweeper.queued
+    assert host.work(look).status == "reconciled"
+    assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
+    assert not host.remediator.locks.marked(set_id), "settled by the sweep's look"
+
+
+def test_a_look_that_finds_its_set_no_longer_restricted_clears_the_mark(estate: Estate) -> None:
+    event = scale_out(estate)
+    host = Host(estate)
+    set_id = ResourceId.parse(docs.set_id("web"))
+    assert host.handle(event).status == "queued"
+    (look,) = host.queued
+    estate.compute.virtual_machine_scale_sets.begin_update(docs.GROUP, "web", {"tags": {}}).result()
+
+    assert host.work(look).status == "reconciled"  # settled: not restricted
+    assert not host.remediator.locks.marked(set_id), "no reconcile is owed: the mark goes"
