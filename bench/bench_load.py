@@ -98,7 +98,7 @@ def main() -> int:
             failed = sum(1 for d in deliveries if d.attempts[-1].outcome != "Delivered")
             print(
                 f"{len(events)} events ({len(events) - args.events} duplicates) for {len(names)} sets "
-                f"({args.restricted} restricted, {args.size} instances each) taken in within {seconds:.1f} s = "
+                f"({args.restricted} restricted, {args.size} instances each) in {seconds:.1f} s = "
                 f"{len(events) / seconds:.0f} events/s into one host process (16 concurrent), answered "
                 f"{answers(deliveries)}; {failed} failed deliveries; restricted sets remediated "
                 f"{remediated_in:.1f} s after the first delivery; public IPs left on them: {left}"
