@@ -5,16 +5,19 @@ ARM and a failing storage, one scenario per row; every column measured from the 
 Every scenario builds the same estate in the simulator: a restricted Flexible set (strip) scaled
 out by 20, with a hand-added VM that carries a public IP and an instance exempt by tag, beside an
 unrestricted set of 5. Its events are delivered twice each, shuffled, while the scenario's fault
-plays (in this process, or from several host processes at once); what failed is redelivered, as
-Event Grid does (bounded); then the timer sweep runs once, its clock moved past the grace period
-for interrupted writes, as if it ran a quarter of an hour later. Faults are set, never raced: the
-simulator's buckets are set, faults are seeded and bounded, and the storage and kill triggers fire
-at a given request, so a slower machine meets the same faults.
+plays: in this process (Event Grid's trigger takes each in, then the work queue's trigger does the
+work it queued), or by Event Grid to host processes whose queue listeners do the work. What failed
+is delivered again, as Event Grid does (bounded), and the work queue is drained each time (way
+backs included); then the timer sweep runs once, its clock moved past the grace period for
+interrupted writes, as if it ran a quarter of an hour later, and the looks it queued are worked
+off. Faults are set, never raced: the simulator's buckets are set, faults are seeded and bounded,
+and the storage and kill triggers fire at a given request, so a slower machine meets the same
+faults.
 
     .venv/bin/python bench/reliability.py [--only TEXT]
 
 It prints one table row per scenario and exits 1 if any row breaks a promise, including a fault
-row whose fault was never met.
+row whose fault was never met, or a row that must finish the set before the sweep and did not.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import sys
 import time
@@ -42,19 +44,20 @@ from estate import Estate  # noqa: E402
 from reliability_faults import (  # noqa: E402
     HOSTS,
     REMEDIATOR,
+    SIZE,
     Run,
     another_writer,
     azurite_outage,
-    build,
     deliver_from_hosts,
     deliver_here,
     deliver_to_a_killed_host,
+    drain_work,
     storage_fails_after_the_fifth_write,
     storage_fails_after_the_third_intent,
     throttled,
 )
 
-from localazure.host import pump_queue, user_function  # noqa: E402
+from localazure.host import user_function  # noqa: E402
 from localazure.stack import LocalAzure  # noqa: E402
 from localazure.storage_faults import StorageFaults  # noqa: E402
 from remediation.engine import remediator_for  # noqa: E402
@@ -74,16 +77,15 @@ class Scenario:
     fault: str = ""  # what must be met ("" only for the baseline)
     faults: Faults | None = None  # seeded ARM faults during the first round of deliveries
     arrange: Callable[[Run], None] | None = None  # set buckets, storage and request triggers
-    hosts: bool = False  # deliver from several host processes at once
-    kill: bool = False  # deliver from one host process, killed (SIGKILL) in the middle of a write
+    hosts: bool = False  # Event Grid delivers to several host processes; their queue listeners work
+    kill: bool = False  # one host process killed (SIGKILL) mid-write, then two fresh ones
     env: dict[str, str] = field(default_factory=dict)
-    # Play the queue trigger on the re-check queue until it is empty (bounded): the way back to a
-    # set whose holder died, once its lease has lapsed.
-    way_back: bool = False
+    # No public IP may be left on the set before the sweep: the deliveries did the whole job.
+    finish_before_sweep: bool = False
 
 
 SCENARIOS = [
-    Scenario("baseline"),
+    Scenario("baseline", finish_before_sweep=True),
     Scenario(
         "429s: write and delete buckets drained, kept drained for 40 answers each", "429", arrange=throttled
     ),
@@ -138,16 +140,59 @@ SCENARIOS = [
         arrange=storage_fails_after_the_fifth_write,
     ),
     Scenario("Azurite stopped and restarted mid-storm", "storage", arrange=azurite_outage),
-    Scenario(f"{HOSTS} host processes delivering at once", "hosts", hosts=True),
-    # The dead host's lease lapses after SET_LEASE_SECONDS; its set is finished by the way back.
+    Scenario(f"{HOSTS} host processes delivering at once", "hosts", hosts=True, finish_before_sweep=True),
+    # The dead host's message and lease lapse (20 s, SET_LEASE_SECONDS); fresh hosts finish the set.
     Scenario(
         "host killed with SIGKILL mid-write",
         "kill",
         kill=True,
         env={"SET_LEASE_SECONDS": "15"},
-        way_back=True,
+        finish_before_sweep=True,
     ),
 ]
+
+
+def build(estate: Estate) -> tuple[set[str], set[str]]:
+    """The estate; returns the NIC and public IP ids the remediator may write, and the public IPs."""
+    estate.create_set("web", tags={"remediation.mode": "strip"})
+    estate.create_set("open")
+    pip = estate.network.public_ip_addresses.begin_create_or_update(
+        docs.GROUP, "hand-pip", {"location": docs.LOCATION, "sku": {"name": "Standard"}, "properties": {}}
+    ).result()
+    config = {"subnet": {"id": docs.SUBNET}, "publicIPAddress": {"id": pip.id}}
+    nic = estate.network.network_interfaces.begin_create_or_update(
+        docs.GROUP,
+        "app-vm-01-nic",
+        {
+            "location": docs.LOCATION,
+            "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": config}]},
+        },
+    ).result()
+    body = docs.hand_added_vm("web", "app-vm-01", "app-vm-01-nic")
+    body["properties"]["networkProfile"]["networkInterfaces"][0]["id"] = nic.id
+    for name in ("id", "name", "type"):
+        body.pop(name)
+    estate.compute.virtual_machines.begin_create_or_update(docs.GROUP, "app-vm-01", body).result()
+    estate.scale("web", SIZE)
+    estate.scale("open", 5)
+    created = sorted(
+        (vm for vm in estate.vms("web") if vm["name"].startswith("web_")), key=lambda vm: vm["name"]
+    )
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    estate.tag(created[0]["id"], {"remediation.exempt-until": tomorrow})
+    allowed: set[str] = set()
+    ips: set[str] = set()
+    for vm in created[1:]:
+        for ref in vm["properties"]["networkProfile"]["networkInterfaces"]:
+            nic_doc = estate.network.network_interfaces.get(
+                docs.GROUP, ref["id"].rsplit("/", 1)[-1]
+            ).as_dict()
+            allowed.add(nic_doc["id"].lower())
+            for ip_config in nic_doc["properties"]["ipConfigurations"]:
+                if ip_config["properties"].get("publicIPAddress"):
+                    ips.add(ip_config["properties"]["publicIPAddress"]["id"].lower())
+    estate.sim.wait_idle(60)
+    return allowed | ips, ips
 
 
 # -- running a scenario ----------------------------------------------------------------------
@@ -176,8 +221,9 @@ def scenario_run(local: LocalAzure, storage: StorageFaults, scenario: Scenario) 
             allowed, ips = build(estate)
             events = estate.events() * 2
             random.Random(7).shuffle(events)
-            row = measure.Row(scenario.name, scenario.fault)
-            run = Run(local, storage, estate, events, allowed, ips, len(local.arm.requests()), row)
+            row = measure.Row(scenario.name, scenario.fault, must_finish=scenario.finish_before_sweep)
+            first = len(local.arm.requests())
+            run = Run(local, storage, estate, events, allowed, ips, first, row, environment=environment)
             try:
                 yield run
             finally:
@@ -200,56 +246,40 @@ def run_scenario(local: LocalAzure, storage: StorageFaults, scenario: Scenario) 
         elif scenario.kill:
             pending = deliver_to_a_killed_host(run)
         else:
-            pending = deliver_here(run.events, run.after_delivery)
-        row.deliveries = len(run.events)
+            pending = deliver_here(run, run.events, run.after_delivery)
+        # What the hosts left, before this process delivers anything (it would do their work).
+        by_hosts = public_ips_left(run) if scenario.hosts or scenario.kill else None
         row.faults_met.update(local.arm.faults_met())
         if storage.failures:
             row.faults_met["storage requests failed"] = storage.failures
         local.arm.set_faults(None)
-        for hook in run.hooks:
-            local.arm.remove_request_hook(hook)
-        run.hooks.clear()
+        for hook in list(run.hooks):
+            run.unhook(hook)
         storage.reset()
         if not local.azurite.running:
             local.azurite.restart()
+        local.arm.wait_idle(120)
+        drain_work(run)  # what the first round left queued: retries, way backs
         local.arm.wait_idle(120)
         settings = Settings.from_env()
         for _round in range(REDELIVERIES):  # Event Grid redelivers what failed
             if not pending:
                 break
-            row.deliveries += len(pending)
-            pending = deliver_here(pending)
+            pending = deliver_here(run, pending)
+            drain_work(run)
             local.arm.wait_idle(120)
         if pending:
             row.notes.append(f"{len(pending)} events still failing after {REDELIVERIES} redeliveries")
-        if scenario.way_back:
-            rechecks = play_the_recheck_trigger(settings)
-            row.notes.append(f"{rechecks} re-checks delivered once the dead host's lease had lapsed")
-            local.arm.wait_idle(120)
+        row.left_for_the_sweep = public_ips_left(run) if by_hosts is None else by_hosts
+        if row.left_for_the_sweep:
+            by = "by the hosts" if by_hosts is not None else "for the sweep"
+            row.notes.append(f"{row.left_for_the_sweep} public IPs left {by}")
         leases_lapse(settings)
-        sweep_later(settings)
+        sweep_later(run, settings)
         local.arm.wait_idle(120)
         collect(run, settings)
     row.seconds = time.monotonic() - started
     return row
-
-
-def play_the_recheck_trigger(settings: Settings, bound_s: float = 120.0) -> int:
-    """Deliver re-check messages as they become visible until the queue is empty (bounded);
-    returns how many were delivered."""
-    from azure.storage.queue import QueueClient
-
-    assert settings.storage_connection_string
-    queue = QueueClient.from_connection_string(settings.storage_connection_string, settings.recheck_queue)
-    delivered = 0
-    deadline = time.monotonic() + bound_s
-    with queue:
-        while time.monotonic() < deadline:
-            delivered += pump_queue(settings.storage_connection_string, settings.recheck_queue, "on_work")
-            if queue.get_queue_properties().approximate_message_count == 0:
-                break
-            time.sleep(1.0)  # the trigger's polling interval: the messages are not visible yet
-    return delivered
 
 
 def leases_lapse(settings: Settings, bound_s: float = 30.0) -> None:
@@ -269,8 +299,9 @@ def leases_lapse(settings: Settings, bound_s: float = 30.0) -> None:
             time.sleep(1.0)  # leases lapse on the storage service's clock
 
 
-def sweep_later(settings: Settings) -> None:
-    """The timer sweep, a quarter of an hour later: past the grace period of interrupted writes."""
+def sweep_later(run: Run, settings: Settings) -> None:
+    """The timer sweep, a quarter of an hour later: past the grace period of interrupted writes.
+    It only queues looks; they are worked off here, with the clock still moved."""
     remediator = remediator_for(settings)
     later = timedelta(seconds=settings.interrupted_write_grace_s + 60)
     remediator.clock = lambda: datetime.now(UTC) + later
@@ -280,15 +311,27 @@ def sweep_later(settings: Settings) -> None:
         for _attempt in range(REDELIVERIES):  # a failed sweep runs again at the next tick
             try:
                 user_function("sweep")(TimerRequest(past_due=False))
-                return
+                break
             except Exception:  # noqa: BLE001 - the timer fires again
                 continue
+        else:
+            run.row.notes.append(f"the sweep failed {REDELIVERIES} times")
+        drain_work(run)
     finally:
         remediator.clock = lambda: datetime.now(UTC)
 
 
+def public_ips_left(run: Run) -> int:
+    """Public IPs on the restricted set's scale-set-created, non-exempt instances (the estate)."""
+    left = 0
+    for vm in run.estate.vms("web"):
+        if vm["name"].startswith("web_") and "remediation.exempt-until" not in (vm.get("tags") or {}):
+            left += len(run.estate.public_ips_of(vm))
+    return left
+
+
 def collect(run: Run, settings: Settings) -> None:
-    row, estate, sim = run.row, run.estate, run.local.arm
+    row, sim = run.row, run.local.arm
     ours = measure.remediator_requests(sim.requests(), run.first_request, REMEDIATOR)
     measure.count_faults(row, ours)
     if row.fault == "429":
@@ -304,71 +347,11 @@ def collect(run: Run, settings: Settings) -> None:
     row.notes += [f"before its intent: {r.method} {r.path.rsplit('/', 1)[-1]}" for r in early[:3]]
     row.unfinished_before = measure.left_unfinished(entities)
     row.unfinished_after = measure.unfinished(entities)
-    for vm in estate.vms("web"):
-        if vm["name"].startswith("web_") and "remediation.exempt-until" not in (vm.get("tags") or {}):
-            row.public_ips_left += len(estate.public_ips_of(vm))
+    row.public_ips_left = public_ips_left(run)
     for ip in run.built_ips:
         doc = sim.get_resource(ip)
         if doc is not None and not doc.get("properties", {}).get("ipConfiguration"):
             row.detached_ips_left += 1
-
-
-# -- the table -------------------------------------------------------------------------------
-
-COLUMNS = (
-    "scenario",
-    "deliveries",
-    "faults met",
-    "412s",
-    "429s",
-    "ARM writes",
-    "public IPs left",
-    "detached IPs left",
-    "writes outside scope",
-    "writes before their intent",
-    "writes left without outcome: by the fault / after recovery",
-    "time",
-)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def print_row(row: measure.Row) -> None:
-    verdict = "ok" if not row.broken else "BROKEN: " + "; ".join(row.broken)
-    notes = f" ({'; '.join(row.notes)})" if row.notes else ""
-    print(f"  {row.scenario}: {verdict} ({row.seconds:.1f} s){notes}", flush=True)
-
-
-def print_table(rows: list[measure.Row]) -> None:
-    machine = f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    print(f"Fault matrix of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}:")
-    print()
-    print("| " + " | ".join(COLUMNS) + " |")
-    print("|" + "---|" * len(COLUMNS))
-    for row in rows:
-        cells = [
-            row.scenario,
-            row.deliveries,
-            measure.fault_summary(row),
-            row.conflicts_met,
-            row.throttled_met,
-            row.arm_writes,
-            row.public_ips_left,
-            row.detached_ips_left,
-            row.writes_outside_scope,
-            row.writes_before_intent,
-            f"{row.unfinished_before} / {row.unfinished_after}",
-            f"{row.seconds:.0f} s",
-        ]
-        print("| " + " | ".join(str(cell) for cell in cells) + " |")
 
 
 def main() -> int:
@@ -387,9 +370,9 @@ def main() -> int:
             if args.only and args.only not in scenario.name:
                 continue
             rows.append(run_scenario(local, storage, scenario))
-            print_row(rows[-1])
+            measure.print_row(rows[-1])
     print()
-    print_table(rows)
+    measure.print_table(rows)
     return 0 if all(not row.broken for row in rows) else 1
 
 

@@ -2,19 +2,24 @@
 
 Faults are set, never raced: the simulator's buckets are set, the storage proxy and the kill
 trigger fire at a given request (a request hook runs after ARM did the work and before the answer
-leaves), and host processes start on one signal, so a slower machine meets the same faults.
+leaves), so a slower machine meets the same faults.
+
+Deliveries follow the app's two triggers: Event Grid's delivery only takes an event in (intake
+queues a look at the set); the work queue's trigger reconciles. In this process both are played
+by hand (``deliver_here``, ``drain_work``); from host processes (``localazure.functions_host``)
+Event Grid (``EventGridPlayer``) delivers to the hosts' webhooks and the hosts' queue listeners
+do the work. When the work is done is read from the outside: Azurite's queues, empty.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
+import contextlib
+import itertools
 import sys
-import tempfile
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,15 +32,24 @@ import arm_docs as docs  # noqa: E402
 import reliability_measure as measure  # noqa: E402
 from estate import Estate  # noqa: E402
 
-from localazure.host import deliver_event_grid  # noqa: E402
+from localazure.eventgrid import EventGridPlayer  # noqa: E402
+from localazure.functions_host import HostDeliveryError, HostPool  # noqa: E402
+from localazure.host import deliver_event_grid, queue_message, user_function  # noqa: E402
 from localazure.stack import LocalAzure  # noqa: E402
 from localazure.storage_faults import StorageFaults, table_batch_containing  # noqa: E402
 from remediation.credentials import LoopbackCredential  # noqa: E402
 from sim import RequestRecord  # noqa: E402
 
 SIZE = 20
-HOSTS, HOST_WORKERS = 3, 4
+HOSTS, HOST_WORKERS = 3, 4  # host processes, and Event Grid's deliveries in flight per host
 REMEDIATOR = LoopbackCredential.APP_ID
+RUNNING_VISIBILITY_S = 20.0  # a running message, on the hosts (Azure: 10 min); a dead host's returns
+PUMPS = 20  # batches of visible work delivered here after each delivery (bounded)
+DRAIN_S = 180.0  # the work queue drained here, way backs (a lease period later) included
+SETTLE_S = 300.0  # host processes: their work queue drained
+KILL_S = 120.0  # the killed host: until it met its third applied write
+QUIET_S = 2.5  # after the kill: the simulator's log is watched this long for a live writer
+ON_THE_WIRE_S = 0.5  # requests sent before the kill may still be read this much after it
 
 
 @dataclass
@@ -50,138 +64,227 @@ class Run:
     built_ips: set[str]  # the public IPs the remediable instances had when built
     first_request: int
     row: measure.Row
+    environment: dict[str, str] = field(default_factory=dict)  # the app settings
     hooks: list[Callable[[RequestRecord], None]] = field(default_factory=list)
     after_delivery: Callable[[], None] | None = None  # called after each first-round delivery here
+    unsettled: list[Any] = field(default_factory=list)  # work messages storage kept hidden
 
     def hook(self, hook: Callable[[RequestRecord], None]) -> None:
         self.hooks.append(hook)
         self.local.arm.add_request_hook(hook)
 
-
-def build(estate: Estate) -> tuple[set[str], set[str]]:
-    """The estate; returns the NIC and public IP ids the remediator may write, and the public IPs."""
-    estate.create_set("web", tags={"remediation.mode": "strip"})
-    estate.create_set("open")
-    pip = estate.network.public_ip_addresses.begin_create_or_update(
-        docs.GROUP, "hand-pip", {"location": docs.LOCATION, "sku": {"name": "Standard"}, "properties": {}}
-    ).result()
-    config = {"subnet": {"id": docs.SUBNET}, "publicIPAddress": {"id": pip.id}}
-    nic = estate.network.network_interfaces.begin_create_or_update(
-        docs.GROUP,
-        "app-vm-01-nic",
-        {
-            "location": docs.LOCATION,
-            "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": config}]},
-        },
-    ).result()
-    body = docs.hand_added_vm("web", "app-vm-01", "app-vm-01-nic")
-    body["properties"]["networkProfile"]["networkInterfaces"][0]["id"] = nic.id
-    for name in ("id", "name", "type"):
-        body.pop(name)
-    estate.compute.virtual_machines.begin_create_or_update(docs.GROUP, "app-vm-01", body).result()
-    estate.scale("web", SIZE)
-    estate.scale("open", 5)
-    created = sorted(
-        (vm for vm in estate.vms("web") if vm["name"].startswith("web_")), key=lambda vm: vm["name"]
-    )
-    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
-    estate.tag(created[0]["id"], {"remediation.exempt-until": tomorrow})
-    allowed: set[str] = set()
-    ips: set[str] = set()
-    for vm in created[1:]:
-        for ref in vm["properties"]["networkProfile"]["networkInterfaces"]:
-            nic_doc = estate.network.network_interfaces.get(
-                docs.GROUP, ref["id"].rsplit("/", 1)[-1]
-            ).as_dict()
-            allowed.add(nic_doc["id"].lower())
-            for ip_config in nic_doc["properties"]["ipConfigurations"]:
-                if ip_config["properties"].get("publicIPAddress"):
-                    ips.add(ip_config["properties"]["publicIPAddress"]["id"].lower())
-    estate.sim.wait_idle(60)
-    return allowed | ips, ips
+    def unhook(self, hook: Callable[[RequestRecord], None]) -> None:
+        self.local.arm.remove_request_hook(hook)
+        self.hooks.remove(hook)
 
 
-# -- deliveries ------------------------------------------------------------------------------
+# -- deliveries here --------------------------------------------------------------------------
 
 
 def deliver_here(
-    events: list[dict[str, Any]], after: Callable[[], None] | None = None
+    run: Run, events: list[dict[str, Any]], after: Callable[[], None] | None = None
 ) -> list[dict[str, Any]]:
-    """Deliver in this process, one at a time; returns the events whose delivery failed."""
+    """Deliver in this process, one at a time, each followed by the work it queued (as a host's
+    queue listener would take it up); returns the events whose delivery failed."""
     failed = []
     for event in events:
+        run.row.deliveries += 1
         try:
             deliver_event_grid(event)
         except Exception:  # noqa: BLE001 - the host answers 500 and Event Grid redelivers
             failed.append(event)
+        pump_work(run)
         if after is not None:
             after()
     return failed
 
 
-def start_host(events: list[dict[str, Any]], workers: int) -> tuple[subprocess.Popen[str], str]:
-    """A host process that indexes the function app, says "ready", and delivers on "go"."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(events, handle)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "localazure.host", handle.name, str(workers), "--wait-for-go"],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+def pump_work(run: Run, batches: int = PUMPS) -> int:
+    """The work queue's trigger in this process: its visible messages delivered, batch after
+    batch, until none is visible (at most ``batches``). Returns how many were handled."""
+    from azure.core.exceptions import AzureError
+
+    delivered = 0
+    with work_queue(run) as queue:
+        for _batch in range(batches):
+            try:
+                while run.unsettled:  # storage kept them hidden: visible again once it answers
+                    queue.update_message(run.unsettled[0], visibility_timeout=0)
+                    run.unsettled.pop(0)
+                pages = queue.receive_messages(messages_per_page=32, visibility_timeout=30).by_page()
+                received = list(next(pages, []))
+            except AzureError as error:  # storage unreachable: the trigger's next poll tries again
+                if getattr(error, "status_code", None) in (400, 404) and run.unsettled:
+                    run.unsettled.pop(0)  # taken again already, or gone
+                break
+            if not received:
+                break
+            delivered += sum(handled_here(run, queue, message) for message in received)
+    return delivered
+
+
+def handled_here(run: Run, queue: Any, message: Any) -> bool:
+    """One message to ``on_work``, as ``localazure.host.pump_queue`` delivers it: deleted when it
+    returns, visible again at once when it raises (or, storage failing, ``unsettled``)."""
+    from azure.core.exceptions import AzureError
+
+    try:
+        user_function("on_work")(queue_message(message.content, message.id, message.dequeue_count))
+    except Exception:  # noqa: BLE001 - the host makes a failed message visible again
+        try:
+            queue.update_message(message, visibility_timeout=0)
+        except AzureError:
+            run.unsettled.append(message)
+        return False
+    with contextlib.suppress(AzureError):  # not deleted: it comes back, and is looked at again
+        queue.delete_message(message)
+    return True
+
+
+def work_queue(run: Run) -> Any:
+    """The work queue as the trigger reads it (the app's storage connection), with quick retries
+    as the app's own clients have: the storage SDK's defaults wait 15, 18 and 24 s a request."""
+    from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+    connection, name = run.environment["RemediationStorage"], run.environment["RECHECK_QUEUE"]
+    quick: dict[str, Any] = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2}
+    return QueueClient.from_connection_string(
+        connection,
+        name,
+        message_encode_policy=TextBase64EncodePolicy(),  # an update sends the content again
+        message_decode_policy=TextBase64DecodePolicy(),
+        connection_timeout=5,
+        **quick,
     )
-    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-    return child, handle.name
 
 
-def go(child: subprocess.Popen[str]) -> None:
-    assert child.stdin is not None
-    child.stdin.write("go\n")
-    child.stdin.flush()
+def drain_work(run: Run, bound_s: float = DRAIN_S) -> int:
+    """Deliver the work queue here until it holds no message, visible or not yet (a way back is
+    visible a lease period after it was queued); bounded. Returns how many were handled."""
+    delivered, deadline = 0, time.monotonic() + bound_s
+    while time.monotonic() < deadline:
+        delivered += pump_work(run)
+        if queued(run) == 0:
+            return delivered
+        time.sleep(1.0)  # bounded polling of Azurite: what is left is not visible yet
+    run.row.notes.append(f"the work queue still held messages after {bound_s:g} s")
+    return delivered
 
 
-def finish_host(child: subprocess.Popen[str], path: str) -> dict[str, Any] | None:
-    output, _ = child.communicate(timeout=600)
-    os.unlink(path)
-    lines = output.strip().splitlines()
-    return json.loads(lines[-1]) if child.returncode == 0 and lines else None
+def queued(run: Run, *, poison: bool = False) -> int | None:
+    """The messages the work queue (with ``poison``, and its poison queue) holds, in Azurite."""
+    name = run.environment["RECHECK_QUEUE"]
+    names = (name, f"{name}-poison") if poison else (name,)
+    return measure.queued(run.local.azurite.connection_string, *names)
+
+
+# -- deliveries from host processes ------------------------------------------------------------
+
+
+def play(
+    pool: HostPool, events: list[dict[str, Any]], run: Run, *, attempts: int, spans: list[Any] | None = None
+) -> list[dict[str, Any]]:
+    """Event Grid delivers the events, HOST_WORKERS a host at once, to the pool's live hosts in
+    turn, trying each at most ``attempts`` times on its schedule; returns those not delivered.
+    ``spans``: each delivery's [start, end] (wall clock), per host, as the player saw them."""
+    turn, lock = itertools.count(), threading.Lock()
+
+    def deliver(event: dict[str, Any]) -> None:
+        alive = pool.alive()
+        if not alive:
+            raise RuntimeError("no host is running")
+        with lock:
+            host = alive[next(turn) % len(alive)]
+        start = time.time()
+        try:
+            status = pool.post(host, [event])[0]
+        finally:
+            if spans is not None:
+                with lock:
+                    spans[host].append([start, time.time()])
+        if not 200 <= status <= 204:
+            raise HostDeliveryError(status, "")
+
+    player = EventGridPlayer(deliver, max_attempts=attempts, seed=7)
+    with ThreadPoolExecutor(pool.n * HOST_WORKERS) as workers:
+        deliveries = list(workers.map(player.deliver, events))
+    run.row.deliveries += sum(len(d.attempts) for d in deliveries)
+    return [e for e, d in zip(events, deliveries, strict=True) if d.attempts[-1].outcome != "Delivered"]
+
+
+def settled_by_hosts(run: Run, what: str) -> None:
+    """Wait (bounded) until the hosts' work queue and its poison queue are empty in Azurite."""
+    if not measure.until(lambda: queued(run, poison=True) == 0, SETTLE_S):
+        run.row.notes.append(f"{what}: the work queue still held messages after {SETTLE_S:g} s")
 
 
 def deliver_from_hosts(run: Run) -> list[dict[str, Any]]:
-    """Deal the events to several host processes, each delivering with several workers at once;
-    all start on one signal, once every host is ready."""
-    shares = [run.events[host::HOSTS] for host in range(HOSTS)]
-    started = [start_host(share, HOST_WORKERS) for share in shares]
-    for child, _ in started:
-        go(child)
-    reports = [finish_host(child, path) for child, path in started]
-    failed_ids = {event_id for report in reports if report for event_id in report["failed_ids"]}
-    spans = [report["spans"] if report else [] for report in reports]
+    """HOSTS host processes: Event Grid delivers the events to them, several at once, and their
+    queue listeners do the work. "Hosts in flight at once" is read from the player's deliveries:
+    how many hosts were answering a delivery at one moment, less one (0: they never overlapped)."""
+    spans: list[list[list[float]]] = [[] for _ in range(HOSTS)]
+    with HostPool(HOSTS, run.environment, running_visibility_s=RUNNING_VISIBILITY_S) as pool:
+        pending = play(pool, run.events, run, attempts=3, spans=spans)
+        settled_by_hosts(run, f"{HOSTS} hosts")
     run.row.faults_met["hosts in flight at once"] = max(measure.overlap(spans) - 1, 0)
-    lost = [share for share, report in zip(shares, reports, strict=True) if report is None]
-    return [e for e in run.events if e["id"] in failed_ids] + [e for share in lost for e in share]
+    ours = measure.remediator_requests(run.local.arm.requests(), run.first_request, REMEDIATOR)
+    per_host = ", ".join(str(len(s)) for s in spans)
+    run.row.notes.append(f"deliveries per host: {per_host}; {measure.reconciles(ours, 'web')} reconciles")
+    return pending
 
 
 def deliver_to_a_killed_host(run: Run) -> list[dict[str, Any]]:
-    """One host process delivering everything, killed right after ARM applied its third write
-    (before the answer reached it); every event it had is delivered again."""
-    child, path = start_host(run.events, HOST_WORKERS)
+    """One host process takes the events in and does the work; it is SIGKILLed right after ARM
+    applied its third write (before the answer reached it). The fault is met when, from the
+    simulator's log, the remediator then fell silent: the kill stopped the one writer. Then a
+    fresh pool of two hosts takes what Event Grid could not deliver, and finishes the set once
+    the dead host's message (its running visibility) and the set's lease have lapsed."""
+    killed: list[datetime] = []
+    with HostPool(1, run.environment, running_visibility_s=RUNNING_VISIBILITY_S) as doomed:
 
-    def kill() -> None:
-        os.kill(child.pid, signal.SIGKILL)
-        run.row.faults_met["host killed mid-write"] = 1
+        def kill() -> None:
+            doomed.kill(0)
+            killed.append(datetime.now(UTC))
 
-    at_applied_write(run, 3, kill)
-    go(child)
-    finish_host(child, path)
-    return list(run.events)
+        hook = at_applied_write(run, 3, kill)
+        try:
+            pending = play(doomed, run.events, run, attempts=1)  # Event Grid's next try: the new hosts
+            measure.until(lambda: bool(killed) or queued(run) == 0, KILL_S)
+        finally:
+            run.unhook(hook)
+    if not killed:
+        run.row.notes.append("the host was never killed: it met no third applied write")
+    else:
+        stray = silence_after(run, killed[0])
+        if stray:
+            run.row.notes.append(f"{stray} remediator requests after the kill: it missed the writer")
+        else:
+            run.row.faults_met["host killed mid-write"] = 1
+    with HostPool(2, run.environment, running_visibility_s=RUNNING_VISIBILITY_S) as fresh:
+        pending = play(fresh, pending, run, attempts=3)
+        settled_by_hosts(run, "the fresh hosts")
+    if killed:
+        after = (datetime.now(UTC) - killed[0]).total_seconds()
+        run.row.notes.append(f"the fresh hosts' work queue was empty {after:.0f} s after the kill")
+    return pending
 
 
-def at_applied_write(run: Run, number: int, act: Callable[[], None]) -> None:
+def silence_after(run: Run, moment: datetime) -> int:
+    """The remediator's requests that reached ARM from ON_THE_WIRE_S to QUIET_S after ``moment``
+    (watched, bounded; no host runs then: one there came from a writer the kill did not stop)."""
+    start, end = moment + timedelta(seconds=ON_THE_WIRE_S), moment + timedelta(seconds=QUIET_S)
+
+    def stray() -> int:
+        ours = measure.remediator_requests(run.local.arm.requests(), run.first_request, REMEDIATOR)
+        return sum(1 for r in ours if start < r.received <= end)
+
+    measure.until(lambda: stray() > 0 or datetime.now(UTC) > end, QUIET_S + 1)
+    return stray()
+
+
+def at_applied_write(run: Run, number: int, act: Callable[[], None]) -> Callable[[RequestRecord], None]:
     """Call ``act`` once ARM has applied the remediator's ``number``-th write, before its answer
-    leaves (in the request's thread: the answer waits for ``act``)."""
+    leaves (in the request's thread: the answer waits for ``act``); returns the hook."""
     applied = 0
     lock = threading.Lock()
 
@@ -197,6 +300,7 @@ def at_applied_write(run: Run, number: int, act: Callable[[], None]) -> None:
             act()
 
     run.hook(count)
+    return count
 
 
 # -- triggers --------------------------------------------------------------------------------

@@ -7,14 +7,20 @@ A row holds when no scale-set-created, non-exempt instance of the restricted set
 no public IP that remediation detached is left undeleted, the remediator wrote nothing outside its
 scope, every ARM write of the remediator came after its intent was stored (Azurite's timestamp of
 the intent against the simulator's arrival time of the request), every intent ends with a known
-outcome after recovery, and, in a fault row, the fault was met at least once.
+outcome after recovery, and, in a fault row, the fault was met at least once. A row that must
+finish before the sweep (the baseline, the host rows) also leaves no such public IP to the sweep.
 """
 
 from __future__ import annotations
 
+import os
+import platform
+import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sim import RequestRecord
@@ -38,6 +44,8 @@ class Row:
     writes_before_intent: int = 0  # ARM write requests with no intent stored before their arrival
     unfinished_before: int = 0  # intents their own handling left without a known outcome ...
     unfinished_after: int = 0  # ... and those still without one after recovery
+    must_finish: bool = False  # the deliveries must leave no public IP for the sweep ...
+    left_for_the_sweep: int = 0  # ... public IPs on those instances when the sweep came
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -51,6 +59,8 @@ class Row:
         problems = []
         if self.fault and self.met == 0:
             problems.append(f"the fault ({self.fault}) was never met")
+        if self.must_finish and self.left_for_the_sweep:
+            problems.append(f"{self.left_for_the_sweep} public IPs left for the sweep")
         for name, value in (
             ("public IPs left", self.public_ips_left),
             ("detached public IPs left", self.detached_ips_left),
@@ -145,16 +155,20 @@ def unfinished(records: list[Any]) -> int:
 
 def left_unfinished(records: list[Any]) -> int:
     """Intents whose own handling did not record a known outcome: it stopped between intent and
-    outcome, or the outcome was unknown. (A later handling's outcome settled them, or none did.)"""
+    outcome (no known outcome under the intent's event id), or the outcome was unknown (an
+    "unknown" outcome recorded, whatever settled it later). (A later handling's outcome settled
+    them, or none did.) A look at a set is recorded under the event that queued it, so every
+    reconcile of a storm shares one event id: an unknown answer counts even when the same look
+    resolved it afterwards."""
     intents = {e["record_id"]: e.get("event_id") for e in records if e.get("kind") == "intent"}
+    outcomes = [e for e in records if e.get("kind") == "outcome" and e.get("intent_id") in intents]
     closed_by_own_handling = {
         e.get("intent_id")
-        for e in records
-        if e.get("kind") == "outcome"
-        and e.get("result") in KNOWN_RESULTS
-        and intents.get(e.get("intent_id")) == e.get("event_id")
+        for e in outcomes
+        if e.get("result") in KNOWN_RESULTS and intents.get(e.get("intent_id")) == e.get("event_id")
     }
-    return len(set(intents) - closed_by_own_handling)
+    answered_unknown = {e.get("intent_id") for e in outcomes if e.get("result") not in KNOWN_RESULTS}
+    return len((set(intents) - closed_by_own_handling) | answered_unknown)
 
 
 def audit_entities(connection_string: str, table: str) -> list[Any]:
@@ -164,6 +178,17 @@ def audit_entities(connection_string: str, table: str) -> list[Any]:
 
     with TableClient.from_connection_string(connection_string, table_name=table) as client:
         return list(client.query_entities("PartitionKey ge 'h-' and PartitionKey lt 'h.'"))
+
+
+def reconciles(ours: list[RequestRecord], set_name: str) -> int:
+    """Reconciles of a Flexible set: each lists the set's VMs once (the set named in $filter)."""
+    return sum(
+        1
+        for r in ours
+        if r.method == "GET"
+        and r.path.lower().endswith("/providers/microsoft.compute/virtualmachines")
+        and r.filter.rstrip("' ").lower().endswith(f"/virtualmachinescalesets/{set_name.lower()}")
+    )
 
 
 def fault_summary(row: Row) -> str:
@@ -182,3 +207,95 @@ def overlap(spans_by_host: list[list[list[float]]]) -> int:
         busy[host] += change
         best = max(best, sum(1 for count in busy.values() if count > 0))
     return best
+
+
+# -- the table -------------------------------------------------------------------------------
+
+COLUMNS = (
+    "scenario",
+    "deliveries",
+    "faults met",
+    "412s",
+    "429s",
+    "ARM writes",
+    "public IPs left",
+    "detached IPs left",
+    "writes outside scope",
+    "writes before their intent",
+    "writes left without outcome: by the fault / after recovery",
+    "time",
+)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def print_row(row: Row) -> None:
+    verdict = "ok" if not row.broken else "BROKEN: " + "; ".join(row.broken)
+    notes = f" ({'; '.join(row.notes)})" if row.notes else ""
+    print(f"  {row.scenario}: {verdict} ({row.seconds:.1f} s){notes}", flush=True)
+
+
+def print_table(rows: list[Row]) -> None:
+    machine = f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"Fault matrix of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}:")
+    print()
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "---|" * len(COLUMNS))
+    for row in rows:
+        cells = [
+            row.scenario,
+            row.deliveries,
+            fault_summary(row),
+            row.conflicts_met,
+            row.throttled_met,
+            row.arm_writes,
+            row.public_ips_left,
+            row.detached_ips_left,
+            row.writes_outside_scope,
+            row.writes_before_intent,
+            f"{row.unfinished_before} / {row.unfinished_after}",
+            f"{row.seconds:.0f} s",
+        ]
+        print("| " + " | ".join(str(cell) for cell in cells) + " |")
+
+
+# -- outside state: when the work is done ------------------------------------------------------
+
+
+def queued(connection_string: str, *queues: str) -> int | None:
+    """The messages these queues hold, visible or not, as the storage service counts them (a
+    queue never made holds none; None: the service did not answer)."""
+    from azure.core.exceptions import AzureError, ResourceNotFoundError
+    from azure.storage.queue import QueueClient
+
+    total = 0
+    for name in queues:
+        client = QueueClient.from_connection_string(
+            connection_string, name, retry_total=0, connection_timeout=5
+        )
+        with client:
+            try:
+                total += int(client.get_queue_properties().approximate_message_count or 0)
+            except ResourceNotFoundError:
+                continue
+            except AzureError:
+                return None
+    return total
+
+
+def until(done: Callable[[], bool], bound_s: float) -> bool:
+    """Poll outside state until ``done`` (True) or ``bound_s`` passed (False)."""
+    deadline = time.monotonic() + bound_s
+    while not done():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)  # bounded polling of outside state, not a synchronisation
+    return True
