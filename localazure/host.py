@@ -68,11 +68,6 @@ def queue_message(body: str, message_id: str = "", dequeue_count: int = 1) -> fu
     return QueueMessage(id=message_id or None, body=body, dequeue_count=dequeue_count)  # type: ignore[no-untyped-call]
 
 
-def deliver_queue_message(body: str, function: str) -> None:
-    """Deliver one (decoded) queue message to a queue-triggered function."""
-    user_function(function)(queue_message(body))
-
-
 def pump_queue(
     connection_string: str,
     queue_name: str,
@@ -143,95 +138,3 @@ def settle(connection_string: str, queue_name: str, messages: list[Any]) -> None
         for message in messages:
             queue.update_message(message, visibility_timeout=0)
     messages.clear()
-
-
-def deliver_file(path: str, workers: int = 1) -> dict[str, Any]:
-    """Deliver every event of a JSON array file, ``workers`` at a time, as Event Grid would,
-    counting failures (they are redelivered by whoever runs this). Returns figures of the run:
-    events, failed, seconds, CPU seconds and peak RSS (MiB) of this process, the ids of the events
-    that failed, and each delivery's [start, end] in wall-clock seconds (to see overlaps across
-    processes)."""
-    import json
-    import resource
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-    from pathlib import Path
-
-    events = json.loads(Path(path).read_text(encoding="utf-8"))
-
-    def deliver(event: Any) -> tuple[bool, list[float]]:
-        start = time.time()
-        try:
-            deliver_event_grid(event)
-        except Exception:
-            log.warning("event %s failed", event.get("id") if isinstance(event, dict) else "?", exc_info=True)
-            return False, [start, time.time()]
-        return True, [start, time.time()]
-
-    started, cpu_started = time.perf_counter(), time.process_time()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(deliver, events))
-    failed_ids = [str(event.get("id")) for event, (ok, _) in zip(events, results, strict=True) if not ok]
-    return {
-        "events": len(events),
-        "failed": len(failed_ids),
-        "seconds": time.perf_counter() - started,
-        "cpu_seconds": time.process_time() - cpu_started,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "failed_ids": failed_ids,
-        "spans": [span for _, span in results],
-    }
-
-
-def deliver_in_own_process(events: list[Any], workers: int) -> tuple[dict[str, Any], list[float]]:
-    """Deliver events from a separate handler process (as a Functions worker is), so the figures
-    are the remediator's alone and not those of a simulator served by the calling process.
-    Returns that process's figures (see ``deliver_file``) and its RSS in MiB, sampled every 0.2 s."""
-    import contextlib
-    import json
-    import os
-    import subprocess
-    import sys
-    import tempfile
-    import time
-
-    from localazure.azurite import PROJECT_ROOT
-
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(events, handle)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "localazure.host", handle.name, str(workers)],
-        cwd=PROJECT_ROOT,
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    # Its report can outgrow the pipe's buffer: read it while the child runs, or both would wait.
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.append(child.stdout.read() if child.stdout else ""))
-    reader.start()
-    rss: list[float] = []
-    page = os.sysconf("SC_PAGE_SIZE")
-    while child.poll() is None:
-        with contextlib.suppress(OSError, IndexError, ValueError), open(f"/proc/{child.pid}/statm") as statm:
-            rss.append(int(statm.read().split()[1]) * page / 2**20)
-        time.sleep(0.2)
-    reader.join(timeout=60)
-    os.unlink(handle.name)
-    stats: dict[str, Any] = json.loads("".join(output).strip().splitlines()[-1])
-    return stats, rss or [stats["peak_rss_mib"]]
-
-
-if __name__ == "__main__":
-    # A separate handler process: python -m localazure.host EVENTS.json [WORKERS] [--wait-for-go]
-    # With --wait-for-go it indexes the app, prints "ready", and starts when "go" comes on stdin,
-    # so several hosts can be made to deliver at the same moment.
-    import json
-    import sys
-
-    arguments = [a for a in sys.argv[1:] if a != "--wait-for-go"]
-    if "--wait-for-go" in sys.argv:
-        indexed_functions()
-        print("ready", flush=True)
-        sys.stdin.readline()
-    print(json.dumps(deliver_file(arguments[0], int(arguments[1]) if len(arguments) > 1 else 1)))
