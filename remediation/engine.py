@@ -21,15 +21,13 @@ from remediation import replay as replays
 from remediation.arm import ArmGateway
 from remediation.audit import AuditLog, EventArchive, RecheckQueue
 from remediation.intake import Handled, Intake
-from remediation.model import ResourceId
 from remediation.one_at_a_time import OneAtATime
-from remediation.reconcile import ReconcileResult, SetReconciler
+from remediation.reconcile import SetReconciler
 from remediation.replay import Queued, ReplayItem
 from remediation.settings import Settings
 from remediation.single_flight import SetLocks
 from remediation.sweep import SweepResult, sweep
 from remediation.worker import Worker
-from remediation.write_ahead import Context
 
 # Event Grid's intake reads ARM once per resource, without retries and with this timeout: an
 # answer that would take longer (or a 429) hands the event to the work queue instead, so the
@@ -134,10 +132,6 @@ class Remediator:
 
     def poison_since(self, since: timedelta) -> Iterable[ReplayItem]:
         return replays.poisoned(self.worker.poison_since(since))
-
-    def reconcile(self, set_id: ResourceId, context: Context, attempt: int = 0) -> ReconcileResult:
-        """Bring one scale set into line now, in this process (``reconcile.SetReconciler``)."""
-        return self.sets.reconcile(set_id, context, attempt)
 
 
 _remediators: dict[Settings, Remediator] = {}
