@@ -31,7 +31,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="ARM JSON or `az ... list` output to load (repeatable)",
     )
-    parser.add_argument("--throttling", action="store_true", help="enforce ARM's request limits")
+    parser.add_argument(
+        "--throttling",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="enforce ARM's request limits (default: on)",
+    )
+    parser.add_argument(
+        "--nic-update-long-running",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="answer a NIC update 200 Updating with an operation to poll (default: off, synchronous "
+        "200 Succeeded as recorded from Azure)",
+    )
     parser.add_argument("--time-scale", type=float, default=1.0, help="run the clocks this much faster")
     parser.add_argument("--provision-delay", type=float, default=0.3, help="simulated seconds")
     parser.add_argument("--lro-duration", type=float, default=0.05, help="simulated seconds")
@@ -78,6 +90,7 @@ def serve(argv: Sequence[str] | None = None) -> int:
             lro_duration_s=args.lro_duration,
             child_events=args.child_events,
             authorization=args.authorization,
+            nic_update_long_running=args.nic_update_long_running,
         ) as simulator:
             for owner in args.owner:
                 simulator.grant(owner, "Owner", "/")
@@ -98,8 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if not arguments or arguments[0] != "serve":
         print(
-            "usage: python -m sim serve [--port P] [--seed FILE ...] [--throttling] [--time-scale X] "
-            "[--[no-]authorization] [--owner OID ...]"
+            "usage: python -m sim serve [--port P] [--seed FILE ...] [--[no-]throttling] [--time-scale X] "
+            "[--[no-]authorization] [--owner OID ...] [--[no-]nic-update-long-running]"
         )
         return 2
     return serve(arguments[1:])

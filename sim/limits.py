@@ -4,19 +4,42 @@ A remediator that reconciles a large estate runs into ARM's limits long before
 it runs into anything else, and its retry behaviour is only tested if
 something says no. Azure Resource Manager documents a token bucket algorithm
 (learn.microsoft.com, "Understand how Azure Resource Manager throttles
-requests"): per subscription and principal, reads 250 burst refilled 25 per
-second, writes 200 refilled 10 per second, deletes 200 refilled 10 per second;
-every answer carries `x-ms-ratelimit-remaining-subscription-{reads,writes,deletes}`,
-and a request over the limit is answered 429 with `Retry-After` and the code
-`SubscriptionRequestsThrottled` (the wording below is the one real ARM answers
-with, as quoted in public client logs). Microsoft.Network adds its own limit of
-1,000 writes per 5 minutes per subscription.
+requests", section "Regional throttling and token bucket algorithm"): per
+subscription and principal, reads 250 burst refilled 25 per second, writes 200
+refilled 10 per second, deletes 200 refilled 10 per second; and, per operation
+type, a global subscription limit of 15 times the single principal's, shared by
+all principals. A request over a limit is answered 429 with `Retry-After` and
+the code `SubscriptionRequestsThrottled` (the per-principal wording below is the
+one real ARM answers with, as quoted in public client logs; the global one is
+the simulator's). Microsoft.Network adds its own limit of 1,000 writes per 5
+minutes per subscription (the same article).
+
+The headers that say what is left, on every answer ARM counted (2xx, 4xx
+refusals such as a 412, and 429s; not on the gateway's 404 for a missing
+resource, which carries `x-ms-failure-cause: gateway` instead):
+- `x-ms-ratelimit-remaining-subscription-global-{reads|writes|deletes}`: the
+  subscription's global bucket for the request's class. This is the one the ARM
+  traffic recorded from Azure carries, on every counted answer
+  (shared/fixtures/recorded-arm: 3749 reads, 2999 writes and deletes left, i.e.
+  15 x 250 and 15 x 200 less one, in the Compute cassettes; subscriptions with
+  raised limits show more, 16,499 and 11,999 in the Network ones).
+- `x-ms-ratelimit-remaining-subscription-{reads|writes|deletes}`: the caller's
+  own bucket. The article's "Remaining requests" table names it, and Microsoft's
+  Azure PowerShell help for Invoke-AzRestMethod shows one GET answered with both
+  (`...-subscription-reads: 249` beside `...-subscription-global-reads: 3749`),
+  so both are sent; the recordings do not carry it.
+- `x-ms-ratelimit-remaining-tenant-{reads|writes|deletes}` instead of both for
+  requests without a subscription (the article's table: tenant scoped requests).
+Only the class of the request itself is reported, as ARM does.
 
 Time here is simulated time: real monotonic time multiplied by the simulator's
 time scale, so a test at scale 10 sees the same refill in a tenth of the time.
 How many 429s a run meets from the buckets alone depends on how fast the machine
-sends, so `Throttle.throttle_next` forces the next N requests of one principal
-and class to be answered as an empty bucket answers, whatever the clock says.
+sends, so a test can make it exact: `Throttle.throttle_next` forces the next N
+requests of one principal and class to be answered as an empty bucket answers,
+`set_bucket` / `set_network_budget` set a bucket's level, and `freeze_refill`
+stops every bucket refilling until it is thawed (the frozen time is left out of
+simulated time, so nothing refills for it afterwards either).
 """
 
 from __future__ import annotations
@@ -25,7 +48,8 @@ import hashlib
 import math
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -33,7 +57,7 @@ from sim.errors import ArmError
 
 
 class RequestClass(StrEnum):
-    """ARM's three buckets; the value is the suffix of its `x-ms-ratelimit-remaining-*` header."""
+    """ARM's three buckets; the value is the suffix of its `x-ms-ratelimit-remaining-*` headers."""
 
     READ = "reads"
     WRITE = "writes"
@@ -46,6 +70,15 @@ class RequestClass(StrEnum):
         if method.upper() == "DELETE":
             return cls.DELETE
         return cls.WRITE
+
+    @classmethod
+    def named(cls, value: RequestClass | str) -> RequestClass:
+        """The class called `value` ("reads", "writes" or "deletes"); ValueError otherwise."""
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(repr(c.value) for c in cls)
+            raise ValueError(f"request_class must be one of {names}, not {value!r}") from None
 
     @property
     def verb(self) -> str:
@@ -64,22 +97,50 @@ ARM_BUCKETS: dict[RequestClass, BucketSpec] = {
     RequestClass.WRITE: BucketSpec(200, 10),
     RequestClass.DELETE: BucketSpec(200, 10),
 }
+# The global subscription limit: 15 times a single principal's, shared by every principal.
+GLOBAL_FACTOR = 15
+GLOBAL_BUCKETS: dict[RequestClass, BucketSpec] = {
+    request_class: BucketSpec(spec.capacity * GLOBAL_FACTOR, spec.refill_per_s * GLOBAL_FACTOR)
+    for request_class, spec in ARM_BUCKETS.items()
+}
 NETWORK_WRITES = BucketSpec(1000, 1000 / 300)
 NETWORK_WINDOW = "00:05:00"
+
+
+def global_header(request_class: RequestClass) -> str:
+    """`x-ms-ratelimit-remaining-subscription-global-{class}`: the subscription's global bucket."""
+    return f"x-ms-ratelimit-remaining-subscription-global-{request_class.value}"
+
+
+def principal_header(request_class: RequestClass) -> str:
+    """`x-ms-ratelimit-remaining-subscription-{class}`: the caller's own bucket."""
+    return f"x-ms-ratelimit-remaining-subscription-{request_class.value}"
+
+
+def tenant_header(request_class: RequestClass) -> str:
+    """`x-ms-ratelimit-remaining-tenant-{class}`: the caller's bucket for a request without a subscription."""
+    return f"x-ms-ratelimit-remaining-tenant-{request_class.value}"
+
+
+RATE_LIMIT_HEADER_PREFIX = "x-ms-ratelimit-"
 
 
 class TokenBucket:
     """A bucket that starts full and refills continuously up to its capacity."""
 
-    def __init__(self, spec: BucketSpec, now: float) -> None:
+    def __init__(self, spec: BucketSpec, now: float, tokens: float | None = None) -> None:
         self.spec = spec
-        self.tokens = spec.capacity
+        self.tokens = spec.capacity if tokens is None else tokens
         self.stamp = now
 
     def refill(self, now: float) -> None:
         elapsed = max(now - self.stamp, 0.0)
         self.tokens = min(self.spec.capacity, self.tokens + elapsed * self.spec.refill_per_s)
         self.stamp = now
+
+    def set(self, tokens: float, now: float) -> None:
+        """Set the level exactly, from `now` on (it refills from there)."""
+        self.tokens, self.stamp = tokens, now
 
     def wait_s(self) -> float:
         """Simulated seconds until one token is available (0 if one is)."""
@@ -90,15 +151,11 @@ class TokenBucket:
 
 @dataclass(frozen=True)
 class Admission:
-    """The throttle's verdict on one request, and the header every answer carries."""
+    """The throttle's verdict on one request, and the headers every answer to it carries."""
 
     request_class: RequestClass
-    remaining: int
+    headers: dict[str, str] = field(default_factory=dict)
     error: ArmError | None = None
-
-    @property
-    def header(self) -> tuple[str, str]:
-        return f"x-ms-ratelimit-remaining-subscription-{self.request_class.value}", str(self.remaining)
 
 
 def principal_of(claims: dict[str, Any], authorization: str) -> tuple[str, str]:
@@ -119,26 +176,132 @@ def retry_after_header(wait_sim_s: float, time_scale: float) -> str:
     return f"{whole / time_scale:.3f}".rstrip("0").rstrip(".")
 
 
-class Throttle:
-    """All buckets of one simulator. Thread-safe."""
+def _checked_level(tokens: float, spec: BucketSpec) -> float:
+    if not 0 <= tokens <= spec.capacity:
+        raise ValueError(
+            f"tokens must be between 0 and the bucket's capacity {spec.capacity:g}, not {tokens}"
+        )
+    return float(tokens)
 
-    def __init__(self, time_scale: float = 1.0) -> None:
+
+class Throttle:
+    """All buckets of one simulator. Thread-safe.
+
+    Buckets are keyed by lower-cased subscription ("" for requests without one) and principal;
+    the global ones by subscription alone. A bucket is made full on first use, unless
+    `set_bucket` without a subscription said at which level that principal's buckets start.
+    """
+
+    def __init__(self, time_scale: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.time_scale = time_scale
+        self._clock = clock  # real seconds
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str, RequestClass], TokenBucket] = {}
+        self._global: dict[tuple[str, RequestClass], TokenBucket] = {}
         self._network: dict[str, TokenBucket] = {}
+        # Levels (tokens, stamp) set for a principal's buckets in every subscription, for those not made yet.
+        self._templates: dict[tuple[str, RequestClass], tuple[float, float]] = {}
         # Forced 429s still to answer, by (subscription or None for all, principal, class).
         self._forced: dict[tuple[str | None, str, RequestClass], int] = {}
+        self._paused_s = 0.0  # simulated seconds spent frozen, left out of the clock
+        self._frozen_at: float | None = None
 
     def now(self) -> float:
-        """Simulated seconds."""
-        return time.monotonic() * self.time_scale
+        """Simulated seconds (standing still while refill is frozen)."""
+        with self._lock:
+            return self._now()
+
+    def _now(self) -> float:
+        if self._frozen_at is not None:
+            return self._frozen_at
+        return self._clock() * self.time_scale - self._paused_s
 
     def reset(self) -> None:
+        """Forget every bucket, level, forced answer, and a freeze."""
         with self._lock:
             self._buckets.clear()
+            self._global.clear()
             self._network.clear()
+            self._templates.clear()
             self._forced.clear()
+            self._thaw()
+
+    # ------------------------------------------------------------------ what tests set
+
+    def freeze_refill(self, frozen: bool = True) -> None:
+        """Stop (or with False, restart) every bucket's refill; the frozen time never refills."""
+        with self._lock:
+            if frozen and self._frozen_at is None:
+                self._frozen_at = self._now()
+            elif not frozen:
+                self._thaw()
+
+    def _thaw(self) -> None:
+        if self._frozen_at is not None:
+            self._paused_s = self._clock() * self.time_scale - self._frozen_at
+            self._frozen_at = None
+
+    @property
+    def frozen(self) -> bool:
+        with self._lock:
+            return self._frozen_at is not None
+
+    def set_bucket(
+        self,
+        principal: str | None,
+        request_class: RequestClass | str,
+        tokens: float,
+        subscription: str | None = None,
+    ) -> None:
+        """Set a bucket's level to exactly `tokens` now; it refills at its normal rate from there.
+
+        principal None: the subscription's global bucket (a subscription is then required).
+        subscription None: the principal's bucket of this class in every subscription, those it
+        has used and those it uses later (which start from this level, refilled since).
+        """
+        wanted = RequestClass.named(request_class)
+        with self._lock:
+            now = self._now()
+            if principal is None:
+                if subscription is None:
+                    raise ValueError("the global bucket is a subscription's: name the subscription")
+                spec = GLOBAL_BUCKETS[wanted]
+                self._global_bucket(subscription.lower(), wanted, now).set(_checked_level(tokens, spec), now)
+                return
+            level = _checked_level(tokens, ARM_BUCKETS[wanted])
+            who = principal.lower()
+            if subscription is not None:
+                self._bucket(subscription.lower(), who, wanted, now).set(level, now)
+                return
+            self._templates[(who, wanted)] = (level, now)
+            for (_, owner, kind), bucket in self._buckets.items():
+                if owner == who and kind is wanted:
+                    bucket.set(level, now)
+
+    def bucket_level(
+        self, principal: str | None, request_class: RequestClass | str, subscription: str
+    ) -> float:
+        """Tokens in a bucket now (a bucket not used yet: full, or the level `set_bucket` gave it).
+
+        principal None: the subscription's global bucket; subscription "": the tenant-level bucket.
+        """
+        wanted = RequestClass.named(request_class)
+        with self._lock:
+            now = self._now()
+            if principal is None:
+                return self._global_bucket(subscription.lower(), wanted, now).tokens
+            return self._bucket(subscription.lower(), principal.lower(), wanted, now).tokens
+
+    def set_network_budget(self, subscription: str, tokens: float) -> None:
+        """Set the subscription's Microsoft.Network write budget to exactly `tokens` now."""
+        with self._lock:
+            now = self._now()
+            self._network_bucket(subscription.lower(), now).set(_checked_level(tokens, NETWORK_WRITES), now)
+
+    def network_budget(self, subscription: str) -> float:
+        """Tokens left now in the subscription's Microsoft.Network write budget."""
+        with self._lock:
+            return self._network_bucket(subscription.lower(), self._now()).tokens
 
     def throttle_next(
         self, principal: str, request_class: RequestClass | str, count: int, subscription: str | None = None
@@ -149,11 +312,7 @@ class Throttle:
         None means in any subscription. After them the request's bucket is empty (0 tokens, stamped
         at the last one) and refills at its normal rate. A later call replaces the count.
         """
-        try:
-            wanted = RequestClass(request_class)
-        except ValueError:
-            names = ", ".join(repr(c.value) for c in RequestClass)
-            raise ValueError(f"request_class must be one of {names}, not {request_class!r}") from None
+        wanted = RequestClass.named(request_class)
         if count < 0:
             raise ValueError("count must not be negative")
         key = (subscription.lower() if subscription is not None else None, principal.lower(), wanted)
@@ -162,6 +321,41 @@ class Throttle:
                 self._forced[key] = count
             else:
                 self._forced.pop(key, None)
+
+    # ------------------------------------------------------------------ buckets (lock held)
+
+    def _bucket(
+        self, subscription: str, principal: str, request_class: RequestClass, now: float
+    ) -> TokenBucket:
+        """The principal's bucket, made on first use, refilled to `now`."""
+        key = (subscription, principal, request_class)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            template = self._templates.get((principal, request_class))
+            spec = ARM_BUCKETS[request_class]
+            if template is None:
+                bucket = TokenBucket(spec, now)
+            else:
+                bucket = TokenBucket(spec, template[1], template[0])
+            self._buckets[key] = bucket
+        bucket.refill(now)
+        return bucket
+
+    def _global_bucket(self, subscription: str, request_class: RequestClass, now: float) -> TokenBucket:
+        bucket = self._global.get((subscription, request_class))
+        if bucket is None:
+            bucket = self._global[(subscription, request_class)] = TokenBucket(
+                GLOBAL_BUCKETS[request_class], now
+            )
+        bucket.refill(now)
+        return bucket
+
+    def _network_bucket(self, subscription: str, now: float) -> TokenBucket:
+        bucket = self._network.get(subscription)
+        if bucket is None:
+            bucket = self._network[subscription] = TokenBucket(NETWORK_WRITES, now)
+        bucket.refill(now)
+        return bucket
 
     def _take_forced(self, subscription: str, principal: str, request_class: RequestClass) -> bool:
         """Use up one forced 429 for this request, if one is due (lock held)."""
@@ -175,42 +369,36 @@ class Throttle:
                 return True
         return False
 
+    # ------------------------------------------------------------------ admission
+
     def admit(
         self, *, subscription: str, principal: str, actor: str, method: str, network_write: bool
     ) -> Admission:
-        """Take a token for this request, or say why not (a 429 with Retry-After)."""
+        """Take a token for this request from each of its buckets, or say why not (a 429 with Retry-After)."""
         request_class = RequestClass.of(method)
-        now = self.now()
+        sub, who = subscription.lower(), principal.lower()
         with self._lock:
-            key = (subscription.lower(), principal.lower(), request_class)
-            bucket = self._buckets.get(key)
-            if bucket is None:
-                bucket = self._buckets[key] = TokenBucket(ARM_BUCKETS[request_class], now)
-            bucket.refill(now)
-            if self._take_forced(key[0], key[1], request_class):
-                bucket.tokens, bucket.stamp = 0.0, now
+            now = self._now()
+            bucket = self._bucket(sub, who, request_class, now)
+            overall = self._global_bucket(sub, request_class, now) if sub else None
+            if self._take_forced(sub, who, request_class):
+                bucket.set(0.0, now)
                 one_token = 1 / bucket.spec.refill_per_s
-                return Admission(
-                    request_class, 0, self._arm_error(subscription, actor, request_class, one_token)
-                )
-            network: TokenBucket | None = None
-            if network_write:
-                network = self._network.get(subscription.lower())
-                if network is None:
-                    network = self._network[subscription.lower()] = TokenBucket(NETWORK_WRITES, now)
-                network.refill(now)
+                forced = self._arm_error(subscription, actor, request_class, one_token)
+                return Admission(request_class, _remaining(sub, request_class, bucket, overall), forced)
+            network = self._network_bucket(sub, now) if network_write else None
+            error: ArmError | None = None
             if bucket.tokens < 1:
-                return Admission(
-                    request_class, 0, self._arm_error(subscription, actor, request_class, bucket.wait_s())
-                )
-            if network is not None and network.tokens < 1:
-                return Admission(
-                    request_class, int(bucket.tokens), self._network_error(subscription, network.wait_s())
-                )
-            bucket.tokens -= 1
-            if network is not None:
-                network.tokens -= 1
-            return Admission(request_class, int(bucket.tokens))
+                error = self._arm_error(subscription, actor, request_class, bucket.wait_s())
+            elif overall is not None and overall.tokens < 1:
+                error = self._global_error(subscription, request_class, overall.wait_s())
+            elif network is not None and network.tokens < 1:
+                error = self._network_error(subscription, network.wait_s())
+            else:
+                for taken in (bucket, overall, network):
+                    if taken is not None:
+                        taken.tokens -= 1
+            return Admission(request_class, _remaining(sub, request_class, bucket, overall), error)
 
     def _arm_error(self, subscription: str, actor: str, request_class: RequestClass, wait: float) -> ArmError:
         retry_after = retry_after_header(wait, self.time_scale)
@@ -226,6 +414,19 @@ class Throttle:
             headers={"Retry-After": retry_after},
         )
 
+    def _global_error(self, subscription: str, request_class: RequestClass, wait: float) -> ArmError:
+        retry_after = retry_after_header(wait, self.time_scale)
+        whole = max(math.ceil(wait), 1)
+        return ArmError(
+            429,
+            "SubscriptionRequestsThrottled",
+            f"Number of '{request_class.verb}' requests for subscription '{subscription}' by all principals "
+            f"exceeded the global subscription limit. Please try again after '{whole}' seconds after "
+            "additional tokens are available. Refer to https://aka.ms/arm-throttling for additional "
+            "information.",
+            headers={"Retry-After": retry_after},
+        )
+
     def _network_error(self, subscription: str, wait: float) -> ArmError:
         retry_after = retry_after_header(wait, self.time_scale)
         whole = max(math.ceil(wait), 1)
@@ -237,3 +438,25 @@ class Throttle:
             f"interval '{NETWORK_WINDOW}'. Please try again after '{whole}' seconds.",
             headers={"Retry-After": retry_after},
         )
+
+
+def _remaining(
+    subscription: str, request_class: RequestClass, bucket: TokenBucket, overall: TokenBucket | None
+) -> dict[str, str]:
+    """The rate-limit headers of one answer: whole tokens left in the request's buckets."""
+    if not subscription or overall is None:
+        return {tenant_header(request_class): str(int(bucket.tokens))}
+    return {
+        global_header(request_class): str(int(overall.tokens)),
+        principal_header(request_class): str(int(bucket.tokens)),
+    }
+
+
+def gateway_not_found(status: int, code: str, headers: dict[str, str]) -> None:
+    """ARM's gateway answers a missing resource or group itself: with `x-ms-failure-cause: gateway`
+    and none of the rate-limit headers (every such 404 in shared/fixtures/recorded-arm)."""
+    if status != 404 or code not in ("ResourceNotFound", "ResourceGroupNotFound"):
+        return
+    for name in [n for n in headers if n.lower().startswith(RATE_LIMIT_HEADER_PREFIX)]:
+        del headers[name]
+    headers["x-ms-failure-cause"] = "gateway"

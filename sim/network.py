@@ -5,9 +5,11 @@ deleting the public IP, so the rules it runs into are NRP's: a NIC may only
 reference public IPs that exist and are free; a public IP records which NIC
 ipConfiguration holds it (`properties.ipConfiguration`, read-only), and cannot
 be deleted while it does (400 `PublicIPAddressCannotBeDeleted`); a NIC attached
-to a VM cannot be deleted (400 `NicInUse`). A detach takes effect when the NIC's
-operation completes, so a client that deletes the public IP without waiting for
-the NIC update gets the same refusal it would get from Azure.
+to a VM cannot be deleted (400 `NicInUse`). A NIC create or update completes in the
+request, as the recordings of Azure show (200/201 `Succeeded`, no operation); with
+`nic_update_long_running` an update is a long-running operation instead, and then a
+detach takes effect when it completes, so a client that deletes the public IP without
+waiting for the NIC update gets the same refusal it would get from Azure.
 
 Virtual networks carry their subnets inline (and serve them at `/subnets/{name}`)
 because the explicit-outbound rule for Flexible scale sets looks at a subnet's
@@ -175,6 +177,12 @@ class NetworkInterfaces(Behaviour):
     """NIC rules: ipConfiguration ids, public IP references and their back-references."""
 
     resource_type = NIC_TYPE
+
+    def synchronous_put(self, store: Store, previous: JsonDict | None) -> bool:
+        # Recorded from Azure (shared/fixtures/recorded-arm/interfaceclient.yaml): a NIC create answers
+        # 201 and an update 200, both `Succeeded` with no operation to poll. An update of a NIC in use
+        # by a running VM may be long-running in Azure: `nic_update_long_running` answers so.
+        return previous is None or not store.settings.nic_update_long_running
 
     def prepare_put(
         self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None

@@ -4,8 +4,10 @@ Clients under test are the real azure-mgmt SDKs with only their base URL,
 credential and CA bundle changed, so this layer answers the way ARM's front
 door does: bearer token required (401 otherwise), `api-version` required (400),
 `x-ms-request-id` and correlation ids on every response, LROs announced with
-`Azure-AsyncOperation` (and `Location` on DELETE and POST) and no `Retry-After`,
-lists paged with an absolute `nextLink`, errors in ARM's body shape. It is also
+`Azure-AsyncOperation` (and `Location` on DELETE and POST) and no `Retry-After`
+(sim/operations.py: what such answers say, the status URLs and bodies), lists paged
+with an absolute `nextLink`, errors in ARM's body shape, a missing resource answered
+by the gateway (no rate-limit headers). It is also
 where ARM's throttling (sim/limits.py), authorization (sim/authorization.py, in that
 order) and injected faults (sim/faults.py) meet a request, before any work is done (an
 after-work fault replaces the answer once the work is done), and where request hooks
@@ -36,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from sim import access_api, graph, ids
+from sim import access_api, graph, ids, operations
 from sim.access_api import AccessApi
 from sim.authorization import Authorizer, Caller, caller_of
 from sim.compute import is_flexible, upgrade_instances
@@ -45,7 +47,7 @@ from sim.events import RequestContext, claims_from_authorization
 from sim.faults import FaultInjector, FaultKind, internal_server_error
 from sim.hooks import RequestHooks
 from sim.ids import NAMESPACES, NIC_TYPE, PIP_TYPE, VM_TYPE, VMSS_TYPE, VMSS_VM_TYPE, ResourceRef
-from sim.limits import Throttle, principal_of
+from sim.limits import RATE_LIMIT_HEADER_PREFIX, Throttle, gateway_not_found, principal_of
 from sim.store import JsonDict, Operation, OperationStatus, RequestRecord, Store, properties
 
 logger = logging.getLogger(__name__)
@@ -187,11 +189,13 @@ class ArmApi:
             response.body = ArmError(500, "InternalServerError", "The simulator failed; see its log.").body()
         if response.after_work is not FaultKind.NONE:
             self._after_work(response, ids.subscription_of(path))
+        error = response.body.get("error") if isinstance(response.body, dict) else None
+        code = str(error.get("code", "")) if isinstance(error, dict) else ""
+        gateway_not_found(response.status, code, response.headers)
         response.headers["x-ms-request-id"] = str(uuid.uuid4())
         response.headers["x-ms-correlation-request-id"] = correlation
         if "x-ms-client-request-id" in request.headers:
             response.headers["x-ms-client-request-id"] = request.headers["x-ms-client-request-id"]
-        error = response.body.get("error") if isinstance(response.body, dict) else None
         record = RequestRecord(
             method=request.method,
             path=path,
@@ -199,7 +203,7 @@ class ArmApi:
             operation=response.operation,
             status=0 if response.close else response.status,
             time=datetime.now(UTC),
-            error_code=str(error.get("code", "")) if isinstance(error, dict) else "",
+            error_code=code,
             principal=response.principal,
             received=request.received,
             client_request_id=request.headers.get("x-ms-client-request-id", ""),
@@ -217,7 +221,9 @@ class ArmApi:
             self._faults.withdraw(response.after_work)
             return
         # Only the front door's headers survive (the request ids are added after this).
-        response.headers = {k: v for k, v in response.headers.items() if k.startswith("x-ms-ratelimit-")}
+        response.headers = {
+            k: v for k, v in response.headers.items() if k.startswith(RATE_LIMIT_HEADER_PREFIX)
+        }
         if response.after_work is FaultKind.DROP_AFTER_WORK:
             response.status, response.body, response.close = 0, None, True
             return
@@ -257,8 +263,7 @@ class ArmApi:
                 method=request.method,
                 network_write=namespace.lower() == "microsoft.network" and request.method != "GET",
             )
-            name, value = admission.header
-            response.headers[name] = value
+            response.headers.update(admission.headers)
             if admission.error is not None:
                 raise admission.error
         if self._authorizer is not None:
@@ -439,21 +444,20 @@ class ArmApi:
         else:
             raise _method_not_allowed(request.method)
         response.status, response.body = result.status, result.doc
+        if request.method != "DELETE":
+            operations.write_headers(response.headers, ref.resource_type, result.doc)
         if result.operation is not None:
             self._announce(response, result.operation, api_version, request.method)
 
     def _announce(self, response: Response, op: Operation, api_version: str, method: str) -> None:
-        # No Retry-After: the client's own polling interval applies.
-        response.headers["Azure-AsyncOperation"] = self._operation_url(op, api_version)
-        if method in ("DELETE", "POST"):
-            response.headers["Location"] = self._operation_url(op, api_version, results=True)
+        operations.announce(response.headers, op, self._endpoint(), api_version, method)
 
     def _operation(self, response: Response, op_id: str, status_endpoint: bool) -> None:
         op = self._store.operation(op_id)
         if op is None:
             raise ArmError(404, "NotFound", f"The operation '{op_id}' was not found.")
         if status_endpoint:
-            response.body = op.body()
+            response.body = operations.status_body(op)
             return
         if op.status is OperationStatus.IN_PROGRESS:
             response.status = 202
@@ -512,18 +516,6 @@ class ArmApi:
             params["$skiptoken"] = str(start + size)
             body["nextLink"] = f"{self._endpoint()}{quote(path)}?{urlencode(params, quote_via=quote)}"
         response.body = body
-
-    def _operation_url(self, op: Operation, api_version: str, *, results: bool = False) -> str:
-        """Status URL; results=True: the Location URL (Network: operationResults; Compute: its status URL
-        with `monitor=true`, as the recorded Compute answers give it, authorized as operations/read)."""
-        subscription = ids.subscription_of(op.resource_id)
-        compute = op.namespace.lower() == "microsoft.compute"
-        kind = "operationResults" if results and not compute else "operations"
-        monitor = "&monitor=true" if results and compute else ""
-        return (
-            f"{self._endpoint()}/subscriptions/{subscription}/providers/{op.namespace}/locations/"
-            f"{quote(op.location)}/{kind}/{op.op_id}?api-version={quote(api_version)}{monitor}"
-        )
 
     # ------------------------------------------------------------------ scale set children
 
@@ -610,6 +602,10 @@ class ArmApi:
         wanted = _child_id(vmss["id"], parts, len(parts))
         doc = self._store.get(wanted)
         if doc is None:
+            if shape == "instance" and not parts[1].isdigit():  # CRP's answer (recorded from Azure)
+                raise invalid_parameter(
+                    "Virtual Machine Scale Set VM instanceId must be a number.", "instanceId"
+                )
             if shape == "instance":
                 raise ArmError(
                     404,

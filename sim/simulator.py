@@ -76,22 +76,37 @@ class ArmSimulator(AccessHarness):
     linked_access_on_patch: "sent" (a PATCH's links are those in its body, as providers declare
         linked access checks on the request's content) or "merged" (those of the stored resource
         merged with the patch), a switch since Azure does not say so of PATCH outright.
-    throttling: ARM's token buckets per subscription and principal (appid, else oid, of the bearer
-        JWT; a digest of an opaque token): reads 250 burst / 25 per s, writes 200 / 10 per s, deletes
-        200 / 10 per s, plus Microsoft.Network's 1,000 writes (PUT/PATCH/POST and DELETE) per 5 minutes
-        per subscription. Over the limit: 429 `SubscriptionRequestsThrottled` with `Retry-After`;
-        every answer carries `x-ms-ratelimit-remaining-subscription-{reads|writes|deletes}` for its
-        own class. LRO status polls are reads. Requests without a subscription (Resource Graph) use
-        tenant buckets of the same size (429 `TenantRequestsThrottled`). How many 429s a run meets
-        from the buckets depends on the machine's speed; `throttle_next(principal, request_class,
-        count)` makes it exact: that principal's next `count` requests of that class are answered
-        429 as an empty bucket answers, whatever the clock says, and its bucket is empty afterwards.
+    throttling: on by default (adversarial: the simulator's own tests that are not about it may
+        turn it off). ARM's token buckets per subscription and principal (appid, else oid, of the
+        bearer JWT; a digest of an opaque token): reads 250 burst / 25 per s, writes 200 / 10 per s,
+        deletes 200 / 10 per s; a global bucket per subscription and class, 15 times as large and
+        shared by all principals; and Microsoft.Network's 1,000 writes (PUT/PATCH/POST and DELETE)
+        per 5 minutes per subscription. Over a limit: 429 `SubscriptionRequestsThrottled` with
+        `Retry-After`. Every answer ARM counts carries, for its own class,
+        `x-ms-ratelimit-remaining-subscription-global-{reads|writes|deletes}` (the global bucket:
+        the header recorded from Azure) and `x-ms-ratelimit-remaining-subscription-{...}` (the
+        caller's bucket); a gateway 404 for a missing resource carries neither (sim/limits.py).
+        LRO status polls are reads. Requests without a subscription (Resource Graph) use tenant
+        buckets of the per-principal size (429 `TenantRequestsThrottled`,
+        `x-ms-ratelimit-remaining-tenant-{...}`). How many 429s a run meets from the buckets depends
+        on the machine's speed; to make it exact, `throttle_next(principal, request_class, count)`
+        answers that principal's next `count` requests of that class 429 as an empty bucket answers,
+        whatever the clock says (its bucket is empty afterwards); `set_bucket` and
+        `set_network_budget` set a bucket's level (`bucket_level`, `network_budget_level` read
+        them); and `freeze_refill()` stops every bucket refilling until `freeze_refill(False)` or
+        `reset()`.
     faults: seeded, bounded fault injection (see `Faults`), including writes whose answer is lost
         or a 500 after ARM did the work; change it with `set_faults`, count it with `faults_met`.
     require_known_subnets: a subnet reference (NIC, scale set profile) that the simulator does not
         hold is a 400 `InvalidResourceReference`; off, it is accepted without checks.
 
-    Choices where Azure documents nothing (each is a switch or stated here):
+    Choices where Azure varies or documents nothing (each is a switch or stated here):
+    nic_update_long_running: how a NIC update (a PUT of an existing NIC) is answered. False (the
+        default, as recorded from Azure in shared/fixtures/recorded-arm): synchronously, 200
+        `Succeeded` with no `Azure-AsyncOperation`, its public IP detached when the answer comes.
+        True: 200 `Updating` with `Azure-AsyncOperation`, completing after `lro_duration_s` (a NIC
+        update may be long-running in Azure, e.g. of a NIC in use by a running VM; the recorded one
+        was of a NIC no VM used). A NIC create is always 201 `Succeeded`, no operation, as recorded.
     child_events: also emit events for the VMs, NICs and public IPs the platform creates or
         deletes itself (Azure does not document whether it does; off by default). Uniform instances'
         NICs and public IPs never have events (they are views of the set's model).
@@ -106,11 +121,15 @@ class ArmSimulator(AccessHarness):
         is a 400, as the REST spec's schema (profiles required) reads; off, it merges as sent.
         Whether Insights enforces it is not documented (on by default: the stricter reading).
     Also chosen, not switchable: the Microsoft.Network write limit is a token bucket (1,000 burst,
-    refilled 1,000 per 300 s) rather than a fixed window; a Flexible set answers the Uniform-only
-    endpoints (`.../virtualMachineScaleSets/{set}/virtualMachines`, its NIC and public IP views,
-    manualupgrade) with 400 `OperationNotAllowed`; a Uniform set with upgradePolicy Automatic or
-    Rolling upgrades all instances when its PUT completes; a subnet write emits its virtual
-    network's write event; autoscale settings default to `enabled: false` as the REST API does.
+    refilled 1,000 per 300 s) rather than a fixed window; the global bucket is the documented 15
+    times a principal's (the recordings show subscriptions with more as well) and its 429 is worded
+    by the simulator; a gateway 404 still spends a read token; a NIC DELETE answers 202 (Azure
+    was recorded answering 200 and 202, both with an operation to poll); a Flexible set answers
+    the Uniform-only endpoints (`.../virtualMachineScaleSets/{set}/virtualMachines`, its NIC and
+    public IP views, manualupgrade) with 400 `OperationNotAllowed`; a Uniform set with upgradePolicy
+    Automatic or Rolling upgrades all instances when its PUT completes; a subnet write emits its
+    virtual network's write event; autoscale settings default to `enabled: false` as the REST API
+    does.
 
     Observation: `requests()` is the request log (each `RequestRecord` with `received`, its arrival,
     and `time`, its answer); `add_request_hook(hook)` calls `hook(record)` for every recorded request
@@ -128,7 +147,7 @@ class ArmSimulator(AccessHarness):
         child_events: bool = False,
         manual_vms_count_in_capacity: bool = False,
         tenant_id: str = "00000000-0000-0000-0000-000000000000",
-        throttling: bool = False,
+        throttling: bool = True,
         time_scale: float = 1.0,
         faults: Faults | None = None,
         require_known_subnets: bool = False,
@@ -140,6 +159,7 @@ class ArmSimulator(AccessHarness):
         port: int = 0,
         authorization: bool = True,
         linked_access_on_patch: str = "sent",
+        nic_update_long_running: bool = False,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
@@ -154,6 +174,7 @@ class ArmSimulator(AccessHarness):
             throttling=throttling,
             require_known_subnets=require_known_subnets,
             autoscale_patch_needs_profiles=autoscale_patch_needs_profiles,
+            nic_update_long_running=nic_update_long_running,
         )
         self._port = port
         self._autoscale_app_id = autoscale_app_id
@@ -281,7 +302,8 @@ class ArmSimulator(AccessHarness):
         return self._store.get(resource_id)
 
     def reset(self, *, access: bool = False) -> None:
-        """Forget resources, operations, request records, pending work and throttling state.
+        """Forget resources, operations, request records, pending work and throttling state (bucket
+        levels set by tests and a frozen refill too).
 
         Event sinks, request hooks, role assignments and custom roles stay (access=True forgets the
         last two as well); the fault and event random sequences restart from their seeds, and fault
@@ -349,9 +371,48 @@ class ArmSimulator(AccessHarness):
         same principal, class and subscription replaces the count (0 cancels it); `reset()` forgets it.
         Raises ValueError on a simulator built with `throttling=False`.
         """
+        self._throttling("throttle_next").throttle_next(principal, request_class, count, subscription)
+
+    def set_bucket(
+        self, principal: str | None, request_class: str, tokens: float, subscription: str | None = None
+    ) -> None:
+        """Set one of ARM's buckets to exactly `tokens` now; it refills at its normal rate from there
+        (not at all while `freeze_refill()` holds).
+
+        principal: the bucket key, as `RequestRecord.principal` shows it; None: the subscription's
+        global bucket (shared by all principals; `subscription` is then required).
+        request_class: "reads", "writes" or "deletes".
+        subscription: None: that principal's bucket in every subscription, those it used and those
+        it uses later (which start from this level); "" is the tenant-level bucket (Resource Graph).
+        Raises ValueError for a level outside 0..capacity, or on a simulator built with
+        `throttling=False`; `reset()` forgets it.
+        """
+        self._throttling("set_bucket").set_bucket(principal, request_class, tokens, subscription)
+
+    def bucket_level(self, principal: str | None, request_class: str, subscription: str) -> float:
+        """Tokens in one bucket now (principal None: the subscription's global bucket); a bucket not
+        used yet is full, or at the level `set_bucket` gave it."""
+        return self._throttling("bucket_level").bucket_level(principal, request_class, subscription)
+
+    def set_network_budget(self, subscription: str, tokens: float) -> None:
+        """Set the subscription's Microsoft.Network write budget (1,000 per 5 minutes) to exactly
+        `tokens` now; it refills at its normal rate from there."""
+        self._throttling("set_network_budget").set_network_budget(subscription, tokens)
+
+    def network_budget_level(self, subscription: str) -> float:
+        """Tokens left now in the subscription's Microsoft.Network write budget."""
+        return self._throttling("network_budget_level").network_budget(subscription)
+
+    def freeze_refill(self, frozen: bool = True) -> None:
+        """Stop every bucket refilling (False: refill again), whatever the time and the machine's
+        speed: a test that sets or drains a bucket then sees exact counts. The frozen time never
+        refills afterwards either; `reset()` thaws."""
+        self._throttling("freeze_refill").freeze_refill(frozen)
+
+    def _throttling(self, what: str) -> Throttle:
         if self._throttle is None:
-            raise ValueError("throttle_next needs a simulator built with throttling=True")
-        self._throttle.throttle_next(principal, request_class, count, subscription)
+            raise ValueError(f"{what} needs a simulator built with throttling=True")
+        return self._throttle
 
     # ------------------------------------------------------------------ the autoscale service
 

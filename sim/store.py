@@ -46,9 +46,10 @@ class Settings:
     manual_vms_count_in_capacity: bool = False
     tenant_id: str = "00000000-0000-0000-0000-000000000000"
     time_scale: float = 1.0
-    throttling: bool = False
+    throttling: bool = True
     require_known_subnets: bool = False
     autoscale_patch_needs_profiles: bool = True
+    nic_update_long_running: bool = False
 
 
 class OperationStatus(StrEnum):
@@ -162,6 +163,15 @@ class Behaviour:
     resource_type: str
     # True: writes complete in the request (200/201, no operation to poll), as Microsoft.Insights does.
     synchronous: bool = False
+
+    def synchronous_put(self, store: Store, previous: JsonDict | None) -> bool:
+        """Whether a PUT or PATCH (previous None: a creation) completes in the request, answered
+        200/201 with no operation to poll, rather than as a long-running operation."""
+        return self.synchronous
+
+    def synchronous_delete(self, store: Store, doc: JsonDict) -> bool:
+        """Whether a DELETE completes in the request (200, no operation to poll)."""
+        return self.synchronous
 
     def check_patch(self, store: Store, patch: JsonDict) -> None:
         """Refuse a PATCH body the provider refuses before merging it (raise ArmError)."""
@@ -425,16 +435,17 @@ class Store:
                 raise errors.another_operation(current["id"])
             behaviour = self._behaviour(current)
             behaviour.check_delete(self, current)
+            synchronous = behaviour.synchronous_delete(self, current)
             properties(current)["provisioningState"] = "Deleting"
             op = self._start(
                 OperationKind.DELETE,
                 current,
                 context,
                 created=False,
-                delay=self.settings.lro_duration_s,
+                delay=None if synchronous else self.settings.lro_duration_s,
                 fault=fail_with,
             )
-            if not behaviour.synchronous:
+            if not synchronous:
                 return WriteResult(202, None, copy.deepcopy(op))
             self._complete_locked(op.op_id)
             finished = self._ops[op.op_id]
@@ -648,14 +659,15 @@ class Store:
             sub["etag"] = doc["etag"]
         creating = current is None and ref.namespace == "Microsoft.Compute"
         _set_state(doc, "Creating" if creating else "Updating")
+        synchronous = behaviour.synchronous_put(self, current)
         self.insert(doc)
         behaviour.apply_put(self, doc, current)
-        delay = max(behaviour.put_delay(self, doc, current), 0.0)
+        delay = None if synchronous else max(behaviour.put_delay(self, doc, current), 0.0)
         op = self._start(
             OperationKind.WRITE, doc, context, created=current is None, delay=delay, fault=fail_with
         )
         status = 201 if current is None else 200
-        if behaviour.synchronous:
+        if synchronous:
             self._complete_locked(op.op_id)
             finished = self._ops[op.op_id]
             if finished.status is OperationStatus.FAILED:
@@ -673,9 +685,10 @@ class Store:
         context: RequestContext,
         *,
         created: bool,
-        delay: float,
+        delay: float | None,
         fault: ArmError | None = None,
     ) -> Operation:
+        """Register an operation; `delay` None: the caller completes it in the request."""
         op = Operation(
             op_id=str(uuid.uuid4()),
             kind=kind,
@@ -689,7 +702,7 @@ class Store:
         self._busy[ids.key(doc["id"])] = op.op_id
         if fault is not None:
             self._faults[ids.key(doc["id"])] = fault
-        if not self._behaviour(doc).synchronous:
+        if delay is not None:
             self._scheduler.call_later(delay, lambda: self._complete(op.op_id))
         return op
 

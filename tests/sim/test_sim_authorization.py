@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from azure.core.rest import HttpRequest
 from azure.mgmt.compute.models import VirtualMachineScaleSet
-from azure.mgmt.network.models import NetworkInterface
+from azure.mgmt.network.models import PublicIPAddress
 from sim_access_helpers import (
     authorization_failure,
     caller,
@@ -239,23 +239,22 @@ def test_custom_roles_and_assignments_over_http(sim: ArmSimulator, clients: Clie
 
 
 def test_status_polls_need_operations_read_at_the_resource_group(sim: ArmSimulator, clients: Clients) -> None:
+    # A public IP create is long-running (a NIC create answers at once, as recorded from Azure).
     writer = caller(sim, "poller")
-    role = sim.define_role(
-        "nic writer", [f"{NIC}/read", f"{NIC}/write", "Microsoft.Network/virtualNetworks/subnets/join/action"]
-    )
+    role = sim.define_role("public IP writer", [f"{PIP}/read", f"{PIP}/write"])
     sim.grant(writer.oid, role, scope_of(RG))
-    create = writer.clients.network.network_interfaces.begin_create_or_update
-    failure = authorization_failure(refused(lambda: create(RG, "nic", nic_body()).result()))
+    create = writer.clients.network.public_ip_addresses.begin_create_or_update
+    failure = authorization_failure(refused(lambda: create(RG, "pip", pip_body()).result()))
     assert failure["action"] == "Microsoft.Network/locations/operations/read"
     assert re.fullmatch(
         rf"/subscriptions/{SUB}/providers/Microsoft\.Network/locations/westeurope/operations/{GUID}",
         failure["scope"],
     )
     polls = sim.define_role("network polls", ["Microsoft.Network/locations/operations/read"])
-    sim.grant(writer.oid, polls, rid(NIC, "nic"))  # on the resource: not enough to track it
-    authorization_failure(refused(lambda: create(RG, "nic", nic_body()).result()))
+    sim.grant(writer.oid, polls, rid(PIP, "pip"))  # on the resource: not enough to track it
+    authorization_failure(refused(lambda: create(RG, "pip", pip_body()).result()))
     sim.grant(writer.oid, polls, scope_of(RG))
-    assert isinstance(create(RG, "nic", nic_body()).result(), NetworkInterface)
+    assert isinstance(create(RG, "pip", pip_body()).result(), PublicIPAddress)
 
 
 def test_compute_results_are_polled_at_operations_with_monitor(sim: ArmSimulator, clients: Clients) -> None:

@@ -54,8 +54,9 @@ def test_strip_then_delete_once_the_nic_update_has_completed(sim: ArmSimulator, 
 
 
 def test_public_ip_is_held_until_the_nic_update_completes() -> None:
-    # A simulator of its own whose operations outlast the test: the detach is surely pending.
-    with owned(ArmSimulator(lro_duration_s=5.0)) as slow:
+    # A simulator of its own whose operations outlast the test, NIC updates long-running: the detach
+    # is surely pending. (Answered as recorded from Azure, synchronously, it is done at once.)
+    with owned(ArmSimulator(lro_duration_s=5.0, nic_update_long_running=True)) as slow:
         nic_doc = {"id": rid(NIC, "nic-1"), **nic_body(rid(PIP, "pip-1")).as_dict()}
         slow.seed([{"id": rid(PIP, "pip-1"), "location": "westeurope", "properties": {}}, nic_doc])
         clients = make_clients(slow)
@@ -64,6 +65,25 @@ def test_public_ip_is_held_until_the_nic_update_completes() -> None:
             clients.network.public_ip_addresses.begin_delete(RG, "pip-1")
         assert early.value.error is not None
         assert early.value.error.code == "PublicIPAddressCannotBeDeleted"
+
+
+def test_a_synchronous_nic_update_frees_its_public_ip_in_the_request(
+    sim: ArmSimulator, clients: Clients
+) -> None:
+    # As recorded from Azure (the default): the update answers 200 Succeeded, nothing to poll, so the
+    # public IP is free when the answer comes, even while no operation may complete.
+    _attached_pair(clients)
+    with sim.operations_held():
+        update = HttpRequest("PUT", f"{rid(NIC, 'nic-1')}?api-version=2024-05-01", json=nic_body().as_dict())
+        answer = clients.network.send_request(update)
+        assert answer.status_code == 200 and "Azure-AsyncOperation" not in answer.headers
+        assert answer.json()["properties"]["provisioningState"] == "Succeeded"
+        pip = clients.network.public_ip_addresses.get(RG, "pip-1")
+        assert pip.properties is not None and pip.properties.ip_configuration is None
+        deleted = clients.network.send_request(
+            HttpRequest("DELETE", f"{rid(PIP, 'pip-1')}?api-version=2024-05-01")
+        )
+        assert deleted.status_code == 202
 
 
 def test_referencing_a_missing_public_ip_is_refused(sim: ArmSimulator, clients: Clients) -> None:

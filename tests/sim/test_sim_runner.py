@@ -92,6 +92,7 @@ def test_standalone_runner_serves_a_seeded_estate_until_interrupted(tmp_path: Pa
                 "GET", f"{rid('Microsoft.Compute/virtualMachineScaleSets', 'seeded')}?api-version=2024-11-01"
             )
         )
+        assert "x-ms-ratelimit-remaining-subscription-global-reads" in answer.headers
         assert "x-ms-ratelimit-remaining-subscription-reads" in answer.headers
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0
@@ -101,6 +102,16 @@ def test_standalone_runner_serves_a_seeded_estate_until_interrupted(tmp_path: Pa
             process.wait(timeout=5)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_the_runners_switches_default_as_the_simulator_does() -> None:
+    from sim.cli import _parser
+
+    defaults = _parser().parse_args([])
+    assert defaults.throttling and not defaults.nic_update_long_running  # ArmSimulator's defaults
+    changed = _parser().parse_args(["--no-throttling", "--nic-update-long-running"])
+    assert not changed.throttling and changed.nic_update_long_running
+    assert _parser().parse_args(["--throttling"]).throttling  # the flag of old still parses
 
 
 SUBNET = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/virtualNetworks/v/subnets/s"
