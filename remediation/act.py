@@ -2,8 +2,9 @@
 
 Every write goes through ``write_ahead.announced_write``: its intent stored first (if that fails,
 AuditUnavailable propagates and ARM is not touched), then the write, then its outcome. Writes run
-in stages across findings, in parallel within a stage: every detach (which ends an instance's
-exposure) before any delete of a detached IP (ARM refuses to delete an attached one anyway).
+per finding in order, the findings in parallel: a detach (which ends an instance's exposure), then
+at once the deletion of the public IP it detached (ARM refuses to delete an attached one), so no
+deletion waits for other instances' detaches.
 Each finding is then verified from what ARM returned or by reading it again.
 
 A 412 is not an error here: it means the NIC (or set) changed since it was read. The finding is
@@ -21,7 +22,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,11 +39,17 @@ from remediation.model import (
     ResourceId,
     Result,
 )
-from remediation.write_ahead import Context, announced_write
+from remediation.records import AuditRecord
+from remediation.recovery import TargetState, judge
+from remediation.write_ahead import Context, Recovered, announced_write
 
 # Writes in flight at once. ARM's write bucket (200 burst, 10/s) is what bounds the rate; a 429
 # past it is retried after its Retry-After. Polls of the writes in flight spend the read bucket.
 MAX_PARALLEL_FINDINGS = 16
+# A write whose answers were lost is judged from its target read by id; one still in progress is
+# read again, this often and this far apart, before the outcome is left unknown.
+RECOVERY_READS = 4
+RECOVERY_READ_INTERVAL_S = 1.0
 
 
 def describe(action: Action) -> str:
@@ -114,22 +121,22 @@ class _Progress:
     def going(self) -> bool:
         return not (self.conflict or self.failed or self.deferred)
 
-    def settle(self, action: Action, write: Future[WriteResult]) -> BaseException | None:
+    def settle(self, action: Action, ended: WriteResult | BaseException) -> BaseException | None:
         """Note how this finding's write ended; returns an error the handling must raise. A 412
         is a conflict (re-plan); a refusal that stands is recorded, not raised: raising would have
         the event delivered again and again for nothing."""
-        error = write.exception()
+        if isinstance(ended, WriteResult):
+            self.done(action, ended)
+            return None
+        error = ended
         if isinstance(error, _Deferred):
             self.deferred = True
             return None
         if isinstance(error, PreconditionFailed):
             self.conflict = True
             return None
-        if error is not None:
-            self.failed = True
-            return None if isinstance(error, ArmError) and error.refused else error
-        self.done(action, write.result())
-        return None
+        self.failed = True
+        return None if isinstance(error, ArmError) and error.refused else error
 
     def done(self, action: Action, result: WriteResult) -> None:
         if action.kind in (ActionKind.DETACH_PUBLIC_IP, ActionKind.UPGRADE_INSTANCES):
@@ -165,17 +172,19 @@ class Executor:
         arm: ArmGateway,
         max_parallel: int = MAX_PARALLEL_FINDINGS,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._arm = arm
         self._max_parallel = max_parallel
         self._clock = clock
+        self._sleep = sleep
 
     def carry_out(self, plan: Plan, context: Context, deadline: float | None = None) -> list[FindingOutcome]:
-        """Run every action of ``plan`` in stages: every finding's first write (the detach, which
-        ends the exposure) before any finding's second (the delete of the detached IP), each
-        stage in parallel. Then verify. Raises the first hard error once all of it is done.
-        Writes not begun by ``deadline`` (beyond the first round) are left: their findings come
-        back ``SKIPPED`` and deferred is recorded."""
+        """Run every finding's writes in order (its detach, which ends the exposure, then the
+        deletion of the IP it detached, as soon as that detach is done: no finding waits for
+        another's), the findings in parallel. Then verify. Raises the first hard error once all of
+        it is done. A finding whose first write is not begun by ``deadline`` (beyond the first
+        round) is left: it comes back ``SKIPPED`` and deferred is recorded."""
         by_finding: dict[int, list[Action]] = {}
         for action in plan.actions:
             by_finding.setdefault(id(action.finding), []).append(action)
@@ -186,15 +195,12 @@ class Executor:
         workers = min(self._max_parallel, len(by_finding))
         budget = _Budget(deadline, workers, self._clock)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remediate") as pool:
-            for stage in range(max(len(actions) for actions in by_finding.values())):
-                gate = budget if stage == 0 else None  # a finding once begun is finished
-                running = {
-                    pool.submit(self._write, actions[stage], plan, context, gate): (key, actions[stage])
-                    for key, actions in by_finding.items()
-                    if stage < len(actions) and progress[key].going
-                }
-                for future, (key, action) in running.items():
-                    first_error = first_error or progress[key].settle(action, future)
+            running = [
+                pool.submit(self._run_finding, actions, progress[key], plan, context, budget)
+                for key, actions in by_finding.items()
+            ]
+            for future in running:
+                first_error = first_error or future.result()
         remaining = self._public_ips_left(plan, progress)
         outcomes: list[FindingOutcome] = []
         for key, actions in by_finding.items():
@@ -220,9 +226,34 @@ class Executor:
             raise first_error
         return outcomes
 
+    def _run_finding(
+        self, actions: list[Action], progress: _Progress, plan: Plan, context: Context, budget: _Budget
+    ) -> BaseException | None:
+        """One finding's writes, in order, each once the one before it is done; the first is
+        gated by the time budget (a finding once begun is finished). Returns an error to raise."""
+        for stage, action in enumerate(actions):
+            if not progress.going:
+                return None
+            error = progress.settle(
+                action, self._attempt(action, plan, context, budget if stage == 0 else None)
+            )
+            if error is not None:
+                return error
+        return None
+
+    def _attempt(
+        self, action: Action, plan: Plan, context: Context, budget: _Budget | None
+    ) -> WriteResult | BaseException:
+        try:
+            return self._write(action, plan, context, budget)
+        # _Progress judges which errors stand; any other is raised once every finding is done.
+        except Exception as error:  # noqa: BLE001
+            return error
+
     def _public_ips_left(self, plan: Plan, progress: dict[int, _Progress]) -> dict[ResourceId, str]:
-        """The public IPs whose deletion ARM accepted and that still exist, not being deleted:
-        one list per resource group confirms every deletion of the plan."""
+        """The public IPs whose deletion ARM accepted and that still exist, not being deleted.
+        One list per resource group confirms most deletions; a list may lag behind the deletions
+        it is asked about, so each IP it still shows as it was is read again by id (current)."""
         deleted = {
             action.target
             for action in plan.actions
@@ -230,12 +261,15 @@ class Executor:
             and not (progress[id(action.finding)].failed or progress[id(action.finding)].deferred)
         }
         groups = {(ip.subscription.lower(), ip.resource_group.lower()) for ip in deleted}
-        existing = [ip for sub, group in sorted(groups) for ip in self._arm.list_public_ips(sub, group)]
-        return {
-            ip.id: ip.provisioning_state or "Succeeded"
-            for ip in existing
-            if ip.id in deleted and ip.provisioning_state.lower() != "deleting"
-        }
+        listed = [ip for sub, group in sorted(groups) for ip in self._arm.list_public_ips(sub, group)]
+        left: dict[ResourceId, str] = {}
+        for ip in listed:
+            if ip.id not in deleted or ip.provisioning_state.lower() == "deleting":
+                continue
+            current = self._arm.get_public_ip(ip.id)
+            if current is not None and current.provisioning_state.lower() != "deleting":
+                left[ip.id] = current.provisioning_state or "Succeeded"
+        return left
 
     def _verify_remediated(
         self,
@@ -314,6 +348,7 @@ class Executor:
             context,
             lambda: self._perform(action),
             action.finding,
+            recover=self._read_detach if action.kind is ActionKind.DETACH_PUBLIC_IP else None,
             action=action.kind.value,
             target=action.target,
             reason=describe(action),
@@ -322,6 +357,24 @@ class Executor:
             mode=plan.mode.value,
             **fields,
         )
+
+    def _read_detach(self, intent: AuditRecord) -> Recovered:
+        """A detach whose answers were lost (a dropped or throttled poll): the NIC read by id says
+        whether it applied, and, if it did, the NIC read stands in for the write's answer. A NIC
+        still updating is read again a few times, ``RECOVERY_READ_INTERVAL_S`` apart."""
+        nic_id = ResourceId.parse(intent.nic)
+        for attempt in range(RECOVERY_READS):
+            if attempt:
+                self._sleep(RECOVERY_READ_INTERVAL_S)
+            nic = self._arm.get_nic(nic_id)
+            resolution = judge(intent, TargetState(nic=nic))
+            if resolution.result is not None:
+                break
+        if nic is not None and nic.provisioning_state.lower() == "failed":
+            # Off the NIC, but the NIC needs repair: the set's next reconcile does both in order.
+            return Recovered(None, f"{resolution.seen}, and the NIC needs repair")
+        write = WriteResult("", nic.raw, time.time()) if nic is not None else None
+        return Recovered(resolution.result, resolution.seen, write)
 
     def _still_wrong(self, findings: list[Finding], kinds: set[ActionKind]) -> dict[int, str]:
         """Re-read what was written: a remediation counts only if ARM now shows it done.

@@ -45,6 +45,7 @@ from remediation.model import (
     ScaleSet,
     VirtualMachine,
 )
+from remediation.pacing import Pacer, pacer_for
 from remediation.permissions import NIC_CONFIGURATION_LINKS, NIC_LINKS, arm_operation
 from remediation.settings import Settings
 
@@ -80,6 +81,27 @@ class WriteResult:
 POOL_CONNECTIONS = 64
 
 
+def pacing_policy(pacer: Pacer, max_wait_s: float) -> Any:
+    """A per-retry pipeline policy that waits each request's turn in ARM's budgets (pacing.py)."""
+    from azure.core.exceptions import AzureError
+    from azure.core.pipeline.policies import HTTPPolicy
+
+    class PacingPolicy(HTTPPolicy):  # type: ignore[type-arg]
+        def send(self, request: Any) -> Any:
+            http = request.http_request
+            ticket = pacer.before(http.method, http.url, max_wait_s)
+            try:
+                response = self.next.send(request)
+            except AzureError:
+                pacer.after(ticket, None, {})
+                raise
+            answer = response.http_response
+            pacer.after(ticket, answer.status_code, answer.headers)
+            return response
+
+    return PacingPolicy()
+
+
 def _pooled_transport(connection: Mapping[str, Any]) -> Any:
     """The SDK's requests transport with a larger pool; ``connection``: its timeouts and CA."""
     import requests
@@ -110,7 +132,12 @@ class ArmGateway:
             "retry_total": self._settings.arm_retry_total,
             "connection_timeout": 10,
             "read_timeout": self._settings.arm_read_timeout_s,
-            "per_retry_policies": [attempt_log()],  # a new one per client: a pipeline binds it
+            # New ones per client: a pipeline binds its policies. Pacing is per attempt (a retry
+            # spends a token too), after the attempt log (which notes what ARM answered).
+            "per_retry_policies": [
+                attempt_log(),
+                pacing_policy(pacer_for(self._settings.arm_endpoint), self._settings.arm_max_pacing_wait_s),
+            ],
         }
         if self._settings.arm_ca_bundle:
             options["connection_verify"] = self._settings.arm_ca_bundle

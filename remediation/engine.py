@@ -146,7 +146,12 @@ def remediator_for(settings: Settings) -> Remediator:
     with _remediators_lock:
         remediator = _remediators.get(settings)
         if remediator is None:
-            quick = dataclasses.replace(settings, arm_retry_total=0, arm_read_timeout_s=INTAKE_READ_TIMEOUT_S)
+            quick = dataclasses.replace(
+                settings,
+                arm_retry_total=0,
+                arm_read_timeout_s=INTAKE_READ_TIMEOUT_S,
+                arm_max_pacing_wait_s=INTAKE_READ_TIMEOUT_S,
+            )
             remediator = Remediator(
                 settings,
                 ArmGateway(settings),

@@ -34,6 +34,8 @@ class Settings:
     arm_poll_interval_s: float = 2.0  # used only when ARM sends no Retry-After on a long-running op
     arm_retry_total: int = 6
     arm_read_timeout_s: float = 60.0  # an ARM answer that takes longer is retried (ARM answers in seconds)
+    # The longest a request waits its turn in the paced budgets (pacing.py) before going anyway.
+    arm_max_pacing_wait_s: float = 600.0
     # The storage account for the audit log and the re-check queue, in the Functions convention for
     # a connection named "RemediationStorage" (the queue trigger binds to the same setting): a
     # connection string (Azurite), or service URIs used with the managed identity.
@@ -99,6 +101,7 @@ class Settings:
             arm_poll_interval_s=number("ARM_POLL_INTERVAL_SECONDS", 2.0, 0.0, 60.0),
             arm_retry_total=int(number("ARM_RETRY_TOTAL", 6, 0, 20)),
             arm_read_timeout_s=number("ARM_READ_TIMEOUT_SECONDS", 60.0, 1.0, 600.0),
+            arm_max_pacing_wait_s=number("ARM_MAX_PACING_WAIT_SECONDS", 600.0, 0.0, 3600.0),
             storage_connection_string=text(f"{STORAGE_CONNECTION}", ""),
             table_endpoint=text(f"{STORAGE_CONNECTION}__tableServiceUri", "").rstrip("/"),
             queue_endpoint=text(f"{STORAGE_CONNECTION}__queueServiceUri", "").rstrip("/"),

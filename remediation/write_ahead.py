@@ -22,6 +22,19 @@ from remediation.records import AuditRecord
 
 
 @dataclass(frozen=True)
+class Recovered:
+    """What reading a write's target by id says, when the write's own answers were lost."""
+
+    result: Result | None  # None: ARM's state does not say yet
+    seen: str  # what ARM showed, cited in the outcome record
+    write: WriteResult | None = None  # the state read, standing in for the lost answer
+
+
+# Reads a write's target by id once its answers were lost; given the write's intent.
+Recover = Callable[[AuditRecord], Recovered]
+
+
+@dataclass(frozen=True)
 class Context:
     """One handling of a trigger (an event, a re-check, a sweep): its facts, carried into every
     record, and the journal its records go to."""
@@ -105,6 +118,7 @@ def announced_write(
     reason: str,
     before: str,
     after: str,
+    recover: Recover | None = None,
     **fields: Any,
 ) -> WriteResult:
     """One ARM write, write-ahead: its intent stored first, then the write, then its outcome.
@@ -113,6 +127,11 @@ def announced_write(
     the intent (the handling's last flush stores both if storage is back) and AuditUnavailable
     propagates. A failed, conflicting or unknown write's outcome is stored at once: the handling
     ends there, and reviewers look for it first.
+
+    When the write's answers are lost (``OutcomeUnknown``: a dropped connection, a throttled or
+    lost poll) and ``recover`` is given, the target is read by id at once: if ARM shows the write
+    applied, that is its outcome (citing what was seen) and the handling goes on; otherwise the
+    outcome is ``unknown`` as before, and the set's next reconcile judges it.
     """
     intent = context.record(
         RecordKind.INTENT,
@@ -139,24 +158,24 @@ def announced_write(
     started = time.monotonic()
     try:
         result = perform()
-    except ArmError as error:
-        ended = (
-            Result.CONFLICT
-            if isinstance(error, PreconditionFailed)
-            else Result.UNKNOWN
-            if isinstance(error, OutcomeUnknown)
-            else Result.FAILED
-        )
-        context.journal.write_ahead(
+    except OutcomeUnknown as error:
+        recovered = _recovered(recover, intent)
+        if recovered is None or recovered.result is not Result.SUCCEEDED or recovered.write is None:
+            _store_failure(context, intent, error, started)
+            raise
+        context.journal.write(
             context.outcome(
                 intent,
-                ended,
-                error=str(error),
-                state_after=_STATE_AFTER.get(ended, before),
+                Result.SUCCEEDED,
+                reason=f"its answer was lost ({error.code}); read by id, ARM shows {recovered.seen}",
+                state_after=after,
                 arm_request_id=error.request_id,
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
         )
+        return recovered.write
+    except ArmError as error:
+        _store_failure(context, intent, error, started)
         raise
     context.journal.write(
         context.outcome(
@@ -168,3 +187,33 @@ def announced_write(
         )
     )
     return result
+
+
+def _recovered(recover: Recover | None, intent: AuditRecord) -> Recovered | None:
+    if recover is None:
+        return None
+    try:
+        return recover(intent)
+    except ArmError:  # the read failed too: the outcome stays unknown
+        return None
+
+
+def _store_failure(context: Context, intent: AuditRecord, error: ArmError, started: float) -> None:
+    """A write that did not succeed: its outcome, stored at once (conflict, unknown or failed)."""
+    ended = (
+        Result.CONFLICT
+        if isinstance(error, PreconditionFailed)
+        else Result.UNKNOWN
+        if isinstance(error, OutcomeUnknown)
+        else Result.FAILED
+    )
+    context.journal.write_ahead(
+        context.outcome(
+            intent,
+            ended,
+            error=str(error),
+            state_after=_STATE_AFTER.get(ended, intent.state_before),
+            arm_request_id=error.request_id,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+    )

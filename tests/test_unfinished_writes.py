@@ -19,11 +19,12 @@ from localazure.host import user_function
 from localazure.storage_faults import StorageFaults, StorageRequest
 from remediation.audit import AuditLog
 from remediation.cli import main
+from remediation.credentials import LoopbackCredential
 from remediation.model import RecordKind
 from remediation.records import AuditRecord
 from remediation.review import Filters
 from remediation.settings import Settings
-from sim import Faults
+from sim import Faults, RequestRecord
 
 STRIP = {"remediation.mode": "strip"}
 NIC = "Microsoft.Network/networkInterfaces"
@@ -61,15 +62,8 @@ def verify(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
-def test_a_nic_put_whose_answer_is_lost_is_recorded_unknown_then_resolved_and_its_ip_deleted(
-    estate: Estate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("ARM_RETRY_TOTAL", "1")
-    estate.create_set("web", tags=STRIP)
-    estate.scale("web", 1)
-    (vm,) = estate.vms("web")
-    (public_ip,) = estate.public_ips_of(vm)
-    # ARM applies the NIC update, then the connection drops before the answer, on the retry too.
+def lose_nic_put_answers(estate: Estate, count: int = 2) -> None:
+    """ARM applies the NIC update, then the connection drops before the answer (on the retry too)."""
     estate.sim.set_faults(
         Faults(
             rate_timeout=1.0,
@@ -77,12 +71,54 @@ def test_a_nic_put_whose_answer_is_lost_is_recorded_unknown_then_resolved_and_it
             timeout_then_close=True,
             only_methods=frozenset({"PUT"}),
             only_types=frozenset({NIC}),
-            max_faults=2,
+            max_faults=count,
         )
     )
+
+
+def test_a_nic_put_whose_answer_is_lost_is_read_by_id_and_its_ip_deleted_in_the_same_handling(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ARM_RETRY_TOTAL", "1")
+    estate.create_set("web", tags=STRIP)
+    estate.scale("web", 1)
+    (vm,) = estate.vms("web")
+    (public_ip,) = estate.public_ips_of(vm)
+    lose_nic_put_answers(estate)
+    estate.deliver(estate.events()[0])
+    estate.sim.set_faults(None)
+    estate.sim.wait_idle(30)
+
+    (outcome,) = outcomes_of(estate, "detach-public-ip")
+    assert outcome.result == "succeeded", "ARM applied it, and a read of the NIC by id says so"
+    assert "its answer was lost" in outcome.reason and "the NIC no longer carries" in outcome.reason
+    assert estate.public_ips_of(vm) == []
+    assert estate.sim.get_resource(public_ip) is None, "the detached public IP is deleted at once"
+    assert verify(capsys)[0] == 0
+
+
+def test_a_nic_put_whose_answer_and_read_are_lost_is_recorded_unknown_then_resolved(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ARM_RETRY_TOTAL", "1")
+    estate.create_set("web", tags=STRIP)
+    estate.scale("web", 1)
+    (vm,) = estate.vms("web")
+    (public_ip,) = estate.public_ips_of(vm)
+    lose_nic_put_answers(estate)
+
+    def reads_refused_after_the_put(record: RequestRecord) -> None:
+        # Once the NIC PUT's retry is answered, the remediator's next reads (the NIC by id) are 429.
+        if record.method == "PUT" and record.resource_type == NIC and record.status == 0:
+            estate.sim.throttle_next(LoopbackCredential.APP_ID, "reads", 2)
+
+    estate.sim.add_request_hook(reads_refused_after_the_put)
     events = estate.events()
-    with pytest.raises(Exception, match=r"ServiceResponseError|answer was lost"):
-        estate.deliver(events[0])
+    try:
+        with pytest.raises(Exception, match=r"ServiceResponseError|answer was lost"):
+            estate.deliver(events[0])
+    finally:
+        estate.sim.remove_request_hook(reads_refused_after_the_put)
     estate.sim.set_faults(None)
     estate.sim.wait_idle(30)
 
