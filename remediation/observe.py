@@ -2,12 +2,16 @@
 
 Level-triggered (DESIGN.md decision 1): whatever the event said, the state acted on is read here,
 fresh. Reads are amortised: one list of the set's VMs and one list of the NICs in its resource
-group (a Uniform set: of the set) per reconcile, with a GET only for a NIC that lives in another
-resource group.
+group (a Uniform set: of the set) per reconcile, with a GET only for a NIC that the list does not
+show (it lives in another resource group, or the list lags behind its creation: lists are
+eventually consistent, reads by id are current). A re-plan passes ``current``: the NICs this
+reconcile already wrote or met changed, as ARM answered or a read by id shows them, which a
+lagging list may still show as they were.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from remediation.arm import ArmGateway
@@ -66,9 +70,15 @@ def owning_scale_set(arm: ArmGateway, resource_id: ResourceId) -> ResourceId:
     raise Unresolvable(f"resource type {resource_id.type} does not belong to a scale set")
 
 
-def observe_set(arm: ArmGateway, scale_set: ScaleSet, with_autoscale: bool = False) -> ObservedSet:
+def observe_set(
+    arm: ArmGateway,
+    scale_set: ScaleSet,
+    with_autoscale: bool = False,
+    current: Mapping[ResourceId, NetworkInterface | None] | None = None,
+) -> ObservedSet:
     """The set's VMs and their NICs as ARM has them now (the set itself was just read), and, when
-    asked (scale-to-zero), the autoscale settings beside it."""
+    asked (scale-to-zero), the autoscale settings beside it. ``current`` overrides the list."""
+    current = current or {}
     set_id = scale_set.id
     nics: dict[ResourceId, NetworkInterface] = {}
     if not scale_set.is_flexible:  # Uniform: instances and their NICs live under the set
@@ -83,9 +93,12 @@ def observe_set(arm: ArmGateway, scale_set: ScaleSet, with_autoscale: bool = Fal
     for vm in vms:
         vm_nics = []
         for nic_id in vm.nic_ids:
-            nic = nics.get(nic_id)
-            if nic is None and nic_id.resource_group.lower() != set_id.resource_group.lower():
-                nic = arm.get_nic(nic_id)
+            if nic_id in current:
+                nic = current[nic_id]
+            else:
+                nic = nics.get(nic_id)
+                if nic is None and scale_set.is_flexible:  # a Uniform instance's: views of the set
+                    nic = arm.get_nic(nic_id)
             if nic is not None:
                 vm_nics.append(nic)
         instances.append(Instance(vm, tuple(vm_nics)))

@@ -26,9 +26,11 @@ from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError, PreconditionFailed
 from remediation.audit import AuditLog, RecheckQueue
 from remediation.model import (
+    NIC_TYPE,
     ActionKind,
     InvalidResourceId,
     Mode,
+    NetworkInterface,
     ObservedSet,
     Plan,
     Recheck,
@@ -79,6 +81,14 @@ class ReconcileResult:
         return sum(1 for outcome in self.outcomes if outcome.result is Result.SKIPPED)
 
 
+@dataclass(frozen=True)
+class NothingOwed:
+    """A set that is gone or not restricted: no reconcile is owed."""
+
+    reason: str  # the result's reason
+    decision: str  # the decision record's reason
+
+
 class SetReconciler:
     def __init__(
         self,
@@ -101,17 +111,24 @@ class SetReconciler:
         """A set that is gone or not restricted: its result (recorded). A restricted one: the set,
         its mode and why. The gate before a reconcile, so an event about an unrestricted set
         costs one read and no lease."""
+        verdict = self.verdict(scale_set)
+        if isinstance(verdict, NothingOwed):
+            return self.record_nothing_owed(set_id, verdict, context)
+        return verdict
+
+    def verdict(self, scale_set: ScaleSet | None) -> NothingOwed | tuple[ScaleSet, Mode, str]:
+        """The gate, recording nothing: whether the set (as read) is owed a reconcile."""
         if scale_set is None:
-            reason = "scale set no longer exists"
-            context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
-            return ReconcileResult(set_id, None, reason, event_id=context.event_id)
+            return NothingOwed("scale set no longer exists", "scale set no longer exists")
         restriction = restriction_for(scale_set, self.settings.policy)
         if restriction.mode is None:
-            context.note(
-                RecordKind.DECISION, scale_set=set_id.value, reason=f"not restricted: {restriction.reason}"
-            )
-            return ReconcileResult(set_id, None, restriction.reason, event_id=context.event_id)
+            return NothingOwed(restriction.reason, f"not restricted: {restriction.reason}")
         return scale_set, restriction.mode, restriction.reason
+
+    @staticmethod
+    def record_nothing_owed(set_id: ResourceId, verdict: NothingOwed, context: Context) -> ReconcileResult:
+        context.note(RecordKind.DECISION, scale_set=set_id.value, reason=verdict.decision)
+        return ReconcileResult(set_id, None, verdict.reason, event_id=context.event_id)
 
     def reconcile(
         self, set_id: ResourceId, context: Context, attempt: int = 0, deadline: float | None = None
@@ -124,6 +141,9 @@ class SetReconciler:
         """
         deferred: list[ArmError] = []
         history: list[AuditRecord] | None = None
+        # NICs written or met changed in an earlier pass, as they are now: a list may still show
+        # them as they were (lists lag; reads by id and write answers are current).
+        current: dict[ResourceId, NetworkInterface | None] = {}
         for replan in range(MAX_REPLANS):
             gated = self.gate(set_id, self.arm.get_scale_set(set_id), context)
             if isinstance(gated, ReconcileResult):
@@ -138,7 +158,7 @@ class SetReconciler:
                 self.resolve(to_resolve(unfinished_writes(history, now), now, self._grace()), context)
             policy = self.settings.policy
             with_autoscale = mode is Mode.SCALE_TO_ZERO and policy.disable_autoscale
-            observed = observe_set(self.arm, scale_set, with_autoscale=with_autoscale)
+            observed = observe_set(self.arm, scale_set, with_autoscale=with_autoscale, current=current)
             if replan == 0 and mode is Mode.STRIP and not self.settings.dry_run:
                 if self._repair_nics(observed, history, context, deferred):
                     observed = observe_set(self.arm, scale_set, with_autoscale=with_autoscale)
@@ -162,6 +182,12 @@ class SetReconciler:
                     context.event_id,
                 )
             log.info("scale set %s changed while we wrote to it: re-reading", set_id)
+            for outcome in outcomes:
+                nic_id = outcome.finding.nic.id
+                if outcome.nic_after is not None:
+                    current[nic_id] = outcome.nic_after
+                elif outcome.result is Result.CONFLICT and nic_id.is_type(NIC_TYPE):
+                    current[nic_id] = self.arm.get_nic(nic_id)
 
         reason = f"the set's NICs kept changing under us: gave up after {MAX_REPLANS} re-plans"
         context.note(RecordKind.ERROR, scale_set=set_id.value, result=Result.FAILED.value, reason=reason)
