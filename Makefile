@@ -2,14 +2,24 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# Benchmark peers (bench/bench_peers.py) live in a venv of their own, never in the product's.
+PEERS_VENV := .peers-venv
+PEERS_BIN := $(PEERS_VENV)/bin
 
-.PHONY: demo test lint typecheck pytest fuzz bench reliability infra-check clean
+.PHONY: demo test lint typecheck pytest fuzz bench bench-peers reliability infra-check clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) (Python 3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(PEERS_BIN)/.installed: bench/peers-requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) (Python 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_BIN)/python -m pip install --quiet --upgrade pip
+	$(PEERS_BIN)/python -m pip install --quiet -r bench/peers-requirements.txt
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -39,9 +49,14 @@ fuzz: $(BIN)/.installed node_modules/.installed
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/test_hostile_input.py tests/test_scope_safety.py
 
 ## bench: the benchmarks (figures printed; nothing asserted about time)
-bench: $(BIN)/.installed node_modules/.installed
+bench: bench-peers $(BIN)/.installed node_modules/.installed
 	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/bench_audit.py
+
+## bench-peers: the benchmark peers (Cloud Custodian's c7n-azure, pinned in bench/peers-requirements.txt)
+## into .peers-venv, never the product's .venv; `.venv/bin/python bench/bench_peers.py` measures them
+bench-peers: $(PEERS_BIN)/.installed
 
 ## reliability: the fault matrix (429s, 5xx before and after the work, lost answers, failed LROs, 412s,
 ## storage failing mid-write, several hosts, a killed host); prints a table and fails if any promise
