@@ -1,49 +1,50 @@
-"""Benchmarks of the remediation engine against the local stand-in. Prints figures; asserts nothing
-about time (machines are noisy), only that the work was done.
+"""Benchmarks of the remediation engine against the local stand-in. Prints figures and writes them
+to bench/results.json (not committed); asserts nothing about time (machines are noisy), only that
+the work was done.
 
     .venv/bin/python bench/bench_engine.py [--sizes 10 100 500] [--noop-events 2000]
 
 - cold start: `import function_app` against `import azure.mgmt.network`, each in a fresh interpreter;
 - no-op path: events per second for unrestricted sets through one host process's Event Grid
-  webhook, the host's CPU per event, and the ARM writes they caused (must be 0);
-- storms: a restricted Flexible set scaled from 0 to N as autoscale would, its events delivered by
-  Event Grid (its 30 s deadline) to three host processes at random, which take them in and run
-  the work queue as host.json says; per instance, seconds from its creation to its public IP being
-  detached (p50, p95, max), the total, the lower bound that ARM's write bucket sets when the
-  simulator throttles, ARM calls per remediated instance (reads, writes, deletes; polls apart),
-  and how Event Grid's deliveries were answered (p50, p99, max; after the deadline; delivered
-  again). Everything counted from the simulator's log and state and the player's record.
+  webhook, the host's CPU per event, and the ARM writes they caused (must be 0); beside it, in the
+  same run against the same simulator, Cloud Custodian's c7n-azure event mode (bench_peers.py);
+  both unthrottled, since ARM's read bucket would cap either at 25 reads per second;
+- storms (bench/storms.py): a restricted Flexible set scaled from 0 to N as autoscale would, its
+  events published when ARM accepts the write and delivered by Event Grid (its 30 s deadline) to
+  three host processes at random; exposure, total, public IPs left, applied writes recorded as
+  failed and ARM calls per instance, each beside the bound a perfect client reaches under the
+  same limits (sim/bounds.py). Everything counted from the simulator's log and state and the
+  player's record;
+- early event: 10 instances appearing over 10 s after the set's event: the watch's exposure.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+RESULTS = ROOT / "bench" / "results.json"
 
 import arm_docs as docs  # noqa: E402
+from bench_peers import measure_peer, peers_installed, prepare_peer, simulator_log  # noqa: E402
+from storms import run_storm  # noqa: E402
 
 from localazure.eventgrid import DEADLINE_S, Delivery, EventGridPlayer  # noqa: E402
 from localazure.functions_host import HostPool  # noqa: E402
 from localazure.stack import LocalAzure, estate_owner  # noqa: E402
-from remediation.credentials import LoopbackCredential  # noqa: E402
 from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS  # noqa: E402
-
-# ARM's write bucket per principal: 200 burst, 10 per second (DESIGN.md).
-WRITE_BURST, WRITE_RATE = 200, 10.0
 
 
 def import_seconds(module: str) -> float:
@@ -106,7 +107,7 @@ class Bench:
             body.pop(field)
         self.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, name, body).result()
 
-    def noop(self, events: int, sets: int = 20) -> None:
+    def noop(self, events: int, sets: int = 20) -> dict[str, Any]:
         self.local.arm.reset()
         env = self.use_fresh_tables()
         for index in range(sets):
@@ -128,97 +129,55 @@ class Bench:
             f"ARM writes: {writes}; its CPU {per_event * 1000:.1f} ms/event = {1 / per_event:.0f} events/s "
             f"of CPU; answered {answers(deliveries)}"
         )
+        figures = {"events_per_s": round(events / seconds, 1), "cpu_ms_per_event": round(per_event * 1000, 2)}
+        if not peers_installed():
+            print("no-op peer: .peers-venv is missing (make bench-peers); c7n-azure not measured")
+            return figures
+        peer_set = prepare_peer(self.local.arm)
+        peer = measure_peer(
+            self.local.arm.endpoint,
+            self.local.arm.ca_bundle,
+            resource_id=peer_set,
+            events=events,
+            request_log=simulator_log(self.local.arm),
+        )
+        print(
+            f"no-op peer, Cloud Custodian c7n-azure event mode, same simulator, same run: "
+            f"{peer['events_per_s']:.0f} events/s in one process (16 threads), "
+            f"{peer['cpu_ms_per_event']:.1f} ms of CPU per event, "
+            f"{peer['arm_requests_per_event']:.2f} ARM requests per event; it records nothing"
+        )
+        figures.update(
+            peer_events_per_s=round(peer["events_per_s"], 1),
+            peer_cpu_ms_per_event=round(peer["cpu_ms_per_event"], 2),
+        )
+        return figures
 
-    def exposures(self, after: int) -> tuple[dict[str, datetime], dict[str, datetime]]:
-        """When each VM was created (ARM's timeCreated), and when its NICs were all detached: ARM's
-        answer to the remediator's successful PUT of each, from the simulator's log (the product's
-        own records are what is under test, not the ruler)."""
-        detached_nic: dict[str, datetime] = {}
-        for record in self.local.arm.requests()[after:]:
-            if (
-                record.method == "PUT"
-                and record.resource_type.lower() == "microsoft.network/networkinterfaces"
-                and 200 <= record.status < 300
-                and record.principal.lower() == LoopbackCredential.APP_ID.lower()
-            ):
-                detached_nic.setdefault(record.path.lower(), record.time)
-        created: dict[str, datetime] = {}
-        detached: dict[str, datetime] = {}
-        for vm in self.compute.virtual_machines.list(docs.GROUP):
-            doc = vm.as_dict()
-            vm_id = doc["id"].lower()
-            created[vm_id] = datetime.fromisoformat(doc["properties"]["timeCreated"].replace("Z", "+00:00"))
-            times = [
-                detached_nic[ref["id"].lower()]
-                for ref in doc["properties"]["networkProfile"]["networkInterfaces"]
-                if ref["id"].lower() in detached_nic
-            ]
-            if times:
-                detached[vm_id] = max(times)
-        return created, detached
+    def early_event(self, size: int = 10) -> dict[str, Any]:
+        """A scale-out whose event arrives when ARM accepts it, its instances appearing over the
+        simulator's provisioning time: how soon after each NIC exists is its public IP off."""
+        summary = self.storm(size, hosts=1)
+        return {"exposure_s": {"p50": summary["exposure_s"]["p50"], "max": summary["exposure_s"]["max"]}}
 
-    def storm(self, size: int) -> None:
+    def storm(self, size: int, hosts: int = 3) -> dict[str, Any]:
         self.local.arm.reset()
         self.use_fresh_tables()
-        # ARM answers a NIC update in seconds: polling every 0.25 s keeps polls from eating the read bucket.
-        os.environ["ARM_POLL_INTERVAL_SECONDS"] = "0.25"
-        name = f"storm{size}"
-        self.create_set(name, 0, {"remediation.mode": "strip"})
-        self.local.arm.wait_idle(60)
-        requests_before = len(self.local.arm.requests())
-        body = self.compute.virtual_machine_scale_sets.get(docs.GROUP, name).as_dict()
-        body["sku"]["capacity"] = size
-        with HostPool(3, self.env) as hosts, ThreadPoolExecutor(16) as pool:  # hosts inherit os.environ
-            player = EventGridPlayer(hosts.handler())
-            delivering: list[Future[Delivery]] = []
-            # Every event the subscription's filter lets through, delivered as it is published (the
-            # remediator's own NIC writes included), while the storm goes on.
-            self.publish = lambda e: delivering.append(pool.submit(player.deliver, e)) if wanted(e) else None
-            started = time.perf_counter()
-            self.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, name, body).result()
-            until_no_public_ip = time.monotonic() + 900
-            while self.public_ips_left() and time.monotonic() < until_no_public_ip:
-                time.sleep(1)  # the state outside, polled; bounded
-            total = time.perf_counter() - started
-            self.local.arm.wait_idle(120)
-            self.publish = None
-            finished = [future.result(timeout=900) for future in list(delivering)]
-        created, detached = self.exposures(requests_before)
-        windows = [
-            (detached[vm_id] - when).total_seconds() for vm_id, when in created.items() if vm_id in detached
-        ]
-        calls: Counter[str] = Counter()
-        for record in self.local.arm.requests()[requests_before:]:
-            if record.status == 429:
-                calls["throttled"] += 1
-            elif "/operations/" in record.path or "/operationResults/" in record.path:
-                calls["lro-poll"] += 1
-            elif record.resource_type.lower().endswith("virtualmachinescalesets") and record.method == "PUT":
-                calls["scale-out"] += 1
-            else:
-                calls[{"GET": "read", "PUT": "write", "DELETE": "delete", "POST": "read"}[record.method]] += 1
-        bound = max(0.0, (size - WRITE_BURST) / WRITE_RATE)
-        remediated = len(windows)
-        left = self.public_ips_left()
+        figures = run_storm(self, size, wanted, hosts)
+        summary = figures.summary()
+        exposure, bound = summary["exposure_s"], summary["exposure_bound_s"]
+        calls = summary["per_instance"]
         print(
-            f"storm of {size} over 3 hosts: {remediated}/{size} detached through the events, {left} public "
-            f"IPs left after {len(finished)} events; "
-            f"creation->detach p50 {statistics.median(windows):.2f} s, "
-            f"p95 {percentile(windows, 0.95):.2f} s, max {max(windows):.2f} s; total {total:.1f} s "
-            f"(write-bucket lower bound {bound:.1f} s; {calls['throttled']} answers were 429); "
-            "per remediated instance: "
-            f"{calls['read'] / remediated:.2f} reads, {calls['write'] / remediated:.2f} writes, "
-            f"{calls['delete'] / remediated:.2f} deletes, {calls['lro-poll'] / remediated:.2f} LRO polls; "
-            f"Event Grid's deliveries answered {answers(finished)}"
+            f"storm of {size} over {hosts} hosts: exposure p50 {exposure['p50']:.1f} s, p95 "
+            f"{exposure['p95']:.1f} s, max {exposure['max']:.1f} s (bound {bound['p50']:.1f} / "
+            f"{bound['p95']:.1f} / {bound['max']:.1f} s); total {figures.total_s:.1f} s (bound "
+            f"{figures.total_bound_s:.1f} s); {figures.detached_ips_left} detached and "
+            f"{figures.attached_ips_left} attached public IPs left; {figures.applied_recorded_failed} "
+            f"applied writes recorded as failed; per instance {calls['reads']:.2f} reads, "
+            f"{calls['polls']:.2f} polls, {calls['writes']:.2f} writes, {calls['deletes']:.2f} deletes, "
+            f"{calls['throttled']:.2f} answered 429; "
+            f"Event Grid's deliveries answered {answers(figures.deliveries)}"
         )
-
-    def public_ips_left(self) -> int:
-        return sum(
-            1
-            for nic in self.network.network_interfaces.list(docs.GROUP)
-            for config in nic.as_dict()["properties"]["ipConfigurations"]
-            if config.get("properties", {}).get("publicIPAddress")
-        )
+        return summary
 
 
 def wanted(event: dict[str, Any]) -> bool:
@@ -261,13 +220,21 @@ def main() -> None:
         f"cold start: import function_app {import_seconds('function_app'):.3f} s; "
         f"import azure.mgmt.network {import_seconds('azure.mgmt.network'):.3f} s (fresh interpreters)"
     )
-    with LocalAzure(provision_delay_s=1.0, lro_duration_s=0.1, page_size=100) as local:
-        Bench(local).noop(args.noop_events)
+    results: dict[str, Any] = {"storms": {}}
+    # The handler's own speed: ARM's read bucket (25 per second per principal) would cap any
+    # handler that reads once per event, ours and the peer alike, so the no-op path runs unthrottled.
+    with LocalAzure(provision_delay_s=1.0, lro_duration_s=0.1, page_size=100, throttling=False) as local:
+        results["noop"] = Bench(local).noop(args.noop_events)
     # ARM's real limits, at real speed: the storms are bounded by its token buckets.
-    with LocalAzure(provision_delay_s=1.0, lro_duration_s=0.5, page_size=100, throttling=True) as local:
+    with LocalAzure(provision_delay_s=1.0, lro_duration_s=0.5, page_size=100) as local:
         bench = Bench(local)
         for size in args.sizes:
-            bench.storm(size)
+            results["storms"][str(size)] = bench.storm(size)
+    # Instances appearing over 10 s after the event: the watch's figure.
+    with LocalAzure(provision_delay_s=10.0, lro_duration_s=0.5, page_size=100) as local:
+        results["early_event"] = Bench(local).early_event()
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"figures written to {RESULTS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
