@@ -4,6 +4,9 @@ cause to the indexed function app, and reads back what was written to ARM and th
 from __future__ import annotations
 
 import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -15,6 +18,7 @@ from remediation.audit import AuditLog
 from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
 from remediation.records import AuditRecord
 from remediation.settings import Settings
+from sim import ArmSimulator
 
 
 class Estate:
@@ -269,3 +273,25 @@ class Estate:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+@contextmanager
+def estate_on(
+    azurite_of: LocalAzure, settings: dict[str, str], **simulator: Any
+) -> Iterator[tuple[Estate, dict[str, str]]]:
+    """An estate on a simulator of its own (``simulator``: its switches) and the session's Azurite,
+    with fresh storage names; ``settings`` are added to the app settings. Yields the estate and the
+    app settings, which the caller puts in the environment (``monkeypatch.setenv``)."""
+    with ArmSimulator(**simulator) as arm:
+        local = LocalAzure.__new__(LocalAzure)
+        local.azurite, local.arm = azurite_of.azurite, arm
+        unique = uuid.uuid4().hex[:12]
+        environment = local.environment(
+            audit_table=f"own{unique}",
+            recheck_queue=f"own-{unique}",
+            archive_container=f"own-{unique}",
+            lock_container=f"own-locks-{unique}",
+        )
+        environment.update(settings)
+        with Estate(local, environment) as estate:
+            yield estate, environment
