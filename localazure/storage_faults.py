@@ -87,6 +87,16 @@ def table_batch_containing(text: str) -> Match:
     return lambda request: _is_batch(request) and wanted in request.body
 
 
+def table_write_containing(text: str) -> Match:
+    """A Table request that writes entities and whose body contains ``text``: an entity-group
+    transaction, or one entity's insert (``POST /<table>``) or upsert (``PATCH``/``PUT``/``MERGE``
+    ``/<table>(PartitionKey=..,RowKey=..)``). The audit log stores a partition that holds a single
+    entity of its group commit's wave as a plain insert or upsert, not as a transaction."""
+    wanted = text.encode()
+    writes = {"POST", "PUT", "PATCH", "MERGE"}
+    return lambda request: request.service == "table" and request.method in writes and wanted in request.body
+
+
 def _succeeded(request: StorageRequest, body: bytes) -> bool:
     """2xx, and for a Table batch also each operation in it (a failed one is answered 202)."""
     if not 200 <= request.status < 300:

@@ -2,17 +2,21 @@
 Grid's dead letters (Blob), and the queue of delayed re-checks (Queue).
 
 Write-ahead (DESIGN.md decision 4): a ``journal.Journal`` buffers a handling's records and stores
-them here as a few entity-group transactions; an intent is stored, with everything buffered
-before it, before the ARM write it announces. If storage cannot be written, ``AuditUnavailable``
-is raised, no ARM write happens, and Event Grid redelivers the event. Records are only inserted
-(a batch stored again after a failure is upserted: part of it may have been stored).
+them here; an intent is stored, with everything buffered before it, before the ARM write it
+announces. The process's concurrent stores go together (``group_commit``): one entity-group
+transaction per partition per wave, a single entity as a plain insert. If storage cannot be
+written, ``AuditUnavailable`` is raised, no ARM write happens, and Event Grid redelivers the event.
+Records are only inserted (a batch stored again after a failure is upserted: part of it may have
+been stored).
 
 Layout (the partitions are explained in ``records``; README.md, "Audit log", for reviewers):
 - table ``<AUDIT_TABLE>``: every record, once per question it answers (by hour, by set, by event,
-  by correlation id, failed), and per event a ``~handled`` marker once its handling finished
-  (a redelivery of a handled event is recorded as a duplicate and not handled again);
-- blob container ``<ARCHIVE_CONTAINER>``: each raw event as received, ``YYYY/MM/DD/HH/<id>.json``,
-  for replay; kept ``ARCHIVE_RETENTION_DAYS`` (infra also sets a lifecycle rule);
+  by correlation id, failed), and per event that can lead to work a ``~handled`` marker once its
+  handling finished (a redelivery of a handled event is recorded as a duplicate and not handled
+  again; an event about a set that is not restricted keeps none, and is taken in again);
+- blob container ``<ARCHIVE_CONTAINER>``: the raw events that can lead to work (``intake``: not those
+  about a set that is not restricted), as received, ``YYYY/MM/DD/HH/<id>.json``, for replay; kept
+  ``ARCHIVE_RETENTION_DAYS`` (infra also sets a lifecycle rule);
 - queue ``<RECHECK_QUEUE>``: a message naming only a scale set (and the attempt), hidden for the
   re-check delay; Base64 text, as the Functions queue trigger expects by default.
 """
@@ -24,13 +28,13 @@ import contextlib
 import dataclasses
 import json
 import threading
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from remediation.credentials import managed_identity
+from remediation.group_commit import CommitFailed, GroupCommit, Operation
 from remediation.journal import AuditUnavailable, Entities, Journal
 from remediation.model import QueuedEvent, Recheck
 from remediation.records import (
@@ -53,7 +57,6 @@ if TYPE_CHECKING:
 
 # A queue message holds 64 KiB once base64-encoded: an event larger than this goes by its archive blob.
 MAX_INLINE_EVENT_BYTES = 45_000
-MAX_BATCH = 100  # entity-group transactions hold at most 100 operations
 
 
 def _retry(settings: Settings) -> dict[str, Any]:
@@ -70,6 +73,19 @@ def _retry(settings: Settings) -> dict[str, Any]:
         "increment_base": 2,
         "random_jitter_range": 1,
     }
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Storage did not answer (after the SDK's retries): no connection, a lost answer, a 5xx, 408
+    or 429; not a request refused for what it holds (a 4xx, a failed operation)."""
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    if isinstance(error, ServiceRequestError | ServiceResponseError):
+        return True
+    if isinstance(error, HttpResponseError):
+        status = error.status_code
+        return status is None or status >= 500 or status in (408, 429)
+    return False
 
 
 def _odata(query: Filters) -> tuple[str, dict[str, Any]]:
@@ -146,6 +162,7 @@ class AuditLog:
             )
         self._ready = False
         self._ready_lock = threading.Lock()
+        self._commits = GroupCommit(self._submit, unreachable=_unreachable)
 
     def _ensure_table(self) -> None:
         if self._ready:
@@ -173,24 +190,29 @@ class AuditLog:
         return record
 
     def store_entities(self, entities: Entities) -> None:
-        """Insert (or, for markers, upsert) entities as entity-group transactions by partition."""
-        from azure.core.exceptions import AzureError
-        from azure.data.tables import TableTransactionError
-
+        """Store entities durably (with the process's other stores) or raise AuditUnavailable."""
         self._ensure_table()
-        by_partition: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-        for operation, entity in entities:
-            by_partition[entity["PartitionKey"]].append((operation, entity))
-        # The hourly copy goes last: a record visible by time (what `audit verify` reads) is then
-        # also visible by set, event and correlation, even if storage fails part-way.
-        order = sorted(by_partition, key=lambda partition: partition.startswith("h-"))
+        # The hourly copies go last: a record visible by time (what `audit` reads by default) is
+        # then also visible by set, event and correlation, even if storage fails part-way.
+        first = [entity for entity in entities if not entity[1]["PartitionKey"].startswith("h-")]
+        last = [entity for entity in entities if entity[1]["PartitionKey"].startswith("h-")]
         try:
-            for partition in order:
-                operations = by_partition[partition]
-                for start in range(0, len(operations), MAX_BATCH):
-                    self._table.submit_transaction(operations[start : start + MAX_BATCH])
-        except (AzureError, TableTransactionError) as error:
-            raise AuditUnavailable(f"audit records were not stored: {error}") from error
+            self._commits.commit(first)
+            self._commits.commit(last)
+        except CommitFailed as failed:
+            raise AuditUnavailable(f"audit records were not stored: {failed.__cause__}") from failed.__cause__
+
+    def _submit(self, partition: str, operations: list[Operation]) -> None:
+        """A partition's share of a wave: a transaction, or a single entity's plain insert or upsert
+        (the same outcome without the transaction's MIME body and three SDK thread pools)."""
+        if len(operations) == 1 and operations[0][0] in ("create", "upsert"):
+            operation, entity = operations[0]
+            if operation == "create":
+                self._table.create_entity(entity)
+            else:
+                self._table.upsert_entity(entity)  # merge, as a transaction's "upsert" does
+            return
+        self._table.submit_transaction(operations)
 
     def was_handled(self, event_id: str) -> bool:
         from azure.core.exceptions import AzureError, ResourceNotFoundError

@@ -172,6 +172,7 @@ def _trigger_from_data(
 
 MAX_RECHECK_ATTEMPT = 100
 MAX_FOLLOW_UPS = 1000
+MAX_WATCH_LOOKS = 10_000
 
 
 def parse_work(body: object) -> Recheck | QueuedEvent | Rejection:
@@ -206,7 +207,11 @@ def parse_work(body: object) -> Recheck | QueuedEvent | Rejection:
     if not set_id.is_type(SCALE_SET_TYPE):
         return Rejection(message_id, f"work message names a {set_id.type}, not a scale set")
     numbers: dict[str, int] = {}
-    for name, most in (("attempt", MAX_RECHECK_ATTEMPT), ("follow_up", MAX_FOLLOW_UPS)):
+    for name, most in (
+        ("attempt", MAX_RECHECK_ATTEMPT),
+        ("follow_up", MAX_FOLLOW_UPS),
+        ("watch", MAX_WATCH_LOOKS),
+    ):
         number = document.get(name, 0)
         if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= most:
             return Rejection(message_id, f"work message {name} {number!r} is not 0..{most}")
@@ -219,6 +224,7 @@ def parse_work(body: object) -> Recheck | QueuedEvent | Rejection:
         texts["origin"],
         flags["dry_run"],
         numbers["follow_up"],
+        numbers["watch"],
     )
 
 

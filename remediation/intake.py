@@ -1,12 +1,16 @@
-"""Event intake: an event -> validated, archived, recorded -> its owning set -> handed to the work
-queue if the set is restricted. Short and bounded, since Event Grid waits 30 s for an answer and
-delivers again, to any host, when it does not come (DESIGN.md: delivery).
+"""Event intake: an event -> validated -> its owning set resolved and gated -> if the set is
+restricted, de-duplicated, archived, recorded and handed to the work queue; if not, recorded and
+done. Short and bounded, since Event Grid waits 30 s for an answer and delivers again, to any
+host, when it does not come (DESIGN.md: delivery).
 
 Level-triggered (DESIGN.md decision 1): an event only says "look at this scale set now". The
 look itself (read the set, plan, write) runs on the queue (``worker``), one set per message.
-De-duplicated on the way: a redelivered event that was handled to the end is a duplicate, and an
-event for a set whose look is pending renews the set's mark (``single_flight``) instead of
-queuing another, so a storm of N events for one set costs a handful of reconciles, not N.
+An event about a set that is gone or not restricted costs the reads that resolve its set and its
+two records (received, decision) in the process's next group commit: it can lead to no write, so
+it is neither archived nor checked against handled events. De-duplicated on the way otherwise: a
+redelivered event that was handled to the end is a duplicate, and an event for a set whose look
+is pending renews the set's mark (``single_flight``) instead of queuing another, so a storm of N
+events for one set costs a handful of reconciles, not N.
 
 Failure contract with the Functions host: a bad event is recorded as rejected and the function
 returns (retrying cannot fix it); an unreachable audit store or queue raises, so Event Grid
@@ -30,7 +34,7 @@ from remediation.events import parse_event
 from remediation.journal import AuditUnavailable
 from remediation.model import QueuedEvent, Recheck, RecordKind, Rejection, ResourceId, Result
 from remediation.observe import Unresolvable, owning_scale_set
-from remediation.reconcile import ReconcileResult, SetReconciler
+from remediation.reconcile import NothingOwed, ReconcileResult, SetReconciler
 from remediation.settings import Settings
 from remediation.single_flight import SetLocks
 from remediation.write_ahead import Context
@@ -99,19 +103,21 @@ class Intake:
     def handle(self, event: object, queued: QueuedEvent | None = None) -> Handled:
         """Take one event in: as delivered by Event Grid, or (``queued``) from the work queue, as a
         replay (a fresh look, recorded under the replay's id, not checked against handled
-        events) or as an event Event Grid's delivery handed over unresolved."""
+        events) or as an event Event Grid's delivery handed over unresolved.
+
+        The owning set is resolved and gated first: an event about a set that is gone or not
+        restricted (or about no set) is recorded (received, and the decision) and costs nothing
+        more: it is not archived, not checked against handled events, and no handled marker is
+        kept for it (a redelivery is taken in again, as cheaply). Only an event that may lead to
+        work (its set restricted, or not known: ARM did not answer) is checked against handled
+        events and archived, and marked handled once its handling ends."""
         started = time.monotonic()
+        received = datetime.now(UTC)
         journal = self.audit.journal()
         trigger = parse_event(event)
         replay_of = queued.replay_of if queued else ""
         event_id = queued.event_id if queued else trigger.event_id
         dry_run = self.settings.dry_run or bool(queued and queued.dry_run)
-        archived, not_archived = "", ""
-        if queued is None:
-            try:
-                archived = self.archive.store(event_id, event, datetime.now(UTC))
-            except AuditUnavailable as error:  # replay loses this event; remediation must not
-                not_archived = f"not archived: {error}"
         if not isinstance(trigger, Rejection) and not self.settings.policy.monitors(trigger.subscription_id):
             trigger = Rejection(
                 trigger.event_id,
@@ -119,6 +125,8 @@ class Intake:
                 trigger.event_type,
             )
         if isinstance(trigger, Rejection):
+            # Bad input is kept as evidence of what was refused (rare, and off the no-op path).
+            archived, not_archived = ("", "") if queued else self._archive(event_id, event, received)
             context = Context(
                 journal,
                 dry_run=dry_run,
@@ -141,62 +149,121 @@ class Intake:
             resource=trigger.resource_id.value,
             replay_of=replay_of,
         )
-        if queued is None and self.audit.was_handled(event_id):
-            context.note(
-                RecordKind.DUPLICATE, reason="event was handled before", archive=archived, error=not_archived
-            )
-            journal.flush()
-            return Handled(event_id, "duplicate", elapsed_s=time.monotonic() - started)
-        if queued is None or replay_of:
-            reason = queued.note if queued else ""
-            context.note(RecordKind.RECEIVED, archive=archived, reason=reason, error=not_archived)
-        handled_marker = "" if replay_of else event_id
-        try:
-            status, reason = self._look_for(event, trigger.resource_id, context, archived, queued)
-        except ArmError as error:
-            if not error.refused:
-                record_failure(context, error, "the event is delivered again")
-                raise
-            record_refusal(context, error)
-            journal.flush(handled_event=handled_marker, outcome="refused")
-            return Handled(event_id, "refused", str(error), elapsed_s=time.monotonic() - started)
-        except BaseException as error:
-            record_failure(context, error, "the event is delivered again")
-            raise
-        journal.flush(handled_event=handled_marker, outcome=status)
+        status, reason = self._take_in(event, trigger.resource_id, context, received, queued)
         return Handled(event_id, status, reason, elapsed_s=time.monotonic() - started)
 
-    def _look_for(
+    def _take_in(
         self,
         event: object,
         resource_id: ResourceId,
         context: Context,
-        archived: str,
+        received: datetime,
         queued: QueuedEvent | None,
     ) -> tuple[str, str]:
-        """Resolve the owning set, gate it, and hand a restricted one to the work queue."""
+        """Resolve and gate the owning set; admit and hand over a restricted one. Returns the
+        status and why."""
+        journal = context.journal
+        # A queued event's own delivery kept the marker; a replay is a fresh look and keeps none.
+        marker = "" if context.replay_of else context.event_id
         try:
             set_id = owning_scale_set(self.arm, resource_id)
-            gated = self.sets.gate(set_id, self.arm.get_scale_set(set_id), context)
+            verdict = self.sets.verdict(self.arm.get_scale_set(set_id))
         except Unresolvable as unresolvable:
+            self._note_received(context, queued, received)
             context.note(RecordKind.DECISION, reason=f"nothing to do: {unresolvable}")
+            journal.flush(handled_event=marker if queued else "", outcome="ignored")
             return "ignored", str(unresolvable)
-        except ArmError as error:
-            if error.refused or not self.hand_off_when_slow:
-                raise
-            return self._defer(event, archived, context, error)
-        if isinstance(gated, ReconcileResult):
-            return "ignored", gated.reason
+        except ArmError as error:  # ARM did not answer in time, or refused: work may be owed
+            status, reason = self._unresolved(event, context, received, queued, error)
+            if status != "duplicate":
+                journal.flush(handled_event=marker, outcome=status)
+            return status, reason
+        except BaseException as error:
+            if queued is None:
+                blob, not_archived = self._archive(context.event_id, event, received)
+                context.note(RecordKind.RECEIVED, time=received, archive=blob, error=not_archived)
+            else:
+                self._note_received(context, queued, received)
+            record_failure(context, error, "the event is delivered again")
+            raise
+        if isinstance(verdict, NothingOwed):
+            self._note_received(context, queued, received)
+            result = self.sets.record_nothing_owed(set_id, verdict, context)
+            journal.flush(handled_event=marker if queued else "", outcome="ignored")
+            return "ignored", result.reason
+        if self._admit(event, context, received, queued) is None:
+            return "duplicate", ""
         replay = bool(queued and queued.replay_of)
-        return hand_over(
-            self.locks,
-            self.work,
-            set_id,
-            context,
-            f"{'replay' if replay else 'event'} {context.event_id}",
-            join=not replay,  # a replay asks for a fresh look
-            dry_run=bool(queued and queued.dry_run),
-        )
+        try:
+            status, reason = hand_over(
+                self.locks,
+                self.work,
+                set_id,
+                context,
+                f"{'replay' if replay else 'event'} {context.event_id}",
+                join=not replay,  # a replay asks for a fresh look
+                dry_run=bool(queued and queued.dry_run),
+            )
+        except BaseException as error:
+            record_failure(context, error, "the event is delivered again")
+            raise
+        journal.flush(handled_event=marker, outcome=status)
+        return status, reason
+
+    def _unresolved(
+        self, event: object, context: Context, received: datetime, queued: QueuedEvent | None, error: ArmError
+    ) -> tuple[str, str]:
+        """The owning set could not be read: admitted like an event about a restricted set (a
+        duplicate ends there); a refusal that stands is recorded, a slow or throttled read hands
+        the event to the work queue (``hand_off_when_slow``), anything else raises (the event is
+        delivered again). Returns the status and why."""
+        archived = self._admit(event, context, received, queued)
+        if archived is None:
+            return "duplicate", ""
+        if error.refused:
+            record_refusal(context, error)
+            return "refused", str(error)
+        if not self.hand_off_when_slow:
+            record_failure(context, error, "the event is delivered again")
+            raise error
+        try:
+            return self._defer(event, archived, context, error)
+        except BaseException as failure:
+            record_failure(context, failure, "the event is delivered again")
+            raise
+
+    def _admit(
+        self, event: object, context: Context, received: datetime, queued: QueuedEvent | None
+    ) -> str | None:
+        """An event that may lead to work: a live one is checked against handled events (None: a
+        duplicate, recorded and stored) and archived; then it is recorded as received. Returns
+        the archive blob's name ("" when not archived)."""
+        if queued is not None:
+            self._note_received(context, queued, received)
+            return ""
+        if self.audit.was_handled(context.event_id):
+            context.note(RecordKind.DUPLICATE, reason="event was handled before")
+            context.journal.flush()
+            return None
+        archived, not_archived = self._archive(context.event_id, event, received)
+        context.note(RecordKind.RECEIVED, time=received, archive=archived, error=not_archived)
+        return archived
+
+    def _archive(self, event_id: str, event: object, received: datetime) -> tuple[str, str]:
+        """Keep the raw event for replay: (its blob name, or "" and why not)."""
+        try:
+            return self.archive.store(event_id, event, received), ""
+        except AuditUnavailable as error:  # replay loses this event; remediation must not
+            return "", f"not archived: {error}"
+
+    @staticmethod
+    def _note_received(context: Context, queued: QueuedEvent | None, received: datetime) -> None:
+        """The received record: a live event's (not archived), or a replayed one's; an event
+        handed over by its Event Grid delivery was recorded received there."""
+        if queued is None:
+            context.note(RecordKind.RECEIVED, time=received)
+        elif queued.replay_of:
+            context.note(RecordKind.RECEIVED, time=received, reason=queued.note)
 
     def _defer(self, event: object, archived: str, context: Context, error: ArmError) -> tuple[str, str]:
         reason = (
@@ -217,9 +284,12 @@ def hand_over(
     *,
     join: bool = True,
     dry_run: bool = False,
+    look: Recheck | None = None,
+    delay_s: float = 0.0,
 ) -> tuple[str, str]:
     """Ask for a look at a restricted set: join the pending look if the set is marked (``join``),
-    otherwise queue one and mark the set. Queued before marked: a mark always has a look behind it,
+    otherwise queue one (``look``, visible after ``delay_s``: a watch's next look) and mark the
+    set. Queued before marked: a mark always has a look behind it,
     so a failure here costs a look too many, never a lost one. Blob storage unreachable: queued,
     unmarked. ``join=False`` (the sweep, replays): a look is queued whatever the mark says, so a
     mark left behind (a look that ended before it landed, one poisoned) is settled by it.
@@ -233,13 +303,13 @@ def hand_over(
             return "joined", reason
     except AzureError as error:
         log.warning("the mark of %s could not be read: %s; queuing a look", set_id, error)
-    look = Recheck(set_id, 0, reason=why, origin=context.event_id, dry_run=dry_run)
-    work.schedule(look, 0)  # raises AuditUnavailable: the caller is asked again
+    look = look or Recheck(set_id, 0, reason=why, origin=context.event_id, dry_run=dry_run)
+    work.schedule(look, delay_s)  # raises AuditUnavailable: the caller is asked again
     if not dry_run:
         try:
             locks.mark(set_id)
         except AzureError as error:
             log.warning("the set %s could not be marked: %s", set_id, error)
-    reason = f"queued: a look at the set ({why})"
+    reason = f"queued: a look at the set ({why})" + (f", in {delay_s:g} s" if delay_s else "")
     context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)
     return "queued", reason

@@ -6,8 +6,11 @@ keeps storage cheap (a few entity-group transactions per wave, not one request p
 a writer whose intent another thread's store took must still wait for that store: returning at
 once would let its ARM write overtake its intent. So the journal is a group commit: the first
 writer to find no store running becomes the leader and stores everything buffered so far; every
-writer waits until its own record has been stored (by whichever leader took it). An event's
-handled marker is stored last, in a store of its own, once every record of the event is.
+writer waits until its own record has been stored (by whichever leader took it). One store of a
+journal runs at a time, so a store that returned holds every record buffered before it. Below
+it, the audit log commits the stores of all the process's journals together (``group_commit``),
+and returns from a store only once all of its entities are stored. An event's handled marker is
+stored last, in a store of its own, once every record of the event is.
 
 A failed store loses nothing: its records stay buffered (and are stored again by the handling's
 final flush, as upserts, since part of a failed batch may have been stored). It also poisons the

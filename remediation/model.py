@@ -230,6 +230,7 @@ class Recheck:
     origin: str = ""  # the event, sweep or replay that asked (its records carry this id)
     dry_run: bool = False  # a dry-run replay's look: decide and record, write nothing
     follow_up: int = 0  # how many reconciles of this look ran out of time before this one
+    watch: int = 0  # how many looks at this growing set came before this one, a few seconds apart
 
     def to_message(self) -> str:
         message: dict[str, object] = {
@@ -242,6 +243,7 @@ class Recheck:
             ("origin", self.origin),
             ("dry_run", self.dry_run),
             ("follow_up", self.follow_up),
+            ("watch", self.watch),
         ):
             if value:
                 message[name] = value

@@ -52,6 +52,7 @@ class OneAtATime:
         way_back: bool = False,
         deadline: float | None = None,
         guarded: bool = True,
+        watch: int = 0,
     ) -> ReconcileResult | None:
         """The set reconciled (or settled: gone, unrestricted), or None when another reconcile
         holds it. ``way_back``: this is a way back, whose mark is already there; ``deadline``:
@@ -65,7 +66,7 @@ class OneAtATime:
             return gated
 
         def work() -> ReconcileResult:
-            return self.sets.reconcile(set_id, context, attempt, deadline)
+            return self.sets.reconcile(set_id, context, attempt, deadline, watch)
 
         return self.run(set_id, context, work, way_back=way_back) if guarded else work()
 

@@ -74,6 +74,7 @@ class ReconcileResult:
     findings: int = 0
     outcomes: tuple[FindingOutcome, ...] = ()
     event_id: str = ""  # the event whose handling ran this reconcile (others may have shared it)
+    growing: str = ""  # why the set may yet grow instances not seen (``still_creating``), or ""
 
     @property
     def deferred(self) -> int:
@@ -131,13 +132,20 @@ class SetReconciler:
         return ReconcileResult(set_id, None, verdict.reason, event_id=context.event_id)
 
     def reconcile(
-        self, set_id: ResourceId, context: Context, attempt: int = 0, deadline: float | None = None
+        self,
+        set_id: ResourceId,
+        context: Context,
+        attempt: int = 0,
+        deadline: float | None = None,
+        watch: int = 0,
     ) -> ReconcileResult:
         """Bring one scale set into line; re-plan after a 412.
 
         ``attempt`` counts the delayed re-checks that led here (0 for an event or a sweep);
-        ``deadline`` (monotonic) is the time budget's end: writes not begun by then are left for
-        a follow-up (``ReconcileResult.deferred``).
+        ``watch`` the looks of a watch of the growing set (whose delayed re-checks are already
+        queued); ``deadline`` (monotonic) is the time budget's end: writes not begun by then are
+        left for a follow-up (``ReconcileResult.deferred``). ``ReconcileResult.growing`` says
+        whether the set may yet grow instances this reconcile did not see.
         """
         deferred: list[ArmError] = []
         history: list[AuditRecord] | None = None
@@ -165,8 +173,9 @@ class SetReconciler:
                 self._delete_leftovers(observed, history, context, deferred)
             the_plan = plan(observed, mode, policy, today_utc())
             self._record_decisions(the_plan, context, len(observed.instances), why)
-            if replan == 0:
-                self._schedule_recheck(observed, context, attempt)
+            growing = still_creating(observed) or ""
+            if replan == 0 and not watch:
+                self._schedule_recheck(growing, observed, context, attempt)
             outcomes: tuple[FindingOutcome, ...] = ()
             if not self.settings.dry_run and the_plan.actions:
                 outcomes = tuple(self.executor.carry_out(the_plan, context, deadline))
@@ -174,12 +183,7 @@ class SetReconciler:
                 if deferred:
                     raise deferred[0]
                 return ReconcileResult(
-                    set_id,
-                    mode,
-                    why,
-                    len(the_plan.findings),
-                    outcomes,
-                    context.event_id,
+                    set_id, mode, why, len(the_plan.findings), outcomes, context.event_id, growing
                 )
             log.info("scale set %s changed while we wrote to it: re-reading", set_id)
             for outcome in outcomes:
@@ -356,10 +360,10 @@ class SetReconciler:
 
     # -- records and re-checks -------------------------------------------------------------
 
-    def _schedule_recheck(self, observed: ObservedSet, context: Context, attempt: int) -> None:
-        """Look again later if instances may still appear; bounded by RECHECK_DELAYS_SECONDS."""
-        why = still_creating(observed)
-        if why is None:
+    def _schedule_recheck(self, why: str, observed: ObservedSet, context: Context, attempt: int) -> None:
+        """Look again later if instances may still appear; bounded by RECHECK_DELAYS_SECONDS. The
+        fallback of the watch (``worker``), should a look of it be lost."""
+        if not why:
             return
         delays = self.settings.recheck_delays_s
         set_id = observed.scale_set.id

@@ -14,7 +14,8 @@ partition reads back in time order):
     w-YYYYMMDD       intents and outcomes (the ARM writes), by UTC day: which writes are unfinished
 
 The copies of one event's records share partitions, so they are written as a few entity-group
-transactions, not one request per copy (see journal.Journal).
+transactions, not one request per copy, and the records the process stores at the same moment
+share the by-hour (and by-set) transactions too (see journal.Journal, group_commit).
 """
 
 from __future__ import annotations

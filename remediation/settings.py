@@ -52,6 +52,10 @@ class Settings:
     # and the delays of the re-checks of sets whose instances are still being created.
     recheck_queue: str = "remediation-recheck"
     recheck_delays_s: tuple[float, ...] = (15.0, 60.0, 180.0)
+    # A set still growing is looked at again this often, for at most this long (the re-checks at
+    # recheck_delays_s stay the fallback should a look of the watch be lost).
+    watch_interval_s: float = 3.0
+    watch_max_s: float = 1800.0
     # A reconcile begins no write after this many seconds; a follow-up message does the rest. Well
     # inside host.json's functionTimeout (10 min), which must also hold the writes in flight.
     reconcile_budget_s: float = 240.0
@@ -112,6 +116,8 @@ class Settings:
             audit_table=text("AUDIT_TABLE", "remediationaudit"),
             recheck_queue=text("RECHECK_QUEUE", "remediation-recheck"),
             recheck_delays_s=_delays(env.get("RECHECK_DELAYS_SECONDS", "")),
+            watch_interval_s=number("WATCH_INTERVAL_SECONDS", 3.0, 1.0, 60.0),
+            watch_max_s=number("WATCH_MAX_SECONDS", 1800.0, 0.0, 86400.0),
             reconcile_budget_s=number("RECONCILE_BUDGET_SECONDS", 240.0, 0.0, 480.0),
             lock_container=text("LOCK_CONTAINER", "remediation-locks"),
             set_lease_seconds=int(number("SET_LEASE_SECONDS", 60, 15, 60)),

@@ -2,8 +2,12 @@
 
 A look at a set reconciles it through ``one_at_a_time`` (single flight across hosts); a look that
 runs out of its time budget leaves the rest to a follow-up message, so no invocation runs past
-the host's limits. An event queued by a replay or by an Event Grid delivery that could not
-resolve its set in time goes through intake here, with ARM's full retries.
+the host's limits. A set still growing (its write's event came before its instances) is watched:
+looked at again every ``WATCH_INTERVAL_SECONDS`` while it grows, each look handed over as an
+event's is (joining a look already pending), so each new instance's public IP is stripped within
+seconds of its NIC existing; the delayed re-checks remain the fallback. An event queued by a
+replay or by an Event Grid delivery that could not resolve its set in time goes through intake
+here, with ARM's full retries.
 
 Failure contract with the Functions host: a malformed message is recorded as rejected and removed;
 a refusal that stands is recorded and removed (retrying it would only fill the poison queue); an
@@ -24,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from remediation.arm_errors import ArmError
 from remediation.audit import AuditLog, EventArchive, RecheckQueue
 from remediation.events import parse_work
-from remediation.intake import Handled, Intake, record_failure, record_refusal
+from remediation.intake import Handled, Intake, hand_over, record_failure, record_refusal
 from remediation.model import QueuedEvent, Recheck, RecordKind, Rejection, Result
 from remediation.one_at_a_time import BUSY, OneAtATime
 from remediation.settings import Settings
@@ -103,6 +107,7 @@ class Worker:
                 way_back=look.if_marked,
                 deadline=deadline,
                 guarded=not look.dry_run,
+                watch=look.watch,
             )
         except ArmError as error:
             if not error.refused:
@@ -126,10 +131,31 @@ class Worker:
             self.work.schedule(follow_up, 0)
             context.note(RecordKind.DECISION, scale_set=set_id.value, reason=f"continued: {follow_up.reason}")
             status = "continued"
+        elif result is not None and result.growing and not context.dry_run:
+            self._watch(look, result.growing, context)
         journal.flush()
         if result is None:
             return Handled(context.event_id, "busy", BUSY, None, time.monotonic() - started)
         return Handled(context.event_id, status, result.reason, result, time.monotonic() - started)
+
+    def _watch(self, look: Recheck, growing: str, context: Context) -> None:
+        """Look at the growing set again in a few seconds, unless a look at it is pending already."""
+        interval = self.settings.watch_interval_s
+        if look.watch * interval >= self.settings.watch_max_s:
+            reason = (
+                f"watch ended after {look.watch} looks ({growing}): the delayed re-checks and the "
+                "sweep look again"
+            )
+            context.note(RecordKind.DECISION, scale_set=look.scale_set.value, reason=reason)
+            return
+        later = Recheck(
+            look.scale_set,
+            0,
+            reason=f"watch {look.watch + 1}: {growing}",
+            origin=look.origin,
+            watch=look.watch + 1,
+        )
+        hand_over(self.locks, self.work, look.scale_set, context, later.reason, look=later, delay_s=interval)
 
     def poisoned(self, body: str, message_id: str) -> Handled:
         """A message the host gave up on: kept in the archive, recorded, for replay --poison."""

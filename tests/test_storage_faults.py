@@ -33,7 +33,12 @@ from azure.storage.queue import QueueClient, QueueServiceClient
 
 from localazure.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
 from localazure.stack import LocalAzure
-from localazure.storage_faults import StorageFaults, StorageRequest, table_batch_containing
+from localazure.storage_faults import (
+    StorageFaults,
+    StorageRequest,
+    table_batch_containing,
+    table_write_containing,
+)
 from remediation.audit import AuditLog
 from remediation.journal import AuditUnavailable
 from remediation.model import RecordKind
@@ -356,10 +361,26 @@ def test_fail_after_takes_any_predicate_and_survives_one_that_raises(faults: Sto
     assert faults.failures == 1
 
 
-def test_the_products_intent_batch_matches_and_what_follows_is_not_stored(
+def test_a_table_write_match_sees_single_entity_writes_and_batches(faults: StorageFaults) -> None:
+    table = _table(faults.connection_string)
+    faults.reset()
+    faults.fail_after(table_write_containing(INTENT), 1, occurrence=3)
+
+    table.create_entity(_entity("d1", "decision"))  # no intent in it
+    table.create_entity(_entity("i1", "intent"))  # 1: a single-entity insert
+    table.upsert_entity(_entity("i2", "intent"))  # 2: an upsert (PATCH)
+    assert faults.pending_failures == 0
+    table.submit_transaction([("create", _entity("i3", "intent"))])  # 3: a transaction
+    assert faults.pending_failures == 1
+    _server_busy(lambda: table.get_entity("p", "i1"))
+    assert table.get_entity("p", "i3")["kind"] == "intent"
+
+
+def test_the_products_intent_writes_match_and_what_follows_is_not_stored(
     faults: StorageFaults, local_azure: LocalAzure
 ) -> None:
-    """The audit log's own write-ahead batches (remediation.audit) through the proxy's string."""
+    """The audit log's own write-ahead writes (remediation.audit) through the proxy's string: an
+    intent stored alone is one single-entity insert per partition (group_commit's wave of one)."""
     settings = local_azure.settings(
         audit_table=_name("audit"), storage_connection_string=faults.connection_string, storage_retry_total=0
     )
@@ -367,8 +388,8 @@ def test_the_products_intent_batch_matches_and_what_follows_is_not_stored(
     scale_set = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/v"
     log.append(AuditRecord(RecordKind.DECISION, scale_set=scale_set, mode="strip"))
     intent = AuditRecord(RecordKind.INTENT, scale_set=scale_set, action="detach")
-    batches = len({entity["PartitionKey"] for entity in intent.to_entities()})  # one per partition
-    faults.fail_after(table_batch_containing(INTENT), 3, occurrence=batches)
+    writes = len({entity["PartitionKey"] for entity in intent.to_entities()})  # one per partition
+    faults.fail_after(table_write_containing(INTENT), 3, occurrence=writes)
     log.append(intent)
     assert faults.pending_failures == 3  # the intent is stored: its ARM write would go out now
     with pytest.raises(AuditUnavailable):

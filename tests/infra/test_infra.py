@@ -343,6 +343,8 @@ LEFT_AT_CODE_DEFAULT = {
     "ARM_RETRY_TOTAL": "tuning: the code default",
     "ARM_READ_TIMEOUT_SECONDS": "tuning: the code default",
     "ARM_MAX_PACING_WAIT_SECONDS": "tuning: the code default",
+    "WATCH_INTERVAL_SECONDS": "tuning: the code default",
+    "WATCH_MAX_SECONDS": "tuning: the code default",
     "STORAGE_RETRY_TOTAL": "tuning: the code default",
     "INTERRUPTED_WRITE_GRACE_SECONDS": "tuning: the code default",
     "SET_LEASE_SECONDS": "tuning: the code default (60 s, the longest lease Azure grants)",
