@@ -77,6 +77,9 @@ param maximumInstanceCount int = 40
 @description('A user or group who may read the audit log (Storage Table Data Reader); azd passes the signed-in user. Empty: nobody.')
 param principalId string = ''
 
+@description('Email addresses (separated by commas) notified when an alert fires (failed remediations, error records, poison messages, no sweep, dead-lettered or dropped events). Empty: the alerts and their action group are deployed with no receiver; they fire and show in Azure Monitor, Alerts, and receivers can be added to the action group.')
+param alertEmail string = ''
+
 @description('The type of principalId.')
 @allowed([
   'User'
@@ -102,6 +105,22 @@ var auditTable = 'remediationaudit'
 var recheckQueue = 'remediation-recheck'
 var recheckDelaysSeconds = '15,60,180'
 var reconcileBudgetSeconds = '240'
+
+// The no-sweep alert's window: twice the sweep's period, rounded up to a window log alerts accept
+// (app/alerts.bicep allows only those). A schedule without a row here fails the deployment
+// (the window arrives as a value alerts.bicep does not allow): add its row.
+var sweepAlertWindows = {
+  '0 */5 * * * *': 'PT10M'
+  '0 */10 * * * *': 'PT30M'
+  '0 */15 * * * *': 'PT30M'
+  '0 */20 * * * *': 'PT45M'
+  '0 */30 * * * *': 'PT1H'
+  '0 0 * * * *': 'PT2H'
+  '0 0 */2 * * *': 'PT4H'
+  '0 0 */3 * * *': 'PT6H'
+}
+var sweepAlertWindow = contains(sweepAlertWindows, trim(sweepSchedule)) ? sweepAlertWindows[trim(sweepSchedule)] : 'no-window-for-sweepSchedule-${replace(trim(sweepSchedule), ' ', '_')}'
+var alertEmails = [for entry in filter(split(alertEmail, ','), entry => !empty(trim(entry))): trim(entry)]
 
 // Monitored subscriptions: lower-case ids, without blanks or duplicates.
 var subscriptionEntries = filter(split(monitoredSubscriptionIds, ','), entry => !empty(trim(entry)))
@@ -183,6 +202,32 @@ module monitoring 'app/monitoring.bicep' = {
     applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
     location: location
     tags: tags
+  }
+}
+
+// Alerts on the app's telemetry, the action group every alert notifies, and the workbook with the
+// README's KQL views.
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    namePrefix: 'remediator-${resourceToken}'
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    alertEmails: alertEmails
+    sweepAlertWindow: sweepAlertWindow
+  }
+}
+
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    displayName: 'VMSS public IP remediator (${environmentName})'
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
   }
 }
 
@@ -320,6 +365,19 @@ module eventTopics 'app/event-topic.bicep' = [for (id, i) in monitoredSubscripti
     rg
     eventResourceGroups
   ]
+}]
+
+// Each topic's delivery failure logs and metrics to the workspace, and alerts on its
+// dead-lettered and dropped events.
+module eventTopicMonitoring 'app/event-topic-monitoring.bicep' = [for (id, i) in monitoredSubscriptions: {
+  name: 'remediator-topic-monitoring-${i}'
+  scope: resourceGroup(id, appResourceGroupName)
+  params: {
+    topicName: eventTopics[i].outputs.name
+    tags: tags
+    workspaceId: monitoring.outputs.logAnalyticsId
+    actionGroupId: alerts.outputs.actionGroupId
+  }
 }]
 
 module deadLetterAccess 'app/deadletter-access.bicep' = [for (id, i) in monitoredSubscriptions: {

@@ -38,6 +38,7 @@ _DIMENSIONS = (
     "result",
     "reason",
     "error",
+    "exposed_since",
     "arm_request_id",
     "intent_id",
     "duration_ms",

@@ -54,12 +54,20 @@ param instanceMemoryMB int = 2048
 
 // Identity-based host storage and telemetry; FUNCTIONS_WORKER_RUNTIME and
 // FUNCTIONS_EXTENSION_VERSION are not allowed on Flex Consumption (functionAppConfig.runtime).
+// host.json sets telemetryMode OpenTelemetry; PYTHON_ENABLE_OPENTELEMETRY makes the Python worker
+// tell the host (capability WorkerOpenTelemetryEnabled) that it exports its own logs, so the host
+// does not relay them too: each record reaches Application Insights once, from the app's own
+// exporter (remediation/telemetry.py, with the managed identity). Not
+// PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY, which makes the worker configure a second Azure
+// Monitor exporter, without the identity, on the root logger.
+// learn.microsoft.com/azure/azure-functions/opentelemetry-howto (Configure application settings)
 var hostSettings = {
   AzureWebJobsStorage__accountName: storageAccountName
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
