@@ -29,10 +29,9 @@ the measured process; the product's webhook hop is in its host process.
 `measure_peer` is what bench_engine can call to print the peer beside the product's figure in the
 same run (after `prepare_peer` on its simulator).
 
-The simulator serves no ``GET /subscriptions/{id}/providers/{namespace}`` (Resource Manager's
-Providers - Get), which c7n's ArmResourceManager reads before every GET by id to choose the
-resource's API version; `serve_providers` answers it for the namespaces the simulator serves (in the
-request log, authorised and throttled as any read), unless the simulator serves it itself.
+c7n's ArmResourceManager reads Resource Manager's Providers - Get (``GET
+/subscriptions/{id}/providers/{namespace}``) before every GET by id to choose the resource's API
+version; the simulator serves it (sim/providers.py), recorded, authorised and throttled as any read.
 """
 
 from __future__ import annotations
@@ -60,8 +59,6 @@ import arm_docs as docs  # noqa: E402
 
 from remediation.credentials import LoopbackCredential  # noqa: E402
 from sim import ArmSimulator  # noqa: E402
-from sim.errors import ArmError  # noqa: E402
-from sim.ids import NAMESPACES, RESOURCE_TYPES, VMSS_VM_TYPE  # noqa: E402
 
 PEERS_PYTHON = ROOT / ".peers-venv" / "bin" / "python"
 DRIVER = ROOT / "bench" / "c7n_peer_driver.py"
@@ -109,75 +106,11 @@ class Seen:
 RequestLog = Callable[[], Sequence[Seen]]
 
 
-def provider_document(subscription: str, namespace: str) -> dict[str, Any]:
-    """Providers - Get's answer for a namespace the simulator serves: its types, registered."""
-    types = sorted(
-        t.split("/", 1)[1]
-        for t in [*RESOURCE_TYPES.values(), VMSS_VM_TYPE]
-        if t.split("/", 1)[0].lower() == namespace.lower()
-    )
-    return {
-        "id": f"/subscriptions/{subscription}/providers/{namespace}",
-        "namespace": namespace,
-        "registrationState": "Registered",
-        "registrationPolicy": "RegistrationRequired",
-        "resourceTypes": [
-            {
-                "resourceType": t,
-                "locations": ["West Europe"],
-                "apiVersions": API_VERSIONS[namespace],
-                "defaultApiVersion": API_VERSIONS[namespace][0],
-                "capabilities": "None",
-            }
-            for t in types
-        ],
-    }
-
-
-def serve_providers(arm: ArmSimulator) -> bool:
-    """Answer Providers - Get in `arm` if it does not (True: installed). It reaches into the
-    simulator's request router (`ArmApi._dispatch`, `_admit`) so that the answer is recorded,
-    authenticated, throttled, authorised and faulted as every other read is."""
-    if _get(arm.endpoint, arm.ca_bundle, f"/subscriptions/{docs.SUB}/providers/Microsoft.Compute")[0] != 404:
-        return False  # the simulator serves it (or refuses for another reason it means)
-    api: Any = getattr(arm, "_api", None)
-    if api is None or not hasattr(api, "_dispatch") or not hasattr(api, "_admit"):
-        raise RuntimeError("sim/ changed: cannot add Providers - Get to its router (bench/bench_peers.py)")
-    dispatch = api._dispatch
-
-    def with_providers(
-        request: Any, path: str, query: dict[str, str], correlation: str, response: Any
-    ) -> None:
-        match = _PROVIDER_PATH.match(path)
-        if match is None or request.method != "GET":
-            dispatch(request, path, query, correlation, response)
-            return
-        response.resource_type = "Microsoft.Resources/subscriptions/providers"
-        response.operation = "Microsoft.Resources/subscriptions/providers/read"
-        api._admit(request, path, response, "Microsoft.Resources", correlation)
-        if not query.get("api-version"):
-            raise ArmError(
-                400,
-                "MissingApiVersionParameter",
-                "The api-version query parameter (?api-version=) is required for all requests.",
-            )
-        namespace = NAMESPACES.get(match["ns"].lower())
-        if namespace is None:
-            raise ArmError(
-                404, "InvalidResourceNamespace", f"The resource namespace '{match['ns']}' is invalid."
-            )
-        response.status, response.body = 200, provider_document(match["sub"], namespace)
-
-    api._dispatch = with_providers
-    return True
-
-
 def prepare_peer(arm: ArmSimulator, name: str = PEER_SET) -> str:
     """Make `arm` ready for the peer: Reader for its principal at the subscription (it only reads;
-    a write would be refused and show in the log), Providers - Get, and one unrestricted scale set
-    (seeded: no request, no event) unless it exists. Returns the set's id."""
+    a write would be refused and show in the log), and one unrestricted scale set (seeded: no
+    request, no event) unless it exists. Returns the set's id."""
     arm.grant(PEER_PRINCIPAL, "Reader", f"/subscriptions/{docs.SUB}")
-    serve_providers(arm)
     resource_id = docs.set_id(name)
     if arm.get_resource(resource_id) is None:
         arm.seed(docs.scale_set(name, 0, None))

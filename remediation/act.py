@@ -338,10 +338,10 @@ class Executor:
         problems: dict[int, str] = {}
         scale_set = findings[0].scale_set
         if ActionKind.UPGRADE_INSTANCES in kinds:
-            nics = self._arm.list_uniform_nics(scale_set.id)
+            # Each upgraded instance's NIC read by id: the set's list of NIC views lags the upgrade.
             for finding in findings:
-                prefix = finding.instance.id.key + "/"
-                carried = [ip for nic in nics if nic.id.key.startswith(prefix) for ip in nic.public_ip_ids]
+                nic = self._arm.get_uniform_nic(finding.nic.id)
+                carried = nic.public_ip_ids if nic is not None else ()
                 if carried:
                     problems[id(finding)] = "its NICs still carry " + ", ".join(ip.value for ip in carried)
         elif ActionKind.DETACH_PUBLIC_IP in kinds:

@@ -28,6 +28,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from remediation.arm_errors import (
@@ -36,9 +38,10 @@ from remediation.arm_errors import (
     attempt_log,
     attempted,
 )
-from remediation.credentials import arm_credential
+from remediation.credentials import arm_credential, token_caller
 from remediation.model import (
     AutoscaleSetting,
+    Caller,
     NetworkInterface,
     PublicIp,
     ResourceId,
@@ -56,6 +59,7 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 RESOURCE_GRAPH_API = "2022-10-01"
 AUTOSCALE_API = "2022-10-01"
@@ -102,6 +106,23 @@ def pacing_policy(pacer: Pacer, max_wait_s: float) -> Any:
     return PacingPolicy()
 
 
+# The ``Date`` of the last answer ARM gave on this thread (``ArmGateway.served``).
+_answered = threading.local()
+
+
+def answer_date_policy() -> Any:
+    """A per-retry pipeline policy that keeps each answer's ``Date`` header for ``ArmGateway.served``."""
+    from azure.core.pipeline.policies import HTTPPolicy
+
+    class AnswerDatePolicy(HTTPPolicy):  # type: ignore[type-arg]
+        def send(self, request: Any) -> Any:
+            response = self.next.send(request)
+            _answered.date = response.http_response.headers.get("Date")
+            return response
+
+    return AnswerDatePolicy()
+
+
 def _pooled_transport(connection: Mapping[str, Any]) -> Any:
     """The SDK's requests transport with a larger pool; ``connection``: its timeouts and CA."""
     import requests
@@ -122,6 +143,7 @@ class ArmGateway:
         self._lock = threading.Lock()
         self._compute: dict[str, ComputeManagementClient] = {}
         self._network: dict[str, NetworkManagementClient] = {}
+        self._identity: Caller | None = None
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -135,6 +157,7 @@ class ArmGateway:
             # New ones per client: a pipeline binds its policies. Pacing is per attempt (a retry
             # spends a token too), after the attempt log (which notes what ARM answered).
             "per_retry_policies": [
+                answer_date_policy(),
                 attempt_log(),
                 pacing_policy(pacer_for(self._settings.arm_endpoint), self._settings.arm_max_pacing_wait_s),
             ],
@@ -173,6 +196,24 @@ class ArmGateway:
                 client = NetworkManagementClient(self._credential, subscription, **self._client_options())
                 self._network[key] = client
             return client
+
+    def identity(self) -> Caller:
+        """Who this app is to ARM: the claims of its own token (the events its writes raise carry them)."""
+        if self._identity is None:
+            self._identity = token_caller(self._credential)
+        return self._identity
+
+    @staticmethod
+    def served(read: Callable[[], T]) -> tuple[T, datetime | None]:
+        """``read()``'s answer and when ARM served it (its last answer's ``Date``; None if ARM
+        sent none or it could not be read)."""
+        _answered.date = None
+        value = read()
+        date = getattr(_answered, "date", None)
+        try:
+            return value, parsedate_to_datetime(date) if date else None
+        except (TypeError, ValueError):
+            return value, None
 
     def close(self) -> None:
         with self._lock:
@@ -374,6 +415,18 @@ class ArmGateway:
             )
         )
         return [NetworkInterface.from_arm(doc) for doc in docs]
+
+    @arm_operation("Microsoft.Compute/virtualMachineScaleSets/virtualMachines/networkInterfaces/read")
+    def get_uniform_nic(self, nic_id: ResourceId) -> NetworkInterface | None:
+        """A Uniform instance's NIC by id (a view of the set: .../virtualMachines/N/networkInterfaces/X)."""
+        client = self._network_client(nic_id.subscription)
+        set_name, instance_id, nic_name = nic_id.names[0], nic_id.names[1], nic_id.names[2]
+        doc = self._read(
+            lambda: client.network_interfaces.get_virtual_machine_scale_set_network_interface(
+                nic_id.resource_group, set_name, instance_id, nic_name
+            )
+        )
+        return NetworkInterface.from_arm(doc) if doc is not None else None
 
     @arm_operation("Microsoft.Network/networkInterfaces/read")
     def get_nic(self, nic_id: ResourceId) -> NetworkInterface | None:

@@ -38,13 +38,15 @@ from remediation.group_commit import CommitFailed, GroupCommit, Operation
 from remediation.journal import AuditUnavailable, Entities, Journal
 from remediation.model import QueuedEvent, Recheck
 from remediation.records import (
-    HANDLED_ROW,
     AuditRecord,
+    Key,
     Unfinished,
-    correlation_partition,
-    event_partition,
+    correlation_key,
+    event_key,
+    handled_marker_key,
     hour_key,
-    scale_set_partition,
+    safe_event_id,
+    scale_set_key,
     unfinished_writes,
 )
 from remediation.review import Filters
@@ -91,12 +93,15 @@ def _unreachable(error: BaseException) -> bool:
 def _odata(query: Filters) -> tuple[str, dict[str, Any]]:
     """The narrowest partition(s) that answer the query, and the rest of it, as an OData filter."""
     parameters: dict[str, Any] = {}
+    indexed: Key | None = None
     if query.event_id:
-        odata, parameters["pk"] = "PartitionKey eq @pk", event_partition(query.event_id)
+        indexed = event_key(query.event_id)
     elif query.correlation_id:
-        odata, parameters["pk"] = "PartitionKey eq @pk", correlation_partition(query.correlation_id)
+        indexed = correlation_key(query.correlation_id)
     elif query.scale_set:
-        odata, parameters["pk"] = "PartitionKey eq @pk", scale_set_partition(query.scale_set)
+        indexed = scale_set_key(query.scale_set)
+    if indexed is not None:
+        odata, parameters["pk"] = "PartitionKey eq @pk", indexed.partition
     elif query.writes:
         odata = "PartitionKey ge @first and PartitionKey le @last"
         parameters["first"] = f"w-{hour_key(query.since)[:8]}"
@@ -107,8 +112,9 @@ def _odata(query: Filters) -> tuple[str, dict[str, Any]]:
         parameters["first"] = f"{prefix}-{hour_key(query.since)}"
         parameters["last"] = f"{prefix}-{hour_key(query.until)}"
     odata += " and RowKey ge @since and RowKey lt @until"
-    parameters["since"] = query.since.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    parameters["until"] = query.until.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ") + "~"
+    row_prefix = indexed.prefix if indexed is not None else ""  # the key's range of its bucket
+    parameters["since"] = row_prefix + query.since.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    parameters["until"] = row_prefix + query.until.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ") + "~"
     if query.outcome == "failed" and (query.event_id or query.correlation_id or query.scale_set):
         odata += " and (result eq 'failed' or kind eq 'error')"
     elif query.outcome and query.outcome != "failed":
@@ -162,7 +168,11 @@ class AuditLog:
             )
         self._ready = False
         self._ready_lock = threading.Lock()
-        self._commits = GroupCommit(self._submit, unreachable=_unreachable)
+        # The hourly copies go last: a record visible by time (what `audit` reads by default) is
+        # then also visible by set, event and correlation, even if storage fails part-way.
+        self._commits = GroupCommit(
+            self._submit, unreachable=_unreachable, later=lambda partition: partition.startswith("h-")
+        )
 
     def _ensure_table(self) -> None:
         if self._ready:
@@ -192,13 +202,8 @@ class AuditLog:
     def store_entities(self, entities: Entities) -> None:
         """Store entities durably (with the process's other stores) or raise AuditUnavailable."""
         self._ensure_table()
-        # The hourly copies go last: a record visible by time (what `audit` reads by default) is
-        # then also visible by set, event and correlation, even if storage fails part-way.
-        first = [entity for entity in entities if not entity[1]["PartitionKey"].startswith("h-")]
-        last = [entity for entity in entities if entity[1]["PartitionKey"].startswith("h-")]
         try:
-            self._commits.commit(first)
-            self._commits.commit(last)
+            self._commits.commit(entities)
         except CommitFailed as failed:
             raise AuditUnavailable(f"audit records were not stored: {failed.__cause__}") from failed.__cause__
 
@@ -219,7 +224,7 @@ class AuditLog:
 
         self._ensure_table()
         try:
-            self._table.get_entity(event_partition(event_id), HANDLED_ROW)
+            self._table.get_entity(*handled_marker_key(event_id))
         except ResourceNotFoundError:
             return False
         except AzureError as error:
@@ -296,7 +301,7 @@ class EventArchive:
 
     @staticmethod
     def blob_name(event_id: str, received: datetime) -> str:
-        safe = event_partition(event_id).removeprefix("e-")
+        safe = safe_event_id(event_id)
         return f"{received.astimezone(UTC).strftime('%Y/%m/%d/%H')}/{safe}.json"
 
     def store(self, event_id: str, event: object, received: datetime) -> str:

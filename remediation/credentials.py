@@ -8,6 +8,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from remediation.events import caller_from_claims
+from remediation.model import Caller
 from remediation.settings import Settings
 
 if TYPE_CHECKING:
@@ -49,3 +51,18 @@ def managed_identity(settings: Settings) -> TokenCredential:
     from azure.identity import DefaultAzureCredential
 
     return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id or None)
+
+
+ARM_SCOPE = "https://management.azure.com/.default"
+
+
+def token_caller(credential: TokenCredential) -> Caller:
+    """Who the credential is, from its own ARM token's claims (``appid``, ``oid``; read, not
+    verified: the token came from the credential itself). Empty when the token is not a JWT."""
+    token = credential.get_token(ARM_SCOPE).token
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return Caller()
+    return caller_from_claims(claims)

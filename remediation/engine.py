@@ -22,6 +22,7 @@ from remediation.arm import ArmGateway
 from remediation.audit import AuditLog, EventArchive, RecheckQueue
 from remediation.intake import Handled, Intake
 from remediation.one_at_a_time import OneAtATime
+from remediation.recent_reads import RecentReads
 from remediation.reconcile import SetReconciler
 from remediation.replay import Queued, ReplayItem
 from remediation.settings import Settings
@@ -62,6 +63,7 @@ class Remediator:
         self.clock = clock
         self.sets = SetReconciler(settings, arm, audit, rechecks, self.now)
         self.flight = OneAtATime(settings, arm, self.sets, locks, rechecks)
+        recent = RecentReads()  # one per process: the reads intake's events share
         self.intake, queued_intake = (
             Intake(
                 settings,
@@ -72,6 +74,7 @@ class Remediator:
                 sets=self.sets,
                 locks=locks,
                 hand_off_when_slow=slow,
+                recent=recent,
             )
             for gateway, slow in ((intake_arm or arm, intake_arm is not None), (arm, False))
         )

@@ -22,9 +22,10 @@ What a writer is told (``commit``):
   after the SDK's retries) fails the wave's transactions not yet tried as well, untried: each
   would only wait out the same retries in turn while every writer of the process waits.
 
-Ordering between a writer's own operations (the audit log stores a record's copy by hour last)
-is the writer's: it commits them in two calls, and the second is queued only once the first
-returned.
+Ordering: the partitions that ``later`` names (the audit log's by-hour copies) are submitted
+after every other partition of their wave, and a writer already failed in its wave has its
+operations taken out of the transactions still to come: a writer's ``later`` copies are stored
+only if all its others were.
 """
 
 from __future__ import annotations
@@ -63,6 +64,16 @@ class _Transaction:
     rows: set[str] = field(default_factory=set)
     text: int = 0
 
+    def without_failed(self) -> _Transaction:
+        """The same transaction without the operations of writers already failed."""
+        kept = _Transaction(self.partition)
+        for writer, share in zip(self.writers, self.shares, strict=True):
+            if writer.error is None:
+                kept.writers.append(writer)
+                kept.shares.append(share)
+                kept.operations.extend(share)
+        return kept
+
     def add(self, writer: _Writer, operation: Operation, text: int) -> None:
         if not self.writers or self.writers[-1] is not writer:
             self.writers.append(writer)
@@ -88,8 +99,10 @@ class GroupCommit:
         unreachable: Callable[[BaseException], bool] = lambda error: False,
         max_operations: int = MAX_OPERATIONS,
         max_text: int = MAX_TEXT,
+        later: Callable[[str], bool] = lambda partition: False,
     ) -> None:
         self._submit = submit
+        self._later = later
         self._unreachable = unreachable
         self._max_operations = max_operations
         self._max_text = max_text
@@ -132,7 +145,12 @@ class GroupCommit:
                 self._changed.notify_all()
 
     def _settle(self, transaction: _Transaction, down: BaseException | None) -> BaseException | None:
-        """Submit one transaction (unless storage is down) and tell its writers; returns ``down``."""
+        """Submit one transaction (unless storage is down) and tell its writers; returns ``down``.
+        Writers failed by an earlier transaction of the wave are left out of it."""
+        if any(writer.error is not None for writer in transaction.writers):
+            transaction = transaction.without_failed()
+            if not transaction.writers:
+                return down
         error = down if down is not None else self._try(transaction.partition, transaction.operations)
         if error is None:
             for writer in transaction.writers:
@@ -161,8 +179,8 @@ class GroupCommit:
         return None
 
     def _plan(self, wave: list[_Writer]) -> list[_Transaction]:
-        """The wave's transactions: by partition, in order of first appearance, each within the
-        limits and with at most one operation per row."""
+        """The wave's transactions: by partition, in order of first appearance (``later``
+        partitions after the rest), each within the limits and with at most one operation per row."""
         last: dict[str, _Transaction] = {}
         planned: list[_Transaction] = []
         for writer in wave:
@@ -179,4 +197,4 @@ class GroupCommit:
                     transaction = last[partition] = _Transaction(partition)
                     planned.append(transaction)
                 transaction.add(writer, operation, text)
-        return planned
+        return sorted(planned, key=lambda transaction: self._later(transaction.partition))  # stable

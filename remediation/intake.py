@@ -5,12 +5,15 @@ host, when it does not come (DESIGN.md: delivery).
 
 Level-triggered (DESIGN.md decision 1): an event only says "look at this scale set now". The
 look itself (read the set, plan, write) runs on the queue (``worker``), one set per message.
-An event about a set that is gone or not restricted costs the reads that resolve its set and its
-two records (received, decision) in the process's next group commit: it can lead to no write, so
-it is neither archived nor checked against handled events. De-duplicated on the way otherwise: a
-redelivered event that was handled to the end is a duplicate, and an event for a set whose look
-is pending renews the set's mark (``single_flight``) instead of queuing another, so a storm of N
-events for one set costs a handful of reconciles, not N.
+An event about a set that is gone or not restricted costs the reads that resolve its set (a read
+ARM served after the event's time answers it too: ``recent_reads``, so a backlog costs a read per
+set, not per event) and its two records (received, decision) in the process's next group commit:
+it can lead to no write, so it is neither archived nor checked against handled events. An event
+raised by this app's own write (its caller is this app's identity) costs its records only: the
+look that wrote verified what it wrote, and anything else that changed raises its own event.
+De-duplicated on the way otherwise: a redelivered event that was handled to the end is a
+duplicate, and an event for a set whose look is pending renews the set's mark (``single_flight``)
+instead of queuing another, so a storm of N events for one set costs a handful of reconciles.
 
 Failure contract with the Functions host: a bad event is recorded as rejected and the function
 returns (retrying cannot fix it); an unreachable audit store or queue raises, so Event Grid
@@ -24,22 +27,43 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError
 from remediation.audit import AuditLog, EventArchive, RecheckQueue
 from remediation.events import parse_event
 from remediation.journal import AuditUnavailable
-from remediation.model import QueuedEvent, Recheck, RecordKind, Rejection, ResourceId, Result
+from remediation.model import (
+    NetworkInterface,
+    PublicIp,
+    QueuedEvent,
+    Recheck,
+    RecordKind,
+    Rejection,
+    ResourceId,
+    Result,
+    ScaleSet,
+    Trigger,
+    VirtualMachine,
+)
 from remediation.observe import Unresolvable, owning_scale_set
+from remediation.recent_reads import RecentReads
 from remediation.reconcile import NothingOwed, ReconcileResult, SetReconciler
 from remediation.settings import Settings
 from remediation.single_flight import SetLocks
 from remediation.write_ahead import Context
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+OWN_WRITE = (
+    "nothing to do: raised by this app's own write; the look that wrote verified what it wrote, "
+    "and anything else that changed raises an event of its own"
+)
 
 
 @dataclass(frozen=True)
@@ -90,6 +114,7 @@ class Intake:
         sets: SetReconciler,
         locks: SetLocks,
         hand_off_when_slow: bool,
+        recent: RecentReads | None = None,
     ) -> None:
         self.settings = settings
         self.arm = arm
@@ -99,6 +124,7 @@ class Intake:
         self.sets = sets
         self.locks = locks
         self.hand_off_when_slow = hand_off_when_slow
+        self.recent = recent or RecentReads()
 
     def handle(self, event: object, queued: QueuedEvent | None = None) -> Handled:
         """Take one event in: as delivered by Event Grid, or (``queued``) from the work queue, as a
@@ -149,13 +175,13 @@ class Intake:
             resource=trigger.resource_id.value,
             replay_of=replay_of,
         )
-        status, reason = self._take_in(event, trigger.resource_id, context, received, queued)
+        status, reason = self._take_in(event, trigger, context, received, queued)
         return Handled(event_id, status, reason, elapsed_s=time.monotonic() - started)
 
     def _take_in(
         self,
         event: object,
-        resource_id: ResourceId,
+        trigger: Trigger,
         context: Context,
         received: datetime,
         queued: QueuedEvent | None,
@@ -166,8 +192,14 @@ class Intake:
         # A queued event's own delivery kept the marker; a replay is a fresh look and keeps none.
         marker = "" if context.replay_of else context.event_id
         try:
-            set_id = owning_scale_set(self.arm, resource_id)
-            verdict = self.sets.verdict(self.arm.get_scale_set(set_id))
+            if not context.replay_of and trigger.caller.is_principal(self.arm.identity()):
+                self._note_received(context, queued, received)
+                context.note(RecordKind.DECISION, reason=OWN_WRITE)
+                journal.flush(handled_event=marker if queued else "", outcome="ignored")
+                return "ignored", OWN_WRITE
+            reads = ReadsForEvent(self.arm, self.recent, trigger.event_time)
+            set_id = owning_scale_set(reads, trigger.resource_id)
+            verdict = self.sets.verdict(reads.get_scale_set(set_id))
         except Unresolvable as unresolvable:
             self._note_received(context, queued, received)
             context.note(RecordKind.DECISION, reason=f"nothing to do: {unresolvable}")
@@ -273,6 +305,31 @@ class Intake:
         self.work.schedule_event(QueuedEvent(context.event_id, event, note=reason), archived)
         context.note(RecordKind.DECISION, reason=reason)
         return "deferred", reason
+
+
+class ReadsForEvent:
+    """ARM's reads for one event: a recent read that answers the event (``recent_reads``), else
+    a read of its own, kept for the events after it."""
+
+    def __init__(self, arm: ArmGateway, recent: RecentReads, event_time: datetime | None) -> None:
+        self.arm = arm
+        self.recent = recent
+        self.event_time = event_time
+
+    def _read(self, kind: str, resource_id: ResourceId, read: Callable[[], T | None]) -> T | None:
+        return self.recent.read(kind, resource_id.value, self.event_time, lambda: self.arm.served(read))
+
+    def get_public_ip(self, ip_id: ResourceId) -> PublicIp | None:
+        return self._read("publicIp", ip_id, lambda: self.arm.get_public_ip(ip_id))
+
+    def get_nic(self, nic_id: ResourceId) -> NetworkInterface | None:
+        return self._read("nic", nic_id, lambda: self.arm.get_nic(nic_id))
+
+    def get_vm(self, vm_id: ResourceId) -> VirtualMachine | None:
+        return self._read("vm", vm_id, lambda: self.arm.get_vm(vm_id))
+
+    def get_scale_set(self, set_id: ResourceId) -> ScaleSet | None:
+        return self._read("scaleSet", set_id, lambda: self.arm.get_scale_set(set_id))
 
 
 def hand_over(

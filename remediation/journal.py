@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from remediation import telemetry
-from remediation.records import HANDLED_ROW, AuditRecord, event_partition
+from remediation.records import AuditRecord, handled_marker_key
 
 Entities = list[tuple[str, dict[str, Any]]]
 
@@ -83,9 +83,10 @@ class Journal:
         self._store_until(lambda: self._stored >= number, retry=True)
         if handled_event:
             # Upsert: two concurrent deliveries may both finish; either marker says the same.
+            partition, row = handled_marker_key(handled_event)
             marker = {
-                "PartitionKey": event_partition(handled_event),
-                "RowKey": HANDLED_ROW,
+                "PartitionKey": partition,
+                "RowKey": row,
                 "event_id": handled_event,
                 "outcome": outcome,
                 "time": datetime.now(UTC).isoformat(),

@@ -201,6 +201,13 @@ class Caller:
         ]
         return "; ".join(part for part in parts if part) or "unknown"
 
+    def is_principal(self, other: Caller) -> bool:
+        """Whether both name the same principal: by object id where both carry one, else by
+        application id; never when neither is known."""
+        if self.object_id and other.object_id:
+            return self.object_id.lower() == other.object_id.lower()
+        return bool(self.app_id and other.app_id) and self.app_id.lower() == other.app_id.lower()
+
 
 @dataclass(frozen=True)
 class Trigger:

@@ -2,17 +2,19 @@
 
 Level-triggered (DESIGN.md decision 1): whatever the event said, the state acted on is read here,
 fresh. Reads are amortised: one list of the set's VMs and one list of the NICs in its resource
-group (a Uniform set: of the set) per reconcile, with a GET only for a NIC that the list does not
-show (it lives in another resource group, or the list lags behind its creation: lists are
-eventually consistent, reads by id are current). A re-plan passes ``current``: the NICs this
-reconcile already wrote or met changed, as ARM answered or a read by id shows them, which a
-lagging list may still show as they were.
+group (a Uniform set: of the set) per reconcile, with a GET only for a Flexible NIC that the list
+does not show (it lives in another resource group, or the list lags behind its creation: lists are
+eventually consistent, reads by id are current) or shows with a public IP (the one read a write
+needs: its current version and ETag, which a lagging list may not have). A re-plan passes
+``current``: the NICs this reconcile already wrote or met changed, as ARM answered or a read by
+id shows them, which a lagging list may still show as they were.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Protocol
 
 from remediation.arm import ArmGateway
 from remediation.model import (
@@ -24,8 +26,10 @@ from remediation.model import (
     Instance,
     NetworkInterface,
     ObservedSet,
+    PublicIp,
     ResourceId,
     ScaleSet,
+    VirtualMachine,
 )
 
 
@@ -33,7 +37,15 @@ class Unresolvable(Exception):
     """The resource named by an event does not lead to a scale set; the message says where it stopped."""
 
 
-def owning_scale_set(arm: ArmGateway, resource_id: ResourceId) -> ResourceId:
+class OwnerReads(Protocol):
+    """The reads that lead from a resource to its scale set (the gateway, or intake's reuse of them)."""
+
+    def get_public_ip(self, ip_id: ResourceId) -> PublicIp | None: ...
+    def get_nic(self, nic_id: ResourceId) -> NetworkInterface | None: ...
+    def get_vm(self, vm_id: ResourceId) -> VirtualMachine | None: ...
+
+
+def owning_scale_set(arm: OwnerReads, resource_id: ResourceId) -> ResourceId:
     """Follow a VM, NIC or public IP to the scale set it belongs to (NIC -> VM -> set)."""
     if resource_id.is_type(SCALE_SET_TYPE):
         return resource_id
@@ -97,7 +109,11 @@ def observe_set(
                 nic = current[nic_id]
             else:
                 nic = nics.get(nic_id)
-                if nic is None and scale_set.is_flexible:  # a Uniform instance's: views of the set
+                # A Uniform instance's NICs are views of the set (its model is written, not them).
+                # A Flexible one's that the list does not show, or shows with a public IP, is read
+                # by id: lists lag, and a write planned from a version the list still shows (one
+                # this or another look already stripped, say) would only meet a 412 and a re-plan.
+                if scale_set.is_flexible and (nic is None or nic.public_ip_ids):
                     nic = arm.get_nic(nic_id)
             if nic is not None:
                 vm_nics.append(nic)

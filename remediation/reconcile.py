@@ -49,7 +49,6 @@ from remediation.recovery import (
     ids_of,
     judge,
     leftovers_to_delete,
-    looks_detached,
     nics_to_repair,
     to_resolve,
 )
@@ -322,7 +321,9 @@ class SetReconciler:
     ) -> None:
         """Delete, write-ahead, the public IPs remediation detached earlier and did not delete,
         each re-checked live (``recovery.leftovers_to_delete``). One list per resource group
-        finds the candidates; each candidate is read again by id before it is judged."""
+        finds the candidates: those it still shows, in whatever version (a list lags: it may
+        show one still attached that is detached now; one it does not show is long gone). Each
+        is read again by id, and judged on what that read shows."""
         policy = self.settings.policy
         detached = detached_earlier(history, observed.scale_set.id)
         if not detached or policy.keep_detached_public_ips:
@@ -330,7 +331,7 @@ class SetReconciler:
         named = {earlier.public_ip for earlier in detached}
         groups = sorted({(ip.subscription.lower(), ip.resource_group.lower()) for ip in named})
         listed = [ip for sub, group in groups for ip in self.arm.list_public_ips(sub, group)]
-        candidates = [ip.id for ip in listed if ip.id in named and looks_detached(ip)]
+        candidates = [ip.id for ip in listed if ip.id in named]
         live = {ip_id: self.arm.get_public_ip(ip_id) for ip_id in candidates}
         deletions, left = leftovers_to_delete(detached, live, observed, policy, today_utc())
         set_id = observed.scale_set.id.value

@@ -2,20 +2,23 @@
 
 Reviewers ask four questions of the log: what happened in the last N hours, what happened to
 this scale set, what happened for this event (or correlation id), and what failed. Table storage
-answers a query fast only within a partition, so each record is stored once per question it
-answers, under these partition keys (RowKey is the record's time and id in every copy, so a
-partition reads back in time order):
+answers a query fast only within a partition (and within it, a RowKey range), so each record is
+stored once per question it answers:
 
-    h-YYYYMMDDHH     every record, by UTC hour
-    s-<hash of id>   records about a scale set
-    e-<event id>     records of one event (and the event's "handled" marker)
-    c-<hash of id>   records that carry a correlation id
-    f-YYYYMMDDHH     failed records (kind error, or result failed), by hour
-    w-YYYYMMDD       intents and outcomes (the ARM writes), by UTC day: which writes are unfinished
+    partition        RowKey                   holds
+    h-YYYYMMDDHH     <time>-<id>              every record, by UTC hour
+    f-YYYYMMDDHH     <time>-<id>              failed records (kind error, or result failed), by hour
+    w-YYYYMMDD       <time>-<id>              intents and outcomes (the ARM writes), by UTC day
+    s-<bucket>       <hash of set>|<time>-<id>  records about a scale set
+    e-<bucket>       <event id>|<time>-<id>   records of one event (and ``<event id>|~handled``)
+    c-<bucket>       <hash of id>|<time>-<id> records that carry a correlation id
 
-The copies of one event's records share partitions, so they are written as a few entity-group
-transactions, not one request per copy, and the records the process stores at the same moment
-share the by-hour (and by-set) transactions too (see journal.Journal, group_commit).
+so every partition reads back in time order, and one set's, event's or correlation's records are a
+RowKey range of their bucket. The by-set, by-event and by-correlation copies share
+``INDEX_BUCKETS`` partitions each, not one partition per key: the records a process stores at the
+same moment (concurrent events, a reconcile's parallel writes) then go as a few entity-group
+transactions (``group_commit``) instead of two or three per event, whose fixed cost (a MIME body,
+its parsing) is several times an entity's.
 """
 
 from __future__ import annotations
@@ -32,7 +35,13 @@ from typing import Any
 from remediation import __version__
 from remediation.model import RecordKind, Result
 
-HANDLED_ROW = "~handled"  # sorts after every record row of an event partition
+HANDLED_ROW = "~handled"  # sorts after every record row of an event's range
+# Each index is spread over this many partitions. Azure Table serves about 2,000 entities per
+# second per partition; the hourly one, which every record enters, bounds the log at that rate
+# (about 1,000 events a second, two records each) whatever this is, and at that rate one bucket
+# per index takes no more than the hourly partition does. More buckets would only split a wave's
+# records into more transactions.
+INDEX_BUCKETS = 1
 _KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 
 
@@ -80,28 +89,32 @@ class AuditRecord:
     def row_key(self) -> str:
         return f"{self.time.strftime('%Y%m%dT%H%M%S.%fZ')}-{self.record_id}"
 
-    def partitions(self) -> list[str]:
-        """Every partition this record is stored in (see the module docstring)."""
+    def keys(self) -> list[Key]:
+        """Every (partition, RowKey prefix) this record is stored under (see the module docstring)."""
         hour = hour_key(self.time)
-        keys = [f"h-{hour}"]
+        keys = [Key(f"h-{hour}")]
         if self.scale_set:
-            keys.append(scale_set_partition(self.scale_set))
+            keys.append(scale_set_key(self.scale_set))
         if self.event_id:
-            keys.append(event_partition(self.event_id))
+            keys.append(event_key(self.event_id))
         if self.correlation_id:
-            keys.append(correlation_partition(self.correlation_id))
+            keys.append(correlation_key(self.correlation_id))
         if self.failed:
-            keys.append(f"f-{hour}")
+            keys.append(Key(f"f-{hour}"))
         if self.kind in (RecordKind.INTENT, RecordKind.OUTCOME):
-            keys.append(f"w-{hour[:8]}")
+            keys.append(Key(f"w-{hour[:8]}"))
         return keys
+
+    def partitions(self) -> list[str]:
+        """Every partition this record is stored in."""
+        return [key.partition for key in self.keys()]
 
     def to_entities(self) -> list[dict[str, Any]]:
         """The record as Table entities, one per partition it is stored in."""
         base = self.as_json()
         base["evidence"] = json.dumps(base["evidence"])
         row = self.row_key
-        return [{"PartitionKey": partition, "RowKey": row, **base} for partition in self.partitions()]
+        return [{"PartitionKey": key.partition, "RowKey": key.prefix + row, **base} for key in self.keys()]
 
     @classmethod
     def from_entity(cls, entity: Mapping[str, Any]) -> AuditRecord:
@@ -140,19 +153,42 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.lower().encode()).hexdigest()[:40]
 
 
-def scale_set_partition(scale_set_id: str) -> str:
-    return f"s-{_digest(scale_set_id.rstrip('/'))}"
+@dataclass(frozen=True)
+class Key:
+    """Where a record's copy is stored: its partition, and what its RowKey starts with."""
+
+    partition: str
+    prefix: str = ""
 
 
-def correlation_partition(correlation_id: str) -> str:
-    return f"c-{_digest(correlation_id)}"
+def _indexed(index: str, key: str) -> Key:
+    bucket = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % INDEX_BUCKETS
+    return Key(f"{index}-{bucket}", f"{key}|")
 
 
-def event_partition(event_id: str) -> str:
-    """Event ids are usually GUIDs; any that Table keys cannot hold are hashed."""
-    if _KEY_UNSAFE.search(event_id) or len(event_id) > 200:
-        return f"e-sha256-{_digest(event_id)}"
-    return f"e-{event_id}"
+def scale_set_key(scale_set_id: str) -> Key:
+    return _indexed("s", _digest(scale_set_id.rstrip("/")))
+
+
+def correlation_key(correlation_id: str) -> Key:
+    return _indexed("c", _digest(correlation_id))
+
+
+def safe_event_id(event_id: str) -> str:
+    """Event ids are usually GUIDs; any that Table keys (or blob names) cannot hold are hashed."""
+    if _KEY_UNSAFE.search(event_id) or "|" in event_id or len(event_id) > 200:
+        return f"sha256-{_digest(event_id)}"
+    return event_id
+
+
+def event_key(event_id: str) -> Key:
+    return _indexed("e", safe_event_id(event_id))
+
+
+def handled_marker_key(event_id: str) -> tuple[str, str]:
+    """The (PartitionKey, RowKey) of an event's "handled" marker: after its records' range."""
+    key = event_key(event_id)
+    return key.partition, key.prefix + HANDLED_ROW
 
 
 @dataclass(frozen=True)

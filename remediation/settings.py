@@ -116,7 +116,7 @@ class Settings:
             audit_table=text("AUDIT_TABLE", "remediationaudit"),
             recheck_queue=text("RECHECK_QUEUE", "remediation-recheck"),
             recheck_delays_s=_delays(env.get("RECHECK_DELAYS_SECONDS", "")),
-            watch_interval_s=number("WATCH_INTERVAL_SECONDS", 3.0, 1.0, 60.0),
+            watch_interval_s=number("WATCH_INTERVAL_SECONDS", 3.0, 0.0, 60.0),  # 0: a test pumps
             watch_max_s=number("WATCH_MAX_SECONDS", 1800.0, 0.0, 86400.0),
             reconcile_budget_s=number("RECONCILE_BUDGET_SECONDS", 240.0, 0.0, 480.0),
             lock_container=text("LOCK_CONTAINER", "remediation-locks"),

@@ -49,6 +49,26 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--lro-duration", type=float, default=0.05, help="simulated seconds")
     parser.add_argument("--child-events", action="store_true", help="events for platform-made children")
     parser.add_argument(
+        "--list-lag",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="simulated seconds lists lag the writes (default: 1.0; 0: current)",
+    )
+    parser.add_argument(
+        "--graph-lag",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="simulated seconds Resource Graph lags the writes (default: 5.0; 0: current)",
+    )
+    parser.add_argument(
+        "--events-at",
+        choices=("acceptance", "completion"),
+        default="acceptance",
+        help="publish a write's event when ARM accepts it (default) or when its operation completes",
+    )
+    parser.add_argument(
         "--authorization",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -75,6 +95,9 @@ def serve(argv: Sequence[str] | None = None) -> int:
     if args.time_scale <= 0:
         print("--time-scale must be positive", file=sys.stderr)
         return 2
+    if args.list_lag < 0 or args.graph_lag < 0:
+        print("--list-lag and --graph-lag must not be negative", file=sys.stderr)
+        return 2
     stop = threading.Event()
 
     def interrupted(signum: int, frame: FrameType | None) -> None:
@@ -91,6 +114,9 @@ def serve(argv: Sequence[str] | None = None) -> int:
             child_events=args.child_events,
             authorization=args.authorization,
             nic_update_long_running=args.nic_update_long_running,
+            list_lag_s=args.list_lag,
+            graph_lag_s=args.graph_lag,
+            events_at=args.events_at,
         ) as simulator:
             for owner in args.owner:
                 simulator.grant(owner, "Owner", "/")
@@ -112,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not arguments or arguments[0] != "serve":
         print(
             "usage: python -m sim serve [--port P] [--seed FILE ...] [--[no-]throttling] [--time-scale X] "
-            "[--[no-]authorization] [--owner OID ...] [--[no-]nic-update-long-running]"
+            "[--[no-]authorization] [--owner OID ...] [--[no-]nic-update-long-running] [--list-lag S] "
+            "[--graph-lag S] [--events-at acceptance|completion]"
         )
         return 2
     return serve(arguments[1:])

@@ -11,6 +11,10 @@ count in the capacity is undocumented, so it is a switch. The simulator knows
 which VMs the set created (`Meta.created_by_scale_set`); the remediator must
 infer it from the same evidence a real estate offers.
 
+A scale-out creates its instances one at a time, spread over `provision_delay_s` (each with its
+NIC and public IP at once), so a reader watching the set sees it grow, and the set stays
+Creating / Updating until the last one exists; a scale-in deletes when the operation completes.
+
 Uniform sets (orchestrationMode Uniform, or absent) keep their instances as
 child resources (`{set}/virtualMachines/{instanceId}`, ids "0", "1", ... never
 reused), with NICs and public IPs that live under the instance and are only
@@ -359,7 +363,20 @@ class VirtualMachineScaleSets(Behaviour):
             return max(store.settings.provision_delay_s, lro)
         return lro
 
+    def provisioning_steps(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> int:
+        # A scale-out's instances appear one at a time while the set stays Creating / Updating.
+        return max(_missing(store, doc) if is_flexible(doc) else _uniform_missing(store, doc), 0)
+
+    def provision_step(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
+        child = RequestContext.platform(context.correlation_id)
+        if is_flexible(doc):
+            if _missing(store, doc) > 0:
+                create_instance(store, doc, child)
+        elif _uniform_missing(store, doc) > 0:
+            create_uniform_instance(store, doc, child)
+
     def complete_put(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
+        # Whatever the steps did not create yet (a held scheduler runs them all at once) comes now.
         if is_flexible(doc):
             reconcile_capacity(store, doc, context)
             return
@@ -749,7 +766,9 @@ def _apply_model(store: Store, vmss: JsonDict, instance: JsonDict) -> None:
         for ipc in properties(config).get("ipConfigurations") or []:
             if isinstance(ipc, dict):
                 ipc.pop("id", None)
-    for old in store.list_under(instance["id"], NIC_TYPE) + store.list_under(instance["id"], PIP_TYPE):
+    for old in store.children_under(instance["id"], NIC_TYPE) + store.children_under(
+        instance["id"], PIP_TYPE
+    ):
         store.remove_child(old["id"], RequestContext.platform(""), emit=False)
     refs = [
         {"id": _uniform_nic(store, vmss, instance, config, len(configs))["id"]}
@@ -850,7 +869,7 @@ class ScaleSetVirtualMachines(Behaviour):
     def complete_delete(
         self, store: Store, doc: JsonDict, context: RequestContext, *, requested: bool
     ) -> None:
-        for child in store.list_under(doc["id"], PIP_TYPE) + store.list_under(doc["id"], NIC_TYPE):
+        for child in store.children_under(doc["id"], PIP_TYPE) + store.children_under(doc["id"], NIC_TYPE):
             store.remove_child(child["id"], context, emit=False)
         parsed = ids.parse_scale_set_child(doc["id"])
         vmss = store.doc(parsed.set_id) if parsed is not None else None

@@ -9,6 +9,10 @@ silently return something different in Azure fails loudly here instead. Answers
 have Resource Graph's shape (`totalRecords`, `count`, `data`, `facets`,
 `resultTruncated`, `$skipToken` when there is more) with the object-array
 result format; like Resource Graph, `type` comes back in lower case.
+
+Like Resource Graph's index, the rows lag the writes: they show the estate as it was
+`graph_lag_s` simulated seconds ago (sim/lagging_view.py; Resource Graph documents up to a
+minute for a change to show).
 """
 
 from __future__ import annotations
@@ -167,7 +171,7 @@ def run(
     query = parse(text)
     wanted = {s.lower() for s in subscriptions} if subscriptions is not None else None
     rows: list[JsonDict] = []
-    for doc in store.export()["value"]:
+    for doc in store.visible(store.settings.graph_lag_s):
         if ids.parse(str(doc.get("id", ""))) is None:
             continue  # Uniform instances and their NICs are not rows of `resources`
         if visible is not None and not visible(doc):

@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from sim.buckets import BucketSpec, TokenBucket, retry_after_header
+from sim.compute_limits import ComputeLimits
 from sim.errors import ArmError
 
 
@@ -86,12 +88,6 @@ class RequestClass(StrEnum):
         return self.value[:-1]
 
 
-@dataclass(frozen=True)
-class BucketSpec:
-    capacity: float
-    refill_per_s: float
-
-
 ARM_BUCKETS: dict[RequestClass, BucketSpec] = {
     RequestClass.READ: BucketSpec(250, 25),
     RequestClass.WRITE: BucketSpec(200, 10),
@@ -123,30 +119,16 @@ def tenant_header(request_class: RequestClass) -> str:
 
 
 RATE_LIMIT_HEADER_PREFIX = "x-ms-ratelimit-"
-
-
-class TokenBucket:
-    """A bucket that starts full and refills continuously up to its capacity."""
-
-    def __init__(self, spec: BucketSpec, now: float, tokens: float | None = None) -> None:
-        self.spec = spec
-        self.tokens = spec.capacity if tokens is None else tokens
-        self.stamp = now
-
-    def refill(self, now: float) -> None:
-        elapsed = max(now - self.stamp, 0.0)
-        self.tokens = min(self.spec.capacity, self.tokens + elapsed * self.spec.refill_per_s)
-        self.stamp = now
-
-    def set(self, tokens: float, now: float) -> None:
-        """Set the level exactly, from `now` on (it refills from there)."""
-        self.tokens, self.stamp = tokens, now
-
-    def wait_s(self) -> float:
-        """Simulated seconds until one token is available (0 if one is)."""
-        if self.tokens >= 1:
-            return 0.0
-        return (1 - self.tokens) / self.spec.refill_per_s
+# Re-exported: code outside sim/ imports them from here (bench/storms.py: ARM_BUCKETS, NETWORK_WRITES).
+__all__ = [
+    "ARM_BUCKETS",
+    "NETWORK_WRITES",
+    "BucketSpec",
+    "RequestClass",
+    "Throttle",
+    "TokenBucket",
+    "retry_after_header",
+]
 
 
 @dataclass(frozen=True)
@@ -166,14 +148,6 @@ def principal_of(claims: dict[str, Any], authorization: str) -> tuple[str, str]:
         return str(appid or oid), str(oid or appid)
     digest = hashlib.sha256(authorization.encode("utf-8")).hexdigest()[:16]
     return f"token-{digest}", f"token-{digest}"
-
-
-def retry_after_header(wait_sim_s: float, time_scale: float) -> str:
-    """ARM rounds up to whole seconds; the simulator then divides them by its time scale."""
-    whole = max(math.ceil(wait_sim_s), 1)
-    if time_scale == 1:
-        return str(whole)
-    return f"{whole / time_scale:.3f}".rstrip("0").rstrip(".")
 
 
 def _checked_level(tokens: float, spec: BucketSpec) -> float:
@@ -205,6 +179,8 @@ class Throttle:
         self._forced: dict[tuple[str | None, str, RequestClass], int] = {}
         self._paused_s = 0.0  # simulated seconds spent frozen, left out of the clock
         self._frozen_at: float | None = None
+        # Microsoft.Compute's own policies, on the same (freezable) clock.
+        self.compute = ComputeLimits(self.now, time_scale)
 
     def now(self) -> float:
         """Simulated seconds (standing still while refill is frozen)."""
@@ -225,6 +201,7 @@ class Throttle:
             self._templates.clear()
             self._forced.clear()
             self._thaw()
+        self.compute.reset()
 
     # ------------------------------------------------------------------ what tests set
 

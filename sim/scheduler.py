@@ -6,6 +6,11 @@ Timer per task) makes that ordering deterministic, lets `stop()`/`reset()` drop
 everything pending at once, and lets tests wait until nothing is left to do.
 Delays are given in simulated seconds and divided by the time scale, so a test
 can run ARM's dynamics ten times faster without changing any number in them.
+
+The scheduler also owns the simulator's clock (`now()`, simulated seconds), which
+the lagging views and the throttling buckets read too. `advance(seconds)` moves it
+forward at once: what was due meanwhile runs, buckets refill, views catch up, so a
+test reaches "later" without sleeping for it, whatever the machine's speed.
 """
 
 from __future__ import annotations
@@ -34,6 +39,35 @@ class Scheduler:
         self._held = 0  # while > 0, nothing due runs (see hold)
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._offset = 0.0  # real seconds `advance` skipped
+
+    def real_now(self) -> float:
+        """Monotonic real seconds, plus what `advance` skipped (the clock every delay is due on)."""
+        return time.monotonic() + self._offset
+
+    def now(self) -> float:
+        """Simulated seconds: `real_now()` times the time scale (an arbitrary origin)."""
+        return self.real_now() * self.time_scale
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock `seconds` simulated seconds forward now (work due meanwhile runs next)."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        with self._cond:
+            self._offset += seconds / self.time_scale
+            self._cond.notify_all()
+
+    def settle(self, timeout_s: float = 10.0) -> bool:
+        """Block until nothing due now is waiting or running (held work does not count); False on
+        timeout. After `advance`, this is "everything that was due meanwhile has happened"."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._running or (not self._held and self._heap and self._heap[0][0] <= self.real_now()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.05))
+            return True
 
     def start(self) -> None:
         with self._cond:
@@ -54,7 +88,7 @@ class Scheduler:
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> None:
         """Run `callback` after `delay_s` simulated seconds (real seconds x time scale)."""
-        due = time.monotonic() + max(delay_s, 0.0) / self.time_scale
+        due = self.real_now() + max(delay_s, 0.0) / self.time_scale
         with self._cond:
             heapq.heappush(self._heap, (due, next(self._order), callback))
             self._cond.notify_all()
@@ -95,9 +129,9 @@ class Scheduler:
         while True:
             with self._cond:
                 while not self._stopping and (
-                    self._held or not self._heap or self._heap[0][0] > time.monotonic()
+                    self._held or not self._heap or self._heap[0][0] > self.real_now()
                 ):
-                    timeout = self._heap[0][0] - time.monotonic() if self._heap and not self._held else None
+                    timeout = self._heap[0][0] - self.real_now() if self._heap and not self._held else None
                     self._cond.wait(timeout)
                 if self._stopping:
                     return

@@ -38,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from sim import access_api, graph, ids, operations
+from sim import access_api, compute_limits, graph, ids, operations, providers
 from sim.access_api import AccessApi
 from sim.authorization import Authorizer, Caller, caller_of
 from sim.compute import is_flexible, upgrade_instances
@@ -69,6 +69,7 @@ _OPERATION_PATH = re.compile(
     re.IGNORECASE,
 )
 _GRAPH_PATH = re.compile(r"^/providers/Microsoft\.ResourceGraph/resources/?$", re.IGNORECASE)
+_PROVIDER_PATH = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/providers/(?P<ns>[^/]+)/?$", re.IGNORECASE)
 _SCALE_SET_PATH = re.compile(
     r"^(?P<set>/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Compute/"
     r"virtualMachineScaleSets/(?P<name>[^/]+))/(?P<rest>.+?)/?$",
@@ -268,6 +269,8 @@ class ArmApi:
                 raise admission.error
         if self._authorizer is not None:
             self._authorizer.check(request.method, path, request.body, caller_of(claims, authorization))
+        if self._throttle is not None:
+            self._compute_admission(request, path, response)
         decision = self._faults.decide(request.method, response.resource_type)
         scale = self._store.settings.time_scale
         response.delay_s = decision.latency_s / scale
@@ -299,6 +302,40 @@ class ArmApi:
             fail_operation=decision.kind is FaultKind.LRO_FAILED,
         )
 
+    def _compute_admission(self, request: Request, path: str, response: Response) -> None:
+        """Microsoft.Compute's own policies (sim/compute_limits.py), after ARM let the request in."""
+        assert self._throttle is not None
+        batch = self._batch_charge(request, path, response.resource_type)
+        counted = compute_limits.classify(request.method, path, response.resource_type, batch=batch)
+        if counted is None:
+            return
+        admission = self._throttle.compute.admit(ids.subscription_of(path), counted)
+        response.headers.update(admission.headers)
+        if admission.error is not None:
+            raise admission.error
+
+    def _batch_charge(self, request: Request, path: str, resource_type: str) -> int:
+        """How many VMs a scale set request touches: its capacity change, a deleted set's capacity,
+        a manual upgrade's instances (1 when it cannot tell)."""
+        if resource_type != VMSS_TYPE or request.method == "GET":
+            return 1
+        if path.rstrip("/").lower().endswith("/manualupgrade"):
+            try:
+                wanted = json.loads(request.body or b"{}").get("instanceIds")
+            except (ValueError, AttributeError):
+                return 1
+            return max(len(wanted), 1) if isinstance(wanted, list) else 1
+        current = self._store.get(path)
+        before = _capacity_of(current) if current is not None else 0
+        if request.method == "DELETE":
+            return max(before, 1)
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError:
+            return 1
+        after = _capacity_of(body) if isinstance(body, dict) and isinstance(body.get("sku"), dict) else before
+        return max(abs(after - before), 1)
+
     # ------------------------------------------------------------------ routing
 
     def _route(
@@ -316,11 +353,17 @@ class ArmApi:
         if access is not None:
             self._authorization_request(request, path, query, correlation, response, access=access)
             return
-        if _GRAPH_PATH.match(path):
-            self._graph(request, path, query, correlation, response)
-            return
-        if _SCALE_SET_PATH.match(path) is not None:
-            self._scale_set_child(request, path, query, correlation, response)
+        special = (
+            self._graph
+            if _GRAPH_PATH.match(path)
+            else self._scale_set_child
+            if _SCALE_SET_PATH.match(path)
+            else self._provider
+            if _PROVIDER_PATH.match(path)
+            else None
+        )
+        if special is not None:
+            special(request, path, query, correlation, response)
             return
         child = _INLINE_CHILD_PATH.match(path)
         served = (
@@ -396,6 +439,30 @@ class ArmApi:
         response.status, response.body = self._access.handle(
             request.method, access, query, request.body, caller
         )
+
+    def _provider(
+        self,
+        request: Request,
+        path: str,
+        query: dict[str, str],
+        correlation: str,
+        response: Response,
+    ) -> None:
+        """Providers - Get: the registration document of a namespace the simulator serves."""
+        match = _PROVIDER_PATH.match(path)
+        assert match is not None
+        response.resource_type = providers.PROVIDERS_TYPE
+        response.operation = f"{providers.PROVIDERS_TYPE}/read"
+        self._admit(request, path, response, "Microsoft.Resources", correlation)
+        _api_version(query)
+        if request.method != "GET":
+            raise _method_not_allowed(request.method)
+        document = providers.provider_document(match["sub"], match["ns"])
+        if document is None:
+            raise ArmError(
+                404, "InvalidResourceNamespace", f"The resource namespace '{match['ns']}' is invalid."
+            )
+        response.body = document
 
     def _graph(
         self, request: Request, path: str, query: dict[str, str], correlation: str, response: Response
@@ -626,7 +693,7 @@ class ArmApi:
             raise invalid_parameter(
                 "Required parameter 'instanceIds' is missing (null).", target="instanceIds"
             )
-        known = {str(doc.get("instanceId")) for doc in self._store.list_under(vmss["id"], VMSS_VM_TYPE)}
+        known = {str(doc.get("instanceId")) for doc in self._store.children_under(vmss["id"], VMSS_VM_TYPE)}
         missing = [i for i in wanted if i not in known]
         if missing:
             raise invalid_parameter(
@@ -711,6 +778,12 @@ class ArmApi:
             response.body = next(c for c in now if str(c.get("name", "")).lower() == name.lower())
         if result.operation is not None:
             self._announce(response, result.operation, api_version, request.method)
+
+
+def _capacity_of(doc: JsonDict) -> int:
+    sku = doc.get("sku")
+    value = sku.get("capacity", 0) if isinstance(sku, dict) else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _child_key(match: re.Match[str]) -> tuple[str, str]:

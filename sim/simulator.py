@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,13 +28,14 @@ from sim import ids
 from sim.access_api import AccessApi
 from sim.access_harness import AccessHarness
 from sim.authorization import Authorizer
+from sim.bounds import Budget, StormBound, storm_bound
 from sim.compute import ScaleSetVirtualMachines, VirtualMachines, VirtualMachineScaleSets
 from sim.delivery import CallbackSink, EventBus, QueueSink, WebhookSink
 from sim.events import EventSchema
 from sim.faults import FaultInjector, Faults
 from sim.hooks import RequestHook, RequestHooks
 from sim.insights import AutoscaleSettings, autoscale_context, autoscale_target, scale_set_ref
-from sim.limits import Throttle
+from sim.limits import ARM_BUCKETS, NETWORK_WRITES, BucketSpec, RequestClass, Throttle
 from sim.load_balancers import ApplicationSecurityGroups, LoadBalancers
 from sim.network import NetworkInterfaces, PublicIPAddresses, VirtualNetworks
 from sim.rbac import AccessControl
@@ -54,13 +55,25 @@ class ArmSimulator(AccessHarness):
 
     Timing (simulated seconds; real seconds are these divided by `time_scale`):
     provision_delay_s: how long a scale set takes to create or delete instances after a capacity
-        change (its PUT stays Creating/Updating until then).
+        change (its PUT stays Creating/Updating until then). A scale-out's instances appear one at a
+        time, spread evenly over it (instance i of n at i/(n+1) of it, each with its NIC and public
+        IP), so a reader watching the set sees it grow; a scale-in deletes when it completes.
     lro_duration_s: how long every other PUT/DELETE/POST action stays InProgress.
     time_scale: how much faster than real time the simulator's clocks run (10.0: provisioning, LROs,
         token refill, Retry-After, injected latency and holds all take a tenth of the time).
 
     Listing and identity:
     page_size: items per list page before a `nextLink`.
+    list_lag_s: lists lag the writes by this many simulated seconds (default 1.0): a list of a
+        type in a group or subscription, the VMs of a Flexible set (`$filter`), a Uniform set's
+        instances and the NIC and public IP views under it answer from a view of the estate as it
+        was then: a resource created since is missing, one deleted since still listed, one updated
+        since listed as it was. A GET by id is always current (sim/lagging_view.py). 0 (the
+        simulator's own tests only): lists are current.
+    graph_lag_s: Resource Graph's rows lag the writes likewise, by default 5.0 simulated seconds
+        (Resource Graph documents up to a minute); 0: current.
+    The lags are measured on the simulator's clock (`now()`), which `time_scale` runs faster and
+        `advance_clock(seconds)` moves forward at once.
     tenant_id: the `tenantId` written into events and Resource Graph rows.
     port: the loopback port to listen on (0: a free one).
 
@@ -95,6 +108,16 @@ class ArmSimulator(AccessHarness):
         `set_network_budget` set a bucket's level (`bucket_level`, `network_budget_level` read
         them); and `freeze_refill()` stops every bucket refilling until `freeze_refill(False)` or
         `reset()`.
+        Behind ARM, Microsoft.Compute throttles again (sim/compute_limits.py, with its sources):
+        policies per subscription (`PutVMScaleSet3Min`/`30Min`, `DeleteVMScaleSet3Min`/`30Min`,
+        `VMScaleSetBatchedVMRequests5Min` charged per VM a scale set request touches,
+        `GetVMScaleSet3Min`/`30Min`, `HighCostGet3Min`/`30Min` for VM lists, `LowCostGet3Min`/
+        `30Min`, `PutVM3Min`, `DeleteVM3Min`, `GetOperation3Min`/`30Min`) and per scale set or VM
+        (`PutVMScaleSetResource`, `PutVMResource`, `DeleteVMResource`: 12, refilled 4 a minute).
+        Every Compute answer carries `x-ms-ratelimit-remaining-resource`
+        (`Microsoft.Compute/<policy>;<count>,...`) and `x-ms-request-charge`; a spent policy is a
+        429 `OperationNotAllowed` naming it, with `Retry-After`. `set_compute_budget` and
+        `compute_budget_level` set and read them; `freeze_refill()` stops them refilling too.
     faults: seeded, bounded fault injection (see `Faults`), including writes whose answer is lost
         or a 500 after ARM did the work; change it with `set_faults`, count it with `faults_met`.
     require_known_subnets: a subnet reference (NIC, scale set profile) that the simulator does not
@@ -107,6 +130,12 @@ class ArmSimulator(AccessHarness):
         True: 200 `Updating` with `Azure-AsyncOperation`, completing after `lro_duration_s` (a NIC
         update may be long-running in Azure, e.g. of a NIC in use by a running VM; the recorded one
         was of a NIC no VM used). A NIC create is always 201 `Succeeded`, no operation, as recorded.
+    events_at: when a write's event (ResourceWriteSuccess, ResourceDeleteSuccess, an action's
+        write event) is published. "acceptance" (the default, as Event Grid does: ARM publishes
+        when it accepts the request, so a scale-out's event arrives before its instances exist,
+        and an operation that later fails has had its event): with the 201/202 answer. "completion"
+        (the simulator's own tests only): when the operation completes successfully. A write
+        completed in the request (a NIC update, Insights) is published then either way.
     child_events: also emit events for the VMs, NICs and public IPs the platform creates or
         deletes itself (Azure does not document whether it does; off by default). Uniform instances'
         NICs and public IPs never have events (they are views of the set's model).
@@ -160,6 +189,9 @@ class ArmSimulator(AccessHarness):
         authorization: bool = True,
         linked_access_on_patch: str = "sent",
         nic_update_long_running: bool = False,
+        list_lag_s: float = 1.0,
+        graph_lag_s: float = 5.0,
+        events_at: str = "acceptance",
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
@@ -175,6 +207,9 @@ class ArmSimulator(AccessHarness):
             require_known_subnets=require_known_subnets,
             autoscale_patch_needs_profiles=autoscale_patch_needs_profiles,
             nic_update_long_running=nic_update_long_running,
+            list_lag_s=list_lag_s,
+            graph_lag_s=graph_lag_s,
+            events_at=events_at,
         )
         self._port = port
         self._autoscale_app_id = autoscale_app_id
@@ -198,7 +233,7 @@ class ArmSimulator(AccessHarness):
             self._scheduler, duplicate_rate=duplicate_rate, reorder_window=reorder_window, seed=event_seed
         )
         self._store.set_publisher(self._bus.publish)
-        self._throttle = Throttle(time_scale) if throttling else None
+        self._throttle = Throttle(time_scale, clock=self._scheduler.real_now) if throttling else None
         self._faults = FaultInjector(faults)
         self._hooks = RequestHooks()
         self._access = AccessControl()
@@ -254,6 +289,21 @@ class ArmSimulator(AccessHarness):
     def authorization(self) -> bool:
         """Whether this simulator authorizes requests (see the `authorization` switch)."""
         return self._authorization
+
+    @property
+    def list_lag_s(self) -> float:
+        """Simulated seconds lists lag the writes (see the class docstring)."""
+        return self.settings.list_lag_s
+
+    @property
+    def graph_lag_s(self) -> float:
+        """Simulated seconds Resource Graph lags the writes."""
+        return self.settings.graph_lag_s
+
+    @property
+    def events_at(self) -> str:
+        """When a write's event is published: "acceptance" or "completion"."""
+        return self.settings.events_at
 
     @property
     def endpoint(self) -> str:
@@ -323,6 +373,21 @@ class ArmSimulator(AccessHarness):
             raise TimeoutError(f"the simulator still had {self._scheduler.pending()} pending tasks")
         if not self._bus.wait_delivered(timeout_s):
             raise TimeoutError("the simulator's event sinks did not finish delivering")
+
+    def now(self) -> float:
+        """The simulator's clock, in simulated seconds (an arbitrary origin): what the lagging views,
+        the buckets' refill and every delay are measured on."""
+        return self._scheduler.now()
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the simulator's clock `seconds` simulated seconds forward at once: operations and
+        provisioning due meanwhile run (unless `operations_held`), buckets refill (unless
+        `freeze_refill`), and the lagging views of lists and Resource Graph catch up. A test
+        reaches "later" this way rather than by sleeping for it. Returns once what fell due has run
+        (TimeoutError if it does not within 10 real seconds)."""
+        self._scheduler.advance(seconds)
+        if not self._scheduler.settle(10.0):
+            raise TimeoutError("the simulator's due work did not finish within 10 s")
 
     @contextmanager
     def operations_held(self) -> Iterator[None]:
@@ -403,11 +468,69 @@ class ArmSimulator(AccessHarness):
         """Tokens left now in the subscription's Microsoft.Network write budget."""
         return self._throttling("network_budget_level").network_budget(subscription)
 
+    def set_compute_budget(
+        self, policy: str, tokens: float, subscription: str, resource_id: str | None = None
+    ) -> None:
+        """Set one of Microsoft.Compute's throttling budgets (sim/compute_limits.py) to exactly
+        `tokens` now; it refills at its normal rate from there (not while `freeze_refill()` holds).
+
+        policy: its name, e.g. "PutVMScaleSet3Min" or "Microsoft.Compute/HighCostGet30Min".
+        resource_id: the scale set or VM a per-resource policy (`PutVMScaleSetResource`,
+        `PutVMResource`, `DeleteVMResource`) counts; None for a subscription's policy.
+        Raises ValueError for an unknown policy or a level outside 0..its allowance, or on a
+        simulator built with `throttling=False`; `reset()` forgets it."""
+        self._throttling("set_compute_budget").compute.set_level(policy, tokens, subscription, resource_id)
+
+    def compute_budget_level(self, policy: str, subscription: str, resource_id: str | None = None) -> float:
+        """Tokens left now in one of Microsoft.Compute's budgets (one not used yet is full)."""
+        return self._throttling("compute_budget_level").compute.level(policy, subscription, resource_id)
+
     def freeze_refill(self, frozen: bool = True) -> None:
         """Stop every bucket refilling (False: refill again), whatever the time and the machine's
         speed: a test that sets or drains a bucket then sees exact counts. The frozen time never
         refills afterwards either; `reset()` thaws."""
         self._throttling("freeze_refill").freeze_refill(frozen)
+
+    def storm_bound(
+        self,
+        *,
+        instances: int,
+        principal: str,
+        subscription: str,
+        nic_created: Sequence[float] | None = None,
+    ) -> StormBound:
+        """The best any client could do stripping a storm of `instances` NICs from now, under this
+        simulator's limits as they stand (sim/bounds.py: one NIC write as soon as the NIC exists
+        and a token is free, one public IP delete as soon as its detach is done).
+
+        principal: whose buckets the client spends (`RequestRecord.principal`); subscription: the
+        estate's (its Microsoft.Network write budget is spent too). nic_created: when each NIC
+        appears, in simulated seconds from now; by default as a scale-out of `instances` started
+        now creates them (one at a time over `provision_delay_s`). Levels are read now; refill is
+        at the buckets' normal rates (a frozen refill is not assumed to last). Times in the answer
+        are simulated seconds from now (divide by `time_scale` for real ones).
+        Raises ValueError on a simulator built with `throttling=False` (nothing bounds it)."""
+        throttle = self._throttling("storm_bound")
+        delay = self.settings.provision_delay_s
+        created = (
+            list(nic_created)
+            if nic_created is not None
+            else [delay * i / (instances + 1) for i in range(1, instances + 1)]
+        )
+
+        def budget(level: float, spec: BucketSpec) -> Budget:
+            return Budget(level, spec.refill_per_s, spec.capacity, 0.0)
+
+        writes = budget(
+            throttle.bucket_level(principal, RequestClass.WRITE, subscription),
+            ARM_BUCKETS[RequestClass.WRITE],
+        )
+        deletes = budget(
+            throttle.bucket_level(principal, RequestClass.DELETE, subscription),
+            ARM_BUCKETS[RequestClass.DELETE],
+        )
+        network = budget(throttle.network_budget(subscription), NETWORK_WRITES)
+        return storm_bound(0.0, created, writes, deletes, network)
 
     def _throttling(self, what: str) -> Throttle:
         if self._throttle is None:

@@ -27,6 +27,7 @@ from sim import errors, ids
 from sim.errors import ArmError
 from sim.events import RequestContext, resource_event, utc_now_iso
 from sim.ids import ResourceRef
+from sim.lagging_view import LONG_AGO, LaggingView
 from sim.scheduler import Scheduler
 
 JsonDict = dict[str, Any]
@@ -50,6 +51,20 @@ class Settings:
     require_known_subnets: bool = False
     autoscale_patch_needs_profiles: bool = True
     nic_update_long_running: bool = False
+    # Simulated seconds that lists (list_lag_s) and Resource Graph (graph_lag_s) lag the writes.
+    list_lag_s: float = 1.0
+    graph_lag_s: float = 5.0
+    # When a write's event is published: when ARM accepts it, or when its operation completes.
+    events_at: str = "acceptance"
+
+    def __post_init__(self) -> None:
+        if self.list_lag_s < 0 or self.graph_lag_s < 0:
+            raise ValueError("list_lag_s and graph_lag_s must not be negative")
+        if self.events_at not in EVENTS_AT:
+            raise ValueError(f"events_at must be one of {', '.join(EVENTS_AT)}, not {self.events_at!r}")
+
+
+EVENTS_AT = ("acceptance", "completion")
 
 
 class OperationStatus(StrEnum):
@@ -84,6 +99,7 @@ class Operation:
     end_time: str | None = None
     error: JsonDict | None = None
     work: ActionWork | None = field(default=None, repr=False, compare=False)
+    event_published: bool = False  # at acceptance (`events_at`): not again at completion
 
     @property
     def namespace(self) -> str:
@@ -195,6 +211,15 @@ class Behaviour:
         """Work done when the PUT's operation completes (e.g. Flex instances); may raise ArmError."""
         return None
 
+    def provisioning_steps(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> int:
+        """How many steps of work a long-running PUT does while it runs, spread evenly over its
+        duration before it completes (a scale-out creates its instances one at a time)."""
+        return 0
+
+    def provision_step(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
+        """One of those steps (e.g. one instance), run while the operation is still in progress."""
+        return None
+
     def check_delete(self, store: Store, doc: JsonDict) -> None:
         """Refuse a DELETE ARM would refuse (raise ArmError)."""
         return None
@@ -294,6 +319,9 @@ class Store:
         self._seq = itertools.count(1)
         self._addresses = itertools.count(1)
         self._private_addresses = itertools.count(4)
+        self._view = LaggingView()
+        self._dirty: set[str] = set()
+        self._commits = 0
 
     # ------------------------------------------------------------------ public, takes the lock
 
@@ -312,6 +340,8 @@ class Store:
             self._faults.clear()
             self._records.clear()
             self._outbox.clear()
+            self._view.reset()
+            self._dirty.clear()
             self._seq = itertools.count(1)
             self._addresses = itertools.count(1)
             self._private_addresses = itertools.count(4)
@@ -339,7 +369,7 @@ class Store:
         with self.lock:
             return [
                 self._served(doc)
-                for k, doc in self._docs.items()
+                for k, doc in self._listed(self.settings.list_lag_s)
                 if k.startswith(prefix)
                 and str(doc.get("type", "")).lower() == resource_type.lower()
                 and ids.parse(k) is not None
@@ -347,14 +377,20 @@ class Store:
             ]
 
     def list_under(self, parent_id: str, resource_type: str) -> list[JsonDict]:
-        """Copies of the resources of one type whose id starts with `parent_id/`, oldest first."""
-        prefix = ids.key(parent_id) + "/"
+        """Copies of the resources of one type whose id starts with `parent_id/`, oldest first, as
+        a list shows them (lagging the writes by `list_lag_s`)."""
         with self.lock:
-            return [
-                self._served(doc)
-                for k, doc in self._docs.items()
-                if k.startswith(prefix) and str(doc.get("type", "")).lower() == resource_type.lower()
-            ]
+            return [self._served(doc) for doc in self._under(parent_id, resource_type, lagged=True)]
+
+    def children_under(self, parent_id: str, resource_type: str) -> list[JsonDict]:
+        """`list_under` as things are now (for the simulator's own rules, never for a list)."""
+        with self.lock:
+            return [self._served(doc) for doc in self._under(parent_id, resource_type, lagged=False)]
+
+    def visible(self, lag_s: float) -> list[JsonDict]:
+        """Copies of every stored document as a view `lag_s` behind the writes shows it (0: now)."""
+        with self.lock:
+            return [copy.deepcopy(doc) for _, doc in self._listed(lag_s)]
 
     def export(self) -> JsonDict:
         with self.lock:
@@ -376,6 +412,7 @@ class Store:
             if doc is None:
                 raise KeyError(resource_id)
             change(self, doc)
+            self._mark(doc["id"])
             events = self._drain()
         self._deliver(events)
 
@@ -437,6 +474,7 @@ class Store:
             behaviour.check_delete(self, current)
             synchronous = behaviour.synchronous_delete(self, current)
             properties(current)["provisioningState"] = "Deleting"
+            self._mark(k)
             op = self._start(
                 OperationKind.DELETE,
                 current,
@@ -445,12 +483,14 @@ class Store:
                 delay=None if synchronous else self.settings.lro_duration_s,
                 fault=fail_with,
             )
-            if not synchronous:
-                return WriteResult(202, None, copy.deepcopy(op))
-            self._complete_locked(op.op_id)
-            finished = self._ops[op.op_id]
+            finished = None
+            if synchronous:
+                self._complete_locked(op.op_id)
+                finished = self._ops[op.op_id]
             events = self._drain()
         self._deliver(events)
+        if finished is None:
+            return WriteResult(202, None, copy.deepcopy(op))
         if finished.status is OperationStatus.FAILED:
             error = finished.error or {}
             raise ArmError(500, str(error.get("code", "InternalServerError")), str(error.get("message", "")))
@@ -476,7 +516,10 @@ class Store:
                 OperationKind.ACTION, current, context, created=False, delay=delay, fault=fail_with
             )
             op.work = work
-            return copy.deepcopy(op)
+            accepted = copy.deepcopy(op)
+            events = self._drain()
+        self._deliver(events)
+        return accepted
 
     def seed(self, document: JsonDict | list[JsonDict]) -> int:
         """Load ARM JSON (one resource, a list, or `{"value": [...]}`); returns how many were loaded."""
@@ -503,6 +546,13 @@ class Store:
                 seeded.append(doc)
             for doc in seeded:
                 self._behaviour(doc).link(self, doc)
+            # A seeded estate has been there a while: every view shows it at once. What linking
+            # changed in resources already here is a change now.
+            seeded_keys = {ids.key(doc["id"]) for doc in seeded}
+            for k in seeded_keys:
+                self._view.record(k, LONG_AGO, self._docs.get(k), self._meta[k].seq if k in self._meta else 0)
+            self._dirty.update(k for k in self._docs if k not in seeded_keys)
+            self._commit()
             return len(seeded)
 
     # ------------------------------------------------------------------ for behaviours (lock held)
@@ -541,12 +591,14 @@ class Store:
             meta = Meta(seq=seq, created_by_scale_set=created_by_scale_set, joined_seq=seq)
             self._meta[k] = meta
         self._docs[k] = doc
+        self._dirty.add(k)
         return meta
 
     def touch(self, doc: JsonDict) -> None:
         """A server-side change to a document: new etag, shared by its sub-resources (as NRP does)."""
         etag = new_etag()
         doc["etag"] = etag
+        self._mark(doc["id"])
         for sub in sub_resources(doc):
             if "etag" in sub:
                 sub["etag"] = etag
@@ -574,6 +626,7 @@ class Store:
         self._behaviour(doc).complete_delete(self, doc, context, requested=False)
         self._docs.pop(k, None)
         self._meta.pop(k, None)
+        self._dirty.add(k)
         if emit and self.settings.child_events:
             self.emit(doc, context, deleted=True, include_http_request=False)
 
@@ -593,6 +646,39 @@ class Store:
         )
 
     # ------------------------------------------------------------------ internals
+
+    def _mark(self, resource_id_or_key: str) -> None:
+        """A document changed (or went): the lagging view records it at the next commit."""
+        self._dirty.add(ids.key(resource_id_or_key))
+
+    def _commit(self) -> None:
+        """Record every changed document in the lagging view, as of now (lock held)."""
+        if not self._dirty:
+            return
+        now = self._scheduler.now()
+        for k in self._dirty:
+            meta = self._meta.get(k)
+            self._view.record(k, now, self._docs.get(k), meta.seq if meta is not None else 0)
+        self._dirty.clear()
+        self._commits += 1
+        if self._commits % 64 == 0:
+            self._view.prune(now - max(self.settings.list_lag_s, self.settings.graph_lag_s))
+
+    def _listed(self, lag_s: float) -> Iterable[tuple[str, JsonDict]]:
+        """(key, stored document) of what a view `lag_s` behind shows, oldest first (lock held)."""
+        if lag_s <= 0:
+            return list(self._docs.items())
+        self._commit()
+        return list(self._view.as_of(self._scheduler.now() - lag_s))
+
+    def _under(self, parent_id: str, resource_type: str, *, lagged: bool) -> list[JsonDict]:
+        prefix = ids.key(parent_id) + "/"
+        wanted = resource_type.lower()
+        return [
+            doc
+            for k, doc in self._listed(self.settings.list_lag_s if lagged else 0.0)
+            if k.startswith(prefix) and str(doc.get("type", "")).lower() == wanted
+        ]
 
     def _served(self, doc: JsonDict) -> JsonDict:
         """A copy of a document as ARM serves it, derived back-references filled in."""
@@ -666,6 +752,10 @@ class Store:
         op = self._start(
             OperationKind.WRITE, doc, context, created=current is None, delay=delay, fault=fail_with
         )
+        if delay is not None:
+            steps = behaviour.provisioning_steps(self, doc, current)
+            for step in range(1, steps + 1):
+                self._scheduler.call_later(delay * step / (steps + 1), lambda: self._step(op.op_id))
         status = 201 if current is None else 200
         if synchronous:
             self._complete_locked(op.op_id)
@@ -703,8 +793,31 @@ class Store:
         if fault is not None:
             self._faults[ids.key(doc["id"])] = fault
         if delay is not None:
+            if self.settings.events_at == "acceptance":
+                self._publish_event(op, doc)
             self._scheduler.call_later(delay, lambda: self._complete(op.op_id))
         return op
+
+    def _publish_event(self, op: Operation, doc: JsonDict) -> None:
+        """The operation's resource event, once (at acceptance or at completion, `events_at`)."""
+        if op.event_published:
+            return
+        op.event_published = True
+        deleted = op.kind is OperationKind.DELETE
+        # Real events carry httpRequest on updates, deletes and actions, not on creations.
+        include_http_request = op.kind is not OperationKind.WRITE or not op.created
+        self.emit(doc, op.context, deleted=deleted, include_http_request=include_http_request)
+
+    def _step(self, op_id: str) -> None:
+        """One provisioning step of an operation still in progress (nothing once it is over)."""
+        with self.lock:
+            op = self._ops.get(op_id)
+            doc = self._docs.get(ids.key(op.resource_id)) if op is not None else None
+            if op is None or doc is None or op.status is not OperationStatus.IN_PROGRESS:
+                return
+            self._behaviour(doc).provision_step(self, doc, op.context)
+            events = self._drain()
+        self._deliver(events)
 
     def _complete(self, op_id: str) -> None:
         with self.lock:
@@ -729,6 +842,7 @@ class Store:
             op.status = OperationStatus.SUCCEEDED
         finally:
             op.end_time = utc_now_iso()
+            self._mark(k)
             if self._busy.get(k) == op_id:
                 del self._busy[k]
 
@@ -744,19 +858,21 @@ class Store:
             if op.work is not None:
                 op.work(self, doc, op.context)
             _set_state(doc, "Succeeded")
-            self.emit(doc, op.context, deleted=False, include_http_request=True)
+            self._publish_event(op, doc)
             return
         if deleted:
             behaviour.complete_delete(self, doc, op.context, requested=True)
             self._docs.pop(ids.key(doc["id"]), None)
             self._meta.pop(ids.key(doc["id"]), None)
+            self._mark(doc["id"])
         else:
             behaviour.complete_put(self, doc, op.context)
             _set_state(doc, "Succeeded")
-        # Real events carry httpRequest on updates and deletes, not on creations.
-        self.emit(doc, op.context, deleted=deleted, include_http_request=deleted or not op.created)
+        self._publish_event(op, doc)
 
     def _drain(self) -> list[JsonDict]:
+        """The events to deliver once the lock is released; the changes made are committed."""
+        self._commit()
         events, self._outbox = self._outbox, []
         return events
 

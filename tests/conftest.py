@@ -42,7 +42,9 @@ def estate(
         archive_container=f"archive-{unique}",
         lock_container=f"locks-{unique}",
     )
-    environment["RECHECK_DELAYS_SECONDS"] = "0,0,0"  # tests pump the queue themselves
+    # Tests pump the queue themselves (Estate.pump_rechecks), ARM's time passing between rounds.
+    environment["RECHECK_DELAYS_SECONDS"] = "0,0,0"
+    environment["WATCH_INTERVAL_SECONDS"] = "0"
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
     with Estate(local_azure, environment) as built:

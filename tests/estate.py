@@ -163,9 +163,13 @@ class Estate:
         self.sim.wait_idle(30)
 
     def tag(self, resource_id: str, tags: dict[str, str]) -> None:
-        """Add tags to a VM or NIC (a PUT of the whole resource, as the portal does)."""
+        """Add tags to a scale set, VM or NIC (a PUT of the whole resource, as the portal does)."""
         name = resource_id.rsplit("/", 1)[-1]
-        if "/virtualMachines/" in resource_id:
+        if "/virtualMachineScaleSets/" in resource_id:
+            vmss = self.compute.virtual_machine_scale_sets.get(docs.GROUP, name).as_dict()
+            vmss["tags"] = {**vmss.get("tags", {}), **tags}
+            self.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, name, vmss).result()
+        elif "/virtualMachines/" in resource_id:
             vm = self.compute.virtual_machines.get(docs.GROUP, name).as_dict()
             vm["tags"] = {**vm.get("tags", {}), **tags}
             self.compute.virtual_machines.begin_create_or_update(docs.GROUP, name, vm).result()
@@ -198,9 +202,19 @@ class Estate:
 
     # -- reading back ----------------------------------------------------------------------
 
+    # What the estate holds is read from the simulator's state, which is ARM's truth now: its
+    # lists lag the writes (list_lag_s), and a test asserts what is, not what a list shows yet.
+
+    def resources(self, resource_type: str) -> list[dict[str, Any]]:
+        return [r for r in self.sim.export()["value"] if r.get("type", "").lower() == resource_type.lower()]
+
     def vms(self, set_name: str) -> list[dict[str, Any]]:
-        query = f"'virtualMachineScaleSet/id' eq '{docs.set_id(set_name)}'"
-        return [vm.as_dict() for vm in self.compute.virtual_machines.list(docs.GROUP, filter=query)]
+        set_id = docs.set_id(set_name).lower()
+        return [
+            vm
+            for vm in self.resources("Microsoft.Compute/virtualMachines")
+            if str(vm["properties"].get("virtualMachineScaleSet", {}).get("id", "")).lower() == set_id
+        ]
 
     def public_ips_of(self, vm: dict[str, Any]) -> list[str]:
         found = []
@@ -212,7 +226,7 @@ class Estate:
         return found
 
     def public_ip_count(self) -> int:
-        return len(list(self.network.public_ip_addresses.list(docs.GROUP)))
+        return len(self.resources("Microsoft.Network/publicIPAddresses"))
 
     def arm_writes(self) -> int:
         return int(self.sim.write_count())
@@ -227,6 +241,16 @@ class Estate:
             and r.resource_type.lower() == resource_type.lower()
             and 200 <= r.status < 300
         ]
+
+    def sweep(self, *, past_due: bool = False) -> None:
+        """The timer's sweep, run once Resource Graph shows the estate: its rows lag the writes
+        (graph_lag_s); deployed, a sweep runs on its schedule, long after the writes it finds."""
+        from azure.functions.timer import TimerRequest
+
+        from localazure.host import user_function
+
+        self.sim.advance_clock(self.sim.settings.graph_lag_s)
+        user_function("sweep")(TimerRequest(past_due=past_due))
 
     def audit(self) -> list[AuditRecord]:
         return list(AuditLog(Settings.from_env(self.environment)).records())
@@ -250,10 +274,14 @@ class Estate:
         settle(self.environment["RemediationStorage"], self.environment["RECHECK_QUEUE"], self._unsettled)
 
     def pump_rechecks(self) -> int:
-        """Deliver the work queue's visible messages to its trigger until none is left visible
-        (a message's handling may queue more: a follow-up, a queued event's look)."""
+        """Deliver the work queue's messages to its trigger until none is left visible (a
+        message's handling may queue more: a follow-up, a watch's next look, a queued event's
+        look). Before each round ARM's clock moves on by its lists' lag: deployed, a queued look
+        waits longer than that (the re-check delays, the watch's interval); here both are 0 and
+        the test plays the wait, on the simulator's clock, so nothing depends on the machine."""
         delivered = 0
         for _ in range(20):  # bounded
+            self.sim.advance_clock(self.sim.settings.list_lag_s)
             now = self.pump_once()
             delivered += now
             if not now:

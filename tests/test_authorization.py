@@ -13,10 +13,8 @@ from dataclasses import dataclass
 
 import arm_docs as docs
 import pytest
-from azure.functions.timer import TimerRequest
 from estate import Estate
 
-from localazure.host import user_function
 from localazure.stack import REMEDIATOR_ROLE, ROLE_ACTIONS_FILE
 from remediation.cli import main
 from remediation.credentials import LoopbackCredential
@@ -41,7 +39,7 @@ def sweep(estate: Estate) -> None:
     estate.environment["REMEDIATION_POLICY"] = json.dumps({"monitored_subscriptions": [docs.SUB]})
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("REMEDIATION_POLICY", estate.environment["REMEDIATION_POLICY"])
-        user_function("sweep")(TimerRequest(past_due=False))
+        estate.sweep(past_due=False)
         estate.pump_rechecks()
 
 

@@ -191,6 +191,28 @@ def test_a_failed_transaction_fails_exactly_the_writers_whose_entities_it_held()
     )
 
 
+def test_later_partitions_go_after_the_rest_of_the_wave_and_only_for_writers_not_failed() -> None:
+    """The audit log's by-hour copies (``later``) are submitted after every other partition of
+    their wave, and left out for a writer whose other copy was refused: a record visible by time
+    is visible by event too."""
+    storage = InjectedStorage()
+    committer = GroupCommit(storage.submit, later=lambda partition: partition.startswith("h-"))
+    storage.refuse = lambda partition, operations: partition == "e-b"
+    writers = a_wave_of(
+        committer,
+        storage,
+        {name: entities(name, ("h-2026120222", f"e-{name}")) for name in ("a", "b", "c")},
+    )
+
+    assert [partition for partition, _ in storage.transactions] == ["e-a", "e-b", "e-c", "h-2026120222"]
+    assert storage.transactions[-1][1] == [entities(n)[0][1]["RowKey"] for n in ("a", "c")], (
+        "B's by-hour copy left out: its by-event copy was refused"
+    )
+    assert isinstance(writers["b"].error, CommitFailed)
+    assert writers["a"].stored_when_returned and writers["c"].stored_when_returned
+    assert ("h-2026120222", entities("b")[0][1]["RowKey"]) not in storage.stored
+
+
 def test_no_writer_returns_before_its_entities_are_stored() -> None:
     """B and C arrive while A's wave is being stored; their own transactions are then held in
     turn. Whichever of them leads their wave, the other is a follower whose entities are not

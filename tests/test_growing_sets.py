@@ -57,8 +57,9 @@ def test_a_set_whose_event_came_before_its_instances_is_watched_until_they_are_s
     body = estate.compute.virtual_machine_scale_sets.get(docs.GROUP, "grow").as_dict()
     body["sku"]["capacity"] = 3
     scaling = estate.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, "grow", body)
-    # The set's write event, as Event Grid delivers it once ARM accepted the write.
-    estate.deliver(docs.write_event(docs.set_id("grow")))
+    # The set's write event, as Event Grid delivers it once ARM accepted the write, and its look.
+    estate.take_in(docs.write_event(docs.set_id("grow")))
+    assert estate.pump_once() == 1
     assert estate.vms("grow") == [], "the look ran before any instance existed"
 
     pump_until(

@@ -41,6 +41,7 @@ def test_a_look_that_keeps_failing_is_poisoned_recorded_and_replayed_once_arm_is
     work_queue = estate.environment["RECHECK_QUEUE"]
     estate.create_set("web", tags=STRIP)
     estate.scale("web", 1)
+    estate.sim.advance_clock(estate.sim.settings.list_lag_s)  # listed when the look runs: one look
     for event in estate.events():
         estate.take_in(event)
     # Every NIC PUT loses its connection: each try of the look fails, and the host retries it.

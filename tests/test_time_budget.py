@@ -25,6 +25,7 @@ def test_a_reconcile_out_of_time_leaves_the_rest_to_follow_ups_and_writes_each_o
     monkeypatch.setenv("RECONCILE_BUDGET_SECONDS", "0")
     estate.create_set("web", tags=STRIP)
     estate.scale("web", SIZE)
+    estate.sim.advance_clock(estate.sim.settings.list_lag_s)  # all listed: one look sees every one
     (event,) = [e for e in estate.events() if e["data"]["resourceUri"].lower().endswith("/web")][-1:]
 
     estate.take_in(event)

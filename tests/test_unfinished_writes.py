@@ -11,11 +11,9 @@ from typing import Any
 
 import arm_docs as docs
 import pytest
-from azure.functions.timer import TimerRequest
 from estate import Estate
 
 from localazure.azurite import Azurite
-from localazure.host import user_function
 from localazure.storage_faults import StorageFaults, StorageRequest
 from remediation.audit import AuditLog
 from remediation.cli import main
@@ -220,7 +218,7 @@ def test_a_leftover_public_ip_is_not_deleted_once_its_instance_is_exempt(
     estate.tag(vm["id"], {"remediation.exempt-until": tomorrow})
     deletes = len(estate.successful("DELETE", PUBLIC_IP))
 
-    user_function("sweep")(TimerRequest(past_due=False))
+    estate.sweep(past_due=False)
     estate.pump_rechecks()  # the looks the sweep queued
 
     assert len(estate.successful("DELETE", PUBLIC_IP)) == deletes
@@ -237,7 +235,7 @@ def test_a_leftover_public_ip_is_kept_when_the_policy_keeps_detached_ips(
     monkeypatch.setenv("REMEDIATION_POLICY", json.dumps(policy))
     deletes = len(estate.successful("DELETE", PUBLIC_IP))
 
-    user_function("sweep")(TimerRequest(past_due=False))
+    estate.sweep(past_due=False)
     estate.pump_rechecks()  # the looks the sweep queued
 
     assert len(estate.successful("DELETE", PUBLIC_IP)) == deletes
@@ -264,7 +262,7 @@ def test_intents_of_a_deleted_set_are_closed_by_the_sweep(
     an_interrupted_intent(estate, action="set-capacity-zero", target=gone, scale_set=gone)
     assert verify(capsys)[0] == 1
 
-    user_function("sweep")(TimerRequest(past_due=False))
+    estate.sweep(past_due=False)
     estate.pump_rechecks()  # the looks the sweep queued
 
     (resolved,) = [r for r in records(estate) if r.kind is RecordKind.OUTCOME]
@@ -291,7 +289,7 @@ def test_intents_of_a_set_no_longer_restricted_are_closed_by_the_sweep(
     deliver_until_done(estate, estate.events())  # an event about an unrestricted set: one read, no more
     assert verify(capsys)[0] == 1
 
-    user_function("sweep")(TimerRequest(past_due=False))
+    estate.sweep(past_due=False)
     estate.pump_rechecks()  # the looks the sweep queued
 
     (resolved,) = [r for r in records(estate) if r.kind is RecordKind.OUTCOME]

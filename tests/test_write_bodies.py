@@ -77,7 +77,8 @@ def test_the_uniform_model_change_patches_the_nic_configurations_alone_if_unchan
 def test_a_nic_is_put_back_only_if_it_still_carries_the_etag_read(estate: Estate) -> None:
     estate.create_set("web", tags={"remediation.mode": "strip"})
     estate.scale("web", 2)
-    etags = {nic.id.lower(): nic.etag for nic in estate.network.network_interfaces.list(docs.GROUP)}
+    nics = estate.resources("Microsoft.Network/networkInterfaces")
+    etags = {nic["id"].lower(): nic["etag"] for nic in nics}
     built = len(estate.sim.requests())
 
     for event in estate.events():

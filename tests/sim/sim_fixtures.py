@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sim_helpers import TEST_PRINCIPAL, Clients, make_clients
+from sim_helpers import CONVENIENT, TEST_PRINCIPAL, Clients, make_clients
 
 from sim import ArmSimulator
 
@@ -17,7 +17,7 @@ TEST_TIMINGS: dict[str, Any] = {"provision_delay_s": 0.1, "lro_duration_s": 0.02
 
 @pytest.fixture(scope="session")
 def running_sim() -> Iterator[ArmSimulator]:
-    with ArmSimulator(**TEST_TIMINGS, authorization=True) as simulator:
+    with ArmSimulator(**TEST_TIMINGS, **CONVENIENT, authorization=True) as simulator:
         yield simulator
 
 

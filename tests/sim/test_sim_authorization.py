@@ -23,7 +23,18 @@ from sim_access_helpers import (
     scope_of,
     send,
 )
-from sim_helpers import RG, SUB, TEST_PRINCIPAL, Clients, flex_body, nic_body, owned, pip_body, rid
+from sim_helpers import (
+    CONVENIENT,
+    RG,
+    SUB,
+    TEST_PRINCIPAL,
+    Clients,
+    flex_body,
+    nic_body,
+    owned,
+    pip_body,
+    rid,
+)
 
 from sim import ArmSimulator, Faults
 from sim.builtin_roles import CONTRIBUTOR, OWNER, READER
@@ -276,7 +287,9 @@ def test_compute_results_are_polled_at_operations_with_monitor(sim: ArmSimulator
 
 def test_throttling_comes_before_authorization_and_faults_after_it() -> None:
     # Clocks at 1/1000 of real time: no token comes back during the test.
-    with owned(ArmSimulator(throttling=True, time_scale=0.001, faults=Faults(rate_500=1.0))) as sim:
+    with owned(
+        ArmSimulator(**CONVENIENT, throttling=True, time_scale=0.001, faults=Faults(rate_500=1.0))
+    ) as sim:
         stranger = caller(sim, "stranger")
         get = stranger.clients.network.public_ip_addresses.get
         first = refused(lambda: get(RG, "pip", retry_total=0))

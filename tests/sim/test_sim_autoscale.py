@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from azure.core.rest import HttpRequest
-from sim_helpers import LOCATION, RG, Clients, flex_body, make_clients, owned, rid, uniform_body
+from sim_helpers import CONVENIENT, LOCATION, RG, Clients, flex_body, make_clients, owned, rid, uniform_body
 
 from sim import ArmSimulator, AutoscaleRefused
 
@@ -111,7 +111,9 @@ def test_a_patch_without_profiles_is_refused_unless_switched_off(sim: ArmSimulat
     whole = {"properties": {"enabled": False, "profiles": setting["properties"]["profiles"]}}
     assert _send(clients, "PATCH", rid(AUTOSCALE, "web-scale"), whole).status_code == 200
 
-    with owned(ArmSimulator(lro_duration_s=0.0, autoscale_patch_needs_profiles=False)) as lenient:
+    with owned(
+        ArmSimulator(**CONVENIENT, lro_duration_s=0.0, autoscale_patch_needs_profiles=False)
+    ) as lenient:
         other = make_clients(lenient)
         other.compute.virtual_machine_scale_sets.begin_create_or_update(RG, "web", flex_body(0)).result()
         _send(other, "PUT", rid(AUTOSCALE, "web-scale"), setting)

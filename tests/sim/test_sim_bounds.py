@@ -39,3 +39,23 @@ def test_microsoft_network_s_budget_binds_when_puts_and_deletes_exceed_it_togeth
 def test_a_bucket_already_spent_delays_even_the_first_write() -> None:
     bound = storm_bound(0.0, [0.0], Budget(0, 10, 200), full(200, 10))
     assert bound.exposure_s[0] == pytest.approx(0.1)
+
+
+def test_the_simulator_bounds_a_storm_with_its_own_buckets_as_they_stand() -> None:
+    from sim_helpers import CONVENIENT, SUB, owned
+
+    from sim import ArmSimulator
+
+    with owned(ArmSimulator(provision_delay_s=1.1, **CONVENIENT)) as sim:
+        sim.freeze_refill()  # the levels read are exactly the ones set
+        free = sim.storm_bound(instances=10, principal="app-a", subscription=SUB)
+        assert free.exposure_s == (0.0,) * 10  # full buckets: each NIC written as it appears
+        assert free.total_s == pytest.approx(1.0)  # the last of 10 appears at 10/11 of 1.1 s
+        sim.set_network_budget(SUB, 0)
+        starved = sim.storm_bound(instances=10, principal="app-a", subscription=SUB)
+        # 20 Microsoft.Network writes (10 detaches, 10 deletes) at 1,000 per 300 s from empty.
+        assert starved.total_s == pytest.approx(20 * 0.3)
+        given = sim.storm_bound(instances=2, principal="app-a", subscription=SUB, nic_created=[0.0, 0.0])
+        assert given.total_s == pytest.approx(4 * 0.3)
+    with owned(ArmSimulator(throttling=False, **CONVENIENT)) as unbounded, pytest.raises(ValueError):
+        unbounded.storm_bound(instances=1, principal="app-a", subscription=SUB)

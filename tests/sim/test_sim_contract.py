@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from azure.core.rest import HttpRequest
 from sim_helpers import (
+    CONVENIENT,
     RG,
     SHARED,
     SUB,
@@ -146,7 +147,7 @@ def test_refusals_of_new_rules_validate(estate: Clients, tmp_path: Path, sim: Ar
     _validate("ComputeCloudError", outbound.json(), tmp_path)
 
     with owned(
-        ArmSimulator(throttling=True, time_scale=0.001), principal({"appid": "contract"})
+        ArmSimulator(**CONVENIENT, throttling=True, time_scale=0.001), principal({"appid": "contract"})
     ) as throttled:
         clients = make_clients(throttled, StaticCredential(make_jwt({"appid": "contract"})))
         path = f"{rid('Microsoft.Network/publicIPAddresses', 'none')}?api-version=2024-05-01"

@@ -9,6 +9,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceModifiedError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
 from sim_helpers import (
+    CONVENIENT,
     LOCATION,
     RG,
     SUB,
@@ -159,7 +160,7 @@ def test_if_match_star_on_missing_resource_is_412(sim: ArmSimulator, clients: Cl
 
 def test_write_during_running_operation_is_429_with_retry_after() -> None:
     # A slow simulator of its own, so the first operation is surely still running.
-    with owned(ArmSimulator(lro_duration_s=5.0)) as slow:
+    with owned(ArmSimulator(**CONVENIENT, lro_duration_s=5.0)) as slow:
         clients = make_clients(slow)
         clients.network.public_ip_addresses.begin_create_or_update(RG, "pip-busy", pip_body(), polling=False)
         with pytest.raises(HttpResponseError) as caught:
@@ -178,7 +179,7 @@ def test_write_during_running_operation_is_429_with_retry_after() -> None:
 
 def test_lro_responses_and_states() -> None:
     # Operations of a simulator of its own last 1 s, so the first poll surely finds them running.
-    with owned(ArmSimulator(lro_duration_s=1.0)) as slow:
+    with owned(ArmSimulator(**CONVENIENT, lro_duration_s=1.0)) as slow:
         _lro_responses_and_states(slow, make_clients(slow))
 
 

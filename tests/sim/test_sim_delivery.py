@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
-from sim_helpers import RG, SUB, make_clients, owned, pip_body
+from sim_helpers import CONVENIENT, RG, SUB, make_clients, owned, pip_body
 
 from sim import ArmSimulator, EventSchema
 
@@ -26,7 +26,7 @@ def _writes(sim: ArmSimulator, count: int) -> None:
 def test_cloud_events_schema_per_sink() -> None:
     grid: list[dict[str, Any]] = []
     cloud: list[dict[str, Any]] = []
-    with owned(ArmSimulator(**FAST)) as sim:
+    with owned(ArmSimulator(**CONVENIENT, **FAST)) as sim:
         sim.add_event_sink(grid.append)
         sim.add_event_sink(cloud.append, schema=EventSchema.CLOUD_EVENTS)
         _writes(sim, 1)
@@ -66,7 +66,7 @@ def webhook() -> Iterator[str]:
 
 
 def test_webhook_sink_posts_arrays_in_either_schema(webhook: str) -> None:
-    with owned(ArmSimulator(**FAST)) as sim:
+    with owned(ArmSimulator(**CONVENIENT, **FAST)) as sim:
         sim.add_webhook_sink(webhook)
         sim.add_webhook_sink(webhook, schema=EventSchema.CLOUD_EVENTS)
         _writes(sim, 2)
@@ -86,7 +86,7 @@ def test_storage_queue_sink(local_azure: Any) -> None:
     from azure.storage.queue import QueueClient
 
     connection = local_azure.azurite.connection_string
-    with owned(ArmSimulator(**FAST)) as sim:
+    with owned(ArmSimulator(**CONVENIENT, **FAST)) as sim:
         sim.add_queue_sink(connection, "sim-events", schema=EventSchema.CLOUD_EVENTS)
         _writes(sim, 2)
     queue = QueueClient.from_connection_string(connection, "sim-events")
@@ -105,7 +105,7 @@ def _delivered(**switches: Any) -> list[str]:
     # time that is 2 s, far longer than 8 writes take on any machine, so no release falls mid-run
     # (where it would fall depends on the machine's speed) and only the seed decides the order.
     received: list[dict[str, Any]] = []
-    with owned(ArmSimulator(**FAST, time_scale=0.1, **switches)) as sim:
+    with owned(ArmSimulator(**CONVENIENT, **FAST, time_scale=0.1, **switches)) as sim:
         sim.add_event_sink(received.append)
         _writes(sim, 8)
     return [event["subject"].rsplit("/", 1)[1] for event in received]

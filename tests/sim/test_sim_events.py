@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from sim_helpers import (
+    CONVENIENT,
     FIXTURES,
     RG,
     SUB,
@@ -75,7 +76,7 @@ def test_create_update_delete_emit_one_event_each(
 def test_claims_come_from_the_callers_token() -> None:
     received: list[dict[str, Any]] = []
     with owned(
-        ArmSimulator(lro_duration_s=0.01, tenant_id="tenant-1"),
+        ArmSimulator(**CONVENIENT, lro_duration_s=0.01, tenant_id="tenant-1"),
         principal({"appid": "app-123", "oid": "object-9", "name": "Remediator"}),
     ) as own:
         own.add_event_sink(received.append)
@@ -98,7 +99,7 @@ def test_opaque_token_gives_empty_claims_and_a_failing_sink_is_contained() -> No
     def broken(event: dict[str, Any]) -> None:
         raise RuntimeError("subscriber bug")
 
-    with owned(ArmSimulator(lro_duration_s=0.01)) as own:
+    with owned(ArmSimulator(**CONVENIENT, lro_duration_s=0.01)) as own:
         received: list[dict[str, Any]] = []
         own.add_event_sink(broken)
         own.add_event_sink(received.append)

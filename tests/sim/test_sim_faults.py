@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 from azure.core.rest import HttpRequest
-from sim_helpers import RG, Clients, make_clients, owned, pip_body, rid
+from sim_helpers import CONVENIENT, RG, Clients, make_clients, owned, pip_body, rid
 
 from sim import ArmSimulator, Faults
 
@@ -55,7 +55,7 @@ def _outcomes(clients: Clients, count: int) -> list[str]:
 def test_the_same_seed_gives_the_same_sequence_of_responses() -> None:
     runs: list[list[str]] = []
     # Every held answer costs the client its read timeout: seed 7 holds 3 of these 40 requests.
-    with owned(ArmSimulator(lro_duration_s=0.0, faults=MIXED)) as sim:
+    with owned(ArmSimulator(**CONVENIENT, lro_duration_s=0.0, faults=MIXED)) as sim:
         clients = make_clients(sim)
         for _ in range(2):
             sim.reset()  # forget resources; the fault sequence restarts from its seed

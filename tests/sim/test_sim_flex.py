@@ -8,7 +8,18 @@ from typing import Any
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest
-from sim_helpers import RG, SUBNET_ID, Clients, flex_body, make_clients, nic_body, owned, rid, vm_body
+from sim_helpers import (
+    CONVENIENT,
+    RG,
+    SUBNET_ID,
+    Clients,
+    flex_body,
+    make_clients,
+    nic_body,
+    owned,
+    rid,
+    vm_body,
+)
 
 from sim import ArmSimulator
 
@@ -76,7 +87,7 @@ def test_scale_out_creates_instances_shaped_like_flex_ones(sim: ArmSimulator, cl
 
 def test_set_stays_updating_until_its_instances_exist() -> None:
     # Instances of a simulator of its own take 1 s, so the set is surely still creating them.
-    with owned(ArmSimulator(provision_delay_s=1.0, lro_duration_s=0.01)) as sim:
+    with owned(ArmSimulator(**CONVENIENT, provision_delay_s=1.0, lro_duration_s=0.01)) as sim:
         clients = make_clients(sim)
         clients.compute.virtual_machine_scale_sets.begin_create_or_update(
             RG, "slowSet", flex_body(1), polling=False
@@ -133,7 +144,9 @@ def test_scale_in_deletes_newest_created_instances_with_their_network(
 
 def test_hand_attached_vms_count_only_when_switched_on() -> None:
     with owned(
-        ArmSimulator(provision_delay_s=0.05, lro_duration_s=0.01, manual_vms_count_in_capacity=True)
+        ArmSimulator(
+            **CONVENIENT, provision_delay_s=0.05, lro_duration_s=0.01, manual_vms_count_in_capacity=True
+        )
     ) as counting:
         clients = make_clients(counting)
         clients.compute.virtual_machine_scale_sets.begin_create_or_update(RG, "mixed", flex_body(0)).result()
@@ -194,7 +207,9 @@ def test_child_events_are_switchable(
     sim.wait_idle(2)
     assert [e["data"]["operationName"] for e in events] == [f"{VMSS}/write"]
 
-    with owned(ArmSimulator(provision_delay_s=0.05, lro_duration_s=0.01, child_events=True)) as chatty:
+    with owned(
+        ArmSimulator(**CONVENIENT, provision_delay_s=0.05, lro_duration_s=0.01, child_events=True)
+    ) as chatty:
         loud: list[dict[str, Any]] = []
         chatty.add_event_sink(loud.append)
         make_clients(chatty).compute.virtual_machine_scale_sets.begin_create_or_update(

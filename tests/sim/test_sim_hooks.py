@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from azure.core.rest import HttpRequest
-from sim_helpers import RG, Clients, flex_body, make_clients, owned, pip_body, rid
+from sim_helpers import CONVENIENT, RG, Clients, flex_body, make_clients, owned, pip_body, rid
 
 from sim import ArmSimulator, Faults, RequestRecord
 
@@ -181,7 +181,7 @@ def test_received_is_the_arrival_before_the_work_and_served_over_http() -> None:
         entered.set()
         release.wait(WAIT_S)
 
-    with owned(ArmSimulator(lro_duration_s=0.0)) as sim:
+    with owned(ArmSimulator(**CONVENIENT, lro_duration_s=0.0)) as sim:
         sim.add_event_sink(slow_sink)
         clients = make_clients(sim)
         setting = HttpRequest("PUT", f"{rid(AUTOSCALE, 'slow')}?api-version=2022-10-01")

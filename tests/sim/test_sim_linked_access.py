@@ -13,6 +13,7 @@ from azure.mgmt.compute.models import VirtualMachineScaleSetUpdate
 from azure.mgmt.network.models import NetworkInterface
 from sim_access_helpers import authorization_failure, caller, linked_failure, refused, scope_of, send
 from sim_helpers import (
+    CONVENIENT,
     LOCATION,
     RG,
     SUB,
@@ -132,7 +133,7 @@ def test_a_patch_is_checked_on_what_it_sends(sim: ArmSimulator, clients: Clients
 
 
 def test_a_patch_is_checked_on_the_merged_body_when_switched_to_merged() -> None:
-    with ArmSimulator(lro_duration_s=0.0, linked_access_on_patch="merged") as merged:
+    with ArmSimulator(**CONVENIENT, lro_duration_s=0.0, linked_access_on_patch="merged") as merged:
         owner, app = caller(merged, "owner"), caller(merged, "tagger")
         merged.grant(owner.oid, "Owner", "/")
         owner.clients.network.network_interfaces.begin_create_or_update(

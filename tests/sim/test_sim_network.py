@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest
-from sim_helpers import RG, Clients, make_clients, nic_body, owned, pip_body, rid, vm_body
+from sim_helpers import CONVENIENT, RG, Clients, make_clients, nic_body, owned, pip_body, rid, vm_body
 
 from sim import ArmSimulator
 
@@ -56,7 +56,7 @@ def test_strip_then_delete_once_the_nic_update_has_completed(sim: ArmSimulator, 
 def test_public_ip_is_held_until_the_nic_update_completes() -> None:
     # A simulator of its own whose operations outlast the test, NIC updates long-running: the detach
     # is surely pending. (Answered as recorded from Azure, synchronously, it is done at once.)
-    with owned(ArmSimulator(lro_duration_s=5.0, nic_update_long_running=True)) as slow:
+    with owned(ArmSimulator(**CONVENIENT, lro_duration_s=5.0, nic_update_long_running=True)) as slow:
         nic_doc = {"id": rid(NIC, "nic-1"), **nic_body(rid(PIP, "pip-1")).as_dict()}
         slow.seed([{"id": rid(PIP, "pip-1"), "location": "westeurope", "properties": {}}, nic_doc])
         clients = make_clients(slow)

@@ -29,7 +29,7 @@ import pytest
 from azure.core.rest import HttpRequest
 from recordings import Interaction, interactions
 from sim_fixtures import TEST_TIMINGS
-from sim_helpers import RG, SUB, Clients, make_clients, owned
+from sim_helpers import CONVENIENT, RG, SUB, Clients, make_clients, owned
 
 from sim import ArmSimulator
 
@@ -278,7 +278,7 @@ def test_a_nic_update_completes_in_its_request_as_recorded(sim: ArmSimulator, cl
 
 def test_nic_update_long_running_answers_updating_with_an_operation() -> None:
     options = {**TEST_TIMINGS, "nic_update_long_running": True}
-    with owned(ArmSimulator(**options)) as sim:
+    with owned(ArmSimulator(**CONVENIENT, **options)) as sim:
         assert sim.settings.nic_update_long_running
         replay = Replay(make_clients(sim), sim, "interfaceclient.yaml")
         create, update = replay.at(4, "PUT", NIC), replay.at(7, "PUT", NIC)

@@ -13,7 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from azure.core.rest import HttpRequest
-from sim_helpers import RG, SUB, TEST_PRINCIPAL, Clients, StaticCredential, flex_body, owned, pip_body, rid
+from sim_helpers import (
+    CONVENIENT,
+    RG,
+    SUB,
+    TEST_PRINCIPAL,
+    Clients,
+    StaticCredential,
+    flex_body,
+    owned,
+    pip_body,
+    rid,
+)
 
 from sim import ArmSimulator
 
@@ -112,6 +123,14 @@ def test_the_runners_switches_default_as_the_simulator_does() -> None:
     changed = _parser().parse_args(["--no-throttling", "--nic-update-long-running"])
     assert not changed.throttling and changed.nic_update_long_running
     assert _parser().parse_args(["--throttling"]).throttling  # the flag of old still parses
+    settings = ArmSimulator().settings
+    assert (defaults.list_lag, defaults.graph_lag, defaults.events_at) == (
+        settings.list_lag_s,
+        settings.graph_lag_s,
+        settings.events_at,
+    )
+    convenient = _parser().parse_args(["--list-lag", "0", "--graph-lag", "0", "--events-at", "completion"])
+    assert (convenient.list_lag, convenient.graph_lag, convenient.events_at) == (0, 0, "completion")
 
 
 SUBNET = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/virtualNetworks/v/subnets/s"
@@ -196,6 +215,6 @@ def test_seed_file_takes_az_list_output_and_exports_round_trip(
     assert nic.properties.ip_configurations[0].properties.private_ip_address == "10.0.0.4"
     exported = tmp_path / "export.json"
     sim.export_file(exported)
-    with owned(ArmSimulator()) as other:
+    with owned(ArmSimulator(**CONVENIENT)) as other:
         assert other.seed_file(exported) == 2
         assert other.get_resource(nic.id) == sim.get_resource(nic.id)

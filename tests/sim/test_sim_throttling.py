@@ -12,7 +12,18 @@ from typing import Any
 
 import pytest
 from azure.core.rest import HttpRequest
-from sim_helpers import RG, SUB, StaticCredential, make_clients, make_jwt, owned, pip_body, principal, rid
+from sim_helpers import (
+    CONVENIENT,
+    RG,
+    SUB,
+    StaticCredential,
+    make_clients,
+    make_jwt,
+    owned,
+    pip_body,
+    principal,
+    rid,
+)
 
 from sim import ArmSimulator
 from sim.limits import Throttle
@@ -46,7 +57,7 @@ def _put_pip(clients: Any, name: str, **options: Any) -> Any:
 def test_a_burst_of_250_writes_gets_200_then_429_with_retry_after() -> None:
     # Clocks at 1/1000 of real time: no token comes back during the burst, so the count is exact.
     with owned(
-        ArmSimulator(throttling=True, time_scale=0.001, lro_duration_s=0.0),
+        ArmSimulator(**CONVENIENT, throttling=True, time_scale=0.001, lro_duration_s=0.0),
         principal({"appid": "remediator", "oid": "o-1"}),
     ) as sim:
         clients = make_clients(sim, StaticCredential(make_jwt({"appid": "remediator", "oid": "o-1"})))
@@ -76,7 +87,7 @@ def test_a_client_honouring_retry_after_completes_every_write() -> None:
     # 10 per simulated second, 0.001 real seconds at scale 1000) finds 10 tokens refilled.
     throttled = [3, 0, 1, 2, 3, 1, 0, 2]
     with owned(
-        ArmSimulator(throttling=True, time_scale=1000.0, lro_duration_s=0.0),
+        ArmSimulator(**CONVENIENT, throttling=True, time_scale=1000.0, lro_duration_s=0.0),
         *(principal({"appid": f"writer-{w}"}) for w in range(8)),
     ) as sim:
         outcomes: list[int] = []
@@ -109,7 +120,7 @@ def test_a_client_honouring_retry_after_completes_every_write() -> None:
 def test_throttle_next_answers_as_an_empty_bucket_does_for_one_principal_and_class() -> None:
     # Clocks at 1/1000 of real time: nothing refills during the test, so an empty bucket stays empty.
     with owned(
-        ArmSimulator(throttling=True, time_scale=0.001, lro_duration_s=0.0),
+        ArmSimulator(**CONVENIENT, throttling=True, time_scale=0.001, lro_duration_s=0.0),
         principal({"appid": "app-a", "oid": "o-a"}),
         principal({"appid": "app-b"}),
     ) as sim:
@@ -139,7 +150,8 @@ def test_throttle_next_answers_as_an_empty_bucket_does_for_one_principal_and_cla
 
 def test_throttle_next_then_normal_answers_in_one_subscription_or_every_one() -> None:
     with owned(
-        ArmSimulator(throttling=True, time_scale=1000.0, lro_duration_s=0.0), principal({"appid": "app-a"})
+        ArmSimulator(**CONVENIENT, throttling=True, time_scale=1000.0, lro_duration_s=0.0),
+        principal({"appid": "app-a"}),
     ) as sim:
         clients = make_clients(sim, StaticCredential(make_jwt({"appid": "app-a"})))
         sim.throttle_next("app-a", "writes", 1, subscription="00000000-0000-0000-0000-00000000ffff")
@@ -160,7 +172,7 @@ def test_throttle_next_then_normal_answers_in_one_subscription_or_every_one() ->
 def test_throttle_next_needs_throttling_and_a_request_class() -> None:
     with pytest.raises(ValueError, match="throttling=True"):
         ArmSimulator(throttling=False).throttle_next("app-a", "writes", 1)
-    with owned(ArmSimulator(throttling=True)) as throttled:
+    with owned(ArmSimulator(**CONVENIENT, throttling=True)) as throttled:
         with pytest.raises(ValueError, match="'reads', 'writes', 'deletes'"):
             throttled.throttle_next("app-a", "write", 1)
         with pytest.raises(ValueError, match="negative"):
@@ -169,7 +181,7 @@ def test_throttle_next_needs_throttling_and_a_request_class() -> None:
 
 def test_buckets_are_per_principal_and_reads_include_operation_polls() -> None:
     with owned(
-        ArmSimulator(throttling=True, time_scale=0.001, lro_duration_s=0.0),
+        ArmSimulator(**CONVENIENT, throttling=True, time_scale=0.001, lro_duration_s=0.0),
         principal({"appid": "app-a"}),
         principal({"appid": "app-b"}),
     ) as sim:
@@ -194,7 +206,7 @@ def test_buckets_are_per_principal_and_reads_include_operation_polls() -> None:
 
 def test_microsoft_network_allows_1000_writes_per_5_minutes() -> None:
     with owned(
-        ArmSimulator(throttling=True, time_scale=0.001, lro_duration_s=0.0),
+        ArmSimulator(**CONVENIENT, throttling=True, time_scale=0.001, lro_duration_s=0.0),
         *(principal({"appid": f"app-{a}"}) for a in range(6)),
     ) as sim:
         # Six principals, so ARM's per-principal buckets (200 each) are not what stops them.
@@ -230,7 +242,7 @@ def test_throttling_is_on_by_default(sim: ArmSimulator, clients: Any) -> None:
 
 
 def test_set_bucket_sets_a_level_exactly_and_bucket_level_reads_it() -> None:
-    with owned(ArmSimulator(lro_duration_s=0.0), principal({"appid": "app-a"})) as sim:
+    with owned(ArmSimulator(**CONVENIENT, lro_duration_s=0.0), principal({"appid": "app-a"})) as sim:
         sim.freeze_refill()  # nothing refills, however slow the machine
         clients = _jwt_clients(sim, "app-a")
         assert sim.bucket_level("app-a", "writes", SUB) == 200  # not used yet: full
@@ -256,7 +268,7 @@ def test_set_bucket_sets_a_level_exactly_and_bucket_level_reads_it() -> None:
 
 
 def test_set_bucket_without_a_subscription_sets_every_subscription_of_the_principal() -> None:
-    with owned(ArmSimulator(lro_duration_s=0.0), principal({"appid": "app-a"})) as sim:
+    with owned(ArmSimulator(**CONVENIENT, lro_duration_s=0.0), principal({"appid": "app-a"})) as sim:
         sim.freeze_refill()
         clients = _jwt_clients(sim, "app-a")
         assert _send(clients, "DELETE", rid(VM, "none")).status_code == 204  # a bucket in use...
@@ -271,7 +283,9 @@ def test_set_bucket_without_a_subscription_sets_every_subscription_of_the_princi
 
 def test_the_global_bucket_is_shared_by_every_principal() -> None:
     with owned(
-        ArmSimulator(lro_duration_s=0.0), principal({"appid": "app-a"}), principal({"appid": "app-b"})
+        ArmSimulator(**CONVENIENT, lro_duration_s=0.0),
+        principal({"appid": "app-a"}),
+        principal({"appid": "app-b"}),
     ) as sim:
         sim.freeze_refill()
         sim.set_bucket(None, "writes", 1, subscription=SUB)
@@ -288,7 +302,7 @@ def test_the_global_bucket_is_shared_by_every_principal() -> None:
 
 
 def test_set_network_budget_sets_microsoft_networks_write_budget() -> None:
-    with owned(ArmSimulator(lro_duration_s=0.0), principal({"appid": "app-a"})) as sim:
+    with owned(ArmSimulator(**CONVENIENT, lro_duration_s=0.0), principal({"appid": "app-a"})) as sim:
         sim.freeze_refill()
         clients = _jwt_clients(sim, "app-a")
         assert sim.network_budget_level(SUB) == 1000

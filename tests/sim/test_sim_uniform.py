@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError
-from sim_helpers import RG, SUB, SUBNET_ID, Clients, flex_body, owned, rid, uniform_body
+from sim_helpers import CONVENIENT, RG, SUB, SUBNET_ID, Clients, flex_body, owned, rid, uniform_body
 
 from sim import ArmSimulator
 
@@ -139,7 +139,7 @@ def test_instance_errors(sim: ArmSimulator, clients: Clients) -> None:
 def test_uniform_state_exports_and_seeds_back(sim: ArmSimulator, clients: Clients) -> None:
     clients.compute.virtual_machine_scale_sets.begin_create_or_update(RG, "uni", uniform_body(2)).result()
     exported = sim.export()
-    with owned(ArmSimulator(lro_duration_s=0.01, provision_delay_s=0.01)) as other:
+    with owned(ArmSimulator(**CONVENIENT, lro_duration_s=0.01, provision_delay_s=0.01)) as other:
         assert other.seed(exported) == len(exported["value"])
         instance = other.get_resource(
             f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/{VMSS}/uni/virtualMachines/1"

@@ -8,6 +8,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.network.models import Subnet
 from sim_helpers import (
+    CONVENIENT,
     RG,
     Clients,
     flex_body,
@@ -110,7 +111,7 @@ def test_updating_a_flexible_set_to_no_outbound_is_refused(sim: ArmSimulator, cl
 
 def test_unknown_subnets_are_refused_when_switched_on() -> None:
     with owned(
-        ArmSimulator(lro_duration_s=0.01, provision_delay_s=0.01, require_known_subnets=True)
+        ArmSimulator(**CONVENIENT, lro_duration_s=0.01, provision_delay_s=0.01, require_known_subnets=True)
     ) as strict:
         clients = make_clients(strict)
         with pytest.raises(HttpResponseError) as nic:

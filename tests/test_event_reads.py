@@ -1,0 +1,125 @@
+"""Specification of the reads intake spends on an event, counted in the simulator's log.
+
+- A read ARM served after an event's time shows the event's write, so it answers that event too:
+  a backlog of events about one set costs one read of it, while an event newer than every read
+  is read for (a tag written since is seen).
+- An event raised by the remediator's own write (its claims are the remediator's identity) costs
+  no read at all: the look that wrote verified it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import arm_docs as docs
+import pytest
+from estate import Estate
+
+from remediation.credentials import LoopbackCredential
+from remediation.model import RecordKind
+from remediation.recent_reads import RecentReads, answers
+from sim import RequestRecord
+
+NIC = "Microsoft.Network/networkInterfaces"
+NOW = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
+
+
+def remediator_reads(estate: Estate, after: int) -> list[RequestRecord]:
+    return [
+        r
+        for r in estate.sim.requests()[after:]
+        if r.principal.lower() == LoopbackCredential.APP_ID.lower() and r.method == "GET"
+    ]
+
+
+def raised(resource_id: str, ago: timedelta) -> dict[str, Any]:
+    """A write event for ``resource_id`` that Event Grid delivers ``ago`` after ARM raised it."""
+    event = docs.write_event(resource_id)
+    event["eventTime"] = (datetime.now(UTC) - ago).isoformat()
+    return event
+
+
+# -- the judgement ---------------------------------------------------------------------------
+
+
+def test_a_read_answers_an_event_only_if_arm_served_it_a_margin_after_the_event() -> None:
+    margin = timedelta(seconds=2)
+    assert answers(NOW + timedelta(seconds=2), NOW, margin)
+    assert not answers(NOW + timedelta(seconds=1), NOW, margin), "within the clocks' skew"
+    assert not answers(NOW - timedelta(seconds=5), NOW, margin), "served before the write"
+    assert not answers(NOW, None, margin), "an event without a time is always read for"
+
+
+def test_recent_reads_keep_the_newest_read_per_resource_and_a_bounded_number() -> None:
+    reads = RecentReads(capacity=2, margin=timedelta(seconds=2))
+    fetched: list[str] = []
+
+    def fetch(value: str, served: datetime) -> Any:
+        def go() -> tuple[str, datetime]:
+            fetched.append(value)
+            return value, served
+
+        return go
+
+    later = NOW + timedelta(seconds=10)
+    assert reads.read("set", "/A", NOW, fetch("a1", later)) == "a1"
+    assert reads.read("set", "/a", NOW, fetch("a2", later)) == "a1", "kept (ids are case-insensitive)"
+    assert reads.read("set", "/a", later, fetch("a3", later + timedelta(seconds=3))) == "a3", "newer event"
+    reads.read("set", "/b", NOW, fetch("b", later))
+    reads.read("set", "/c", NOW, fetch("c", later))  # /a, least recently used, goes
+    assert reads.read("set", "/a", NOW, fetch("a4", later)) == "a4"
+    assert fetched == ["a1", "a3", "b", "c", "a4"]
+    assert reads.read("vm", "/b", NOW, fetch("vm-b", later)) == "vm-b", "kinds are kept apart"
+
+
+# -- on the wire -----------------------------------------------------------------------------
+
+
+def test_a_backlog_of_events_about_an_unrestricted_set_costs_one_read(estate: Estate) -> None:
+    estate.create_set("open")
+    estate.events()
+    backlog = [raised(docs.set_id("open"), timedelta(seconds=30)) for _ in range(5)]
+    before = len(estate.sim.requests())
+
+    for event in backlog:
+        estate.take_in(event)
+
+    assert len(remediator_reads(estate, before)) == 1, "the first event's read answers the other four"
+    assert {r.event_id for r in estate.audit() if r.kind is RecordKind.DECISION} == {e["id"] for e in backlog}
+
+
+def test_an_event_newer_than_every_read_is_read_for_and_sees_the_tag_written_since(estate: Estate) -> None:
+    estate.create_set("web")
+    estate.events()
+    estate.take_in(raised(docs.set_id("web"), timedelta(seconds=30)))  # a read of the set, untagged
+    estate.tag(docs.set_id("web"), {"remediation.mode": "strip"})
+    before = len(estate.sim.requests())
+
+    fresh = docs.write_event(docs.set_id("web"))  # the tag's write, raised now
+    estate.take_in(fresh)
+
+    assert len(remediator_reads(estate, before)) == 1
+    decisions = [r.reason for r in estate.audit() if r.event_id == fresh["id"]]
+    assert any(reason.startswith("queued: a look at the set") for reason in decisions), decisions
+
+
+@pytest.mark.parametrize("capacity", [2])
+def test_the_events_of_the_remediators_own_writes_cost_no_read(estate: Estate, capacity: int) -> None:
+    estate.create_set("web", tags={"remediation.mode": "strip"})
+    estate.scale("web", capacity)
+    for event in estate.events():
+        estate.deliver(event)
+    assert len(estate.successful("PUT", NIC)) == capacity
+    own = [e for e in estate.events() if e["data"]["operationName"].lower().startswith("microsoft.network")]
+    assert len(own) == capacity, "each NIC write raised its event, with the remediator's claims"
+    before = len(estate.sim.requests())
+
+    for event in own:
+        estate.take_in(event)
+
+    assert remediator_reads(estate, before) == []
+    for event in own:
+        records = [r for r in estate.audit() if r.event_id == event["id"]]
+        assert [r.kind for r in records] == [RecordKind.RECEIVED, RecordKind.DECISION]
+        assert records[1].reason.startswith("nothing to do: raised by this app's own write")
