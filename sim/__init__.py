@@ -3,7 +3,7 @@
 from sim.events import EventSchema
 from sim.faults import Faults
 from sim.insights import AutoscaleRefused
+from sim.request_log import RequestRecord
 from sim.simulator import ArmSimulator
-from sim.store import RequestRecord
 
 __all__ = ["ArmSimulator", "AutoscaleRefused", "EventSchema", "Faults", "RequestRecord"]

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from sim.authorization import caller_of
 from sim.builtin_roles import Permission
+from sim.documents import JsonDict
 from sim.events import claims_from_authorization
 from sim.hooks import RequestHooks
 from sim.rbac import (
@@ -29,13 +30,14 @@ from sim.rbac import (
     new_guid,
     subscription_scope,
 )
-from sim.store import JsonDict, RequestRecord, Store
+from sim.request_log import RequestRecord
+from sim.writes import WritableStore
 
 
 class AccessHarness:
     """Mixed into ArmSimulator, which provides the store, the hooks and the AccessControl."""
 
-    _store: Store
+    _store: WritableStore
     _hooks: RequestHooks
     _access: AccessControl
 

@@ -44,11 +44,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sim.actions import GRAPH_ACTION, RequestAction, request_action
+from sim.arm_limits import principal_of
+from sim.documents import JsonDict, merge_patch
 from sim.errors import ArmError
-from sim.limits import principal_of
 from sim.linked_access import linked_references
+from sim.long_running import OperationStore
 from sim.rbac import AccessControl
-from sim.store import JsonDict, Store, merge_patch
 
 PATCH_LINK_MODES = ("merged", "sent")
 # Anyone may ask what they themselves may do (Microsoft.Authorization/permissions).
@@ -105,7 +106,9 @@ def linked_authorization_failed(
 class Authorizer:
     """Decides every ARM request of one simulator against its AccessControl."""
 
-    def __init__(self, store: Store, access: AccessControl, *, linked_access_on_patch: str = "sent") -> None:
+    def __init__(
+        self, store: OperationStore, access: AccessControl, *, linked_access_on_patch: str = "sent"
+    ) -> None:
         if linked_access_on_patch not in PATCH_LINK_MODES:
             raise ValueError(f"linked_access_on_patch must be one of {PATCH_LINK_MODES}")
         self._store = store

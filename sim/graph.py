@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sim import ids
+from sim.documents import JsonDict
 from sim.errors import ArmError
-from sim.store import JsonDict, Store
+from sim.store import Store
 
 MAX_TOP = 1000
 # Columns of the `resources` table that the simulator can fill from a document.

@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from sim.store import RequestRecord
+from sim.request_log import RequestRecord
 
 logger = logging.getLogger(__name__)
 

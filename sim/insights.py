@@ -15,10 +15,12 @@ import copy
 import uuid
 
 from sim import ids
+from sim.behaviour import Behaviour
+from sim.documents import JsonDict, properties
 from sim.errors import invalid_parameter
 from sim.events import RequestContext
 from sim.ids import AUTOSCALE_TYPE, ResourceRef
-from sim.store import Behaviour, JsonDict, Store, properties
+from sim.store import Store
 
 MAX_PROFILES = 20
 

@@ -2,35 +2,10 @@
 
 A remediator that reconciles a large estate runs into ARM's limits long before
 it runs into anything else, and its retry behaviour is only tested if
-something says no. Azure Resource Manager documents a token bucket algorithm
-(learn.microsoft.com, "Understand how Azure Resource Manager throttles
-requests", section "Regional throttling and token bucket algorithm"): per
-subscription and principal, reads 250 burst refilled 25 per second, writes 200
-refilled 10 per second, deletes 200 refilled 10 per second; and, per operation
-type, a global subscription limit of 15 times the single principal's, shared by
-all principals. A request over a limit is answered 429 with `Retry-After` and
-the code `SubscriptionRequestsThrottled` (the per-principal wording below is the
-one real ARM answers with, as quoted in public client logs; the global one is
-the simulator's). Microsoft.Network adds its own limit of 1,000 writes per 5
-minutes per subscription (the same article).
-
-The headers that say what is left, on every answer ARM counted (2xx, 4xx
-refusals such as a 412, and 429s; not on the gateway's 404 for a missing
-resource, which carries `x-ms-failure-cause: gateway` instead):
-- `x-ms-ratelimit-remaining-subscription-global-{reads|writes|deletes}`: the
-  subscription's global bucket for the request's class. This is the one the ARM
-  traffic recorded from Azure carries, on every counted answer
-  (shared/fixtures/recorded-arm: 3749 reads, 2999 writes and deletes left, i.e.
-  15 x 250 and 15 x 200 less one, in the Compute cassettes; subscriptions with
-  raised limits show more, 16,499 and 11,999 in the Network ones).
-- `x-ms-ratelimit-remaining-subscription-{reads|writes|deletes}`: the caller's
-  own bucket. The article's "Remaining requests" table names it, and Microsoft's
-  Azure PowerShell help for Invoke-AzRestMethod shows one GET answered with both
-  (`...-subscription-reads: 249` beside `...-subscription-global-reads: 3749`),
-  so both are sent; the recordings do not carry it.
-- `x-ms-ratelimit-remaining-tenant-{reads|writes|deletes}` instead of both for
-  requests without a subscription (the article's table: tenant scoped requests).
-Only the class of the request itself is reported, as ARM does.
+something says no. What ARM documents (the buckets' sizes, the 429's wording,
+the `x-ms-ratelimit-remaining-*` headers) is in sim/arm_limits.py; `Throttle` here
+keeps the buckets of one simulator and admits each request, or answers it 429
+with `Retry-After`.
 
 Time here is simulated time: real monotonic time multiplied by the simulator's
 time scale, so a test at scale 10 sees the same refill in a tenth of the time.
@@ -44,82 +19,26 @@ simulated time, so nothing refills for it afterwards either).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
 
+from sim.arm_limits import (
+    ARM_BUCKETS,
+    GLOBAL_BUCKETS,
+    NETWORK_WINDOW,
+    NETWORK_WRITES,
+    RequestClass,
+    remaining_headers,
+)
 from sim.buckets import BucketSpec, TokenBucket, retry_after_header
 from sim.compute_limits import ComputeLimits
 from sim.errors import ArmError
 
-
-class RequestClass(StrEnum):
-    """ARM's three buckets; the value is the suffix of its `x-ms-ratelimit-remaining-*` headers."""
-
-    READ = "reads"
-    WRITE = "writes"
-    DELETE = "deletes"
-
-    @classmethod
-    def of(cls, method: str) -> RequestClass:
-        if method.upper() in ("GET", "HEAD"):
-            return cls.READ
-        if method.upper() == "DELETE":
-            return cls.DELETE
-        return cls.WRITE
-
-    @classmethod
-    def named(cls, value: RequestClass | str) -> RequestClass:
-        """The class called `value` ("reads", "writes" or "deletes"); ValueError otherwise."""
-        try:
-            return cls(value)
-        except ValueError:
-            names = ", ".join(repr(c.value) for c in cls)
-            raise ValueError(f"request_class must be one of {names}, not {value!r}") from None
-
-    @property
-    def verb(self) -> str:
-        """How ARM names the class in its 429 message: 'read', 'write', 'delete'."""
-        return self.value[:-1]
-
-
-ARM_BUCKETS: dict[RequestClass, BucketSpec] = {
-    RequestClass.READ: BucketSpec(250, 25),
-    RequestClass.WRITE: BucketSpec(200, 10),
-    RequestClass.DELETE: BucketSpec(200, 10),
-}
-# The global subscription limit: 15 times a single principal's, shared by every principal.
-GLOBAL_FACTOR = 15
-GLOBAL_BUCKETS: dict[RequestClass, BucketSpec] = {
-    request_class: BucketSpec(spec.capacity * GLOBAL_FACTOR, spec.refill_per_s * GLOBAL_FACTOR)
-    for request_class, spec in ARM_BUCKETS.items()
-}
-NETWORK_WRITES = BucketSpec(1000, 1000 / 300)
-NETWORK_WINDOW = "00:05:00"
-
-
-def global_header(request_class: RequestClass) -> str:
-    """`x-ms-ratelimit-remaining-subscription-global-{class}`: the subscription's global bucket."""
-    return f"x-ms-ratelimit-remaining-subscription-global-{request_class.value}"
-
-
-def principal_header(request_class: RequestClass) -> str:
-    """`x-ms-ratelimit-remaining-subscription-{class}`: the caller's own bucket."""
-    return f"x-ms-ratelimit-remaining-subscription-{request_class.value}"
-
-
-def tenant_header(request_class: RequestClass) -> str:
-    """`x-ms-ratelimit-remaining-tenant-{class}`: the caller's bucket for a request without a subscription."""
-    return f"x-ms-ratelimit-remaining-tenant-{request_class.value}"
-
-
-RATE_LIMIT_HEADER_PREFIX = "x-ms-ratelimit-"
-# Re-exported: code outside sim/ imports them from here (bench/storms.py: ARM_BUCKETS, NETWORK_WRITES).
+# Re-exported: code outside sim/ imports them from here (bench/storms.py: ARM_BUCKETS, NETWORK_WRITES,
+# RequestClass).
 __all__ = [
     "ARM_BUCKETS",
     "NETWORK_WRITES",
@@ -138,16 +57,6 @@ class Admission:
     request_class: RequestClass
     headers: dict[str, str] = field(default_factory=dict)
     error: ArmError | None = None
-
-
-def principal_of(claims: dict[str, Any], authorization: str) -> tuple[str, str]:
-    """(bucket key, actor as ARM names it): the token's appid or oid; a digest for opaque tokens."""
-    oid = claims.get("http://schemas.microsoft.com/identity/claims/objectidentifier") or claims.get("oid")
-    appid = claims.get("appid") or claims.get("azp")
-    if appid or oid:
-        return str(appid or oid), str(oid or appid)
-    digest = hashlib.sha256(authorization.encode("utf-8")).hexdigest()[:16]
-    return f"token-{digest}", f"token-{digest}"
 
 
 def _checked_level(tokens: float, spec: BucketSpec) -> float:
@@ -362,7 +271,9 @@ class Throttle:
                 bucket.set(0.0, now)
                 one_token = 1 / bucket.spec.refill_per_s
                 forced = self._arm_error(subscription, actor, request_class, one_token)
-                return Admission(request_class, _remaining(sub, request_class, bucket, overall), forced)
+                return Admission(
+                    request_class, remaining_headers(sub, request_class, bucket, overall), forced
+                )
             network = self._network_bucket(sub, now) if network_write else None
             error: ArmError | None = None
             if bucket.tokens < 1:
@@ -375,7 +286,7 @@ class Throttle:
                 for taken in (bucket, overall, network):
                     if taken is not None:
                         taken.tokens -= 1
-            return Admission(request_class, _remaining(sub, request_class, bucket, overall), error)
+            return Admission(request_class, remaining_headers(sub, request_class, bucket, overall), error)
 
     def _arm_error(self, subscription: str, actor: str, request_class: RequestClass, wait: float) -> ArmError:
         retry_after = retry_after_header(wait, self.time_scale)
@@ -415,25 +326,3 @@ class Throttle:
             f"interval '{NETWORK_WINDOW}'. Please try again after '{whole}' seconds.",
             headers={"Retry-After": retry_after},
         )
-
-
-def _remaining(
-    subscription: str, request_class: RequestClass, bucket: TokenBucket, overall: TokenBucket | None
-) -> dict[str, str]:
-    """The rate-limit headers of one answer: whole tokens left in the request's buckets."""
-    if not subscription or overall is None:
-        return {tenant_header(request_class): str(int(bucket.tokens))}
-    return {
-        global_header(request_class): str(int(overall.tokens)),
-        principal_header(request_class): str(int(bucket.tokens)),
-    }
-
-
-def gateway_not_found(status: int, code: str, headers: dict[str, str]) -> None:
-    """ARM's gateway answers a missing resource or group itself: with `x-ms-failure-cause: gateway`
-    and none of the rate-limit headers (every such 404 in shared/fixtures/recorded-arm)."""
-    if status != 404 or code not in ("ResourceNotFound", "ResourceGroupNotFound"):
-        return
-    for name in [n for n in headers if n.lower().startswith(RATE_LIMIT_HEADER_PREFIX)]:
-        del headers[name]
-    headers["x-ms-failure-cause"] = "gateway"

@@ -34,12 +34,14 @@ import uuid
 from typing import Any
 
 from sim import ids
+from sim.behaviour import Behaviour
+from sim.documents import JsonDict, properties, reference_id, writable
 from sim.errors import ArmError, invalid_parameter, invalid_reference
 from sim.events import RequestContext
 from sim.ids import ASG_TYPE, LB_COLLECTIONS, LB_TYPE, ResourceRef
 from sim.network import check_subnet_reference
 from sim.references import ip_configurations, scale_sets_referencing, split_lb_child
-from sim.store import Behaviour, JsonDict, Store, properties, reference_id, writable
+from sim.store import Store
 
 # Child properties NRP owns (back-references): a client's body cannot set them.
 _DERIVED: dict[str, tuple[str, ...]] = {

@@ -23,11 +23,13 @@ import uuid
 from typing import Any
 
 from sim import ids
+from sim.behaviour import Behaviour
+from sim.documents import JsonDict, properties, reference_id, writable
 from sim.errors import ArmError, invalid_parameter, invalid_reference
 from sim.events import RequestContext
 from sim.ids import IPCONFIG_TYPE, NIC_TYPE, PIP_TYPE, SUBNET_TYPE, VMSS_TYPE, ResourceRef
 from sim.references import check_links
-from sim.store import Behaviour, JsonDict, Store, properties, reference_id, writable
+from sim.store import Store
 
 # Read-only NIC properties NRP owns: a PUT body cannot set or clear them.
 _NIC_SERVER_OWNED = (

@@ -21,7 +21,8 @@ with `monitor=true`. Network's status body is `{"status": ...}` only (with `erro
 failed); Compute's also names the operation and its start and end times.
 
 Which writes complete in the request is each resource type's `Behaviour.synchronous_put` /
-`synchronous_delete` (sim/store.py); this module is what the HTTP answer says about it.
+`synchronous_delete` (sim/behaviour.py); this module is what the HTTP answer says about it, and
+`OperationRoutes` serves the status URLs (`operations`, `operationResults`) that ArmApi routes here.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ import copy
 from urllib.parse import quote
 
 from sim import ids
-from sim.store import JsonDict, Operation
+from sim.admission import FrontDoor
+from sim.api_messages import Response
+from sim.documents import JsonDict
+from sim.errors import ArmError
+from sim.long_running import Operation, OperationStatus
 
 COMPUTE = "microsoft.compute"
 
@@ -70,3 +75,29 @@ def write_headers(headers: dict[str, str], resource_type: str, doc: JsonDict | N
     """Compute answers a PUT or PATCH with the resource's `Etag` header; Network does not."""
     if doc is not None and resource_type.split("/", 1)[0].lower() == COMPUTE and doc.get("etag"):
         headers["ETag"] = str(doc["etag"])
+
+
+class OperationRoutes(FrontDoor):
+    """The status URLs of long-running operations, and announcing an accepted one."""
+
+    def _announce(self, response: Response, op: Operation, api_version: str, method: str) -> None:
+        announce(response.headers, op, self._endpoint(), api_version, method)
+
+    def _operation(self, response: Response, op_id: str, status_endpoint: bool) -> None:
+        op = self._store.operation(op_id)
+        if op is None:
+            raise ArmError(404, "NotFound", f"The operation '{op_id}' was not found.")
+        if status_endpoint:
+            response.body = status_body(op)
+            return
+        if op.status is OperationStatus.IN_PROGRESS:
+            response.status = 202
+            return
+        if op.status is OperationStatus.FAILED:
+            error = op.error or {}
+            raise ArmError(500, str(error.get("code", "InternalServerError")), str(error.get("message", "")))
+        doc = self._store.get(op.resource_id)
+        if doc is None:
+            response.status = 204
+        else:
+            response.body = doc

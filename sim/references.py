@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 
 from sim import ids
+from sim.documents import JsonDict, properties, reference_id
 from sim.errors import invalid_parameter, invalid_reference
-from sim.store import JsonDict, Store, properties, reference_id
+from sim.store import Store
 
 # ipConfiguration property -> the load balancer collection it points into ("" for an ASG).
 LINKS: dict[str, str] = {

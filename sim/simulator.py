@@ -9,7 +9,11 @@ store, the type-specific rules, the scheduler, throttling, authorization, fault
 injection, event delivery and the HTTPS server together, and offers the hooks tests
 need (events, request log and counters, request hooks, seeding and export, an
 autoscale driver, forced throttling, per-kind fault counts, and who may do what:
-`grant`, `define_role`, sim/access_harness.py) without going through HTTP.
+`grant`, `define_role`, sim/access_harness.py) without going through HTTP. Those groups of
+methods are mixins: throttling controls (sim/throttling_controls.py), fault injection
+(sim/fault_controls.py), the clock (sim/clock_controls.py), event sinks and the request log
+(sim/observation.py) and access (sim/access_harness.py); this module is the facade that builds
+and runs it all.
 """
 
 from __future__ import annotations
@@ -17,8 +21,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -27,30 +29,37 @@ from typing import Any
 from sim import ids
 from sim.access_api import AccessApi
 from sim.access_harness import AccessHarness
+from sim.arm_api import ArmApi
 from sim.authorization import Authorizer
-from sim.bounds import Budget, StormBound, storm_bound
-from sim.compute import ScaleSetVirtualMachines, VirtualMachines, VirtualMachineScaleSets
-from sim.delivery import CallbackSink, EventBus, QueueSink, WebhookSink
-from sim.events import EventSchema
+from sim.clock_controls import ClockControls
+from sim.delivery import EventBus
+from sim.fault_controls import FaultControls
 from sim.faults import FaultInjector, Faults
-from sim.hooks import RequestHook, RequestHooks
+from sim.hooks import RequestHooks
+from sim.https_server import HttpsServer
 from sim.insights import AutoscaleSettings, autoscale_context, autoscale_target, scale_set_ref
-from sim.limits import ARM_BUCKETS, NETWORK_WRITES, BucketSpec, RequestClass, Throttle
+from sim.limits import Throttle
 from sim.load_balancers import ApplicationSecurityGroups, LoadBalancers
 from sim.network import NetworkInterfaces, PublicIPAddresses, VirtualNetworks
+from sim.observation import Observation
 from sim.rbac import AccessControl
+from sim.request_log import RequestRecord
+from sim.scale_sets import VirtualMachineScaleSets
 from sim.scheduler import Scheduler
 from sim.seeding import read_documents
-from sim.server import WRITE_METHODS, ArmApi, HttpsServer, counters
-from sim.store import RequestRecord, Settings, Store
+from sim.settings import Settings
+from sim.throttling_controls import ThrottlingControls
 from sim.tls import write_self_signed
+from sim.uniform_instances import ScaleSetVirtualMachines
+from sim.virtual_machines import VirtualMachines
+from sim.writes import WritableStore
 
 # The principal the simulated autoscale service writes with (its `appid` and `oid` claims). Azure does
 # not document the autoscale service's application id; the Activity Log names this caller.
 AUTOSCALE_APP_ID = "Microsoft.Insights/autoscaleSettings"
 
 
-class ArmSimulator(AccessHarness):
+class ArmSimulator(AccessHarness, ThrottlingControls, FaultControls, ClockControls, Observation):
     """A local ARM over HTTPS on 127.0.0.1 that the real azure-mgmt clients talk to.
 
     Timing (simulated seconds; real seconds are these divided by `time_scale`):
@@ -214,7 +223,7 @@ class ArmSimulator(AccessHarness):
         self._port = port
         self._autoscale_app_id = autoscale_app_id
         self._scheduler = Scheduler(time_scale)
-        self._store = Store(
+        self._store = WritableStore(
             self.settings,
             self._scheduler,
             [
@@ -367,176 +376,6 @@ class ArmSimulator(AccessHarness):
             self._throttle.reset()
         self._faults.configure(self._faults.faults)
 
-    def wait_idle(self, timeout_s: float = 10.0) -> None:
-        """Block until no operation, provisioning or event delivery is pending; TimeoutError otherwise."""
-        if not self._scheduler.wait_idle(timeout_s):
-            raise TimeoutError(f"the simulator still had {self._scheduler.pending()} pending tasks")
-        if not self._bus.wait_delivered(timeout_s):
-            raise TimeoutError("the simulator's event sinks did not finish delivering")
-
-    def now(self) -> float:
-        """The simulator's clock, in simulated seconds (an arbitrary origin): what the lagging views,
-        the buckets' refill and every delay are measured on."""
-        return self._scheduler.now()
-
-    def advance_clock(self, seconds: float) -> None:
-        """Move the simulator's clock `seconds` simulated seconds forward at once: operations and
-        provisioning due meanwhile run (unless `operations_held`), buckets refill (unless
-        `freeze_refill`), and the lagging views of lists and Resource Graph catch up. A test
-        reaches "later" this way rather than by sleeping for it. Returns once what fell due has run
-        (TimeoutError if it does not within 10 real seconds)."""
-        self._scheduler.advance(seconds)
-        if not self._scheduler.settle(10.0):
-            raise TimeoutError("the simulator's due work did not finish within 10 s")
-
-    @contextmanager
-    def operations_held(self) -> Iterator[None]:
-        """While inside, no operation completes and no scale-out creates its instances: they stay
-        InProgress / Updating whatever the time, and go on afterwards (a deterministic way to act
-        while ARM is still working)."""
-        self._scheduler.hold()
-        try:
-            yield
-        finally:
-            self._scheduler.release()
-
-    def fail_next_operation(
-        self, resource_id: str, code: str = "InternalServerError", message: str = "Injected failure."
-    ) -> None:
-        """Fault injection: the next operation on `resource_id` ends Failed with this error."""
-        self._store.fail_next_operation(resource_id, code, message)
-
-    def set_faults(self, faults: Faults | None) -> None:
-        """Change (or with None, stop) fault injection at run time; the sequence restarts from its seed."""
-        self._faults.configure(faults)
-
-    @property
-    def faults_injected(self) -> int:
-        """How many faults were injected since the last `set_faults` or `reset`."""
-        return self._faults.injected
-
-    def faults_met(self) -> dict[str, int]:
-        """Faults injected since the last `set_faults` or `reset`, by kind (`FaultKind` value).
-
-        Kinds not met are left out; the values add up to `faults_injected`.
-        """
-        return self._faults.met()
-
-    def throttle_next(
-        self, principal: str, request_class: str, count: int, subscription: str | None = None
-    ) -> None:
-        """Answer the next `count` requests of one class by one principal 429, whatever the clock says.
-
-        principal: the bucket key, the token's appid (else oid), as `RequestRecord.principal` shows it.
-        request_class: "reads", "writes" or "deletes" (a `RequestClass`; status polls are reads).
-        subscription: only requests to this subscription; None: to any.
-        Each answer is the one an empty bucket gives (`SubscriptionRequestsThrottled`, `Retry-After`
-        for one token at the bucket's refill rate, remaining 0); after them the bucket is empty and
-        refills at its normal rate, so a client honouring `Retry-After` goes on. A later call for the
-        same principal, class and subscription replaces the count (0 cancels it); `reset()` forgets it.
-        Raises ValueError on a simulator built with `throttling=False`.
-        """
-        self._throttling("throttle_next").throttle_next(principal, request_class, count, subscription)
-
-    def set_bucket(
-        self, principal: str | None, request_class: str, tokens: float, subscription: str | None = None
-    ) -> None:
-        """Set one of ARM's buckets to exactly `tokens` now; it refills at its normal rate from there
-        (not at all while `freeze_refill()` holds).
-
-        principal: the bucket key, as `RequestRecord.principal` shows it; None: the subscription's
-        global bucket (shared by all principals; `subscription` is then required).
-        request_class: "reads", "writes" or "deletes".
-        subscription: None: that principal's bucket in every subscription, those it used and those
-        it uses later (which start from this level); "" is the tenant-level bucket (Resource Graph).
-        Raises ValueError for a level outside 0..capacity, or on a simulator built with
-        `throttling=False`; `reset()` forgets it.
-        """
-        self._throttling("set_bucket").set_bucket(principal, request_class, tokens, subscription)
-
-    def bucket_level(self, principal: str | None, request_class: str, subscription: str) -> float:
-        """Tokens in one bucket now (principal None: the subscription's global bucket); a bucket not
-        used yet is full, or at the level `set_bucket` gave it."""
-        return self._throttling("bucket_level").bucket_level(principal, request_class, subscription)
-
-    def set_network_budget(self, subscription: str, tokens: float) -> None:
-        """Set the subscription's Microsoft.Network write budget (1,000 per 5 minutes) to exactly
-        `tokens` now; it refills at its normal rate from there."""
-        self._throttling("set_network_budget").set_network_budget(subscription, tokens)
-
-    def network_budget_level(self, subscription: str) -> float:
-        """Tokens left now in the subscription's Microsoft.Network write budget."""
-        return self._throttling("network_budget_level").network_budget(subscription)
-
-    def set_compute_budget(
-        self, policy: str, tokens: float, subscription: str, resource_id: str | None = None
-    ) -> None:
-        """Set one of Microsoft.Compute's throttling budgets (sim/compute_limits.py) to exactly
-        `tokens` now; it refills at its normal rate from there (not while `freeze_refill()` holds).
-
-        policy: its name, e.g. "PutVMScaleSet3Min" or "Microsoft.Compute/HighCostGet30Min".
-        resource_id: the scale set or VM a per-resource policy (`PutVMScaleSetResource`,
-        `PutVMResource`, `DeleteVMResource`) counts; None for a subscription's policy.
-        Raises ValueError for an unknown policy or a level outside 0..its allowance, or on a
-        simulator built with `throttling=False`; `reset()` forgets it."""
-        self._throttling("set_compute_budget").compute.set_level(policy, tokens, subscription, resource_id)
-
-    def compute_budget_level(self, policy: str, subscription: str, resource_id: str | None = None) -> float:
-        """Tokens left now in one of Microsoft.Compute's budgets (one not used yet is full)."""
-        return self._throttling("compute_budget_level").compute.level(policy, subscription, resource_id)
-
-    def freeze_refill(self, frozen: bool = True) -> None:
-        """Stop every bucket refilling (False: refill again), whatever the time and the machine's
-        speed: a test that sets or drains a bucket then sees exact counts. The frozen time never
-        refills afterwards either; `reset()` thaws."""
-        self._throttling("freeze_refill").freeze_refill(frozen)
-
-    def storm_bound(
-        self,
-        *,
-        instances: int,
-        principal: str,
-        subscription: str,
-        nic_created: Sequence[float] | None = None,
-    ) -> StormBound:
-        """The best any client could do stripping a storm of `instances` NICs from now, under this
-        simulator's limits as they stand (sim/bounds.py: one NIC write as soon as the NIC exists
-        and a token is free, one public IP delete as soon as its detach is done).
-
-        principal: whose buckets the client spends (`RequestRecord.principal`); subscription: the
-        estate's (its Microsoft.Network write budget is spent too). nic_created: when each NIC
-        appears, in simulated seconds from now; by default as a scale-out of `instances` started
-        now creates them (one at a time over `provision_delay_s`). Levels are read now; refill is
-        at the buckets' normal rates (a frozen refill is not assumed to last). Times in the answer
-        are simulated seconds from now (divide by `time_scale` for real ones).
-        Raises ValueError on a simulator built with `throttling=False` (nothing bounds it)."""
-        throttle = self._throttling("storm_bound")
-        delay = self.settings.provision_delay_s
-        created = (
-            list(nic_created)
-            if nic_created is not None
-            else [delay * i / (instances + 1) for i in range(1, instances + 1)]
-        )
-
-        def budget(level: float, spec: BucketSpec) -> Budget:
-            return Budget(level, spec.refill_per_s, spec.capacity, 0.0)
-
-        writes = budget(
-            throttle.bucket_level(principal, RequestClass.WRITE, subscription),
-            ARM_BUCKETS[RequestClass.WRITE],
-        )
-        deletes = budget(
-            throttle.bucket_level(principal, RequestClass.DELETE, subscription),
-            ARM_BUCKETS[RequestClass.DELETE],
-        )
-        network = budget(throttle.network_budget(subscription), NETWORK_WRITES)
-        return storm_bound(0.0, created, writes, deletes, network)
-
-    def _throttling(self, what: str) -> Throttle:
-        if self._throttle is None:
-            raise ValueError(f"{what} needs a simulator built with throttling=True")
-        return self._throttle
-
     # ------------------------------------------------------------------ the autoscale service
 
     def autoscale_to(self, scale_set_id: str, capacity: int) -> None:
@@ -564,68 +403,3 @@ class ArmSimulator(AccessHarness):
         )
         self._store.record(record)
         self._hooks.call(record)  # in the caller's thread: it is the autoscale service's request
-
-    # ------------------------------------------------------------------ observation
-
-    def add_event_sink(
-        self,
-        callback: Callable[[dict[str, Any]], None],
-        *,
-        schema: EventSchema | str = EventSchema.EVENT_GRID,
-    ) -> None:
-        """`callback(event)` for every emitted event, from any thread, in the given schema."""
-        self._bus.add(CallbackSink(callback, EventSchema(schema)))
-
-    def add_webhook_sink(
-        self, url: str, *, schema: EventSchema | str = EventSchema.EVENT_GRID, attempts: int = 3
-    ) -> None:
-        """POST every event (a JSON array of one) to a loopback URL, from a delivery thread."""
-        self._bus.add(WebhookSink(url, EventSchema(schema), attempts=attempts))
-
-    def add_queue_sink(
-        self, connection_string: str, queue_name: str, *, schema: EventSchema | str = EventSchema.EVENT_GRID
-    ) -> None:
-        """Put every event on an Azure Storage queue (Azurite locally), one JSON message each."""
-        self._bus.add(QueueSink(connection_string, queue_name, EventSchema(schema)))
-
-    def requests(self) -> list[RequestRecord]:
-        return self._store.records()
-
-    def add_request_hook(self, hook: RequestHook) -> None:
-        """Call `hook(record)` for every request recorded from now on (`autoscale_to`'s PATCH too).
-
-        It runs in the request's own thread after the request's work is done and its record stored,
-        and before its answer is written (before any injected delay or hold, and before an injected
-        drop): a hook that blocks holds that answer back while the client waits. An exception from a
-        hook is logged and swallowed. Hooks run in the order added and survive `reset()`.
-        """
-        self._hooks.add(hook)
-
-    def remove_request_hook(self, hook: RequestHook) -> None:
-        """Stop calling `hook` (one registration of it); nothing happens if it is not registered."""
-        self._hooks.remove(hook)
-
-    def counters(self) -> dict[str, Any]:
-        """Request counts by method, resource type, operation, status and principal.
-
-        The same numbers are served at `GET {endpoint}/_sim/counters` (and the log at `/_sim/requests`).
-        """
-        return counters(self._store.records())
-
-    def write_count(self, resource_type: str | None = None) -> int:
-        """PUT/PATCH/POST/DELETE requests answered 2xx, optionally of one resource type.
-
-        Operation polls and Resource Graph queries (POSTs that only read) are not writes.
-        """
-        wanted = resource_type.lower() if resource_type else None
-        return len(
-            [
-                record
-                for record in self._store.records()
-                if record.method in WRITE_METHODS
-                and 200 <= record.status < 300
-                and "/locations/" not in record.resource_type.lower()
-                and not record.operation.endswith("/read")
-                and (wanted is None or record.resource_type.lower() == wanted)
-            ]
-        )

@@ -2,12 +2,16 @@
 
 Everything ARM keeps between requests lives here, behind one lock: the resource
 documents (keyed by lower-cased id, kept in the caller's casing), the running
-operations, the request log and the event outbox. The generic rules every ARM
-write obeys are enforced here once (If-Match / If-None-Match, the 429 lock while
-an operation runs, a new etag per write, provisioningState transitions, one
-event per completed write); what is particular to a resource type (references,
-back-references, Flex instances) is delegated to a `Behaviour` from network.py
-or compute.py. Events go to the publisher (the event bus) after the lock is released.
+operations, the request log and the event outbox. `Store` holds that state, answers
+the reads (by id now, lists from the lagging view), seeds an estate, and offers
+behaviours what they may do with the lock held. The generic rules every ARM write
+obeys are enforced once, by `WritableStore` (sim/writes.py: If-Match / If-None-Match,
+the 429 lock while an operation runs, a new etag per write, provisioningState
+transitions) and `OperationStore` (sim/long_running.py: one event per completed write);
+what is particular to a resource type (references, back-references, Flex instances) is
+delegated to a `Behaviour` (sim/behaviour.py) from network.py, virtual_machines.py and
+the other types' modules. Events go to the publisher (the event bus) after the lock is
+released.
 """
 
 from __future__ import annotations
@@ -16,102 +20,30 @@ import copy
 import itertools
 import logging
 import threading
-import uuid
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sim import errors, ids
+from sim import ids
+from sim.behaviour import Behaviour
+from sim.documents import JsonDict, new_etag, properties, sub_resources
 from sim.errors import ArmError
-from sim.events import RequestContext, resource_event, utc_now_iso
-from sim.ids import ResourceRef
+from sim.events import RequestContext, resource_event
 from sim.lagging_view import LONG_AGO, LaggingView
+from sim.request_log import RequestRecord
 from sim.scheduler import Scheduler
+from sim.settings import Settings
 
-JsonDict = dict[str, Any]
+if TYPE_CHECKING:
+    from sim.long_running import Operation
+
 EventPublisher = Callable[[list[JsonDict]], None]
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Settings:
-    """The simulator's switches (see ArmSimulator for what each one means)."""
-
-    provision_delay_s: float = 0.3
-    lro_duration_s: float = 0.05
-    page_size: int = 20
-    child_events: bool = False
-    manual_vms_count_in_capacity: bool = False
-    tenant_id: str = "00000000-0000-0000-0000-000000000000"
-    time_scale: float = 1.0
-    throttling: bool = True
-    require_known_subnets: bool = False
-    autoscale_patch_needs_profiles: bool = True
-    nic_update_long_running: bool = False
-    # Simulated seconds that lists (list_lag_s) and Resource Graph (graph_lag_s) lag the writes.
-    list_lag_s: float = 1.0
-    graph_lag_s: float = 5.0
-    # When a write's event is published: when ARM accepts it, or when its operation completes.
-    events_at: str = "acceptance"
-
-    def __post_init__(self) -> None:
-        if self.list_lag_s < 0 or self.graph_lag_s < 0:
-            raise ValueError("list_lag_s and graph_lag_s must not be negative")
-        if self.events_at not in EVENTS_AT:
-            raise ValueError(f"events_at must be one of {', '.join(EVENTS_AT)}, not {self.events_at!r}")
-
-
-EVENTS_AT = ("acceptance", "completion")
-
-
-class OperationStatus(StrEnum):
-    IN_PROGRESS = "InProgress"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-
-
-class OperationKind(StrEnum):
-    WRITE = "write"
-    DELETE = "delete"
-    ACTION = "action"  # a POST such as manualupgrade: custom work, then the resource's write event
-
-
-# The work of an ACTION operation, run with the lock held when the operation completes.
-ActionWork = Callable[["Store", JsonDict, RequestContext], None]
-
-
-@dataclass
-class Operation:
-    """One long-running operation, as served by `.../locations/{loc}/operations/{id}`."""
-
-    op_id: str
-    kind: OperationKind
-    resource_id: str
-    resource_type: str
-    location: str
-    context: RequestContext
-    created: bool
-    start_time: str = field(default_factory=utc_now_iso)
-    status: OperationStatus = OperationStatus.IN_PROGRESS
-    end_time: str | None = None
-    error: JsonDict | None = None
-    work: ActionWork | None = field(default=None, repr=False, compare=False)
-    event_published: bool = False  # at acceptance (`events_at`): not again at completion
-
-    @property
-    def namespace(self) -> str:
-        return self.resource_type.split("/", 1)[0]
-
-    def body(self) -> JsonDict:
-        body: JsonDict = {"name": self.op_id, "status": str(self.status), "startTime": self.start_time}
-        if self.end_time is not None:
-            body["endTime"] = self.end_time
-        if self.error is not None:
-            body["error"] = copy.deepcopy(self.error)
-        return body
+# Re-exported: code outside sim/ imports RequestRecord from here (tests/hosts.py and others).
+__all__ = ["EventPublisher", "Meta", "RequestRecord", "Store", "now_utc"]
 
 
 @dataclass
@@ -125,179 +57,6 @@ class Meta:
     joined_seq: int = 0
     # A Uniform scale set's next instance id (ids are never reused).
     next_instance: int = 0
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """What the HTTP layer needs to answer a write: status, body, and the operation to poll."""
-
-    status: int
-    doc: JsonDict | None
-    operation: Operation | None
-
-
-_UNSET_TIME = datetime.min.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """One served request, for counters and assertions.
-
-    received: when the request arrived, before admission (throttling, faults) or any work;
-    time: when it was answered (recorded). A record built without `received` gets `time`.
-    """
-
-    method: str
-    path: str
-    resource_type: str
-    operation: str
-    status: int  # 0: the connection was closed without an answer (an injected drop)
-    time: datetime
-    error_code: str = ""
-    principal: str = ""
-    # The client's x-ms-client-request-id: the SDK sends the same one on each retry of a call.
-    client_request_id: str = ""
-    received: datetime = _UNSET_TIME
-    # What a write sent: its If-Match header and its body, as the server read them.
-    if_match: str = ""
-    body: bytes = b""
-    # The query's $filter, as the server read it (a list of a scale set's VMs names the set there).
-    filter: str = ""
-
-    def __post_init__(self) -> None:
-        if self.received == _UNSET_TIME:
-            object.__setattr__(self, "received", self.time)
-
-
-class Behaviour:
-    """What is particular to one resource type. Every method runs with the store lock held.
-
-    The defaults are what most types do (nothing more on write, complete after the LRO duration,
-    nothing to refuse or clean up); a type overrides what is particular to it.
-    """
-
-    resource_type: str
-    # True: writes complete in the request (200/201, no operation to poll), as Microsoft.Insights does.
-    synchronous: bool = False
-
-    def synchronous_put(self, store: Store, previous: JsonDict | None) -> bool:
-        """Whether a PUT or PATCH (previous None: a creation) completes in the request, answered
-        200/201 with no operation to poll, rather than as a long-running operation."""
-        return self.synchronous
-
-    def synchronous_delete(self, store: Store, doc: JsonDict) -> bool:
-        """Whether a DELETE completes in the request (200, no operation to poll)."""
-        return self.synchronous
-
-    def check_patch(self, store: Store, patch: JsonDict) -> None:
-        """Refuse a PATCH body the provider refuses before merging it (raise ArmError)."""
-        return None
-
-    def prepare_put(
-        self, store: Store, ref: ResourceRef, body: JsonDict, current: JsonDict | None
-    ) -> JsonDict:
-        """Validate a PUT body and build the document to store; raise ArmError; no side effects."""
-        raise NotImplementedError(f"{type(self).__name__} must say how a PUT body becomes a document")
-
-    def apply_put(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> None:
-        """Side effects of an accepted PUT on other resources (back-references)."""
-        return None
-
-    def put_delay(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> float:
-        """Seconds until the PUT's operation completes."""
-        return store.settings.lro_duration_s
-
-    def complete_put(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
-        """Work done when the PUT's operation completes (e.g. Flex instances); may raise ArmError."""
-        return None
-
-    def provisioning_steps(self, store: Store, doc: JsonDict, previous: JsonDict | None) -> int:
-        """How many steps of work a long-running PUT does while it runs, spread evenly over its
-        duration before it completes (a scale-out creates its instances one at a time)."""
-        return 0
-
-    def provision_step(self, store: Store, doc: JsonDict, context: RequestContext) -> None:
-        """One of those steps (e.g. one instance), run while the operation is still in progress."""
-        return None
-
-    def check_delete(self, store: Store, doc: JsonDict) -> None:
-        """Refuse a DELETE ARM would refuse (raise ArmError)."""
-        return None
-
-    def complete_delete(
-        self, store: Store, doc: JsonDict, context: RequestContext, *, requested: bool
-    ) -> None:
-        """Clean up references and cascade before the document goes; requested=False for cascades."""
-        return None
-
-    def seed_fill(self, store: Store, doc: JsonDict) -> None:
-        """Add missing server fields to a seeded document."""
-        return None
-
-    def link(self, store: Store, doc: JsonDict) -> None:
-        """Make back-references consistent after seeding (only where both ends exist)."""
-        return None
-
-    def view(self, store: Store, doc: JsonDict) -> None:
-        """Fill what the server derives from other resources into a copy about to be served."""
-        return None
-
-
-def new_etag() -> str:
-    return f'W/"{uuid.uuid4()}"'
-
-
-def merge_patch(target: JsonDict, patch: Mapping[str, Any]) -> JsonDict:
-    """RFC 7386 JSON merge patch: objects merge, everything else (lists too) replaces, null removes."""
-    for name, value in patch.items():
-        if value is None:
-            target.pop(name, None)
-        elif isinstance(value, Mapping) and isinstance(target.get(name), dict):
-            merge_patch(target[name], value)
-        else:
-            target[name] = copy.deepcopy(value)
-    return target
-
-
-def writable(body: JsonDict, server_owned: tuple[str, ...], current: JsonDict | None) -> JsonDict:
-    """A client's body without server fields, with the server-owned properties carried over."""
-    doc = {k: copy.deepcopy(v) for k, v in body.items() if k not in ("id", "name", "type", "etag")}
-    given = doc.get("properties")
-    props: JsonDict = copy.deepcopy(given) if isinstance(given, dict) else {}
-    doc["properties"] = props
-    props.pop("provisioningState", None)
-    previous = properties(current) if current is not None else {}
-    for name in server_owned:
-        props.pop(name, None)
-        if name in previous:
-            props[name] = copy.deepcopy(previous[name])
-    return doc
-
-
-def properties(doc: JsonDict) -> JsonDict:
-    """`doc["properties"]`, created if missing (ARM always returns it)."""
-    props = doc.get("properties")
-    if not isinstance(props, dict):
-        props = {}
-        doc["properties"] = props
-    return props
-
-
-def sub_resources(doc: JsonDict) -> list[JsonDict]:
-    """NRP's inline child resources (a NIC's ipConfigurations, a virtual network's subnets, a load
-    balancer's pools, rules and frontends): they share their parent's etag."""
-    props = properties(doc)
-    found: list[JsonDict] = []
-    for name in ("ipConfigurations", "subnets", *ids.LB_COLLECTIONS):
-        found.extend(sub for sub in props.get(name) or [] if isinstance(sub, dict))
-    return found
-
-
-def reference_id(value: Any) -> str | None:
-    """The `id` of a `{"id": ...}` sub-resource reference, else None."""
-    if isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"]:
-        return str(value["id"])
-    return None
 
 
 class Store:
@@ -396,11 +155,6 @@ class Store:
         with self.lock:
             return {"value": [copy.deepcopy(doc) for doc in self._docs.values()]}
 
-    def operation(self, op_id: str) -> Operation | None:
-        with self.lock:
-            op = self._ops.get(op_id.lower())
-            return copy.deepcopy(op) if op is not None else None
-
     def record(self, record: RequestRecord) -> None:
         with self.lock:
             self._records.append(record)
@@ -419,107 +173,6 @@ class Store:
     def records(self) -> list[RequestRecord]:
         with self.lock:
             return list(self._records)
-
-    def fail_next_operation(self, resource_id: str, code: str, message: str) -> None:
-        """Make the next operation on `resource_id` end Failed (fault injection for tests)."""
-        with self.lock:
-            self._faults[ids.key(resource_id)] = ArmError(500, code, message)
-
-    def put(
-        self,
-        ref: ResourceRef,
-        body: JsonDict,
-        context: RequestContext,
-        *,
-        if_match: str | None = None,
-        if_none_match: str | None = None,
-        patch: bool = False,
-        fail_with: ArmError | None = None,
-    ) -> WriteResult:
-        """PUT or PATCH; `fail_with` makes the accepted write's operation end Failed (fault injection)."""
-        with self.lock:
-            result = self._put(
-                ref,
-                body,
-                context,
-                if_match=if_match,
-                if_none_match=if_none_match,
-                patch=patch,
-                fail_with=fail_with,
-            )
-            events = self._drain()
-        self._deliver(events)
-        return result
-
-    def delete(
-        self,
-        resource_id: str,
-        context: RequestContext,
-        *,
-        if_match: str | None = None,
-        fail_with: ArmError | None = None,
-    ) -> WriteResult:
-        """DELETE of any stored resource (top level, or a Uniform instance); 204 if it is not there."""
-        k = ids.key(resource_id)
-        with self.lock:
-            current = self._docs.get(k)
-            if current is None:
-                if if_match is not None:
-                    raise errors.etag_mismatch(resource_id, if_match.strip(), None)
-                return WriteResult(204, None, None)
-            self._check_preconditions(current, if_match, None)
-            if k in self._busy:
-                raise errors.another_operation(current["id"])
-            behaviour = self._behaviour(current)
-            behaviour.check_delete(self, current)
-            synchronous = behaviour.synchronous_delete(self, current)
-            properties(current)["provisioningState"] = "Deleting"
-            self._mark(k)
-            op = self._start(
-                OperationKind.DELETE,
-                current,
-                context,
-                created=False,
-                delay=None if synchronous else self.settings.lro_duration_s,
-                fault=fail_with,
-            )
-            finished = None
-            if synchronous:
-                self._complete_locked(op.op_id)
-                finished = self._ops[op.op_id]
-            events = self._drain()
-        self._deliver(events)
-        if finished is None:
-            return WriteResult(202, None, copy.deepcopy(op))
-        if finished.status is OperationStatus.FAILED:
-            error = finished.error or {}
-            raise ArmError(500, str(error.get("code", "InternalServerError")), str(error.get("message", "")))
-        return WriteResult(200, None, None)
-
-    def start_action(
-        self,
-        resource_id: str,
-        context: RequestContext,
-        work: ActionWork,
-        *,
-        delay: float,
-        fail_with: ArmError | None = None,
-    ) -> Operation:
-        """A POST action on a resource: it is busy until `work` runs, then its write event is emitted."""
-        with self.lock:
-            current = self._docs.get(ids.key(resource_id))
-            if current is None:
-                raise KeyError(resource_id)
-            if ids.key(resource_id) in self._busy:
-                raise errors.another_operation(current["id"])
-            op = self._start(
-                OperationKind.ACTION, current, context, created=False, delay=delay, fault=fail_with
-            )
-            op.work = work
-            accepted = copy.deepcopy(op)
-            events = self._drain()
-        self._deliver(events)
-        return accepted
 
     def seed(self, document: JsonDict | list[JsonDict]) -> int:
         """Load ARM JSON (one resource, a list, or `{"value": [...]}`); returns how many were loaded."""
@@ -694,182 +347,6 @@ class Store:
             raise ArmError(500, "InternalServerError", f"no behaviour for {doc.get('type')!r}")
         return behaviour
 
-    def _check_preconditions(
-        self, current: JsonDict | None, if_match: str | None, if_none_match: str | None
-    ) -> None:
-        if if_match is not None:
-            given = if_match.strip()
-            if current is None:
-                raise errors.etag_mismatch("(missing)", given, None)
-            accepted = {value.strip() for value in given.split(",")}
-            if "*" not in accepted and current.get("etag") not in accepted:
-                raise errors.etag_mismatch(current["id"], given, current.get("etag"))
-        if if_none_match is not None and if_none_match.strip() == "*" and current is not None:
-            raise errors.already_exists(current["id"])
-
-    def _put(
-        self,
-        ref: ResourceRef,
-        body: JsonDict,
-        context: RequestContext,
-        *,
-        if_match: str | None,
-        if_none_match: str | None,
-        patch: bool,
-        fail_with: ArmError | None,
-    ) -> WriteResult:
-        behaviour = self._behaviours[ref.resource_type.lower()]
-        current = self._docs.get(ref.key)
-        if if_match is not None and current is None:
-            raise errors.etag_mismatch(ref.id, if_match.strip(), None)
-        self._check_preconditions(current, if_match, if_none_match)
-        if current is not None and ref.key in self._busy:
-            raise errors.another_operation(current["id"])
-        if patch:
-            if current is None:
-                raise errors.not_found(ref)
-            behaviour.check_patch(self, body)
-            body = merge_patch(copy.deepcopy(current), body)
-        doc = behaviour.prepare_put(self, ref, copy.deepcopy(body), current)
-        doc["id"] = current["id"] if current else ref.id
-        doc["name"] = current["name"] if current else ref.name
-        doc["type"] = ref.resource_type
-        location = doc.get("location") or (current or {}).get("location")
-        if not location:
-            raise errors.ArmError(
-                400, "LocationRequired", "The location property is required for this definition."
-            )
-        doc["location"] = location
-        doc["etag"] = new_etag()
-        for sub in sub_resources(doc):
-            sub["etag"] = doc["etag"]
-        creating = current is None and ref.namespace == "Microsoft.Compute"
-        _set_state(doc, "Creating" if creating else "Updating")
-        synchronous = behaviour.synchronous_put(self, current)
-        self.insert(doc)
-        behaviour.apply_put(self, doc, current)
-        delay = None if synchronous else max(behaviour.put_delay(self, doc, current), 0.0)
-        op = self._start(
-            OperationKind.WRITE, doc, context, created=current is None, delay=delay, fault=fail_with
-        )
-        if delay is not None:
-            steps = behaviour.provisioning_steps(self, doc, current)
-            for step in range(1, steps + 1):
-                self._scheduler.call_later(delay * step / (steps + 1), lambda: self._step(op.op_id))
-        status = 201 if current is None else 200
-        if synchronous:
-            self._complete_locked(op.op_id)
-            finished = self._ops[op.op_id]
-            if finished.status is OperationStatus.FAILED:
-                error = finished.error or {}
-                raise ArmError(
-                    500, str(error.get("code", "InternalServerError")), str(error.get("message", ""))
-                )
-            return WriteResult(status, self._served(self._docs[ref.key]), None)
-        return WriteResult(status, self._served(doc), copy.deepcopy(op))
-
-    def _start(
-        self,
-        kind: OperationKind,
-        doc: JsonDict,
-        context: RequestContext,
-        *,
-        created: bool,
-        delay: float | None,
-        fault: ArmError | None = None,
-    ) -> Operation:
-        """Register an operation; `delay` None: the caller completes it in the request."""
-        op = Operation(
-            op_id=str(uuid.uuid4()),
-            kind=kind,
-            resource_id=doc["id"],
-            resource_type=str(doc["type"]),
-            location=str(doc.get("location", "")).replace(" ", "").lower(),
-            context=context,
-            created=created,
-        )
-        self._ops[op.op_id] = op
-        self._busy[ids.key(doc["id"])] = op.op_id
-        if fault is not None:
-            self._faults[ids.key(doc["id"])] = fault
-        if delay is not None:
-            if self.settings.events_at == "acceptance":
-                self._publish_event(op, doc)
-            self._scheduler.call_later(delay, lambda: self._complete(op.op_id))
-        return op
-
-    def _publish_event(self, op: Operation, doc: JsonDict) -> None:
-        """The operation's resource event, once (at acceptance or at completion, `events_at`)."""
-        if op.event_published:
-            return
-        op.event_published = True
-        deleted = op.kind is OperationKind.DELETE
-        # Real events carry httpRequest on updates, deletes and actions, not on creations.
-        include_http_request = op.kind is not OperationKind.WRITE or not op.created
-        self.emit(doc, op.context, deleted=deleted, include_http_request=include_http_request)
-
-    def _step(self, op_id: str) -> None:
-        """One provisioning step of an operation still in progress (nothing once it is over)."""
-        with self.lock:
-            op = self._ops.get(op_id)
-            doc = self._docs.get(ids.key(op.resource_id)) if op is not None else None
-            if op is None or doc is None or op.status is not OperationStatus.IN_PROGRESS:
-                return
-            self._behaviour(doc).provision_step(self, doc, op.context)
-            events = self._drain()
-        self._deliver(events)
-
-    def _complete(self, op_id: str) -> None:
-        with self.lock:
-            self._complete_locked(op_id)
-            events = self._drain()
-        self._deliver(events)
-
-    def _complete_locked(self, op_id: str) -> None:
-        op = self._ops.get(op_id)
-        if op is None or op.status is not OperationStatus.IN_PROGRESS:
-            return  # forgotten by reset()
-        k = ids.key(op.resource_id)
-        doc = self._docs.get(k)
-        try:
-            self._finish(op, doc, self._faults.pop(k, None))
-        except ArmError as err:
-            op.status = OperationStatus.FAILED
-            op.error = err.body()["error"]
-            if doc is not None and k in self._docs:
-                _set_state(doc, "Failed")
-        else:
-            op.status = OperationStatus.SUCCEEDED
-        finally:
-            op.end_time = utc_now_iso()
-            self._mark(k)
-            if self._busy.get(k) == op_id:
-                del self._busy[k]
-
-    def _finish(self, op: Operation, doc: JsonDict | None, fault: ArmError | None) -> None:
-        """Complete an operation's work and emit its event; raise ArmError to fail it."""
-        if doc is None:
-            raise ArmError(500, "InternalServerError", f"resource {op.resource_id} vanished mid-operation")
-        if fault is not None:
-            raise fault
-        behaviour = self._behaviour(doc)
-        deleted = op.kind is OperationKind.DELETE
-        if op.kind is OperationKind.ACTION:
-            if op.work is not None:
-                op.work(self, doc, op.context)
-            _set_state(doc, "Succeeded")
-            self._publish_event(op, doc)
-            return
-        if deleted:
-            behaviour.complete_delete(self, doc, op.context, requested=True)
-            self._docs.pop(ids.key(doc["id"]), None)
-            self._meta.pop(ids.key(doc["id"]), None)
-            self._mark(doc["id"])
-        else:
-            behaviour.complete_put(self, doc, op.context)
-            _set_state(doc, "Succeeded")
-        self._publish_event(op, doc)
-
     def _drain(self) -> list[JsonDict]:
         """The events to deliver once the lock is released; the changes made are committed."""
         self._commit()
@@ -885,13 +362,6 @@ class Store:
             logger.debug("no event publisher; %d events dropped", len(events))
             return
         publish(events)
-
-
-def _set_state(doc: JsonDict, state: str) -> None:
-    props = properties(doc)
-    props["provisioningState"] = state
-    for sub in sub_resources(doc):
-        properties(sub)["provisioningState"] = state
 
 
 def _seed_items(document: JsonDict | list[JsonDict]) -> list[JsonDict]:
