@@ -1,7 +1,8 @@
 """Storms measured from the outside: a restricted Flexible set scaled from 0 to N, its events
 delivered by Event Grid's player to host processes as they are published, and every figure read
-from the simulator's log and state, each beside the lower bound a perfect client could reach under
-the same limits (sim/bounds.py).
+from the simulator's log and state (its own, not its lists, which lag the writes), each beside the
+lower bound a perfect client could reach under the same limits (sim/bounds.py), learning of each
+NIC when a list first shows it (list_lag_s after its creation).
 
 - exposure: per instance, its creation (ARM's timeCreated of the VM, whose NIC is created with it)
   to ARM's answer to the remediator's successful PUT of its NIC;
@@ -110,7 +111,7 @@ def run_storm(
     bench: StormBench, size: int, wanted: Callable[[dict[str, Any]], bool], hosts: int = 3
 ) -> StormFigures:
     """Scale a restricted set from 0 to ``size`` and measure its remediation (module docstring)."""
-    local, env, compute, network = bench.local, bench.env, bench.compute, bench.network
+    local, env, compute = bench.local, bench.env, bench.compute
     name = f"storm{size}"
     bench.create_set(name, 0, {"remediation.mode": "strip"})
     local.arm.wait_idle(60)
@@ -126,43 +127,53 @@ def run_storm(
         started = time.time()
         compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, name, body).result()
         bound_at = time.monotonic() + 900
-        while public_ips(network) and time.monotonic() < bound_at:  # the state outside; bounded
+        while public_ips(local) and time.monotonic() < bound_at:  # the state outside; bounded
             time.sleep(0.5)
         ended = time.time()
         local.arm.wait_idle(120)
         bench.publish = None
         finished = [future.result(timeout=900) for future in list(delivering)]
-    created = instances_created(compute)
+    created = instances_created(local)
     detached = detach_answers(local, before)
     exposure = [(detached[nic] - when).total_seconds() for nic, when in created.items() if nic in detached]
-    bound = storm_bound(started, [when.timestamp() for when in created.values()], writes, deletes, nrp)
-    left = public_ips(network)
+    # A client learns of a NIC from a list, which shows it list_lag_s after its creation.
+    seen_after = local.arm.settings.list_lag_s / local.arm.settings.time_scale
+    seen = [when.timestamp() + seen_after for when in created.values()]
+    bound = storm_bound(started, seen, writes, deletes, nrp)
+    exposure_bound = [value + seen_after for value in bound.exposure_s]
+    left = public_ips(local)
     return StormFigures(
         size=size,
         exposure_s=exposure,
-        exposure_bound=list(bound.exposure_s),
+        exposure_bound=exposure_bound,
         total_s=ended - started,
         total_bound_s=bound.total_s,
         detached_ips_left=sum(1 for ip in left if not ip["attached"]),
         attached_ips_left=sum(1 for ip in left if ip["attached"]),
-        applied_recorded_failed=applied_recorded_failed(env, network),
+        applied_recorded_failed=applied_recorded_failed(env, local),
         per_instance=calls_per_instance(local, before, max(len(exposure), 1)),
         deliveries=finished,
     )
 
 
-def public_ips(network: Any) -> list[dict[str, Any]]:
+# The state is read from the simulator itself, ARM's truth now: its lists lag the writes.
+
+
+def resources(local: LocalAzure, resource_type: str) -> list[dict[str, Any]]:
+    return [r for r in local.arm.export()["value"] if str(r.get("type", "")).lower() == resource_type.lower()]
+
+
+def public_ips(local: LocalAzure) -> list[dict[str, Any]]:
     return [
-        {"id": ip.id, "attached": ip.as_dict().get("properties", {}).get("ipConfiguration") is not None}
-        for ip in network.public_ip_addresses.list(docs.GROUP)
+        {"id": ip["id"], "attached": ip.get("properties", {}).get("ipConfiguration") is not None}
+        for ip in resources(local, "Microsoft.Network/publicIPAddresses")
     ]
 
 
-def instances_created(compute: Any) -> dict[str, datetime]:
+def instances_created(local: LocalAzure) -> dict[str, datetime]:
     """Each NIC of the storm's VMs (lower-cased id) with its VM's creation time."""
     created: dict[str, datetime] = {}
-    for vm in compute.virtual_machines.list(docs.GROUP):
-        doc = vm.as_dict()
+    for doc in resources(local, "Microsoft.Compute/virtualMachines"):
         when = datetime.fromisoformat(doc["properties"]["timeCreated"].replace("Z", "+00:00"))
         for ref in doc["properties"]["networkProfile"]["networkInterfaces"]:
             created[ref["id"].lower()] = when
@@ -201,16 +212,16 @@ def calls_per_instance(local: LocalAzure, after: int, instances: int) -> dict[st
     return {kind: calls[kind] / instances for kind in ("reads", "polls", "writes", "deletes", "throttled")}
 
 
-def applied_recorded_failed(env: dict[str, str], network: Any) -> int:
+def applied_recorded_failed(env: dict[str, str], local: LocalAzure) -> int:
     """Detaches ARM applied (the NIC no longer carries the IP) whose last outcome is not success."""
     last: dict[str, str] = {}
     for record in AuditLog(Settings.from_env(env)).records():
         if record.kind is RecordKind.OUTCOME and record.action == "detach-public-ip":
             last[record.nic.lower()] = record.result
     carrying = {
-        nic.id.lower()
-        for nic in network.network_interfaces.list(docs.GROUP)
-        for config in nic.as_dict()["properties"]["ipConfigurations"]
+        nic["id"].lower()
+        for nic in resources(local, "Microsoft.Network/networkInterfaces")
+        for config in nic["properties"]["ipConfigurations"]
         if config.get("properties", {}).get("publicIPAddress")
     }
     return sum(1 for nic, result in last.items() if result != "succeeded" and nic not in carrying)

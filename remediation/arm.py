@@ -100,7 +100,13 @@ def pacing_policy(pacer: Pacer, max_wait_s: float) -> Any:
                 pacer.after(ticket, None, {})
                 raise
             answer = response.http_response
-            pacer.after(ticket, answer.status_code, answer.headers)
+            message = ""
+            if answer.status_code == 429:
+                try:  # which budget refused it is in the message
+                    message = answer.text()
+                except Exception:  # noqa: BLE001 - a body that cannot be read names no provider
+                    message = ""
+            pacer.after(ticket, answer.status_code, answer.headers, message)
             return response
 
     return PacingPolicy()

@@ -109,12 +109,14 @@ def observe_set(
                 nic = current[nic_id]
             else:
                 nic = nics.get(nic_id)
-                # A Uniform instance's NICs are views of the set (its model is written, not them).
-                # A Flexible one's that the list does not show, or shows with a public IP, is read
-                # by id: lists lag, and a write planned from a version the list still shows (one
-                # this or another look already stripped, say) would only meet a 412 and a re-plan.
+                # Lists lag: a NIC the list does not show is read by id, never dropped. A Flexible
+                # one it shows with a public IP is read by id too: a write planned from a version
+                # the list still shows (one this or another look already stripped, say) would only
+                # meet a 412 and a re-plan. (A Uniform one's views are not written: the set's model is.)
                 if scale_set.is_flexible and (nic is None or nic.public_ip_ids):
                     nic = arm.get_nic(nic_id)
+                elif nic is None and not scale_set.is_flexible:
+                    nic = arm.get_uniform_nic(nic_id)
             if nic is not None:
                 vm_nics.append(nic)
         instances.append(Instance(vm, tuple(vm_nics)))

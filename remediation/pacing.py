@@ -6,12 +6,16 @@ how Azure Resource Manager throttles requests": reads 250 burst refilled 25 per 
 subscription. A storm of hundreds of detaches and deletions runs into them; a request answered 429
 costs a token of nothing, a retry after Retry-After, and the time in between. So every request
 first reserves a token from a local copy of its buckets and waits its turn; the copy is corrected
-from what ARM says: each answer's ``x-ms-ratelimit-remaining-subscription-*`` header (ARM's count,
-less the requests of ours still unanswered), and a 429's Retry-After (the bucket is empty until
-then). Several hosts share one principal's budget: the headers tell each what the others spent.
+from what ARM says: an answer's ``x-ms-ratelimit-remaining-subscription-*`` header where ARM
+sends one (the caller's count, less the requests of ours still unanswered), the subscription's
+``...-global-*`` count (which only lowers ours), and a 429's Retry-After (the bucket is empty until
+then). A 429 is charged to Microsoft.Network's budget when its message names that provider, else
+to ARM's bucket.
 
-The buckets are the documented ones; an answer's header is what moves them, so a budget that is in
-fact larger (or a principal that spends elsewhere) is followed within one answer. No I/O here but
+Recorded Azure traffic carries only the global counts, not the caller's own, so a host cannot
+learn from ARM what other hosts of the same identity spent: each paces on its own copy, and one
+set's reconcile runs on one host at a time (single flight), so a storm is paced by one. Several
+hosts writing at once for different sets may meet ARM's 429s; each then waits out Retry-After. No I/O here but
 the sleep, which is injectable with the clock; ``PacingPolicy`` (``arm``'s pipeline) calls it.
 """
 
@@ -155,16 +159,20 @@ class Pacer:
             self._sleep(wait)
         return Ticket(tuple(buckets), wanted)
 
-    def after(self, ticket: Ticket, status: int | None, headers: Mapping[str, str]) -> None:
-        """The request's answer (``status`` None: none came)."""
+    def after(
+        self, ticket: Ticket, status: int | None, headers: Mapping[str, str], message: str = ""
+    ) -> None:
+        """The request's answer (``status`` None: none came; ``message``: a 429's body)."""
         if not ticket.buckets:
             return
         own = _count(headers, _OWN.format(ticket.request_class))
         shared = _count(headers, _GLOBAL.format(ticket.request_class))
         retry_after = _retry_after(headers) if status == 429 else None
-        # Which budget refused a 429: ARM's own buckets answer it with nothing left in the caller's
-        # bucket; a resource provider's limit (Microsoft.Network's) with tokens still left there.
-        by_provider = retry_after is not None and own is not None and own > 0
+        # Which budget refused a 429: Microsoft.Network's names the provider; ARM's own buckets
+        # answer with nothing left in the caller's bucket, where that count is sent.
+        by_provider = retry_after is not None and (
+            NETWORK.lower() in message.lower() or (own is not None and own > 0)
+        )
         with self._lock:
             now = self._clock()
             arm, *network = ticket.buckets

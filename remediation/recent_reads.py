@@ -32,8 +32,11 @@ DEFAULT_CAPACITY = 4096
 
 def answers(served_at: datetime, event_time: datetime | None, margin: timedelta = DEFAULT_MARGIN) -> bool:
     """Whether a read ARM served at ``served_at`` (its ``Date``) shows the write of an event
-    raised at ``event_time``: served at least ``margin`` after it."""
-    return event_time is not None and served_at >= event_time + margin
+    raised at ``event_time``: served at least ``margin`` after it. An event time without a UTC
+    offset says no moment for sure (an event from a file, say): always read for."""
+    if event_time is None or event_time.utcoffset() is None:
+        return False
+    return served_at >= event_time + margin
 
 
 @dataclass(frozen=True)

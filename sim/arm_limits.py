@@ -116,15 +116,21 @@ def principal_of(claims: dict[str, Any], authorization: str) -> tuple[str, str]:
 
 
 def remaining_headers(
-    subscription: str, request_class: RequestClass, bucket: TokenBucket, overall: TokenBucket | None
+    subscription: str,
+    request_class: RequestClass,
+    bucket: TokenBucket,
+    overall: TokenBucket | None,
+    principal_headers: bool = False,
 ) -> dict[str, str]:
-    """The rate-limit headers of one answer: whole tokens left in the request's buckets."""
+    """The rate-limit headers of one answer: whole tokens left in the request's buckets. The
+    recordings (shared/fixtures/recorded-arm) carry only the subscription's global count, never the
+    caller's own; ``principal_headers`` adds that one too (whether ARM sends it is a switch)."""
     if not subscription or overall is None:
         return {tenant_header(request_class): str(int(bucket.tokens))}
-    return {
-        global_header(request_class): str(int(overall.tokens)),
-        principal_header(request_class): str(int(bucket.tokens)),
-    }
+    headers = {global_header(request_class): str(int(overall.tokens))}
+    if principal_headers:
+        headers[principal_header(request_class)] = str(int(bucket.tokens))
+    return headers
 
 
 def gateway_not_found(status: int, code: str, headers: dict[str, str]) -> None:

@@ -75,8 +75,14 @@ class Throttle:
     `set_bucket` without a subscription said at which level that principal's buckets start.
     """
 
-    def __init__(self, time_scale: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        time_scale: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        principal_headers: bool = False,
+    ) -> None:
         self.time_scale = time_scale
+        self.principal_headers = principal_headers
         self._clock = clock  # real seconds
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str, RequestClass], TokenBucket] = {}
@@ -272,7 +278,9 @@ class Throttle:
                 one_token = 1 / bucket.spec.refill_per_s
                 forced = self._arm_error(subscription, actor, request_class, one_token)
                 return Admission(
-                    request_class, remaining_headers(sub, request_class, bucket, overall), forced
+                    request_class,
+                    remaining_headers(sub, request_class, bucket, overall, self.principal_headers),
+                    forced,
                 )
             network = self._network_bucket(sub, now) if network_write else None
             error: ArmError | None = None
@@ -286,7 +294,11 @@ class Throttle:
                 for taken in (bucket, overall, network):
                     if taken is not None:
                         taken.tokens -= 1
-            return Admission(request_class, remaining_headers(sub, request_class, bucket, overall), error)
+            return Admission(
+                request_class,
+                remaining_headers(sub, request_class, bucket, overall, self.principal_headers),
+                error,
+            )
 
     def _arm_error(self, subscription: str, actor: str, request_class: RequestClass, wait: float) -> ArmError:
         retry_after = retry_after_header(wait, self.time_scale)

@@ -106,8 +106,10 @@ class ArmSimulator(AccessHarness, ThrottlingControls, FaultControls, ClockContro
         per 5 minutes per subscription. Over a limit: 429 `SubscriptionRequestsThrottled` with
         `Retry-After`. Every answer ARM counts carries, for its own class,
         `x-ms-ratelimit-remaining-subscription-global-{reads|writes|deletes}` (the global bucket:
-        the header recorded from Azure) and `x-ms-ratelimit-remaining-subscription-{...}` (the
-        caller's bucket); a gateway 404 for a missing resource carries neither (sim/limits.py).
+        the only one recorded from Azure); a gateway 404 for a missing resource carries none
+        (sim/limits.py).
+    principal_rate_headers: also send `x-ms-ratelimit-remaining-subscription-{...}`, the caller's
+        own bucket. Off by default: no recording shows it, so a client cannot count on it.
         LRO status polls are reads. Requests without a subscription (Resource Graph) use tenant
         buckets of the per-principal size (429 `TenantRequestsThrottled`,
         `x-ms-ratelimit-remaining-tenant-{...}`). How many 429s a run meets from the buckets depends
@@ -186,6 +188,7 @@ class ArmSimulator(AccessHarness, ThrottlingControls, FaultControls, ClockContro
         manual_vms_count_in_capacity: bool = False,
         tenant_id: str = "00000000-0000-0000-0000-000000000000",
         throttling: bool = True,
+        principal_rate_headers: bool = False,
         time_scale: float = 1.0,
         faults: Faults | None = None,
         require_known_subnets: bool = False,
@@ -242,7 +245,11 @@ class ArmSimulator(AccessHarness, ThrottlingControls, FaultControls, ClockContro
             self._scheduler, duplicate_rate=duplicate_rate, reorder_window=reorder_window, seed=event_seed
         )
         self._store.set_publisher(self._bus.publish)
-        self._throttle = Throttle(time_scale, clock=self._scheduler.real_now) if throttling else None
+        self._throttle = (
+            Throttle(time_scale, clock=self._scheduler.real_now, principal_headers=principal_rate_headers)
+            if throttling
+            else None
+        )
         self._faults = FaultInjector(faults)
         self._hooks = RequestHooks()
         self._access = AccessControl()

@@ -276,9 +276,11 @@ class Estate:
     def pump_rechecks(self) -> int:
         """Deliver the work queue's messages to its trigger until none is left visible (a
         message's handling may queue more: a follow-up, a watch's next look, a queued event's
-        look). Before each round ARM's clock moves on by its lists' lag: deployed, a queued look
-        waits longer than that (the re-check delays, the watch's interval); here both are 0 and
-        the test plays the wait, on the simulator's clock, so nothing depends on the machine."""
+        look). Before each round ARM's clock moves on by its lists' lag, so a round's looks see
+        what the rounds before wrote: the tests that use this are about what is written, not
+        about lists that lag. What a look does while lists lag (nothing taken for absent, the set
+        watched until its instances are listed) is specified by tests that pump once, without
+        moving the clock (test_lagging_lists.py, test_growing_sets.py, test_engine.py)."""
         delivered = 0
         for _ in range(20):  # bounded
             self.sim.advance_clock(self.sim.settings.list_lag_s)

@@ -49,6 +49,8 @@ def test_a_read_answers_an_event_only_if_arm_served_it_a_margin_after_the_event(
     assert not answers(NOW + timedelta(seconds=1), NOW, margin), "within the clocks' skew"
     assert not answers(NOW - timedelta(seconds=5), NOW, margin), "served before the write"
     assert not answers(NOW, None, margin), "an event without a time is always read for"
+    naive = datetime(2026, 12, 3, 5, 0)  # "2026-12-03T05:00:00", no offset: which moment is unknown
+    assert not answers(NOW, naive, margin), "a time without an offset is always read for"
 
 
 def test_recent_reads_keep_the_newest_read_per_resource_and_a_bounded_number() -> None:

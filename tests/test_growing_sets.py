@@ -56,11 +56,12 @@ def test_a_set_whose_event_came_before_its_instances_is_watched_until_they_are_s
     estate.create_set("grow", tags=STRIP)
     body = estate.compute.virtual_machine_scale_sets.get(docs.GROUP, "grow").as_dict()
     body["sku"]["capacity"] = 3
-    scaling = estate.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, "grow", body)
-    # The set's write event, as Event Grid delivers it once ARM accepted the write, and its look.
-    estate.take_in(docs.write_event(docs.set_id("grow")))
-    assert estate.pump_once() == 1
-    assert estate.vms("grow") == [], "the look ran before any instance existed"
+    with estate.sim.operations_held():  # however slow the machine, no instance exists yet
+        scaling = estate.compute.virtual_machine_scale_sets.begin_create_or_update(docs.GROUP, "grow", body)
+        # The set's write event, as Event Grid delivers it once ARM accepted the write, and its look.
+        estate.take_in(docs.write_event(docs.set_id("grow")))
+        assert estate.pump_once() == 1
+        assert estate.vms("grow") == [], "the look ran before any instance existed"
 
     pump_until(
         estate, lambda: scaling.done() and all(not estate.public_ips_of(vm) for vm in estate.vms("grow"))

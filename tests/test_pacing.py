@@ -125,6 +125,28 @@ def test_a_429_from_microsoft_network_holds_its_budget_and_not_arm_s(
     assert clock.slept == pytest.approx([3 + 300 / 1000]), "3 s, then one token at 1,000 per 5 minutes"
 
 
+def test_a_429_whose_message_names_microsoft_network_holds_its_budget_without_the_callers_count(
+    pacer: Pacer, clock: FrozenClock
+) -> None:
+    # As recorded from Azure: only the subscription's global count, never the caller's own.
+    ticket = pacer.before("DELETE", PIP)
+    message = (
+        '{"error": {"code": "SubscriptionRequestsThrottled", "message": "Number of write requests for '
+        "subscription 's' and resource provider 'Microsoft.Network' exceeded the limit\"}}"
+    )
+    pacer.after(
+        ticket,
+        429,
+        {"retry-after": "3", "x-ms-ratelimit-remaining-subscription-global-deletes": "2990"},
+        message,
+    )
+    pacer.before("GET", PIP)
+    pacer.before("PATCH", VMSS)
+    assert clock.slept == [], "reads and Compute writes go on: ARM's buckets were not what refused it"
+    pacer.before("DELETE", PIP)
+    assert clock.slept == pytest.approx([3 + 300 / 1000]), "3 s, then one token at 1,000 per 5 minutes"
+
+
 def test_a_429_from_arm_s_bucket_leaves_microsoft_network_s_burst_alone(
     pacer: Pacer, clock: FrozenClock
 ) -> None:

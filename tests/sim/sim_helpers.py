@@ -30,7 +30,12 @@ from sim import ArmSimulator
 # The convenient readings of Azure, for the simulator's tests that are not about them (the only
 # place they may be used): lists and Resource Graph current, events when operations complete.
 # The tests of the adversarial defaults build simulators without them (test_sim_consistency.py).
-CONVENIENT: dict[str, Any] = {"list_lag_s": 0.0, "graph_lag_s": 0.0, "events_at": "completion"}
+CONVENIENT: dict[str, Any] = {
+    "list_lag_s": 0.0,
+    "graph_lag_s": 0.0,
+    "events_at": "completion",
+    "principal_rate_headers": True,  # these tests read the caller's bucket from its header
+}
 
 SUB = "11111111-2222-3333-4444-555555555555"
 RG = "rg-sim"

@@ -1,0 +1,91 @@
+"""Specification of looks under lists that lag the writes (the simulator's ``list_lag_s``, here 5 s
+of its clock, which only the test moves): what a list does not show yet is looked for again or
+read by id, never taken for absent.
+
+- A scale-out whose instances no list shows yet is a set still growing, Uniform or Flexible: the
+  look says so and queues the next, which strips them once they are listed.
+- A NIC the list still shows with its public IP, after a look stripped it, is read by id before
+  any write is planned: no second PUT, no 412.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import arm_docs as docs
+import pytest
+from estate import Estate, estate_on
+
+from localazure.stack import LocalAzure
+from remediation.model import RecordKind
+
+STRIP = {"remediation.mode": "strip"}
+NIC = "Microsoft.Network/networkInterfaces"
+VMSS = "Microsoft.Compute/virtualMachineScaleSets"
+LAG_S = 5.0
+
+
+@pytest.fixture
+def lagging(local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch) -> Iterator[Estate]:
+    settings = {"RECHECK_DELAYS_SECONDS": "0,0,0", "WATCH_INTERVAL_SECONDS": "0"}
+    with estate_on(local_azure, settings, list_lag_s=LAG_S, provision_delay_s=0.2) as (estate, env):
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        yield estate
+
+
+def decisions(estate: Estate) -> list[str]:
+    return [r.reason for r in estate.audit() if r.kind is RecordKind.DECISION]
+
+
+@pytest.mark.parametrize("uniform", [False, True], ids=["flexible", "uniform"])
+def test_instances_no_list_shows_yet_keep_the_set_watched_until_they_are_stripped(
+    lagging: Estate, uniform: bool
+) -> None:
+    estate = lagging
+    if uniform:
+        estate.create_uniform_set("web", tags=STRIP)
+    else:
+        estate.create_set("web", tags=STRIP)
+    estate.sim.advance_clock(LAG_S)  # the empty set is listed
+    estate.scale("web", 3)  # done: the set Succeeded, its 3 instances exist, no list shows them
+    (event,) = estate.events()[-1:]
+
+    estate.take_in(event)
+    assert estate.pump_once() == 1
+    assert estate.successful("PUT", NIC) == [] and estate.successful("PATCH", VMSS) == []
+    assert any(reason.startswith("capacity 3 but 0 instances exist") for reason in decisions(estate))
+
+    estate.sim.advance_clock(LAG_S)  # the lists show them now
+    estate.pump_rechecks()
+
+    if uniform:
+        assert estate.uniform_public_ips("web") == {"0": [], "1": [], "2": []}
+    else:
+        assert len(estate.vms("web")) == 3
+        assert all(estate.public_ips_of(vm) == [] for vm in estate.vms("web"))
+        assert len(estate.successful("PUT", NIC)) == 3, "one detach per instance"
+
+
+def test_a_nic_the_list_still_shows_with_its_public_ip_is_read_by_id_and_not_written_again(
+    lagging: Estate,
+) -> None:
+    estate = lagging
+    estate.create_set("web", tags=STRIP)
+    estate.scale("web", 2)
+    estate.sim.advance_clock(LAG_S)  # listed
+    for event in estate.events():
+        estate.take_in(event)
+    assert estate.pump_once() >= 1
+    assert len(estate.successful("PUT", NIC)) == 2
+    statuses = len(estate.sim.requests())
+
+    # Another look within the lag: the NIC list still shows both NICs with their public IPs.
+    estate.take_in(docs.write_event(docs.set_id("web")))
+    assert estate.pump_once() == 1
+
+    later = estate.sim.requests()[statuses:]
+    assert [r for r in later if r.method == "PUT"] == [], "nothing written again"
+    assert [r for r in later if r.status == 412] == []
+    nic_reads = [r for r in later if r.method == "GET" and r.resource_type.lower() == NIC.lower()]
+    assert len(nic_reads) >= 2, "each NIC the list shows carrying a public IP was read by id"
