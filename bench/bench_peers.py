@@ -232,6 +232,7 @@ def measure_peer(
         events_per_s=handled / result["seconds"],
         cpu_ms_per_event=result["cpu_seconds"] * 1000 / handled,
         arm_requests_per_event=len(requests) / handled,
+        throttled_per_event=sum(1 for r in requests if r.status == 429) / handled,
         arm_writes=sum(1 for r in requests if r.method != "GET"),
         arm_requests_by_kind={kind: count / handled for kind, count in sorted(kinds.items())},
         one_event=[

@@ -14,4 +14,4 @@ Floors, each importing only from those below it:
       settings
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

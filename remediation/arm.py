@@ -86,14 +86,20 @@ POOL_CONNECTIONS = 64
 
 
 def pacing_policy(pacer: Pacer, max_wait_s: float) -> Any:
-    """A per-retry pipeline policy that waits each request's turn in ARM's budgets (pacing.py)."""
-    from azure.core.exceptions import AzureError
+    """A per-retry pipeline policy that waits each request's turn in ARM's budgets (pacing.py). A
+    read with no token within ``max_wait_s`` is not sent: it could only be answered 429 (intake
+    then hands its event to the work queue, whose worker waits its turn); a write is sent."""
+    from azure.core.exceptions import AzureError, ServiceRequestError
     from azure.core.pipeline.policies import HTTPPolicy
 
     class PacingPolicy(HTTPPolicy):  # type: ignore[type-arg]
         def send(self, request: Any) -> Any:
             http = request.http_request
             ticket = pacer.before(http.method, http.url, max_wait_s)
+            if ticket.over_budget and http.method.upper() in ("GET", "HEAD"):
+                raise ServiceRequestError(
+                    f"not sent: ARM's read budget has no token for it within {max_wait_s:g} s"
+                )
             try:
                 response = self.next.send(request)
             except AzureError:

@@ -119,6 +119,7 @@ class Ticket:
 
     buckets: tuple[Bucket, ...]
     request_class: str
+    over_budget: bool = False  # no token within the caller's longest wait: sent at once, or not at all
 
 
 class Pacer:
@@ -142,7 +143,8 @@ class Pacer:
 
     def before(self, method: str, url: str, max_wait_s: float = float("inf")) -> Ticket:
         """Reserve this request's tokens and wait for them. A wait longer than ``max_wait_s`` is
-        not made: the reservation is given back and the request goes now (ARM may answer 429)."""
+        not made: the reservation is given back and the ticket says ``over_budget`` (the caller
+        sends the request now, and ARM may answer 429, or does not send it)."""
         subscription, namespace = scope_of(url)
         wanted = request_class(method)
         with self._lock:
@@ -154,7 +156,7 @@ class Pacer:
             if wait > max_wait_s:
                 for bucket in buckets:
                     bucket.release(now)
-                return Ticket((), wanted)
+                return Ticket((), wanted, over_budget=True)
         if wait > 0:
             self._sleep(wait)
         return Ticket(tuple(buckets), wanted)

@@ -5,17 +5,21 @@
   is read for (a tag written since is seen).
 - An event raised by the remediator's own write (its claims are the remediator's identity) costs
   no read at all: the look that wrote verified it.
+- A read that ARM's budget has no token for within intake's time is not sent (it could only meet
+  a 429): the event goes to the work queue, whose worker waits its turn.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import arm_docs as docs
 import pytest
-from estate import Estate
+from estate import Estate, estate_on
 
+from localazure.stack import LocalAzure
 from remediation.credentials import LoopbackCredential
 from remediation.model import RecordKind
 from remediation.recent_reads import RecentReads, answers
@@ -125,3 +129,34 @@ def test_the_events_of_the_remediators_own_writes_cost_no_read(estate: Estate, c
         records = [r for r in estate.audit() if r.event_id == event["id"]]
         assert [r.kind for r in records] == [RecordKind.RECEIVED, RecordKind.DECISION]
         assert records[1].reason.startswith("nothing to do: raised by this app's own write")
+
+
+@pytest.fixture
+def slow_refill(local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch) -> Iterator[Estate]:
+    """An estate on a simulator of its own (so its ARM endpoint, and the process's pacer for it, are
+    this test's alone) whose clock runs at a hundredth of real time: a 429's Retry-After for one
+    read token (0.04 simulated seconds) is 4 real seconds, longer than intake waits for a token."""
+    with estate_on(local_azure, {}, time_scale=0.01, list_lag_s=0.0) as (estate, env):
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        yield estate
+
+
+def test_a_read_with_no_token_in_intakes_time_is_not_sent_and_the_event_goes_to_the_queue(
+    slow_refill: Estate,
+) -> None:
+    estate = slow_refill
+    estate.create_set("open")
+    estate.events()
+    estate.sim.throttle_next(LoopbackCredential.APP_ID, "reads", 1)
+    before = len(estate.sim.requests())
+
+    first, second = (docs.write_event(docs.set_id("open")) for _ in range(2))
+    estate.take_in(first)  # its read is answered 429, with Retry-After: the pacer's bucket is empty
+    estate.take_in(second)  # no token within intake's second: its read is not sent
+
+    reads = remediator_reads(estate, before)
+    assert [r.status for r in reads] == [429], "one read, the throttled one; none sent to meet a 429"
+    for event in (first, second):
+        reasons = [r.reason for r in estate.audit() if r.event_id == event["id"]]
+        assert any("handed to the work queue" in reason for reason in reasons), reasons
