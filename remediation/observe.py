@@ -5,7 +5,8 @@ fresh. Reads are amortised: one list of the set's VMs and one list of the NICs i
 group (a Uniform set: of the set) per reconcile, with a GET only for a Flexible NIC that the list
 does not show (it lives in another resource group, or the list lags behind its creation: lists are
 eventually consistent, reads by id are current) or shows with a public IP (the one read a write
-needs: its current version and ETag, which a lagging list may not have). A re-plan passes
+needs: its current version and ETag, which a lagging list may not have), and the VM of any NIC
+that carries one (its tags, an exemption among them, as they are now). A re-plan passes
 ``current``: the NICs this reconcile already wrote or met changed, as ARM answered or a read by
 id shows them, which a lagging list may still show as they were.
 """
@@ -101,28 +102,46 @@ def observe_set(
         vms = arm.list_scale_set_vms(set_id)
         if vms:
             nics = {nic.id: nic for nic in arm.list_nics(set_id.subscription, set_id.resource_group)}
-    instances = []
-    for vm in vms:
-        vm_nics = []
-        for nic_id in vm.nic_ids:
-            if nic_id in current:
-                nic = current[nic_id]
-            else:
-                nic = nics.get(nic_id)
-                # Lists lag: a NIC the list does not show is read by id, never dropped. A Flexible
-                # one it shows with a public IP is read by id too: a write planned from a version
-                # the list still shows (one this or another look already stripped, say) would only
-                # meet a 412 and a re-plan. (A Uniform one's views are not written: the set's model is.)
-                if scale_set.is_flexible and (nic is None or nic.public_ip_ids):
-                    nic = arm.get_nic(nic_id)
-                elif nic is None and not scale_set.is_flexible:
-                    nic = arm.get_uniform_nic(nic_id)
-            if nic is not None:
-                vm_nics.append(nic)
-        instances.append(Instance(vm, tuple(vm_nics)))
+    instances = [
+        instance
+        for instance in (_instance(arm, scale_set, vm, nics, current) for vm in vms)
+        if instance is not None
+    ]
     autoscale = (
         tuple(arm.list_autoscale_settings(set_id.subscription, set_id.resource_group))
         if with_autoscale
         else ()
     )
     return ObservedSet(scale_set, tuple(instances), datetime.now(UTC), autoscale)
+
+
+def _instance(
+    arm: ArmGateway,
+    scale_set: ScaleSet,
+    listed: VirtualMachine,
+    nics: Mapping[ResourceId, NetworkInterface],
+    current: Mapping[ResourceId, NetworkInterface | None],
+) -> Instance | None:
+    """One listed VM with its NICs, each as current as a write needs (None: the VM is gone)."""
+    vm_nics = []
+    for nic_id in listed.nic_ids:
+        if nic_id in current:
+            nic = current[nic_id]
+        else:
+            nic = nics.get(nic_id)
+            # Lists lag: a NIC the list does not show is read by id, never dropped. A Flexible
+            # one it shows with a public IP is read by id too: a write planned from a version
+            # the list still shows (one this or another look already stripped, say) would only
+            # meet a 412 and a re-plan. (A Uniform one's views are not written: the set's model is.)
+            if scale_set.is_flexible and (nic is None or nic.public_ip_ids):
+                nic = arm.get_nic(nic_id)
+            elif nic is None and not scale_set.is_flexible:
+                nic = arm.get_uniform_nic(nic_id)
+        if nic is not None:
+            vm_nics.append(nic)
+    vm: VirtualMachine | None = listed
+    if scale_set.is_flexible and any(nic.public_ip_ids for nic in vm_nics):
+        # About to be judged for a write: the VM as it is now, not as a lagging list shows it (an
+        # exemption tag added since, a VM deleted since). A Uniform instance's NICs are views.
+        vm = arm.get_vm(listed.id)
+    return Instance(vm, tuple(vm_nics)) if vm is not None else None

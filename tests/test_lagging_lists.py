@@ -6,11 +6,14 @@ read by id, never taken for absent.
   look says so and queues the next, which strips them once they are listed.
 - A NIC the list still shows with its public IP, after a look stripped it, is read by id before
   any write is planned: no second PUT, no 412.
+- A VM about to be judged for a write is read by id: an exemption tagged since the list was
+  current is honoured.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import arm_docs as docs
 import pytest
@@ -89,3 +92,23 @@ def test_a_nic_the_list_still_shows_with_its_public_ip_is_read_by_id_and_not_wri
     assert [r for r in later if r.status == 412] == []
     nic_reads = [r for r in later if r.method == "GET" and r.resource_type.lower() == NIC.lower()]
     assert len(nic_reads) >= 2, "each NIC the list shows carrying a public IP was read by id"
+
+
+def test_an_exemption_tagged_since_the_list_was_current_is_honoured(lagging: Estate) -> None:
+    """The VM list still shows the VM without the tag: the VM is read by id before it is judged."""
+    estate = lagging
+    estate.create_set("web", tags=STRIP)
+    estate.scale("web", 2)
+    estate.sim.advance_clock(LAG_S)  # both listed, untagged
+    exempt, other = sorted(vm["id"] for vm in estate.vms("web"))
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    estate.tag(exempt, {"remediation.exempt-until": tomorrow})  # the list shows it untagged for 5 s
+    estate.events()
+
+    estate.take_in(docs.write_event(docs.set_id("web")))
+    assert estate.pump_once() == 1
+
+    by_id = {vm["id"]: estate.public_ips_of(vm) for vm in estate.vms("web")}
+    assert len(by_id[exempt]) == 1, "exempt: untouched, whatever the list said"
+    assert by_id[other] == []
+    assert len(estate.successful("PUT", NIC)) == 1
