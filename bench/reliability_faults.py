@@ -18,6 +18,7 @@ import itertools
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -313,8 +314,9 @@ def throttled(run: Run) -> None:
 
 
 def another_writer(run: Run) -> None:
-    """Someone else retags the restricted set's NICs right after ARM answered the remediator's first
-    two NIC lists (before the answers arrive): every PUT planned from them meets 412."""
+    """Someone else retags a restricted set's NIC right after ARM answered each of the remediator's
+    first two reads of it by id (before the answer arrives): the PUT planned from that read meets
+    412, and so does the one re-planned from the second."""
     from azure.mgmt.network import NetworkManagementClient
 
     someone_else = "11111111-2222-3333-4444-555555555555"
@@ -325,18 +327,23 @@ def another_writer(run: Run) -> None:
         base_url=run.local.arm.endpoint,
         connection_verify=run.local.arm.ca_bundle,
     )
-    lists = 0
+    reads: Counter[str] = Counter()
 
     def retag(record: RequestRecord) -> None:
-        nonlocal lists
-        wanted = record.method == "GET" and record.path.lower().endswith("/networkinterfaces")
-        if record.principal.lower() != REMEDIATOR.lower() or not wanted or lists >= 2:
+        nic_id = record.path.lower()
+        if (
+            record.method != "GET"
+            or record.principal.lower() != REMEDIATOR.lower()
+            or "/networkinterfaces/" not in nic_id
+            or nic_id not in run.allowed
+        ):
             return
-        lists += 1
-        for nic_id in sorted(i for i in run.allowed if "/networkinterfaces/" in i):
-            doc = network.network_interfaces.get(docs.GROUP, nic_id.rsplit("/", 1)[-1]).as_dict()
-            doc["tags"] = {**doc.get("tags", {}), "touched": str(lists)}
-            network.network_interfaces.begin_create_or_update(docs.GROUP, doc["name"], doc, polling=False)
+        reads[nic_id] += 1
+        if reads[nic_id] > 2:
+            return
+        doc = network.network_interfaces.get(docs.GROUP, nic_id.rsplit("/", 1)[-1]).as_dict()
+        doc["tags"] = {**doc.get("tags", {}), "touched": str(reads[nic_id])}
+        network.network_interfaces.begin_create_or_update(docs.GROUP, doc["name"], doc, polling=False)
 
     run.hook(retag)
 
