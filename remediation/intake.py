@@ -9,7 +9,7 @@ An event about a set that is gone or not restricted costs the reads that resolve
 ARM served after the event's time answers it too: ``recent_reads``, so a backlog costs a read per
 set, not per event) and its two records (received, decision) in the process's next group commit:
 it can lead to no write, so it is neither archived nor checked against handled events. An event
-raised by this app's own write (its caller is this app's identity) costs its records only: the
+raised by this app's own NIC write (its caller is this app's identity) costs its records only: the
 look that wrote verified what it wrote, and anything else that changed raises its own event.
 De-duplicated on the way otherwise: a redelivered event that was handled to the end is a
 duplicate, and an event for a set whose look is pending renews the set's mark (``single_flight``)
@@ -38,6 +38,7 @@ from remediation.audit import AuditLog, EventArchive, RecheckQueue
 from remediation.events import parse_event
 from remediation.journal import AuditUnavailable
 from remediation.model import (
+    NIC_TYPE,
     NetworkInterface,
     PublicIp,
     QueuedEvent,
@@ -192,7 +193,7 @@ class Intake:
         # A queued event's own delivery kept the marker; a replay is a fresh look and keeps none.
         marker = "" if context.replay_of else context.event_id
         try:
-            if not context.replay_of and trigger.caller.is_principal(self.arm.identity()):
+            if self._own_write(trigger, context):
                 self._note_received(context, queued, received)
                 context.note(RecordKind.DECISION, reason=OWN_WRITE)
                 journal.flush(handled_event=marker if queued else "", outcome="ignored")
@@ -241,6 +242,14 @@ class Intake:
             raise
         journal.flush(handled_event=marker, outcome=status)
         return status, reason
+
+    def _own_write(self, trigger: Trigger, context: Context) -> bool:
+        """An event of this app's own NIC write (a detach): its caller is this app's identity. Only
+        NIC events: a scale-set write made with this identity (by whoever else can act as it) is
+        still looked at, and replays always are."""
+        if context.replay_of or not trigger.resource_id.is_type(NIC_TYPE):
+            return False
+        return trigger.caller.is_principal(self.arm.identity())
 
     def _unresolved(
         self, event: object, context: Context, received: datetime, queued: QueuedEvent | None, error: ArmError

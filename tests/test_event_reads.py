@@ -160,3 +160,17 @@ def test_a_read_with_no_token_in_intakes_time_is_not_sent_and_the_event_goes_to_
     for event in (first, second):
         reasons = [r.reason for r in estate.audit() if r.event_id == event["id"]]
         assert any("handed to the work queue" in reason for reason in reasons), reasons
+
+
+def test_a_scale_set_write_with_the_remediators_identity_is_still_looked_at(estate: Estate) -> None:
+    """Whoever else can act as the identity could scale a restricted set out: only NIC writes
+    (the remediator's detaches) are taken as its own."""
+    estate.create_set("web", tags={"remediation.mode": "strip"})
+    estate.events()
+    event = docs.write_event(docs.set_id("web"))
+    event["data"]["claims"] = {"appid": LoopbackCredential.APP_ID, "oid": LoopbackCredential.APP_ID}
+
+    estate.take_in(event)
+
+    reasons = [r.reason for r in estate.audit() if r.event_id == event["id"]]
+    assert any(reason.startswith("queued: a look at the set") for reason in reasons), reasons
