@@ -197,16 +197,33 @@ def settle(local: LocalAzure, delivery: EventGridDelivery, compute: Any, network
     local.arm.wait_idle(60)
     delivery.drain()
     until = time.monotonic() + 120  # the looks run on the hosts' work queue
-    while stripped_left(compute, network) and time.monotonic() < until:
+    while stripped_left(local) and time.monotonic() < until:
         time.sleep(0.5)  # polling ARM's state, bounded
     local.arm.wait_idle(60)
     delivery.drain()  # the remediator's own writes' events
+    local.arm.advance_clock(local.arm.settings.list_lag_s)  # the report's lists show it all
 
 
-def stripped_left(compute: Any, network: Any) -> int:
-    """Scale-set-created instances still carrying a public IP (read from ARM, not the product)."""
-    instances = [vm.as_dict() for vm in compute.virtual_machines.list(GROUP)]
-    return sum(1 for vm in instances if vm["name"] not in HAND_ADDED and _public_ips(network, vm))
+def stripped_left(local: LocalAzure) -> int:
+    """Scale-set-created instances still carrying a public IP, read from the simulator's state
+    (ARM's truth now: its lists lag the writes), not from the product."""
+    docs = local.arm.export()["value"]
+    nics = {
+        d["id"].lower(): d for d in docs if d.get("type", "").lower() == "microsoft.network/networkinterfaces"
+    }
+    left = 0
+    for vm in docs:
+        if vm.get("type", "").lower() != "microsoft.compute/virtualmachines" or vm["name"] in HAND_ADDED:
+            continue
+        refs = vm["properties"]["networkProfile"]["networkInterfaces"]
+        carried = [
+            config
+            for ref in refs
+            for config in nics.get(ref["id"].lower(), {}).get("properties", {}).get("ipConfigurations", [])
+            if config.get("properties", {}).get("publicIPAddress")
+        ]
+        left += bool(carried)
+    return left
 
 
 def _public_ips(network: Any, vm_doc: Mapping[str, Any]) -> list[str]:
