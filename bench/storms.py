@@ -160,7 +160,7 @@ def run_storm(
 
 
 def resources(local: LocalAzure, resource_type: str) -> list[dict[str, Any]]:
-    return [r for r in local.arm.export()["value"] if str(r.get("type", "")).lower() == resource_type.lower()]
+    return local.arm.resources(resource_type)
 
 
 def public_ips(local: LocalAzure) -> list[dict[str, Any]]:

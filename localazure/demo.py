@@ -207,22 +207,17 @@ def settle(local: LocalAzure, delivery: EventGridDelivery, compute: Any, network
 def stripped_left(local: LocalAzure) -> int:
     """Scale-set-created instances still carrying a public IP, read from the simulator's state
     (ARM's truth now: its lists lag the writes), not from the product."""
-    docs = local.arm.export()["value"]
-    nics = {
-        d["id"].lower(): d for d in docs if d.get("type", "").lower() == "microsoft.network/networkinterfaces"
-    }
+    nics = {nic["id"].lower(): nic for nic in local.arm.resources("Microsoft.Network/networkInterfaces")}
     left = 0
-    for vm in docs:
-        if vm.get("type", "").lower() != "microsoft.compute/virtualmachines" or vm["name"] in HAND_ADDED:
+    for vm in local.arm.resources("Microsoft.Compute/virtualMachines"):
+        if vm["name"] in HAND_ADDED:
             continue
-        refs = vm["properties"]["networkProfile"]["networkInterfaces"]
-        carried = [
+        configs = [
             config
-            for ref in refs
+            for ref in vm["properties"]["networkProfile"]["networkInterfaces"]
             for config in nics.get(ref["id"].lower(), {}).get("properties", {}).get("ipConfigurations", [])
-            if config.get("properties", {}).get("publicIPAddress")
         ]
-        left += bool(carried)
+        left += any(config.get("properties", {}).get("publicIPAddress") for config in configs)
     return left
 
 

@@ -367,6 +367,11 @@ class ArmSimulator(AccessHarness, ThrottlingControls, FaultControls, ClockContro
     def get_resource(self, resource_id: str) -> dict[str, Any] | None:
         return self._store.get(resource_id)
 
+    def resources(self, resource_type: str) -> list[dict[str, Any]]:
+        """Every resource of one type as it is now (what a GET by id answers; lists lag)."""
+        wanted = resource_type.lower()
+        return [r for r in self.export()["value"] if str(r.get("type", "")).lower() == wanted]
+
     def reset(self, *, access: bool = False) -> None:
         """Forget resources, operations, request records, pending work and throttling state (bucket
         levels set by tests and a frozen refill too).

@@ -206,7 +206,7 @@ class Estate:
     # lists lag the writes (list_lag_s), and a test asserts what is, not what a list shows yet.
 
     def resources(self, resource_type: str) -> list[dict[str, Any]]:
-        return [r for r in self.sim.export()["value"] if r.get("type", "").lower() == resource_type.lower()]
+        return self.sim.resources(resource_type)
 
     def vms(self, set_name: str) -> list[dict[str, Any]]:
         set_id = docs.set_id(set_name).lower()
