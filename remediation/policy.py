@@ -4,12 +4,13 @@ Two sources decide, and the most specific wins:
 - the tag ``remediation.mode`` on the scale set itself, so owners opt a set in where they create it;
 - the policy configuration (a JSON file or app setting, see ``load_policy``) naming scale sets,
   resource groups or subscriptions with a mode, so a platform team restricts whole scopes.
-A set tag beats any configured scope unless the configuration says ``"tags_may_relax": false``,
-in which case a tag can only make a set stricter than its scope (audit < strip < evict <
-scale-to-zero), never looser: owners cannot tag their way out of a platform rule.
+Within a configured scope a set's tag can only make the set stricter (audit < strip < evict <
+scale-to-zero), never looser, unless the configuration says ``"tags_may_relax": true``: owners
+cannot tag their way out of a platform rule.
 
-A tag value that is not a mode is not ignored: owners who meant to restrict their set with a typo
-get ``audit`` (record, never write), and the decision record says why.
+A tag value that is not a mode never relaxes anything: in a configured scope the scope's mode
+applies and the decision record says the tag was ignored and why; on a set in no scope, owners
+who meant to restrict it with a typo get ``audit`` (record, never write).
 
 Configuration is validated when it is loaded, and each error names the key that is wrong.
 """
@@ -61,7 +62,7 @@ class Scope:
 @dataclass(frozen=True)
 class Policy:
     scopes: tuple[Scope, ...] = ()
-    tags_may_relax: bool = True
+    tags_may_relax: bool = False
     remediate_origins: frozenset[Origin] = frozenset({Origin.SCALE_SET})
     keep_detached_public_ips: bool = False
     disable_autoscale: bool = True
@@ -95,20 +96,24 @@ def restriction_for(scale_set: ScaleSet, policy: Policy | None = None) -> Restri
     raw = tag_value(scale_set.tags, MODE_TAG)
     tag_mode: Mode | None = None
     tag_reason = ""
+    unreadable = ""
     if raw is not None:
         try:
             tag_mode = Mode(raw.strip().lower())
             tag_reason = f"tag {MODE_TAG}={tag_mode.value}"
         except ValueError:
             modes = ", ".join(m.value for m in Mode)
-            tag_mode = Mode.AUDIT
-            tag_reason = f"tag {MODE_TAG}={raw!r} is not one of {modes}; treated as audit"
+            unreadable = f"tag {MODE_TAG}={raw!r} is not one of {modes}"
 
     if scope is None:
+        if unreadable:
+            return Restriction(Mode.AUDIT, f"{unreadable}; treated as audit")
         if tag_mode is None:
             return Restriction(None, f"scale set has no {MODE_TAG!r} tag and is in no configured scope")
         return Restriction(tag_mode, tag_reason)
     scope_reason = f"configured scope {scope.path} is {scope.mode.value}"
+    if unreadable:
+        return Restriction(scope.mode, f"{scope_reason}; {unreadable}: ignored, it never relaxes a scope")
     if tag_mode is None:
         return Restriction(scope.mode, scope_reason)
     if policy.tags_may_relax or _SEVERITY[tag_mode] >= _SEVERITY[scope.mode]:
@@ -219,7 +224,7 @@ def parse_policy(document: object) -> Policy:
 
     return Policy(
         scopes=scopes,
-        tags_may_relax=_boolean(document.get("tags_may_relax", True), "tags_may_relax"),
+        tags_may_relax=_boolean(document.get("tags_may_relax", False), "tags_may_relax"),
         remediate_origins=frozenset(origins),
         keep_detached_public_ips=_boolean(
             document.get("keep_detached_public_ips", False), "keep_detached_public_ips"

@@ -10,7 +10,7 @@ import arm_docs as docs
 import pytest
 
 from remediation.model import Mode, Origin, ScaleSet
-from remediation.policy import PolicyError, exemption, load_policy, restriction_for
+from remediation.policy import Policy, PolicyError, exemption, load_policy, restriction_for
 from remediation.settings import Settings, SettingsError
 
 SUB_SCOPE = f"/subscriptions/{docs.SUB}"
@@ -31,16 +31,30 @@ def test_the_most_specific_scope_wins() -> None:
     assert verdict.mode is Mode.STRIP and verdict.reason == f"configured scope {GROUP_SCOPE.lower()} is strip"
 
 
-def test_a_tag_overrides_its_scope_unless_tags_may_not_relax() -> None:
+def test_a_tag_can_only_make_its_scope_stricter_unless_the_policy_lets_tags_relax() -> None:
     scopes = [{"scope": GROUP_SCOPE, "mode": "strip"}]
-    relaxed = restriction_for(
-        scale_set({"remediation.mode": "audit"}), load_policy(json.dumps({"scopes": scopes}))
-    )
-    assert relaxed.mode is Mode.AUDIT
-    strict = load_policy(json.dumps({"scopes": scopes, "tags_may_relax": False}))
-    held = restriction_for(scale_set({"remediation.mode": "audit"}), strict)
+    default = load_policy(json.dumps({"scopes": scopes}))
+    held = restriction_for(scale_set({"remediation.mode": "audit"}), default)
     assert held.mode is Mode.STRIP and held.reason.endswith("tag remediation.mode=audit may not relax it")
-    assert restriction_for(scale_set({"remediation.mode": "evict"}), strict).mode is Mode.EVICT
+    assert restriction_for(scale_set({"remediation.mode": "evict"}), default).mode is Mode.EVICT
+    relaxing = load_policy(json.dumps({"scopes": scopes, "tags_may_relax": True}))
+    assert restriction_for(scale_set({"remediation.mode": "audit"}), relaxing).mode is Mode.AUDIT
+
+
+@pytest.mark.parametrize("tags_may_relax", [False, True])
+def test_an_unreadable_tag_never_relaxes_a_scope_and_the_reason_says_it_was_ignored(
+    tags_may_relax: bool,
+) -> None:
+    scopes = [{"scope": GROUP_SCOPE, "mode": "evict"}]
+    policy = load_policy(json.dumps({"scopes": scopes, "tags_may_relax": tags_may_relax}))
+    verdict = restriction_for(scale_set({"remediation.mode": "strp"}), policy)
+    assert verdict.mode is Mode.EVICT
+    assert verdict.reason == (
+        f"configured scope {GROUP_SCOPE.lower()} is evict; tag remediation.mode='strp' is not one of "
+        "audit, strip, evict, scale-to-zero: ignored, it never relaxes a scope"
+    )
+    # In no scope, an owner's typo still restricts the set, as audit (record, never write).
+    assert restriction_for(scale_set({"remediation.mode": "strp"}), Policy()).mode is Mode.AUDIT
 
 
 def test_a_scope_names_the_set_itself() -> None:
