@@ -221,8 +221,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     )
     for set_id in result.restricted:
         print(f"  {set_id.name}")
+    for subscription in result.refused:
+        print(f"refused: subscription {subscription} is not monitored (policy monitored_subscriptions)")
     print(f"follow them with: remediation audit --event-id {result.sweep_id}")
-    return 0
+    return 1 if result.refused else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

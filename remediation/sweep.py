@@ -34,6 +34,7 @@ class SweepResult:
     scale_sets: int
     restricted: tuple[ResourceId, ...]
     queued: int  # looks queued (one per restricted set)
+    refused: tuple[str, ...] = ()  # named subscriptions the policy does not monitor
 
 
 def sweep(
@@ -48,18 +49,23 @@ def sweep(
     subscriptions: Iterable[str] = (),
 ) -> SweepResult:
     """Hand every restricted set of the monitored (or the given) subscriptions to the work queue."""
-    chosen = sorted({s.lower() for s in subscriptions} or settings.policy.monitored_subscriptions)
+    named = sorted({s.lower() for s in subscriptions} or settings.policy.monitored_subscriptions)
     sweep_id = f"sweep-{uuid.uuid4()}"
     context = Context(
         journal, dry_run=settings.dry_run, event_id=sweep_id, event_type="sweep", operation="sweep"
     )
+    # A subscription the policy does not monitor is refused here as events about it are.
+    chosen = [subscription for subscription in named if settings.policy.monitors(subscription)]
+    refused = tuple(sorted(set(named) - set(chosen)))
+    for subscription in refused:  # recorded before anything is read
+        context.note(RecordKind.REJECTED, reason=f"sweep of subscription {subscription}: it is not monitored")
     if not chosen:
-        context.note(
-            RecordKind.DECISION,
-            reason="sweep skipped: no subscription named (policy monitored_subscriptions or --subscription)",
-        )
+        reason = "sweep skipped: no subscription named (policy monitored_subscriptions or --subscription)"
+        if refused:
+            reason = "sweep skipped: no named subscription is monitored (policy monitored_subscriptions)"
+        context.note(RecordKind.DECISION, reason=reason)
         journal.flush()
-        return SweepResult(sweep_id, "none", 0, (), 0)
+        return SweepResult(sweep_id, "none", 0, (), 0, refused)
     try:
         try:
             scale_sets, source = arm.query_scale_sets(chosen), "resource graph"
@@ -86,4 +92,4 @@ def sweep(
         record_failure(context, error, "the next sweep tries again")
         raise
     journal.flush()
-    return SweepResult(sweep_id, source, len(scale_sets), restricted, statuses.count("queued"))
+    return SweepResult(sweep_id, source, len(scale_sets), restricted, statuses.count("queued"), refused)

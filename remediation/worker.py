@@ -93,6 +93,12 @@ class Worker:
             operation=look.reason,
             resource=set_id.value,
         )
+        if not self.settings.policy.monitors(set_id.subscription):
+            # A message queued before the policy changed, or put on the queue by anyone else.
+            reason = f"look at {set_id.value} refused: subscription {set_id.subscription} is not monitored"
+            context.note(RecordKind.REJECTED, scale_set=set_id.value, reason=reason)
+            journal.flush()
+            return Handled(context.event_id, "rejected", reason, None, time.monotonic() - started)
         if look.if_marked and not self.locks.marked(set_id):
             reason = "served: the reconcile that held the set looked at it again before this re-check"
             context.note(RecordKind.DECISION, scale_set=set_id.value, reason=reason)

@@ -164,6 +164,40 @@ def test_events_about_unmonitored_subscriptions_are_rejected(
     assert rejected and all(r == f"subscription {docs.SUB} is not monitored" for r in rejected)
 
 
+def test_a_sweep_or_a_queued_look_at_an_unmonitored_subscription_is_refused_with_a_rejected_record(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from remediation.audit import RecheckQueue
+    from remediation.cli import main
+    from remediation.model import Recheck, ResourceId
+    from remediation.settings import Settings
+
+    other = "11111111-2222-3333-4444-555555555555"
+    estate.create_set("web", tags={"remediation.mode": "strip"})
+    estate.scale("web", 1)
+    estate.events()  # never delivered
+    monkeypatch.setenv("REMEDIATION_POLICY", json.dumps({"monitored_subscriptions": [other]}))
+    for name, value in estate.environment.items():
+        monkeypatch.setenv(name, value)
+    requests = len(estate.sim.requests())
+
+    assert main(["sweep", "--subscription", docs.SUB]) == 1
+    assert f"refused: subscription {docs.SUB} is not monitored" in capsys.readouterr().out
+    # A look queued before the policy changed (or by anyone else who can write to the queue).
+    RecheckQueue(Settings.from_env(estate.environment)).schedule(
+        Recheck(ResourceId.parse(docs.set_id("web")), 0, "queued earlier"), 0
+    )
+    estate.pump_rechecks()
+
+    assert estate.sim.requests()[requests:] == [], "nothing read, nothing written"
+    assert all(len(estate.public_ips_of(vm)) == 1 for vm in estate.vms("web"))
+    rejected = [r.reason for r in estate.audit() if r.kind is RecordKind.REJECTED]
+    assert rejected == [
+        f"sweep of subscription {docs.SUB}: it is not monitored",
+        f"look at {docs.set_id('web')} refused: subscription {docs.SUB} is not monitored",
+    ]
+
+
 def test_the_sweep_queues_a_look_at_each_restricted_set_whose_events_were_lost(
     estate: Estate, monkeypatch: pytest.MonkeyPatch
 ) -> None:
