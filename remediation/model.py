@@ -323,6 +323,24 @@ def _time(value: object) -> datetime | None:
         return None
 
 
+NicConfigurationNames = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def nic_configuration_names(configurations: object) -> NicConfigurationNames:
+    """Each NIC configuration's name with its ipConfigurations' names, lower case and sorted: what
+    a VM the set made from its profile shares with that profile, whatever else differs."""
+    names: list[tuple[str, tuple[str, ...]]] = []
+    for configuration in configurations if isinstance(configurations, list) else []:
+        if not isinstance(configuration, Mapping):
+            continue
+        ip_configurations = _props(configuration).get("ipConfigurations") or []
+        ip_names = sorted(
+            str(ip.get("name") or "").lower() for ip in ip_configurations if isinstance(ip, Mapping)
+        )
+        names.append((str(configuration.get("name") or "").lower(), tuple(ip_names)))
+    return tuple(sorted(names))
+
+
 def tag_value(tags: Mapping[str, str], key: str) -> str | None:
     """Tag keys are case-insensitive in Azure."""
     wanted = key.lower()
@@ -380,6 +398,10 @@ class ScaleSet:
         return list((profile.get("networkProfile") or {}).get("networkInterfaceConfigurations") or [])
 
     @property
+    def nic_configuration_names(self) -> NicConfigurationNames:
+        return nic_configuration_names(self.nic_configurations)
+
+    @property
     def model_has_public_ip(self) -> bool:
         """Whether the set's model gives each instance a public IP."""
         return any(
@@ -400,6 +422,8 @@ class VirtualMachine:
     time_created: datetime | None
     provisioning_state: str
     tags: Mapping[str, str]
+    # The names of the NIC configurations Compute made its NICs from (Flexible instances only).
+    nic_configuration_names: NicConfigurationNames = ()
 
     @property
     def name(self) -> str:
@@ -430,6 +454,7 @@ class VirtualMachine:
             time_created=_time(props.get("timeCreated")),
             provisioning_state=str(props.get("provisioningState") or ""),
             tags=_tags(doc),
+            nic_configuration_names=nic_configuration_names(network.get("networkInterfaceConfigurations")),
         )
 
 

@@ -51,6 +51,9 @@ def classify_origin(
         not nic.name.lower().startswith(vm.name.lower()) for nic in nics
     )
     from_profile = vm.has_nic_configurations and bool(vm.network_api_version)
+    # A VM built by hand may declare networkInterfaceConfigurations of its own: only ones named as
+    # the set's profile names them (NIC and ipConfiguration names) count as the set's.
+    profile_matches = from_profile and vm.nic_configuration_names == scale_set.nic_configuration_names
     computer_prefix = bool(scale_set.computer_name_prefix) and vm.computer_name.lower().startswith(
         scale_set.computer_name_prefix.lower()
     )
@@ -59,16 +62,19 @@ def classify_origin(
         f"nic names {'are not' if nic_names_independent else 'are'} prefixed by the vm name",
         "vm networkProfile "
         + (
-            "has networkInterfaceConfigurations with networkApiVersion" if from_profile else "lists NICs only"
+            "lists NICs only"
+            if not from_profile
+            else "has networkInterfaceConfigurations with networkApiVersion"
+            + ("" if profile_matches else ", named unlike the set's profile")
         ),
         f"computerName {vm.computer_name!r} "
         + ("starts" if computer_prefix else "does not start")
         + f" with the set's prefix {scale_set.computer_name_prefix!r}",
     )
-    # Conservative: the name and the profile-made NICs are both required (a hand-built VM can be
-    # named like an instance, but Compute fills networkInterfaceConfigurations only when it made
-    # the NICs), and one more piece must agree.
-    if name_matches and from_profile and (nic_names_independent or computer_prefix):
+    # Conservative: the name and NICs made from the set's own profile are both required (a
+    # hand-built VM can be named like an instance, and can declare networkInterfaceConfigurations
+    # of its own, but not by chance the set's configuration names too), and one more piece must agree.
+    if name_matches and profile_matches and (nic_names_independent or computer_prefix):
         return Origin.SCALE_SET, evidence
     if not name_matches and not from_profile and not computer_prefix:
         return Origin.HAND_ADDED, evidence

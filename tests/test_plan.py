@@ -103,6 +103,27 @@ def test_a_vm_named_like_an_instance_but_built_by_hand_is_unknown_and_left_alone
     assert result.findings[0].origin is Origin.UNKNOWN
 
 
+def test_a_lookalike_vm_declaring_nic_configurations_of_its_own_is_unknown_and_left_alone() -> None:
+    # Built by hand, named like an instance, its computerName from the set's prefix, and its NICs
+    # made by Compute from networkInterfaceConfigurations it declares itself: not the set's names.
+    vm_doc = docs.flex_instance("web", "0badcafe", "web9999Nic-0badcafe")
+    own = docs.nic_configuration()
+    own["name"] = "lookalike-nic"
+    vm_doc["properties"]["networkProfile"]["networkInterfaceConfigurations"] = [own]
+    result = plan(
+        observed((vm_doc, [docs.nic("web9999Nic-0badcafe", "web_0badcafe", "pip4")])),
+        Mode.STRIP,
+        Policy(),
+        TODAY,
+    )
+    assert result.actions == ()
+    assert result.findings[0].origin is Origin.UNKNOWN
+    assert (
+        "vm networkProfile has networkInterfaceConfigurations with networkApiVersion, "
+        "named unlike the set's profile" in result.findings[0].evidence
+    )
+
+
 def test_restriction_comes_from_the_mode_tag_and_a_typo_is_audit() -> None:
     def restriction(tags: dict[str, str]) -> tuple[Mode | None, str]:
         verdict = restriction_for(ScaleSet.from_arm(docs.scale_set("web", tags=tags)))
