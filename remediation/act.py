@@ -149,10 +149,19 @@ class Executor:
         first_error: BaseException | None = None
         workers = min(self._max_parallel, len(by_finding))
         budget = _Budget(deadline, workers, self._clock)
+        # A finding whose writes begin by disabling autoscale goes first, so the setting does not
+        # scale the set back while the others' writes run.
+        first = [
+            key for key, actions in by_finding.items() if actions[0].kind is ActionKind.DISABLE_AUTOSCALE
+        ]
+        for key in first:
+            error = self._run_finding(by_finding[key], progress[key], plan, context, budget)
+            first_error = first_error or error
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remediate") as pool:
             running = [
                 pool.submit(self._run_finding, actions, progress[key], plan, context, budget)
                 for key, actions in by_finding.items()
+                if key not in first
             ]
             for future in running:
                 first_error = first_error or future.result()

@@ -542,15 +542,24 @@ class AutoscaleSetting:
     enabled: bool
     target: ResourceId | None
     raw: Mapping[str, Any] = field(compare=False, repr=False)
+    minimum: int = 0  # the highest of its profiles' minimum capacities: what it keeps at least
 
     @classmethod
     def from_arm(cls, doc: Mapping[str, Any]) -> AutoscaleSetting:
         props = _props(doc)
+        minimums = [
+            int(str(capacity.get("minimum")).strip())
+            for profile in props.get("profiles") or []
+            if isinstance(profile, Mapping)
+            and isinstance(capacity := profile.get("capacity"), Mapping)
+            and str(capacity.get("minimum", "")).strip().isdigit()  # ARM sends the counts as strings
+        ]
         return cls(
             id=ResourceId.parse(doc.get("id")),
             enabled=bool(props.get("enabled")),
             target=_optional_id(props.get("targetResourceUri")),
             raw=doc,
+            minimum=max(minimums, default=0),
         )
 
 

@@ -28,11 +28,10 @@ from remediation.model import (
     ObservedSet,
     Origin,
     Plan,
-    ResourceId,
     ScaleSet,
     VirtualMachine,
 )
-from remediation.policy import Policy, exemption
+from remediation.policy import Exemption, Policy, exemption
 
 _INSTANCE_SUFFIX = re.compile(r"^_[0-9a-f]{8}$")
 
@@ -104,10 +103,16 @@ def find_violations(observed: ObservedSet) -> tuple[Finding, ...]:
     return tuple(findings)
 
 
-def _why_left_alone(finding: Finding, mode: Mode, policy: Policy, today: date) -> str | None:
-    exempt = exemption(finding.instance.tags, today) or exemption(finding.nic.tags, today)
-    if exempt:
-        return exempt
+def instance_exemption(finding: Finding, policy: Policy, today: date) -> Exemption | None:
+    """The exemption of a finding's instance (its VM's tags, then its NIC's), if either is tagged."""
+    created = finding.instance.time_created.date() if finding.instance.time_created else None
+    tagged = (("VM", finding.instance.tags), ("NIC", finding.nic.tags))
+    return exemption(policy, finding.scale_set.id, tagged, today, created)
+
+
+def _why_left_alone(finding: Finding, mode: Mode, policy: Policy, exempt: Exemption | None) -> str | None:
+    if exempt is not None and exempt.applies:
+        return exempt.reason
     if finding.origin not in policy.remediate_origins:
         allowed = ", ".join(sorted(o.value for o in policy.remediate_origins))
         return f"instance origin is {finding.origin.value}: only {allowed} instances are remediated"
@@ -210,18 +215,7 @@ def _scale_to_zero(
             "set scale_to_zero.allow_deleting_hand_added to allow it"
         )
         return [], [(finding, reason) for finding in to_remediate], notes
-    actions = []
-    if policy.disable_autoscale:
-        for setting in observed.autoscale:
-            if setting.enabled and setting.target == scale_set.id:
-                # A PATCH: the rest stays as it is. The REST spec marks `profiles` required in a
-                # PATCH body too, so they go back as read (whether Insights enforces it is unknown).
-                profiles = (setting.raw.get("properties") or {}).get("profiles") or []
-                disabled = {"properties": {"enabled": False, "profiles": profiles}}
-                actions.append(
-                    Action(ActionKind.DISABLE_AUTOSCALE, to_remediate[0], target=setting.id, body=disabled)
-                )
-                notes.append(f"autoscale setting {setting.id.name} targets the set: disabled first")
+    actions = _disable_autoscale(observed, to_remediate[0], notes) if policy.disable_autoscale else []
     actions.append(
         Action(
             ActionKind.SET_CAPACITY_ZERO,
@@ -234,6 +228,52 @@ def _scale_to_zero(
     return actions, [], notes
 
 
+def _disable_autoscale(observed: ObservedSet, first: Finding, notes: list[str]) -> list[Action]:
+    """A PATCH disabling each enabled autoscale setting that targets the set (run before the
+    plan's other writes), so it does not scale the set back meanwhile."""
+    actions = []
+    for setting in observed.autoscale:
+        if setting.enabled and setting.target == observed.scale_set.id:
+            # A PATCH: the rest stays as it is. The REST spec marks `profiles` required in a PATCH
+            # body too, so they go back as read (whether Insights enforces it is unknown).
+            profiles = (setting.raw.get("properties") or {}).get("profiles") or []
+            disabled = {"properties": {"enabled": False, "profiles": profiles}}
+            actions.append(Action(ActionKind.DISABLE_AUTOSCALE, first, target=setting.id, body=disabled))
+            notes.append(f"autoscale setting {setting.id.name} targets the set: disabled first")
+    return actions
+
+
+def _evict(
+    observed: ObservedSet, to_remediate: list[Finding], policy: Policy
+) -> tuple[list[Action], list[str]]:
+    """One DELETE per violating VM. An autoscale setting whose minimum is above what the
+    evictions leave creates instances again, from the same model (so with public IPs): said in
+    the record, and with ``evict.disable_autoscale`` the setting is disabled first."""
+    scale_set = observed.scale_set
+    evicted = list({finding.instance.id: finding for finding in to_remediate}.values())
+    left = max(scale_set.capacity - len(evicted), 0)
+    notes: list[str] = []
+    refilling = [
+        setting
+        for setting in observed.autoscale
+        if setting.enabled and setting.target == scale_set.id and setting.minimum > left
+    ]
+    for setting in refilling:
+        notes.append(
+            f"autoscale setting {setting.id.name} keeps at least {setting.minimum} instances: evicting "
+            f"{len(evicted)} of {scale_set.capacity} leaves {left}, so autoscale will create "
+            f"{setting.minimum - left} again from the same model"
+            + ("" if policy.evict_disable_autoscale else " (set evict.disable_autoscale to disable it first)")
+        )
+    actions = (
+        _disable_autoscale(observed, evicted[0], notes)
+        if refilling and policy.evict_disable_autoscale
+        else []
+    )
+    actions.extend(Action(ActionKind.DELETE_VM, finding, target=finding.instance.id) for finding in evicted)
+    return actions, notes
+
+
 def plan(observed: ObservedSet, mode: Mode, policy: Policy, today: date) -> Plan:
     """What to do about ``observed`` in ``mode``: the findings, the writes, and what is left alone.
 
@@ -242,29 +282,32 @@ def plan(observed: ObservedSet, mode: Mode, policy: Policy, today: date) -> Plan
     findings = find_violations(observed)
     skipped: list[tuple[Finding, str]] = []
     to_remediate: list[Finding] = []
+    ignored: dict[str, str] = {}  # per VM: an exemption tag that was not honoured, and why
     for finding in findings:
-        reason = _why_left_alone(finding, mode, policy, today)
+        exempt = instance_exemption(finding, policy, today)
+        if exempt is not None and not exempt.applies:
+            ignored.setdefault(finding.instance.name, f"instance {finding.instance.name}: {exempt.reason}")
+        reason = _why_left_alone(finding, mode, policy, exempt)
         if reason is None:
             to_remediate.append(finding)
         else:
             skipped.append((finding, reason))
 
     actions: list[Action] = []
-    notes: list[str] = []
+    notes: list[str] = list(ignored.values())
     if mode is Mode.STRIP and to_remediate and not observed.scale_set.is_flexible:
-        actions, refused, notes = _strip_uniform(observed, to_remediate, skipped)
+        actions, refused, set_notes = _strip_uniform(observed, to_remediate, skipped)
+        notes.extend(set_notes)
         skipped.extend(refused)
     elif mode is Mode.STRIP:
         for finding in to_remediate:
             actions.extend(_strip(finding, policy))
-    elif mode is Mode.EVICT:
-        evicted: set[ResourceId] = set()
-        for finding in to_remediate:
-            if finding.instance.id not in evicted:  # one delete per VM, however many NICs it has
-                evicted.add(finding.instance.id)
-                actions.append(Action(ActionKind.DELETE_VM, finding, target=finding.instance.id))
+    elif mode is Mode.EVICT and to_remediate:
+        actions, set_notes = _evict(observed, to_remediate, policy)
+        notes.extend(set_notes)
     elif mode is Mode.SCALE_TO_ZERO and to_remediate:
-        actions, refused, notes = _scale_to_zero(observed, to_remediate, policy)
+        actions, refused, set_notes = _scale_to_zero(observed, to_remediate, policy)
+        notes.extend(set_notes)
         skipped.extend(refused)
     return Plan(observed.scale_set, mode, findings, tuple(actions), tuple(skipped), tuple(notes))
 

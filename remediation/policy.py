@@ -18,9 +18,9 @@ Configuration is validated when it is loaded, and each error names the key that 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from remediation.model import (
@@ -35,6 +35,7 @@ from remediation.model import (
 
 MODE_TAG = "remediation.mode"
 EXEMPT_TAG = "remediation.exempt-until"
+EXEMPT_REASON_TAG = "remediation.exempt-reason"
 
 # How far each mode goes; a tag may not go below its scope's mode when tags may not relax.
 _SEVERITY = {Mode.AUDIT: 0, Mode.STRIP: 1, Mode.EVICT: 2, Mode.SCALE_TO_ZERO: 3}
@@ -68,9 +69,22 @@ class Policy:
     disable_autoscale: bool = True
     allow_deleting_hand_added: bool = False
     monitored_subscriptions: frozenset[str] = field(default_factory=frozenset)  # empty: any
+    evict_disable_autoscale: bool = False
+    exemption_max_days: int = 30
+    # Where exemption tags are honoured (paths as Scope.path), beside sets in no configured scope.
+    exemptions_allowed_in: tuple[str, ...] = ()
 
     def monitors(self, subscription: str) -> bool:
         return not self.monitored_subscriptions or subscription.lower() in self.monitored_subscriptions
+
+    def allows_exemptions(self, set_id: ResourceId) -> bool:
+        """A set restricted by its own tag only may be exempted (its owners could untag it anyway);
+        in a configured scope, only where ``exemptions_allowed_in`` says so."""
+        if _scope_for(self, set_id) is None:
+            return True
+        return any(
+            set_id.key == path or set_id.key.startswith(path + "/") for path in self.exemptions_allowed_in
+        )
 
 
 @dataclass(frozen=True)
@@ -121,20 +135,78 @@ def restriction_for(scale_set: ScaleSet, policy: Policy | None = None) -> Restri
     return Restriction(scope.mode, f"{scope_reason}; {tag_reason} may not relax it")
 
 
-def exemption(tags: Mapping[str, str], today: date) -> str | None:
-    """Why a VM or NIC is exempt today (tag ``remediation.exempt-until=YYYY-MM-DD``), or None.
+@dataclass(frozen=True)
+class Exemption:
+    """What the exemption tags on an instance (its VM, its NIC, a public IP) amount to today:
+    whether they exempt it, and why, or why they were ignored, for the decision record."""
 
-    The date is inclusive. An expired or unreadable date exempts nothing: an exemption must be
-    explicit and current, never an accident of formatting.
+    applies: bool
+    reason: str
+
+
+def exemption(
+    policy: Policy,
+    set_id: ResourceId,
+    tagged: Sequence[tuple[str, Mapping[str, str]]],
+    today: date,
+    created: date | None = None,
+) -> Exemption | None:
+    """The exemption that holds for an instance of ``set_id`` (``tagged``: what carries tags, e.g.
+    ``[("VM", tags), ("NIC", tags)]``), else why a tag found was not honoured; None if none is tagged.
+
+    ``remediation.exempt-until=YYYY-MM-DD`` is inclusive, and at most ``exemption_max_days`` past
+    the instance's creation (``created``; today when it is not known): a later date is held to that
+    limit, and the record says so. An expired or unreadable date exempts nothing, nor does a tag on
+    a set where the policy allows no exemptions. The reason tag ``remediation.exempt-reason`` is
+    quoted in the record.
     """
-    raw = tag_value(tags, EXEMPT_TAG)
-    if raw is None:
-        return None
+    refused: Exemption | None = None
+    for what, tags in tagged:
+        raw = tag_value(tags, EXEMPT_TAG)
+        if raw is None:
+            continue
+        verdict = _one_exemption(
+            policy, set_id, what, raw, why=tag_value(tags, EXEMPT_REASON_TAG), today=today, created=created
+        )
+        if verdict.applies:
+            return verdict
+        refused = refused or verdict
+    return refused
+
+
+def _one_exemption(
+    policy: Policy,
+    set_id: ResourceId,
+    what: str,
+    raw: str,
+    *,
+    why: str | None,
+    today: date,
+    created: date | None,
+) -> Exemption:
+    tag = f"tag {EXEMPT_TAG}={raw.strip()!r} on the {what}"
     try:
-        until = date.fromisoformat(raw.strip()[:10])
+        asked = date.fromisoformat(raw.strip()[:10])
     except ValueError:
-        return None
-    return f"exempt until {until.isoformat()} by tag {EXEMPT_TAG}" if until >= today else None
+        return Exemption(False, f"{tag} ignored: not a date (YYYY-MM-DD)")
+    if not policy.allows_exemptions(set_id):
+        return Exemption(
+            False, f"{tag} ignored: the policy allows no exemptions here (exemptions_allowed_in)"
+        )
+    start = created or today
+    limit = start + timedelta(days=policy.exemption_max_days)
+    until = min(asked, limit)
+    held = (
+        f" (held to {limit.isoformat()}: exemption_max_days {policy.exemption_max_days} after "
+        + ("the instance was created" if created else "today, the instance's creation not known")
+        + ")"
+        if asked > limit
+        else ""
+    )
+    if until < today:
+        return Exemption(False, f"{tag} ignored: expired on {until.isoformat()}{held}")
+    given = f"reason {why.strip()!r}" if why and why.strip() else f"no reason given (tag {EXEMPT_REASON_TAG})"
+    return Exemption(True, f"exempt until {until.isoformat()} by {tag}{held}; {given}")
 
 
 def today_utc() -> date:
@@ -149,7 +221,10 @@ _KEYS = {
     "remediate_origins",
     "keep_detached_public_ips",
     "scale_to_zero",
+    "evict",
     "monitored_subscriptions",
+    "exemption_max_days",
+    "exemptions_allowed_in",
 }
 
 
@@ -165,27 +240,42 @@ def _scope(entry: object, key: str) -> Scope:
     unknown = set(entry) - {"scope", "mode"}
     if unknown:
         raise PolicyError(f"{key}: unknown key {sorted(unknown)[0]!r}")
-    path = entry.get("scope")
+    return Scope(_scope_path(entry.get("scope"), f"{key}.scope"), _mode(entry.get("mode"), f"{key}.mode"))
+
+
+def _scope_path(path: object, key: str) -> str:
+    """A subscription, resource group or scale set id, lower case, no trailing slash."""
     if not isinstance(path, str) or not path.lower().startswith("/subscriptions/"):
-        raise PolicyError(
-            f"{key}.scope: expected /subscriptions/<id>[/resourceGroups/<name>[/providers/...]]"
-        )
+        raise PolicyError(f"{key}: expected /subscriptions/<id>[/resourceGroups/<name>[/providers/...]]")
     parts = path.strip("/").split("/")
     if len(parts) > 4:
         try:
             resource = ResourceId.parse(path)
         except InvalidResourceId as error:
-            raise PolicyError(f"{key}.scope: {error}") from None
+            raise PolicyError(f"{key}: {error}") from None
         if not resource.is_type(SCALE_SET_TYPE):
-            raise PolicyError(f"{key}.scope: {resource.type} is not a scale set")
+            raise PolicyError(f"{key}: {resource.type} is not a scale set")
     elif len(parts) not in (2, 4) or (len(parts) == 4 and parts[2].lower() != "resourcegroups"):
-        raise PolicyError(f"{key}.scope: {path!r} is not a subscription, resource group or scale set")
+        raise PolicyError(f"{key}: {path!r} is not a subscription, resource group or scale set")
+    return path.lower().rstrip("/")
+
+
+def _mode(value: object, key: str) -> Mode:
     try:
-        mode = Mode(str(entry.get("mode")))
+        return Mode(str(value))
     except ValueError:
         modes = ", ".join(m.value for m in Mode)
-        raise PolicyError(f"{key}.mode: {entry.get('mode')!r} is not one of {modes}") from None
-    return Scope(path.lower().rstrip("/"), mode)
+        raise PolicyError(f"{key}: {value!r} is not one of {modes}") from None
+
+
+def _options(document: Mapping[str, Any], key: str, known: set[str]) -> Mapping[str, Any]:
+    value: Any = document.get(key, {})
+    if not isinstance(value, Mapping):
+        raise PolicyError(f"{key}: expected an object")
+    unknown = set(value) - known
+    if unknown:
+        raise PolicyError(f"{key}: unknown key {sorted(unknown)[0]!r}")
+    return value
 
 
 def parse_policy(document: object) -> Policy:
@@ -211,12 +301,17 @@ def parse_policy(document: object) -> Policy:
             known = ", ".join(o.value for o in Origin)
             raise PolicyError(f"remediate_origins[{i}]: {value!r} is not one of {known}") from None
 
-    scale_to_zero: Any = document.get("scale_to_zero", {})
-    if not isinstance(scale_to_zero, Mapping):
-        raise PolicyError("scale_to_zero: expected an object")
-    unknown = set(scale_to_zero) - {"disable_autoscale", "allow_deleting_hand_added"}
-    if unknown:
-        raise PolicyError(f"scale_to_zero: unknown key {sorted(unknown)[0]!r}")
+    scale_to_zero = _options(document, "scale_to_zero", {"disable_autoscale", "allow_deleting_hand_added"})
+    evict = _options(document, "evict", {"disable_autoscale"})
+    max_days = document.get("exemption_max_days", 30)
+    if not isinstance(max_days, int) or isinstance(max_days, bool) or not 0 <= max_days <= 3650:
+        raise PolicyError(
+            f"exemption_max_days: expected a number of days from 0 to 3650, got {json.dumps(max_days)}"
+        )
+    allowed_raw = document.get("exemptions_allowed_in", [])
+    if not isinstance(allowed_raw, list):
+        raise PolicyError("exemptions_allowed_in: expected a list of scopes")
+    allowed = tuple(_scope_path(path, f"exemptions_allowed_in[{i}]") for i, path in enumerate(allowed_raw))
 
     subscriptions = document.get("monitored_subscriptions", [])
     if not isinstance(subscriptions, list) or not all(isinstance(s, str) and s for s in subscriptions):
@@ -236,6 +331,9 @@ def parse_policy(document: object) -> Policy:
             scale_to_zero.get("allow_deleting_hand_added", False), "scale_to_zero.allow_deleting_hand_added"
         ),
         monitored_subscriptions=frozenset(s.lower() for s in subscriptions),
+        evict_disable_autoscale=_boolean(evict.get("disable_autoscale", False), "evict.disable_autoscale"),
+        exemption_max_days=max_days,
+        exemptions_allowed_in=allowed,
     )
 
 

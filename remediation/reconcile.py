@@ -164,7 +164,8 @@ class SetReconciler:
                 history = list(self.audit.search(window))
                 self.resolve(to_resolve(unfinished_writes(history, now), now, self._grace()), context)
             policy = self.settings.policy
-            with_autoscale = mode is Mode.SCALE_TO_ZERO and policy.disable_autoscale
+            # Eviction reads them too: one whose minimum refills the set is recorded (or disabled).
+            with_autoscale = mode is Mode.EVICT or (mode is Mode.SCALE_TO_ZERO and policy.disable_autoscale)
             observed = observe_set(self.arm, scale_set, with_autoscale=with_autoscale, current=current)
             if replan == 0 and mode is Mode.STRIP and not self.settings.dry_run:
                 if self._repair_nics(observed, history, context, deferred):

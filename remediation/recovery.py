@@ -35,7 +35,7 @@ from remediation.model import (
     VirtualMachine,
 )
 from remediation.plan import classify_origin
-from remediation.policy import Policy, exemption
+from remediation.policy import Exemption, Policy, exemption
 from remediation.records import AuditRecord, Unfinished
 
 _IN_PROGRESS = frozenset({"creating", "updating", "deleting", "migrating"})
@@ -263,13 +263,14 @@ def leftovers_to_delete(
             continue
         origin, _ = classify_origin(observed.scale_set, instance.vm, instance.nics)
         nic = next((n for n in instance.nics if n.id.key == earlier.nic.lower()), None)
-        exempt = (
-            exemption(instance.vm.tags, today)
-            or (exemption(nic.tags, today) if nic is not None else None)
-            or exemption(ip.tags, today)
-        )
-        if exempt:
-            left.append(f"detached public IP {ip.id.name} left: {exempt}")
+        tagged = [
+            ("VM", instance.vm.tags),
+            *([("NIC", nic.tags)] if nic is not None else []),
+            ("public IP", ip.tags),
+        ]
+        exempt = exemption(policy, observed.scale_set.id, tagged, today, _created(instance.vm))
+        if exempt is not None and exempt.applies:
+            left.append(f"detached public IP {ip.id.name} left: {exempt.reason}")
         elif origin not in policy.remediate_origins:
             left.append(
                 f"detached public IP {ip.id.name} left: instance {instance.vm.name} is {origin.value}"
@@ -303,8 +304,9 @@ def nics_to_repair(
     repairs: list[NetworkInterface] = []
     for instance in observed.instances:
         origin, _ = classify_origin(observed.scale_set, instance.vm, instance.nics)
-        if origin not in policy.remediate_origins or exemption(instance.vm.tags, today):
+        if origin not in policy.remediate_origins:
             continue
+        set_id, created = observed.scale_set.id, _created(instance.vm)
         repairs.extend(
             nic
             for nic in instance.nics
@@ -312,6 +314,16 @@ def nics_to_repair(
             and nic.provisioning_state.lower() == "failed"
             and not nic.public_ip_ids
             and nic.id.key in written
-            and not exemption(nic.tags, today)
+            and not _exempt(
+                exemption(policy, set_id, [("VM", instance.vm.tags), ("NIC", nic.tags)], today, created)
+            )
         )
     return repairs
+
+
+def _created(vm: VirtualMachine) -> date | None:
+    return vm.time_created.date() if vm.time_created else None
+
+
+def _exempt(verdict: Exemption | None) -> bool:
+    return verdict is not None and verdict.applies

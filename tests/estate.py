@@ -104,13 +104,17 @@ class Estate:
         """The load balancer as ARM serves it (its pools' members and NAT rules included)."""
         return dict(self.network.load_balancers.get(docs.GROUP, name).as_dict())
 
-    def create_autoscale_setting(self, set_name: str) -> dict[str, Any]:
-        """An enabled autoscale setting `{set}-autoscale` on the set (0 to 5 instances); its body."""
+    def create_autoscale_setting(self, set_name: str, minimum: int = 0) -> dict[str, Any]:
+        """An enabled autoscale setting `{set}-autoscale` on the set (``minimum`` to 5 instances)."""
         from azure.core.rest import HttpRequest
 
         setting_id = f"{docs.PREFIX}/Microsoft.Insights/autoscalesettings/{set_name}-autoscale"
         profiles = [
-            {"name": "default", "capacity": {"minimum": "0", "maximum": "5", "default": "0"}, "rules": []}
+            {
+                "name": "default",
+                "capacity": {"minimum": str(minimum), "maximum": "5", "default": str(minimum)},
+                "rules": [],
+            }
         ]
         setting = {
             "location": docs.LOCATION,

@@ -120,7 +120,7 @@ def test_a_current_exemption_is_honoured_and_an_expired_one_is_not(estate: Estat
     estate.scale("web", 2)
     exempt, expired = sorted(vm["id"] for vm in estate.vms("web"))
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
-    estate.tag(exempt, {"remediation.exempt-until": tomorrow})
+    estate.tag(exempt, {"remediation.exempt-until": tomorrow, "remediation.exempt-reason": "INC-7 forensics"})
     estate.tag(expired, {"remediation.exempt-until": "2020-01-01"})
     for event in estate.events():
         estate.deliver(event)
@@ -128,8 +128,17 @@ def test_a_current_exemption_is_honoured_and_an_expired_one_is_not(estate: Estat
     by_id = {vm["id"]: estate.public_ips_of(vm) for vm in estate.vms("web")}
     assert len(by_id[exempt]) == 1, "exempt until tomorrow: untouched"
     assert by_id[expired] == [], "an expired exemption is remediated"
-    reasons = {r.reason for r in estate.audit() if r.kind is RecordKind.DECISION and r.instance == exempt}
-    assert f"exempt until {tomorrow} by tag remediation.exempt-until" in reasons
+    decisions = [r for r in estate.audit() if r.kind is RecordKind.DECISION]
+    reasons = {r.reason for r in decisions if r.instance == exempt}
+    assert (
+        f"exempt until {tomorrow} by tag remediation.exempt-until={tomorrow!r} on the VM; "
+        "reason 'INC-7 forensics'"
+    ) in reasons
+    expired_name = expired.rsplit("/", 1)[-1]
+    assert (
+        f"instance {expired_name}: tag remediation.exempt-until='2020-01-01' on the VM ignored: "
+        "expired on 2020-01-01"
+    ) in {r.reason for r in decisions}
 
 
 def test_a_resource_group_restricted_by_configuration_is_remediated_without_a_tag(

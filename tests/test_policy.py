@@ -9,8 +9,8 @@ from datetime import date
 import arm_docs as docs
 import pytest
 
-from remediation.model import Mode, Origin, ScaleSet
-from remediation.policy import Policy, PolicyError, exemption, load_policy, restriction_for
+from remediation.model import Mode, Origin, ResourceId, ScaleSet
+from remediation.policy import Exemption, Policy, PolicyError, Scope, exemption, load_policy, restriction_for
 from remediation.settings import Settings, SettingsError
 
 SUB_SCOPE = f"/subscriptions/{docs.SUB}"
@@ -114,10 +114,77 @@ def test_settings_carry_the_policy_and_name_bad_keys() -> None:
         Settings.from_env({**base, "RECHECK_DELAYS_SECONDS": "15,x"})
 
 
+TODAY = date(2026, 11, 21)
+SET = ResourceId.parse(docs.set_id("web"))
+IN_A_SCOPE = Policy(scopes=(Scope(GROUP_SCOPE.lower(), Mode.STRIP),))
+
+
+def exempt(
+    tags: dict[str, str], policy: Policy | None = None, created: date | None = None
+) -> Exemption | None:
+    return exemption(policy or Policy(), SET, [("VM", tags)], TODAY, created)
+
+
 @pytest.mark.parametrize(
-    ("value", "exempt"),
+    ("value", "holds"),
     [("2026-11-21", True), ("2026-12-31T00:00:00Z", True), ("2026-11-20", False), ("someday", False)],
 )
-def test_an_exemption_holds_through_its_date_and_never_when_unreadable(value: str, exempt: bool) -> None:
-    reason = exemption({"Remediation.Exempt-Until": value}, today=date(2026, 11, 21))
-    assert (reason is not None) is exempt
+def test_an_exemption_holds_through_its_date_and_never_when_unreadable(value: str, holds: bool) -> None:
+    verdict = exempt({"Remediation.Exempt-Until": value})
+    assert verdict is not None and verdict.applies is holds
+
+
+def test_an_exemption_lasts_at_most_exemption_max_days_after_the_instance_was_created() -> None:
+    forever = {"remediation.exempt-until": "9999-12-31", "remediation.exempt-reason": "CHG-42 debugging"}
+    verdict = exempt(forever, created=date(2026, 11, 1))
+    assert verdict == Exemption(
+        True,
+        "exempt until 2026-12-01 by tag remediation.exempt-until='9999-12-31' on the VM (held to "
+        "2026-12-01: exemption_max_days 30 after the instance was created); reason 'CHG-42 debugging'",
+    )
+    expired = exempt(forever, created=date(2026, 10, 1))
+    assert expired is not None and not expired.applies
+    assert expired.reason.endswith(
+        "ignored: expired on 2026-10-31 (held to 2026-10-31: exemption_max_days 30 after the "
+        "instance was created)"
+    )
+    week = exemption(Policy(exemption_max_days=7), SET, [("NIC", forever)], TODAY, date(2026, 11, 20))
+    assert week is not None and week.applies and "exempt until 2026-11-27" in week.reason
+
+
+def test_an_exemption_without_a_reason_says_none_was_given() -> None:
+    verdict = exempt({"remediation.exempt-until": "2026-11-30"})
+    assert verdict is not None and verdict.reason.endswith("no reason given (tag remediation.exempt-reason)")
+
+
+def test_in_a_configured_scope_only_exemptions_allowed_in_lets_an_exemption_hold() -> None:
+    tags = {"remediation.exempt-until": "2026-11-30"}
+    refused = exempt(tags, IN_A_SCOPE)
+    assert refused is not None and not refused.applies
+    assert refused.reason.endswith("ignored: the policy allows no exemptions here (exemptions_allowed_in)")
+    allowing = load_policy(
+        json.dumps(
+            {
+                "scopes": [{"scope": GROUP_SCOPE, "mode": "strip"}],
+                "exemptions_allowed_in": [docs.set_id("web")],
+            }
+        )
+    )
+    allowed = exempt(tags, allowing)
+    assert allowed is not None and allowed.applies
+    # A set in no configured scope is restricted by its owners' own tag: they may exempt in it.
+    assert (exempt(tags) or Exemption(False, "")).applies
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"exemption_max_days": -1}, "exemption_max_days: expected a number of days from 0 to 3650, got -1"),
+        ({"exemption_max_days": True}, "exemption_max_days: expected a number of days"),
+        ({"exemptions_allowed_in": ["/subs/x"]}, "exemptions_allowed_in[0]: expected /subscriptions/"),
+        ({"evict": {"disable": True}}, "evict: unknown key 'disable'"),
+    ],
+)
+def test_exemption_and_evict_settings_are_validated(document: object, message: str) -> None:
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        load_policy(json.dumps(document))
