@@ -90,7 +90,8 @@ def observe_set(
     current: Mapping[ResourceId, NetworkInterface | None] | None = None,
 ) -> ObservedSet:
     """The set's VMs and their NICs as ARM has them now (the set itself was just read), and, when
-    asked (scale-to-zero), the autoscale settings beside it. ``current`` overrides the list."""
+    asked (scale-to-zero, evict) and an instance carries a public IP, the autoscale settings beside
+    it. ``current`` overrides the list."""
     current = current or {}
     set_id = scale_set.id
     nics: dict[ResourceId, NetworkInterface] = {}
@@ -107,9 +108,12 @@ def observe_set(
         for instance in (_instance(arm, scale_set, vm, nics, current) for vm in vms)
         if instance is not None
     ]
+    # Only a plan that writes (an instance carries a public IP) needs them: a set looked at again
+    # and again while it grows costs no Insights read per look.
+    carrying = any(nic.public_ip_ids for instance in instances for nic in instance.nics)
     autoscale = (
         tuple(arm.list_autoscale_settings(set_id.subscription, set_id.resource_group))
-        if with_autoscale
+        if with_autoscale and carrying
         else ()
     )
     return ObservedSet(scale_set, tuple(instances), datetime.now(UTC), autoscale)

@@ -45,6 +45,11 @@ class PolicyError(ValueError):
     """The policy configuration is invalid; the message names the key."""
 
 
+def _covers(path: str, set_id: ResourceId) -> bool:
+    """Whether a scope path (lower case: a subscription, resource group or set) covers the set."""
+    return set_id.key == path or set_id.key.startswith(path + "/")
+
+
 @dataclass(frozen=True)
 class Scope:
     """A configured scope: a subscription, a resource group or one scale set, and its mode."""
@@ -53,7 +58,7 @@ class Scope:
     mode: Mode
 
     def contains(self, set_id: ResourceId) -> bool:
-        return set_id.key == self.path or set_id.key.startswith(self.path + "/")
+        return _covers(self.path, set_id)
 
     @property
     def depth(self) -> int:
@@ -82,9 +87,7 @@ class Policy:
         in a configured scope, only where ``exemptions_allowed_in`` says so."""
         if _scope_for(self, set_id) is None:
             return True
-        return any(
-            set_id.key == path or set_id.key.startswith(path + "/") for path in self.exemptions_allowed_in
-        )
+        return any(_covers(path, set_id) for path in self.exemptions_allowed_in)
 
 
 @dataclass(frozen=True)

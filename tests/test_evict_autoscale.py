@@ -57,3 +57,22 @@ def test_with_evict_disable_autoscale_the_setting_is_disabled_before_any_instanc
     assert estate.vms("web") == []
     sets = [s["id"].lower() for s in estate.resources("Microsoft.Compute/virtualMachineScaleSets")]
     assert docs.set_id("web").lower() in sets, "eviction deletes instances, never the set"
+
+
+def test_a_look_that_finds_no_public_ip_reads_no_autoscale_setting(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REMEDIATION_POLICY", json.dumps({"monitored_subscriptions": [docs.SUB]}))
+    estate.create_set("web", tags=EVICT)
+    estate.scale("web", 2)
+    estate.create_autoscale_setting("web", minimum=2)
+    for event in estate.events():
+        estate.deliver(event)
+    assert estate.vms("web") == []
+    looked = len(estate.sim.requests())
+
+    estate.sweep(past_due=True)  # a look at the set again, as a growing set's watch makes
+    assert estate.pump_rechecks() == 1
+    again = estate.sim.requests()[looked:]
+    assert any(r.resource_type == "Microsoft.Compute/virtualMachineScaleSets" for r in again), "looked at"
+    assert [r.path for r in again if r.resource_type == AUTOSCALE] == []
