@@ -21,8 +21,23 @@ log = logging.getLogger("remediation.function_app")
 telemetry.configure_exporter()
 
 
-def event_grid_payload(event: func.EventGridEvent) -> dict[str, Any]:
-    """The delivered event as Event Grid schema JSON, for the engine's validator."""
+def event_grid_payload(event: func.EventGridEvent | func.CloudEvent) -> dict[str, Any]:
+    """The delivered event as JSON in its own schema, for the engine's validator.
+
+    The worker hands an Event Grid trigger a ``func.CloudEvent`` when the subscription delivers
+    CloudEvents 1.0 (``eventDeliverySchema: CloudEventSchemaV1_0``), a ``func.EventGridEvent``
+    otherwise, whatever the annotation says; both are handled alike.
+    """
+    if isinstance(event, func.CloudEvent):
+        return {
+            "specversion": event.specversion,
+            "id": event.id,
+            "source": event.source,
+            "subject": event.subject,
+            "type": event.type,
+            "time": event.time.isoformat() if event.time else None,
+            "data": event.get_json(),
+        }
     return {
         "id": event.id,
         "topic": event.topic,
@@ -37,8 +52,12 @@ def event_grid_payload(event: func.EventGridEvent) -> dict[str, Any]:
 @app.function_name("on_resource_event")
 @app.event_grid_trigger(arg_name="event")
 def on_resource_event(event: func.EventGridEvent) -> None:
-    """ResourceWriteSuccess for a VMSS, VM, NIC or public IP: hand the owning set, if restricted,
-    to the work queue (short: Event Grid waits 30 s for the answer).
+    """ResourceWriteSuccess or ResourceActionSuccess for a VMSS, VM, NIC or public IP, in either
+    schema: hand the owning set, if restricted, to the work queue (short: Event Grid waits 30 s
+    for the answer).
+
+    The annotation is the one the worker's converter checks when indexing (it takes a class, not
+    a union); a CloudEvents delivery arrives as ``func.CloudEvent`` all the same.
 
     Raising makes the host answer 500, so Event Grid redelivers: that is what happens when the
     audit store or the queue is unavailable. A malformed event is recorded as rejected and returns.

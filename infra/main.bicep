@@ -69,6 +69,13 @@ param policyOverrides string = '{}'
 @description('Create the Event Grid event subscriptions. Only once the code is deployed: the postdeploy hook sets it.')
 param deployEventSubscriptions bool = false
 
+@description('The schema Event Grid delivers resource events in; the function takes either.')
+@allowed([
+  'EventGridSchema'
+  'CloudEventSchemaV1_0'
+])
+param eventDeliverySchema string = 'EventGridSchema'
+
 @description('Most instances the function app scales out to.')
 @minValue(1)
 @maxValue(1000)
@@ -401,6 +408,7 @@ module eventSubscriptions 'app/event-subscription.bicep' = [for (id, i) in (depl
     deadLetterStorageAccountId: storage.outputs.id
     deadLetterContainerName: deadLetterContainerName
     restrictedResourceGroups: restrictedResourceGroups
+    eventDeliverySchema: eventDeliverySchema
   }
   dependsOn: [
     deadLetterAccess

@@ -8,10 +8,10 @@ what runs is exactly the deployed function, triggered the way Azure triggers it.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import threading
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import azure.functions as func
@@ -39,21 +39,21 @@ def user_function(name: str) -> Any:
     return indexed_functions()[name].get_user_function()
 
 
-def event_grid_event(event: Mapping[str, Any]) -> func.EventGridEvent:
-    """The binding object for one delivered Event Grid event (whatever its fields hold)."""
-    raw_time = event.get("eventTime")
-    event_time = (
-        datetime.fromisoformat(raw_time.replace("Z", "+00:00")) if isinstance(raw_time, str) else None
-    )
-    return func.EventGridEvent(
-        id=event.get("id"),  # type: ignore[arg-type]  # the host passes whatever JSON came
-        data=event.get("data"),  # type: ignore[arg-type]
-        topic=event.get("topic"),  # type: ignore[arg-type]
-        subject=event.get("subject"),  # type: ignore[arg-type]
-        event_type=event.get("eventType"),  # type: ignore[arg-type]
-        event_time=event_time,
-        data_version=event.get("dataVersion"),  # type: ignore[arg-type]
-    )
+def event_grid_event(event: Mapping[str, Any]) -> func.EventGridEvent | func.CloudEvent:
+    """The binding object for one delivered event, decoded by the worker's own converter.
+
+    The Python worker decodes an Event Grid trigger's JSON with ``EventGridEventInConverter``: a
+    ``func.CloudEvent`` when the event has ``specversion`` (CloudEvents 1.0 schema), else a
+    ``func.EventGridEvent``, whatever the function's annotation says. Using the converter itself
+    keeps this host delivering both schemas exactly as Azure's does.
+    """
+    from azure.functions.eventgrid import EventGridEventInConverter
+    from azure.functions.meta import Datum
+
+    decoded = EventGridEventInConverter.decode(Datum(json.dumps(event), "json"), trigger_metadata={})
+    if not isinstance(decoded, func.EventGridEvent | func.CloudEvent):
+        raise TypeError(f"the converter returned {type(decoded).__name__}")
+    return decoded
 
 
 def deliver_event_grid(event: Mapping[str, Any], function: str = "on_resource_event") -> None:

@@ -21,6 +21,15 @@ param deadLetterContainerName string
 @description('Restricted resource groups as "<subscription id>/<resource group>" (main.bicep, when the role is assigned at resource groups): events must come from those of this subscription. Empty: the whole subscription. Event Grid allows 25 values per filter.')
 param restrictedResourceGroups array = []
 
+// The function's trigger takes either schema (function_app.event_grid_payload); tests/infra
+// checks every allowed value decodes, through the worker's converter, to an event it handles.
+@description('The schema Event Grid delivers events in.')
+@allowed([
+  'EventGridSchema'
+  'CloudEventSchemaV1_0'
+])
+param eventDeliverySchema string = 'EventGridSchema'
+
 var ownResourceGroups = filter(restrictedResourceGroups, target => startsWith(target, '${toLower(subscription().subscriptionId)}/'))
 // A resource event's subject is the resource id; the trailing slash keeps rg-a from matching rg-ab.
 var subjectPrefixes = [for target in ownResourceGroups: '/subscriptions/${split(target, '/')[0]}/resourceGroups/${split(target, '/')[1]}/']
@@ -53,7 +62,7 @@ resource remediatorEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2
   parent: systemTopic
   name: 'vmss-public-ip-remediator'
   properties: {
-    eventDeliverySchema: 'EventGridSchema'
+    eventDeliverySchema: eventDeliverySchema
     destination: {
       endpointType: 'AzureFunction'
       properties: {

@@ -25,7 +25,7 @@ from pycep import BicepParser
 
 from remediation import events, permissions
 from remediation.arm import ArmGateway
-from remediation.model import Mode
+from remediation.model import Mode, Trigger
 from remediation.permissions import required_permissions
 from remediation.settings import STORAGE_CONNECTION, Settings, SettingsError
 
@@ -70,6 +70,11 @@ def resolve(doc: Mapping[str, Any], value: Any) -> Any:
     if isinstance(value, str) and value in doc.get("variables", {}):
         return resolve(doc, variable(doc, value))
     return value
+
+
+def allowed_values(parameter: Mapping[str, Any]) -> list[Any]:
+    (decorator,) = [d for d in parameter["decorators"] if d["type"] == "allowed"]
+    return cast(list[Any], decorator["argument"])
 
 
 def role_actions_file() -> list[str]:
@@ -257,7 +262,7 @@ def test_the_event_subscription_delivers_to_the_function_with_retries_and_dead_l
     assert destination["endpointType"] == "AzureFunction"
     assert destination["properties"]["resourceId"] == "${functionAppId}/functions/on_resource_event"
     assert destination["properties"]["maxEventsPerBatch"] == 1
-    assert properties["eventDeliverySchema"] == "EventGridSchema"
+    assert properties["eventDeliverySchema"] == "eventDeliverySchema"  # the parameter
 
     event_filter = properties["filter"]
     assert event_filter["includedEventTypes"] == ["Microsoft.Resources.ResourceWriteSuccess"]
@@ -280,6 +285,33 @@ def test_the_function_the_event_subscription_names_exists() -> None:
     from localazure.host import indexed_functions  # the host indexes the app once per process
 
     assert {"on_resource_event", "on_work", "on_poison", "sweep"} <= set(indexed_functions())
+
+
+def test_every_schema_the_subscription_may_deliver_in_is_one_the_trigger_handles() -> None:
+    """The deployed schema and the trigger agree: each schema the template allows, in the form the
+    worker's converter decodes it, is taken in by the function as a trigger, not rejected."""
+    from function_app import event_grid_payload
+    from localazure.host import event_grid_event
+    from sim.events import EventSchema, RequestContext, in_schema, resource_event
+
+    subscription = module("event-subscription.bicep")["parameters"]["eventDeliverySchema"]
+    main = parse(INFRA / "main.bicep")["parameters"]["eventDeliverySchema"]
+    assert allowed_values(main) == allowed_values(subscription) and main["default"] == subscription["default"]
+    assert subscription["default"] in allowed_values(subscription)
+    written = resource_event(
+        deleted=False,
+        resource_id="/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/"
+        "Microsoft.Compute/virtualMachineScaleSets/web",
+        resource_type="Microsoft.Compute/virtualMachineScaleSets",
+        subscription_id="00000000-0000-0000-0000-000000000001",
+        tenant_id="00000000-0000-0000-0000-000000000002",
+        context=RequestContext.platform("c0ffee00-0000-0000-0000-000000000003"),
+        include_http_request=False,
+    )
+    for schema in allowed_values(subscription):
+        delivered = event_grid_event(in_schema(written, EventSchema(schema)))
+        taken = events.parse_event(event_grid_payload(delivered))
+        assert isinstance(taken, Trigger), f"{schema}: {taken}"
 
 
 def test_each_monitored_subscription_gets_a_system_topic_with_an_identity() -> None:
@@ -481,18 +513,13 @@ def test_the_identity_gets_the_storage_data_roles_the_app_needs() -> None:
 # -- the policy parameters -----------------------------------------------------------------------
 
 
-def _allowed(parameter: Mapping[str, Any]) -> list[Any]:
-    (decorator,) = [d for d in parameter["decorators"] if d["type"] == "allowed"]
-    return cast(list[Any], decorator["argument"])
-
-
 def test_modes_are_the_code_modes_and_a_first_deployment_audits() -> None:
     main = parse(INFRA / "main.bicep")
     default_mode = main["parameters"]["defaultMode"]
     assert default_mode["default"] == Mode.AUDIT.value
-    assert set(_allowed(default_mode)) == {mode.value for mode in Mode}
+    assert set(allowed_values(default_mode)) == {mode.value for mode in Mode}
     policy = module("policy.bicep")
-    assert set(_allowed(policy["parameters"]["modes"])) == {mode.value for mode in Mode}
+    assert set(allowed_values(policy["parameters"]["modes"])) == {mode.value for mode in Mode}
 
 
 def test_the_policy_carries_the_keys_the_code_reads() -> None:
