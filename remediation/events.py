@@ -1,4 +1,5 @@
-"""Event Grid and CloudEvents resource events -> a validated Trigger, or a Rejection with its reason.
+"""Event Grid and CloudEvents resource events (writes and the actions that re-create instances)
+-> a validated Trigger, or a Rejection with its reason.
 
 A pure module: no I/O. Whatever arrives (a delivery from Event Grid, a replayed archive entry, a
 line of a file someone edited by hand) is checked here before anything else looks at it, and
@@ -29,9 +30,11 @@ from remediation.model import (
 T = TypeVar("T")
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
+ACTION_SUCCESS = "Microsoft.Resources.ResourceActionSuccess"
+HANDLED_EVENT_TYPES = (WRITE_SUCCESS, ACTION_SUCCESS)
 
-# The writes that can give a restricted set a public IP (Event Grid filters on these too).
-HANDLED_OPERATIONS = frozenset(
+# The writes that can give a restricted set a public IP.
+HANDLED_WRITES = frozenset(
     op.lower()
     for op in (
         "Microsoft.Compute/virtualMachineScaleSets/write",
@@ -41,6 +44,34 @@ HANDLED_OPERATIONS = frozenset(
         "Microsoft.Network/publicIPAddresses/write",
     )
 )
+# The POST actions that create or re-create instances, or bring the set's model (public IP
+# configuration included) to them: ARM raises ResourceActionSuccess for these, not a write event.
+# Names as in Microsoft.Compute's operations list; `scale` grows a set like a capacity write.
+HANDLED_ACTIONS = frozenset(
+    op.lower()
+    for op in (
+        "Microsoft.Compute/virtualMachineScaleSets/manualUpgrade/action",
+        "Microsoft.Compute/virtualMachineScaleSets/osRollingUpgrade/action",
+        "Microsoft.Compute/virtualMachineScaleSets/reimage/action",
+        "Microsoft.Compute/virtualMachineScaleSets/reimageAll/action",
+        "Microsoft.Compute/virtualMachineScaleSets/redeploy/action",
+        "Microsoft.Compute/virtualMachineScaleSets/scale/action",
+        "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/reimage/action",
+        "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/reimageAll/action",
+        "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/redeploy/action",
+        "Microsoft.Compute/virtualMachines/reimage/action",
+        "Microsoft.Compute/virtualMachines/redeploy/action",
+    )
+)
+# Event Grid's filter on data.operationName lists these (at most 25 values per filter).
+HANDLED_OPERATIONS = HANDLED_WRITES | HANDLED_ACTIONS
+
+
+def operation_resource_type(operation: str) -> str:
+    """The resource type an operation is on: `{type}/write`, `{type}/{name}/action`."""
+    verb_segments = 2 if operation.lower().endswith("/action") else 1
+    return operation.rsplit("/", verb_segments)[0]
+
 
 # Event Grid caps an event at 1 MB; resource events are a few KB. Anything far larger is not one.
 MAX_EVENT_BYTES = 64 * 1024
@@ -105,9 +136,11 @@ def parse_event(event: object) -> Trigger | Rejection:
     if not isinstance(event_type, str) or not event_type:
         field = "type" if schema == "cloudevents" else "eventType"
         return Rejection(event_id, f"event has no '{field}'")
-    if event_type != WRITE_SUCCESS:
+    if event_type not in HANDLED_EVENT_TYPES:
         return Rejection(
-            event_id, f"event type {event_type!r} is not handled (only {WRITE_SUCCESS})", event_type
+            event_id,
+            f"event type {event_type!r} is not handled (only {' and '.join(HANDLED_EVENT_TYPES)})",
+            event_type,
         )
 
     data = event.get("data")
@@ -126,6 +159,10 @@ def _trigger_from_data(
         return Rejection(event_id, "event has no 'data.operationName'", event_type)
     if operation.lower() not in HANDLED_OPERATIONS:
         return Rejection(event_id, f"operation {operation!r} is not handled", event_type)
+    expected_event = ACTION_SUCCESS if operation.lower() in HANDLED_ACTIONS else WRITE_SUCCESS
+    if event_type != expected_event:
+        reason = f"operation {operation!r} comes in {expected_event} events, not {event_type}"
+        return Rejection(event_id, reason, event_type)
     status = data.get("status")
     if isinstance(status, str) and status.lower() != "succeeded":
         return Rejection(event_id, f"operation status is {status!r}, not 'Succeeded'", event_type)
@@ -136,7 +173,7 @@ def _trigger_from_data(
         resource_id = ResourceId.parse(uri)
     except InvalidResourceId as error:
         return Rejection(event_id, f"data.resourceUri: {error}", event_type)
-    expected_type = operation.rsplit("/", 1)[0]
+    expected_type = operation_resource_type(operation)
     if not resource_id.is_type(expected_type):
         return Rejection(
             event_id,

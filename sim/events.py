@@ -5,8 +5,9 @@ from a subscription system topic. The simulator emits the same Event Grid schema
 (see shared/fixtures/eventgrid) when a write's operation completes, carrying who
 asked (claims from the caller's token) and how (httpRequest, only on updates and
 deletes, as in real events), so handlers can be tested against realistic input.
-The same events can be delivered in the CloudEvents 1.0 schema, which Event Grid
-offers per subscription.
+A POST action (manualUpgrade, reimage, ...) raises `ResourceActionSuccess`, its
+operation `{type}/{action}/action`, not a write event. The same events can be delivered in
+the CloudEvents 1.0 schema, which Event Grid offers per subscription.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sim.ids import event_casing
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 DELETE_SUCCESS = "Microsoft.Resources.ResourceDeleteSuccess"
+ACTION_SUCCESS = "Microsoft.Resources.ResourceActionSuccess"
 
 # ARM presents some token claims under their long URI names (see the write fixture).
 _CLAIM_URIS = {
@@ -86,13 +88,19 @@ def resource_event(
     tenant_id: str,
     context: RequestContext,
     include_http_request: bool,
+    action: str = "",
 ) -> dict[str, Any]:
-    """One Event Grid event for a completed write or delete of `resource_id`."""
+    """One Event Grid event for a completed write, delete or POST `action` of `resource_id`."""
     # Real write events spell `resourcegroups` in lower case, delete events keep the casing.
     subject = resource_id if deleted else event_casing(resource_id)
-    action = f"{resource_type}/{'delete' if deleted else 'write'}"
+    if action:
+        operation, event_type = f"{resource_type}/{action}/action", ACTION_SUCCESS
+    elif deleted:
+        operation, event_type = f"{resource_type}/delete", DELETE_SUCCESS
+    else:
+        operation, event_type = f"{resource_type}/write", WRITE_SUCCESS
     data: dict[str, Any] = {
-        "authorization": {"scope": subject, "action": action, "evidence": {"role": "Subscription Admin"}},
+        "authorization": {"scope": subject, "action": operation, "evidence": {"role": "Subscription Admin"}},
         "claims": dict(context.claims),
         "correlationId": context.correlation_id,
     }
@@ -107,7 +115,7 @@ def resource_event(
         {
             "resourceProvider": resource_type.split("/", 1)[0],
             "resourceUri": subject,
-            "operationName": action,
+            "operationName": operation,
             "status": "Succeeded",
             "subscriptionId": subscription_id,
             "tenantId": tenant_id,
@@ -115,7 +123,7 @@ def resource_event(
     )
     return {
         "subject": subject,
-        "eventType": DELETE_SUCCESS if deleted else WRITE_SUCCESS,
+        "eventType": event_type,
         "eventTime": utc_now_iso(),
         "id": str(uuid.uuid4()),
         "data": data,

@@ -33,7 +33,7 @@ class OperationStatus(StrEnum):
 class OperationKind(StrEnum):
     WRITE = "write"
     DELETE = "delete"
-    ACTION = "action"  # a POST such as manualupgrade: custom work, then the resource's write event
+    ACTION = "action"  # a POST such as manualUpgrade: custom work, then its ResourceActionSuccess
 
 
 # The work of an ACTION operation, run with the lock held when the operation completes.
@@ -56,6 +56,7 @@ class Operation:
     end_time: str | None = None
     error: JsonDict | None = None
     work: ActionWork | None = field(default=None, repr=False, compare=False)
+    action: str = ""  # an ACTION's name in ARM's casing, e.g. manualUpgrade
     event_published: bool = False  # at acceptance (`events_at`): not again at completion
 
     @property
@@ -93,6 +94,8 @@ class OperationStore(Store):
         created: bool,
         delay: float | None,
         fault: ArmError | None = None,
+        work: ActionWork | None = None,
+        action: str = "",
     ) -> Operation:
         """Register an operation; `delay` None: the caller completes it in the request."""
         op = Operation(
@@ -103,6 +106,8 @@ class OperationStore(Store):
             location=str(doc.get("location", "")).replace(" ", "").lower(),
             context=context,
             created=created,
+            work=work,
+            action=action,
         )
         self._ops[op.op_id] = op
         self._busy[ids.key(doc["id"])] = op.op_id
@@ -122,7 +127,9 @@ class OperationStore(Store):
         deleted = op.kind is OperationKind.DELETE
         # Real events carry httpRequest on updates, deletes and actions, not on creations.
         include_http_request = op.kind is not OperationKind.WRITE or not op.created
-        self.emit(doc, op.context, deleted=deleted, include_http_request=include_http_request)
+        self.emit(
+            doc, op.context, deleted=deleted, include_http_request=include_http_request, action=op.action
+        )
 
     def _step(self, op_id: str) -> None:
         """One provisioning step of an operation still in progress (nothing once it is over)."""

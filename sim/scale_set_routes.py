@@ -160,6 +160,7 @@ class ScaleSetChildRoutes(ListRoutes, OperationRoutes):
         try:
             op = self._store.start_action(
                 vmss["id"],
+                "manualUpgrade",
                 context,
                 work,
                 delay=self._store.settings.lro_duration_s,

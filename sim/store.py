@@ -284,7 +284,13 @@ class Store:
             self.emit(doc, context, deleted=True, include_http_request=False)
 
     def emit(
-        self, doc: JsonDict, context: RequestContext, *, deleted: bool, include_http_request: bool
+        self,
+        doc: JsonDict,
+        context: RequestContext,
+        *,
+        deleted: bool,
+        include_http_request: bool,
+        action: str = "",
     ) -> None:
         self._outbox.append(
             resource_event(
@@ -295,6 +301,7 @@ class Store:
                 tenant_id=self.settings.tenant_id,
                 context=context,
                 include_http_request=include_http_request,
+                action=action,
             )
         )
 

@@ -106,13 +106,15 @@ class WritableStore(OperationStore):
     def start_action(
         self,
         resource_id: str,
+        action: str,
         context: RequestContext,
         work: ActionWork,
         *,
         delay: float,
         fail_with: ArmError | None = None,
     ) -> Operation:
-        """A POST action on a resource: it is busy until `work` runs, then its write event is emitted."""
+        """A POST `action` (ARM's name, e.g. manualUpgrade) on a resource: it is busy until `work`
+        runs; its ResourceActionSuccess is emitted at acceptance or completion (`events_at`)."""
         with self.lock:
             current = self._docs.get(ids.key(resource_id))
             if current is None:
@@ -120,9 +122,15 @@ class WritableStore(OperationStore):
             if ids.key(resource_id) in self._busy:
                 raise errors.another_operation(current["id"])
             op = self._start(
-                OperationKind.ACTION, current, context, created=False, delay=delay, fault=fail_with
+                OperationKind.ACTION,
+                current,
+                context,
+                created=False,
+                delay=delay,
+                fault=fail_with,
+                work=work,
+                action=action,
             )
-            op.work = work
             accepted = copy.deepcopy(op)
             events = self._drain()
         self._deliver(events)

@@ -15,7 +15,7 @@ import arm_docs as docs
 from localazure.host import deliver_event_grid, pump_queue, settle
 from localazure.stack import LocalAzure, estate_owner
 from remediation.audit import AuditLog
-from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
+from remediation.events import HANDLED_EVENT_TYPES, HANDLED_OPERATIONS
 from remediation.records import AuditRecord
 from remediation.settings import Settings
 from sim import ArmSimulator
@@ -192,7 +192,8 @@ class Estate:
         return [
             e
             for e in events
-            if e["eventType"] == WRITE_SUCCESS and e["data"]["operationName"].lower() in HANDLED_OPERATIONS
+            if e["eventType"] in HANDLED_EVENT_TYPES
+            and e["data"]["operationName"].lower() in HANDLED_OPERATIONS
         ]
 
     def deliver(self, event: dict[str, Any]) -> None:

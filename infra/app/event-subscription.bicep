@@ -3,8 +3,8 @@
 // main.bicep, set by the azd postdeploy hook): Event Grid checks that an AzureFunction endpoint
 // exists when the subscription is created.
 //
-// handledOperations must equal remediation.events.HANDLED_OPERATIONS (case-insensitively):
-// tests/infra/test_infra.py checks it. Advanced filters compare strings case-insensitively.
+// handledOperations must equal remediation.events.HANDLED_OPERATIONS (case-insensitively), and
+// includedEventTypes remediation.events.HANDLED_EVENT_TYPES: tests/infra/test_infra.py checks both. Advanced filters compare strings case-insensitively.
 
 @description('Name of the system topic (event-topic.bicep).')
 param systemTopicName string
@@ -40,6 +40,18 @@ var handledOperations = [
   'Microsoft.Compute/virtualMachineScaleSets/virtualMachines/write'
   'Microsoft.Network/networkInterfaces/write'
   'Microsoft.Network/publicIPAddresses/write'
+  // ResourceActionSuccess: the actions that create or re-create instances (remediation.events.HANDLED_ACTIONS)
+  'Microsoft.Compute/virtualMachineScaleSets/manualUpgrade/action'
+  'Microsoft.Compute/virtualMachineScaleSets/osRollingUpgrade/action'
+  'Microsoft.Compute/virtualMachineScaleSets/reimage/action'
+  'Microsoft.Compute/virtualMachineScaleSets/reimageAll/action'
+  'Microsoft.Compute/virtualMachineScaleSets/redeploy/action'
+  'Microsoft.Compute/virtualMachineScaleSets/scale/action'
+  'Microsoft.Compute/virtualMachineScaleSets/virtualMachines/reimage/action'
+  'Microsoft.Compute/virtualMachineScaleSets/virtualMachines/reimageAll/action'
+  'Microsoft.Compute/virtualMachineScaleSets/virtualMachines/redeploy/action'
+  'Microsoft.Compute/virtualMachines/reimage/action'
+  'Microsoft.Compute/virtualMachines/redeploy/action'
 ]
 
 var operationFilter = {
@@ -74,6 +86,7 @@ resource remediatorEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2
     filter: {
       includedEventTypes: [
         'Microsoft.Resources.ResourceWriteSuccess'
+        'Microsoft.Resources.ResourceActionSuccess'
       ]
       advancedFilters: empty(subjectPrefixes) ? [
         operationFilter

@@ -247,6 +247,18 @@ def test_the_event_filter_lists_exactly_the_operations_the_code_handles() -> Non
     assert isinstance(listed, list)
     assert len({op.lower() for op in listed}) == len(listed), "duplicate operations in the filter"
     assert {op.lower() for op in listed} == {op.lower() for op in events.HANDLED_OPERATIONS}
+    assert len(listed) <= 25, "Event Grid allows 25 values in a StringIn filter"
+
+
+def test_the_event_filter_includes_exactly_the_event_types_the_code_handles() -> None:
+    doc = module("event-subscription.bicep")
+    (name,) = [
+        n
+        for n, b in doc["resources"].items()
+        if b["type"] == "Microsoft.EventGrid/systemTopics/eventSubscriptions"
+    ]
+    included = resource(doc, name)["properties"]["filter"]["includedEventTypes"]
+    assert sorted(included) == sorted(events.HANDLED_EVENT_TYPES)
 
 
 def test_the_event_subscription_delivers_to_the_function_with_retries_and_dead_letters() -> None:
@@ -265,7 +277,6 @@ def test_the_event_subscription_delivers_to_the_function_with_retries_and_dead_l
     assert properties["eventDeliverySchema"] == "eventDeliverySchema"  # the parameter
 
     event_filter = properties["filter"]
-    assert event_filter["includedEventTypes"] == ["Microsoft.Resources.ResourceWriteSuccess"]
     operation_filter = resolve(doc, "operationFilter")
     assert operation_filter == {
         "operatorType": "StringIn",

@@ -111,10 +111,12 @@ def test_model_change_then_manual_upgrade_removes_public_ips(
         RG, "uni", "0", "nic"
     )
     assert nic.properties.ip_configurations[0].properties.public_ip_address is None
-    [event] = events
-    assert event["data"]["operationName"] == f"{VMSS}/write"
+    [event] = events  # ARM raises an action event for a POST, not a write event
+    assert event["eventType"] == "Microsoft.Resources.ResourceActionSuccess"
+    assert event["data"]["operationName"] == f"{VMSS}/manualUpgrade/action"
+    assert event["data"]["authorization"]["action"] == f"{VMSS}/manualUpgrade/action"
     assert event["data"]["httpRequest"]["method"] == "POST"
-    assert event["subject"].lower() == rid(VMSS, "uni").lower()
+    assert event["subject"].lower() == event["data"]["resourceUri"].lower() == rid(VMSS, "uni").lower()
 
 
 def test_instance_errors(sim: ArmSimulator, clients: Clients) -> None:
