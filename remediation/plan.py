@@ -312,6 +312,28 @@ def plan(observed: ObservedSet, mode: Mode, policy: Policy, today: date) -> Plan
     return Plan(observed.scale_set, mode, findings, tuple(actions), tuple(skipped), tuple(notes))
 
 
+def lone_model_strip(observed: ObservedSet, the_plan: Plan) -> tuple[dict[str, Any] | None, str]:
+    """A Uniform set in strip mode whose model still gives each instance a public IP, when the
+    plan does not remove it (no instance needs remediating: none yet, or none upgraded to that
+    model): the PATCH that removes it, and why; (None, why not) if it must stay; (None, "") if
+    there is nothing to say. The next upgrade or scale-out would otherwise bring public IPs."""
+    scale_set = observed.scale_set
+    if the_plan.mode is not Mode.STRIP or scale_set.is_flexible or not scale_set.model_has_public_ip:
+        return None, ""
+    if any(action.kind is ActionKind.REMOVE_PUBLIC_IP_FROM_MODEL for action in the_plan.actions):
+        return None, ""
+    left_alone = sorted({finding.instance.name for finding, _ in the_plan.skipped})
+    if left_alone and scale_set.upgrade_mode.lower() != "manual":
+        return None, (
+            f"model keeps its public IP: the set's upgrade policy is {scale_set.upgrade_mode}, so "
+            f"removing it would reach instances left alone too ({', '.join(left_alone)})"
+        )
+    return model_without_public_ips(scale_set), (
+        "remove the public IP from the model: it gives each instance one, and no instance needs "
+        "remediating now, so the next upgrade or scale-out would bring public IPs"
+    )
+
+
 _SETTLED = frozenset({"succeeded", "failed", ""})
 
 

@@ -8,16 +8,15 @@ and writes):
   outcome ``unknown``) gets the outcome ARM's state shows; the sweep does the same from the log
   for every set, gone and unrestricted ones included (``recover_from_log``);
 - in strip mode, a NIC an update of ours left ``Failed`` is put again as it is, and a public IP
-  remediation detached and did not delete is deleted, each after a live re-check.
-Those writes are write-ahead like every other; a failure among them is recorded and raised once
-the set's own remediation has been tried, so one stuck resource does not hold the rest back.
+  remediation detached and did not delete is deleted, each after a live re-check; after the
+  plan, a Uniform model that still gives public IPs loses them though no instance needed it
+  (``upkeep``, write-ahead like every other write).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -45,16 +44,14 @@ from remediation.policy import restriction_for, today_utc
 from remediation.records import AuditRecord, Unfinished, unfinished_writes
 from remediation.recovery import (
     TargetState,
-    detached_earlier,
     ids_of,
     judge,
-    leftovers_to_delete,
-    nics_to_repair,
     to_resolve,
 )
 from remediation.review import Filters
 from remediation.settings import Settings
-from remediation.write_ahead import Context, announced_write
+from remediation.upkeep import delete_leftovers, repair_nics, strip_lone_model
+from remediation.write_ahead import Context
 
 log = logging.getLogger(__name__)
 
@@ -168,9 +165,9 @@ class SetReconciler:
             with_autoscale = mode is Mode.EVICT or (mode is Mode.SCALE_TO_ZERO and policy.disable_autoscale)
             observed = observe_set(self.arm, scale_set, with_autoscale=with_autoscale, current=current)
             if replan == 0 and mode is Mode.STRIP and not self.settings.dry_run:
-                if self._repair_nics(observed, history, context, deferred):
+                if repair_nics(self.arm, policy, observed, history, context=context, deferred=deferred):
                     observed = observe_set(self.arm, scale_set, with_autoscale=with_autoscale)
-                self._delete_leftovers(observed, history, context, deferred)
+                delete_leftovers(self.arm, policy, observed, history, context=context, deferred=deferred)
             the_plan = plan(observed, mode, policy, today_utc())
             self._record_decisions(the_plan, context, len(observed.instances), why)
             growing = still_creating(observed) or ""
@@ -179,7 +176,11 @@ class SetReconciler:
             outcomes: tuple[FindingOutcome, ...] = ()
             if not self.settings.dry_run and the_plan.actions:
                 outcomes = tuple(self.executor.carry_out(the_plan, context, deadline))
-            if all(outcome.result is not Result.CONFLICT for outcome in outcomes):
+            conflict = any(outcome.result is Result.CONFLICT for outcome in outcomes)
+            # A Uniform model the plan left with its public IP (no instance needed it): a 412 on
+            # it, like a conflict among the plan's writes, means the set is read again.
+            dry_run = self.settings.dry_run or context.dry_run
+            if not conflict and strip_lone_model(self.arm, observed, the_plan, context, dry_run=dry_run):
                 if deferred:
                     raise deferred[0]
                 return ReconcileResult(
@@ -278,87 +279,6 @@ class SetReconciler:
             nics = tuple(self.arm.list_uniform_nics(set_id)) if instances else ()
             return TargetState(scale_set=scale_set, instances=instances, instance_nics=nics)
         return TargetState(scale_set=scale_set)
-
-    # -- what remediation left behind ------------------------------------------------------
-
-    def _repair_nics(
-        self,
-        observed: ObservedSet,
-        history: Iterable[AuditRecord],
-        context: Context,
-        deferred: list[ArmError],
-    ) -> bool:
-        """PUT again, as it is, each NIC an update of ours left Failed. Returns whether any was."""
-        repairs = nics_to_repair(observed, history, self.settings.policy, today_utc())
-        for nic in repairs:
-            try:
-                announced_write(
-                    context,
-                    functools.partial(self.arm.put_nic, nic.id, nic.raw, nic.etag),
-                    None,
-                    action=ActionKind.REPAIR_NIC.value,
-                    target=nic.id,
-                    reason=f"PUT NIC {nic.name} again as it is, If-Match {nic.etag}: an earlier update "
-                    "of ours left it Failed",
-                    before=f"NIC {nic.name} Failed",
-                    after=f"NIC {nic.name} Succeeded",
-                    scale_set=observed.scale_set.id.value,
-                    nic=nic.id.value,
-                    instance=nic.vm_id.value if nic.vm_id else "",
-                )
-            except PreconditionFailed:
-                continue  # it changed since it was read: the plan reads it again
-            except ArmError as error:
-                if not error.refused:  # a refusal that stands is recorded, not retried
-                    deferred.append(error)
-        return bool(repairs)
-
-    def _delete_leftovers(
-        self,
-        observed: ObservedSet,
-        history: Iterable[AuditRecord],
-        context: Context,
-        deferred: list[ArmError],
-    ) -> None:
-        """Delete, write-ahead, the public IPs remediation detached earlier and did not delete,
-        each re-checked live (``recovery.leftovers_to_delete``). One list per resource group
-        finds the candidates: those it still shows, in whatever version (a list lags: it may
-        show one still attached that is detached now; one it does not show is long gone). Each
-        is read again by id, and judged on what that read shows."""
-        policy = self.settings.policy
-        detached = detached_earlier(history, observed.scale_set.id)
-        if not detached or policy.keep_detached_public_ips:
-            return
-        named = {earlier.public_ip for earlier in detached}
-        groups = sorted({(ip.subscription.lower(), ip.resource_group.lower()) for ip in named})
-        listed = [ip for sub, group in groups for ip in self.arm.list_public_ips(sub, group)]
-        candidates = [ip.id for ip in listed if ip.id in named]
-        live = {ip_id: self.arm.get_public_ip(ip_id) for ip_id in candidates}
-        deletions, left = leftovers_to_delete(detached, live, observed, policy, today_utc())
-        set_id = observed.scale_set.id.value
-        for reason in left:
-            context.note(RecordKind.DECISION, scale_set=set_id, mode=Mode.STRIP.value, reason=reason)
-        for leftover in deletions:
-            name = leftover.public_ip.name
-            try:
-                announced_write(
-                    context,
-                    functools.partial(self.arm.delete_public_ip, leftover.public_ip),
-                    None,
-                    action=ActionKind.DELETE_PUBLIC_IP.value,
-                    target=leftover.public_ip,
-                    reason=f"DELETE public IP {name}: {leftover.reason}",
-                    before=f"public IP {name} detached",
-                    after=f"deletion of public IP {name} accepted",
-                    scale_set=set_id,
-                    mode=Mode.STRIP.value,
-                    nic=leftover.nic,
-                    instance=leftover.instance,
-                    public_ip=leftover.public_ip.value,
-                )
-            except ArmError as error:
-                if not error.refused:
-                    deferred.append(error)
 
     # -- records and re-checks -------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from remediation.model import (
     ScaleSet,
     VirtualMachine,
 )
-from remediation.plan import classify_origin, nic_without_public_ips, plan
+from remediation.plan import classify_origin, lone_model_strip, nic_without_public_ips, plan
 from remediation.policy import Policy, restriction_for
 
 TODAY = date(2026, 11, 21)
@@ -177,6 +177,31 @@ def test_a_uniform_model_change_is_refused_when_it_would_reach_an_exempt_instanc
         )
         == 2
     )
+
+
+def test_a_uniform_model_with_a_public_ip_is_stripped_though_no_instance_carries_one() -> None:
+    for observed in (uniform("Manual"), uniform("Manual", ("0", False), ("1", False)), uniform("Rolling")):
+        the_plan = plan(observed, Mode.STRIP, Policy(), TODAY)
+        assert the_plan.actions == ()  # nothing for the plan's findings to do
+        body, reason = lone_model_strip(observed, the_plan)
+        assert body is not None and "no instance needs remediating now" in reason
+        ip_config = body["properties"]["virtualMachineProfile"]["networkProfile"][
+            "networkInterfaceConfigurations"
+        ][0]["properties"]["ipConfigurations"][0]
+        assert "publicIPAddressConfiguration" not in ip_config["properties"]
+
+
+def test_a_lone_uniform_model_strip_is_left_to_the_plan_or_refused_where_it_would_reach_the_exempt() -> None:
+    violating = uniform("Manual", ("0", True))
+    assert lone_model_strip(violating, plan(violating, Mode.STRIP, Policy(), TODAY)) == (None, "")
+    exempt_only = uniform("Automatic", ("0", True), exempt="0")
+    body, reason = lone_model_strip(exempt_only, plan(exempt_only, Mode.STRIP, Policy(), TODAY))
+    assert body is None and "upgrade policy is Automatic" in reason and reason.endswith("too (0)")
+    manual_exempt = uniform("Manual", ("0", True), exempt="0")
+    assert lone_model_strip(manual_exempt, plan(manual_exempt, Mode.STRIP, Policy(), TODAY))[0] is not None
+    empty = uniform("Manual")
+    for mode in (Mode.AUDIT, Mode.EVICT, Mode.SCALE_TO_ZERO):
+        assert lone_model_strip(empty, plan(empty, mode, Policy(), TODAY)) == (None, "")
 
 
 def test_evicting_from_a_uniform_set_deletes_its_instances() -> None:

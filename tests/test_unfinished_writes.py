@@ -305,9 +305,14 @@ def test_an_interrupted_model_change_is_judged_by_the_model_not_by_the_capacity(
 
     deliver_until_done(estate, estate.events())
 
-    (resolved,) = [r for r in records(estate) if r.kind is RecordKind.OUTCOME]
+    outcomes = [r for r in records(estate) if r.kind is RecordKind.OUTCOME]
+    (resolved,) = [r for r in outcomes if r.reason.startswith("resolved")]
     assert resolved.result == "failed", "capacity 0 says nothing about the model"
     assert "the set's model still gives each instance a public IP" in resolved.reason
+    # ... and the reconcile that judged it removes the public IP from the model itself.
+    intents = [r.action for r in records(estate) if r.kind is RecordKind.INTENT]
+    assert intents[-1] == "remove-public-ip-from-model"
+    assert estate.successful("PATCH", "Microsoft.Compute/virtualMachineScaleSets") == [docs.set_id("uni")]
 
 
 def test_an_event_that_cannot_be_archived_is_still_remediated(
