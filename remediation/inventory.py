@@ -1,18 +1,18 @@
-"""Exported ARM JSON -> observed scale sets, for what-if planning with no ARM at all. Pure.
+"""Exported resources -> observed scale sets, for what-if planning with no ARM at all. Pure.
 
-Accepts what people export: one resource document, a JSON array of them (``az vm list``), or a
-list response ``{"value": [...]}``, from any number of files. Documents of other types are
-ignored; a document that is not a resource is an error that names the file and position.
+Reads what people export, from any number of files, through ``exported``: ARM JSON (one resource,
+an array, a list response), ``az ... list`` output, Resource Graph results. Documents of other
+types are ignored; a document that is not a resource is an error that names the file and position.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from remediation.exported import ExportError, resources
 from remediation.model import (
     NIC_TYPE,
     SCALE_SET_TYPE,
@@ -49,17 +49,6 @@ class Inventory:
         return result
 
 
-def _documents(document: Any, source: str) -> Iterable[tuple[str, Mapping[str, Any]]]:
-    if isinstance(document, Mapping) and "id" not in document and isinstance(document.get("value"), list):
-        document = document["value"]
-    items = document if isinstance(document, list) else [document]
-    for index, item in enumerate(items):
-        where = f"{source}[{index}]" if isinstance(document, list) else source
-        if not isinstance(item, Mapping):
-            raise InventoryError(f"{where}: expected an ARM resource object, got {type(item).__name__}")
-        yield where, item
-
-
 def load_inventory(files: Iterable[tuple[str, str]]) -> Inventory:
     """Parse ``(name, text)`` pairs into an inventory of scale sets, VMs and NICs."""
     scale_sets: dict[ResourceId, ScaleSet] = {}
@@ -70,7 +59,11 @@ def load_inventory(files: Iterable[tuple[str, str]]) -> Inventory:
             document = json.loads(text)
         except json.JSONDecodeError as error:
             raise InventoryError(f"{source}: not valid JSON: {error}") from None
-        for where, item in _documents(document, source):
+        try:
+            found = resources(document, source)
+        except ExportError as error:
+            raise InventoryError(str(error)) from None
+        for where, item in found:
             try:
                 resource_id = ResourceId.parse(item.get("id"))
                 if resource_id.is_type(SCALE_SET_TYPE):

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from remediation.exported import read_documents
 from sim import ids
 from sim.access_api import AccessApi
 from sim.access_harness import AccessHarness
@@ -46,7 +47,6 @@ from sim.rbac import AccessControl
 from sim.request_log import RequestRecord
 from sim.scale_sets import VirtualMachineScaleSets
 from sim.scheduler import Scheduler
-from sim.seeding import read_documents
 from sim.settings import Settings
 from sim.throttling_controls import ThrottlingControls
 from sim.tls import write_self_signed
