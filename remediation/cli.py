@@ -1,4 +1,4 @@
-"""The `remediation` command: demo, whatif, sweep, audit review and verification, replay.
+"""The `remediation` command: demo, whatif, sweep, audit review and verification, replay, report.
 
 Configuration comes from the same app settings the function app reads (environment variables,
 see local.settings.json.example), so what the command shows is what the deployed app sees.
@@ -227,6 +227,31 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if result.refused else 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from remediation.audit import AuditLog
+    from remediation.report import build, render_csv, render_json
+    from remediation.report_html import render_html
+    from remediation.review import Filters
+
+    until = datetime.now(UTC)
+    since = until - args.since
+    records = AuditLog(Settings.from_env()).search(Filters(since, until, scale_set=args.scale_set or ""))
+    reports = build(records)
+    if args.output == "html":
+        text = render_html(reports, since, until)
+    elif args.output == "csv":
+        text = render_csv(reports, until)
+    else:
+        text = render_json(reports, since, until) + "\n"
+    if args.file:
+        with open(args.file, "w", encoding="utf-8") as out:
+            out.write(text)
+        print(f"{sum(len(r.exposures) for r in reports)} exposures on {len(reports)} sets: {args.file}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="remediation", description=__doc__.splitlines()[0] if __doc__ else None
@@ -279,6 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--dry-run", action="store_true", help="plan and record only, write nothing to ARM")
     sweep.set_defaults(run=_cmd_sweep)
+    report = commands.add_parser(
+        "report", help="per restricted set: each public IP that appeared, its exposure, what was done"
+    )
+    report.add_argument("--since", type=duration, default=timedelta(days=30), help="window (default 30d)")
+    report.add_argument("--scale-set", help="one scale set (its resource id)")
+    report.add_argument("-o", "--output", choices=("json", "csv", "html"), default="json")
+    report.add_argument("--file", help="write the report to this file instead of standard output")
+    report.set_defaults(run=_cmd_report)
     return parser
 
 
