@@ -7,6 +7,7 @@ left alone and why; its HTML form is one self-contained file with an inline SVG 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from datetime import UTC, datetime, timedelta
@@ -113,9 +114,11 @@ def test_a_failed_write_leaves_the_exposure_open_and_is_named_with_it() -> None:
     from remediation.report import build
 
     at = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
-    fields = {"scale_set": "/s/web", "instance": "/s/web/vm1", "public_ip": "/s/ip1", "origin": "scale-set"}
-    decision = AuditRecord(RecordKind.DECISION, time=at, mode="strip", action="detach-public-ip", **fields)
-    intent = AuditRecord(RecordKind.INTENT, time=at, action="detach-public-ip", event_id="ev-1", **fields)
+    finding = AuditRecord(
+        RecordKind.DECISION, scale_set="/s/web", instance="/s/web/vm1", public_ip="/s/ip1", origin="scale-set"
+    )
+    decision = dataclasses.replace(finding, time=at, mode="strip", action="detach-public-ip")
+    intent = dataclasses.replace(finding, kind=RecordKind.INTENT, time=at, action="detach-public-ip")
     failed = AuditRecord(
         RecordKind.OUTCOME,
         time=at + timedelta(seconds=2),
