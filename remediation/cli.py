@@ -256,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="remediation", description=__doc__.splitlines()[0] if __doc__ else None
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the remediator end to end against the local Azure stand-in")
     demo.set_defaults(run=_cmd_demo)
@@ -331,19 +332,55 @@ def _on_demo_storage(args: argparse.Namespace) -> int:
     return code
 
 
+# Exit codes (README, "Commands"): 0 done; 1 done, with something refused (a sweep of a
+# subscription that is not monitored) or found wrong (`audit verify`); 2 bad input (arguments,
+# files, settings); 3 Azure or its storage could not be reached, or refused; 4 a fault of this
+# command itself (run again with --debug for the traceback, and report it).
+EXIT_BAD_INPUT, EXIT_AZURE, EXIT_INTERNAL = 2, 3, 4
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.run is not _cmd_sim:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.options = extra
+    command = f"remediation {args.command}"
     try:
         if getattr(args, "demo", False):
             return _on_demo_storage(args)
         code: int = args.run(args)
     except SettingsError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 2
+        print(f"{command}: configuration error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except UnicodeDecodeError as error:
+        print(f"{command}: a file is not UTF-8 text: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # one line, no traceback (--debug shows it), a documented code
+        from azure.core.exceptions import AzureError
+
+        from remediation.journal import AuditUnavailable
+
+        if args.debug:
+            raise
+        if isinstance(error, OSError) and error.filename:  # a file of ours: bad input
+            print(f"{command}: {_one_line(error)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if isinstance(error, AzureError | AuditUnavailable | OSError):
+            reached = "Azure or its storage could not be reached"
+            print(f"{command}: {reached}: {_one_line(error)}", file=sys.stderr)
+            return EXIT_AZURE
+        where = f"internal error ({type(error).__name__})"
+        print(f"{command}: {where}: {_one_line(error)}; --debug shows the traceback", file=sys.stderr)
+        return EXIT_INTERNAL
     return code
 
 
