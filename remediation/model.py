@@ -99,10 +99,10 @@ def subscription_id(value: object) -> str:
 
 def resource_group_name(value: object) -> str:
     """A resource group's name to build a URL from: one valid segment, or InvalidResourceId."""
-    if not isinstance(value, str) or (fault := segment_fault(value)):
-        raise InvalidResourceId(
-            f"resource group {value!r} {fault if isinstance(value, str) else 'is not text'}"
-        )
+    fault = segment_fault(value) if isinstance(value, str) else "is not text"
+    if fault:
+        raise InvalidResourceId(f"resource group {value!r} {fault}")
+    assert isinstance(value, str)
     return value
 
 
