@@ -9,13 +9,16 @@ Grid redelivered it until it dead-lettered it."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import arm_docs as docs
 import pytest
 from estate import Estate
 
+from remediation.audit import RecheckQueue
 from remediation.model import RecordKind
+from remediation.settings import Settings
 
 NETWORK = f"{docs.PREFIX}/Microsoft.Network"
 COMPUTE = f"{docs.PREFIX}/Microsoft.Compute"
@@ -85,3 +88,32 @@ def test_an_event_naming_an_escaping_id_is_rejected_naming_the_segment_and_nothi
     records = [r for r in estate.audit() if r.event_id == event["id"]]
     assert [r.kind for r in records] == [RecordKind.REJECTED]
     assert named in records[0].reason, records[0].reason
+
+
+@pytest.mark.parametrize(
+    ("scale_set", "named"),
+    [
+        (docs.nic_id("web-nic"), "is a Microsoft.Network/networkInterfaces, not a Microsoft.Compute/"),
+        (f"{COMPUTE}/virtualMachineScaleSets/.", "segment 8 '.' is a relative path segment"),
+        (f"{COMPUTE}/virtualMachineScaleSets/web%2F..", "segment 8 'web%2F..' is not a valid name"),
+    ],
+    ids=["nic-id", "set-list", "percent-encoded"],
+)
+def test_a_queued_look_at_an_id_that_is_no_scale_set_is_rejected_naming_why_and_nothing_is_read(
+    estate: Estate, scale_set: str, named: str
+) -> None:
+    """A work message (a replayed poison message, or one written by hand) is checked as an event is."""
+    estate.create_set("web", capacity=1, tags={"remediation.mode": "strip"})
+    estate.events()
+    before = len(estate.sim.requests())
+    RecheckQueue(Settings.from_env(estate.environment)).send(
+        json.dumps({"scale_set": scale_set, "attempt": 0})
+    )
+
+    assert estate.pump_rechecks() == 1  # raises if the function raised (the queue would redeliver)
+
+    requests = estate.sim.requests()[before:]
+    assert requests == [], f"ARM was asked: {[(r.method, r.path) for r in requests]}"
+    rejected = [r for r in estate.audit() if r.kind is RecordKind.REJECTED]
+    assert len(rejected) == 1 and named in rejected[0].reason, [r.reason for r in rejected]
+    assert rejected[0].reason.startswith("work message scale_set: resource id ")
