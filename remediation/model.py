@@ -22,11 +22,13 @@ from typing import Any
 JsonDict = dict[str, Any]
 
 # The characters a segment of a resource id may hold: ASCII letters and digits, underscore, period,
-# hyphen and parentheses (the union of ARM's naming rules for the types in an id we act on, all
-# of which refuse spaces, control characters, '%', '/', '?' and '#'). Resource groups may also
-# hold Unicode letters and digits (learn.microsoft.com, "Naming rules and restrictions for Azure
-# resources"): an id naming one is refused, since how ARM folds the case of such a name (ids
-# compare case-insensitively) is not something this module can check.
+# hyphen and parentheses, and no name may end with '.' (learn.microsoft.com, "Naming rules and
+# restrictions for Azure resources": scale sets, VMs, NICs, public IPs and resource groups refuse
+# spaces, control characters, '%', '/', '?' and '#', and a trailing period). Two kinds of name
+# ARM allows are refused all the same: resource groups with Unicode letters or digits (ARM's
+# pattern for them is ^[-\w._()]+$), since how ARM folds their case (ids compare
+# case-insensitively) cannot be checked here and lookalikes would pass; and autoscale settings
+# with spaces in their names (ARM refuses only <>*%&:\?+/#| there).
 _NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "_.()-")
 _MAX_NAME_LENGTH = 200
 _GUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
