@@ -28,7 +28,7 @@ JsonDict = dict[str, Any]
 # ARM allows are refused all the same: resource groups with Unicode letters or digits (ARM's
 # pattern for them is ^[-\w._()]+$), since how ARM folds their case (ids compare
 # case-insensitively) cannot be checked here and lookalikes would pass; and autoscale settings
-# with spaces in their names (ARM refuses only <>*%&:\?+/#| there).
+# with spaces in their names (which ARM allows).
 _NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "_.()-")
 _MAX_NAME_LENGTH = 200
 _GUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
