@@ -3,6 +3,11 @@
 It hands out the project's own dataclasses (``model``), never SDK models: responses are read in
 ARM's wire format (``as_dict()`` of the SDK's models), so an SDK upgrade touches this file only.
 
+Every method given an id refuses one of another type than it reads or writes, and one given a
+subscription or resource group refuses one that is not one, with ``InvalidResourceId`` (its
+``WrongResourceType``) before any request: the SDK builds a URL from the names, and a name of
+another type's id would be read as something else.
+
 Errors are handled on purpose (``arm_errors``):
 - transient answers (429 with Retry-After, 408, 5xx, dropped connections) are retried by the
   SDK pipeline's retry policy, which honours Retry-After, up to ``ARM_RETRY_TOTAL`` times;
@@ -40,6 +45,13 @@ from remediation.arm_errors import (
 )
 from remediation.credentials import arm_credential, token_caller
 from remediation.model import (
+    AUTOSCALE_SETTING_TYPE,
+    NIC_TYPE,
+    PUBLIC_IP_TYPE,
+    SCALE_SET_TYPE,
+    UNIFORM_NIC_TYPE,
+    UNIFORM_VM_TYPE,
+    VIRTUAL_MACHINE_TYPE,
     AutoscaleSetting,
     Caller,
     NetworkInterface,
@@ -47,6 +59,8 @@ from remediation.model import (
     ResourceId,
     ScaleSet,
     VirtualMachine,
+    resource_group_name,
+    subscription_id,
 )
 from remediation.pacing import Pacer, pacer_for
 from remediation.permissions import NIC_CONFIGURATION_LINKS, NIC_LINKS, arm_operation
@@ -291,6 +305,7 @@ class ArmGateway:
 
     @arm_operation("Microsoft.Compute/virtualMachineScaleSets/read")
     def get_scale_set(self, set_id: ResourceId) -> ScaleSet | None:
+        set_id.require(SCALE_SET_TYPE)
         client = self._compute_client(set_id.subscription)
         doc = self._read(lambda: client.virtual_machine_scale_sets.get(set_id.resource_group, set_id.name))
         return ScaleSet.from_arm(doc) if doc is not None else None
@@ -298,7 +313,7 @@ class ArmGateway:
     @arm_operation("Microsoft.ResourceGraph/resources/read")
     def query_scale_sets(self, subscriptions: Iterable[str]) -> list[ScaleSet]:
         """Every scale set of the subscriptions, with its tags, in one paged Resource Graph query."""
-        subscription_ids = sorted({s.lower() for s in subscriptions})
+        subscription_ids = sorted({subscription_id(s).lower() for s in subscriptions})
         if not subscription_ids:
             return []
         found: list[ScaleSet] = []
@@ -345,6 +360,8 @@ class ArmGateway:
     @arm_operation("Microsoft.Insights/autoscalesettings/read")
     def list_autoscale_settings(self, subscription: str, resource_group: str) -> list[AutoscaleSetting]:
         """The autoscale settings of a resource group (the ones that scale a set live beside it)."""
+        subscription_id(subscription)
+        resource_group_name(resource_group)
         path = (
             f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
             f"Microsoft.Insights/autoscalesettings?api-version={AUTOSCALE_API}"
@@ -361,6 +378,7 @@ class ArmGateway:
     @arm_operation("Microsoft.Insights/autoscalesettings/read")
     def get_autoscale_setting(self, setting_id: ResourceId) -> AutoscaleSetting | None:
         """One autoscale setting by id (what recovery reads to tell whether a disable applied)."""
+        setting_id.require(AUTOSCALE_SETTING_TYPE)
         try:
             body, _ = self._send(
                 setting_id.subscription, "GET", f"{setting_id.value}?api-version={AUTOSCALE_API}"
@@ -375,6 +393,7 @@ class ArmGateway:
     def patch_autoscale_setting(self, setting_id: ResourceId, body: Mapping[str, Any]) -> WriteResult:
         """Change some properties of an autoscale setting (written synchronously: nothing to poll;
         autoscale settings carry no etag to match)."""
+        setting_id.require(AUTOSCALE_SETTING_TYPE)
         path = f"{setting_id.value}?api-version={AUTOSCALE_API}"
         answer, request_id = self._send(setting_id.subscription, "PATCH", path, body)
         return WriteResult(request_id, answer, time.time())
@@ -382,11 +401,13 @@ class ArmGateway:
     @arm_operation("Microsoft.Compute/virtualMachineScaleSets/read")
     def list_scale_sets(self, subscription: str) -> list[ScaleSet]:
         """Every scale set of one subscription, by listing (the sweep's fallback)."""
+        subscription_id(subscription)
         client = self._compute_client(subscription)
         return [ScaleSet.from_arm(doc) for doc in self._list(client.virtual_machine_scale_sets.list_all)]
 
     @arm_operation("Microsoft.Compute/virtualMachines/read")
     def get_vm(self, vm_id: ResourceId) -> VirtualMachine | None:
+        vm_id.require(VIRTUAL_MACHINE_TYPE)
         client = self._compute_client(vm_id.subscription)
         doc = self._read(lambda: client.virtual_machines.get(vm_id.resource_group, vm_id.name))
         return VirtualMachine.from_arm(doc) if doc is not None else None
@@ -394,6 +415,7 @@ class ArmGateway:
     @arm_operation("Microsoft.Compute/virtualMachines/read")
     def list_scale_set_vms(self, set_id: ResourceId) -> list[VirtualMachine]:
         """A Flexible set's VMs: the resource group's VMs filtered by their scale set."""
+        set_id.require(SCALE_SET_TYPE)
         client = self._compute_client(set_id.subscription)
         query = f"'virtualMachineScaleSet/id' eq '{set_id.value}'"
         docs = self._list(lambda: client.virtual_machines.list(set_id.resource_group, filter=query))
@@ -402,6 +424,7 @@ class ArmGateway:
     @arm_operation("Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read")
     def list_uniform_instances(self, set_id: ResourceId) -> list[VirtualMachine]:
         """A Uniform set's instances (they live under the set)."""
+        set_id.require(SCALE_SET_TYPE)
         client = self._compute_client(set_id.subscription)
         docs = self._list(
             lambda: client.virtual_machine_scale_set_vms.list(set_id.resource_group, set_id.name)
@@ -410,6 +433,7 @@ class ArmGateway:
 
     @arm_operation("Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read")
     def get_uniform_instance(self, instance: ResourceId) -> VirtualMachine | None:
+        instance.require(UNIFORM_VM_TYPE)
         client = self._compute_client(instance.subscription)
         set_name, instance_id = instance.names[0], instance.names[1]
         doc = self._read(
@@ -420,6 +444,7 @@ class ArmGateway:
     @arm_operation("Microsoft.Compute/virtualMachineScaleSets/networkInterfaces/read")
     def list_uniform_nics(self, set_id: ResourceId) -> list[NetworkInterface]:
         """Every NIC of a Uniform set's instances, in one paged read."""
+        set_id.require(SCALE_SET_TYPE)
         client = self._network_client(set_id.subscription)
         docs = self._list(
             lambda: client.network_interfaces.list_virtual_machine_scale_set_network_interfaces(
@@ -431,6 +456,7 @@ class ArmGateway:
     @arm_operation("Microsoft.Compute/virtualMachineScaleSets/virtualMachines/networkInterfaces/read")
     def get_uniform_nic(self, nic_id: ResourceId) -> NetworkInterface | None:
         """A Uniform instance's NIC by id (a view of the set: .../virtualMachines/N/networkInterfaces/X)."""
+        nic_id.require(UNIFORM_NIC_TYPE)
         client = self._network_client(nic_id.subscription)
         set_name, instance_id, nic_name = nic_id.names[0], nic_id.names[1], nic_id.names[2]
         doc = self._read(
@@ -442,6 +468,7 @@ class ArmGateway:
 
     @arm_operation("Microsoft.Network/networkInterfaces/read")
     def get_nic(self, nic_id: ResourceId) -> NetworkInterface | None:
+        nic_id.require(NIC_TYPE)
         client = self._network_client(nic_id.subscription)
         doc = self._read(lambda: client.network_interfaces.get(nic_id.resource_group, nic_id.name))
         return NetworkInterface.from_arm(doc) if doc is not None else None
@@ -449,12 +476,15 @@ class ArmGateway:
     @arm_operation("Microsoft.Network/networkInterfaces/read")
     def list_nics(self, subscription: str, resource_group: str) -> list[NetworkInterface]:
         """All NICs of a resource group in one paged read (cheaper than a GET per NIC)."""
+        subscription_id(subscription)
+        resource_group_name(resource_group)
         client = self._network_client(subscription)
         docs = self._list(lambda: client.network_interfaces.list(resource_group))
         return [NetworkInterface.from_arm(doc) for doc in docs]
 
     @arm_operation("Microsoft.Network/publicIPAddresses/read")
     def get_public_ip(self, ip_id: ResourceId) -> PublicIp | None:
+        ip_id.require(PUBLIC_IP_TYPE)
         client = self._network_client(ip_id.subscription)
         doc = self._read(lambda: client.public_ip_addresses.get(ip_id.resource_group, ip_id.name))
         return PublicIp.from_arm(doc) if doc is not None else None
@@ -462,12 +492,14 @@ class ArmGateway:
     @arm_operation("Microsoft.Network/networkInterfaces/write", *NIC_LINKS)
     def put_nic(self, nic_id: ResourceId, body: Mapping[str, Any], if_match: str) -> WriteResult:
         """Replace a NIC, only if it still carries ``if_match`` (else PreconditionFailed)."""
+        nic_id.require(NIC_TYPE)
         client = self._network_client(nic_id.subscription)
         return self._write_json(client.network_interfaces.begin_create_or_update, nic_id, body, if_match)
 
     @arm_operation("Microsoft.Compute/virtualMachines/delete")
     def delete_vm(self, vm_id: ResourceId) -> WriteResult:
         """Delete a Flexible set's VM (a Uniform set's instance: ``delete_uniform_instance``)."""
+        vm_id.require(VIRTUAL_MACHINE_TYPE)
         client = self._compute_client(vm_id.subscription)
         return self._write(
             lambda **hooks: client.virtual_machines.begin_delete(vm_id.resource_group, vm_id.name, **hooks)
@@ -475,6 +507,7 @@ class ArmGateway:
 
     @arm_operation("Microsoft.Compute/virtualMachineScaleSets/virtualMachines/delete")
     def delete_uniform_instance(self, instance: ResourceId) -> WriteResult:
+        instance.require(UNIFORM_VM_TYPE)
         client = self._compute_client(instance.subscription)
         set_name, instance_id = instance.names[0], instance.names[1]
         return self._write(
@@ -486,6 +519,7 @@ class ArmGateway:
     @arm_operation("Microsoft.Compute/virtualMachineScaleSets/manualUpgrade/action")
     def upgrade_instances(self, set_id: ResourceId, instance_ids: list[str]) -> WriteResult:
         """Bring a Uniform set's instances up to its latest model (their NICs are made again)."""
+        set_id.require(SCALE_SET_TYPE)
         client = self._compute_client(set_id.subscription)
         begin = client.virtual_machine_scale_sets.begin_update_instances
         return self._write_json(begin, set_id, {"instanceIds": instance_ids})
@@ -494,6 +528,7 @@ class ArmGateway:
     def patch_scale_set(self, set_id: ResourceId, body: Mapping[str, Any], if_match: str) -> WriteResult:
         """Change part of a scale set (its capacity, its model's NICs), only if it still carries
         ``if_match``: a PATCH sends only what changes, so ARM authorises only the links in it."""
+        set_id.require(SCALE_SET_TYPE)
         client = self._compute_client(set_id.subscription)
         return self._write_json(client.virtual_machine_scale_sets.begin_update, set_id, body, if_match)
 
@@ -505,6 +540,7 @@ class ArmGateway:
         deletion would spend the read budget the next detaches need under throttling. The caller
         confirms the deletions with one list of the resource group's public IPs.
         """
+        ip_id.require(PUBLIC_IP_TYPE)
         client = self._network_client(ip_id.subscription)
         return self._write(
             lambda **hooks: client.public_ip_addresses.begin_delete(
@@ -514,6 +550,8 @@ class ArmGateway:
 
     @arm_operation("Microsoft.Network/publicIPAddresses/read")
     def list_public_ips(self, subscription: str, resource_group: str) -> list[PublicIp]:
+        subscription_id(subscription)
+        resource_group_name(resource_group)
         client = self._network_client(subscription)
         return [
             PublicIp.from_arm(doc)

@@ -24,6 +24,26 @@ def duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def subscription(text: str) -> str:
+    """A ``--subscription`` argument: a subscription id (a GUID), as the ids ARM reads are checked."""
+    from remediation.model import InvalidResourceId, subscription_id
+
+    try:
+        return subscription_id(text)
+    except InvalidResourceId as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def scale_set_id(text: str) -> str:
+    """A ``--scale-set`` argument: a scale set's resource id, parsed as every id from outside is."""
+    from remediation.model import SCALE_SET_TYPE, InvalidResourceId, ResourceId
+
+    try:
+        return ResourceId.parse(text, expected_type=SCALE_SET_TYPE).value
+    except InvalidResourceId as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _cmd_sim(args: argparse.Namespace) -> int:
     try:
         from sim.cli import serve
@@ -175,12 +195,14 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
         print(f"whatif: {error}", file=sys.stderr)
         return 2
     rows: list[dict[str, object]] = []
+    names: list[str] = []  # each row's instance's name, for the table
     for observed in inventory.observed(datetime.now(UTC)):
         restriction = restriction_for(observed.scale_set, policy)
         if restriction.mode is None:
             continue
         the_plan = plan(observed, restriction.mode, policy, today_utc())
         for finding, action, left_alone in the_plan.per_finding():
+            names.append(finding.instance.name)
             rows.append(
                 {
                     "scale_set": finding.scale_set.id.value,
@@ -198,11 +220,8 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        for row in rows:
-            print(
-                f"{str(row['instance']).rsplit('/', 1)[-1]:<28} {row['origin']:<11} {row['mode']:<14} "
-                f"{row['action']:<34} {row['reason']}"
-            )
+        for name, row in zip(names, rows, strict=True):
+            print(f"{name:<28} {row['origin']:<11} {row['mode']:<14} {row['action']:<34} {row['reason']}")
         print(f"{len(rows)} findings in {len(inventory.scale_sets)} scale sets")
     return 0
 
@@ -268,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="review the audit log (or: audit verify)")
     audit.add_argument("--since", default="24h", help="how far back, e.g. 30m, 24h, 7d (default 24h)")
     audit.add_argument("--until", help="end of the window, ISO 8601 (default now)")
-    audit.add_argument("--scale-set", help="one scale set's history (its resource id)")
+    audit.add_argument("--scale-set", type=scale_set_id, help="one scale set's history (its resource id)")
     audit.add_argument("--event-id", help="one event's records")
     audit.add_argument("--correlation-id", help="the records of one ARM correlation id")
     audit.add_argument("--outcome", help="succeeded, failed, conflict, skipped, or a record kind")
@@ -301,7 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     whatif.set_defaults(run=_cmd_whatif)
     sweep = commands.add_parser("sweep", help="queue a look at every restricted scale set now")
     sweep.add_argument(
-        "--subscription", action="append", help="a subscription id (repeatable); default: the policy's"
+        "--subscription",
+        action="append",
+        type=subscription,
+        help="a subscription id (repeatable); default: the policy's",
     )
     sweep.add_argument("--dry-run", action="store_true", help="plan and record only, write nothing to ARM")
     sweep.set_defaults(run=_cmd_sweep)

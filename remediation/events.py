@@ -238,11 +238,9 @@ def parse_work(body: object) -> Recheck | QueuedEvent | Rejection:
     if "scale_set" not in document:
         return _queued_event(document, message_id, texts, flags["dry_run"])
     try:
-        set_id = ResourceId.parse(document.get("scale_set"))
-    except InvalidResourceId as error:
+        set_id = ResourceId.parse(document.get("scale_set"), expected_type=SCALE_SET_TYPE)
+    except InvalidResourceId as error:  # the message names the segment, or the type it is
         return Rejection(message_id, f"work message scale_set: {error}")
-    if not set_id.is_type(SCALE_SET_TYPE):
-        return Rejection(message_id, f"work message names a {set_id.type}, not a scale set")
     numbers: dict[str, int] = {}
     for name, most in (
         ("attempt", MAX_RECHECK_ATTEMPT),

@@ -6,17 +6,36 @@ status and a JSON body. Nothing raises. (Property-based: `make test` runs a few 
 from __future__ import annotations
 
 import json
+import re
 import string
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import arm_docs as docs
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from recording_arm import RecordingAdapter, recording_gateway
 
 from remediation.api import audit_page, replay
+from remediation.arm import ArmGateway
 from remediation.events import MAX_EVENT_BYTES, parse_event, parse_work
-from remediation.model import QueuedEvent, Recheck, Rejection, ResourceId, Trigger
+from remediation.model import (
+    AUTOSCALE_SETTING_TYPE,
+    NIC_TYPE,
+    PUBLIC_IP_TYPE,
+    SCALE_SET_TYPE,
+    UNIFORM_NIC_TYPE,
+    UNIFORM_VM_TYPE,
+    VIRTUAL_MACHINE_TYPE,
+    InvalidResourceId,
+    QueuedEvent,
+    Recheck,
+    Rejection,
+    ResourceId,
+    Trigger,
+)
 from remediation.policy import PolicyError, load_policy
 from remediation.settings import Settings, SettingsError
 
@@ -76,8 +95,137 @@ def test_odd_characters_in_a_name_are_rejected_or_kept_exactly(name: str) -> Non
     event["data"]["resourceUri"] = docs.set_id("web").replace("/web", f"/{name}")
     result = parse_event(event)
     check_parsed(result)
-    if isinstance(result, Trigger):  # a trailing slash is tolerated, as ARM does
-        assert result.resource_id.name == name.rstrip("/")
+    if isinstance(result, Trigger):  # kept exactly: nothing stripped, collapsed or decoded
+        assert result.resource_id.name == name
+
+
+# Ids built to escape their URL: each of these, as a segment of its own or in place of one, makes
+# the id name another URL (a client removes dot segments, a server decodes percent-encoding, '?'
+# and '#' end the path), or holds what no ARM name holds (controls, spaces, lookalikes).
+ESCAPING_SEGMENTS = [
+    ".",
+    "..",
+    "",
+    "...",
+    "web.",
+    "%2e%2e",
+    "%2E%2e",
+    "%2F",
+    "..%2F..",
+    "%00",
+    "\x00",
+    "\x1f",
+    "\x7f",
+    "\t",
+    "\n",
+    "\r",
+    " ",
+    "\u00a0",
+    "\u200b",
+    "\u202e",
+    "\ufeff",
+    "\uff0e\uff0e",  # fullwidth full stops
+    "\u2024\u2024",  # one dot leaders
+    "\uff0f",  # fullwidth solidus
+    "w\u0435b",  # Cyrillic ie
+    "\u0430pp",  # Cyrillic a
+    "?api-version=2024-11-01",
+    "#fragment",
+    "a?b",
+    "a#b",
+    "\\",
+    "..\\..",
+]
+# The same, appended to a segment that was valid.
+ESCAPING_SUFFIXES = [".", "%2F..", "%2e", "?x=1", "#", "\x00", "\u0435", "\uff0e", " ", "\u200b", "\\"]
+ARM_NAMES = st.from_regex(r"[A-Za-z0-9](?:[A-Za-z0-9_.()\-]{0,30}[A-Za-z0-9_()\-])?", fullmatch=True)
+RESOURCES = [
+    (SCALE_SET_TYPE, docs.set_id("web"), ArmGateway.get_scale_set),
+    (NIC_TYPE, docs.nic_id("web-nic"), ArmGateway.get_nic),
+    (PUBLIC_IP_TYPE, docs.public_ip_id("web-ip"), ArmGateway.get_public_ip),
+    (VIRTUAL_MACHINE_TYPE, docs.vm_id("web_1"), ArmGateway.get_vm),
+    (UNIFORM_VM_TYPE, f"{docs.set_id('web')}/virtualMachines/3", ArmGateway.get_uniform_instance),
+    (
+        UNIFORM_NIC_TYPE,
+        f"{docs.set_id('web')}/virtualMachines/3/networkInterfaces/nic",
+        ArmGateway.get_uniform_nic,
+    ),
+    (
+        AUTOSCALE_SETTING_TYPE,
+        f"{docs.PREFIX}/Microsoft.Insights/autoscalesettings/web-autoscale",
+        ArmGateway.get_autoscale_setting,
+    ),
+]
+
+
+@st.composite
+def ids_built_to_escape(draw: st.DrawFn) -> tuple[int, str, bool]:
+    """(which of RESOURCES, an id of its type with names changed and escapes built in, whether
+    any escape was). Valid names first, then the escapes, so each escape stays in the id."""
+    which = draw(st.integers(0, len(RESOURCES) - 1))
+    segments = RESOURCES[which][1][1:].split("/")
+    names = [3, *range(7, len(segments), 2)]  # the resource group and each name (0-based)
+    for _ in range(draw(st.integers(0, 2))):
+        segments[draw(st.sampled_from(names))] = draw(ARM_NAMES)
+    if draw(st.booleans()):
+        segments[1] = str(draw(st.uuids())).upper() if draw(st.booleans()) else str(draw(st.uuids()))
+    escapes = draw(st.integers(0, 3))
+    for _ in range(escapes):
+        how = draw(st.sampled_from(["insert", "replace", "append", "trailing"]))
+        if how == "insert":
+            segments.insert(draw(st.integers(0, len(segments))), draw(st.sampled_from(ESCAPING_SEGMENTS)))
+        elif how == "replace":
+            segments[draw(st.integers(0, len(segments) - 1))] = draw(st.sampled_from(ESCAPING_SEGMENTS))
+        elif how == "append":
+            segments[draw(st.integers(0, len(segments) - 1))] += draw(st.sampled_from(ESCAPING_SUFFIXES))
+        else:
+            segments.extend([""] * draw(st.integers(1, 2)))  # trailing slashes
+    return which, "/" + "/".join(segments), escapes > 0
+
+
+@pytest.fixture(scope="module")
+def recorded_arm() -> Iterator[tuple[ArmGateway, RecordingAdapter]]:
+    with recording_gateway() as recorded:
+        yield recorded
+
+
+@given(ids_built_to_escape())
+def test_an_id_built_to_escape_is_refused_naming_the_segment_or_read_at_exactly_its_url(
+    recorded_arm: tuple[ArmGateway, RecordingAdapter], built: tuple[int, str, bool]
+) -> None:
+    """What the product does with an id from outside: parse it as the operation's type, then read
+    it through the gateway. Refused, the message names the faulty segment by position and value;
+    accepted, the request the SDK puts on the wire is for exactly the id's path."""
+    which, value, escaped = built
+    resource_type, _, read = RESOURCES[which]
+    segments = value[1:].split("/")
+    try:
+        parsed = ResourceId.parse(value, expected_type=resource_type)
+    except InvalidResourceId as error:
+        why = str(error).removeprefix(f"resource id {value!r}")
+        named = re.match(r": segment (\d+) ", why)
+        if escaped:
+            assert named, str(error)
+        if named:
+            segment = segments[int(named.group(1)) - 1]
+            assert why.startswith(
+                f": segment {named.group(1)} {segment!r} " if segment else f"{named.group(0)}is empty"
+            )
+        return
+    assert not escaped, f"accepted {value!r}"
+    arm, adapter = recorded_arm
+    before = len(adapter.targets)
+    assert read(arm, parsed) is None  # answered 404
+    (target,) = adapter.targets[before:]
+    path, _, query = target.partition("?")
+    assert query.startswith("api-version=")
+    requested = [unquote(part) for part in path[1:].split("/")]
+    assert len(requested) == len(segments), f"{value!r} was requested as {target!r}"
+    for position, (sent, asked) in enumerate(zip(requested, segments, strict=True)):
+        # Names exactly (the group and each name); the rest in any case: keywords, the namespace,
+        # types, and the subscription (a GUID: the client per subscription keeps the first casing).
+        name = position == 3 or (position >= 7 and position % 2 == 1)
+        assert sent == asked if name else sent.lower() == asked.lower(), f"{value!r} -> {target!r}"
 
 
 def test_an_oversized_event_is_rejected_with_the_limit() -> None:
