@@ -29,7 +29,7 @@ node_modules/.installed: package.json package-lock.json
 
 ## demo: the remediator end to end against the local Azure stand-in
 demo: $(BIN)/.installed node_modules/.installed
-	$(BIN)/remediation demo
+	$(BIN)/localazure demo
 
 ## test: lint, type-check and run the test suite (CI runs exactly this)
 test: lint typecheck pytest
