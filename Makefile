@@ -12,13 +12,15 @@ PEERS_BIN := $(PEERS_VENV)/bin
 # every transitive dependency pinned. pip-compile (pip-tools, pinned in the dev extras) resolves
 # against pip's own configured index; it keeps the pins already in the file it writes while they
 # still fit, so the check below regenerates the same file unless pyproject.toml changed.
+# pip-compile runs on pip's resolver, whose version shapes what it writes: pip is pinned too.
+PIP := pip==26.3
 PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --strip-extras \
 	--no-emit-index-url --no-emit-find-links --no-upgrade
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) (Python 3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet '$(PIP)'
 	$(BIN)/python -m pip install --quiet -c requirements.txt -e '.[dev]'
 	@touch $@
 
@@ -53,14 +55,16 @@ typecheck: $(BIN)/.installed
 $(BIN)/pip-compile:
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) (Python 3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet "$$(sed -n 's/^ *"\(pip-tools==[^"]*\)".*/\1/p' pyproject.toml)"
+	$(BIN)/python -m pip install --quiet '$(PIP)' "$$(sed -n 's/^ *"\(pip-tools==[^"]*\)".*/\1/p' pyproject.toml)"
 
 ## lock: regenerate requirements.txt from pyproject.toml's dependencies (after changing them)
 lock: $(BIN)/pip-compile
+	@$(BIN)/python -m pip install --quiet '$(PIP)'
 	$(PIP_COMPILE) --output-file=requirements.txt pyproject.toml
 
 ## lock-check: fail if requirements.txt is not what `make lock` would write
 lock-check: $(BIN)/pip-compile
+	@$(BIN)/python -m pip install --quiet '$(PIP)'
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp requirements.txt "$$tmp/requirements.txt" && \
 	$(PIP_COMPILE) --output-file="$$tmp/requirements.txt" pyproject.toml && \
 	if diff -u requirements.txt "$$tmp/requirements.txt"; then echo "requirements.txt is current"; \
