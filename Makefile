@@ -6,13 +6,22 @@ BIN := $(VENV)/bin
 PEERS_VENV := .peers-venv
 PEERS_BIN := $(PEERS_VENV)/bin
 
-.PHONY: demo test lint typecheck pytest fuzz bench bench-peers reliability infra-check clean
+.PHONY: demo test lint typecheck lock lock-check pytest fuzz bench bench-peers reliability infra-check clean
+
+# requirements.txt (what Azure Functions installs) is generated from pyproject.toml's dependencies:
+# every transitive dependency pinned. pip-compile (pip-tools, pinned in the dev extras) resolves
+# against pip's own configured index; it keeps the pins already in the file it writes while they
+# still fit, so the check below regenerates the same file unless pyproject.toml changed.
+# pip-compile runs on pip's resolver, whose version shapes what it writes: pip is pinned too.
+PIP := pip==26.3
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-upgrade
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) (Python 3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet '$(PIP)'
+	$(BIN)/python -m pip install --quiet -c requirements.txt -e '.[dev]'
 	@touch $@
 
 $(PEERS_BIN)/.installed: bench/peers-requirements.txt
@@ -29,10 +38,10 @@ node_modules/.installed: package.json package-lock.json
 
 ## demo: the remediator end to end against the local Azure stand-in
 demo: $(BIN)/.installed node_modules/.installed
-	$(BIN)/remediation demo
+	$(BIN)/localazure demo
 
-## test: lint, type-check and run the test suite (CI runs exactly this)
-test: lint typecheck pytest
+## test: lint, type-check, check the lock and run the test suite (CI runs exactly this)
+test: lint typecheck lock-check pytest
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -40,6 +49,26 @@ lint: $(BIN)/.installed
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
+
+# pip-tools alone, at the version the dev extras pin, so that `make lock` runs even where the
+# stale lock keeps the rest of the venv from installing.
+$(BIN)/pip-compile:
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) (Python 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet '$(PIP)' "$$(sed -n 's/^ *"\(pip-tools==[^"]*\)".*/\1/p' pyproject.toml)"
+
+## lock: regenerate requirements.txt from pyproject.toml's dependencies (after changing them)
+lock: $(BIN)/pip-compile
+	@$(BIN)/python -m pip install --quiet '$(PIP)'
+	$(PIP_COMPILE) --output-file=requirements.txt pyproject.toml
+
+## lock-check: fail if requirements.txt is not what `make lock` would write
+lock-check: $(BIN)/pip-compile
+	@$(BIN)/python -m pip install --quiet '$(PIP)'
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp requirements.txt "$$tmp/requirements.txt" && \
+	$(PIP_COMPILE) --output-file="$$tmp/requirements.txt" pyproject.toml && \
+	if diff -u requirements.txt "$$tmp/requirements.txt"; then echo "requirements.txt is current"; \
+	else echo "requirements.txt is stale: run \`make lock\` and commit it"; exit 1; fi
 
 pytest: $(BIN)/.installed node_modules/.installed
 	$(BIN)/pytest

@@ -1,4 +1,4 @@
-"""`remediation demo`: the remediator end to end against the local stand-in.
+"""`localazure demo` (`make demo`): the remediator end to end against the local stand-in.
 
 Builds what a team without NAT gateway, load balancer or firewall builds: a Flexible scale set
 with a public IP per instance and capacity 0, restricted by its tag, with two VMs attached by
@@ -346,7 +346,7 @@ def run(out: TextIO = sys.stdout) -> int:
         network.close()
     out.write(
         "The demo's storage is kept in .demo/: review its audit log with\n"
-        "  .venv/bin/remediation audit --demo [--format json|csv] [--summary]   (or: audit --demo verify)\n"
+        "  .venv/bin/localazure audit [--format json|csv] [--summary]   (or: localazure audit verify)\n"
     )
     for failure in failures:
         out.write(f"FAILED: {failure}\n")

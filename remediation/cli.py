@@ -1,7 +1,9 @@
-"""The `remediation` command: demo, whatif, sweep, audit review and verification, replay, report.
+"""The `remediation` command: whatif, sweep, audit review and verification, replay, report.
 
 Configuration comes from the same app settings the function app reads (environment variables,
-see local.settings.json.example), so what the command shows is what the deployed app sees.
+see local.settings.json.example), so what the command shows is what the deployed app sees. The
+local stand-in's verbs (the demo, the simulator) are the `localazure` command's (localazure/cli.py):
+this one is the product's and imports nothing from ``sim`` or ``localazure``.
 """
 
 from __future__ import annotations
@@ -42,24 +44,6 @@ def scale_set_id(text: str) -> str:
         return ResourceId.parse(text, expected_type=SCALE_SET_TYPE).value
     except InvalidResourceId as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _cmd_sim(args: argparse.Namespace) -> int:
-    try:
-        from sim.cli import serve
-    except ImportError as error:  # the deployed package leaves the simulator out
-        print(f"the simulator is in the source tree only: {error}", file=sys.stderr)
-        return 2
-    return serve(args.options)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    try:
-        from localazure.demo import run
-    except ImportError as error:  # the deployed package leaves the local stand-in out
-        print(f"the demo needs the local Azure stand-in from the source tree: {error}", file=sys.stderr)
-        return 2
-    return run()
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
@@ -277,13 +261,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the remediator end to end against the local Azure stand-in")
-    demo.set_defaults(run=_cmd_demo)
-    sim = commands.add_parser("sim", help="the local ARM simulator: `remediation sim serve [--help]`")
-    sim_commands = sim.add_subparsers(dest="sim_command", required=True)
-    # Its options are the simulator's own (python -m sim serve --help); main() passes them through.
-    serve = sim_commands.add_parser("serve", help="serve it on loopback until interrupted", add_help=False)
-    serve.set_defaults(run=_cmd_sim, options=[])
     audit = commands.add_parser("audit", help="review the audit log (or: audit verify)")
     audit.add_argument("--since", default="24h", help="how far back, e.g. 30m, 24h, 7d (default 24h)")
     audit.add_argument("--until", help="end of the window, ISO 8601 (default now)")
@@ -293,7 +270,6 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--outcome", help="succeeded, failed, conflict, skipped, or a record kind")
     audit.add_argument("--format", choices=("table", "json", "csv"), default="table")
     audit.add_argument("--summary", action="store_true", help="counts by set and outcome, exposure windows")
-    audit.add_argument("--demo", action="store_true", help="review the log the last `remediation demo` left")
     audit.set_defaults(run=_cmd_audit)
     audit_commands = audit.add_subparsers(dest="audit_command")
     verify = audit_commands.add_parser("verify", help="report intents without an outcome")
@@ -338,22 +314,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _on_demo_storage(args: argparse.Namespace) -> int:
-    """Run a review command against the storage the last `remediation demo` left in .demo/."""
-    try:
-        from localazure.demo import demo_storage
-    except ImportError as error:
-        print(f"--demo needs the local Azure stand-in from the source tree: {error}", file=sys.stderr)
-        return 2
-    try:
-        with demo_storage():
-            code: int = args.run(args)
-    except FileNotFoundError as error:
-        print(str(error), file=sys.stderr)
-        return 2
-    return code
-
-
 # Exit codes (README, "Commands"): 0 done; 1 done, with something refused (a sweep of a
 # subscription that is not monitored) or found wrong (`audit verify`); 2 bad input (arguments,
 # files, settings); 3 Azure or its storage could not be reached, or refused; 4 a fault of this
@@ -368,14 +328,9 @@ def _one_line(error: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.run is not _cmd_sim:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.options = extra
+    args = parser.parse_args(argv)
     command = f"remediation {args.command}"
     try:
-        if getattr(args, "demo", False):
-            return _on_demo_storage(args)
         code: int = args.run(args)
     except SettingsError as error:
         print(f"{command}: configuration error: {error}", file=sys.stderr)

@@ -4,7 +4,7 @@ Users try the remediator, its what-if and its benchmarks against a stand-in
 they can leave running and point other tools at (the CLI, a browser, the demo),
 so the simulator also runs on its own: it prints the endpoint and the CA bundle
 to give clients, serves until interrupted (Ctrl-C or SIGTERM), and exits 0. The
-project's `remediation sim serve` calls `serve(argv)` directly.
+project's `localazure serve` (localazure/cli.py) calls `serve(argv)` directly.
 """
 
 from __future__ import annotations
