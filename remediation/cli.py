@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -46,16 +45,23 @@ def scale_set_id(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _output_options(parser: argparse.ArgumentParser, default: str = "table") -> None:
+    """``-o/--output`` (``--format`` as before) and ``--query`` (JMESPath), as ``az`` has them."""
+    from remediation.output import FORMATS
+
+    parser.add_argument("-o", "--output", "--format", dest="output", choices=FORMATS, default=default)
+    parser.add_argument("--query", help="a JMESPath query on the result, e.g. \"[?origin=='scale-set']\"")
+
+
+def _print(args: argparse.Namespace, value: object, human: str | None = None) -> None:
+    from remediation.output import shown
+
+    sys.stdout.write(shown(value, args.output, args.query, human))
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     from remediation.audit import AuditLog
-    from remediation.review import (
-        parse_filters,
-        render_csv,
-        render_json,
-        render_summary,
-        render_table,
-        summarise,
-    )
+    from remediation.review import parse_filters, render_csv, render_summary, render_table, summarise
 
     params = {
         "since": args.since,
@@ -73,14 +79,15 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     records = list(AuditLog(Settings.from_env()).search(filters))
     if args.summary:
         summary = summarise(records)
-        print(json.dumps(summary.as_json(), indent=2) if args.format == "json" else render_summary(summary))
-    elif args.format == "json":
-        print(render_json(records))
-    elif args.format == "csv":
-        sys.stdout.write(render_csv(records))
+        _print(args, summary.as_json(), render_summary(summary) + "\n")
+    elif args.output == "csv" and not args.query:
+        sys.stdout.write(render_csv(records))  # every field, in the record's order
     else:
-        print(render_table(records))
-        print(f"{len(records)} records")
+        _print(
+            args,
+            [record.as_json() for record in records],
+            f"{render_table(records)}\n{len(records)} records\n",
+        )
     return 0
 
 
@@ -151,12 +158,18 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     except (LookupError, ValueError, OSError, AuditUnavailable) as error:
         print(f"replay: {error}", file=sys.stderr)
         return 2
-    for item in items:
-        print(f"queued  {item.source}")
-    print(
+    lines = [f"queued  {item.source}\n" for item in items]
+    lines.append(
         f"{queued.replay_id}: {queued.queued} events queued{' (dry run)' if args.dry_run else ''}; "
-        f"follow them with: remediation audit --event-id {queued.replay_id}"
+        f"follow them with: remediation audit --event-id {queued.replay_id}\n"
     )
+    value = {
+        "replay_id": queued.replay_id,
+        "queued": queued.queued,
+        "sources": [item.source for item in items],
+        "dry_run": args.dry_run,
+    }
+    _print(args, value, "".join(lines))
     return 0
 
 
@@ -200,13 +213,12 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
                     "reason": left_alone or restriction.reason,
                 }
             )
-    if args.format == "json":
-        json.dump(rows, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        for name, row in zip(names, rows, strict=True):
-            print(f"{name:<28} {row['origin']:<11} {row['mode']:<14} {row['action']:<34} {row['reason']}")
-        print(f"{len(rows)} findings in {len(inventory.scale_sets)} scale sets")
+    lines = [
+        f"{name:<28} {row['origin']:<11} {row['mode']:<14} {row['action']:<34} {row['reason']}\n"
+        for name, row in zip(names, rows, strict=True)
+    ]
+    lines.append(f"{len(rows)} findings in {len(inventory.scale_sets)} scale sets\n")
+    _print(args, rows, "".join(lines))
     return 0
 
 
@@ -217,22 +229,34 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         settings = dataclasses.replace(settings, dry_run=True)
     result = remediator_for(settings).sweep(args.subscription or ())
-    print(
+    lines = [
         f"{result.sweep_id}: {result.scale_sets} scale sets found by {result.source}, "
         f"{len(result.restricted)} restricted{' (dry run)' if settings.dry_run else ''}; "
-        f"{result.queued} looks queued"
-    )
-    for set_id in result.restricted:
-        print(f"  {set_id.name}")
-    for subscription in result.refused:
-        print(f"refused: subscription {subscription} is not monitored (policy monitored_subscriptions)")
-    print(f"follow them with: remediation audit --event-id {result.sweep_id}")
+        f"{result.queued} looks queued\n",
+        *(f"  {set_id.name}\n" for set_id in result.restricted),
+        *(
+            f"refused: subscription {subscription} is not monitored (policy monitored_subscriptions)\n"
+            for subscription in result.refused
+        ),
+        f"follow them with: remediation audit --event-id {result.sweep_id}\n",
+    ]
+    value = {
+        "sweep_id": result.sweep_id,
+        "source": result.source,
+        "scale_sets": result.scale_sets,
+        "restricted": [set_id.value for set_id in result.restricted],
+        "queued": result.queued,
+        "refused": list(result.refused),
+        "dry_run": settings.dry_run,
+    }
+    _print(args, value, "".join(lines))
     return 1 if result.refused else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from remediation.audit import AuditLog
-    from remediation.report import build, render_csv, render_json
+    from remediation.output import render
+    from remediation.report import build, document, render_csv, rows
     from remediation.report_html import render_html
     from remediation.review import Filters
 
@@ -242,10 +266,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     reports = build(records)
     if args.output == "html":
         text = render_html(reports, since, until)
-    elif args.output == "csv":
+    elif args.output == "csv" and not args.query:
         text = render_csv(reports, until)
+    elif args.output in ("table", "tsv") and not args.query:
+        text = render(rows(reports, until), args.output)
     else:
-        text = render_json(reports, since, until) + "\n"
+        text = render(document(reports, since, until), args.output, args.query)
     if args.file:
         with open(args.file, "w", encoding="utf-8") as out:
             out.write(text)
@@ -256,6 +282,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from remediation.output import FORMATS
+
     parser = argparse.ArgumentParser(
         prog="remediation", description=__doc__.splitlines()[0] if __doc__ else None
     )
@@ -268,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--event-id", help="one event's records")
     audit.add_argument("--correlation-id", help="the records of one ARM correlation id")
     audit.add_argument("--outcome", help="succeeded, failed, conflict, skipped, or a record kind")
-    audit.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    _output_options(audit)
     audit.add_argument("--summary", action="store_true", help="counts by set and outcome, exposure windows")
     audit.set_defaults(run=_cmd_audit)
     audit_commands = audit.add_subparsers(dest="audit_command")
@@ -288,11 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the poison queue's messages kept in this window, e.g. 7d",
     )
     replay.add_argument("--dry-run", action="store_true", help="plan and record only, write nothing to ARM")
+    _output_options(replay)
     replay.set_defaults(run=_cmd_replay)
     whatif = commands.add_parser("whatif", help="plan against exported ARM JSON, with no ARM at all")
     whatif.add_argument("--inventory", nargs="+", required=True, metavar="FILE", help="ARM JSON exports")
     whatif.add_argument("--config", metavar="FILE", help="a policy file (as REMEDIATION_POLICY_FILE)")
-    whatif.add_argument("--format", choices=("table", "json"), default="table")
+    _output_options(whatif)
     whatif.set_defaults(run=_cmd_whatif)
     sweep = commands.add_parser("sweep", help="queue a look at every restricted scale set now")
     sweep.add_argument(
@@ -302,13 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a subscription id (repeatable); default: the policy's",
     )
     sweep.add_argument("--dry-run", action="store_true", help="plan and record only, write nothing to ARM")
+    _output_options(sweep)
     sweep.set_defaults(run=_cmd_sweep)
     report = commands.add_parser(
         "report", help="per restricted set: each public IP that appeared, its exposure, what was done"
     )
     report.add_argument("--since", type=duration, default=timedelta(days=30), help="window (default 30d)")
     report.add_argument("--scale-set", help="one scale set (its resource id)")
-    report.add_argument("-o", "--output", choices=("json", "csv", "html"), default="json")
+    report.add_argument("-o", "--output", choices=(*FORMATS, "html"), default="json")
+    report.add_argument("--query", help="a JMESPath query on the report's JSON document")
     report.add_argument("--file", help="write the report to this file instead of standard output")
     report.set_defaults(run=_cmd_report)
     return parser
@@ -327,6 +358,8 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from remediation.output import QueryError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     command = f"remediation {args.command}"
@@ -337,6 +370,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except UnicodeDecodeError as error:
         print(f"{command}: a file is not UTF-8 text: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except QueryError as error:
+        print(f"{command}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)

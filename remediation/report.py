@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -190,8 +189,9 @@ def rows(reports: Iterable[SetReport], until: datetime) -> list[dict[str, Any]]:
     return [_row(report, exposure, until) for report in reports for exposure in report.exposures]
 
 
-def render_json(reports: list[SetReport], since: datetime, until: datetime) -> str:
-    document = {
+def document(reports: list[SetReport], since: datetime, until: datetime) -> dict[str, Any]:
+    """The report as one JSON document (what ``-o json`` prints and ``--query`` reads)."""
+    return {
         "since": since.isoformat(),
         "until": until.isoformat(),
         "sets": [
@@ -204,7 +204,6 @@ def render_json(reports: list[SetReport], since: datetime, until: datetime) -> s
             for report in reports
         ],
     }
-    return json.dumps(document, indent=2)
 
 
 def render_csv(reports: list[SetReport], until: datetime) -> str:
