@@ -32,8 +32,9 @@ from localazure.stack import LocalAzure, estate_owner
 from remediation.audit import AuditLog
 from remediation.credentials import LoopbackCredential
 from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
-from remediation.model import RecordKind, ResourceId
+from remediation.model import RecordKind
 from remediation.records import AuditRecord
+from remediation.resource_ids import ResourceId
 from remediation.review import render_summary, render_table, summarise
 
 # Where the demo keeps Azurite's data, so its audit log can be reviewed after it ends.

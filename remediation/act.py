@@ -37,11 +37,11 @@ from remediation.model import (
     NetworkInterface,
     Plan,
     RecordKind,
-    ResourceId,
     Result,
 )
 from remediation.records import AuditRecord
 from remediation.recovery import TargetState, judge
+from remediation.resource_ids import ResourceId
 from remediation.write_ahead import Context, Recovered, announced_write
 
 # Writes in flight at once. ARM's write bucket (200 burst, 10/s) is what bounds the rate; a 429

@@ -44,7 +44,10 @@ from remediation.arm_errors import (
     attempted,
 )
 from remediation.credentials import arm_credential, token_caller
-from remediation.model import (
+from remediation.model import AutoscaleSetting, Caller, NetworkInterface, PublicIp, ScaleSet, VirtualMachine
+from remediation.pacing import Pacer, pacer_for
+from remediation.permissions import NIC_CONFIGURATION_LINKS, NIC_LINKS, arm_operation
+from remediation.resource_ids import (
     AUTOSCALE_SETTING_TYPE,
     NIC_TYPE,
     PUBLIC_IP_TYPE,
@@ -52,18 +55,10 @@ from remediation.model import (
     UNIFORM_NIC_TYPE,
     UNIFORM_VM_TYPE,
     VIRTUAL_MACHINE_TYPE,
-    AutoscaleSetting,
-    Caller,
-    NetworkInterface,
-    PublicIp,
     ResourceId,
-    ScaleSet,
-    VirtualMachine,
     resource_group_name,
     subscription_id,
 )
-from remediation.pacing import Pacer, pacer_for
-from remediation.permissions import NIC_CONFIGURATION_LINKS, NIC_LINKS, arm_operation
 from remediation.settings import Settings
 
 if TYPE_CHECKING:

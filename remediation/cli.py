@@ -27,7 +27,7 @@ def duration(text: str) -> timedelta:
 
 def subscription(text: str) -> str:
     """A ``--subscription`` argument: a subscription id (a GUID), as the ids ARM reads are checked."""
-    from remediation.model import InvalidResourceId, subscription_id
+    from remediation.resource_ids import InvalidResourceId, subscription_id
 
     try:
         return subscription_id(text)
@@ -37,7 +37,7 @@ def subscription(text: str) -> str:
 
 def scale_set_id(text: str) -> str:
     """A ``--scale-set`` argument: a scale set's resource id, parsed as every id from outside is."""
-    from remediation.model import SCALE_SET_TYPE, InvalidResourceId, ResourceId
+    from remediation.resource_ids import SCALE_SET_TYPE, InvalidResourceId, ResourceId
 
     try:
         return ResourceId.parse(text, expected_type=SCALE_SET_TYPE).value

@@ -16,16 +16,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
-from remediation.model import (
-    SCALE_SET_TYPE,
-    Caller,
-    InvalidResourceId,
-    QueuedEvent,
-    Recheck,
-    Rejection,
-    ResourceId,
-    Trigger,
-)
+from remediation.model import Caller, QueuedEvent, Recheck, Rejection, Trigger
+from remediation.resource_ids import SCALE_SET_TYPE, InvalidResourceId, ResourceId
 
 T = TypeVar("T")
 

@@ -38,14 +38,12 @@ from remediation.audit import AuditLog, EventArchive, RecheckQueue
 from remediation.events import parse_event
 from remediation.journal import AuditUnavailable
 from remediation.model import (
-    NIC_TYPE,
     NetworkInterface,
     PublicIp,
     QueuedEvent,
     Recheck,
     RecordKind,
     Rejection,
-    ResourceId,
     Result,
     ScaleSet,
     Trigger,
@@ -54,6 +52,7 @@ from remediation.model import (
 from remediation.observe import Unresolvable, owning_scale_set
 from remediation.recent_reads import RecentReads
 from remediation.reconcile import NothingOwed, ReconcileResult, SetReconciler
+from remediation.resource_ids import NIC_TYPE, ResourceId
 from remediation.settings import Settings
 from remediation.single_flight import SetLocks
 from remediation.write_ahead import Context

@@ -13,17 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from remediation.exported import ExportError, resources
-from remediation.model import (
+from remediation.model import Instance, NetworkInterface, ObservedSet, ScaleSet, VirtualMachine
+from remediation.resource_ids import (
     NIC_TYPE,
     SCALE_SET_TYPE,
     VIRTUAL_MACHINE_TYPE,
-    Instance,
     InvalidResourceId,
-    NetworkInterface,
-    ObservedSet,
     ResourceId,
-    ScaleSet,
-    VirtualMachine,
 )
 
 

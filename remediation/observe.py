@@ -18,19 +18,14 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from remediation.arm import ArmGateway
-from remediation.model import (
+from remediation.model import Instance, NetworkInterface, ObservedSet, PublicIp, ScaleSet, VirtualMachine
+from remediation.resource_ids import (
     NIC_TYPE,
     PUBLIC_IP_TYPE,
     SCALE_SET_TYPE,
     UNIFORM_VM_TYPE,
     VIRTUAL_MACHINE_TYPE,
-    Instance,
-    NetworkInterface,
-    ObservedSet,
-    PublicIp,
     ResourceId,
-    ScaleSet,
-    VirtualMachine,
 )
 
 

@@ -16,8 +16,9 @@ from collections.abc import Callable
 
 from remediation.arm import ArmGateway
 from remediation.audit import RecheckQueue
-from remediation.model import Recheck, RecordKind, ResourceId
+from remediation.model import Recheck, RecordKind
 from remediation.reconcile import ReconcileResult, SetReconciler
+from remediation.resource_ids import ResourceId
 from remediation.settings import Settings
 from remediation.single_flight import Held, SetLocks, Unguarded
 from remediation.write_ahead import Context

@@ -23,15 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from remediation.model import (
-    SCALE_SET_TYPE,
-    InvalidResourceId,
-    Mode,
-    Origin,
-    ResourceId,
-    ScaleSet,
-    tag_value,
-)
+from remediation.model import Mode, Origin, ScaleSet, tag_value
+from remediation.resource_ids import SCALE_SET_TYPE, InvalidResourceId, ResourceId
 
 MODE_TAG = "remediation.mode"
 EXEMPT_TAG = "remediation.exempt-until"

@@ -25,16 +25,13 @@ from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError, PreconditionFailed
 from remediation.audit import AuditLog, RecheckQueue
 from remediation.model import (
-    NIC_TYPE,
     ActionKind,
-    InvalidResourceId,
     Mode,
     NetworkInterface,
     ObservedSet,
     Plan,
     Recheck,
     RecordKind,
-    ResourceId,
     Result,
     ScaleSet,
 )
@@ -48,6 +45,7 @@ from remediation.recovery import (
     judge,
     to_resolve,
 )
+from remediation.resource_ids import NIC_TYPE, InvalidResourceId, ResourceId
 from remediation.review import Filters
 from remediation.settings import Settings
 from remediation.upkeep import delete_leftovers, repair_nics, strip_lone_model

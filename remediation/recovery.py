@@ -22,14 +22,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from remediation.model import (
-    NIC_TYPE,
     ActionKind,
     AutoscaleSetting,
     NetworkInterface,
     ObservedSet,
     PublicIp,
     RecordKind,
-    ResourceId,
     Result,
     ScaleSet,
     VirtualMachine,
@@ -37,6 +35,7 @@ from remediation.model import (
 from remediation.plan import classify_origin
 from remediation.policy import Exemption, Policy, exemption
 from remediation.records import AuditRecord, Unfinished
+from remediation.resource_ids import NIC_TYPE, ResourceId
 
 _IN_PROGRESS = frozenset({"creating", "updating", "deleting", "migrating"})
 

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from remediation.model import ResourceId
+from remediation.resource_ids import ResourceId
 from remediation.settings import Settings
 
 if TYPE_CHECKING:

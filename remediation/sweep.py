@@ -16,9 +16,10 @@ from remediation.arm_errors import ArmError
 from remediation.audit import EventArchive, RecheckQueue
 from remediation.intake import hand_over, record_failure
 from remediation.journal import Journal
-from remediation.model import RecordKind, ResourceId
+from remediation.model import RecordKind
 from remediation.policy import restriction_for
 from remediation.reconcile import SetReconciler
+from remediation.resource_ids import ResourceId
 from remediation.settings import Settings
 from remediation.single_flight import SetLocks
 from remediation.write_ahead import Context

@@ -17,8 +17,9 @@ from typing import Any
 from remediation.arm import WriteResult
 from remediation.arm_errors import ArmError, OutcomeUnknown, PreconditionFailed
 from remediation.journal import AuditUnavailable, Journal
-from remediation.model import Finding, RecordKind, ResourceId, Result
+from remediation.model import Finding, RecordKind, Result
 from remediation.records import AuditRecord
+from remediation.resource_ids import ResourceId
 
 
 @dataclass(frozen=True)

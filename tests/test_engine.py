@@ -178,7 +178,8 @@ def test_a_sweep_or_a_queued_look_at_an_unmonitored_subscription_is_refused_with
 ) -> None:
     from remediation.audit import RecheckQueue
     from remediation.cli import main
-    from remediation.model import Recheck, ResourceId
+    from remediation.model import Recheck
+    from remediation.resource_ids import ResourceId
     from remediation.settings import Settings
 
     other = "11111111-2222-3333-4444-555555555555"

@@ -21,7 +21,9 @@ from recording_arm import RecordingAdapter, recording_gateway
 from remediation.api import audit_page, replay
 from remediation.arm import ArmGateway
 from remediation.events import MAX_EVENT_BYTES, parse_event, parse_work
-from remediation.model import (
+from remediation.model import QueuedEvent, Recheck, Rejection, Trigger
+from remediation.policy import PolicyError, load_policy
+from remediation.resource_ids import (
     AUTOSCALE_SETTING_TYPE,
     NIC_TYPE,
     PUBLIC_IP_TYPE,
@@ -30,13 +32,8 @@ from remediation.model import (
     UNIFORM_VM_TYPE,
     VIRTUAL_MACHINE_TYPE,
     InvalidResourceId,
-    QueuedEvent,
-    Recheck,
-    Rejection,
     ResourceId,
-    Trigger,
 )
-from remediation.policy import PolicyError, load_policy
 from remediation.settings import Settings, SettingsError
 
 json_values = st.recursive(

@@ -9,8 +9,9 @@ from datetime import date
 import arm_docs as docs
 import pytest
 
-from remediation.model import Mode, Origin, ResourceId, ScaleSet
+from remediation.model import Mode, Origin, ScaleSet
 from remediation.policy import Exemption, Policy, PolicyError, Scope, exemption, load_policy, restriction_for
+from remediation.resource_ids import ResourceId
 from remediation.settings import Settings, SettingsError
 
 SUB_SCOPE = f"/subscriptions/{docs.SUB}"

@@ -18,7 +18,6 @@ from remediation.model import (
     ObservedSet,
     PublicIp,
     RecordKind,
-    ResourceId,
     Result,
     ScaleSet,
     VirtualMachine,
@@ -33,6 +32,7 @@ from remediation.recovery import (
     nics_to_repair,
     to_resolve,
 )
+from remediation.resource_ids import ResourceId
 
 TODAY = date(2026, 11, 21)
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

@@ -15,13 +15,13 @@ from recording_arm import RecordingAdapter, recording_gateway
 
 from remediation.arm import ArmGateway
 from remediation.events import parse_work
-from remediation.model import (
+from remediation.model import Rejection
+from remediation.resource_ids import (
     AUTOSCALE_SETTING_TYPE,
     NIC_TYPE,
     PUBLIC_IP_TYPE,
     SCALE_SET_TYPE,
     InvalidResourceId,
-    Rejection,
     ResourceId,
     WrongResourceType,
 )

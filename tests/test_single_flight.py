@@ -27,7 +27,8 @@ from remediation.arm import ArmGateway
 from remediation.audit import AuditLog, EventArchive, RecheckQueue
 from remediation.credentials import LoopbackCredential
 from remediation.engine import Handled, Remediator
-from remediation.model import Recheck, RecordKind, ResourceId
+from remediation.model import Recheck, RecordKind
+from remediation.resource_ids import ResourceId
 from remediation.settings import Settings
 from remediation.single_flight import SetLocks
 from sim.store import RequestRecord

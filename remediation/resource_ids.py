@@ -1,0 +1,194 @@
+"""ARM resource ids: the one parser of ids that come from outside (events, queue messages, exports,
+the command line, ARM's own answers), and the resource types the remediator works on.
+
+An id is parsed strictly, segment by segment: what ARM would not accept, or what an HTTP client
+would rewrite into another URL (an empty, ``.`` or ``..`` segment, percent-encoding, control
+characters, a query or fragment), is refused with a message naming the segment; an id of a type
+the caller did not ask for is refused too (``expected_type``, ``require``). Ids compare
+case-insensitively, as ARM does.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from dataclasses import dataclass
+
+# The characters a segment of a resource id may hold: ASCII letters and digits, underscore, period,
+# hyphen and parentheses, and no name may end with '.' (learn.microsoft.com, "Naming rules and
+# restrictions for Azure resources": scale sets, VMs, NICs, public IPs and resource groups refuse
+# spaces, control characters, '%', '/', '?' and '#', and a trailing period). Two kinds of name
+# ARM allows are refused all the same: resource groups with Unicode letters or digits (ARM's
+# pattern for them is ^[-\w._()]+$), since how ARM folds their case (ids compare
+# case-insensitively) cannot be checked here and lookalikes would pass; and autoscale settings
+# with spaces in their names (which ARM allows).
+_NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "_.()-")
+_MAX_NAME_LENGTH = 200
+_GUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
+_NAMESPACE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z][A-Za-z0-9]*)+$")
+_MAX_ID_LENGTH = 1024
+_FORM = "/subscriptions/{id}/resourceGroups/{name}/providers/{namespace}/{type}/{name}"
+
+
+class InvalidResourceId(ValueError):
+    """A string that is not an ARM resource id; the message says which part is wrong."""
+
+
+class WrongResourceType(InvalidResourceId):
+    """A resource id of another type than the operation acts on."""
+
+
+def segment_fault(segment: str) -> str:
+    """Why ``segment`` (one part of an id between slashes) cannot be in a resource id, or ''.
+
+    Each of these would let the id name another URL than itself: an HTTP client removes ``.``
+    and ``..`` segments (and an empty one changes what ``..`` removes), a server decodes
+    ``%2e%2e`` and ``%2F``, ``?`` and ``#`` end the path, and a control character or a character
+    outside ARM's names is never in an id ARM made."""
+    if not segment:
+        return "is empty"
+    if segment in (".", ".."):
+        return "is a relative path segment"
+    for char in segment:
+        if char == "%":
+            return "is not a valid name: it holds '%' (percent-encoding)"
+        if char in "?#":
+            return f"is not a valid name: it holds {char!r}, which would end the URL's path"
+        if unicodedata.category(char).startswith("C"):
+            return f"is not a valid name: it holds the control character U+{ord(char):04X}"
+        if char.isspace():
+            return f"is not a valid name: it holds the space character U+{ord(char):04X}"
+        if not char.isascii():
+            return f"is not a valid name: it holds the non-ASCII character U+{ord(char):04X}"
+        if char not in _NAME_CHARACTERS:
+            return f"is not a valid name: it holds {char!r}"
+    if len(segment) > _MAX_NAME_LENGTH:
+        return f"is not a valid name: it is longer than {_MAX_NAME_LENGTH} characters"
+    if segment.endswith("."):
+        return "is not a valid name: it ends with '.'"
+    return ""
+
+
+def _segments(value: str) -> list[str]:
+    """The segments of an id, each checked (``segment_fault``); the message names the first
+    faulty one by its position (1 for ``subscriptions``) and value."""
+    if not value.startswith("/"):
+        raise InvalidResourceId(
+            f"resource id {value!r} is not of the form {_FORM}: it does not start with '/'"
+        )
+    parts = value[1:].split("/")
+    for position, part in enumerate(parts, start=1):
+        fault = segment_fault(part)
+        if fault:
+            shown = f"segment {position}" if not part else f"segment {position} {part!r}"
+            raise InvalidResourceId(f"resource id {value!r}: {shown} {fault}")
+    return parts
+
+
+def subscription_id(value: object) -> str:
+    """A subscription id as given from outside (a command's argument): a GUID, or InvalidResourceId."""
+    if not isinstance(value, str) or not _GUID.match(value):
+        raise InvalidResourceId(f"subscription {value!r} is not a GUID")
+    return value
+
+
+def resource_group_name(value: object) -> str:
+    """A resource group's name to build a URL from: one valid segment, or InvalidResourceId."""
+    fault = segment_fault(value) if isinstance(value, str) else "is not text"
+    if fault:
+        raise InvalidResourceId(f"resource group {value!r} {fault}")
+    assert isinstance(value, str)
+    return value
+
+
+@dataclass(frozen=True, eq=False)
+class ResourceId:
+    """An ARM resource id such as ``/subscriptions/S/resourceGroups/RG/providers/NS/type/name``.
+
+    Child resources (``.../networkInterfaces/nic/ipConfigurations/ipconfig1``) keep every
+    type/name pair. Equality and hashing ignore case. The one parser of ids in the project: what
+    it accepts is requested exactly as it is (no segment an HTTP client or server would collapse,
+    decode or cut off), so a read or write by id goes to that resource's own URL.
+    """
+
+    value: str
+    subscription: str
+    resource_group: str
+    namespace: str
+    types: tuple[str, ...]
+    names: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, value: object, expected_type: str | None = None) -> ResourceId:
+        """Parse an id; with ``expected_type``, refuse one of any other type (WrongResourceType)."""
+        if not isinstance(value, str):
+            raise InvalidResourceId(f"resource id must be a string, got {type(value).__name__}")
+        if len(value) > _MAX_ID_LENGTH:
+            raise InvalidResourceId(f"resource id is longer than {_MAX_ID_LENGTH} characters")
+        parts = _segments(value)
+        if len(parts) < 8 or len(parts) % 2 != 0:
+            raise InvalidResourceId(f"resource id {value!r} is not of the form {_FORM}")
+        for index, expected in ((0, "subscriptions"), (2, "resourcegroups"), (4, "providers")):
+            if parts[index].lower() != expected:
+                raise InvalidResourceId(f"resource id {value!r}: segment {index + 1} must be {expected!r}")
+        subscription, group, namespace = parts[1], parts[3], parts[5]
+        if not _GUID.match(subscription):
+            raise InvalidResourceId(f"resource id {value!r}: subscription {subscription!r} is not a GUID")
+        if not _NAMESPACE.match(namespace):
+            raise InvalidResourceId(f"resource id {value!r}: provider namespace {namespace!r} is not valid")
+        pairs = parts[6:]
+        parsed = cls(value, subscription, group, namespace, tuple(pairs[0::2]), tuple(pairs[1::2]))
+        return parsed.require(expected_type) if expected_type else parsed
+
+    def require(self, *resource_types: str) -> ResourceId:
+        """This id, if it is of one of ``resource_types``; else WrongResourceType naming both."""
+        if any(self.is_type(resource_type) for resource_type in resource_types):
+            return self
+        raise WrongResourceType(
+            f"resource id {self.value!r} is a {self.type}, not a {' or '.join(resource_types)}"
+        )
+
+    @property
+    def type(self) -> str:
+        """The full resource type, e.g. ``Microsoft.Network/networkInterfaces/ipConfigurations``."""
+        return "/".join((self.namespace, *self.types))
+
+    @property
+    def name(self) -> str:
+        return self.names[-1]
+
+    @property
+    def key(self) -> str:
+        """The id in lower case: ARM ids are case-insensitive."""
+        return self.value.lower()
+
+    @property
+    def parent(self) -> ResourceId | None:
+        """The enclosing resource of a child resource; None for a top-level resource."""
+        if len(self.types) == 1:
+            return None
+        prefix = f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/"
+        pairs = [f"{t}/{n}" for t, n in zip(self.types[:-1], self.names[:-1], strict=True)]
+        return ResourceId.parse(prefix + "/".join((self.namespace, *pairs)))
+
+    def is_type(self, resource_type: str) -> bool:
+        return self.type.lower() == resource_type.lower()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ResourceId) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+SCALE_SET_TYPE = "Microsoft.Compute/virtualMachineScaleSets"
+VIRTUAL_MACHINE_TYPE = "Microsoft.Compute/virtualMachines"
+UNIFORM_VM_TYPE = "Microsoft.Compute/virtualMachineScaleSets/virtualMachines"
+NIC_TYPE = "Microsoft.Network/networkInterfaces"
+PUBLIC_IP_TYPE = "Microsoft.Network/publicIPAddresses"
+UNIFORM_NIC_TYPE = "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/networkInterfaces"
+AUTOSCALE_SETTING_TYPE = "Microsoft.Insights/autoscalesettings"
