@@ -1,5 +1,5 @@
-"""The things that flow between the layers: observed resources, findings, actions (resource ids
-are ``resource_ids``').
+"""The things that flow between the layers: observed resources, findings, actions. (Resource ids
+and their parser are in ``resource_ids``.)
 
 Everything here is a frozen dataclass or an enum, built from ARM's wire format (the JSON the
 REST API returns) by the ``from_arm`` constructors. The ARM gateway hands these out instead of
