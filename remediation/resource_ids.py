@@ -18,11 +18,13 @@ from dataclasses import dataclass
 # The characters a segment of a resource id may hold: ASCII letters and digits, underscore, period,
 # hyphen and parentheses, and no name may end with '.' (learn.microsoft.com, "Naming rules and
 # restrictions for Azure resources": scale sets, VMs, NICs, public IPs and resource groups refuse
-# spaces, control characters, '%', '/', '?' and '#', and a trailing period). Two kinds of name
-# ARM allows are refused all the same: resource groups with Unicode letters or digits (ARM's
-# pattern for them is ^[-\w._()]+$), since how ARM folds their case (ids compare
-# case-insensitively) cannot be checked here and lookalikes would pass; and autoscale settings
-# with spaces in their names (which ARM allows).
+# control characters, '%', '/', '?' and '#', and a trailing period). What ARM allows beyond that
+# is accepted too, since a name refused here would make a whole list unreadable (a sweep, an
+# autoscale list) and so switch the control off for every set beside it: Unicode letters and
+# digits (a resource group's pattern is ^[-\w._()]+$) and a space inside a name (autoscale
+# settings). Neither lets an id name another URL: the SDK sends them percent-encoded, and ARM
+# decodes them back to the same name. (Ids compare by ``str.lower``; a Unicode name whose case
+# ARM folds otherwise would compare unequal here, which only costs a second read.)
 _NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "_.()-")
 _MAX_NAME_LENGTH = 200
 _GUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
@@ -51,23 +53,33 @@ def segment_fault(segment: str) -> str:
     if segment in (".", ".."):
         return "is a relative path segment"
     for char in segment:
-        if char == "%":
-            return "is not a valid name: it holds '%' (percent-encoding)"
-        if char in "?#":
-            return f"is not a valid name: it holds {char!r}, which would end the URL's path"
-        if unicodedata.category(char).startswith("C"):
-            return f"is not a valid name: it holds the control character U+{ord(char):04X}"
-        if char.isspace():
-            return f"is not a valid name: it holds the space character U+{ord(char):04X}"
-        if not char.isascii():
-            return f"is not a valid name: it holds the non-ASCII character U+{ord(char):04X}"
-        if char not in _NAME_CHARACTERS:
-            return f"is not a valid name: it holds {char!r}"
+        fault = _character_fault(char, segment)
+        if fault:
+            return f"is not a valid name: it holds {fault}"
     if len(segment) > _MAX_NAME_LENGTH:
         return f"is not a valid name: it is longer than {_MAX_NAME_LENGTH} characters"
     if segment.endswith("."):
         return "is not a valid name: it ends with '.'"
     return ""
+
+
+def _character_fault(char: str, segment: str) -> str:
+    """What ``char`` is, if it cannot be in ``segment``; '' if it can."""
+    if char == "%":
+        return "'%' (percent-encoding)"
+    if char in "?#":
+        return f"{char!r}, which would end the URL's path"
+    if unicodedata.category(char).startswith("C"):
+        return f"the control character U+{ord(char):04X}"
+    if char == " " and segment.strip(" ") == segment:
+        return ""  # inside a name (autoscale settings may have spaces): sent as %20, read back as is
+    if char.isspace():
+        return f"the space character U+{ord(char):04X}"
+    if not char.isascii():
+        # A letter or digit ARM allows in resource group names (its \w); no other symbol.
+        category = unicodedata.category(char)[0]
+        return "" if category in "LN" else f"the character U+{ord(char):04X}, not a letter or digit"
+    return "" if char in _NAME_CHARACTERS else repr(char)
 
 
 def _segments(value: str) -> list[str]:
@@ -88,7 +100,7 @@ def _segments(value: str) -> list[str]:
 
 def subscription_id(value: object) -> str:
     """A subscription id as given from outside (a command's argument): a GUID, or InvalidResourceId."""
-    if not isinstance(value, str) or not _GUID.match(value):
+    if not isinstance(value, str) or not _GUID.fullmatch(value):
         raise InvalidResourceId(f"subscription {value!r} is not a GUID")
     return value
 
@@ -133,7 +145,7 @@ class ResourceId:
             if parts[index].lower() != expected:
                 raise InvalidResourceId(f"resource id {value!r}: segment {index + 1} must be {expected!r}")
         subscription, group, namespace = parts[1], parts[3], parts[5]
-        if not _GUID.match(subscription):
+        if not _GUID.fullmatch(subscription):
             raise InvalidResourceId(f"resource id {value!r}: subscription {subscription!r} is not a GUID")
         if not _NAMESPACE.match(namespace):
             raise InvalidResourceId(f"resource id {value!r}: provider namespace {namespace!r} is not valid")

@@ -24,6 +24,7 @@ from remediation.resource_ids import (
     InvalidResourceId,
     ResourceId,
     WrongResourceType,
+    subscription_id,
 )
 
 SET = docs.set_id("web")  # segments: 1 subscriptions, 2 the GUID, ... 7 virtualMachineScaleSets, 8 web
@@ -50,12 +51,10 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
         (f"{SET}\u00a0", "segment 8 'web\\xa0' is not a valid name: it holds the space character U+00A0"),
         (
             f"{SET[:-3]}\uff0e\uff0e",
-            "segment 8 '\uff0e\uff0e' is not a valid name: it holds the non-ASCII character U+FF0E",
+            "segment 8 '\uff0e\uff0e' is not a valid name: it holds the character U+FF0E, not a letter",
         ),
-        (
-            f"{SET[:-3]}w\u0435b",
-            "segment 8 'w\u0435b' is not a valid name: it holds the non-ASCII character U+0435",
-        ),
+        (f"{SET[:-3]}\u2215", "segment 8 '\u2215' is not a valid name: it holds the character U+2215"),
+        (f"{SET[:-3]} web", "segment 8 ' web' is not a valid name: it holds the space character U+0020"),
         (f"{SET}?api-version=1", "segment 8 'web?api-version=1' is not a valid name: it holds '?'"),
         (f"{SET}#x", "segment 8 'web#x' is not a valid name: it holds '#'"),
         (f"{SET}\\..", "segment 8 'web\\\\..' is not a valid name: it holds '\\\\'"),
@@ -82,10 +81,31 @@ def test_each_form_that_escapes_its_url_is_refused_naming_the_segment(value: str
         SET.replace("/web", "/a..b"),  # dots inside a name are no path segment
         f"{SET}/virtualMachines/0/networkInterfaces/nic",
         docs.nic_id("nic") + "/ipConfigurations/ipconfig1",
+        # ARM allows these, and refusing them would make a whole list unreadable (a sweep's
+        # Resource Graph rows, a resource group's autoscale settings): a resource group with
+        # Unicode letters (its pattern is ^[-\w._()]+$), an autoscale setting with a space.
+        SET.replace("rg-app", "rg-équipe-北京"),
+        f"{docs.PREFIX}/Microsoft.Insights/autoscalesettings/web scale rule",
+        SET.replace("/web", "/w\u0435b"),  # a Cyrillic ie: another name, not another URL
     ],
 )
 def test_ids_arm_names_its_resources_with_are_accepted_as_they_are(value: str) -> None:
     assert ResourceId.parse(value).value == value
+
+
+def test_a_unicode_resource_group_and_a_spaced_autoscale_name_are_read_at_their_own_url(
+    gateway: tuple[ArmGateway, RecordingAdapter],
+) -> None:
+    from urllib.parse import unquote
+
+    arm, adapter = gateway
+    scale_set = SET.replace("rg-app", "rg-équipe")
+    assert arm.get_scale_set(ResourceId.parse(scale_set)) is None  # answered 404
+    setting = f"{docs.PREFIX}/Microsoft.Insights/autoscalesettings/web scale rule"
+    assert arm.get_autoscale_setting(ResourceId.parse(setting)) is None
+    (set_path, _), (setting_path, _) = (target.split("?") for target in adapter.targets[-2:])
+    assert unquote(set_path) == scale_set and "%C3%A9" in set_path
+    assert unquote(setting_path) == setting and "%20" in setting_path
 
 
 def ids_in(folder: Path, pattern: str) -> Iterator[str]:
@@ -204,3 +224,26 @@ def test_the_gateway_refuses_a_resource_group_that_would_escape_before_any_reque
         arm.list_public_ips(docs.SUB, group)
     assert str(refused.value) == f"resource group {group!r} {fault}" or fault in str(refused.value)
     assert adapter.targets[before:] == []
+
+
+def test_a_subscription_with_a_trailing_newline_is_no_guid() -> None:
+    with pytest.raises(InvalidResourceId, match="is not a GUID"):
+        subscription_id(f"{docs.SUB}\n")
+    with pytest.raises(InvalidResourceId, match="control character U\\+000A"):
+        ResourceId.parse(SET.replace(docs.SUB, f"{docs.SUB}\n"))
+
+
+def test_resources_arm_allows_beside_a_restricted_set_do_not_make_its_lists_unreadable() -> None:
+    """A sweep's Resource Graph rows and a resource group's autoscale settings are read whole: a
+    name ARM allows that the parser refused would fail the whole list, for every set beside it."""
+    from remediation.model import AutoscaleSetting, ScaleSet
+
+    elsewhere = docs.scale_set("web", 1)
+    elsewhere["id"] = elsewhere["id"].replace("/resourceGroups/rg-app/", "/resourceGroups/rg-équipe/")
+    assert ScaleSet.from_arm(elsewhere).id.resource_group == "rg-équipe"
+    setting = {
+        "id": f"{docs.PREFIX}/Microsoft.Insights/autoscalesettings/other scale",
+        "name": "other scale",
+        "properties": {"enabled": True, "targetResourceUri": docs.set_id("other"), "profiles": []},
+    }
+    assert AutoscaleSetting.from_arm(setting).id.name == "other scale"
