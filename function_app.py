@@ -21,14 +21,17 @@ log = logging.getLogger("remediation.function_app")
 telemetry.configure_exporter()
 
 
-def event_grid_payload(event: func.EventGridEvent | func.CloudEvent) -> dict[str, Any]:
+def event_grid_payload(event: Any) -> dict[str, Any]:
     """The delivered event as JSON in its own schema, for the engine's validator.
 
     The worker hands an Event Grid trigger a ``func.CloudEvent`` when the subscription delivers
     CloudEvents 1.0 (``eventDeliverySchema: CloudEventSchemaV1_0``), a ``func.EventGridEvent``
-    otherwise, whatever the annotation says; both are handled alike.
+    otherwise, whatever the annotation says; both are handled alike. They are told apart by
+    ``specversion`` (only a CloudEvent has one), not by class: a worker that loads an older
+    azure-functions library has no ``func.CloudEvent``, and naming it would fail every event
+    (infra sets PYTHON_ISOLATE_WORKER_DEPENDENCIES so the app's pinned library is the one loaded).
     """
-    if isinstance(event, func.CloudEvent):
+    if getattr(event, "specversion", None):
         return {
             "specversion": event.specversion,
             "id": event.id,

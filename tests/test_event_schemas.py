@@ -58,3 +58,18 @@ def test_a_cloudevents_delivery_to_a_host_process_remediates_the_set(estate: Est
     assert not [r for r in records if r.kind is RecordKind.REJECTED]
     taken_in = {r.event_id for r in records if r.kind is RecordKind.RECEIVED}
     assert {event["id"] for event in events} <= taken_in
+
+
+def test_an_event_grid_event_is_read_even_by_a_library_without_cloudevent(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that loads an older azure-functions library has no func.CloudEvent: Event Grid
+    schema deliveries are read all the same (the schemas are told apart by specversion)."""
+    estate.create_set("web", tags=STRIP)
+    (event,) = estate.events()
+    delivered = event_grid_event(event)
+    monkeypatch.delattr(func, "CloudEvent")
+
+    trigger = parse_event(event_grid_payload(delivered))
+
+    assert isinstance(trigger, Trigger) and trigger.event_id == event["id"]

@@ -68,6 +68,10 @@ var hostSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   PYTHON_ENABLE_OPENTELEMETRY: 'true'
+  // The worker loads the app's own packages (requirements.txt: azure-functions 1.26, which
+  // decodes CloudEvents deliveries into func.CloudEvent), not the copies it ships with, on
+  // Python 3.11 (github.com/Azure/azure-functions-python-worker/pull/794; issue 1642).
+  PYTHON_ISOLATE_WORKER_DEPENDENCIES: '1'
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {

@@ -325,6 +325,16 @@ def test_every_schema_the_subscription_may_deliver_in_is_one_the_trigger_handles
         assert isinstance(taken, Trigger), f"{schema}: {taken}"
 
 
+def test_the_worker_loads_the_apps_azure_functions_library_which_decodes_cloudevents() -> None:
+    """On Python 3.11 the worker would otherwise load the library copy it ships with, which may
+    predate func.CloudEvent: the app's pinned one (requirements.txt) is the one the tests run."""
+    host = resolve(module("function.bicep"), "hostSettings")
+    assert host["PYTHON_ISOLATE_WORKER_DEPENDENCIES"] == "1"
+    pinned = (ROOT / "requirements.txt").read_text(encoding="utf-8")
+    with_cloud_events = r"^azure-functions==1\.(2[5-9]|[3-9]\d)\."  # func.CloudEvent since 1.25
+    assert re.search(with_cloud_events, pinned, re.M)
+
+
 def test_each_monitored_subscription_gets_a_system_topic_with_an_identity() -> None:
     doc = module("event-topic.bicep")
     (topic,) = doc["resources"].values()
