@@ -38,7 +38,9 @@ HANDLED_WRITES = frozenset(
 )
 # The POST actions that create or re-create instances, or bring the set's model (public IP
 # configuration included) to them: ARM raises ResourceActionSuccess for these, not a write event.
-# Names as in Microsoft.Compute's operations list; `scale` grows a set like a capacity write.
+# Names as ARM derives them from the REST paths (learn.microsoft.com/rest/api/compute:
+# POST .../scaleOut, .../approveRollingUpgrade, .../reimage, ...); scaleOut grows a set as a
+# capacity write does; approveRollingUpgrade lets a deferred rolling upgrade re-create instances.
 HANDLED_ACTIONS = frozenset(
     op.lower()
     for op in (
@@ -47,7 +49,8 @@ HANDLED_ACTIONS = frozenset(
         "Microsoft.Compute/virtualMachineScaleSets/reimage/action",
         "Microsoft.Compute/virtualMachineScaleSets/reimageAll/action",
         "Microsoft.Compute/virtualMachineScaleSets/redeploy/action",
-        "Microsoft.Compute/virtualMachineScaleSets/scale/action",
+        "Microsoft.Compute/virtualMachineScaleSets/scaleOut/action",
+        "Microsoft.Compute/virtualMachineScaleSets/approveRollingUpgrade/action",
         "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/reimage/action",
         "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/reimageAll/action",
         "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/redeploy/action",
