@@ -312,22 +312,40 @@ def plan(observed: ObservedSet, mode: Mode, policy: Policy, today: date) -> Plan
     return Plan(observed.scale_set, mode, findings, tuple(actions), tuple(skipped), tuple(notes))
 
 
-def lone_model_strip(observed: ObservedSet, the_plan: Plan) -> tuple[dict[str, Any] | None, str]:
+def lone_model_strip(
+    observed: ObservedSet, the_plan: Plan, policy: Policy, today: date
+) -> tuple[dict[str, Any] | None, str]:
     """A Uniform set in strip mode whose model still gives each instance a public IP, when the
     plan does not remove it (no instance needs remediating: none yet, or none upgraded to that
-    model): the PATCH that removes it, and why; (None, why not) if it must stay; (None, "") if
-    there is nothing to say. The next upgrade or scale-out would otherwise bring public IPs."""
+    model): the PATCH that removes it, and why; (None, why not) if it must wait or stay; (None, "")
+    if there is nothing to say. The next upgrade or scale-out would otherwise bring public IPs.
+
+    With an Automatic or Rolling upgrade policy the change reaches every instance, so it waits
+    while any instance is left alone (exempt ones too, public IP or not) or the set is updating
+    (a rolling upgrade of the owner's under way)."""
     scale_set = observed.scale_set
     if the_plan.mode is not Mode.STRIP or scale_set.is_flexible or not scale_set.model_has_public_ip:
         return None, ""
     if any(action.kind is ActionKind.REMOVE_PUBLIC_IP_FROM_MODEL for action in the_plan.actions):
         return None, ""
-    left_alone = sorted({finding.instance.name for finding, _ in the_plan.skipped})
-    if left_alone and scale_set.upgrade_mode.lower() != "manual":
-        return None, (
-            f"model keeps its public IP: the set's upgrade policy is {scale_set.upgrade_mode}, so "
-            f"removing it would reach instances left alone too ({', '.join(left_alone)})"
-        )
+    if scale_set.upgrade_mode.lower() != "manual":
+        left_alone = {finding.instance.name for finding, _ in the_plan.skipped}
+        for instance in observed.instances:
+            created = instance.vm.time_created.date() if instance.vm.time_created else None
+            tagged = (("VM", instance.vm.tags), *(("NIC", nic.tags) for nic in instance.nics))
+            exempt = exemption(policy, scale_set.id, tagged, today, created)
+            if exempt is not None and exempt.applies:
+                left_alone.add(instance.vm.name)
+        if left_alone:
+            return None, (
+                f"model keeps its public IP: the set's upgrade policy is {scale_set.upgrade_mode}, so "
+                f"removing it would reach instances left alone too ({', '.join(sorted(left_alone))})"
+            )
+        if scale_set.provisioning_state.lower() not in _SETTLED:
+            return None, (
+                f"model keeps its public IP for now: the set is {scale_set.provisioning_state} "
+                f"(its upgrade policy is {scale_set.upgrade_mode}); the next look removes it"
+            )
     return model_without_public_ips(scale_set), (
         "remove the public IP from the model: it gives each instance one, and no instance needs "
         "remediating now, so the next upgrade or scale-out would bring public IPs"

@@ -178,7 +178,10 @@ class SetReconciler:
             # A Uniform model the plan left with its public IP (no instance needed it): a 412 on
             # it, like a conflict among the plan's writes, means the set is read again.
             dry_run = self.settings.dry_run or context.dry_run
-            if not conflict and strip_lone_model(self.arm, observed, the_plan, context, dry_run=dry_run):
+            settled = not conflict and strip_lone_model(
+                self.arm, observed, the_plan, context, policy=policy, dry_run=dry_run
+            )
+            if settled:
                 if deferred:
                     raise deferred[0]
                 return ReconcileResult(

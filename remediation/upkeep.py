@@ -109,13 +109,19 @@ def delete_leftovers(
 
 
 def strip_lone_model(
-    arm: ArmGateway, observed: ObservedSet, the_plan: Plan, context: Context, *, dry_run: bool
+    arm: ArmGateway,
+    observed: ObservedSet,
+    the_plan: Plan,
+    context: Context,
+    *,
+    policy: Policy,
+    dry_run: bool,
 ) -> bool:
     """Remove the public IP from a Uniform set's model when the plan does not (no instance needs
     it now): recorded, and written unless this is a dry run. Returns False if the set changed
     since it was read (412: the caller reads it again); a refusal that stands is recorded by
     ``announced_write`` and any other error raised."""
-    body, reason = lone_model_strip(observed, the_plan)
+    body, reason = lone_model_strip(observed, the_plan, policy, today_utc())
     set_id = observed.scale_set.id.value
     if not reason:
         return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime
 
 import arm_docs as docs
@@ -183,7 +184,7 @@ def test_a_uniform_model_with_a_public_ip_is_stripped_though_no_instance_carries
     for observed in (uniform("Manual"), uniform("Manual", ("0", False), ("1", False)), uniform("Rolling")):
         the_plan = plan(observed, Mode.STRIP, Policy(), TODAY)
         assert the_plan.actions == ()  # nothing for the plan's findings to do
-        body, reason = lone_model_strip(observed, the_plan)
+        body, reason = lone_model_strip(observed, the_plan, Policy(), TODAY)
         assert body is not None and "no instance needs remediating now" in reason
         ip_config = body["properties"]["virtualMachineProfile"]["networkProfile"][
             "networkInterfaceConfigurations"
@@ -191,17 +192,34 @@ def test_a_uniform_model_with_a_public_ip_is_stripped_though_no_instance_carries
         assert "publicIPAddressConfiguration" not in ip_config["properties"]
 
 
+def lone(observed: ObservedSet, mode: Mode = Mode.STRIP) -> tuple[object, str]:
+    return lone_model_strip(observed, plan(observed, mode, Policy(), TODAY), Policy(), TODAY)
+
+
 def test_a_lone_uniform_model_strip_is_left_to_the_plan_or_refused_where_it_would_reach_the_exempt() -> None:
     violating = uniform("Manual", ("0", True))
-    assert lone_model_strip(violating, plan(violating, Mode.STRIP, Policy(), TODAY)) == (None, "")
+    assert lone(violating) == (None, "")
     exempt_only = uniform("Automatic", ("0", True), exempt="0")
-    body, reason = lone_model_strip(exempt_only, plan(exempt_only, Mode.STRIP, Policy(), TODAY))
+    body, reason = lone(exempt_only)
     assert body is None and "upgrade policy is Automatic" in reason and reason.endswith("too (0)")
     manual_exempt = uniform("Manual", ("0", True), exempt="0")
-    assert lone_model_strip(manual_exempt, plan(manual_exempt, Mode.STRIP, Policy(), TODAY))[0] is not None
+    assert lone(manual_exempt)[0] is not None
     empty = uniform("Manual")
     for mode in (Mode.AUDIT, Mode.EVICT, Mode.SCALE_TO_ZERO):
-        assert lone_model_strip(empty, plan(empty, mode, Policy(), TODAY)) == (None, "")
+        assert lone(empty, mode) == (None, "")
+
+
+def test_an_automatic_model_change_waits_for_an_exempt_instance_without_a_public_ip_or_an_update() -> None:
+    """Under an Automatic or Rolling policy the model change reaches every instance: an exempt one
+    with no public IP (yet) is left alone too, and a set mid-update (the owner's rolling upgrade)
+    is looked at again later."""
+    body, reason = lone(uniform("Rolling", ("0", False), ("1", False), exempt="1"))
+    assert body is None and reason.endswith("left alone too (1)")
+    updating = uniform("Rolling", ("0", False))
+    busy = dataclasses.replace(updating.scale_set, provisioning_state="Updating")
+    body, reason = lone(dataclasses.replace(updating, scale_set=busy))
+    assert body is None and "the set is Updating" in reason
+    assert lone(uniform("Manual", ("0", False), exempt="0"))[0] is not None, "Manual: instances keep theirs"
 
 
 def test_evicting_from_a_uniform_set_deletes_its_instances() -> None:

@@ -176,7 +176,7 @@ def test_the_plan_never_writes_outside_its_scope(estate: tuple[ObservedSet, Poli
             assert restriction.mode is Mode.SCALE_TO_ZERO and action.target == observed.scale_set.id
             origins = [classify_origin(observed.scale_set, i.vm, i.nics)[0] for i in observed.instances]
             assert policy.allow_deleting_hand_added or all(o is Origin.SCALE_SET for o in origins)
-    model_only, _ = lone_model_strip(observed, result)  # the write upkeep makes beside the plan
+    model_only, _ = lone_model_strip(observed, result, policy, TODAY)  # upkeep's write beside the plan
     if model_only is not None:
         assert restriction.mode is Mode.STRIP and not observed.scale_set.is_flexible
         assert observed.scale_set.model_has_public_ip and not result.actions
