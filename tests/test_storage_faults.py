@@ -404,6 +404,20 @@ def test_the_products_intent_writes_match_and_what_follows_is_not_stored(
 # --- bookkeeping ---
 
 
+def test_refuse_fails_every_matching_request_until_reset_and_nothing_else(faults: StorageFaults) -> None:
+    down, up = _container(faults.connection_string), _container(faults.connection_string)
+    faults.refuse(lambda request: f"/{down.container_name}/" in request.path)
+
+    for _ in range(3):
+        _server_busy(lambda: down.upload_blob("a.json", b"{}", overwrite=True))
+    up.upload_blob("a.json", b"{}")
+
+    assert faults.failures_by_service() == {"blob": 3, "queue": 0, "table": 0}
+    faults.reset()
+    down.upload_blob("a.json", b"{}", overwrite=True)
+    assert down.download_blob("a.json").readall() == b"{}"
+
+
 def test_reset_forgets_pending_failures_triggers_and_counts(faults: StorageFaults) -> None:
     table = _table(faults.connection_string)
     faults.fail_next(1)
