@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from remediation.review import parse_duration
+from remediation.review import parse_duration, parse_time
 from remediation.settings import Settings, SettingsError
 
 
@@ -82,9 +82,23 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from remediation.audit import AuditLog
+    from remediation.integrity import Finding, judge
+    from remediation.journal import AuditUnavailable
 
     now = datetime.now(UTC)
-    unfinished = AuditLog(Settings.from_env()).unfinished_writes(now - args.since, now)
+    try:
+        until = parse_time(args.until) if args.until else now
+    except ValueError as error:
+        print(f"audit verify: --until: {error}", file=sys.stderr)
+        return 2
+    since = until - args.since
+    log = AuditLog(Settings.from_env())
+    try:
+        unfinished = log.unfinished_writes(since, until)
+        verdict = judge(log.hourly_entities(since, until), log.ledger.lines(since, until), since, until)
+    except AuditUnavailable as error:
+        print(f"audit verify: {error}", file=sys.stderr)
+        return 2
     for write in unfinished:
         intent = write.intent
         state = "outcome unknown" if write.unknown else "no outcome"
@@ -95,7 +109,19 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         f"{missing} intents without outcome, {len(unfinished) - missing} with an unknown outcome not yet "
         f"resolved, in the last {args.since}"
     )
-    return 1 if unfinished else 0
+    for discrepancy in verdict.discrepancies:
+        print(f"{discrepancy.finding.value:<22} {discrepancy.key or '-'}: {discrepancy.detail}")
+    print(
+        f"ledger {log.ledger.name}: {verdict.checked} records checked, {verdict.agree} agree, "
+        f"{verdict.count(Finding.EDITED)} edited, {verdict.count(Finding.DELETED)} deleted from table, "
+        f"{verdict.count(Finding.UNLEDGERED)} missing from ledger"
+        + "".join(
+            f", {verdict.count(finding)} {finding.value}"
+            for finding in (Finding.AMBIGUOUS, Finding.UNREADABLE)
+            if verdict.count(finding)
+        )
+    )
+    return 1 if unfinished or not verdict.ok else 0
 
 
 class Progress:
@@ -251,8 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--demo", action="store_true", help="review the log the last `remediation demo` left")
     audit.set_defaults(run=_cmd_audit)
     audit_commands = audit.add_subparsers(dest="audit_command")
-    verify = audit_commands.add_parser("verify", help="report intents without an outcome")
+    verify = audit_commands.add_parser(
+        "verify", help="report intents without an outcome, and where the table and its ledger disagree"
+    )
     verify.add_argument("--since", type=duration, default=timedelta(days=7), help="how far back (default 7d)")
+    verify.add_argument("--until", help="end of the window, ISO 8601 (default now)")
     verify.set_defaults(run=_cmd_audit_verify)
     replay = commands.add_parser("replay", help="replay events through the work queue, as live ones")
     source = replay.add_mutually_exclusive_group(required=True)
