@@ -33,14 +33,14 @@ import contextlib
 import dataclasses
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from remediation.credentials import managed_identity
 from remediation.group_commit import CommitFailed, GroupCommit, Operation
-from remediation.integrity import ledger_lines, row_bounds
+from remediation.integrity import ledger_lines
 from remediation.journal import AuditUnavailable, Entities, Journal
 from remediation.ledger import Ledger, LedgerUnavailable
 from remediation.model import QueuedEvent, Recheck
@@ -285,18 +285,15 @@ class AuditLog:
         end = until or datetime.now(UTC)
         return self.search(Filters(end - since, end))
 
-    def hourly_entities(self, since: datetime, until: datetime) -> Iterator[dict[str, Any]]:
-        """The hourly copies of the records timed in [since, until], as stored (for ``integrity``)."""
+    def entities(self, queries: Iterable[tuple[str, dict[str, str]]]) -> Iterator[dict[str, Any]]:
+        """The entities each OData filter selects, as stored (``integrity.table_queries``)."""
         from azure.core.exceptions import AzureError
 
         self._ensure_table()
-        low, high = row_bounds(since, until)
-        odata = "PartitionKey ge @first and PartitionKey le @last and RowKey ge @low and RowKey lt @high"
-        first, last = f"h-{hour_key(since)}", f"h-{hour_key(until)}"
-        parameters = {"first": first, "last": last, "low": low, "high": high}
         try:
-            for entity in self._table.query_entities(odata, parameters=parameters, results_per_page=1000):
-                yield dict(entity)
+            for odata, parameters in queries:
+                for entity in self._table.query_entities(odata, parameters=parameters, results_per_page=1000):
+                    yield dict(entity)
         except AzureError as error:
             raise AuditUnavailable(f"audit query failed: {error}") from error
 

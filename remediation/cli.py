@@ -82,7 +82,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from remediation.audit import AuditLog
-    from remediation.integrity import Finding, judge
+    from remediation.integrity import Finding, judge, table_queries
     from remediation.journal import AuditUnavailable
 
     now = datetime.now(UTC)
@@ -95,7 +95,8 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     log = AuditLog(Settings.from_env())
     try:
         unfinished = log.unfinished_writes(since, until)
-        verdict = judge(log.hourly_entities(since, until), log.ledger.lines(since, until), since, until)
+        table = log.entities(table_queries(since, until))
+        verdict = judge(table, log.ledger.lines(since, until), since, until, every_copy=True)
     except AuditUnavailable as error:
         print(f"audit verify: {error}", file=sys.stderr)
         return 2

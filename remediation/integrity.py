@@ -15,6 +15,11 @@ ARM write may go out) only once both hold the record. So:
 - a batch stored again after a failure appends its lines again: identical lines for one key are
   one record, differing lines for one key are reported (the ledger itself is ambiguous there).
 
+The other copies of a record (by set, event, correlation; failed; writes) hold the same content
+under other keys: each is compared with its record's line too, and named by its own key when it
+differs or is missing, so that a record edited only where a reviewer would look it up by set is
+found as well.
+
 The content is the entity's properties but its keys, as JSON with sorted keys and no whitespace;
 values the table hands back typed (an Int64 as a value with its EDM type) count as their value.
 """
@@ -26,8 +31,10 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from remediation.records import INDEX_BUCKETS, AuditRecord, hour_key
 
 HOURLY = "h-"  # the partitions whose copies are the ledger's lines (records.AuditRecord.keys)
 _KEYS = ("PartitionKey", "RowKey")
@@ -183,23 +190,83 @@ def _read(texts: Iterable[str], low: str, high: str) -> _Ledgered:
     return read
 
 
-def judge(
-    table: Iterable[Mapping[str, Any]], ledger: Iterable[str], since: datetime, until: datetime
-) -> Verdict:
-    """Compare the hourly copies the table holds for the records timed in [since, until] with the
-    ledger's lines for them. ``ledger``: the stored lines' texts (of the hours the window touches),
-    in order; lines and entities outside the window are left out.
+def hourly_key(row: str) -> str:
+    """The key of the hourly copy a record's copy belongs to, from the copy's RowKey (its
+    ``<time>-<id>`` ends it); "" for a row that is not a record's (an event's handled marker)."""
+    suffix = row.rsplit("|", 1)[-1]
+    if len(suffix) < 24 or suffix[8] != "T" or not (suffix[:8] + suffix[9:15]).isdigit():
+        return ""
+    return f"{HOURLY}{suffix[:8]}{suffix[9:11]}/{suffix}"
 
-    Entities of other partitions in ``table`` are ignored: the hourly copy is the canonical one.
+
+def table_queries(since: datetime, until: datetime) -> list[tuple[str, dict[str, str]]]:
+    """The OData filters (with parameters) that read every copy of the records timed in
+    [since, until]: the hourly, failed and write partitions by key range; the index buckets (by
+    set, event, correlation), whose RowKeys lead with the key, by the records' ``time`` (a scan of
+    each bucket), a second wider than the window (``judge`` keeps the window exactly)."""
+    low, high = row_bounds(since, until)
+    ranged = "PartitionKey ge @first and PartitionKey le @last and RowKey ge @low and RowKey lt @high"
+    queries = [
+        (
+            ranged,
+            {"first": f"{prefix}-{hour_key(since)[:size]}", "last": f"{prefix}-{hour_key(until)[:size]}"},
+        )
+        for prefix, size in (("h", 10), ("f", 10), ("w", 8))
+    ]
+    for _, parameters in queries:
+        parameters.update(low=low, high=high)
+    start = (since - timedelta(seconds=1)).astimezone(UTC).isoformat()
+    end = (until + timedelta(seconds=1)).astimezone(UTC).isoformat()
+    for index in ("s", "e", "c"):
+        for bucket in range(INDEX_BUCKETS):
+            timed = "PartitionKey eq @partition and time ge @start and time le @end"
+            queries.append((timed, {"partition": f"{index}-{bucket}", "start": start, "end": end}))
+    return queries
+
+
+def _expected_copies(line: LedgerLine) -> set[str]:
+    """The keys of the copies, other than the hourly one, that the line's record is stored under."""
+    try:
+        record = AuditRecord.from_entity(line.record)
+    except (ValueError, TypeError, KeyError):
+        return set()
+    stored_under = record.keys()  # a method of the record (its partitions), not a mapping's
+    return {
+        f"{key.partition}/{key.prefix}{line.row}" for key in stored_under if key.partition != line.partition
+    }
+
+
+def judge(
+    table: Iterable[Mapping[str, Any]],
+    ledger: Iterable[str],
+    since: datetime,
+    until: datetime,
+    *,
+    every_copy: bool = False,
+) -> Verdict:
+    """Compare what the table holds for the records timed in [since, until] with the ledger's
+    lines for them. ``ledger``: the stored lines' texts (of the hours the window touches), in
+    order; lines and entities outside the window are left out.
+
+    Each copy in ``table`` is compared with its record's line, the hourly one as the record (edited,
+    deleted, missing from the ledger), any other as itself, named by its own key. ``every_copy``:
+    ``table`` holds every copy of the window (``table_queries``), so a copy that a line's record
+    should have and the table lacks is reported deleted.
     """
     low, high = row_bounds(since, until)
     read = _read(ledger, low, high)
     discrepancies = read.discrepancies
-    agree = 0
+    matched: set[str] = set()
     seen: set[str] = set()
+    copies: dict[str, dict[str, Mapping[str, Any]]] = {}  # hourly key -> copy key -> copy
     for entity in table:
         partition, row = str(entity["PartitionKey"]), str(entity["RowKey"])
-        if not partition.startswith(HOURLY) or not low <= row < high:
+        if not partition.startswith(HOURLY):
+            key = hourly_key(row)
+            if key and low <= key.split("/", 1)[1] < high:
+                copies.setdefault(key, {})[f"{partition}/{row}"] = entity
+            continue
+        if not low <= row < high:
             continue
         key = f"{partition}/{row}"
         seen.add(key)
@@ -211,10 +278,44 @@ def judge(
         elif digest(entity) != line.sha256:
             discrepancies.append(Discrepancy(Finding.EDITED, key, _changed_fields(entity, line.record)))
         else:
-            agree += 1
+            matched.add(key)
     for key in read.lines.keys() - seen - read.ambiguous:
         discrepancies.append(Discrepancy(Finding.DELETED, key, "in the ledger, not in the table"))
+    tampered = _judge_copies(read, copies, seen, every_copy, discrepancies)
     order = {finding: place for place, finding in enumerate(Finding)}
     discrepancies.sort(key=lambda discrepancy: (order[discrepancy.finding], discrepancy.key))
     judged = seen | read.lines.keys() | read.ambiguous
-    return Verdict(len(judged), agree, tuple(discrepancies), read.duplicates)
+    return Verdict(len(judged), len(matched - tampered), tuple(discrepancies), read.duplicates)
+
+
+def _judge_copies(
+    read: _Ledgered,
+    copies: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    seen: set[str],
+    every_copy: bool,
+    discrepancies: list[Discrepancy],
+) -> set[str]:
+    """Judge the records' other copies; returns the hourly keys of the records one was found wrong in."""
+    tampered: set[str] = set()
+    for key, held in copies.items():
+        line = read.lines.get(key)
+        if key in read.ambiguous or (line is None and key in seen):
+            continue  # reported by its hourly copy
+        for copy_key, entity in held.items():
+            if line is None:
+                detail = f"a copy of {key}, which the ledger does not hold"
+                discrepancies.append(Discrepancy(Finding.UNLEDGERED, copy_key, detail))
+            elif digest(entity) != line.sha256:
+                detail = f"copy of {key}: {_changed_fields(entity, line.record)}"
+                discrepancies.append(Discrepancy(Finding.EDITED, copy_key, detail))
+                tampered.add(key)
+    if every_copy:
+        for key, line in read.lines.items():
+            if key in read.ambiguous or key not in seen:
+                continue  # a record deleted from the table is one finding, whatever its copies
+            for copy_key in sorted(_expected_copies(line) - set(copies.get(key, {}))):
+                discrepancies.append(
+                    Discrepancy(Finding.DELETED, copy_key, f"copy of {key}: not in the table")
+                )
+                tampered.add(key)
+    return tampered

@@ -22,7 +22,7 @@ from localazure.stack import LocalAzure
 from localazure.storage_faults import StorageFaults, StorageRequest, table_write_containing
 from remediation.audit import AuditLog
 from remediation.cli import main
-from remediation.integrity import Finding, LedgerLine, digest, judge
+from remediation.integrity import Finding, LedgerLine, digest, judge, table_queries
 from remediation.journal import AuditUnavailable
 from remediation.ledger import Ledger, blob_name, blocks
 from remediation.model import RecordKind
@@ -203,6 +203,27 @@ def test_verify_reports_a_record_put_into_the_table_behind_the_logs_back(
     assert reported(out) == {f"{forged['PartitionKey']}/{forged['RowKey']}": "missing from ledger"}
 
 
+def test_verify_reports_a_copy_edited_where_a_set_is_looked_up_and_one_deleted_where_an_event_is(
+    estate: Estate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    remediated_storm(estate)
+    table = audit_table(estate.environment)
+    by_set = [dict(e) for e in table.query_entities("PartitionKey ge 's-' and PartitionKey lt 's.'")]
+    by_event = [dict(e) for e in table.query_entities("PartitionKey ge 'e-' and PartitionKey lt 'e.'")]
+    outcome = next(e for e in by_set if e["kind"] == "outcome" and e["result"] == "succeeded")
+    decision = next(e for e in by_event if e.get("kind") == "decision")
+    table.update_entity({**outcome, "result": "skipped"}, mode=UpdateMode.REPLACE)
+    table.delete_entity(decision["PartitionKey"], decision["RowKey"])
+
+    code, out = verify_output(capsys)
+
+    assert code == 1
+    assert reported(out) == {
+        f"{outcome['PartitionKey']}/{outcome['RowKey']}": "edited",
+        f"{decision['PartitionKey']}/{decision['RowKey']}": "deleted from table",
+    }
+
+
 def _line(record: AuditRecord, **changes: Any) -> str:
     entity = {**record.to_entities()[0], **changes}
     return LedgerLine.of(entity).to_text()
@@ -220,6 +241,20 @@ def test_identical_lines_for_a_record_are_one_record_and_differing_ones_are_repo
     assert [(d.finding, d.key) for d in verdict.discrepancies] == [
         (Finding.AMBIGUOUS, f"{table[1]['PartitionKey']}/{table[1]['RowKey']}")
     ]
+
+
+def test_a_copy_put_into_an_index_behind_the_logs_back_is_reported_by_its_own_key() -> None:
+    record = AuditRecord(RecordKind.DECISION, scale_set=SET, time=HOUR)
+    forged = AuditRecord(RecordKind.OUTCOME, scale_set=SET, result="succeeded", time=HOUR)
+    hourly, by_set = record.to_entities()
+    forged_by_set = forged.to_entities()[1]
+    window = (HOUR - timedelta(minutes=5), HOUR + timedelta(minutes=5))
+
+    verdict = judge([hourly, by_set, forged_by_set], [_line(record)], *window, every_copy=True)
+
+    forged_key = f"{forged_by_set['PartitionKey']}/{forged_by_set['RowKey']}"
+    assert [(d.finding, d.key) for d in verdict.discrepancies] == [(Finding.UNLEDGERED, forged_key)]
+    assert verdict.agree == 1 and verdict.checked == 1
 
 
 def test_a_ledger_line_that_does_not_hold_together_is_reported_and_lines_outside_the_window_ignored() -> None:
@@ -283,14 +318,14 @@ def test_a_failing_ledger_append_fails_the_write_ahead_and_storing_again_complet
 
     assert [r.service for r in faults.requests() if r.injected] == ["blob"]
     window = (HOUR - timedelta(minutes=5), HOUR + timedelta(minutes=5))
-    verdict = judge(log.hourly_entities(*window), log.ledger.lines(*window), *window)
+    verdict = judge(log.entities(table_queries(*window)), log.ledger.lines(*window), *window)
     assert [(d.finding, d.key.rsplit("-", 1)[-1]) for d in verdict.discrepancies] == [
         (Finding.UNLEDGERED, intent.record_id)
     ]
 
     journal.flush()  # the handling's last flush stores what failed again (storage is back)
 
-    verdict = judge(log.hourly_entities(*window), log.ledger.lines(*window), *window)
+    verdict = judge(log.entities(table_queries(*window)), log.ledger.lines(*window), *window)
     assert verdict.ok and verdict.agree == 2
 
 
@@ -310,5 +345,5 @@ def test_an_append_whose_answer_was_lost_fails_the_store_and_its_repeated_line_i
     window = (HOUR - timedelta(minutes=5), HOUR + timedelta(minutes=5))
     lines = list(log.ledger.lines(*window))
     assert len(lines) == 2 and lines[0] == lines[1]
-    verdict = judge(log.hourly_entities(*window), lines, *window)
+    verdict = judge(log.entities(table_queries(*window)), lines, *window)
     assert verdict.ok and verdict.agree == 1 and verdict.duplicates == 1
