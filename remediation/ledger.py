@@ -13,6 +13,12 @@ go as few blocks as fit (a line is never split), and once a blob holds ``max_blo
 next append goes to ``n + 1``. A blob is created with ``If-None-Match: *``, so hosts that roll to
 the same blob at once never truncate each other's; each host finds the hour's last blob by
 listing the hour once, and follows the rolls it makes or meets (``BlockCountExceedsLimit``).
+
+An append that fails fails its store, and the handling stores its records again (its last flush,
+or the event's redelivery, which may not come if that flush also fails). Their table writes are
+stored, though, so their lines are also kept here (the backlog, at most ``MAX_BACKLOG_LINES``, the
+oldest dropped) and appended before the process's next lines: a storage outage then leaves no
+record missing from the ledger once storage answers again, unless the process ends first.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ MAX_BLOCKS_PER_BLOB = 50_000  # Azure's limit for an append blob
 MAX_BLOCK_BYTES = 4 * 1024 * 1024  # Azure's limit for one Append Block
 # Roll before the limit: hosts that have not yet seen the roll may still append a few blocks.
 ROLL_AT_BLOCKS = MAX_BLOCKS_PER_BLOB - 1_000
+# Lines whose records the table holds but whose append failed, kept for the process's next append.
+MAX_BACKLOG_LINES = 100_000
 
 
 class LedgerUnavailable(AuditUnavailable):
@@ -66,6 +74,18 @@ def blocks(lines: Sequence[str], max_bytes: int = MAX_BLOCK_BYTES) -> list[bytes
     return packed
 
 
+def _once(pending: list[tuple[str, Sequence[str]]]) -> list[tuple[str, Sequence[str]]]:
+    """The pending appends without a line twice (a failed batch stored again repeats its backlog)."""
+    seen: set[str] = set()
+    kept: list[tuple[str, Sequence[str]]] = []
+    for partition, lines in pending:
+        fresh = [line for line in lines if line not in seen]
+        seen.update(fresh)
+        if fresh:
+            kept.append((partition, fresh))
+    return kept
+
+
 class Ledger:
     """Appends lines to, and reads them back from, the ledger container. Thread-safe."""
 
@@ -81,6 +101,7 @@ class Ledger:
         self._max_block_bytes = max_block_bytes
         self._lock = threading.Lock()
         self._current: dict[str, int] = {}  # hourly partition -> the blob number appended to
+        self._backlog: list[tuple[str, Sequence[str]]] = []  # (partition, lines) not yet appended
         self._ready = False
 
     @property
@@ -94,11 +115,30 @@ class Ledger:
 
         if not lines:
             return
+        with self._lock:
+            pending, self._backlog = _once([*self._backlog, (partition, lines)]), []
+        done = 0
         try:
-            for block in blocks(lines, self._max_block_bytes):
-                self._append_block(partition, block)
+            for held_partition, held in pending:
+                for block in blocks(held, self._max_block_bytes):
+                    self._append_block(held_partition, block)
+                done += 1
         except AzureError as error:
+            self._keep(pending[done:])
             raise LedgerUnavailable(f"ledger {self.name} was not appended to: {error}") from error
+
+    @property
+    def backlog(self) -> int:
+        """Lines kept for the next append (their append failed)."""
+        with self._lock:
+            return sum(len(lines) for _, lines in self._backlog)
+
+    def _keep(self, unappended: list[tuple[str, Sequence[str]]]) -> None:
+        with self._lock:
+            kept = [*self._backlog, *unappended]
+            while sum(len(lines) for _, lines in kept) > MAX_BACKLOG_LINES and len(kept) > 1:
+                kept.pop(0)
+            self._backlog = kept
 
     def _append_block(self, partition: str, block: bytes) -> None:
         from azure.core import MatchConditions

@@ -347,3 +347,25 @@ def test_an_append_whose_answer_was_lost_fails_the_store_and_its_repeated_line_i
     assert len(lines) == 2 and lines[0] == lines[1]
     verdict = judge(log.entities(table_queries(*window)), lines, *window)
     assert verdict.ok and verdict.agree == 1 and verdict.duplicates == 1
+
+
+def test_a_line_whose_append_failed_goes_with_the_processs_next_append_when_the_handling_gave_up(
+    faults: StorageFaults, local_azure: LocalAzure
+) -> None:
+    log = AuditLog(_through(faults, local_azure))
+    log.append(AuditRecord(RecordKind.DECISION, scale_set=SET, time=HOUR))
+    journal = log.journal()
+    intent = AuditRecord(RecordKind.INTENT, scale_set=SET, action="detach", time=HOUR + timedelta(seconds=1))
+    faults.fail_after(_hourly_write_of(intent), 2)  # its ledger append fails, then the last flush too
+
+    with pytest.raises(AuditUnavailable):
+        journal.write_ahead(intent)
+    with pytest.raises(AuditUnavailable):
+        journal.flush()  # the handling gives up: its table holds the intent, the ledger does not
+    assert faults.pending_failures == 0 and log.ledger.backlog == 1
+
+    log.append(AuditRecord(RecordKind.DECISION, scale_set=SET, time=HOUR + timedelta(seconds=2)))
+
+    window = (HOUR - timedelta(minutes=5), HOUR + timedelta(minutes=5))
+    verdict = judge(log.entities(table_queries(*window)), log.ledger.lines(*window), *window, every_copy=True)
+    assert verdict.ok and verdict.agree == 3 and log.ledger.backlog == 0
