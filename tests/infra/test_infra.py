@@ -539,3 +539,17 @@ def test_the_ledger_container_is_under_a_time_based_immutability_policy_that_tak
     assert resolve(main, _app_settings()["LEDGER_CONTAINER"]) == defaults.ledger_container
     assert storage["ledgerRetentionDays"] == "ledgerRetentionDays"
     assert main["parameters"]["ledgerRetentionDays"]["default"] == 365
+
+
+def test_the_audit_reader_can_read_the_ledger_that_audit_verify_compares_the_table_with() -> None:
+    doc = module("rbac.bicep")
+    roles = resolve(doc, "roles")
+    assert roles["storageBlobDataReader"] == "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+    granted = [
+        body["config"]
+        for body in doc["resources"].values()
+        if body["type"] == "Microsoft.Authorization/roleAssignments"
+        and "auditReaderPrincipalId" in json.dumps(body["config"])
+    ]
+    assert any("storageBlobDataReader" in json.dumps(config) for config in granted)
+    assert any("storageTableDataReader" in json.dumps(config) for config in granted)
