@@ -209,6 +209,7 @@ def scenario_run(local: LocalAzure, storage: StorageFaults, scenario: Scenario) 
         recheck_queue=f"rel-{unique}",
         archive_container=f"rel-{unique}",
         lock_container=f"rel-locks-{unique}",
+        ledger_container=f"rel-ledger-{unique}",
     )
     environment["RemediationStorage"] = storage.connection_string
     environment["SET_LEASE_SECONDS"] = "15"  # Azure's shortest lease: what a lapse costs the run
@@ -347,6 +348,7 @@ def collect(run: Run, settings: Settings) -> None:
     row.notes += [f"before its intent: {r.method} {r.path.rsplit('/', 1)[-1]}" for r in early[:3]]
     row.unfinished_before = measure.left_unfinished(entities)
     row.unfinished_after = measure.unfinished(entities)
+    row.ledger = measure.ledger_findings(run.local.azurite.connection_string, settings)
     row.public_ips_left = public_ips_left(run)
     for ip in run.built_ips:
         doc = sim.get_resource(ip)

@@ -37,7 +37,7 @@ from localazure.eventgrid import EventGridPlayer  # noqa: E402
 from localazure.functions_host import HostDeliveryError, HostPool  # noqa: E402
 from localazure.host import deliver_event_grid, queue_message, user_function  # noqa: E402
 from localazure.stack import LocalAzure  # noqa: E402
-from localazure.storage_faults import StorageFaults, table_batch_containing  # noqa: E402
+from localazure.storage_faults import StorageFaults, StorageRequest  # noqa: E402
 from remediation.credentials import LoopbackCredential  # noqa: E402
 from sim import RequestRecord  # noqa: E402
 
@@ -349,9 +349,16 @@ def another_writer(run: Run) -> None:
 
 
 def storage_fails_after_the_third_intent(run: Run) -> None:
-    """Right after the third audit batch holding an intent is stored, the next 16 storage requests
-    fail: that intent's write goes out; the parallel writers' intents and outcomes cannot be stored."""
-    run.storage.fail_after(table_batch_containing('"kind": "intent"'), 16, occurrence=3)
+    """Right after the third audit store holding an intent is complete (its table batch, then its
+    lines appended to the audit ledger), the next 16 storage requests fail: that intent's write goes
+    out; the parallel writers' intents and outcomes cannot be stored."""
+    run.storage.fail_after(ledger_append_containing('"kind":"intent"'), 16, occurrence=3)
+
+
+def ledger_append_containing(text: str) -> Callable[[StorageRequest], bool]:
+    """An Append Block to the audit ledger whose lines (compact JSON) contain ``text``."""
+    wanted = text.encode()
+    return lambda request: "comp=appendblock" in request.path and wanted in request.body
 
 
 def storage_fails_after_the_fifth_write(run: Run) -> None:

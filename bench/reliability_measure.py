@@ -27,6 +27,7 @@ from sim import RequestRecord
 
 WRITES = frozenset({"PUT", "PATCH", "POST", "DELETE"})
 KNOWN_RESULTS = frozenset({"succeeded", "failed", "conflict", "skipped"})
+UNLEDGERED = "missing from ledger"
 
 
 @dataclass
@@ -44,6 +45,9 @@ class Row:
     writes_before_intent: int = 0  # ARM write requests with no intent stored before their arrival
     unfinished_before: int = 0  # intents their own handling left without a known outcome ...
     unfinished_after: int = 0  # ... and those still without one after recovery
+    # `audit verify`'s judgement of the table against the audit ledger after recovery, by finding:
+    # "missing from ledger" may follow a store cut between the two writes; the others never may.
+    ledger: dict[str, int] = field(default_factory=dict)
     must_finish: bool = False  # the deliveries must leave no public IP for the sweep ...
     left_for_the_sweep: int = 0  # ... public IPs on those instances when the sweep came
     seconds: float = 0.0
@@ -70,6 +74,7 @@ class Row:
         ):
             if value:
                 problems.append(f"{value} {name}")
+        problems += [f"{n} ledger {finding}" for finding, n in self.ledger.items() if finding != UNLEDGERED]
         return problems
 
 
@@ -171,6 +176,26 @@ def left_unfinished(records: list[Any]) -> int:
     return len((set(intents) - closed_by_own_handling) | answered_unknown)
 
 
+def ledger_findings(connection_string: str, settings: Any) -> dict[str, int]:
+    """What ``integrity.judge`` finds between every entity of the audit table and every line of the
+    audit ledger, both read from Azurite directly: findings by name (empty: they agree)."""
+    from azure.data.tables import TableClient
+    from azure.storage.blob import ContainerClient
+
+    from remediation.integrity import judge
+
+    with TableClient.from_connection_string(connection_string, table_name=settings.audit_table) as table:
+        entities = [dict(entity) for entity in table.list_entities()]
+    container = ContainerClient.from_connection_string(connection_string, settings.ledger_container)
+    lines: list[str] = []
+    if container.exists():
+        for name in sorted(blob.name for blob in container.list_blobs()):
+            lines += [line for line in container.download_blob(name).readall().decode().split("\n") if line]
+    now = datetime.now(UTC)
+    verdict = judge(entities, lines, now - timedelta(days=1), now + timedelta(hours=1), every_copy=True)
+    return dict(Counter(discrepancy.finding.value for discrepancy in verdict.discrepancies))
+
+
 def audit_entities(connection_string: str, table: str) -> list[Any]:
     """Every record of the audit table, once (its hourly copy), as Azurite stored it: TableEntity
     dicts whose ``metadata["timestamp"]`` is when Azurite stored them."""
@@ -223,6 +248,7 @@ COLUMNS = (
     "writes outside scope",
     "writes before their intent",
     "writes left without outcome: by the fault / after recovery",
+    "ledger: disagreements / missing from ledger",
     "time",
 )
 
@@ -262,6 +288,7 @@ def print_table(rows: list[Row]) -> None:
             row.writes_outside_scope,
             row.writes_before_intent,
             f"{row.unfinished_before} / {row.unfinished_after}",
+            f"{sum(n for f, n in row.ledger.items() if f != UNLEDGERED)} / {row.ledger.get(UNLEDGERED, 0)}",
             f"{row.seconds:.0f} s",
         ]
         print("| " + " | ".join(str(cell) for cell in cells) + " |")

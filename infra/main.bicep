@@ -63,6 +63,11 @@ param dryRun bool = false
 @maxValue(3650)
 param archiveRetentionDays int = 30
 
+@description('Days each blob of the audit ledger stays immutable (a time-based WORM policy on LEDGER_CONTAINER, appends allowed); `remediation audit verify` compares the audit table with it.')
+@minValue(1)
+@maxValue(146000)
+param ledgerRetentionDays int = 365
+
 @description('A JSON object merged into REMEDIATION_POLICY for the keys no parameter sets (tags_may_relax, remediate_origins, keep_detached_public_ips, scale_to_zero). monitored_subscriptions and scopes come from the parameters above.')
 param policyOverrides string = '{}'
 
@@ -108,6 +113,7 @@ var deploymentContainerName = 'deploymentpackage'
 var deadLetterContainerName = 'eventgrid-deadletter'
 var eventArchiveContainerName = 'event-archive'
 var lockContainerName = 'remediation-locks'
+var ledgerContainerName = 'audit-ledger'
 var auditTable = 'remediationaudit'
 var recheckQueue = 'remediation-recheck'
 var recheckDelaysSeconds = '15,60,180'
@@ -198,6 +204,8 @@ module storage 'app/storage.bicep' = {
     ]
     archiveContainerName: eventArchiveContainerName
     archiveRetentionDays: archiveRetentionDays
+    ledgerContainerName: ledgerContainerName
+    ledgerRetentionDays: ledgerRetentionDays
   }
 }
 
@@ -290,6 +298,7 @@ module function 'app/function.bicep' = {
       ARCHIVE_RETENTION_DAYS: string(archiveRetentionDays)
       RECHECK_QUEUE: recheckQueue
       LOCK_CONTAINER: lockContainerName
+      LEDGER_CONTAINER: ledgerContainerName
       RECHECK_DELAYS_SECONDS: recheckDelaysSeconds
       RECONCILE_BUDGET_SECONDS: reconcileBudgetSeconds
       SWEEP_SCHEDULE: sweepSchedule

@@ -86,6 +86,7 @@ class LocalAzure:
         recheck_queue: str = "remediation-recheck",
         archive_container: str = "event-archive",
         lock_container: str = "remediation-locks",
+        ledger_container: str = "audit-ledger",
     ) -> dict[str, str]:
         """App settings for the remediator, as local.settings.json or the Functions host would set them."""
         return {
@@ -98,6 +99,7 @@ class LocalAzure:
             "RECHECK_QUEUE": recheck_queue,
             "ARCHIVE_CONTAINER": archive_container,
             "LOCK_CONTAINER": lock_container,
+            "LEDGER_CONTAINER": ledger_container,
         }
 
     def settings(

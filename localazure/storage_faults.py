@@ -121,6 +121,7 @@ class StorageFaults:
         self._budget = 0  # requests still to fail
         self._triggers: list[_Trigger] = []
         self._losses: list[_Trigger] = []  # requests whose answer is lost after Azurite did them
+        self._refusals: list[Match] = []  # requests refused whenever they match (until reset)
         self._answers_lost = 0
         self._failures = dict.fromkeys(SERVICES, 0)
         self._log: deque[StorageRequest] = deque(maxlen=history)
@@ -144,6 +145,13 @@ class StorageFaults:
             raise ValueError("count must be >= 0 and occurrence >= 1")
         with self._lock:
             self._triggers.append(_Trigger(match, count, occurrence))
+
+    def refuse(self, match: Match) -> None:
+        """Answer every request matching ``match`` with ServerBusy, from now until ``reset``: a part
+        of the account down while the rest answers (a container, one service). ``match`` sees the
+        request as read (``status`` 0). A predicate that raises is logged and counts as no match."""
+        with self._lock:
+            self._refusals.append(match)
 
     def lose_answer(self, match: Match, *, occurrence: int = 1) -> None:
         """Forward the ``occurrence``-th request matching ``match`` (from now), let Azurite do it,
@@ -185,6 +193,7 @@ class StorageFaults:
             self._budget = 0
             self._triggers.clear()
             self._losses.clear()
+            self._refusals.clear()
             self._answers_lost = 0
             self._failures = dict.fromkeys(SERVICES, 0)
             self._log.clear()
@@ -195,15 +204,22 @@ class StorageFaults:
             raise RuntimeError("StorageFaults has not been started")
         return connection_string(self.ports)
 
-    def _decide(self, service: str) -> tuple[int, bool]:
+    def _decide(self, probe: StorageRequest) -> tuple[int, bool]:
         """The request's place in the order, and whether it is to fail."""
         with self._lock:
             self._seq += 1
+            seq = self._seq
             inject = self._budget > 0
             if inject:
                 self._budget -= 1
-                self._failures[service] += 1
-            return self._seq, inject
+            refusals = list(self._refusals)
+        if not inject and refusals:
+            refused = [_Trigger(match, 0, 1) for match in refusals]
+            inject = bool(self._matching(refused, probe))
+        if inject:
+            with self._lock:
+                self._failures[probe.service] += 1
+        return seq, inject
 
     def _answered(self, request: StorageRequest, body: bytes) -> bool:
         """Log the request; if Azurite answered it with success, advance the triggers it matches.
@@ -427,7 +443,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         received = time.time()
-        seq, inject = faults._decide(self._server.service)
+        probe = StorageRequest(self._server.service, self.command, self.path, 0, False, received, 0, body)
+        seq, inject = faults._decide(probe)
         answer = self._injected() if inject else self._forward(body)
         status, reason, headers, data = answer or (0, "", [], b"")
         request = StorageRequest(self._server.service, self.command, self.path, status, inject, received, seq)

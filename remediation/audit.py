@@ -1,5 +1,6 @@
-"""The only module that talks to storage: the audit log (Table), the event archive and Event
-Grid's dead letters (Blob), and the queue of delayed re-checks (Queue).
+"""The module that talks to storage: the audit log (Table), the event archive and Event Grid's
+dead letters (Blob), and the queue of delayed re-checks (Queue). The audit log's immutable copy
+(Blob) has its own small module, ``ledger``, which only this one uses.
 
 Write-ahead (DESIGN.md decision 4): a ``journal.Journal`` buffers a handling's records and stores
 them here; an intent is stored, with everything buffered before it, before the ARM write it
@@ -17,6 +18,10 @@ Layout (the partitions are explained in ``records``; README.md, "Audit log", for
 - blob container ``<ARCHIVE_CONTAINER>``: the raw events that can lead to work (``intake``: not those
   about a set that is not restricted), as received, ``YYYY/MM/DD/HH/<id>.json``, for replay; kept
   ``ARCHIVE_RETENTION_DAYS`` (infra also sets a lifecycle rule);
+- blob container ``<LEDGER_CONTAINER>``: every record once more, a line per record appended to
+  append blobs under a time-based immutability policy (``ledger``, ``integrity``): after the table
+  stored the record's hourly copy and before the store returns; ``remediation audit verify``
+  reports where the table and this copy disagree;
 - queue ``<RECHECK_QUEUE>``: a message naming only a scale set (and the attempt), hidden for the
   re-check delay; Base64 text, as the Functions queue trigger expects by default.
 """
@@ -28,14 +33,16 @@ import contextlib
 import dataclasses
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from remediation.credentials import managed_identity
 from remediation.group_commit import CommitFailed, GroupCommit, Operation
+from remediation.integrity import ledger_lines
 from remediation.journal import AuditUnavailable, Entities, Journal
+from remediation.ledger import Ledger, LedgerUnavailable
 from remediation.model import QueuedEvent, Recheck
 from remediation.records import (
     AuditRecord,
@@ -79,10 +86,12 @@ def _retry(settings: Settings) -> dict[str, Any]:
 
 def _unreachable(error: BaseException) -> bool:
     """Storage did not answer (after the SDK's retries): no connection, a lost answer, a 5xx, 408
-    or 429; not a request refused for what it holds (a 4xx, a failed operation)."""
+    or 429, or the ledger could not be appended to (its table write is stored: submitting the
+    records again writer by writer would only meet them there); not a request refused for what
+    it holds (a 4xx, a failed operation)."""
     from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
-    if isinstance(error, ServiceRequestError | ServiceResponseError):
+    if isinstance(error, ServiceRequestError | ServiceResponseError | LedgerUnavailable):
         return True
     if isinstance(error, HttpResponseError):
         status = error.status_code
@@ -160,12 +169,15 @@ class AuditLog:
                 settings.storage_connection_string, table_name=settings.audit_table, **_retry(settings)
             )
         else:
+            credential = credential or managed_identity(settings)
             self._table = TableClient(
                 settings.table_endpoint,
                 table_name=settings.audit_table,
-                credential=credential or managed_identity(settings),
+                credential=credential,
                 **_retry(settings),
             )
+        ledger = blob_service(settings, credential).get_container_client(settings.ledger_container)
+        self.ledger = Ledger(ledger)
         self._ready = False
         self._ready_lock = threading.Lock()
         # The hourly copies go last: a record visible by time (what `audit` reads by default) is
@@ -209,15 +221,18 @@ class AuditLog:
 
     def _submit(self, partition: str, operations: list[Operation]) -> None:
         """A partition's share of a wave: a transaction, or a single entity's plain insert or upsert
-        (the same outcome without the transaction's MIME body and three SDK thread pools)."""
+        (the same outcome without the transaction's MIME body and three SDK thread pools); then,
+        for an hourly partition, its records' lines appended to the ledger, as one block."""
         if len(operations) == 1 and operations[0][0] in ("create", "upsert"):
             operation, entity = operations[0]
             if operation == "create":
                 self._table.create_entity(entity)
             else:
                 self._table.upsert_entity(entity)  # merge, as a transaction's "upsert" does
-            return
-        self._table.submit_transaction(operations)
+        else:
+            self._table.submit_transaction(operations)
+        lines = ledger_lines(partition, (entity for _, entity in operations))
+        self.ledger.append(partition, [line.to_text() for line in lines])
 
     def was_handled(self, event_id: str) -> bool:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
@@ -269,6 +284,18 @@ class AuditLog:
         """Every record from ``since`` ago up to ``until`` (default now), oldest first."""
         end = until or datetime.now(UTC)
         return self.search(Filters(end - since, end))
+
+    def entities(self, queries: Iterable[tuple[str, dict[str, str]]]) -> Iterator[dict[str, Any]]:
+        """The entities each OData filter selects, as stored (``integrity.table_queries``)."""
+        from azure.core.exceptions import AzureError
+
+        self._ensure_table()
+        try:
+            for odata, parameters in queries:
+                for entity in self._table.query_entities(odata, parameters=parameters, results_per_page=1000):
+                    yield dict(entity)
+        except AzureError as error:
+            raise AuditUnavailable(f"audit query failed: {error}") from error
 
     def unfinished_writes(self, since: datetime, until: datetime, scale_set: str = "") -> list[Unfinished]:
         """Intents in the window that no known outcome closes: ARM writes whose result nobody

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from remediation.cli_review import cmd_audit, cmd_audit_verify, cmd_report, emit, output_options
 from remediation.review import parse_duration
 from remediation.settings import Settings, SettingsError
 
@@ -43,70 +44,6 @@ def scale_set_id(text: str) -> str:
         return ResourceId.parse(text, expected_type=SCALE_SET_TYPE).value
     except InvalidResourceId as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _output_options(parser: argparse.ArgumentParser, default: str = "table") -> None:
-    """``-o/--output`` (``--format`` as before) and ``--query`` (JMESPath), as ``az`` has them."""
-    from remediation.output import FORMATS
-
-    parser.add_argument("-o", "--output", "--format", dest="output", choices=FORMATS, default=default)
-    parser.add_argument("--query", help="a JMESPath query on the result, e.g. \"[?origin=='scale-set']\"")
-
-
-def _print(args: argparse.Namespace, value: object, human: str | None = None) -> None:
-    from remediation.output import shown
-
-    sys.stdout.write(shown(value, args.output, args.query, human))
-
-
-def _cmd_audit(args: argparse.Namespace) -> int:
-    from remediation.audit import AuditLog
-    from remediation.review import parse_filters, render_csv, render_summary, render_table, summarise
-
-    params = {
-        "since": args.since,
-        "until": args.until or "",
-        "scale_set": args.scale_set or "",
-        "event_id": args.event_id or "",
-        "correlation_id": args.correlation_id or "",
-        "outcome": args.outcome or "",
-    }
-    try:
-        filters = parse_filters(params, datetime.now(UTC))
-    except ValueError as error:
-        print(f"audit: {error}", file=sys.stderr)
-        return 2
-    records = list(AuditLog(Settings.from_env()).search(filters))
-    if args.summary:
-        summary = summarise(records)
-        _print(args, summary.as_json(), render_summary(summary) + "\n")
-    elif args.output == "csv" and not args.query:
-        sys.stdout.write(render_csv(records))  # every field, in the record's order
-    else:
-        _print(
-            args,
-            [record.as_json() for record in records],
-            f"{render_table(records)}\n{len(records)} records\n",
-        )
-    return 0
-
-
-def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    from remediation.audit import AuditLog
-
-    now = datetime.now(UTC)
-    unfinished = AuditLog(Settings.from_env()).unfinished_writes(now - args.since, now)
-    for write in unfinished:
-        intent = write.intent
-        state = "outcome unknown" if write.unknown else "no outcome"
-        target = intent.target or intent.scale_set
-        print(f"{intent.time.isoformat()} {intent.event_id} {intent.action} {target}: {state}")
-    missing = sum(1 for write in unfinished if not write.unknown)
-    print(
-        f"{missing} intents without outcome, {len(unfinished) - missing} with an unknown outcome not yet "
-        f"resolved, in the last {args.since}"
-    )
-    return 1 if unfinished else 0
 
 
 class Progress:
@@ -169,12 +106,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         "sources": [item.source for item in items],
         "dry_run": args.dry_run,
     }
-    _print(args, value, "".join(lines))
+    emit(args, value, "".join(lines))
     return 0
 
 
 def _cmd_whatif(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
     from pathlib import Path
 
     from remediation.inventory import InventoryError, load_inventory
@@ -218,7 +154,7 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
         for name, row in zip(names, rows, strict=True)
     ]
     lines.append(f"{len(rows)} findings in {len(inventory.scale_sets)} scale sets\n")
-    _print(args, rows, "".join(lines))
+    emit(args, rows, "".join(lines))
     return 0
 
 
@@ -249,36 +185,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         "refused": list(result.refused),
         "dry_run": settings.dry_run,
     }
-    _print(args, value, "".join(lines))
+    emit(args, value, "".join(lines))
     return 1 if result.refused else 0
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    from remediation.audit import AuditLog
-    from remediation.output import render
-    from remediation.report import build, document, render_csv, rows
-    from remediation.report_html import render_html
-    from remediation.review import Filters
-
-    until = datetime.now(UTC)
-    since = until - args.since
-    records = AuditLog(Settings.from_env()).search(Filters(since, until, scale_set=args.scale_set or ""))
-    reports = build(records)
-    if args.output == "html":
-        text = render_html(reports, since, until)
-    elif args.output == "csv" and not args.query:
-        text = render_csv(reports, until)
-    elif args.output in ("table", "tsv") and not args.query:
-        text = render(rows(reports, until), args.output)
-    else:
-        text = render(document(reports, since, until), args.output, args.query)
-    if args.file:
-        with open(args.file, "w", encoding="utf-8") as out:
-            out.write(text)
-        print(f"{sum(len(r.exposures) for r in reports)} exposures on {len(reports)} sets: {args.file}")
-    else:
-        sys.stdout.write(text)
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -296,13 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--event-id", help="one event's records")
     audit.add_argument("--correlation-id", help="the records of one ARM correlation id")
     audit.add_argument("--outcome", help="succeeded, failed, conflict, skipped, or a record kind")
-    _output_options(audit)
+    output_options(audit)
     audit.add_argument("--summary", action="store_true", help="counts by set and outcome, exposure windows")
-    audit.set_defaults(run=_cmd_audit)
+    audit.set_defaults(run=cmd_audit)
     audit_commands = audit.add_subparsers(dest="audit_command")
-    verify = audit_commands.add_parser("verify", help="report intents without an outcome")
+    verify = audit_commands.add_parser(
+        "verify", help="report intents without an outcome, and where the table and its ledger disagree"
+    )
     verify.add_argument("--since", type=duration, default=timedelta(days=7), help="how far back (default 7d)")
-    verify.set_defaults(run=_cmd_audit_verify)
+    verify.add_argument("--until", help="end of the window, ISO 8601 (default now)")
+    output_options(verify)
+    verify.set_defaults(run=cmd_audit_verify)
     replay = commands.add_parser("replay", help="replay events through the work queue, as live ones")
     source = replay.add_mutually_exclusive_group(required=True)
     source.add_argument("--event-id", help="an archived event, by id")
@@ -316,12 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the poison queue's messages kept in this window, e.g. 7d",
     )
     replay.add_argument("--dry-run", action="store_true", help="plan and record only, write nothing to ARM")
-    _output_options(replay)
+    output_options(replay)
     replay.set_defaults(run=_cmd_replay)
     whatif = commands.add_parser("whatif", help="plan against exported ARM JSON, with no ARM at all")
     whatif.add_argument("--inventory", nargs="+", required=True, metavar="FILE", help="ARM JSON exports")
     whatif.add_argument("--config", metavar="FILE", help="a policy file (as REMEDIATION_POLICY_FILE)")
-    _output_options(whatif)
+    output_options(whatif)
     whatif.set_defaults(run=_cmd_whatif)
     sweep = commands.add_parser("sweep", help="queue a look at every restricted scale set now")
     sweep.add_argument(
@@ -331,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a subscription id (repeatable); default: the policy's",
     )
     sweep.add_argument("--dry-run", action="store_true", help="plan and record only, write nothing to ARM")
-    _output_options(sweep)
+    output_options(sweep)
     sweep.set_defaults(run=_cmd_sweep)
     report = commands.add_parser(
         "report", help="per restricted set: each public IP that appeared, its exposure, what was done"
@@ -341,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", choices=(*FORMATS, "html"), default="json")
     report.add_argument("--query", help="a JMESPath query on the report's JSON document")
     report.add_argument("--file", help="write the report to this file instead of standard output")
-    report.set_defaults(run=_cmd_report)
+    report.set_defaults(run=cmd_report)
     return parser
 
 

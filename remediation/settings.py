@@ -48,6 +48,9 @@ class Settings:
     # Raw events as received, for replay, kept this many days.
     archive_container: str = "event-archive"
     archive_retention_days: int = 30
+    # The audit ledger: every record appended to append blobs, in a container that infra puts under
+    # a time-based immutability policy (``remediation audit verify`` compares it with the table).
+    ledger_container: str = "audit-ledger"
     # The work queue (looks at sets, queued events; its trigger reconciles one set per message),
     # and the delays of the re-checks of sets whose instances are still being created.
     recheck_queue: str = "remediation-recheck"
@@ -113,6 +116,7 @@ class Settings:
             storage_retry_total=int(number("STORAGE_RETRY_TOTAL", 3, 0, 10)),
             archive_container=text("ARCHIVE_CONTAINER", "event-archive"),
             archive_retention_days=int(number("ARCHIVE_RETENTION_DAYS", 30, 1, 3650)),
+            ledger_container=text("LEDGER_CONTAINER", "audit-ledger"),
             audit_table=text("AUDIT_TABLE", "remediationaudit"),
             recheck_queue=text("RECHECK_QUEUE", "remediation-recheck"),
             recheck_delays_s=_delays(env.get("RECHECK_DELAYS_SECONDS", "")),
@@ -154,6 +158,7 @@ class Settings:
         for key, name in (
             ("RECHECK_QUEUE", self.recheck_queue),
             ("ARCHIVE_CONTAINER", self.archive_container),
+            ("LEDGER_CONTAINER", self.ledger_container),
         ):
             if not (
                 3 <= len(name) <= 63 and all(c.isalnum() or c == "-" for c in name) and name == name.lower()

@@ -41,6 +41,7 @@ def estate(
         recheck_queue=f"recheck-{unique}",
         archive_container=f"archive-{unique}",
         lock_container=f"locks-{unique}",
+        ledger_container=f"ledger-{unique}",
     )
     # Tests pump the queue themselves (Estate.pump_rechecks), ARM's time passing between rounds.
     environment["RECHECK_DELAYS_SECONDS"] = "0,0,0"

@@ -326,6 +326,7 @@ def estate_on(
             recheck_queue=f"own-{unique}",
             archive_container=f"own-{unique}",
             lock_container=f"own-locks-{unique}",
+            ledger_container=f"own-ledger-{unique}",
         )
         environment.update(settings)
         with Estate(local, environment) as estate:

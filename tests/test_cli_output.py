@@ -98,3 +98,13 @@ def test_a_query_that_is_not_jmespath_is_one_line_and_bad_input(
     assert main(["whatif", "--inventory", str(path), "-o", "json", "--query", "[?origin=="]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("remediation whatif: --query '[?origin==': ")
+
+
+def test_audit_verify_in_tsv_and_queried_json(remediated: Estate, capsys: pytest.CaptureFixture[str]) -> None:
+    counts = json.loads(run(capsys, "audit", "verify", "-o", "json", "--query", "counts"))
+    assert counts["edited"] == counts["deleted from table"] == counts["missing from ledger"] == 0
+    (line,) = run(
+        capsys, "audit", "verify", "-o", "tsv", "--query", "{checked: checked, agree: agree}"
+    ).splitlines()
+    checked, agree = line.split("\t")
+    assert int(checked) == int(agree) > 0

@@ -20,7 +20,7 @@ from azure.storage.blob import ContainerClient
 from estate import Estate
 
 from localazure.host import user_function
-from localazure.storage_faults import StorageFaults
+from localazure.storage_faults import StorageFaults, StorageRequest
 from remediation.credentials import LoopbackCredential
 from remediation.model import RecordKind
 from remediation.records import AuditRecord
@@ -53,6 +53,19 @@ def archived(estate: Estate) -> list[str]:
     return [blob.name for blob in container.list_blobs()] if container.exists() else []
 
 
+def split_ledger(
+    estate: Estate, sent: list[StorageRequest]
+) -> tuple[list[StorageRequest], list[StorageRequest]]:
+    """The audit ledger's requests (every stored record is also appended there), and the others."""
+    container = f"/{estate.environment['LEDGER_CONTAINER']}"
+    ledger = [r for r in sent if r.service == "blob" and container in r.path]
+    return ledger, [r for r in sent if r not in ledger]
+
+
+def appended(ledger: list[StorageRequest]) -> int:
+    return sum(1 for r in ledger if "comp=appendblock" in r.path and r.status == 201)
+
+
 def records_of(estate: Estate, event_id: str) -> list[AuditRecord]:
     return [r for r in estate.audit() if r.event_id == event_id]
 
@@ -73,7 +86,8 @@ def test_an_event_about_an_unrestricted_set_costs_one_arm_read_and_no_blob_reque
     assert [(r.method, r.resource_type.lower()) for r in reads] == [("GET", SET.lower())] * 2, (
         "one read of the set per delivery, and nothing else"
     )
-    sent = storage.requests()
+    ledger, sent = split_ledger(estate, storage.requests())
+    assert appended(ledger) == 2, "each delivery's records are one append to the audit ledger"
     assert [r for r in sent if r.service != "table"] == [], "no blob (archive, lease, mark), no queue"
     assert [r.path for r in sent if r.method == "GET"] == [], "no duplicate check: nothing read back"
     assert archived(estate) == []
@@ -105,7 +119,9 @@ def test_an_event_about_a_restricted_set_is_archived_and_its_redelivery_is_a_dup
     received = records[0]
     assert received.archive and archived(estate) == [received.archive]
     assert records[1].reason.startswith("queued: a look at the set")
-    assert [r.service for r in storage.requests() if r.service != "table"] == [], (
+    ledger, sent = split_ledger(estate, storage.requests())
+    assert appended(ledger) == 1 and len(ledger) == 1, "the duplicate record, appended to the ledger"
+    assert [r.service for r in sent if r.service != "table"] == [], (
         "the duplicate is not archived again, nor queued"
     )
 

@@ -376,11 +376,20 @@ def test_a_table_write_match_sees_single_entity_writes_and_batches(faults: Stora
     assert table.get_entity("p", "i3")["kind"] == "intent"
 
 
+def _ledger_append_of(record: AuditRecord) -> Callable[[StorageRequest], bool]:
+    """The Append Block that carries ``record``'s ledger line."""
+    wanted = record.record_id.encode()
+    return lambda request: (
+        request.service == "blob" and "comp=appendblock" in request.path and wanted in request.body
+    )
+
+
 def test_the_products_intent_writes_match_and_what_follows_is_not_stored(
     faults: StorageFaults, local_azure: LocalAzure
 ) -> None:
     """The audit log's own write-ahead writes (remediation.audit) through the proxy's string: an
-    intent stored alone is one single-entity insert per partition (group_commit's wave of one)."""
+    intent stored alone is one single-entity insert per partition (group_commit's wave of one),
+    then one append of its line to the ledger (remediation.ledger), which its store waits for."""
     settings = local_azure.settings(
         audit_table=_name("audit"), storage_connection_string=faults.connection_string, storage_retry_total=0
     )
@@ -388,10 +397,11 @@ def test_the_products_intent_writes_match_and_what_follows_is_not_stored(
     scale_set = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/v"
     log.append(AuditRecord(RecordKind.DECISION, scale_set=scale_set, mode="strip"))
     intent = AuditRecord(RecordKind.INTENT, scale_set=scale_set, action="detach")
-    writes = len({entity["PartitionKey"] for entity in intent.to_entities()})  # one per partition
-    faults.fail_after(table_write_containing(INTENT), 3, occurrence=writes)
+    faults.fail_after(_ledger_append_of(intent), 3)
     log.append(intent)
     assert faults.pending_failures == 3  # the intent is stored: its ARM write would go out now
+    last = faults.requests()[-1]
+    assert last.service == "blob" and "comp=appendblock" in last.path, "its line, after its table writes"
     with pytest.raises(AuditUnavailable):
         log.append(AuditRecord(RecordKind.OUTCOME, scale_set=scale_set, intent_id=intent.record_id))
     assert faults.failures == 1  # AuditUnavailable at once: the SDK was told not to retry
@@ -402,6 +412,20 @@ def test_the_products_intent_writes_match_and_what_follows_is_not_stored(
 
 
 # --- bookkeeping ---
+
+
+def test_refuse_fails_every_matching_request_until_reset_and_nothing_else(faults: StorageFaults) -> None:
+    down, up = _container(faults.connection_string), _container(faults.connection_string)
+    faults.refuse(lambda request: f"/{down.container_name}/" in request.path)
+
+    for _ in range(3):
+        _server_busy(lambda: down.upload_blob("a.json", b"{}", overwrite=True))
+    up.upload_blob("a.json", b"{}")
+
+    assert faults.failures_by_service() == {"blob": 3, "queue": 0, "table": 0}
+    faults.reset()
+    down.upload_blob("a.json", b"{}", overwrite=True)
+    assert down.download_blob("a.json").readall() == b"{}"
 
 
 def test_reset_forgets_pending_failures_triggers_and_counts(faults: StorageFaults) -> None:

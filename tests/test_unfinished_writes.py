@@ -315,14 +315,11 @@ def test_an_interrupted_model_change_is_judged_by_the_model_not_by_the_capacity(
     assert estate.successful("PATCH", "Microsoft.Compute/virtualMachineScaleSets") == [docs.set_id("uni")]
 
 
-def test_an_event_that_cannot_be_archived_is_still_remediated(
-    estate: Estate, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    nothing_listens = "http://127.0.0.1:9/devstoreaccount1"
-    connection = estate.environment["RemediationStorage"]
-    parts = [p for p in connection.split(";") if p and not p.startswith("BlobEndpoint=")]
-    monkeypatch.setenv("RemediationStorage", ";".join([*parts, f"BlobEndpoint={nothing_listens}"]) + ";")
-    monkeypatch.setenv("STORAGE_RETRY_TOTAL", "0")
+def test_an_event_that_cannot_be_archived_is_still_remediated(estate: Estate, storage: StorageFaults) -> None:
+    # The archive's and the leases' containers are down; the audit ledger, in the same account,
+    # answers (without it no record could be stored, and nothing would be written to ARM).
+    down = [f"/{estate.environment[name]}" for name in ("ARCHIVE_CONTAINER", "LOCK_CONTAINER")]
+    storage.refuse(lambda r: r.service == "blob" and any(name in r.path for name in down))
     estate.create_set("web", tags=STRIP)
     estate.scale("web", 1)
 
@@ -354,6 +351,12 @@ def batch_with(*texts: str) -> Callable[[StorageRequest], bool]:
     )
 
 
+def ledger_append_with(*texts: str) -> Callable[[StorageRequest], bool]:
+    """An Append Block to the audit ledger holding ``texts`` (its lines are compact JSON)."""
+    wanted = [text.encode() for text in texts]
+    return lambda r: "comp=appendblock" in r.path and all(text in r.body for text in wanted)
+
+
 def test_an_intent_that_could_not_be_stored_is_closed_as_skipped_once_storage_is_back(
     estate: Estate, storage: StorageFaults, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -361,11 +364,10 @@ def test_an_intent_that_could_not_be_stored_is_closed_as_skipped_once_storage_is
     estate.scale("web", 1)
     (vm,) = estate.vms("web")
     (public_ip,) = estate.public_ips_of(vm)
-    # After the detach intent's last copy is stored, the next storage request fails: the batch
-    # that carries the delete's intent. The handling stops there; storage is back for its last flush.
-    storage.fail_after(
-        batch_with('"kind": "intent"', '"action": "detach-public-ip"', '"PartitionKey": "h-'), 1
-    )
+    # After the detach intent is stored (its copies, then its ledger line), the next storage request
+    # fails: the batch that carries the delete's intent. The handling stops there; storage is back
+    # for its last flush.
+    storage.fail_after(ledger_append_with('"kind":"intent"', '"action":"detach-public-ip"'), 1)
     events = estate.events()[-1:]
     with pytest.raises(Exception, match="audit"):
         estate.deliver(events[0])

@@ -32,6 +32,8 @@ var roles = {
   // The audit log: the app creates <AUDIT_TABLE> and <AUDIT_TABLE>events and appends records.
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   storageTableDataReader: '76199698-9eea-4c19-bc75-cec21354c6b6'
+  // The reader's `remediation audit verify` reads the audit ledger (blobs) beside the table.
+  storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   // Application Insights with local authentication disabled.
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
@@ -75,6 +77,16 @@ resource auditReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataReader)
+    principalId: auditReaderPrincipalId
+    principalType: auditReaderPrincipalType
+  }
+}
+
+resource auditLedgerReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(auditReaderPrincipalId)) {
+  name: guid(storage.id, auditReaderPrincipalId, roles.storageBlobDataReader)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
     principalId: auditReaderPrincipalId
     principalType: auditReaderPrincipalType
   }

@@ -1,6 +1,6 @@
 // The one storage account of the app: Functions host storage (AzureWebJobsStorage), the Flex
-// Consumption deployment package, Event Grid dead letters, the event archive, the audit tables
-// and the re-check queue. Shared-key access is disabled: every client (the function app, Event
+// Consumption deployment package, Event Grid dead letters, the event archive, the audit tables,
+// the audit ledger (immutable) and the re-check queue. Shared-key access is disabled: every client (the function app, Event
 // Grid's dead-lettering, a reviewer running `remediation audit`) authenticates with Entra ID.
 
 @description('Name of the storage account (3-24 lower-case letters and digits).')
@@ -29,6 +29,14 @@ param archiveContainerName string
 @description('Days an archived event is kept (ARCHIVE_RETENTION_DAYS): the app prunes them, and a lifecycle rule deletes what it missed.')
 @minValue(1)
 param archiveRetentionDays int
+
+@description('The container of the audit ledger (LEDGER_CONTAINER): every audit record appended to append blobs, under a time-based immutability (WORM) policy.')
+param ledgerContainerName string
+
+@description('Days each ledger blob stays immutable after its creation: it can be appended to, never changed or deleted, until then.')
+@minValue(1)
+@maxValue(146000)
+param ledgerRetentionDays int = 365
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   //checkov:skip=CKV_AZURE_35: The function app runs without a virtual network (Flex Consumption, no VNet integration) and reaches the account over its public endpoint; shared keys are off, so every request needs an Entra token and a data role.
@@ -104,6 +112,28 @@ resource blobContainers 'Microsoft.Storage/storageAccounts/blobServices/containe
     publicAccess: 'None'
   }
 }]
+
+// The audit ledger: the tamper evidence of the audit table (`remediation audit verify`). Its policy
+// is left unlocked, so a deployment can still change it; an unlocked policy can be deleted by anyone
+// holding .../containers/immutabilityPolicies/delete on the account (the remediator's Storage Blob
+// Data Owner does: docs/deploy.md says how to lock it once the period is settled).
+resource ledgerContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobServices
+  name: ledgerContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource ledgerImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = {
+  parent: ledgerContainer
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: ledgerRetentionDays
+    // Appends to the ledger's append blobs go on under the policy; nothing written can change.
+    allowProtectedAppendWrites: true
+  }
+}
 
 resource archiveLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: storage

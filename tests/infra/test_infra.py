@@ -551,3 +551,53 @@ def test_the_policy_carries_the_keys_the_code_reads() -> None:
     for key in ("monitored_subscriptions", "scopes"):
         assert f"{key}:" in text
     assert parse(INFRA / "main.bicep")["parameters"]["policyOverrides"]["default"] == "{}"
+
+
+# -- the audit ledger ------------------------------------------------------------------------------
+
+CONTAINER_TYPE = "Microsoft.Storage/storageAccounts/blobServices/containers"
+IMMUTABILITY_TYPE = f"{CONTAINER_TYPE}/immutabilityPolicies"
+
+
+def test_the_ledger_container_is_under_a_time_based_immutability_policy_that_takes_appends() -> None:
+    doc = module("storage.bicep")
+    resources = doc["resources"]
+    ledgers = [
+        symbol
+        for symbol, body in resources.items()
+        if body["type"] == CONTAINER_TYPE and body["config"].get("name") == "ledgerContainerName"
+    ]
+    assert len(ledgers) == 1, "storage.bicep creates the container named by ledgerContainerName"
+    policies = [
+        body["config"]
+        for body in resources.values()
+        if body["type"] == IMMUTABILITY_TYPE and body["config"].get("parent") == ledgers[0]
+    ]
+    assert len(policies) == 1, "the ledger container has an immutability policy"
+    policy = policies[0]
+    assert policy["name"] == "default"  # the only name ARM takes
+    assert policy["properties"]["allowProtectedAppendWrites"] is True, "appends go on under WORM"
+    assert policy["properties"]["immutabilityPeriodSinceCreationInDays"] == "ledgerRetentionDays"
+    assert doc["parameters"]["ledgerRetentionDays"]["default"] == 365
+
+    main = parse(INFRA / "main.bicep")
+    storage = main["modules"]["storage"]["config"]["params"]
+    defaults = Settings()
+    assert resolve(main, storage["ledgerContainerName"]) == defaults.ledger_container
+    assert resolve(main, _app_settings()["LEDGER_CONTAINER"]) == defaults.ledger_container
+    assert storage["ledgerRetentionDays"] == "ledgerRetentionDays"
+    assert main["parameters"]["ledgerRetentionDays"]["default"] == 365
+
+
+def test_the_audit_reader_can_read_the_ledger_that_audit_verify_compares_the_table_with() -> None:
+    doc = module("rbac.bicep")
+    roles = resolve(doc, "roles")
+    assert roles["storageBlobDataReader"] == "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+    granted = [
+        body["config"]
+        for body in doc["resources"].values()
+        if body["type"] == "Microsoft.Authorization/roleAssignments"
+        and "auditReaderPrincipalId" in json.dumps(body["config"])
+    ]
+    assert any("storageBlobDataReader" in json.dumps(config) for config in granted)
+    assert any("storageTableDataReader" in json.dumps(config) for config in granted)
