@@ -23,9 +23,6 @@ param auditReaderPrincipalId string = ''
 param auditReaderPrincipalType string = 'User'
 
 var roles = {
-  // Host storage (blob leases of the timer trigger, host keys), the deployment package, the event
-  // archive: the Functions host needs Owner on blobs with an identity-based AzureWebJobsStorage.
-  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   // The re-check queue: the app sends (delayed messages), the queue trigger receives, deletes and
   // moves poison messages (Contributor includes Message Processor's actions).
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
@@ -39,13 +36,61 @@ var roles = {
 }
 
 var identityStorageRoles = [
-  roles.storageBlobDataOwner
   roles.storageQueueDataContributor
   roles.storageTableDataContributor
 ]
 
+// Host storage (blob leases of the timer trigger, host keys), the deployment package, the event
+// archive, the set leases and the audit ledger. The Functions host asks for Storage Blob Data
+// Owner with an identity-based AzureWebJobsStorage; this is Owner's permissions (its definition,
+// b7e6dc6d-f1e8-4753-8033-0f276bb0955b: containers/* and blobs/*) less what would let the app's
+// own identity undo the audit ledger's tamper evidence: writing or deleting a container's
+// immutability policy (an unlocked one may be shortened or deleted), clearing a legal hold, and
+// the data action that overrides a blob's immutability. tests/infra checks both.
+var blobDataPermissions = {
+  actions: [
+    'Microsoft.Storage/storageAccounts/blobServices/containers/*'
+    'Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action'
+  ]
+  notActions: [
+    'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies/*'
+    'Microsoft.Storage/storageAccounts/blobServices/containers/clearLegalHold/action'
+  ]
+  dataActions: [
+    'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/*'
+  ]
+  notDataActions: [
+    'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/immutableStorage/runAsSuperUser/action'
+  ]
+}
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
+}
+
+resource blobDataRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, 'vmss-remediator-blob-data')
+  properties: {
+    roleName: 'VMSS public IP remediator blob data (${resourceGroup().name})'
+    description: 'Storage Blob Data Owner less immutability policies, legal hold clearing and immutability override: the audit ledger stays tamper-evident against the app itself.'
+    type: 'CustomRole'
+    permissions: [
+      blobDataPermissions
+    ]
+    assignableScopes: [
+      resourceGroup().id
+    ]
+  }
+}
+
+resource identityBlobAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityPrincipalId, 'vmss-remediator-blob-data')
+  scope: storage
+  properties: {
+    roleDefinitionId: blobDataRole.id
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
 }
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {

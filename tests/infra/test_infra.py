@@ -524,11 +524,67 @@ def test_the_identity_gets_the_storage_data_roles_the_app_needs() -> None:
     roles = resolve(doc, "roles")
     # Each entry is `roles.<name>`, which pycep renders as a property access.
     granted = {role["operator"]["operands"]["operand_2"] for role in resolve(doc, "identityStorageRoles")}
-    assert granted == {"storageBlobDataOwner", "storageQueueDataContributor", "storageTableDataContributor"}
+    assert granted == {"storageQueueDataContributor", "storageTableDataContributor"}
     assert roles["storageTableDataContributor"] == "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
     assert roles["storageQueueDataContributor"] == "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
-    assert roles["storageBlobDataOwner"] == "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+    assert "b7e6dc6d-f1e8-4753-8033-0f276bb0955b" not in json.dumps(doc["resources"]), "no built-in Owner"
     assert roles["monitoringMetricsPublisher"] == "3913510d-42f4-4e42-8a64-420c390055eb"
+
+
+# What Storage Blob Data Owner (b7e6dc6d-...) grants, from its built-in definition.
+BLOB_DATA_OWNER = {
+    "actions": [
+        "Microsoft.Storage/storageAccounts/blobServices/containers/*",
+        "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
+    ],
+    "dataActions": ["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/*"],
+}
+# What would let the app's own identity undo the ledger's tamper evidence.
+UNDOES_THE_LEDGER = [
+    "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies/delete",
+    "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies/write",
+    "Microsoft.Storage/storageAccounts/blobServices/containers/clearLegalHold/action",
+]
+
+
+def _grants(permissions: Mapping[str, Any], action: str, kind: str = "actions") -> bool:
+    """Whether a role's permissions block grants ``action`` (wildcards as ARM reads them)."""
+    from fnmatch import fnmatchcase
+
+    def matches(patterns: list[str]) -> bool:
+        return any(fnmatchcase(action.lower(), pattern.lower()) for pattern in patterns)
+
+    not_kind = "not" + kind[0].upper() + kind[1:]
+    return matches(permissions.get(kind, [])) and not matches(permissions.get(not_kind, []))
+
+
+def test_the_identitys_blob_role_is_owners_less_what_undoes_the_ledger() -> None:
+    doc = module("rbac.bicep")
+    permissions = resolve(doc, "blobDataPermissions")
+    role = resource(doc, "blobDataRole")["properties"]
+    assert role["permissions"] == ["blobDataPermissions"] and role["type"] == "CustomRole"
+    assignment = resource(doc, "identityBlobAccess")["properties"]
+    assert assignment["roleDefinitionId"]["operator"]["operands"] == {
+        "operand_1": "blobDataRole",
+        "operand_2": "id",
+    }
+    for action in UNDOES_THE_LEDGER:
+        assert not _grants(permissions, action), action
+    assert not _grants(
+        permissions,
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/immutableStorage/runAsSuperUser/action",
+        "dataActions",
+    )
+    # Everything else the host's Owner role gave it stays: leases, containers, every blob operation.
+    for action in (
+        "Microsoft.Storage/storageAccounts/blobServices/containers/write",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/lease/action",
+        "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
+    ):
+        assert _grants(permissions, action) and _grants(BLOB_DATA_OWNER, action), action
+    for action in ("blobs/write", "blobs/add/action", "blobs/delete", "blobs/read", "blobs/tags/write"):
+        full = f"Microsoft.Storage/storageAccounts/blobServices/containers/{action}"
+        assert _grants(permissions, full, "dataActions"), action
 
 
 # -- the policy parameters -----------------------------------------------------------------------
