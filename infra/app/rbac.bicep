@@ -71,7 +71,7 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 resource blobDataRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, 'vmss-remediator-blob-data')
   properties: {
-    roleName: 'VMSS public IP remediator blob data (${resourceGroup().name})'
+    roleName: 'VMSS public IP remediator blob data (${resourceGroup().id})' // unique in the tenant
     description: 'Storage Blob Data Owner less immutability policies, legal hold clearing and immutability override: the audit ledger stays tamper-evident against the app itself.'
     type: 'CustomRole'
     permissions: [
