@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from remediation.model import Mode, Origin, ScaleSet, tag_value
-from remediation.resource_ids import SCALE_SET_TYPE, InvalidResourceId, ResourceId
+from remediation.resource_ids import SCALE_SET_TYPE, InvalidResourceId, ResourceId, subscription_id
 
 MODE_TAG = "remediation.mode"
 EXEMPT_TAG = "remediation.exempt-until"
@@ -312,6 +312,11 @@ def parse_policy(document: object) -> Policy:
     subscriptions = document.get("monitored_subscriptions", [])
     if not isinstance(subscriptions, list) or not all(isinstance(s, str) and s for s in subscriptions):
         raise PolicyError("monitored_subscriptions: expected a list of subscription ids")
+    for index, value in enumerate(subscriptions):
+        try:
+            subscription_id(value)
+        except InvalidResourceId as error:  # a typo would monitor nothing and refuse everything
+            raise PolicyError(f"monitored_subscriptions[{index}]: {error}") from None
 
     return Policy(
         scopes=scopes,

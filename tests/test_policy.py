@@ -189,3 +189,8 @@ def test_in_a_configured_scope_only_exemptions_allowed_in_lets_an_exemption_hold
 def test_exemption_and_evict_settings_are_validated(document: object, message: str) -> None:
     with pytest.raises(PolicyError, match=re.escape(message)):
         load_policy(json.dumps(document))
+
+
+def test_a_monitored_subscription_that_is_no_guid_is_named() -> None:
+    with pytest.raises(PolicyError, match=r"monitored_subscriptions\[1\]: subscription 'prod' is not a GUID"):
+        load_policy(json.dumps({"monitored_subscriptions": ["6a2e1c9d-6f3b-4f57-9d3e-2b1f4c8e7a10", "prod"]}))
