@@ -76,10 +76,16 @@ def _character_fault(char: str, segment: str) -> str:
     if char.isspace():
         return f"the space character U+{ord(char):04X}"
     if not char.isascii():
-        # A letter or digit ARM allows in resource group names (its \w); no other symbol.
-        category = unicodedata.category(char)[0]
-        return "" if category in "LN" else f"the character U+{ord(char):04X}, not a letter or digit"
-    return "" if char in _NAME_CHARACTERS else repr(char)
+        # What ARM's \w allows in resource group names (.NET: letters, marks, digits, connectors),
+        # if its case maps one to one: ids compare by str.lower, and a character that lowers into
+        # another's (the Kelvin sign into 'k', capital 'ẞ' into 'ß') would make two groups one here.
+        category = unicodedata.category(char)
+        if not (category[0] in "LN" or category in ("Mn", "Pc")):
+            return f"the character U+{ord(char):04X}, not a letter or digit"
+        lower, upper = char.lower(), char.upper()
+        if len(lower) != 1 or lower.upper() != upper:
+            return f"the character U+{ord(char):04X}, whose case does not map one to one"
+    return "" if not char.isascii() or char in _NAME_CHARACTERS else repr(char)
 
 
 def _segments(value: str) -> list[str]:

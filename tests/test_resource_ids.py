@@ -54,6 +54,10 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
             "segment 8 '\uff0e\uff0e' is not a valid name: it holds the character U+FF0E, not a letter",
         ),
         (f"{SET[:-3]}\u2215", "segment 8 '\u2215' is not a valid name: it holds the character U+2215"),
+        (
+            SET.replace("rg-app", "\u212a8s"),
+            "segment 4 '\u212a8s' is not a valid name: it holds the character U+212A, whose case",
+        ),
         (f"{SET[:-3]} web", "segment 8 ' web' is not a valid name: it holds the space character U+0020"),
         (f"{SET}?api-version=1", "segment 8 'web?api-version=1' is not a valid name: it holds '?'"),
         (f"{SET}#x", "segment 8 'web#x' is not a valid name: it holds '#'"),
@@ -87,6 +91,7 @@ def test_each_form_that_escapes_its_url_is_refused_naming_the_segment(value: str
         SET.replace("rg-app", "rg-équipe-北京"),
         f"{docs.PREFIX}/Microsoft.Insights/autoscalesettings/web scale rule",
         SET.replace("/web", "/w\u0435b"),  # a Cyrillic ie: another name, not another URL
+        SET.replace("rg-app", "rg-cafe\u0301-\u0e20\u0e32\u0e29\u0e32-stra\u00dfe"),  # marks, as \w has them
     ],
 )
 def test_ids_arm_names_its_resources_with_are_accepted_as_they_are(value: str) -> None:

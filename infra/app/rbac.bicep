@@ -44,9 +44,9 @@ var identityStorageRoles = [
 // archive, the set leases and the audit ledger. The Functions host asks for Storage Blob Data
 // Owner with an identity-based AzureWebJobsStorage; this is Owner's permissions (its definition,
 // b7e6dc6d-f1e8-4753-8033-0f276bb0955b: containers/* and blobs/*) less what would let the app's
-// own identity undo the audit ledger's tamper evidence: writing or deleting a container's
-// immutability policy (an unlocked one may be shortened or deleted), clearing a legal hold, and
-// the data action that overrides a blob's immutability. tests/infra checks both.
+// own identity undo the audit ledger's tamper evidence: writing, deleting, locking or extending a
+// container's immutability policy (an unlocked one may be shortened or deleted), clearing a legal
+// hold, deleting a container, and the data action that overrides a blob's immutability. tests/infra checks both.
 var blobDataPermissions = {
   actions: [
     'Microsoft.Storage/storageAccounts/blobServices/containers/*'
@@ -55,6 +55,8 @@ var blobDataPermissions = {
   notActions: [
     'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies/*'
     'Microsoft.Storage/storageAccounts/blobServices/containers/clearLegalHold/action'
+    // While the ledger is still empty, deleting its container and making it again would drop the policy.
+    'Microsoft.Storage/storageAccounts/blobServices/containers/delete'
   ]
   dataActions: [
     'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/*'
@@ -71,7 +73,7 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 resource blobDataRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, 'vmss-remediator-blob-data')
   properties: {
-    roleName: 'VMSS public IP remediator blob data (${resourceGroup().id})' // unique in the tenant
+    roleName: 'VMSS public IP remediator blob data ${uniqueString(resourceGroup().id)}' // unique in the tenant
     description: 'Storage Blob Data Owner less immutability policies, legal hold clearing and immutability override: the audit ledger stays tamper-evident against the app itself.'
     type: 'CustomRole'
     permissions: [

@@ -115,8 +115,9 @@ resource blobContainers 'Microsoft.Storage/storageAccounts/blobServices/containe
 
 // The audit ledger: the tamper evidence of the audit table (`remediation audit verify`). Its policy
 // is left unlocked, so a deployment can still change it; an unlocked policy can be deleted by anyone
-// holding .../containers/immutabilityPolicies/delete on the account (the remediator's Storage Blob
-// Data Owner does: docs/deploy.md says how to lock it once the period is settled).
+// holding .../containers/immutabilityPolicies/delete on the account: not the remediator's identity
+// (rbac.bicep's blob role leaves it out), but the account's administrators (docs/deploy.md says how
+// to lock it once the period is settled).
 resource ledgerContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobServices
   name: ledgerContainerName

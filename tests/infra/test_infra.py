@@ -543,7 +543,10 @@ BLOB_DATA_OWNER = {
 UNDOES_THE_LEDGER = [
     "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies/delete",
     "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies/write",
+    "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies/lock/action",
+    "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies/extend/action",
     "Microsoft.Storage/storageAccounts/blobServices/containers/clearLegalHold/action",
+    "Microsoft.Storage/storageAccounts/blobServices/containers/delete",  # an empty ledger, made anew
 ]
 
 
