@@ -103,9 +103,28 @@ def test_the_html_report_is_one_self_contained_file_with_an_svg_timeline(
     assert len(bars) == 3, "a bar per exposure"
     groups = parsed.of("g")
     assert sorted(g["data-status"] for g in groups) == ["ended", "open", "open"]
-    ended = next(i for i, g in enumerate(groups) if g["data-status"] == "ended")
-    open_bars = [float(bars[i]["width"]) for i, g in enumerate(groups) if g["data-status"] == "open"]
-    assert all(float(bars[ended]["width"]) <= width for width in open_bars), "open ones run to the end"
+
+
+def test_the_timeline_draws_each_exposure_from_its_start_to_its_end_or_the_reports() -> None:
+    """On a window of one hour, an exposure from minute 10
+    to 20 is a bar over those minutes; one still open from minute 30 runs to the right edge."""
+    from remediation.report import Exposure, SetReport
+    from remediation.report_html import LABEL, WIDTH, timeline
+
+    since = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    until = since + timedelta(hours=1)
+    minute = (WIDTH - LABEL) / 60
+    ended = Exposure("/s/web", "/s/web/vm1", "/s/ip1", began=since + timedelta(minutes=10))
+    ended.ended = since + timedelta(minutes=20)
+    still_open = Exposure("/s/web", "/s/web/vm2", "/s/ip2", began=since + timedelta(minutes=30))
+    parsed = Parsed()
+    parsed.feed(timeline(SetReport("/s/web", "strip", (ended, still_open), ()), since, until))
+
+    first, second = parsed.of("rect")
+    assert float(first["x"]) == pytest.approx(LABEL + 10 * minute, abs=0.1)
+    assert float(first["width"]) == pytest.approx(10 * minute, abs=0.1)
+    assert float(second["x"]) == pytest.approx(LABEL + 30 * minute, abs=0.1)
+    assert float(second["x"]) + float(second["width"]) == pytest.approx(WIDTH, abs=0.1)
 
 
 def test_a_failed_write_leaves_the_exposure_open_and_is_named_with_it() -> None:
