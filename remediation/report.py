@@ -109,15 +109,16 @@ def build(records: Iterable[AuditRecord]) -> list[SetReport]:
                 part for part in (record.kind.value, record.action, record.error or record.reason) if part
             )
             failures.setdefault(set_key, []).append(f"{record.time.isoformat()} {what}")
-        current = exposures.get(_key(record), [])[-1:]
         if record.kind is RecordKind.DECISION and record.instance and record.public_ip:
             _seen(exposures, record)
         elif record.kind is RecordKind.OUTCOME and record.intent_id in intents:
             intent = intents[record.intent_id]
             for exposure in exposures.get(_key(intent), [])[-1:]:
                 _closed(exposure, intent, record)
-        elif record.kind is RecordKind.VERIFIED and current and current[0].ended is None:
-            current[0].ended, current[0].event_id = record.time, current[0].event_id or record.event_id
+        elif record.kind is RecordKind.VERIFIED:
+            for exposure in exposures.get(_key(record), [])[-1:]:
+                if exposure.ended is None:
+                    exposure.ended, exposure.event_id = record.time, exposure.event_id or record.event_id
     by_set: dict[str, list[Exposure]] = {}
     for listed in exposures.values():
         by_set.setdefault(listed[0].scale_set.lower(), []).extend(listed)
