@@ -302,6 +302,7 @@ module function 'app/function.bicep' = {
       RECHECK_DELAYS_SECONDS: recheckDelaysSeconds
       RECONCILE_BUDGET_SECONDS: reconcileBudgetSeconds
       SWEEP_SCHEDULE: sweepSchedule
+      DEAD_LETTER_CONTAINER: deadLetterContainerName
       REMEDIATION_POLICY: policy.outputs.policy
       REMEDIATION_DRY_RUN: dryRun ? 'true' : 'false'
     }

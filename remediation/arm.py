@@ -43,9 +43,10 @@ from remediation.arm_errors import (
     attempt_log,
     attempted,
 )
+from remediation.arm_pipeline import answer_date_policy, answered, pacing_policy, pooled_transport
 from remediation.credentials import arm_credential, token_caller
 from remediation.model import AutoscaleSetting, Caller, NetworkInterface, PublicIp, ScaleSet, VirtualMachine
-from remediation.pacing import Pacer, pacer_for
+from remediation.pacing import pacer_for
 from remediation.permissions import NIC_CONFIGURATION_LINKS, NIC_LINKS, arm_operation
 from remediation.resource_ids import (
     AUTOSCALE_SETTING_TYPE,
@@ -55,6 +56,7 @@ from remediation.resource_ids import (
     UNIFORM_NIC_TYPE,
     UNIFORM_VM_TYPE,
     VIRTUAL_MACHINE_TYPE,
+    InvalidResourceId,
     ResourceId,
     resource_group_name,
     subscription_id,
@@ -70,8 +72,14 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
+# The transport each client is made with (tests/recording_arm.py swaps it to record the traffic).
+_pooled_transport = pooled_transport
+
 RESOURCE_GRAPH_API = "2022-10-01"
 AUTOSCALE_API = "2022-10-01"
+AUTHORIZATION_API = "2022-04-01"
+EVENT_GRID_API = "2025-02-15"  # as infra/app/event-subscription.bicep
+SYSTEM_TOPIC_TYPE = "Microsoft.EventGrid/systemTopics"
 MAX_GRAPH_PAGES = 100
 # The sweep's one query: every scale set with its tags (the policy decides which are restricted).
 SCALE_SET_QUERY = (
@@ -86,73 +94,6 @@ class WriteResult:
     request_id: str
     body: Mapping[str, Any] | None
     completed_at: float = 0.0  # time.time() when ARM reported the operation done
-
-
-# Connections kept open per client: an invocation runs 16 writes and their polls at once, and a
-# host several invocations; the transport's default pool (10) drops the rest after each use, and
-# every request past it pays a new TLS handshake.
-POOL_CONNECTIONS = 64
-
-
-def pacing_policy(pacer: Pacer, max_wait_s: float) -> Any:
-    """A per-retry pipeline policy that waits each request's turn in ARM's budgets (pacing.py). A
-    read with no token within ``max_wait_s`` is not sent: it could only be answered 429 (intake
-    then hands its event to the work queue, whose worker waits its turn); a write is sent."""
-    from azure.core.exceptions import AzureError, ServiceRequestError
-    from azure.core.pipeline.policies import HTTPPolicy
-
-    class PacingPolicy(HTTPPolicy):  # type: ignore[type-arg]
-        def send(self, request: Any) -> Any:
-            http = request.http_request
-            ticket = pacer.before(http.method, http.url, max_wait_s)
-            if ticket.over_budget and http.method.upper() in ("GET", "HEAD"):
-                raise ServiceRequestError(
-                    f"not sent: ARM's read budget has no token for it within {max_wait_s:g} s"
-                )
-            try:
-                response = self.next.send(request)
-            except AzureError:
-                pacer.after(ticket, None, {})
-                raise
-            answer = response.http_response
-            message = ""
-            if answer.status_code == 429:
-                try:  # which budget refused it is in the message
-                    message = answer.text()
-                except Exception:  # noqa: BLE001 - a body that cannot be read names no provider
-                    message = ""
-            pacer.after(ticket, answer.status_code, answer.headers, message)
-            return response
-
-    return PacingPolicy()
-
-
-# The ``Date`` of the last answer ARM gave on this thread (``ArmGateway.served``).
-_answered = threading.local()
-
-
-def answer_date_policy() -> Any:
-    """A per-retry pipeline policy that keeps each answer's ``Date`` header for ``ArmGateway.served``."""
-    from azure.core.pipeline.policies import HTTPPolicy
-
-    class AnswerDatePolicy(HTTPPolicy):  # type: ignore[type-arg]
-        def send(self, request: Any) -> Any:
-            response = self.next.send(request)
-            _answered.date = response.http_response.headers.get("Date")
-            return response
-
-    return AnswerDatePolicy()
-
-
-def _pooled_transport(connection: Mapping[str, Any]) -> Any:
-    """The SDK's requests transport with a larger pool; ``connection``: its timeouts and CA."""
-    import requests
-    from azure.core.pipeline.transport import RequestsTransport
-    from requests.adapters import HTTPAdapter
-
-    session = requests.Session()
-    session.mount("https://", HTTPAdapter(pool_maxsize=POOL_CONNECTIONS))
-    return RequestsTransport(session=session, session_owner=True, **connection)
 
 
 class ArmGateway:
@@ -228,9 +169,9 @@ class ArmGateway:
     def served(read: Callable[[], T]) -> tuple[T, datetime | None]:
         """``read()``'s answer and when ARM served it (its last answer's ``Date``; None if ARM
         sent none or it could not be read)."""
-        _answered.date = None
+        answered.date = None
         value = read()
-        date = getattr(_answered, "date", None)
+        date = getattr(answered, "date", None)
         try:
             return value, parsedate_to_datetime(date) if date else None
         except (TypeError, ValueError):
@@ -361,14 +302,44 @@ class ArmGateway:
             f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
             f"Microsoft.Insights/autoscalesettings?api-version={AUTOSCALE_API}"
         )
-        found: list[AutoscaleSetting] = []
+        return [
+            AutoscaleSetting.from_arm(doc) for doc in self._pages(subscription, path, "autoscale settings")
+        ]
+
+    def _pages(self, subscription: str, path: str, what: str) -> list[Mapping[str, Any]]:
+        """Every element of a paged ARM list (``value``, then ``nextLink``), in wire JSON."""
+        found: list[Mapping[str, Any]] = []
         for _page in range(MAX_GRAPH_PAGES):
             body, _ = self._send(subscription, "GET", path)
-            found.extend(AutoscaleSetting.from_arm(doc) for doc in body.get("value", []))
+            found.extend(doc for doc in body.get("value", []) if isinstance(doc, Mapping))
             path = str(body.get("nextLink") or "")
             if not path:
                 return found
-        raise ArmError(None, "TooManyPages", f"autoscale settings answered more than {MAX_GRAPH_PAGES} pages")
+        raise ArmError(None, "TooManyPages", f"{what} answered more than {MAX_GRAPH_PAGES} pages")
+
+    # -- the deployment, as `remediation doctor` reads it (wire JSON: doctor.py judges it) -----
+
+    @arm_operation("Microsoft.Authorization/permissions/read")
+    def caller_permissions(self, scope: str) -> list[Mapping[str, Any]]:
+        """The permission blocks (``actions``, ``notActions``, ...) of every role this identity
+        holds at ``scope``, a subscription, resource group or scale set (Permissions - List)."""
+        subscription = _scope_subscription(scope)
+        path = f"{scope.rstrip('/')}/providers/Microsoft.Authorization/permissions"
+        path += f"?api-version={AUTHORIZATION_API}"
+        return self._pages(subscription, path, "permissions")
+
+    @arm_operation("Microsoft.EventGrid/systemTopics/read")
+    def list_system_topics(self, subscription: str) -> list[Mapping[str, Any]]:
+        subscription_id(subscription)
+        path = f"/subscriptions/{subscription}/providers/Microsoft.EventGrid/systemTopics"
+        path += f"?api-version={EVENT_GRID_API}"
+        return self._pages(subscription, path, "system topics")
+
+    @arm_operation("Microsoft.EventGrid/systemTopics/eventSubscriptions/read")
+    def list_topic_event_subscriptions(self, topic: ResourceId) -> list[Mapping[str, Any]]:
+        topic.require(SYSTEM_TOPIC_TYPE)
+        path = f"{topic.value}/eventSubscriptions?api-version={EVENT_GRID_API}"
+        return self._pages(topic.subscription, path, "event subscriptions")
 
     @arm_operation("Microsoft.Insights/autoscalesettings/read")
     def get_autoscale_setting(self, setting_id: ResourceId) -> AutoscaleSetting | None:
@@ -552,3 +523,17 @@ class ArmGateway:
             PublicIp.from_arm(doc)
             for doc in self._list(lambda: client.public_ip_addresses.list(resource_group))
         ]
+
+
+def _scope_subscription(scope: str) -> str:
+    """The subscription of a scope path; the path itself parsed as every id from outside is."""
+    parts = scope.strip("/").split("/")
+    if len(parts) < 2 or parts[0].lower() != "subscriptions":
+        raise InvalidResourceId(f"{scope!r} is not a subscription, resource group or resource scope")
+    if len(parts) > 2:
+        if parts[2].lower() != "resourcegroups" or len(parts) < 4:
+            raise InvalidResourceId(f"{scope!r} is not a subscription, resource group or resource scope")
+        resource_group_name(parts[3])
+        if len(parts) > 4:
+            ResourceId.parse(scope)
+    return subscription_id(parts[1])

@@ -263,6 +263,11 @@ class AuditLog:
             raise AuditUnavailable(f"audit query failed: {error}") from error
         return AuditPage(records, token)
 
+    def reachable(self) -> None:
+        """Raise AuditUnavailable unless the table answers a query (doctor's storage check)."""
+        now = datetime.now(UTC)
+        self.query(Filters(now - timedelta(minutes=1), now), page_size=1)
+
     def search(self, query: Filters, limit: int = 1_000_000) -> Iterator[AuditRecord]:
         """Every record ``query`` selects (all pages), oldest first."""
         token = ""
@@ -315,6 +320,10 @@ def blob_service(settings: Settings, credential: TokenCredential | None = None) 
     return BlobServiceClient(
         settings.blob_endpoint, credential=credential or managed_identity(settings), **_retry(settings)
     )
+
+
+# The metadata a replay leaves on the poison message or dead letter it queued.
+REPLAYED_BY = "replayedby"
 
 
 class EventArchive:
@@ -400,6 +409,43 @@ class EventArchive:
             raise AuditUnavailable(f"event archive cannot be pruned: {error}") from error
         return deleted
 
+    def mark_replayed(self, blob: str, replay_id: str, container: str = "") -> None:
+        """Note on a kept blob (a poison message, a dead letter; in ``container``, default the
+        archive's) the replay that queued it, so `doctor` no longer counts it as waiting."""
+        from azure.core.exceptions import AzureError
+
+        client = self._service.get_container_client(container) if container else self._container
+        try:
+            client.get_blob_client(blob).set_blob_metadata({REPLAYED_BY: replay_id})
+        except AzureError as error:
+            raise AuditUnavailable(f"{blob} was queued but not marked replayed: {error}") from error
+
+    def waiting(self, prefix: str = "", container: str = "") -> int | None:
+        """How many blobs under ``prefix`` (in ``container``, default the archive's) no replay has
+        marked; None when the container does not exist."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        client = self._service.get_container_client(container) if container else self._container
+        try:
+            return sum(
+                1
+                for blob in client.list_blobs(name_starts_with=prefix or None, include=["metadata"])
+                if REPLAYED_BY not in (blob.metadata or {})
+            )
+        except ResourceNotFoundError:
+            return None
+        except AzureError as error:
+            raise AuditUnavailable(f"container {client.container_name} cannot be listed: {error}") from error
+
+    def missing_containers(self, names: Iterable[str]) -> list[str]:
+        """Which of these blob containers do not exist (reached with this identity)."""
+        from azure.core.exceptions import AzureError
+
+        try:
+            return [name for name in names if not self._service.get_container_client(name).exists()]
+        except AzureError as error:
+            raise AuditUnavailable(f"blob storage cannot be reached: {error}") from error
+
     def dead_letters(self, container: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """Events from Event Grid's dead-letter blobs: each blob is a JSON array of events carrying
         ``deadLetterReason``, ``deliveryAttempts``, ``lastDeliveryOutcome`` and friends."""
@@ -419,23 +465,39 @@ class RecheckQueue:
     def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
         from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
-        encode = TextBase64EncodePolicy()
-        if settings.storage_connection_string:
-            self._queue = QueueClient.from_connection_string(
-                settings.storage_connection_string,
-                settings.recheck_queue,
-                message_encode_policy=encode,
-                **_retry(settings),
-            )
-        else:
-            self._queue = QueueClient(
+        def client(name: str) -> QueueClient:
+            encode = TextBase64EncodePolicy()
+            if settings.storage_connection_string:
+                return QueueClient.from_connection_string(
+                    settings.storage_connection_string, name, message_encode_policy=encode, **_retry(settings)
+                )
+            return QueueClient(
                 settings.queue_endpoint,
-                settings.recheck_queue,
+                name,
                 credential=credential or managed_identity(settings),
                 message_encode_policy=encode,
                 **_retry(settings),
             )
+
+        self._queue = client(settings.recheck_queue)
+        # Where the Functions host moves a message after maxDequeueCount failures (on_poison takes it).
+        self._poison = client(f"{settings.recheck_queue}-poison")
         self._ready = False
+
+    def backlog(self) -> tuple[int | None, int | None]:
+        """Messages waiting in the work queue and in its poison queue (approximate, as Storage
+        counts them; None for a queue not yet created)."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        counts: list[int | None] = []
+        for queue in (self._queue, self._poison):
+            try:
+                counts.append(queue.get_queue_properties().approximate_message_count)
+            except ResourceNotFoundError:
+                counts.append(None)
+            except AzureError as error:
+                raise AuditUnavailable(f"queue {queue.queue_name} cannot be read: {error}") from error
+        return counts[0], counts[1]
 
     def schedule(self, recheck: Recheck, delay_s: float) -> None:
         """Queue a look at a set, visible after ``delay_s``."""

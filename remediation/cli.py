@@ -1,4 +1,4 @@
-"""The `remediation` command: whatif, sweep, audit review and verification, replay, report.
+"""The `remediation` command: whatif, sweep, audit review and verification, replay, report, doctor.
 
 Configuration comes from the same app settings the function app reads (environment variables,
 see local.settings.json.example), so what the command shows is what the deployed app sees. The
@@ -47,24 +47,23 @@ def scale_set_id(text: str) -> str:
 
 
 class Progress:
-    """A progress bar on stderr for long replays (a line every 10% when stderr is not a terminal)."""
+    """A progress bar on stderr for long work, when stderr is a terminal (as ``az`` shows one);
+    nothing otherwise, so scripts and logs read only the result. Called with (done, total)."""
 
-    def __init__(self, total: int) -> None:
-        self.total = total
+    MIN_TOTAL = 20  # shorter work finishes before a bar is worth drawing
+
+    def __init__(self, label: str) -> None:
+        self.label = label
         self._tty = sys.stderr.isatty()
-        self._last_decile = -1
 
-    def __call__(self, done: int) -> None:
-        if self.total < 20:
+    def __call__(self, done: int, total: int) -> None:
+        if not self._tty or total < self.MIN_TOTAL:
             return
-        if self._tty:
-            filled = int(30 * done / self.total)
-            sys.stderr.write(f"\rreplaying [{'#' * filled}{' ' * (30 - filled)}] {done}/{self.total}")
-            if done == self.total:
-                sys.stderr.write("\n")
-        elif (decile := 10 * done // self.total) != self._last_decile:
-            self._last_decile = decile
-            sys.stderr.write(f"queued {done}/{self.total}\n")
+        filled = int(30 * done / total)
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{' ' * (30 - filled)}] {done}/{total}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -91,7 +90,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             items = list(remediator.poison_since(args.poison))
         else:
             items = list(remediator.dead_lettered(args.dead_letter))
-        queued = remediator.replay(items, Progress(len(items)))
+        progress = Progress("replaying")
+        queued = remediator.replay(items, lambda done: progress(done, len(items)))
     except (LookupError, ValueError, OSError, AuditUnavailable) as error:
         print(f"replay: {error}", file=sys.stderr)
         return 2
@@ -129,7 +129,10 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
         return 2
     rows: list[dict[str, object]] = []
     names: list[str] = []  # each row's instance's name, for the table
-    for observed in inventory.observed(datetime.now(UTC)):
+    progress = Progress("planning")
+    estate = inventory.observed(datetime.now(UTC))
+    for done, observed in enumerate(estate, start=1):
+        progress(done, len(estate))
         restriction = restriction_for(observed.scale_set, policy)
         if restriction.mode is None:
             continue
@@ -164,7 +167,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if args.dry_run:
         settings = dataclasses.replace(settings, dry_run=True)
-    result = remediator_for(settings).sweep(args.subscription or ())
+    result = remediator_for(settings).sweep(args.subscription or (), Progress("queueing looks"))
     lines = [
         f"{result.sweep_id}: {result.scale_sets} scale sets found by {result.source}, "
         f"{len(result.restricted)} restricted{' (dry run)' if settings.dry_run else ''}; "
@@ -187,6 +190,37 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     }
     emit(args, value, "".join(lines))
     return 1 if result.refused else 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from remediation.doctor import Status, exit_code
+    from remediation.doctor_probe import as_rows, diagnose
+
+    checks = diagnose(subscriptions=args.subscription or ())
+    width = max(len(check.name) for check in checks)
+    lines = [
+        f"{check.status.value:<4}  {check.name:<{width}}  {check.detail}\n"
+        + (f"{'':<{width + 6}}fix: {check.fix}\n" if check.fix and check.status is not Status.OK else "")
+        for check in checks
+    ]
+    failed = sum(check.status is Status.FAIL for check in checks)
+    lines.append(f"{len(checks)} checks, {failed} failed\n")
+    emit(args, as_rows(checks), "".join(lines))
+    return exit_code(checks)
+
+
+def _add_doctor(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    doctor = commands.add_parser(
+        "doctor", help="check the deployment end to end: settings, storage, permissions, events, sweep"
+    )
+    doctor.add_argument(
+        "--subscription",
+        action="append",
+        type=subscription,
+        help="a subscription id to check (repeatable); default: the policy's monitored ones",
+    )
+    output_options(doctor)
+    doctor.set_defaults(run=_cmd_doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dry-run", action="store_true", help="plan and record only, write nothing to ARM")
     output_options(sweep)
     sweep.set_defaults(run=_cmd_sweep)
+    _add_doctor(commands)
     report = commands.add_parser(
         "report", help="per restricted set: each public IP that appeared, its exposure, what was done"
     )

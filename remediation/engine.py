@@ -106,7 +106,9 @@ class Remediator:
     def poisoned(self, body: str, message_id: str) -> Handled:
         return self.worker.poisoned(body, message_id)
 
-    def sweep(self, subscriptions: Iterable[str] = ()) -> SweepResult:
+    def sweep(
+        self, subscriptions: Iterable[str] = (), progress: Callable[[int, int], None] | None = None
+    ) -> SweepResult:
         journal = self.audit.journal()
         return sweep(
             self.settings,
@@ -117,11 +119,12 @@ class Remediator:
             work=self.rechecks,
             archive=self.archive,
             subscriptions=subscriptions,
+            progress=progress,
         )
 
     def replay(self, items: Iterable[ReplayItem], progress: Callable[[int], None] | None = None) -> Queued:
         return replays.queue_replay(
-            self.audit, self.rechecks, items, dry_run=self.settings.dry_run, progress=progress
+            self.audit, self.rechecks, self.archive, items, dry_run=self.settings.dry_run, progress=progress
         )
 
     def archived_event(self, event_id: str) -> ReplayItem:

@@ -33,6 +33,10 @@ class ReplayItem:
     note: str = ""  # e.g. why Event Grid dead-lettered it
     archive: str = ""  # the archive blob holding the event, when it came from there
     message: str = ""  # a poison message's body
+    # The kept blob it came from (a poison message, a dead letter) and its container ("": the
+    # archive's), marked replayed once queued so `doctor` stops counting it as waiting.
+    kept: str = ""
+    kept_in: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,29 +68,37 @@ def dead_lettered(archive: EventArchive, container: str) -> Iterator[ReplayItem]
         attempts = event.get("deliveryAttempts", "?")
         outcome = event.get("lastDeliveryOutcome", "")
         note = f"dead-lettered ({reason}) after {attempts} attempts, last: {outcome}; from {name}"
-        yield ReplayItem(f"dead-letter {name}", event, note)
+        yield ReplayItem(f"dead-letter {name}", event, note, kept=name, kept_in=container)
 
 
 def poisoned(kept: Iterable[tuple[str, str]]) -> Iterator[ReplayItem]:
     for name, body in kept:
-        yield ReplayItem(f"poison {name}", message=body)
+        yield ReplayItem(f"poison {name}", message=body, kept=name)
 
 
 def queue_replay(
     audit: AuditLog,
     work: RecheckQueue,
+    archive: EventArchive,
     items: Iterable[ReplayItem],
     *,
     dry_run: bool,
     progress: Callable[[int], None] | None = None,
 ) -> Queued:
-    """Put every item on the work queue under a new replay id, recorded before and after."""
+    """Put every item on the work queue under a new replay id, recorded before and after; each
+    kept blob whose items were all queued is marked replayed (not on a dry run)."""
     replay_id = f"replay-{uuid.uuid4()}"
     journal = audit.journal()
     context = Context(journal, dry_run=dry_run, event_id=replay_id, event_type="replay", operation="replay")
     queued = 0
+    done: list[tuple[str, str]] = []  # kept blobs all of whose events are queued
+    current: tuple[str, str] | None = None
     try:
         for item in items:
+            blob = (item.kept_in, item.kept) if item.kept else None
+            if current is not None and blob != current:
+                done.append(current)  # a dead-letter blob's events come together
+            current = blob
             if item.message:
                 work.send(item.message)
             else:
@@ -99,6 +111,8 @@ def queue_replay(
             queued += 1
             if progress is not None:
                 progress(queued)
+        if current is not None:
+            done.append(current)
     finally:
         context.note(
             RecordKind.DECISION,
@@ -106,4 +120,7 @@ def queue_replay(
             "each is recorded under this id as a worker takes it in",
         )
         journal.flush()
+        if not dry_run:
+            for container, name in dict.fromkeys(done):
+                archive.mark_replayed(name, replay_id, container)
     return Queued(replay_id, queued)

@@ -7,7 +7,7 @@ from the audit log first, since the set may be gone or no longer restricted.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -48,6 +48,7 @@ def sweep(
     work: RecheckQueue,
     archive: EventArchive,
     subscriptions: Iterable[str] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> SweepResult:
     """Hand every restricted set of the monitored (or the given) subscriptions to the work queue."""
     named = sorted({s.lower() for s in subscriptions} or settings.policy.monitored_subscriptions)
@@ -82,12 +83,15 @@ def sweep(
             f"{len(restricted)} restricted; {judged} unfinished writes judged from the log",
         )
         journal.flush()
-        statuses = [
-            hand_over(
-                locks, work, set_id, context, f"sweep {sweep_id}", join=False, dry_run=settings.dry_run
-            )[0]
-            for set_id in restricted
-        ]
+        statuses: list[str] = []
+        for set_id in restricted:
+            statuses.append(
+                hand_over(
+                    locks, work, set_id, context, f"sweep {sweep_id}", join=False, dry_run=settings.dry_run
+                )[0]
+            )
+            if progress is not None:
+                progress(len(statuses), len(restricted))
         archive.prune(datetime.now(UTC))
     except BaseException as error:
         record_failure(context, error, "the next sweep tries again")

@@ -4,7 +4,9 @@ Given a restricted set that was remediated, each command prints what it did in e
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 
 import arm_docs as docs
@@ -108,3 +110,46 @@ def test_audit_verify_in_tsv_and_queried_json(remediated: Estate, capsys: pytest
     ).splitlines()
     checked, agree = line.split("\t")
     assert int(checked) == int(agree) > 0
+
+
+class Terminal(io.StringIO):
+    """A standard error that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def inventory_of(tmp_path: Path, sets: int) -> Path:
+    path = tmp_path / "estate.json"
+    path.write_text(json.dumps([docs.scale_set(f"web{i}", 0, STRIP) for i in range(sets)]))
+    return path
+
+
+def test_whatif_over_a_large_inventory_shows_progress_on_a_terminal_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = inventory_of(tmp_path, 25)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["whatif", "--inventory", str(path), "-o", "json"]) == 0
+    drawn = terminal.getvalue()
+    assert drawn.startswith("\rplanning [") and drawn.endswith("] 25/25\n")
+    assert drawn.count("\r") == 25
+    assert json.loads(capsys.readouterr().out) == [], "the result stays on stdout, apart"
+    monkeypatch.undo()
+    assert main(["whatif", "--inventory", str(path), "-o", "json"]) == 0
+    assert capsys.readouterr().err == "", "no progress where stderr is a pipe or a file"
+
+
+def test_a_sweep_shows_its_hand_over_on_a_terminal(
+    remediated: Estate, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(24):
+        remediated.create_set(f"more{i}", tags=STRIP)
+    monkeypatch.setenv("REMEDIATION_POLICY", json.dumps({"monitored_subscriptions": [docs.SUB]}))
+    remediated.sim.advance_clock(remediated.sim.settings.graph_lag_s)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["sweep", "--dry-run", "-o", "json", "--query", "queued"]) == 0
+    assert terminal.getvalue().endswith("] 25/25\n") and "queueing looks [" in terminal.getvalue()
+    assert json.loads(capsys.readouterr().out) == 25

@@ -135,7 +135,7 @@ def test_the_product_imports_and_its_commands_run_with_the_stand_in_absent(inven
     assert set(result["modules"]) == expected
     assert result["attempts"] == []
     helps: dict[str, int] = result["helps"]
-    assert {"", "audit", "audit verify", "replay", "whatif", "sweep", "report"} <= set(helps)
+    assert {"", "audit", "audit verify", "replay", "whatif", "sweep", "report", "doctor"} <= set(helps)
     assert helps == dict.fromkeys(helps, 0)
     assert result["whatif"] == 0
 
@@ -145,5 +145,5 @@ def test_the_remediation_command_carries_none_of_the_stand_in_verbs() -> None:
 
     parser = build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    assert set(commands.choices) == {"audit", "replay", "whatif", "sweep", "report"}
+    assert set(commands.choices) == {"audit", "replay", "whatif", "sweep", "report", "doctor"}
     assert "--demo" not in commands.choices["audit"].format_help()

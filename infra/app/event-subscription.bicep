@@ -18,7 +18,7 @@ param deadLetterStorageAccountId string
 @description('The dead-letter blob container.')
 param deadLetterContainerName string
 
-@description('Restricted resource groups as "<subscription id>/<resource group>" (main.bicep, when the role is assigned at resource groups): events must come from those of this subscription. Empty: the whole subscription. Event Grid allows 25 values per filter.')
+@description('Restricted resource groups as "<subscription id>/<resource group>" (main.bicep, when the role is assigned at resource groups): events must come from those of this subscription. Empty: the whole subscription. Event Grid allows 25 values across all advanced filters: past what fits beside the operations, the subject filter is left out.')
 param restrictedResourceGroups array = []
 
 // The function's trigger takes either schema (function_app.event_grid_payload); tests/infra
@@ -61,6 +61,14 @@ var operationFilter = {
   values: handledOperations
 }
 
+// Event Grid allows 25 values across all the advanced filters of a subscription: with more
+// restricted resource groups than fit beside the operations, the subject filter is left out
+// (events from the other groups then arrive, and the function finds their sets unrestricted:
+// each costs an execution, none is lost). `remediation doctor` counts the deployed values.
+var maxFilterValues = 25
+var subjectFilterFits = (length(handledOperations) + length(subjectPrefixes)) <= maxFilterValues
+var useSubjectFilter = (!empty(subjectPrefixes)) && subjectFilterFits
+
 var subjectFilter = {
   operatorType: 'StringBeginsWith'
   key: 'subject'
@@ -89,11 +97,11 @@ resource remediatorEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2
         'Microsoft.Resources.ResourceWriteSuccess'
         'Microsoft.Resources.ResourceActionSuccess'
       ]
-      advancedFilters: empty(subjectPrefixes) ? [
-        operationFilter
-      ] : [
+      advancedFilters: useSubjectFilter ? [
         operationFilter
         subjectFilter
+      ] : [
+        operationFilter
       ]
     }
     retryPolicy: {

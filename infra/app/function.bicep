@@ -151,7 +151,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   //checkov:skip=CKV_AZURE_88: Flex Consumption has no Azure Files content share; the code package is a blob read with the managed identity.
   parent: site
   name: 'appsettings'
-  properties: union(hostSettings, remediatorSettings)
+  // FUNCTION_APP_ID: which app `remediation doctor` checks Event Grid delivers to.
+  properties: union(hostSettings, remediatorSettings, {
+    FUNCTION_APP_ID: site.id
+  })
 }
 
 output id string = site.id

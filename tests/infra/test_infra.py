@@ -250,6 +250,72 @@ def test_the_event_filter_lists_exactly_the_operations_the_code_handles() -> Non
     assert len(listed) <= 25, "Event Grid allows 25 values in a StringIn filter"
 
 
+def evaluate(doc: Mapping[str, Any], value: Any, given: Mapping[str, Any]) -> Any:
+    """A Bicep expression as pycep-parser reads it, evaluated: variables (or ``given`` values for
+    what a deployment computes), lists, objects, and the few operators and functions the event
+    filter uses. Anything else fails the test, naming it."""
+    if isinstance(value, str):
+        if value in given:
+            return given[value]
+        return evaluate(doc, variable(doc, value), given) if value in doc.get("variables", {}) else value
+    if isinstance(value, list):
+        return [evaluate(doc, item, given) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "function" in value:
+        function = value["function"]
+        (argument,) = function["parameters"].values()
+        argument = evaluate(doc, argument, given)
+        if function["type"] == "length":
+            return len(argument)
+        assert function["type"] == "empty", f"the evaluator knows no {function['type']}()"
+        return not argument
+    if "operator" in value:
+        operator = value["operator"]
+        ops = {k: evaluate(doc, v, given) for k, v in operator["operands"].items()}
+        kind = operator["type"]
+        if kind == "conditional":
+            return ops["true_value"] if ops["condition"] else ops["false_value"]
+        if kind == "not":
+            return not ops["bool_value"]
+        first, second = ops["operand_1"], ops["operand_2"]
+        results = {"and": first and second, "or": first or second}
+        if kind == "add":
+            return first + second
+        if kind == "less_than_or_equals":
+            return first <= second
+        assert kind in results, f"the evaluator knows no {kind}"
+        return results[kind]
+    return {key: evaluate(doc, item, given) for key, item in value.items()}
+
+
+@pytest.mark.parametrize("groups", [0, 1, 8, 9, 25])
+def test_the_event_filters_stay_within_event_grids_25_values_however_many_groups_are_restricted(
+    groups: int,
+) -> None:
+    """Event Grid refuses an event subscription whose advanced filters hold more than 25 values
+    in all: the subject filter (one prefix per restricted group) goes only where it fits beside
+    the operations, and then passes every restricted group."""
+    doc = module("event-subscription.bicep")
+    (name,) = [
+        n
+        for n, b in doc["resources"].items()
+        if b["type"] == "Microsoft.EventGrid/systemTopics/eventSubscriptions"
+    ]
+    prefixes = [f"/subscriptions/s/resourceGroups/rg-{i}/" for i in range(groups)]
+    advanced = resource(doc, name)["properties"]["filter"]["advancedFilters"]
+    filters = evaluate(doc, advanced, {"subjectPrefixes": prefixes})
+    values = sum(len(f["values"]) for f in filters)
+    assert values <= 25
+    subject = [f for f in filters if f["key"] == "subject"]
+    fits = len(events.HANDLED_OPERATIONS) + groups <= 25
+    assert subject == (
+        [{"operatorType": "StringBeginsWith", "key": "subject", "values": prefixes}]
+        if groups and fits
+        else []
+    )
+
+
 def test_the_event_filter_includes_exactly_the_event_types_the_code_handles() -> None:
     doc = module("event-subscription.bicep")
     (name,) = [
@@ -375,8 +441,10 @@ def _app_settings() -> dict[str, Any]:
     host = resolve(function, "hostSettings")
     properties = resource(function, "appSettings")["properties"]["function"]
     assert properties["type"] == "union"
+    # union(hostSettings, remediatorSettings, {the site's own: FUNCTION_APP_ID})
+    own = [arg for arg in properties["parameters"].values() if isinstance(arg, dict)]
     remediator = parse(INFRA / "main.bicep")["modules"]["function"]["config"]["params"]["remediatorSettings"]
-    return {**host, **remediator}
+    return {**host, **remediator, **{k: v for block in own for k, v in block.items()}}
 
 
 def test_app_settings_cover_every_binding_expression_in_function_app() -> None:
@@ -489,6 +557,22 @@ def test_the_sweep_schedule_defaults_to_the_documented_one() -> None:
     main = parse(INFRA / "main.bicep")
     assert main["parameters"]["sweepSchedule"]["default"] == "0 */15 * * * *"
     assert _app_settings()["SWEEP_SCHEDULE"] == "sweepSchedule"
+
+
+def test_doctor_is_told_which_app_and_which_dead_letter_container_it_checks() -> None:
+    """`remediation doctor` looks for the event subscription delivering to FUNCTION_APP_ID and
+    for what waits in DEAD_LETTER_CONTAINER: the site's own id, and the container Event Grid
+    dead-letters to."""
+    settings = _app_settings()
+    site_id = {
+        "operator": {"type": "property_accessor", "operands": {"operand_1": "site", "operand_2": "id"}}
+    }
+    assert settings["FUNCTION_APP_ID"] == site_id
+    assert settings["DEAD_LETTER_CONTAINER"] == "deadLetterContainerName"
+    main = parse(INFRA / "main.bicep")
+    assert main["modules"]["eventSubscriptions"]["config"]["config"]["params"]["deadLetterContainerName"] == (
+        "deadLetterContainerName"
+    )
 
 
 def test_flex_consumption_python_311_with_the_package_read_by_the_identity() -> None:
