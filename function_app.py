@@ -124,3 +124,10 @@ def replay(req: func.HttpRequest) -> func.HttpResponse:
     """Replay events: {"event_id"|"since"|"events"|"dead_letter"|"poison": ..., "dry_run": bool};
     answers 202 with the replay's id, whose progress and results `GET /api/audit?event_id=` shows."""
     return _json_response(api.replay(req.get_body(), Settings.from_env()))
+
+
+@app.function_name("doctor")
+@app.route(route="doctor", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+def doctor(req: func.HttpRequest) -> func.HttpResponse:
+    """The deployment checked end to end as this app sees it (`remediation doctor`); subscription."""
+    return _json_response(api.doctor(dict(req.params)))

@@ -5,7 +5,9 @@ and a JSON body out, so function_app.py stays a thin shell and this is testable 
   a page at a time (``page_size``, ``continuation``);
 - ``POST /api/replay`` (admin key): replay archived, dead-lettered, given or poison events
   through the work queue, bounded per request; answers 202 with the replay's id, whose records
-  (progress, then each event's handling) ``GET /api/audit?event_id=<id>`` shows.
+  (progress, then each event's handling) ``GET /api/audit?event_id=<id>`` shows;
+- ``GET /api/doctor`` (admin key): `remediation doctor`'s checks, run inside the app as its own
+  identity (``subscription``: ids separated by commas, default the monitored ones).
 """
 
 from __future__ import annotations
@@ -128,3 +130,21 @@ def replay(body: bytes, settings: Settings) -> Answer:
             "progress": f"/api/audit?event_id={queued.replay_id}",
         },
     )
+
+
+def doctor(params: Mapping[str, str]) -> Answer:
+    """Every check, as `remediation doctor -o json` prints them; 200 whatever they found (the
+    body says: ``failed`` counts the failed lines)."""
+    from remediation.doctor import Status
+    from remediation.doctor_probe import as_rows, diagnose
+    from remediation.resource_ids import InvalidResourceId, subscription_id
+
+    try:
+        subscriptions = [
+            subscription_id(s.strip()) for s in (params.get("subscription") or "").split(",") if s.strip()
+        ]
+    except InvalidResourceId as error:
+        return _error(400, f"subscription: {error}")
+    checks = diagnose(subscriptions=subscriptions)
+    failed = sum(check.status is Status.FAIL for check in checks)
+    return Answer(200, {"checks": as_rows(checks), "failed": failed})

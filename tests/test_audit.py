@@ -129,7 +129,11 @@ def test_the_endpoints_require_keys() -> None:
         for binding in function.get_bindings()
         if binding.type == "httpTrigger"
     }
-    assert levels == {"audit": func.AuthLevel.FUNCTION, "replay": func.AuthLevel.ADMIN}
+    assert levels == {
+        "audit": func.AuthLevel.FUNCTION,
+        "replay": func.AuthLevel.ADMIN,
+        "doctor": func.AuthLevel.ADMIN,
+    }
 
 
 def test_verify_reports_an_intent_that_no_outcome_closes(
