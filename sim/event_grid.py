@@ -145,11 +145,6 @@ class EventGridApi:
             self._subscriptions.clear()
             self._running.clear()
 
-    def topics(self) -> list[JsonDict]:
-        """Every system topic as a GET answers it now (for harnesses; not over HTTP)."""
-        with self._lock:
-            return copy.deepcopy(list(self._topics.values()))
-
     def handle(
         self,
         method: str,
