@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from localazure.azurite import PROJECT_ROOT, Azurite
 from localazure.eventgrid import EventGridPlayer
 from localazure.functions_host import HostPool
-from localazure.stack import LocalAzure, estate_owner
+from localazure.stack import ESTATE_SUBSCRIPTION, LocalAzure, estate_owner
 from remediation.audit import AuditLog
 from remediation.credentials import LoopbackCredential
 from remediation.events import HANDLED_OPERATIONS, WRITE_SUCCESS
@@ -40,7 +40,7 @@ from remediation.review import render_summary, render_table, summarise
 # Where the demo keeps Azurite's data, so its audit log can be reviewed after it ends.
 DEMO_STORAGE = PROJECT_ROOT / ".demo" / "azurite"
 DEMO_AUDIT_TABLE = "demoaudit"
-SUBSCRIPTION = "6a2e1c9d-6f3b-4f57-9d3e-2b1f4c8e7a10"
+SUBSCRIPTION = ESTATE_SUBSCRIPTION
 GROUP = "rg-restricted-demo"
 LOCATION = "westeurope"
 SET_NAME = "vmss-restricted"

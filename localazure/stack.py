@@ -11,10 +11,13 @@ from types import TracebackType
 from typing import Any
 
 from localazure.azurite import PROJECT_ROOT, Azurite
+from localazure.event_deployment import DeployedEvents, EventDeployment, function_app_id, storage_account_id
 from remediation.credentials import LoopbackCredential
 from remediation.settings import Settings
 from sim import ArmSimulator
 
+# The subscription the local estates live in (the demo's and the tests'), the app's own.
+ESTATE_SUBSCRIPTION = "6a2e1c9d-6f3b-4f57-9d3e-2b1f4c8e7a10"
 # Who builds the local estates (holds Owner), as against the remediator (LoopbackCredential.APP_ID).
 ESTATE_OWNER = "00000000-0000-0000-0000-0000000e57a7"
 # The custom role infra/ deploys for the remediator: its actions are read from the same file.
@@ -65,6 +68,32 @@ class LocalAzure:
             )
         return assignments[0]
 
+    @property
+    def function_app_id(self) -> str:
+        """The local function app's resource id (in the estate's subscription), as the app's
+        FUNCTION_APP_ID setting and the event subscriptions name it."""
+        return function_app_id(ESTATE_SUBSCRIPTION)
+
+    def deploy_events(
+        self,
+        subscription: str,
+        *,
+        restricted_resource_groups: tuple[str, ...] = (),
+        schema: str = "EventGridSchema",
+    ) -> DeployedEvents:
+        """Create ``subscription``'s system topic and its event subscription to the function over HTTPS
+        as the estate's owner, exactly as infra/app/event-topic.bicep and event-subscription.bicep
+        deploy them (localazure/event_deployment.py); ``restricted_resource_groups``: the groups of
+        this subscription events must come from (empty: all). Call ``authorize`` first."""
+        deployment = EventDeployment(self.arm.endpoint, self.arm.ca_bundle, estate_owner())
+        return deployment.deploy(
+            subscription,
+            function_app=self.function_app_id,
+            storage_account=storage_account_id(ESTATE_SUBSCRIPTION),
+            restricted_resource_groups=restricted_resource_groups,
+            schema=schema,
+        )
+
     def start(self) -> LocalAzure:
         self.azurite.start()
         try:
@@ -100,6 +129,7 @@ class LocalAzure:
             "ARCHIVE_CONTAINER": archive_container,
             "LOCK_CONTAINER": lock_container,
             "LEDGER_CONTAINER": ledger_container,
+            "FUNCTION_APP_ID": self.function_app_id,
         }
 
     def settings(

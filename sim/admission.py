@@ -5,13 +5,14 @@ sim/compute_limits.py), authorization (sim/authorization.py, in that order) and 
 faults (sim/faults.py) meet a request here, before any work is done; an after-work fault
 replaces the answer once the work is done. `FrontDoor` holds what every route of `ArmApi`
 (sim/arm_api.py) works with: the store, the endpoint, the throttle, the fault injector, the
-request hooks, the authorizer and the access API.
+request hooks, the authorizer, the access API and Event Grid's (sim/event_grid.py).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sim import compute_limits, ids
 from sim.access_api import AccessApi
@@ -27,6 +28,9 @@ from sim.ids import VMSS_TYPE
 from sim.limits import Throttle
 from sim.writes import WritableStore
 
+if TYPE_CHECKING:
+    from sim.event_grid import EventGridApi  # it imports sim.operations, which imports this module
+
 
 class FrontDoor:
     """The base of ArmApi's routes: its collaborators, and the admission of each request."""
@@ -41,6 +45,7 @@ class FrontDoor:
         hooks: RequestHooks | None = None,
         authorizer: Authorizer | None = None,
         access: AccessApi | None = None,
+        event_grid: EventGridApi | None = None,
     ) -> None:
         self._store = store
         self._endpoint = endpoint
@@ -49,6 +54,7 @@ class FrontDoor:
         self._hooks = hooks or RequestHooks()
         self._authorizer = authorizer
         self._access = access
+        self._event_grid = event_grid
 
     def _after_work(self, response: Response, subscription: str) -> None:
         """Replace the answer of work done with an injected 500 or drop; a refusal stays as it is."""

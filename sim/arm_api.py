@@ -12,8 +12,9 @@ where ARM's throttling (sim/limits.py), authorization (sim/authorization.py, in 
 order) and injected faults (sim/faults.py) meet a request, before any work is done (an
 after-work fault replaces the answer once the work is done); request hooks
 (sim/hooks.py) see each recorded request before its answer goes out. Microsoft.Authorization
-requests are answered by sim/access_api.py, a resource by id by sim/resource_api.py, the
-endpoints under a scale set by sim/scale_set_routes.py. `ArmApi` maps a request to a response and
+requests are answered by sim/access_api.py, Microsoft.EventGrid's system topics and event
+subscriptions by sim/event_grid.py, a resource by id by sim/resource_api.py, the endpoints under
+a scale set by sim/scale_set_routes.py. `ArmApi` maps a request to a response and
 knows nothing of sockets; `HttpsServer` (sim/https_server.py) puts it behind a loopback-only
 ThreadingHTTPServer with TLS done in each connection's thread, and carries out
 what a response asks of the socket (a delay, a hold, a dropped connection).
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from sim import access_api, graph, ids, providers
+from sim import access_api, event_grid, graph, ids, providers
 from sim.api_messages import Dropped, Request, Response, api_version_of, method_not_allowed, operation_name
 from sim.arm_limits import gateway_not_found
 from sim.authorization import Caller, caller_of
@@ -142,6 +143,10 @@ class ArmApi(ScaleSetChildRoutes, ResourceRoutes):
         if access is not None:
             self._authorization_request(request, path, query, correlation, response, access=access)
             return
+        grid = event_grid.match(path)
+        if grid is not None:
+            self._event_grid_request(request, path, query, correlation, response, grid=grid)
+            return
         special = (
             self._graph
             if _GRAPH_PATH.match(path)
@@ -228,6 +233,29 @@ class ArmApi(ScaleSetChildRoutes, ResourceRoutes):
         response.status, response.body = self._access.handle(
             request.method, access, query, request.body, caller
         )
+
+    def _event_grid_request(
+        self,
+        request: Request,
+        path: str,
+        query: dict[str, str],
+        correlation: str,
+        response: Response,
+        *,
+        grid: event_grid.EventGridPath,
+    ) -> None:
+        """System topics and their event subscriptions (sim/event_grid.py)."""
+        response.resource_type = grid.resource_type
+        response.operation = operation_name(grid.resource_type, request.method)
+        context = self._admit(request, path, response, event_grid.NAMESPACE, correlation)
+        api_version = api_version_of(query)
+        if self._event_grid is None:
+            raise ArmError(404, "NotFound", f"The path '{path}' is not served by the ARM simulator.")
+        items = self._event_grid.handle(
+            request.method, grid, request.body, context=context, response=response, api_version=api_version
+        )
+        if items is not None:
+            self._page(response, items, path=path, query=query, api_version=api_version)
 
     def _provider(
         self,

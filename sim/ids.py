@@ -43,6 +43,7 @@ NAMESPACES: dict[str, str] = {
     "microsoft.compute": "Microsoft.Compute",
     "microsoft.network": "Microsoft.Network",
     "microsoft.insights": "Microsoft.Insights",
+    "microsoft.eventgrid": "Microsoft.EventGrid",  # system topics only: sim/event_grid.py
 }
 
 _RESOURCE_ID = re.compile(

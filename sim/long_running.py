@@ -80,6 +80,24 @@ class OperationStore(Store):
             op = self._ops.get(op_id.lower())
             return copy.deepcopy(op) if op is not None else None
 
+    def track(self, op: Operation) -> None:
+        """Serve the status of an operation whose resource another store holds (sim/event_grid.py);
+        its owner ends it with `settle`. `reset()` forgets it like the rest."""
+        with self.lock:
+            self._ops[op.op_id.lower()] = op
+
+    def settle(self, op_id: str, error: JsonDict | None = None) -> bool:
+        """End a tracked operation: Succeeded, or Failed with `error`. False if it is not running
+        (forgotten by `reset()`, or ended already)."""
+        with self.lock:
+            op = self._ops.get(op_id.lower())
+            if op is None or op.status is not OperationStatus.IN_PROGRESS:
+                return False
+            op.status = OperationStatus.FAILED if error is not None else OperationStatus.SUCCEEDED
+            op.error = copy.deepcopy(error)
+            op.end_time = utc_now_iso()
+            return True
+
     def fail_next_operation(self, resource_id: str, code: str, message: str) -> None:
         """Make the next operation on `resource_id` end Failed (fault injection for tests)."""
         with self.lock:

@@ -4,7 +4,8 @@ No Azure subscription is reachable from our machines and no ARM emulator
 exists, so this stands in for Azure Resource Manager for the resource types the
 remediator meets (scale sets in both orchestration modes with their instances,
 VMs, NICs, public IPs, virtual networks and subnets, autoscale settings, and
-Resource Graph's query endpoint, role definitions and assignments). It wires the
+Resource Graph's query endpoint, role definitions and assignments, Event Grid system topics and
+their event subscriptions: sim/event_grid.py). It wires the
 store, the type-specific rules, the scheduler, throttling, authorization, fault
 injection, event delivery and the HTTPS server together, and offers the hooks tests
 need (events, request log and counters, request hooks, seeding and export, an
@@ -34,6 +35,7 @@ from sim.arm_api import ArmApi
 from sim.authorization import Authorizer
 from sim.clock_controls import ClockControls
 from sim.delivery import EventBus
+from sim.event_grid import EventGridApi
 from sim.fault_controls import FaultControls
 from sim.faults import FaultInjector, Faults
 from sim.hooks import RequestHooks
@@ -254,6 +256,13 @@ class ArmSimulator(AccessHarness, ThrottlingControls, FaultControls, ClockContro
         self._hooks = RequestHooks()
         self._access = AccessControl()
         authorizer = Authorizer(self._store, self._access, linked_access_on_patch=linked_access_on_patch)
+        self._event_grid = EventGridApi(
+            self._store,
+            self._scheduler,
+            lambda: self.endpoint,
+            lro_duration_s=lro_duration_s,
+            tenant_id=tenant_id,
+        )
         self._api = ArmApi(
             self._store,
             lambda: self.endpoint,
@@ -262,6 +271,7 @@ class ArmSimulator(AccessHarness, ThrottlingControls, FaultControls, ClockContro
             hooks=self._hooks,
             authorizer=authorizer if authorization else None,
             access=AccessApi(self._access),
+            event_grid=self._event_grid,
         )
         self._authorization = authorization
         self._authorizer = authorizer
@@ -383,6 +393,7 @@ class ArmSimulator(AccessHarness, ThrottlingControls, FaultControls, ClockContro
         if access:
             self._access.reset()
         self._store.reset()
+        self._event_grid.reset()
         self._bus.reset()
         if self._throttle is not None:
             self._throttle.reset()

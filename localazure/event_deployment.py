@@ -1,0 +1,218 @@
+"""The Event Grid half of a deployment, made locally: the system topic of a monitored subscription and
+the event subscription that delivers its events to the function, as infra/ deploys them.
+
+infra/app/event-topic.bicep creates the topic (`Microsoft.Resources.Subscriptions`, source the
+subscription, location global, a system-assigned identity) in the app's resource group of each
+monitored subscription (infra/main.bicep: `egst-remediator-{token}`); infra/app/event-subscription.bicep
+the event subscription `vmss-public-ip-remediator` on it: to the function `on_resource_event` of the
+function app (one event per batch, 64 KB), the two resource event types, a StringIn filter on
+`data.operationName` over `handledOperations`, with restricted resource groups a StringBeginsWith
+filter on `subject`, 30 attempts over 1440 minutes, dead letters to the `eventgrid-deadletter`
+container with the topic's identity. The event types and operations are read out of the bicep file
+itself, so the local deployment is the one infra ships. Both are created over HTTPS as the estate's
+owner, each PUT polled to its end as a deployment waits for it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from localazure.azurite import ACCOUNT_NAME, PROJECT_ROOT
+from remediation.credentials import LoopbackCredential
+
+API_VERSION = "2025-02-15"  # the bicep files' Microsoft.EventGrid version
+EVENT_SUBSCRIPTION_BICEP = PROJECT_ROOT / "infra" / "app" / "event-subscription.bicep"
+APP_RESOURCE_GROUP = "rg-remediator-local"
+FUNCTION_APP_NAME = "func-remediator-local"
+TOPIC_NAME = "egst-remediator-local"
+EVENT_SUBSCRIPTION_NAME = "vmss-public-ip-remediator"
+DEAD_LETTER_CONTAINER = "eventgrid-deadletter"
+FUNCTION_NAME = "on_resource_event"
+_POLL_S = 0.02
+_TIMEOUT_S = 30.0
+
+
+def function_app_id(subscription: str) -> str:
+    """The local function app's resource id, in the app's resource group of `subscription`."""
+    return (
+        f"/subscriptions/{subscription}/resourceGroups/{APP_RESOURCE_GROUP}"
+        f"/providers/Microsoft.Web/sites/{FUNCTION_APP_NAME}"
+    )
+
+
+def storage_account_id(subscription: str) -> str:
+    """The app's storage account (Azurite's account) as ARM would name it."""
+    return (
+        f"/subscriptions/{subscription}/resourceGroups/{APP_RESOURCE_GROUP}"
+        f"/providers/Microsoft.Storage/storageAccounts/{ACCOUNT_NAME}"
+    )
+
+
+def bicep_list(text: str, opener: str) -> list[str]:
+    """The quoted strings of the first bicep array opened by `opener` (e.g. `var handledOperations =`),
+    comments skipped. ValueError if there is none."""
+    found = re.search(re.escape(opener) + r"\s*\[", text)
+    if found is None:
+        raise ValueError(f"no array '{opener} [' in the bicep file")
+    values: list[str] = []
+    for line in text[found.end() :].splitlines():
+        code = line.split("//", 1)[0].strip()
+        if code.startswith("]"):
+            return values
+        values.extend(re.findall(r"'([^']*)'", code))
+    raise ValueError(f"the array '{opener} [' is not closed")
+
+
+@dataclass(frozen=True)
+class DeployedEvents:
+    """What `deploy_events` created: the system topic's and the event subscription's ids."""
+
+    topic_id: str
+    event_subscription_id: str
+
+
+class EventDeployment:
+    """Creates a subscription's topic and event subscription in the ARM simulator over HTTPS."""
+
+    def __init__(self, endpoint: str, ca_bundle: str, credential: LoopbackCredential) -> None:
+        self._endpoint = endpoint
+        self._tls = ssl.create_default_context(cafile=ca_bundle)
+        self._credential = credential
+
+    def deploy(
+        self,
+        subscription: str,
+        *,
+        function_app: str,
+        storage_account: str,
+        restricted_resource_groups: Sequence[str] = (),
+        schema: str = "EventGridSchema",
+        bicep: Path = EVENT_SUBSCRIPTION_BICEP,
+    ) -> DeployedEvents:
+        group = f"/subscriptions/{subscription}/resourceGroups/{APP_RESOURCE_GROUP}"
+        topic_id = f"{group}/providers/Microsoft.EventGrid/systemTopics/{TOPIC_NAME}"
+        self._put(topic_id, topic_body(subscription))
+        sub_id = f"{topic_id}/eventSubscriptions/{EVENT_SUBSCRIPTION_NAME}"
+        body = event_subscription_body(
+            subscription,
+            function_app=function_app,
+            storage_account=storage_account,
+            restricted_resource_groups=restricted_resource_groups,
+            schema=schema,
+            bicep_text=bicep.read_text(encoding="utf-8"),
+        )
+        self._put(sub_id, body)
+        return DeployedEvents(topic_id, sub_id)
+
+    def _put(self, resource_id: str, body: dict[str, Any]) -> None:
+        """PUT, then poll its Azure-AsyncOperation to the end; RuntimeError unless it Succeeded."""
+        status, headers, answer = self._send(
+            "PUT", f"{self._endpoint}{resource_id}?api-version={API_VERSION}", body
+        )
+        if status not in (200, 201):
+            raise RuntimeError(f"PUT {resource_id} answered {status}: {answer}")
+        poll = headers.get("azure-asyncoperation")
+        deadline = time.monotonic() + _TIMEOUT_S
+        while poll:
+            _, _, state = self._send("GET", poll)
+            if state.get("status") != "InProgress":
+                if state.get("status") != "Succeeded":
+                    raise RuntimeError(f"PUT {resource_id} ended {state}")
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PUT {resource_id} still in progress after {_TIMEOUT_S} s")
+            time.sleep(_POLL_S)
+
+    def _send(self, method: str, url: str, body: Any = None) -> tuple[int, dict[str, str], dict[str, Any]]:
+        """One HTTPS request to the simulator (loopback only): status, lower-cased headers, JSON body."""
+        token = self._credential.get_token("https://management.azure.com/.default").token
+        split = urlsplit(url)
+        if split.scheme != "https" or split.hostname != "127.0.0.1":
+            raise ValueError(f"not the local ARM simulator: {url}")
+        connection = http.client.HTTPSConnection(
+            split.hostname, split.port, context=self._tls, timeout=_TIMEOUT_S
+        )
+        try:
+            connection.request(
+                method,
+                f"{split.path}?{split.query}" if split.query else split.path,
+                body=json.dumps(body).encode("utf-8") if body is not None else None,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            answer = connection.getresponse()
+            raw = answer.read()
+        finally:
+            connection.close()
+        parsed = json.loads(raw) if raw else {}
+        headers = {k.lower(): v for k, v in answer.getheaders()}
+        return answer.status, headers, parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
+def topic_body(subscription: str) -> dict[str, Any]:
+    """infra/app/event-topic.bicep's system topic (its tags are the deployment's own: none here)."""
+    return {
+        "location": "global",
+        "identity": {"type": "SystemAssigned"},
+        "properties": {
+            "source": f"/subscriptions/{subscription}",
+            "topicType": "Microsoft.Resources.Subscriptions",
+        },
+    }
+
+
+def event_subscription_body(
+    subscription: str,
+    *,
+    function_app: str,
+    storage_account: str,
+    restricted_resource_groups: Sequence[str],
+    schema: str,
+    bicep_text: str,
+) -> dict[str, Any]:
+    """infra/app/event-subscription.bicep's event subscription for these parameters."""
+    operation_filter = {
+        "operatorType": "StringIn",
+        "key": "data.operationName",
+        "values": bicep_list(bicep_text, "var handledOperations ="),
+    }
+    # The bicep's subjectPrefixes: the trailing slash keeps rg-a from matching rg-ab.
+    prefixes = [
+        f"/subscriptions/{subscription}/resourceGroups/{group}/" for group in restricted_resource_groups
+    ]
+    advanced: list[dict[str, Any]] = [operation_filter]
+    if prefixes:
+        advanced.append({"operatorType": "StringBeginsWith", "key": "subject", "values": prefixes})
+    return {
+        "properties": {
+            "eventDeliverySchema": schema,
+            "destination": {
+                "endpointType": "AzureFunction",
+                "properties": {
+                    "resourceId": f"{function_app}/functions/{FUNCTION_NAME}",
+                    "maxEventsPerBatch": 1,
+                    "preferredBatchSizeInKilobytes": 64,
+                },
+            },
+            "filter": {
+                "includedEventTypes": bicep_list(bicep_text, "includedEventTypes:"),
+                "advancedFilters": advanced,
+            },
+            "retryPolicy": {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440},
+            "deadLetterWithResourceIdentity": {
+                "identity": {"type": "SystemAssigned"},
+                "deadLetterDestination": {
+                    "endpointType": "StorageBlob",
+                    "properties": {"resourceId": storage_account, "blobContainerName": DEAD_LETTER_CONTAINER},
+                },
+            },
+        }
+    }
