@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from remediation.arm import ArmGateway
     from remediation.engine import Remediator
 
-# How far back doctor looks for the last sweep when the schedule cannot say.
+# How far back doctor looks for the last sweep (an hour of the audit log at a time, newest first).
+SWEEP_LOOKBACK_MIN = timedelta(hours=2)
 SWEEP_LOOKBACK_CAP = timedelta(days=7)
 
 
@@ -171,9 +172,10 @@ def _events_check(settings: Settings, arm: ArmGateway, subscription: str) -> Che
 
 def _last_sweep_check(settings: Settings, remediator: Remediator, now: datetime) -> Check:
     try:
-        look_back = min(2 * longest_gap(settings.sweep_schedule), SWEEP_LOOKBACK_CAP)
+        # Further back than the judgement (twice the gap), so a stale sweep is named by its age.
+        look_back = min(max(4 * longest_gap(settings.sweep_schedule), SWEEP_LOOKBACK_MIN), SWEEP_LOOKBACK_CAP)
     except ValueError:
-        look_back = SWEEP_LOOKBACK_CAP  # sweep_check reports the schedule
+        look_back = SWEEP_LOOKBACK_MIN  # sweep_check reports the schedule
     return sweep_check(last_sweep(remediator, now, look_back), now, settings.sweep_schedule, look_back)
 
 

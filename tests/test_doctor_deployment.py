@@ -1,0 +1,271 @@
+"""`remediation doctor` against the local stand-in: a deployment as infra/ leaves it (the custom
+role at the subscription, the system topic and event subscription read from infra's bicep, the
+storage containers, a sweep just run) is all ok; breaking one piece turns exactly its line to
+fail, and the others stay as they were."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from localazure.event_deployment import (
+    APP_RESOURCE_GROUP,
+    EVENT_SUBSCRIPTION_BICEP,
+    TOPIC_NAME,
+    EventDeployment,
+    storage_account_id,
+)
+from localazure.stack import ESTATE_OWNER, REMEDIATOR_ROLE, ROLE_ACTIONS_FILE, LocalAzure, estate_owner
+from remediation.audit import blob_service
+from remediation.cli import main
+from remediation.credentials import LoopbackCredential
+from remediation.doctor_probe import diagnose
+from remediation.engine import remediator_for
+from remediation.settings import Settings
+
+SUBNET_JOIN = "Microsoft.Network/virtualNetworks/subnets/join/action"
+
+
+@dataclass
+class Deployment:
+    local: LocalAzure
+    subscription: str
+    environment: dict[str, str]
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env(self.environment)
+
+    def lines(self) -> dict[str, str]:
+        """Each check's status, by the check's name with the subscription taken out."""
+        return {
+            check.name.replace(self.subscription, "<sub>"): check.status.value
+            for check in diagnose(self.environment, now=datetime.now(UTC))
+        }
+
+    def events(self, bicep: Path = EVENT_SUBSCRIPTION_BICEP) -> EventDeployment:
+        deployment = EventDeployment(self.local.arm.endpoint, str(self.local.arm.ca_bundle), estate_owner())
+        deployment.deploy(
+            self.subscription,
+            function_app=self.local.function_app_id,
+            storage_account=storage_account_id(self.subscription),
+            bicep=bicep,
+        )
+        return deployment
+
+
+def deploy(local: LocalAzure, *, role_actions: list[str] | None = None, sweep: bool = True) -> Deployment:
+    """A fresh subscription and storage names, deployed as infra/ would; ``role_actions``: the
+    custom role's actions when a test takes some away."""
+    unique = uuid.uuid4().hex[:10]
+    subscription = str(uuid.UUID(f"00000000-0000-4000-8000-00{unique}"))
+    if role_actions is None:
+        local.authorize(subscription)
+    else:
+        scope = f"/subscriptions/{subscription}"
+        local.arm.grant(ESTATE_OWNER, "Owner", scope)
+        role = local.arm.define_role(f"{REMEDIATOR_ROLE} {unique}", role_actions, assignable_scopes=[scope])
+        local.arm.grant(LoopbackCredential.APP_ID, role, scope)
+    environment = local.environment(
+        audit_table=f"doctor{unique}",
+        recheck_queue=f"doctor-{unique}",
+        archive_container=f"doctor-{unique}-archive",
+        lock_container=f"doctor-{unique}-locks",
+        ledger_container=f"doctor-{unique}-ledger",
+    )
+    policy = {
+        "monitored_subscriptions": [subscription],
+        "scopes": [{"scope": f"/subscriptions/{subscription}", "mode": "strip"}],
+    }
+    environment |= {
+        "REMEDIATION_POLICY": json.dumps(policy),
+        "DEAD_LETTER_CONTAINER": f"doctor-{unique}-dead",
+    }
+    deployment = Deployment(local, subscription, environment)
+    settings = deployment.settings
+    service = blob_service(settings)
+    for container in (settings.ledger_container, settings.dead_letter_container):
+        service.create_container(container)
+    deployment.events()
+    if sweep:
+        remediator_for(settings).sweep()
+    return deployment
+
+
+ALL_OK = {
+    "settings": "ok",
+    "storage": "ok",
+    "arm": "ok",
+    "permissions /subscriptions/<sub>": "ok",
+    "events <sub>": "ok",
+    "sweep": "ok",
+    "poison": "ok",
+    "dead letters": "ok",
+}
+
+
+@pytest.fixture
+def local(local_azure: LocalAzure) -> Iterator[LocalAzure]:
+    local_azure.arm.reset(access=True)
+    yield local_azure
+
+
+def test_a_correct_deployment_is_all_ok(
+    local: LocalAzure, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployment = deploy(local)
+    assert deployment.lines() == ALL_OK
+    for key, value in deployment.environment.items():
+        monkeypatch.setenv(key, value)
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "8 checks, 0 failed"
+    assert main(["doctor", "-o", "tsv", "--query", "[?status!='ok'].check"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def broken(line: str) -> dict[str, str]:
+    """Every line ok but this one."""
+    return {**ALL_OK, line: "fail"}
+
+
+def test_a_role_missing_a_linked_action_fails_only_the_permissions_line(local: LocalAzure) -> None:
+    actions = [
+        a for a in json.loads(ROLE_ACTIONS_FILE.read_text(encoding="utf-8"))["actions"] if a != SUBNET_JOIN
+    ]
+    deployment = deploy(local, role_actions=actions)
+    assert deployment.lines() == broken("permissions /subscriptions/<sub>")
+    (check,) = [c for c in diagnose(deployment.environment) if c.name.startswith("permissions")]
+    assert f"lacks 1 action(s): {SUBNET_JOIN} (linked" in check.detail
+
+
+def test_a_deleted_event_subscription_fails_only_the_events_line(local: LocalAzure) -> None:
+    deployment = deploy(local)
+    group = f"/subscriptions/{deployment.subscription}/resourceGroups/{APP_RESOURCE_GROUP}"
+    topic = f"{group}/providers/Microsoft.EventGrid/systemTopics/{TOPIC_NAME}"
+    url = f"{local.arm.endpoint}{topic}/eventSubscriptions/vmss-public-ip-remediator?api-version=2025-02-15"
+    token = estate_owner().get_token("https://management.azure.com/.default").token
+    answer = requests.delete(
+        url, headers={"Authorization": f"Bearer {token}"}, verify=str(local.arm.ca_bundle), timeout=30
+    )
+    assert answer.status_code in (200, 202, 204)
+    assert deployment.lines() == broken("events <sub>")
+
+
+def test_a_filter_that_leaves_out_an_operation_fails_only_the_events_line(
+    local: LocalAzure, tmp_path: Path
+) -> None:
+    deployment = deploy(local)
+    left_out = "'Microsoft.Network/networkInterfaces/write'"
+    text = EVENT_SUBSCRIPTION_BICEP.read_text(encoding="utf-8")
+    assert left_out in text
+    narrower = tmp_path / "event-subscription.bicep"
+    narrower.write_text(text.replace(f"  {left_out}\n", "", 1), encoding="utf-8")
+    deployment.events(bicep=narrower)  # the same event subscription, updated
+    assert deployment.lines() == broken("events <sub>")
+    (check,) = [c for c in diagnose(deployment.environment) if c.name.startswith("events")]
+    assert "leaves out microsoft.network/networkinterfaces/write (never delivered)" in check.detail
+
+
+def test_no_recent_sweep_fails_only_the_sweep_line(local: LocalAzure) -> None:
+    deployment = deploy(local, sweep=False)
+    assert deployment.lines() == broken("sweep")
+
+
+def test_a_poison_message_fails_only_the_poison_line_until_it_is_replayed(
+    local: LocalAzure, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment = deploy(local)
+    remediator_for(deployment.settings).poisoned('{"kind": "look", "scale_set": "not a set"}', "message-1")
+    assert deployment.lines() == broken("poison")
+    for key, value in deployment.environment.items():
+        monkeypatch.setenv(key, value)
+    assert main(["replay", "--poison", "1d", "-o", "json", "--query", "queued"]) == 0
+    assert capsys.readouterr().out.strip() == "1"
+    assert deployment.lines() == ALL_OK
+
+
+def test_a_dead_letter_fails_only_its_line_until_it_is_replayed(
+    local: LocalAzure, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment = deploy(local)
+    settings = deployment.settings
+    letter = [
+        {
+            "id": "dead-1",
+            "eventType": "Microsoft.Resources.ResourceWriteSuccess",
+            "deadLetterReason": "MaxDeliveryAttemptsExceeded",
+        }
+    ]
+    container = blob_service(settings).get_container_client(settings.dead_letter_container)
+    container.upload_blob("topic/sub/2026/12/04/10/dead-1.json", json.dumps(letter).encode())
+    assert deployment.lines() == broken("dead letters")
+    for key, value in deployment.environment.items():
+        monkeypatch.setenv(key, value)
+    assert (
+        main(["replay", "--dead-letter", settings.dead_letter_container, "-o", "json", "--query", "queued"])
+        == 0
+    )
+    assert capsys.readouterr().out.strip() == "1"
+    assert deployment.lines() == ALL_OK
+
+
+def test_a_dry_run_replay_leaves_what_waits_waiting(
+    local: LocalAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployment = deploy(local)
+    remediator_for(deployment.settings).poisoned('{"kind": "look"}', "message-2")
+    for key, value in deployment.environment.items():
+        monkeypatch.setenv(key, value)
+    assert main(["replay", "--poison", "1d", "--dry-run", "-o", "json"]) == 0
+    assert deployment.lines()["poison"] == "fail"
+
+
+def test_the_doctor_route_runs_the_same_checks_inside_the_app(
+    local: LocalAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import azure.functions as func
+
+    from localazure.host import user_function
+
+    deployment = deploy(local, sweep=False)
+    for key, value in deployment.environment.items():
+        monkeypatch.setenv(key, value)
+    response = user_function("doctor")(func.HttpRequest("GET", "/api/doctor", params={}, body=b""))
+    body = json.loads(response.get_body())
+    assert response.status_code == 200
+    assert body["failed"] == 1
+    assert [c["check"] for c in body["checks"] if c["status"] == "fail"] == ["sweep"]
+    bad = user_function("doctor")(
+        func.HttpRequest("GET", "/api/doctor", params={"subscription": "nope"}, body=b"")
+    )
+    assert bad.status_code == 400
+
+
+def test_a_stale_sweep_named_by_its_age(local: LocalAzure) -> None:
+    from remediation.model import RecordKind
+    from remediation.records import AuditRecord
+
+    deployment = deploy(local, sweep=False)
+    old = datetime.now(UTC) - timedelta(minutes=20)
+    remediator_for(deployment.settings).audit.append(
+        AuditRecord(
+            kind=RecordKind.DECISION,
+            event_id="sweep-old",
+            event_type="sweep",
+            reason="sweep of 1 subscriptions",
+            time=old,
+        )
+    )
+    (check,) = [c for c in diagnose(deployment.environment) if c.name == "sweep"]
+    assert check.status.value == "ok", "20 min is within twice the 15-minute schedule"
+    later = datetime.now(UTC) + timedelta(minutes=15)
+    (check,) = [c for c in diagnose(deployment.environment, now=later) if c.name == "sweep"]
+    assert (check.status.value, check.detail.split(" (")[0]) == ("fail", "the last sweep was 35 min ago")
