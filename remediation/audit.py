@@ -1,6 +1,7 @@
-"""The module that talks to storage: the audit log (Table), the event archive and Event Grid's
-dead letters (Blob), and the queue of delayed re-checks (Queue). The audit log's immutable copy
-(Blob) has its own small module, ``ledger``, which only this one uses.
+"""The storage account's connections, and the audit log (Table). Beside it: ``archive`` (the
+event archive and Event Grid's dead letters, Blob), ``work_queue`` (the work queue and its poison
+queue), ``ledger`` (the audit log's immutable copy, Blob, which only this module writes) and
+``single_flight`` (a blob lease per set): the modules that talk to storage.
 
 Write-ahead (DESIGN.md decision 4): a ``journal.Journal`` buffers a handling's records and stores
 them here; an intent is stored, with everything buffered before it, before the ARM write it
@@ -15,22 +16,18 @@ Layout (the partitions are explained in ``records``; README.md, "Audit log", for
   by correlation id, failed), and per event that can lead to work a ``~handled`` marker once its
   handling finished (a redelivery of a handled event is recorded as a duplicate and not handled
   again; an event about a set that is not restricted keeps none, and is taken in again);
-- blob container ``<ARCHIVE_CONTAINER>``: the raw events that can lead to work (``intake``: not those
-  about a set that is not restricted), as received, ``YYYY/MM/DD/HH/<id>.json``, for replay; kept
-  ``ARCHIVE_RETENTION_DAYS`` (infra also sets a lifecycle rule);
+- blob container ``<ARCHIVE_CONTAINER>`` (``archive``): the raw events that can lead to work, as
+  received, ``YYYY/MM/DD/HH/<id>.json``, for replay; kept ``ARCHIVE_RETENTION_DAYS``;
 - blob container ``<LEDGER_CONTAINER>``: every record once more, a line per record appended to
   append blobs under a time-based immutability policy (``ledger``, ``integrity``): after the table
   stored the record's hourly copy and before the store returns; ``remediation audit verify``
   reports where the table and this copy disagree;
-- queue ``<RECHECK_QUEUE>``: a message naming only a scale set (and the attempt), hidden for the
-  re-check delay; Base64 text, as the Functions queue trigger expects by default.
+- queue ``<RECHECK_QUEUE>`` (``work_queue``): looks at sets, queued events, re-checks.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import dataclasses
 import json
 import threading
 from collections.abc import Iterable, Iterator
@@ -43,7 +40,6 @@ from remediation.group_commit import CommitFailed, GroupCommit, Operation
 from remediation.integrity import ledger_lines
 from remediation.journal import AuditUnavailable, Entities, Journal
 from remediation.ledger import Ledger, LedgerUnavailable
-from remediation.model import QueuedEvent, Recheck
 from remediation.records import (
     AuditRecord,
     Key,
@@ -52,7 +48,6 @@ from remediation.records import (
     event_key,
     handled_marker_key,
     hour_key,
-    safe_event_id,
     scale_set_key,
     unfinished_writes,
 )
@@ -64,11 +59,8 @@ if TYPE_CHECKING:
     from azure.data.tables import TableClient
     from azure.storage.blob import BlobServiceClient
 
-# A queue message holds 64 KiB once base64-encoded: an event larger than this goes by its archive blob.
-MAX_INLINE_EVENT_BYTES = 45_000
 
-
-def _retry(settings: Settings) -> dict[str, Any]:
+def storage_retry(settings: Settings) -> dict[str, Any]:
     """Few, quick retries: an outage should fail the invocation fast so Event Grid redelivers later.
 
     Tables take azure-core's backoff factor (0.5 s, doubling); Blob and Queue use the storage SDKs'
@@ -166,7 +158,7 @@ class AuditLog:
 
         if settings.storage_connection_string:
             self._table: TableClient = TableClient.from_connection_string(
-                settings.storage_connection_string, table_name=settings.audit_table, **_retry(settings)
+                settings.storage_connection_string, table_name=settings.audit_table, **storage_retry(settings)
             )
         else:
             credential = credential or managed_identity(settings)
@@ -174,7 +166,7 @@ class AuditLog:
                 settings.table_endpoint,
                 table_name=settings.audit_table,
                 credential=credential,
-                **_retry(settings),
+                **storage_retry(settings),
             )
         ledger = blob_service(settings, credential).get_container_client(settings.ledger_container)
         self.ledger = Ledger(ledger)
@@ -315,216 +307,8 @@ def blob_service(settings: Settings, credential: TokenCredential | None = None) 
 
     if settings.storage_connection_string:
         return BlobServiceClient.from_connection_string(
-            settings.storage_connection_string, **_retry(settings)
+            settings.storage_connection_string, **storage_retry(settings)
         )
     return BlobServiceClient(
-        settings.blob_endpoint, credential=credential or managed_identity(settings), **_retry(settings)
+        settings.blob_endpoint, credential=credential or managed_identity(settings), **storage_retry(settings)
     )
-
-
-# The metadata a replay leaves on the poison message or dead letter it queued.
-REPLAYED_BY = "replayedby"
-
-
-class EventArchive:
-    """Raw events as received, for replay; and Event Grid's dead-lettered events."""
-
-    def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
-        self._service = blob_service(settings, credential)
-        self._container = self._service.get_container_client(settings.archive_container)
-        self._retention = timedelta(days=settings.archive_retention_days)
-        self._ready = False
-
-    @staticmethod
-    def blob_name(event_id: str, received: datetime) -> str:
-        safe = safe_event_id(event_id)
-        return f"{received.astimezone(UTC).strftime('%Y/%m/%d/%H')}/{safe}.json"
-
-    def store(self, event_id: str, event: object, received: datetime) -> str:
-        """Keep the raw event; returns its blob name (recorded on the received record)."""
-        try:
-            return self.keep(self.blob_name(event_id, received), json.dumps(event, default=str))
-        except AuditUnavailable as error:
-            raise AuditUnavailable(f"event {event_id} was not archived: {error}") from error
-
-    def load(self, name: str) -> object:
-        from azure.core.exceptions import AzureError
-
-        try:
-            return json.loads(self._container.download_blob(name).readall())
-        except AzureError as error:
-            raise AuditUnavailable(f"archived event {name} cannot be read: {error}") from error
-
-    def since(self, start: datetime, end: datetime) -> Iterator[tuple[str, object]]:
-        """Archived events received in [start, end], oldest hour first."""
-        for name, text in self.kept("", start, end):
-            yield name, json.loads(text)
-
-    def keep(self, name: str, text: str) -> str:
-        """Keep a text (a poison message) under ``name``; returns the name."""
-        from azure.core.exceptions import AzureError, ResourceExistsError
-
-        try:
-            if not self._ready:
-                with contextlib.suppress(ResourceExistsError):
-                    self._container.create_container()
-                self._ready = True
-            self._container.upload_blob(name, text.encode(), overwrite=True)
-        except AzureError as error:
-            raise AuditUnavailable(f"{name} was not kept: {error}") from error
-        return name
-
-    def kept(self, prefix: str, start: datetime, end: datetime) -> Iterator[tuple[str, str]]:
-        """The texts kept under ``prefix`` + hour in [start, end], oldest hour first."""
-        from azure.core.exceptions import AzureError, ResourceNotFoundError
-
-        hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        try:
-            while hour <= end:
-                for blob in self._container.list_blobs(
-                    name_starts_with=prefix + hour.strftime("%Y/%m/%d/%H/")
-                ):
-                    yield blob.name, self._container.download_blob(blob.name).readall().decode()
-                hour += timedelta(hours=1)
-        except ResourceNotFoundError:
-            return
-        except AzureError as error:
-            raise AuditUnavailable(f"event archive cannot be listed: {error}") from error
-
-    def prune(self, now: datetime, days_back: int = 7) -> int:
-        """Delete archived events older than the retention (the days just past it); returns how many."""
-        from azure.core.exceptions import AzureError, ResourceNotFoundError
-
-        cutoff = (now - self._retention).astimezone(UTC)
-        deleted = 0
-        try:
-            for back in range(1, days_back + 1):
-                day = (cutoff - timedelta(days=back)).strftime("%Y/%m/%d/")
-                for blob in self._container.list_blobs(name_starts_with=day):
-                    self._container.delete_blob(blob.name)
-                    deleted += 1
-        except ResourceNotFoundError:
-            return deleted
-        except AzureError as error:
-            raise AuditUnavailable(f"event archive cannot be pruned: {error}") from error
-        return deleted
-
-    def mark_replayed(self, blob: str, replay_id: str, container: str = "") -> None:
-        """Note on a kept blob (a poison message, a dead letter; in ``container``, default the
-        archive's) the replay that queued it, so `doctor` no longer counts it as waiting."""
-        from azure.core.exceptions import AzureError
-
-        client = self._service.get_container_client(container) if container else self._container
-        try:
-            client.get_blob_client(blob).set_blob_metadata({REPLAYED_BY: replay_id})
-        except AzureError as error:
-            raise AuditUnavailable(f"{blob} was queued but not marked replayed: {error}") from error
-
-    def waiting(self, prefix: str = "", container: str = "") -> int | None:
-        """How many blobs under ``prefix`` (in ``container``, default the archive's) no replay has
-        marked; None when the container does not exist."""
-        from azure.core.exceptions import AzureError, ResourceNotFoundError
-
-        client = self._service.get_container_client(container) if container else self._container
-        try:
-            return sum(
-                1
-                for blob in client.list_blobs(name_starts_with=prefix or None, include=["metadata"])
-                if REPLAYED_BY not in (blob.metadata or {})
-            )
-        except ResourceNotFoundError:
-            return None
-        except AzureError as error:
-            raise AuditUnavailable(f"container {client.container_name} cannot be listed: {error}") from error
-
-    def missing_containers(self, names: Iterable[str]) -> list[str]:
-        """Which of these blob containers do not exist (reached with this identity)."""
-        from azure.core.exceptions import AzureError
-
-        try:
-            return [name for name in names if not self._service.get_container_client(name).exists()]
-        except AzureError as error:
-            raise AuditUnavailable(f"blob storage cannot be reached: {error}") from error
-
-    def dead_letters(self, container: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Events from Event Grid's dead-letter blobs: each blob is a JSON array of events carrying
-        ``deadLetterReason``, ``deliveryAttempts``, ``lastDeliveryOutcome`` and friends."""
-        from azure.core.exceptions import AzureError
-
-        client = self._service.get_container_client(container)
-        try:
-            for blob in client.list_blobs():
-                content = json.loads(client.download_blob(blob.name).readall())
-                for event in content if isinstance(content, list) else [content]:
-                    yield blob.name, event
-        except AzureError as error:
-            raise AuditUnavailable(f"dead-letter container {container} cannot be read: {error}") from error
-
-
-class RecheckQueue:
-    def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
-        from azure.storage.queue import QueueClient, TextBase64EncodePolicy
-
-        def client(name: str) -> QueueClient:
-            encode = TextBase64EncodePolicy()
-            if settings.storage_connection_string:
-                return QueueClient.from_connection_string(
-                    settings.storage_connection_string, name, message_encode_policy=encode, **_retry(settings)
-                )
-            return QueueClient(
-                settings.queue_endpoint,
-                name,
-                credential=credential or managed_identity(settings),
-                message_encode_policy=encode,
-                **_retry(settings),
-            )
-
-        self._queue = client(settings.recheck_queue)
-        # Where the Functions host moves a message after maxDequeueCount failures (on_poison takes it).
-        self._poison = client(f"{settings.recheck_queue}-poison")
-        self._ready = False
-
-    def backlog(self) -> tuple[int | None, int | None]:
-        """Messages waiting in the work queue and in its poison queue (approximate, as Storage
-        counts them; None for a queue not yet created)."""
-        from azure.core.exceptions import AzureError, ResourceNotFoundError
-
-        counts: list[int | None] = []
-        for queue in (self._queue, self._poison):
-            try:
-                counts.append(queue.get_queue_properties().approximate_message_count)
-            except ResourceNotFoundError:
-                counts.append(None)
-            except AzureError as error:
-                raise AuditUnavailable(f"queue {queue.queue_name} cannot be read: {error}") from error
-        return counts[0], counts[1]
-
-    def schedule(self, recheck: Recheck, delay_s: float) -> None:
-        """Queue a look at a set, visible after ``delay_s``."""
-        self._send(recheck.to_message(), delay_s, f"re-check of {recheck.scale_set}")
-
-    def schedule_event(self, queued: QueuedEvent, archived: str = "") -> None:
-        """Queue an event for intake on a worker; by its archive blob (``archived``) when it is
-        too big for a queue message (64 KiB, base64 included)."""
-        message = queued.to_message()
-        if len(message) > MAX_INLINE_EVENT_BYTES:
-            if not archived:
-                raise AuditUnavailable(f"event {queued.event_id} is too big to queue and was not archived")
-            message = dataclasses.replace(queued, event=None, archive=archived).to_message()
-        self._send(message, 0, f"event {queued.event_id}")
-
-    def send(self, message: str) -> None:
-        """Queue a message as it is (a poison message replayed)."""
-        self._send(message, 0, "a replayed message")
-
-    def _send(self, message: str, delay_s: float, what: str) -> None:
-        from azure.core.exceptions import AzureError, ResourceExistsError
-
-        try:
-            if not self._ready:
-                with contextlib.suppress(ResourceExistsError):
-                    self._queue.create_queue()
-                self._ready = True
-            self._queue.send_message(message, visibility_timeout=round(delay_s))
-        except AzureError as error:
-            raise AuditUnavailable(f"{what} was not queued: {error}") from error

@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from remediation import replay as replays
+from remediation.archive import EventArchive
 from remediation.arm import ArmGateway
-from remediation.audit import AuditLog, EventArchive, RecheckQueue
+from remediation.audit import AuditLog
 from remediation.intake import Handled, Intake
 from remediation.one_at_a_time import OneAtATime
 from remediation.recent_reads import RecentReads
@@ -28,6 +29,7 @@ from remediation.replay import Queued, ReplayItem
 from remediation.settings import Settings
 from remediation.single_flight import SetLocks
 from remediation.sweep import SweepResult, sweep
+from remediation.work_queue import RecheckQueue
 from remediation.worker import Worker
 
 # Event Grid's intake reads ARM once per resource, without retries and with this timeout: an

@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from remediation.archive import EventArchive
 from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError
-from remediation.audit import AuditLog, EventArchive, RecheckQueue
+from remediation.audit import AuditLog
 from remediation.events import parse_event
 from remediation.journal import AuditUnavailable
 from remediation.model import (
@@ -55,6 +56,7 @@ from remediation.reconcile import NothingOwed, ReconcileResult, SetReconciler
 from remediation.resource_ids import NIC_TYPE, ResourceId
 from remediation.settings import Settings
 from remediation.single_flight import SetLocks
+from remediation.work_queue import RecheckQueue
 from remediation.write_ahead import Context
 
 log = logging.getLogger(__name__)

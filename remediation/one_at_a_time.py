@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from remediation.arm import ArmGateway
-from remediation.audit import RecheckQueue
 from remediation.model import Recheck, RecordKind
 from remediation.reconcile import ReconcileResult, SetReconciler
 from remediation.resource_ids import ResourceId
 from remediation.settings import Settings
 from remediation.single_flight import Held, SetLocks, Unguarded
+from remediation.work_queue import RecheckQueue
 from remediation.write_ahead import Context
 
 BUSY = (

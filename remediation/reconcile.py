@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from remediation.act import Executor, FindingOutcome
 from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError, PreconditionFailed
-from remediation.audit import AuditLog, RecheckQueue
+from remediation.audit import AuditLog
 from remediation.model import (
     ActionKind,
     Mode,
@@ -49,6 +49,7 @@ from remediation.resource_ids import NIC_TYPE, InvalidResourceId, ResourceId
 from remediation.review import Filters
 from remediation.settings import Settings
 from remediation.upkeep import delete_leftovers, repair_nics, strip_lone_model
+from remediation.work_queue import RecheckQueue
 from remediation.write_ahead import Context
 
 log = logging.getLogger(__name__)

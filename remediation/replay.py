@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from remediation.audit import AuditLog, EventArchive, RecheckQueue
+from remediation.archive import EventArchive
+from remediation.audit import AuditLog
 from remediation.model import QueuedEvent, RecordKind
 from remediation.review import Filters
+from remediation.work_queue import RecheckQueue
 from remediation.write_ahead import Context
 
 # How far back `replay --event-id` looks for the event's received record.

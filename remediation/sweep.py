@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from remediation.archive import EventArchive
 from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError
-from remediation.audit import EventArchive, RecheckQueue
 from remediation.intake import hand_over, record_failure
 from remediation.journal import Journal
 from remediation.model import RecordKind
@@ -22,6 +22,7 @@ from remediation.reconcile import SetReconciler
 from remediation.resource_ids import ResourceId
 from remediation.settings import Settings
 from remediation.single_flight import SetLocks
+from remediation.work_queue import RecheckQueue
 from remediation.write_ahead import Context
 
 # How far back the sweep looks for unfinished writes of any set: as far as `audit verify` does.

@@ -25,14 +25,16 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+from remediation.archive import EventArchive
 from remediation.arm_errors import ArmError
-from remediation.audit import AuditLog, EventArchive, RecheckQueue
+from remediation.audit import AuditLog
 from remediation.events import parse_work
 from remediation.intake import Handled, Intake, hand_over, record_failure, record_refusal
 from remediation.model import QueuedEvent, Recheck, RecordKind, Rejection, Result
 from remediation.one_at_a_time import BUSY, OneAtATime
 from remediation.settings import Settings
 from remediation.single_flight import SetLocks
+from remediation.work_queue import RecheckQueue
 from remediation.write_ahead import Context
 
 log = logging.getLogger(__name__)

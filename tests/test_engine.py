@@ -176,11 +176,11 @@ def test_events_about_unmonitored_subscriptions_are_rejected(
 def test_a_sweep_or_a_queued_look_at_an_unmonitored_subscription_is_refused_with_a_rejected_record(
     estate: Estate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from remediation.audit import RecheckQueue
     from remediation.cli import main
     from remediation.model import Recheck
     from remediation.resource_ids import ResourceId
     from remediation.settings import Settings
+    from remediation.work_queue import RecheckQueue
 
     other = "11111111-2222-3333-4444-555555555555"
     estate.create_set("web", tags={"remediation.mode": "strip"})

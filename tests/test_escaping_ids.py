@@ -16,9 +16,9 @@ import arm_docs as docs
 import pytest
 from estate import Estate
 
-from remediation.audit import RecheckQueue
 from remediation.model import RecordKind
 from remediation.settings import Settings
+from remediation.work_queue import RecheckQueue
 
 NETWORK = f"{docs.PREFIX}/Microsoft.Network"
 COMPUTE = f"{docs.PREFIX}/Microsoft.Compute"

@@ -23,14 +23,16 @@ import pytest
 from estate import Estate
 
 from remediation import single_flight
+from remediation.archive import EventArchive
 from remediation.arm import ArmGateway
-from remediation.audit import AuditLog, EventArchive, RecheckQueue
+from remediation.audit import AuditLog
 from remediation.credentials import LoopbackCredential
 from remediation.engine import Handled, Remediator
 from remediation.model import Recheck, RecordKind
 from remediation.resource_ids import ResourceId
 from remediation.settings import Settings
 from remediation.single_flight import SetLocks
+from remediation.work_queue import RecheckQueue
 from sim.store import RequestRecord
 
 STRIP = {"remediation.mode": "strip"}
