@@ -94,7 +94,7 @@ def on_poison(message: func.QueueMessage) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%SWEEP_SCHEDULE%", run_on_startup=False)
 def sweep(timer: func.TimerRequest) -> None:
     """The backstop for lost events: a look at every restricted set, queued (SWEEP_SCHEDULE)."""
-    result = remediator_for(Settings.from_env()).sweep()
+    result = remediator_for(Settings.from_env()).sweep(scheduled=True)
     log.info(
         "%s: %d scale sets by %s, %d restricted, %d looks queued, past due: %s",
         result.sweep_id,

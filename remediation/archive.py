@@ -69,16 +69,21 @@ class EventArchive:
             raise AuditUnavailable(f"{name} was not kept: {error}") from error
         return name
 
-    def kept(self, prefix: str, start: datetime, end: datetime) -> Iterator[tuple[str, str]]:
-        """The texts kept under ``prefix`` + hour in [start, end], oldest hour first."""
+    def kept(
+        self, prefix: str, start: datetime, end: datetime, *, unreplayed: bool = False
+    ) -> Iterator[tuple[str, str]]:
+        """The texts kept under ``prefix`` + hour in [start, end], oldest hour first;
+        ``unreplayed``: only those no replay has marked."""
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         try:
             while hour <= end:
                 for blob in self._container.list_blobs(
-                    name_starts_with=prefix + hour.strftime("%Y/%m/%d/%H/")
+                    name_starts_with=prefix + hour.strftime("%Y/%m/%d/%H/"), include=["metadata"]
                 ):
+                    if unreplayed and REPLAYED_BY in (blob.metadata or {}):
+                        continue
                     yield blob.name, self._container.download_blob(blob.name).readall().decode()
                 hour += timedelta(hours=1)
         except ResourceNotFoundError:
@@ -142,13 +147,16 @@ class EventArchive:
             raise AuditUnavailable(f"blob storage cannot be reached: {error}") from error
 
     def dead_letters(self, container: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Events from Event Grid's dead-letter blobs: each blob is a JSON array of events carrying
-        ``deadLetterReason``, ``deliveryAttempts``, ``lastDeliveryOutcome`` and friends."""
+        """Events from Event Grid's dead-letter blobs no replay has marked: each blob is a JSON
+        array of events carrying ``deadLetterReason``, ``deliveryAttempts``, ``lastDeliveryOutcome``
+        and friends."""
         from azure.core.exceptions import AzureError
 
         client = self._service.get_container_client(container)
         try:
-            for blob in client.list_blobs():
+            for blob in client.list_blobs(include=["metadata"]):
+                if REPLAYED_BY in (blob.metadata or {}):
+                    continue
                 content = json.loads(client.download_blob(blob.name).readall())
                 for event in content if isinstance(content, list) else [content]:
                     yield blob.name, event

@@ -329,10 +329,13 @@ class ArmGateway:
         return self._pages(subscription, path, "permissions")
 
     @arm_operation("Microsoft.EventGrid/systemTopics/read")
-    def list_system_topics(self, subscription: str) -> list[Mapping[str, Any]]:
-        subscription_id(subscription)
-        path = f"/subscriptions/{subscription}/providers/Microsoft.EventGrid/systemTopics"
-        path += f"?api-version={EVENT_GRID_API}"
+    def list_system_topics(self, subscription: str, resource_group: str = "") -> list[Mapping[str, Any]]:
+        """The system topics of a resource group (where the identity may read them when its roles
+        are assigned at resource groups), or of the whole subscription."""
+        path = f"/subscriptions/{subscription_id(subscription)}"
+        if resource_group:
+            path += f"/resourceGroups/{resource_group_name(resource_group)}"
+        path += f"/providers/Microsoft.EventGrid/systemTopics?api-version={EVENT_GRID_API}"
         return self._pages(subscription, path, "system topics")
 
     @arm_operation("Microsoft.EventGrid/systemTopics/eventSubscriptions/read")

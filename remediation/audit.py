@@ -239,10 +239,10 @@ class AuditLog:
         return True
 
     def query(self, query: Filters, page_size: int = 1000, continuation: str = "") -> AuditPage:
-        """One page of the records ``query`` selects, oldest first, with a token for the next page."""
-        from azure.core.exceptions import AzureError
+        """One page of the records ``query`` selects, oldest first, with a token for the next page
+        (none when the table does not exist yet: a read makes nothing)."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-        self._ensure_table()
         odata, parameters = _odata(query)
         try:
             pages = self._table.query_entities(
@@ -251,14 +251,24 @@ class AuditLog:
             page: Any = next(pages, [])
             records = tuple(AuditRecord.from_entity(entity) for entity in page)
             token = _encode_token(pages.continuation_token)  # type: ignore[attr-defined]
+        except ResourceNotFoundError:
+            return AuditPage((), "")
         except AzureError as error:
             raise AuditUnavailable(f"audit query failed: {error}") from error
         return AuditPage(records, token)
 
-    def reachable(self) -> None:
-        """Raise AuditUnavailable unless the table answers a query (doctor's storage check)."""
-        now = datetime.now(UTC)
-        self.query(Filters(now - timedelta(minutes=1), now), page_size=1)
+    def reachable(self) -> bool:
+        """Whether the audit table exists and answers a query (doctor's storage check, which
+        creates nothing); AuditUnavailable when storage cannot be reached or refuses."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        try:
+            next(iter(self._table.query_entities("PartitionKey eq 'h-0'", results_per_page=1)), None)
+        except ResourceNotFoundError:
+            return False
+        except AzureError as error:
+            raise AuditUnavailable(f"audit table {self._table.table_name} cannot be read: {error}") from error
+        return True
 
     def search(self, query: Filters, limit: int = 1_000_000) -> Iterator[AuditRecord]:
         """Every record ``query`` selects (all pages), oldest first."""

@@ -71,7 +71,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     from remediation.engine import ReplayItem, remediator_for
     from remediation.events import events_from_text
-    from remediation.journal import AuditUnavailable
 
     settings = Settings.from_env()
     remediator = remediator_for(dataclasses.replace(settings, dry_run=settings.dry_run or args.dry_run))
@@ -92,9 +91,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             items = list(remediator.dead_lettered(args.dead_letter))
         progress = Progress("replaying")
         queued = remediator.replay(items, lambda done: progress(done, len(items)))
-    except (LookupError, ValueError, OSError, AuditUnavailable) as error:
-        print(f"replay: {error}", file=sys.stderr)
-        return 2
+    except (LookupError, ValueError) as error:
+        print(f"remediation replay: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     lines = [f"queued  {item.source}\n" for item in items]
     lines.append(
         f"{queued.replay_id}: {queued.queued} events queued{' (dry run)' if args.dry_run else ''}; "
@@ -125,8 +124,8 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
             else Policy()
         )
     except (InventoryError, PolicyError, OSError) as error:
-        print(f"whatif: {error}", file=sys.stderr)
-        return 2
+        print(f"remediation whatif: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     rows: list[dict[str, object]] = []
     names: list[str] = []  # each row's instance's name, for the table
     progress = Progress("planning")
@@ -327,10 +326,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # one line, no traceback (--debug shows it), a documented code
         from azure.core.exceptions import AzureError
 
+        from remediation.arm_errors import ArmError
         from remediation.journal import AuditUnavailable
 
         if args.debug:
             raise
+        if isinstance(error, ArmError):  # ARM answered, and refused (a 403) or failed
+            print(f"{command}: ARM refused it: {_one_line(error)}", file=sys.stderr)
+            return EXIT_AZURE
         if isinstance(error, OSError) and error.filename:  # a file of ours: bad input
             print(f"{command}: {_one_line(error)}", file=sys.stderr)
             return EXIT_BAD_INPUT

@@ -40,7 +40,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     try:
         filters = parse_filters(params, datetime.now(UTC))
     except ValueError as error:
-        print(f"audit: {error}", file=sys.stderr)
+        print(f"remediation audit: {error}", file=sys.stderr)
         return 2
     records = list(AuditLog(Settings.from_env()).search(filters))
     if args.summary:

@@ -1,7 +1,8 @@
-"""`remediation doctor`'s judgements: given what a deployment shows (settings, the identity's
-permissions, the Event Grid topic and subscription, the last sweep, what waits in the poison and
-dead-letter stores), one line per check: ok, warn or fail, and the fix. Pure: doctor_probe.py
-reads Azure and hands the answers here.
+"""`remediation doctor`'s judgements: given what a deployment shows (the identity's permissions
+where the code writes and where its links live, the last sweep, what waits in the poison and
+dead-letter stores), one line per check: ok, warn or fail, and the fix (doctor_events.py judges
+the Event Grid topic and subscriptions). Pure: doctor_probe.py reads Azure and hands the answers
+here.
 """
 
 from __future__ import annotations
@@ -14,13 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from remediation.events import HANDLED_EVENT_TYPES, HANDLED_OPERATIONS
-
-FUNCTION_NAME = "on_resource_event"  # function_app.py: the Event Grid trigger
-EVENT_TYPES = frozenset(HANDLED_EVENT_TYPES)
-SCHEMAS = frozenset({"eventgridschema", "cloudeventschemav1_0"})
-# Event Grid: 25 advanced filters and 25 values across all the advanced filters of a subscription.
-MAX_FILTER_VALUES = 25
+from remediation.permissions import LINK_ACTIONS
 
 
 class Status(enum.StrEnum):
@@ -92,178 +87,40 @@ def permissions_check(
     )
 
 
-# -- Event Grid --------------------------------------------------------------------------------
+def linked_scopes(documents: Iterable[Mapping[str, Any]]) -> dict[str, set[str]]:
+    """Where the links of these scale sets' NIC configurations live (each linked resource's
+    resource group, lower case) and the join ARM checks there for each: what a strip's NIC PUT
+    and model PATCH re-assert (public IPs and prefixes are stripped, never linked)."""
+    from remediation.resource_ids import InvalidResourceId, ResourceId
 
+    found: dict[str, set[str]] = {}
 
-def endpoint_of(function_app_id: str) -> str:
-    return f"{function_app_id.rstrip('/')}/functions/{FUNCTION_NAME}"
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            raw = value.get("id")
+            if isinstance(raw, str):
+                try:
+                    linked = ResourceId.parse(raw)
+                except InvalidResourceId:
+                    linked = None
+                action = LINK_ACTIONS.get(linked.type.lower()) if linked else None
+                if linked is not None and action is not None:
+                    group = (
+                        f"/subscriptions/{linked.subscription}/resourcegroups/{linked.resource_group}".lower()
+                    )
+                    found.setdefault(group, set()).add(action)
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
 
-
-def topic_for(subscription: str, topics: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The subscription's system topic of resource events (Azure allows one per source)."""
-    source = f"/subscriptions/{subscription}".lower()
-    for topic in topics:
-        props = topic.get("properties") or {}
-        if (
-            str(props.get("topicType", "")).lower() == "microsoft.resources.subscriptions"
-            and str(props.get("source", "")).lower().rstrip("/") == source
-        ):
-            return topic
-    return None
-
-
-def _delivers_to(event_subscription: Mapping[str, Any], function_app_id: str) -> bool:
-    destination = (event_subscription.get("properties") or {}).get("destination") or {}
-    if str(destination.get("endpointType", "")).lower() != "azurefunction":
-        return False
-    target = str((destination.get("properties") or {}).get("resourceId", "")).lower()
-    if function_app_id:
-        return target == endpoint_of(function_app_id).lower()
-    return target.endswith(f"/functions/{FUNCTION_NAME}")  # the app is not known: any app's
-
-
-def events_check(
-    subscription: str,
-    topics: Sequence[Mapping[str, Any]],
-    event_subscriptions: Sequence[Mapping[str, Any]] | None,
-    function_app_id: str,
-    restricted_paths: Sequence[str],
-) -> Check:
-    """The subscription's system topic and the event subscription delivering to this app, with a
-    filter that passes every operation the code handles, from every restricted scope."""
-    name = f"events {subscription}"
-    topic = topic_for(subscription, topics)
-    if topic is None:
-        return Check(
-            name,
-            Status.FAIL,
-            f"no Event Grid system topic of subscription {subscription}'s resource events",
-            "azd provision creates it (infra/app/event-topic.bicep)",
+    for document in documents:
+        profile = ((document.get("properties") or {}).get("virtualMachineProfile") or {}).get(
+            "networkProfile"
         )
-    endpoint = endpoint_of(function_app_id) if function_app_id else f"/functions/{FUNCTION_NAME}"
-    delivering = [s for s in event_subscriptions or () if _delivers_to(s, function_app_id)]
-    if not delivering:
-        return Check(
-            name,
-            Status.FAIL,
-            f"no event subscription on {topic.get('name', 'the topic')} delivers to {endpoint}",
-            "azd deploy creates it after the code (the postdeploy hook sets deployEventSubscriptions)",
-        )
-    problems, warnings = _filter_findings(delivering[0], subscription, restricted_paths)
-    if len(delivering) > 1:
-        warnings.append(
-            f"{len(delivering)} event subscriptions deliver to it: every event arrives "
-            f"{len(delivering)} times (handled as duplicates, at that many times the cost)"
-        )
-    if not function_app_id:
-        warnings.append("FUNCTION_APP_ID is not set: any app's on_resource_event was taken as this one")
-    subject = f"{delivering[0].get('name', '?')} on {topic.get('name', '?')}"
-    if problems:
-        return Check(
-            name,
-            Status.FAIL,
-            f"{subject}: " + "; ".join(problems + warnings),
-            "azd provision restores the event subscription infra/app/event-subscription.bicep declares",
-        )
-    if warnings:
-        return Check(name, Status.WARN, f"{subject}: " + "; ".join(warnings))
-    return Check(name, Status.OK, f"{subject} delivers every handled operation to {endpoint}")
-
-
-def _filter_findings(
-    event_subscription: Mapping[str, Any], subscription: str, restricted_paths: Sequence[str]
-) -> tuple[list[str], list[str]]:
-    """What in an event subscription loses events the code handles (problems) or costs for
-    nothing (warnings)."""
-    props = event_subscription.get("properties") or {}
-    problems: list[str] = []
-    warnings: list[str] = []
-    state = str(props.get("provisioningState", ""))
-    if state and state.lower() != "succeeded":
-        problems.append(f"its provisioningState is {state}")
-    schema = str(props.get("eventDeliverySchema") or "EventGridSchema")
-    if schema.lower() not in SCHEMAS:
-        problems.append(f"it delivers in {schema}, which the function does not read")
-    filter_ = props.get("filter") or {}
-    types = {str(t).lower() for t in filter_.get("includedEventTypes") or ()}
-    if not types:
-        warnings.append("it passes every event type (the function rejects the others, each recorded)")
-    elif missing_types := sorted(t for t in EVENT_TYPES if t.lower() not in types):
-        problems.append(f"its event types leave out {', '.join(missing_types)}")
-    advanced = [f for f in filter_.get("advancedFilters") or () if isinstance(f, Mapping)]
-    values = sum(len(f.get("values") or ()) for f in advanced)
-    if values > MAX_FILTER_VALUES or len(advanced) > MAX_FILTER_VALUES:
-        problems.append(f"its advanced filters hold {values} values (Event Grid allows {MAX_FILTER_VALUES})")
-    _operation_findings(advanced, problems, warnings)
-    paths = list(restricted_paths) or [f"/subscriptions/{subscription}".lower()]
-    _subject_findings(filter_, advanced, paths, problems, warnings)
-    if not (props.get("deadLetterDestination") or props.get("deadLetterWithResourceIdentity")):
-        warnings.append("it has no dead-letter destination: events undeliverable for 24 h are lost")
-    return problems, warnings
-
-
-def _key(advanced_filter: Mapping[str, Any]) -> str:
-    return str(advanced_filter.get("key", "")).lower()
-
-
-def _operator(advanced_filter: Mapping[str, Any]) -> str:
-    return str(advanced_filter.get("operatorType", "")).lower()
-
-
-def _operation_findings(
-    advanced: Sequence[Mapping[str, Any]], problems: list[str], warnings: list[str]
-) -> None:
-    operations = [f for f in advanced if _key(f) == "data.operationname"]
-    if not operations:
-        warnings.append(
-            "no data.operationName filter: every write is delivered, and all but "
-            f"{len(HANDLED_OPERATIONS)} kinds are rejected"
-        )
-    for operation_filter in operations:
-        if _operator(operation_filter) != "stringin":
-            problems.append(
-                f"its data.operationName filter is {operation_filter.get('operatorType')}, not StringIn"
-            )
-            continue
-        listed = {str(v).lower() for v in operation_filter.get("values") or ()}
-        if left_out := sorted(HANDLED_OPERATIONS - listed):
-            problems.append(f"its operation filter leaves out {', '.join(left_out)} (never delivered)")
-        if extra := sorted(listed - HANDLED_OPERATIONS):
-            warnings.append(f"its operation filter passes {', '.join(extra)}, which the code rejects")
-
-
-def _subject_findings(
-    filter_: Mapping[str, Any],
-    advanced: Sequence[Mapping[str, Any]],
-    paths: Sequence[str],
-    problems: list[str],
-    warnings: list[str],
-) -> None:
-    """A subject filter must pass every restricted scope's events (the subject is the resource id;
-    Event Grid compares advanced filter strings case-insensitively)."""
-    subject_filters = [f for f in advanced if _key(f) == "subject"]
-    prefixes = [
-        str(v).lower()
-        for f in subject_filters
-        if _operator(f) == "stringbeginswith"
-        for v in f.get("values") or ()
-    ]
-    begins = str(filter_.get("subjectBeginsWith") or "").lower()
-    ends = str(filter_.get("subjectEndsWith") or "")
-    for path in paths:
-        within = f"{path}/"
-        if (prefixes and not any(within.startswith(p) for p in prefixes)) or (
-            begins and not within.startswith(begins)
-        ):
-            problems.append(f"its subject filter drops the events of restricted scope {path}")
-    understood = {"data.operationname"}
-    if all(_operator(f) == "stringbeginswith" for f in subject_filters):
-        understood.add("subject")
-    others = sorted({str(f.get("key", "")) for f in advanced if _key(f) not in understood})
-    if ends:
-        others.append(f"subjectEndsWith {ends!r}")
-    if others:
-        warnings.append(f"it also filters on {', '.join(others)}, which may drop events the code handles")
+        walk((profile or {}).get("networkInterfaceConfigurations") or [])
+    return found
 
 
 # -- the sweep ---------------------------------------------------------------------------------
@@ -331,18 +188,32 @@ class SweepSeen:
     failure: str = ""
 
 
+# The windows a log alert takes (infra/app/alerts.bicep's sweepAlertWindow; tests/infra checks).
+ALERT_WINDOWS = tuple(timedelta(minutes=m) for m in (10, 15, 30, 45, 60, 120, 180, 240, 300, 360))
+
+
+def alert_window(gap: timedelta) -> timedelta:
+    """The no-sweep alert's window for a schedule whose runs are at most ``gap`` apart: twice the
+    gap, rounded up to a window log alerts take (main.bicep's sweepAlertWindows); past them, twice."""
+    return next((window for window in ALERT_WINDOWS if window >= 2 * gap), 2 * gap)
+
+
 def sweep_check(last: SweepSeen | None, now: datetime, schedule: str, looked_back: timedelta) -> Check:
-    """Stale when the last sweep is older than twice the schedule's longest gap (the alert's rule)."""
+    """Stale as the no-sweep alert judges it: no timer sweep within its window."""
     try:
         gap = longest_gap(schedule)
     except ValueError as error:
         return Check("sweep", Status.FAIL, f"SWEEP_SCHEDULE cannot be read: {error}", "fix SWEEP_SCHEDULE")
-    rerun = "run `remediation sweep` now, and see the sweep function's failures in Application Insights"
+    window = alert_window(gap)
+    rerun = (
+        "see the sweep function's failures in Application Insights (the timer's sweeps count, "
+        "not one run by hand)"
+    )
     if last is None:
         return Check(
             "sweep",
             Status.FAIL,
-            f"no sweep recorded in the last {_span(looked_back)} "
+            f"no timer sweep recorded in the last {_span(looked_back)} "
             f"(SWEEP_SCHEDULE {schedule!r}: at most {_span(gap)} apart)",
             rerun,
         )
@@ -354,12 +225,12 @@ def sweep_check(last: SweepSeen | None, now: datetime, schedule: str, looked_bac
             f"the last sweep, {_span(age)} ago ({last.sweep_id}), failed: {last.failure}",
             rerun,
         )
-    if age > 2 * gap:
+    if age > window:
         return Check(
             "sweep",
             Status.FAIL,
-            f"the last sweep was {_span(age)} ago ({last.sweep_id}); "
-            f"SWEEP_SCHEDULE {schedule!r} runs at most {_span(gap)} apart",
+            f"the last sweep was {_span(age)} ago ({last.sweep_id}); the no-sweep alert's window "
+            f"for SWEEP_SCHEDULE {schedule!r} is {_span(window)}",
             rerun,
         )
     return Check("sweep", Status.OK, f"the last sweep was {_span(age)} ago ({last.sweep_id})")

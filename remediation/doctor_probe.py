@@ -1,35 +1,43 @@
 """`remediation doctor`'s reads: a deployment looked at end to end with the app's own settings and
-identity (storage, ARM, Event Grid, the audit log), each answer judged by doctor.py. A check that
-cannot read what it needs fails with what stopped it; the others still run."""
+identity (storage, ARM, Event Grid, the audit log), each answer judged by doctor.py and
+doctor_events.py. A check that cannot read what it needs fails with what stopped it; the others
+still run. Nothing is written (the audit table is not even created)."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from remediation.doctor import (
     Check,
     Status,
     SweepSeen,
-    events_check,
+    alert_window,
+    linked_scopes,
     longest_gap,
     permissions_check,
     sweep_check,
-    topic_for,
     waiting_check,
 )
-from remediation.permissions import NIC_CONFIGURATION_LINKS, NIC_LINKS, required_permissions
+from remediation.doctor_events import events_check, topic_for
+from remediation.permissions import LINK_ACTIONS, required_permissions
 from remediation.settings import Settings, SettingsError
+from remediation.sweep import SCHEDULED_SWEEP
 from remediation.worker import POISON_PREFIX
 
 if TYPE_CHECKING:
     from remediation.arm import ArmGateway
     from remediation.engine import Remediator
+    from remediation.model import Caller
 
 # How far back doctor looks for the last sweep (an hour of the audit log at a time, newest first).
 SWEEP_LOOKBACK_MIN = timedelta(hours=2)
 SWEEP_LOOKBACK_CAP = timedelta(days=7)
+# The restricted sets whose links doctor reads (one GET each) per subscription.
+MAX_SETS_READ = 200
 
 
 def diagnose(
@@ -44,52 +52,86 @@ def diagnose(
         return [Check("settings", Status.FAIL, str(error), "fix the app setting it names")]
     from remediation.engine import remediator_for
 
+    # Doctor answers in seconds or says what stopped it (the HTTP route has 230 s): few retries,
+    # short waits, rather than the remediator's patience with a throttled ARM.
+    quick = dataclasses.replace(
+        settings, arm_retry_total=1, arm_read_timeout_s=20.0, arm_max_pacing_wait_s=5.0
+    )
+    remediator = remediator_for(quick)
     now = now or datetime.now(UTC)
-    remediator = remediator_for(settings)
     chosen = sorted({s.lower() for s in subscriptions} or settings.policy.monitored_subscriptions)
     checks = [settings_check(settings, chosen)]
-    checks.append(_guarded("storage", lambda: storage_check(settings, remediator)))
+    checks.append(_guarded("storage", functools.partial(storage_check, settings, remediator)))
     checks.extend(_arm_checks(settings, remediator, chosen))
-    checks.append(_guarded("sweep", lambda: _last_sweep_check(settings, remediator, now)))
-    checks.append(_guarded("poison", lambda: _poison_check(settings, remediator)))
-    checks.append(_guarded("dead letters", lambda: _dead_letter_check(settings, remediator)))
+    checks.append(_guarded("sweep", functools.partial(_last_sweep_check, settings, remediator, now)))
+    checks.append(_guarded("poison", functools.partial(_poison_check, settings, remediator)))
+    checks.append(_guarded("dead letters", functools.partial(_dead_letter_check, settings, remediator)))
     return checks
 
 
 def _guarded(name: str, check: Callable[[], Check]) -> Check:
     """A check whose reads failed fails, naming what stopped it (Azure's code and message)."""
+    try:
+        return check()
+    except Exception as error:
+        if not _from_azure(error):
+            raise
+        return _failure(name, error)
+
+
+def _from_azure(error: BaseException) -> bool:
     from azure.core.exceptions import AzureError
 
     from remediation.arm_errors import ArmError
     from remediation.journal import AuditUnavailable
 
-    try:
-        return check()
-    except (ArmError, AzureError, AuditUnavailable, OSError) as error:
-        text = str(error).strip().splitlines()
-        return Check(
-            name, Status.FAIL, f"cannot be read: {text[0] if text else type(error).__name__}", _fix_for(error)
-        )
+    return isinstance(error, ArmError | AzureError | AuditUnavailable | OSError)
 
 
-def _fix_for(error: BaseException) -> str:
-    status = getattr(error, "status", None) or getattr(error, "status_code", None)
-    if status == 403:
-        return "grant the identity the remediator's custom role where this lives (azd provision)"
+def _failure(name: str, error: BaseException) -> Check:
+    text = str(error).strip().splitlines()
+    return Check(
+        name, Status.FAIL, f"cannot be read: {text[0] if text else type(error).__name__}", fix_for(error)
+    )
+
+
+def fix_for(error: BaseException) -> str:
+    """What to do about a read that failed, from the HTTP status in it or in its causes."""
+    cause: BaseException | None = error
+    while cause is not None:
+        status = getattr(cause, "status", None) or getattr(cause, "status_code", None)
+        if status == 403:
+            return (
+                "grant the identity the role infra/ assigns where this lives (azd provision), "
+                "or wait a few minutes for a new assignment to apply"
+            )
+        if status == 429:
+            return "throttled: run doctor again in a minute"
+        cause = cause.__cause__
     return "check the endpoint settings and that the identity may reach it"
 
 
 def settings_check(settings: Settings, chosen: Sequence[str]) -> Check:
+    from remediation.resource_ids import InvalidResourceId, ResourceId
+
     policy = settings.policy
-    detail = (
-        f"{len(policy.scopes)} restricted scopes; monitored subscriptions: "
-        f"{', '.join(chosen) if chosen else 'none'}"
-    )
+    detail = f"{len(policy.scopes)} restricted scopes; checking subscriptions: {', '.join(chosen) or 'none'}"
+    problems = []
     if not chosen:
+        problems.append("no monitored subscription: the sweep has nothing to reconcile")
+    problems += [
+        f"{s} is not monitored (policy monitored_subscriptions)" for s in chosen if not policy.monitors(s)
+    ]
+    if settings.function_app_id:
+        try:
+            ResourceId.parse(settings.function_app_id, expected_type="Microsoft.Web/sites")
+        except InvalidResourceId as error:
+            problems.append(f"FUNCTION_APP_ID: {error}")
+    if problems:
         return Check(
             "settings",
             Status.FAIL,
-            f"{detail}: the sweep has nothing to reconcile and doctor nothing to check",
+            f"{detail}: {'; '.join(problems)}",
             "list them in the policy's monitored_subscriptions (infra: monitoredSubscriptionIds)",
         )
     if settings.dry_run:
@@ -100,18 +142,18 @@ def settings_check(settings: Settings, chosen: Sequence[str]) -> Check:
 
 
 def storage_check(settings: Settings, remediator: Remediator) -> Check:
-    remediator.audit.reachable()
+    missing = [] if remediator.audit.reachable() else [f"table {settings.audit_table}"]
     work, _ = remediator.rechecks.backlog()
-    missing = remediator.archive.missing_containers(
-        [settings.ledger_container, settings.dead_letter_container]
-    )
+    containers = [settings.ledger_container, settings.dead_letter_container]
+    missing += [f"container {name}" for name in remediator.archive.missing_containers(containers)]
     queues = f"work queue: {'not yet created' if work is None else f'{work} waiting'}"
     if missing:
         return Check(
             "storage",
             Status.FAIL,
-            f"table and queues reached ({queues}); containers missing: {', '.join(missing)}",
-            "azd provision creates them (the ledger's under its immutability policy)",
+            f"storage reached ({queues}); missing: {', '.join(missing)}",
+            "check the names in the app settings; azd provision creates them (the ledger under "
+            "its immutability policy)",
         )
     return Check(
         "storage",
@@ -129,23 +171,35 @@ def _arm_checks(settings: Settings, remediator: Remediator, chosen: Sequence[str
             Check("arm", Status.FAIL, f"no ARM token: {error}", "check ARM_CREDENTIAL and AZURE_CLIENT_ID")
         ]
     who = caller.name or caller.app_id or "the identity"
-    checks = [Check("arm", Status.OK, f"{settings.arm_endpoint} as {who} ({caller.app_id or 'no appid'})")]
+    checks = [identity_check(settings, caller)]
     required = required_permissions()
-    linked = set(NIC_LINKS) | set(NIC_CONFIGURATION_LINKS)
+    linked = set(LINK_ACTIONS.values())
     for subscription in chosen:
-        for scope in restricted_paths(settings, subscription) or [f"/subscriptions/{subscription}"]:
-            checks.append(
-                _guarded(
-                    f"permissions {scope}",
-                    lambda scope=scope: permissions_check(  # type: ignore[misc]
-                        scope, who, arm.caller_permissions(scope), required, linked
-                    ),
-                )
-            )
+        paths = restricted_paths(settings, subscription) or [f"/subscriptions/{subscription}"]
+        for scope in paths:
+            line = functools.partial(_permissions_line, arm, scope, who, required, linked)
+            checks.append(_guarded(f"permissions {scope}", line))
+        checks.extend(_link_checks(settings, arm, subscription, paths, who))
         checks.append(
-            _guarded(f"events {subscription}", lambda s=subscription: _events_check(settings, arm, s))  # type: ignore[misc]
+            _guarded(f"events {subscription}", functools.partial(_events_check, settings, arm, subscription))
         )
     return checks
+
+
+def identity_check(settings: Settings, caller: Caller) -> Check:
+    """Doctor checks the permissions of whoever it runs as: off Azure, DefaultAzureCredential
+    falls through to the `az login` user, whose rights say nothing of the app's."""
+    described = f"{settings.arm_endpoint} as {caller.name or '?'} (appid {caller.app_id or '?'})"
+    expected = settings.managed_identity_client_id.lower()
+    if expected and caller.app_id.lower() != expected:
+        return Check(
+            "arm",
+            Status.FAIL,
+            f"{described}, not the app's identity (AZURE_CLIENT_ID {expected}): the permission "
+            "lines are this caller's",
+            "run doctor as the app: GET https://<app>/api/doctor with the admin key (README, Commands)",
+        )
+    return Check("arm", Status.OK, described)
 
 
 def restricted_paths(settings: Settings, subscription: str) -> list[str]:
@@ -154,11 +208,53 @@ def restricted_paths(settings: Settings, subscription: str) -> list[str]:
     return [s.path for s in settings.policy.scopes if s.path == prefix or s.path.startswith(prefix + "/")]
 
 
+def _link_checks(
+    settings: Settings, arm: ArmGateway, subscription: str, paths: Sequence[str], who: str
+) -> list[Check]:
+    """The joins ARM checks for the links the restricted sets' models carry, where the linked
+    resources live, when that is outside the restricted scopes (inside, the line above checked
+    every action)."""
+
+    def restricted_models() -> list[Mapping[str, Any]]:
+        from remediation.arm_errors import ArmError
+        from remediation.policy import restriction_for
+
+        try:
+            found = arm.query_scale_sets([subscription])
+        except ArmError:
+            found = arm.list_scale_sets(subscription)
+        restricted = [s.id for s in found if restriction_for(s, settings.policy).restricted][:MAX_SETS_READ]
+        models = [arm.get_scale_set(set_id) for set_id in restricted]
+        return [model.raw for model in models if model is not None]
+
+    try:
+        scopes = linked_scopes(restricted_models())
+    except Exception as error:
+        if not _from_azure(error):
+            raise
+        return [_failure(f"links {subscription}", error)]
+    outside = {
+        scope: actions
+        for scope, actions in scopes.items()
+        if not any(f"{scope}/".startswith(f"{path.lower()}/") for path in paths)
+    }
+    return [
+        _guarded(f"links {scope}", functools.partial(_permissions_line, arm, scope, who, actions, actions))
+        for scope, actions in sorted(outside.items())
+    ]
+
+
+def _permissions_line(
+    arm: ArmGateway, scope: str, who: str, required: Iterable[str], linked: Iterable[str]
+) -> Check:
+    return permissions_check(scope, who, arm.caller_permissions(scope), required, linked)
+
+
 def _events_check(settings: Settings, arm: ArmGateway, subscription: str) -> Check:
     from remediation.arm import SYSTEM_TOPIC_TYPE
     from remediation.resource_ids import ResourceId
 
-    topics = arm.list_system_topics(subscription)
+    topics = arm.list_system_topics(subscription, settings.event_topic_resource_group)
     topic = topic_for(subscription, topics)
     found = None
     if topic is not None:
@@ -172,29 +268,35 @@ def _events_check(settings: Settings, arm: ArmGateway, subscription: str) -> Che
 
 def _last_sweep_check(settings: Settings, remediator: Remediator, now: datetime) -> Check:
     try:
-        # Further back than the judgement (twice the gap), so a stale sweep is named by its age.
-        look_back = min(max(4 * longest_gap(settings.sweep_schedule), SWEEP_LOOKBACK_MIN), SWEEP_LOOKBACK_CAP)
+        # Further back than the judgement, so a stale sweep is named by its age.
+        look_back = min(
+            max(2 * alert_window(longest_gap(settings.sweep_schedule)), SWEEP_LOOKBACK_MIN),
+            SWEEP_LOOKBACK_CAP,
+        )
     except ValueError:
-        look_back = SWEEP_LOOKBACK_MIN  # sweep_check reports the schedule
+        look_back = SWEEP_LOOKBACK_MIN  # sweep_check names the schedule
     return sweep_check(last_sweep(remediator, now, look_back), now, settings.sweep_schedule, look_back)
 
 
 def last_sweep(remediator: Remediator, now: datetime, look_back: timedelta) -> SweepSeen | None:
-    """The newest sweep in the audit log within ``look_back``, read an hour at a time from now."""
+    """The newest timer sweep that ended (recorded its decision or its failure) within
+    ``look_back``, read an hour of the audit log at a time from now. Sweeps run by hand
+    (`remediation sweep`) and dry runs do not count: the no-sweep alert counts the timer's."""
     from remediation.model import RecordKind
     from remediation.review import Filters
 
     end = now
-    while end > now - look_back - timedelta(hours=1):
+    while end > now - look_back:
         start = max(end - timedelta(hours=1), now - look_back)
-        sweeps = [r for r in remediator.audit.search(Filters(start, end)) if r.event_type == "sweep"]
+        records = remediator.audit.search(Filters(start, end))
+        sweeps = [
+            r for r in records if r.event_type == "sweep" and r.operation == SCHEDULED_SWEEP and not r.dry_run
+        ]
         failed = {r.event_id: r.error or r.reason for r in sweeps if r.kind is RecordKind.ERROR}
-        finished = [r for r in sweeps if r.kind is RecordKind.DECISION or r.event_id in failed]
-        if finished:
-            newest = max(finished, key=lambda r: r.time)
+        ended = [r for r in sweeps if r.kind is RecordKind.DECISION or r.event_id in failed]
+        if ended:
+            newest = max(ended, key=lambda r: r.time)
             return SweepSeen(newest.time, newest.event_id, failed.get(newest.event_id, ""))
-        if start <= now - look_back:
-            return None
         end = start
     return None
 
@@ -202,14 +304,12 @@ def last_sweep(remediator: Remediator, now: datetime, look_back: timedelta) -> S
 def _poison_check(settings: Settings, remediator: Remediator) -> Check:
     _, in_queue = remediator.rechecks.backlog()
     kept = remediator.archive.waiting(POISON_PREFIX) or 0
-    days = settings.archive_retention_days
-    check = waiting_check(
+    return waiting_check(
         "poison",
         kept + (in_queue or 0),
         f"the poison queue ({in_queue or 0}) and the archive's kept poison messages ({kept})",
-        f"remediation replay --poison {days}d",
+        f"remediation replay --poison {settings.archive_retention_days}d",
     )
-    return check
 
 
 def _dead_letter_check(settings: Settings, remediator: Remediator) -> Check:

@@ -109,7 +109,11 @@ class Remediator:
         return self.worker.poisoned(body, message_id)
 
     def sweep(
-        self, subscriptions: Iterable[str] = (), progress: Callable[[int, int], None] | None = None
+        self,
+        subscriptions: Iterable[str] = (),
+        progress: Callable[[int, int], None] | None = None,
+        *,
+        scheduled: bool = False,
     ) -> SweepResult:
         journal = self.audit.journal()
         return sweep(
@@ -122,6 +126,7 @@ class Remediator:
             archive=self.archive,
             subscriptions=subscriptions,
             progress=progress,
+            scheduled=scheduled,
         )
 
     def replay(self, items: Iterable[ReplayItem], progress: Callable[[int], None] | None = None) -> Queued:

@@ -42,6 +42,13 @@ NIC_CONFIGURATION_LINKS = (
 )
 
 
+# The join ARM checks for each kind of link, by the linked resource's type (lower case; the action
+# less its last two segments, `join/action`): `doctor` checks it at the linked resource's group.
+LINK_ACTIONS: dict[str, str] = {
+    action.rsplit("/", 2)[0].lower(): action for action in (*NIC_LINKS, *NIC_CONFIGURATION_LINKS)
+}
+
+
 def arm_operation(*operations: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Declare the ARM operations a gateway method performs."""
 

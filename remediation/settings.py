@@ -71,9 +71,11 @@ class Settings:
     # What `remediation doctor` checks the deployment against: this function app (its resource
     # id; infra sets it), the sweep's schedule (the timer reads SWEEP_SCHEDULE too) and the
     # container Event Grid dead-letters to (infra/main.bicep's deadLetterContainerName).
+    # They are only doctor's: doctor reports a bad value rather than the app refusing to start.
     function_app_id: str = ""
     sweep_schedule: str = "0 */15 * * * *"
     dead_letter_container: str = "eventgrid-deadletter"
+    event_topic_resource_group: str = ""  # where the system topics are ("": list the subscription)
     # A global dry run: plan and record, never write to ARM.
     dry_run: bool = False
     # Restricted scopes, exemptions and mode options (see policy.py); from JSON in an app setting or a file.
@@ -135,6 +137,7 @@ class Settings:
             function_app_id=text("FUNCTION_APP_ID", ""),
             sweep_schedule=" ".join(text("SWEEP_SCHEDULE", "0 */15 * * * *").split()),
             dead_letter_container=text("DEAD_LETTER_CONTAINER", "eventgrid-deadletter"),
+            event_topic_resource_group=text("EVENT_TOPIC_RESOURCE_GROUP", ""),
             dry_run=flag("REMEDIATION_DRY_RUN"),
             policy=_policy(env),
         )
@@ -168,7 +171,6 @@ class Settings:
             ("RECHECK_QUEUE", self.recheck_queue),
             ("ARCHIVE_CONTAINER", self.archive_container),
             ("LEDGER_CONTAINER", self.ledger_container),
-            ("DEAD_LETTER_CONTAINER", self.dead_letter_container),
         ):
             if not (
                 3 <= len(name) <= 63 and all(c.isalnum() or c == "-" for c in name) and name == name.lower()
@@ -176,21 +178,9 @@ class Settings:
                 raise SettingsError(f"{key}={name!r}: 3-63 lower-case letters, digits and hyphens")
         if len(self.recheck_queue) > 56:  # the host's poison queue is named <queue>-poison
             raise SettingsError(f"RECHECK_QUEUE={self.recheck_queue!r}: at most 56 characters")
-        _check_function_app_id(self.function_app_id)
         table = self.audit_table
         if not (3 <= len(table) <= 63 and table.isalnum() and table[0].isalpha()):
             raise SettingsError(f"AUDIT_TABLE={table!r}: 3-63 letters and digits, starting with a letter")
-
-
-def _check_function_app_id(value: str) -> None:
-    if not value:
-        return
-    from remediation.resource_ids import InvalidResourceId, ResourceId
-
-    try:
-        ResourceId.parse(value, expected_type="Microsoft.Web/sites")
-    except InvalidResourceId as error:
-        raise SettingsError(f"FUNCTION_APP_ID={value!r}: {error}") from None
 
 
 def _delays(raw: str) -> tuple[float, ...]:

@@ -25,6 +25,8 @@ from remediation.single_flight import SetLocks
 from remediation.work_queue import RecheckQueue
 from remediation.write_ahead import Context
 
+# The operation of a timer's sweep's records (`doctor` and the no-sweep alert count only these).
+SCHEDULED_SWEEP = "scheduled sweep"
 # How far back the sweep looks for unfinished writes of any set: as far as `audit verify` does.
 RECOVERY_LOOKBACK = timedelta(days=7)
 
@@ -50,12 +52,17 @@ def sweep(
     archive: EventArchive,
     subscriptions: Iterable[str] = (),
     progress: Callable[[int, int], None] | None = None,
+    scheduled: bool = False,
 ) -> SweepResult:
     """Hand every restricted set of the monitored (or the given) subscriptions to the work queue."""
     named = sorted({s.lower() for s in subscriptions} or settings.policy.monitored_subscriptions)
     sweep_id = f"sweep-{uuid.uuid4()}"
     context = Context(
-        journal, dry_run=settings.dry_run, event_id=sweep_id, event_type="sweep", operation="sweep"
+        journal,
+        dry_run=settings.dry_run,
+        event_id=sweep_id,
+        event_type="sweep",
+        operation=SCHEDULED_SWEEP if scheduled else "sweep",
     )
     # A subscription the policy does not monitor is refused here as events about it are.
     chosen = [subscription for subscription in named if settings.policy.monitors(subscription)]

@@ -189,6 +189,7 @@ class Worker:
         return Handled(origin or message_id, "poisoned", reason)
 
     def poison_since(self, since: timedelta) -> Iterator[tuple[str, str]]:
-        """The poison messages kept in the last ``since``: (blob name, message body)."""
+        """The poison messages kept in the last ``since`` that no replay has taken: (blob name,
+        message body)."""
         now = datetime.now(UTC)
-        yield from self.archive.kept(POISON_PREFIX, now - since, now)
+        yield from self.archive.kept(POISON_PREFIX, now - since, now, unreplayed=True)

@@ -68,3 +68,21 @@ def test_a_file_that_cannot_be_written_is_bad_input(
     target = tmp_path / "no-such-directory" / "report.html"
     assert cli.main(["report", "--since", "1h", "-o", "html", "--file", str(target)]) == cli.EXIT_BAD_INPUT
     assert "no-such-directory" in one_line(capsys)
+
+
+@pytest.mark.refusals
+def test_a_sweep_arm_refuses_is_one_line_and_an_azure_error(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The identity lost its role: Resource Graph and the listing fallback both answer 403."""
+    import json
+
+    import arm_docs as docs
+
+    monkeypatch.setenv("REMEDIATION_POLICY", json.dumps({"monitored_subscriptions": [docs.SUB]}))
+    estate.sim.revoke(estate.remediator_access)
+
+    assert cli.main(["sweep"]) == cli.EXIT_AZURE
+    line = one_line(capsys)
+    assert line.startswith("remediation sweep: ARM refused it: ")
+    assert "403" in line and "AuthorizationFailed" in line

@@ -55,5 +55,5 @@ def test_a_whatif_inventory_with_an_escaping_id_is_refused_naming_the_file_and_s
 
     assert main(["whatif", "--inventory", str(sets), str(vms)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"whatif: {vms}[0]: resource id ")
+    assert err.startswith(f"remediation whatif: {vms}[0]: resource id ")
     assert "segment 8 '.' is a relative path segment" in err

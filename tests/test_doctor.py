@@ -6,6 +6,7 @@ tests/test_doctor_deployment.py runs the whole command against the local stand-i
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,15 +15,20 @@ import pytest
 from remediation.doctor import (
     Status,
     SweepSeen,
-    events_check,
+    alert_window,
     exit_code,
+    linked_scopes,
     longest_gap,
     permissions_check,
     sweep_check,
     waiting_check,
 )
+from remediation.doctor_events import events_check
+from remediation.doctor_probe import fix_for, identity_check, settings_check
 from remediation.events import HANDLED_EVENT_TYPES, HANDLED_OPERATIONS
-from remediation.permissions import NIC_CONFIGURATION_LINKS, NIC_LINKS, required_permissions
+from remediation.model import Caller
+from remediation.permissions import LINK_ACTIONS, NIC_CONFIGURATION_LINKS, NIC_LINKS, required_permissions
+from remediation.settings import Settings
 
 SUB = "00000000-0000-0000-0000-0000000000d1"
 APP = f"/subscriptions/{SUB}/resourceGroups/rg-app/providers/Microsoft.Web/sites/func-remediator"
@@ -194,7 +200,7 @@ def test_a_subject_filter_must_pass_every_restricted_scope() -> None:
     filters = [*delivering()["properties"]["filter"]["advancedFilters"], subject]
     check = check_events([delivering(filter__advancedFilters=filters)], paths=restricted)
     assert check.status is Status.FAIL
-    assert f"drops the events of restricted scope {restricted[1]}" in check.detail
+    assert f"no event subscription passes the events of restricted scope {restricted[1]}" in check.detail
     assert f"restricted scope {restricted[0]}" not in check.detail
     both = copy.deepcopy(subject)
     both["values"].append(f"/subscriptions/{SUB}/resourceGroups/rg-b/")
@@ -212,10 +218,45 @@ def test_more_than_25_filter_values_across_the_filters_fail() -> None:
     assert "hold 26 values (Event Grid allows 25)" in check.detail
 
 
-def test_two_subscriptions_delivering_to_the_app_warn_of_double_deliveries() -> None:
+def test_two_subscriptions_delivering_the_same_events_warn_of_double_deliveries() -> None:
     check = check_events([delivering(), delivering()])
     assert check.status is Status.WARN
-    assert "every event arrives 2 times" in check.detail
+    assert f"the events of /subscriptions/{SUB} arrive 2 times" in check.detail
+
+
+def subject_chunk(*groups: str) -> list[dict[str, Any]]:
+    prefixes = [f"/subscriptions/{SUB}/resourceGroups/{group}/" for group in groups]
+    operations = delivering()["properties"]["filter"]["advancedFilters"][0]
+    return [operations, {"operatorType": "StringBeginsWith", "key": "subject", "values": prefixes}]
+
+
+def test_restricted_groups_split_across_subscriptions_are_each_delivered_once() -> None:
+    """infra splits the groups' prefixes across subscriptions of at most 25 filter values."""
+    groups = [f"rg-{i}" for i in range(10)]
+    first = delivering(filter__advancedFilters=subject_chunk(*groups[:8]))
+    second = delivering(filter__advancedFilters=subject_chunk(*groups[8:]))
+    second["name"] = "vmss-public-ip-remediator-2"
+    paths = tuple(f"/subscriptions/{SUB}/resourcegroups/{group}" for group in groups)
+    assert check_events([first, second], paths=paths).status is Status.OK
+    assert check_events([first], paths=paths).status is Status.FAIL
+    overlapping = delivering(filter__advancedFilters=subject_chunk(*groups[7:]))
+    check = check_events([first, overlapping], paths=paths)
+    assert check.status is Status.WARN
+    assert f"the events of {paths[7]} arrive 2 times" in check.detail
+
+
+def test_subject_filters_of_one_subscription_are_all_applied() -> None:
+    """Event Grid ANDs the advanced filters: a second subject filter narrows the first."""
+    chunk = subject_chunk("rg-a", "rg-b")
+    narrower = {
+        "operatorType": "StringBeginsWith",
+        "key": "subject",
+        "values": [f"/subscriptions/{SUB}/resourceGroups/rg-a/"],
+    }
+    paths = (f"/subscriptions/{SUB}/resourcegroups/rg-a", f"/subscriptions/{SUB}/resourcegroups/rg-b")
+    check = check_events([delivering(filter__advancedFilters=[*chunk, narrower])], paths=paths)
+    assert check.status is Status.FAIL
+    assert f"passes the events of restricted scope {paths[1]}" in check.detail
 
 
 def test_no_dead_letter_destination_warns() -> None:
@@ -236,6 +277,50 @@ def test_an_unknown_app_is_matched_by_function_name_with_a_warning() -> None:
     check = check_events([delivering()], app="")
     assert check.status is Status.WARN
     assert "FUNCTION_APP_ID is not set" in check.detail
+
+
+# -- links, where they live --------------------------------------------------------------------
+
+
+def test_the_links_of_a_set_are_checked_in_the_groups_they_live_in() -> None:
+    network = f"/subscriptions/{SUB}/resourceGroups/{{}}/providers/Microsoft.Network"
+    subnet = f"{network.format('rg-hub')}/virtualNetworks/hub/subnets/apps"
+    pool = f"{network.format('RG-LB')}/loadBalancers/lb/backendAddressPools/web"
+    public_ip = (
+        f"/subscriptions/{SUB}/resourceGroups/rg-ips/providers/Microsoft.Network/publicIPPrefixes/prefix"
+    )
+    ip_configuration = {
+        "name": "ipconfig",
+        "properties": {
+            "subnet": {"id": subnet},
+            "loadBalancerBackendAddressPools": [{"id": pool}],
+            "publicIPAddressConfiguration": {
+                "name": "pip",
+                "properties": {"publicIPPrefix": {"id": public_ip}},
+            },
+        },
+    }
+    model = {
+        "properties": {
+            "virtualMachineProfile": {
+                "networkProfile": {
+                    "networkInterfaceConfigurations": [
+                        {"name": "nic", "properties": {"ipConfigurations": [ip_configuration]}}
+                    ]
+                }
+            }
+        }
+    }
+    assert linked_scopes([model]) == {
+        f"/subscriptions/{SUB}/resourcegroups/rg-hub": {SUBNET_JOIN},
+        f"/subscriptions/{SUB}/resourcegroups/rg-lb": {
+            "Microsoft.Network/loadBalancers/backendAddressPools/join/action"
+        },
+    }, "a public IP prefix is stripped, never linked: no join is needed for it"
+
+
+def test_every_link_action_the_code_needs_has_a_type_doctor_recognises() -> None:
+    assert set(LINK_ACTIONS.values()) == LINKED
 
 
 # -- the sweep ---------------------------------------------------------------------------------
@@ -264,6 +349,20 @@ def test_a_schedule_that_cannot_be_read_is_named(schedule: str) -> None:
 
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("gap", "window"),
+    [
+        (timedelta(minutes=5), timedelta(minutes=10)),
+        (timedelta(minutes=10), timedelta(minutes=30)),  # 20 min: log alerts take 15 or 30
+        (timedelta(minutes=15), timedelta(minutes=30)),
+        (timedelta(hours=3), timedelta(hours=6)),
+        (timedelta(days=1), timedelta(days=2)),
+    ],
+)
+def test_the_sweep_is_judged_on_the_no_sweep_alerts_window(gap: timedelta, window: timedelta) -> None:
+    assert alert_window(gap) == window
 
 
 def test_a_recent_sweep_is_ok_and_one_older_than_twice_the_schedule_fails() -> None:
@@ -299,3 +398,50 @@ def test_the_exit_code_is_1_on_any_fail_only() -> None:
     warn = check_events([delivering(), delivering()])
     failed = waiting_check("poison", 1, "q", "r")
     assert (exit_code([ok, warn]), exit_code([ok, warn, failed])) == (0, 1)
+
+
+# -- who doctor runs as, its settings, what to do about a failed read --------------------------
+
+
+def settings_of(**environment: str) -> Settings:
+    base = {"RemediationStorage": "UseDevelopmentStorage=true"}
+    return Settings.from_env({**base, **environment})
+
+
+def test_doctor_run_as_another_identity_than_the_apps_fails_the_arm_line() -> None:
+    """Off Azure, DefaultAzureCredential falls through to the `az login` user."""
+    app = "11111111-1111-1111-1111-111111111111"
+    settings = settings_of(AZURE_CLIENT_ID=app)
+    assert identity_check(settings, Caller(app_id=app.upper(), name="the app")).status is Status.OK
+    check = identity_check(
+        settings, Caller(app_id="22222222-2222-2222-2222-222222222222", name="an operator")
+    )
+    assert check.status is Status.FAIL
+    assert "not the app's identity" in check.detail and "/api/doctor" in check.fix
+
+
+def test_settings_that_only_doctor_reads_are_its_findings_not_the_apps_failure() -> None:
+    policy = json.dumps({"monitored_subscriptions": [SUB]})
+    settings = settings_of(REMEDIATION_POLICY=policy, FUNCTION_APP_ID="/not/an/app")
+    check = settings_check(settings, [SUB])
+    assert check.status is Status.FAIL and "FUNCTION_APP_ID" in check.detail
+    other = "00000000-0000-0000-0000-0000000000d2"
+    check = settings_check(settings_of(REMEDIATION_POLICY=policy), [other])
+    assert check.status is Status.FAIL and f"{other} is not monitored" in check.detail
+    assert settings_check(settings_of(REMEDIATION_POLICY=policy), []).status is Status.FAIL
+    assert settings_check(settings_of(REMEDIATION_POLICY=policy), [SUB]).status is Status.OK
+
+
+def test_a_refused_read_says_to_grant_the_role_even_through_a_storage_error() -> None:
+    from azure.core.exceptions import HttpResponseError
+
+    from remediation.journal import AuditUnavailable
+
+    refused = HttpResponseError("This request is not authorized to perform this operation.")
+    refused.status_code = 403
+    error = AuditUnavailable("audit table cannot be read")
+    error.__cause__ = refused  # as `raise ... from` leaves it
+    assert fix_for(error).startswith("grant the identity the role")
+    throttled = HttpResponseError("Too many requests")
+    throttled.status_code = 429
+    assert fix_for(throttled).startswith("throttled")

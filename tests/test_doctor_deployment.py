@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from azure.data.tables import TableServiceClient
 
 from localazure.event_deployment import (
     APP_RESOURCE_GROUP,
@@ -29,6 +30,7 @@ from remediation.credentials import LoopbackCredential
 from remediation.doctor_probe import diagnose
 from remediation.engine import remediator_for
 from remediation.settings import Settings
+from remediation.sweep import SCHEDULED_SWEEP
 
 SUBNET_JOIN = "Microsoft.Network/virtualNetworks/subnets/join/action"
 
@@ -93,9 +95,12 @@ def deploy(local: LocalAzure, *, role_actions: list[str] | None = None, sweep: b
     service = blob_service(settings)
     for container in (settings.ledger_container, settings.dead_letter_container):
         service.create_container(container)
+    TableServiceClient.from_connection_string(settings.storage_connection_string).create_table(
+        settings.audit_table
+    )  # infra/app/storage.bicep makes the table, the containers and the queues
     deployment.events()
     if sweep:
-        remediator_for(settings).sweep()
+        remediator_for(settings).sweep(scheduled=True)  # as the timer runs it
     return deployment
 
 
@@ -174,9 +179,17 @@ def test_a_filter_that_leaves_out_an_operation_fails_only_the_events_line(
     assert "leaves out microsoft.network/networkinterfaces/write (never delivered)" in check.detail
 
 
-def test_no_recent_sweep_fails_only_the_sweep_line(local: LocalAzure) -> None:
+def test_no_recent_sweep_fails_only_the_sweep_line_and_a_sweep_by_hand_does_not_count(
+    local: LocalAzure, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     deployment = deploy(local, sweep=False)
     assert deployment.lines() == broken("sweep")
+    for key, value in deployment.environment.items():
+        monkeypatch.setenv(key, value)
+    assert main(["sweep"]) == 0
+    capsys.readouterr()
+    assert main(["doctor", "-o", "tsv", "--query", "[?status=='fail'].check"]) == 1
+    assert capsys.readouterr().out == "sweep\n", "the timer's sweeps count, as the no-sweep alert's do"
 
 
 def test_a_poison_message_fails_only_the_poison_line_until_it_is_replayed(
@@ -190,6 +203,24 @@ def test_a_poison_message_fails_only_the_poison_line_until_it_is_replayed(
     assert main(["replay", "--poison", "1d", "-o", "json", "--query", "queued"]) == 0
     assert capsys.readouterr().out.strip() == "1"
     assert deployment.lines() == ALL_OK
+    assert main(["replay", "--poison", "1d", "-o", "json", "--query", "queued"]) == 0
+    assert capsys.readouterr().out.strip() == "0", "a replay takes only what no replay has taken"
+
+
+def test_a_message_left_in_the_poison_queue_fails_the_poison_line(local: LocalAzure) -> None:
+    """on_poison takes the poison queue's messages; one still there (the app down) waits too."""
+    from azure.storage.queue import QueueClient
+
+    deployment = deploy(local)
+    settings = deployment.settings
+    poison = QueueClient.from_connection_string(
+        settings.storage_connection_string, f"{settings.recheck_queue}-poison"
+    )
+    poison.create_queue()
+    poison.send_message("a message the host gave up on")
+    assert deployment.lines() == broken("poison")
+    (check,) = [c for c in diagnose(deployment.environment) if c.name == "poison"]
+    assert check.detail.startswith("1 wait in the poison queue (1)")
 
 
 def test_a_dead_letter_fails_only_its_line_until_it_is_replayed(
@@ -209,12 +240,12 @@ def test_a_dead_letter_fails_only_its_line_until_it_is_replayed(
     assert deployment.lines() == broken("dead letters")
     for key, value in deployment.environment.items():
         monkeypatch.setenv(key, value)
-    assert (
-        main(["replay", "--dead-letter", settings.dead_letter_container, "-o", "json", "--query", "queued"])
-        == 0
-    )
+    replay = ["replay", "--dead-letter", settings.dead_letter_container, "-o", "json", "--query", "queued"]
+    assert main(replay) == 0
     assert capsys.readouterr().out.strip() == "1"
     assert deployment.lines() == ALL_OK
+    assert main(replay) == 0
+    assert capsys.readouterr().out.strip() == "0", "a replay takes only what no replay has taken"
 
 
 def test_a_dry_run_replay_leaves_what_waits_waiting(
@@ -260,6 +291,7 @@ def test_a_stale_sweep_named_by_its_age(local: LocalAzure) -> None:
             kind=RecordKind.DECISION,
             event_id="sweep-old",
             event_type="sweep",
+            operation=SCHEDULED_SWEEP,
             reason="sweep of 1 subscriptions",
             time=old,
         )
@@ -269,3 +301,39 @@ def test_a_stale_sweep_named_by_its_age(local: LocalAzure) -> None:
     later = datetime.now(UTC) + timedelta(minutes=15)
     (check,) = [c for c in diagnose(deployment.environment, now=later) if c.name == "sweep"]
     assert (check.status.value, check.detail.split(" (")[0]) == ("fail", "the last sweep was 35 min ago")
+
+
+def test_doctor_run_as_someone_else_than_the_app_fails_the_arm_line(local: LocalAzure) -> None:
+    deployment = deploy(local)
+    deployment.environment["AZURE_CLIENT_ID"] = "11111111-1111-1111-1111-111111111111"
+    assert deployment.lines() == broken("arm")
+
+
+def test_unreachable_storage_fails_its_lines_in_one_line_each(local: LocalAzure) -> None:
+    deployment = deploy(local)
+    connection = deployment.environment["RemediationStorage"]
+    parts = [p for p in connection.split(";") if p and not p.startswith(("TableEndpoint=", "QueueEndpoint="))]
+    nothing_listens = "http://127.0.0.1:9/devstoreaccount1"
+    deployment.environment |= {
+        "RemediationStorage": ";".join(
+            [*parts, f"TableEndpoint={nothing_listens}", f"QueueEndpoint={nothing_listens}"]
+        )
+        + ";",
+        "STORAGE_RETRY_TOTAL": "0",
+    }
+    checks = {c.name.replace(deployment.subscription, "<sub>"): c for c in diagnose(deployment.environment)}
+    assert checks["storage"].status.value == "fail" and checks["storage"].detail.startswith(
+        "cannot be read: "
+    )
+    assert "\n" not in checks["storage"].detail
+    assert checks["sweep"].status.value == "fail", "the audit log is not there to read"
+    assert checks["events <sub>"].status.value == "ok", "the others still run"
+
+
+def test_a_misnamed_audit_table_is_reported_missing_and_not_made(local: LocalAzure) -> None:
+    deployment = deploy(local)
+    deployment.environment["AUDIT_TABLE"] = "doctormisnamed"
+    (check,) = [c for c in diagnose(deployment.environment) if c.name == "storage"]
+    assert (check.status.value, check.detail.split("missing: ")[1]) == ("fail", "table doctormisnamed")
+    service = TableServiceClient.from_connection_string(deployment.settings.storage_connection_string)
+    assert "doctormisnamed" not in [table.name for table in service.list_tables()], "doctor writes nothing"
