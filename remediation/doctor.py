@@ -68,10 +68,13 @@ def permissions_check(
     blocks: Sequence[Mapping[str, Any]],
     required: Iterable[str],
     linked: Iterable[str],
+    *,
+    line: str = "permissions",
 ) -> Check:
-    """The identity's effective permissions at ``scope`` against every action the code performs."""
+    """The identity's effective permissions at ``scope`` against every action the code performs
+    there (``line``: "links" where only the joins of links living there are needed)."""
     missing = sorted(action for action in set(required) if not granted(action, blocks))
-    name = f"permissions {scope}"
+    name = f"{line} {scope}"
     if not missing:
         return Check(name, Status.OK, f"{caller} holds every action the remediator performs here")
     links = set(linked)

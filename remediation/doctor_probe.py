@@ -239,15 +239,24 @@ def _link_checks(
         if not any(f"{scope}/".startswith(f"{path.lower()}/") for path in paths)
     }
     return [
-        _guarded(f"links {scope}", functools.partial(_permissions_line, arm, scope, who, actions, actions))
+        _guarded(
+            f"links {scope}",
+            functools.partial(_permissions_line, arm, scope, who, actions, actions, line="links"),
+        )
         for scope, actions in sorted(outside.items())
     ]
 
 
 def _permissions_line(
-    arm: ArmGateway, scope: str, who: str, required: Iterable[str], linked: Iterable[str]
+    arm: ArmGateway,
+    scope: str,
+    who: str,
+    required: Iterable[str],
+    linked: Iterable[str],
+    *,
+    line: str = "permissions",
 ) -> Check:
-    return permissions_check(scope, who, arm.caller_permissions(scope), required, linked)
+    return permissions_check(scope, who, arm.caller_permissions(scope), required, linked, line=line)
 
 
 def _events_check(settings: Settings, arm: ArmGateway, subscription: str) -> Check:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import arm_docs as docs
 import pytest
 import requests
 from azure.data.tables import TableServiceClient
@@ -63,12 +64,28 @@ class Deployment:
         return deployment
 
 
-def deploy(local: LocalAzure, *, role_actions: list[str] | None = None, sweep: bool = True) -> Deployment:
+def deploy(
+    local: LocalAzure,
+    *,
+    role_actions: list[str] | None = None,
+    sweep: bool = True,
+    restricted_group: str = "",
+    network_groups: tuple[str, ...] = (),
+) -> Deployment:
     """A fresh subscription and storage names, deployed as infra/ would; ``role_actions``: the
-    custom role's actions when a test takes some away."""
+    custom role's actions when a test takes some away; ``restricted_group``: the policy restricts
+    that group alone and the roles are assigned at resource groups (roleAssignmentScope), the
+    joins role at ``network_groups``."""
     unique = uuid.uuid4().hex[:10]
     subscription = str(uuid.UUID(f"00000000-0000-4000-8000-00{unique}"))
-    if role_actions is None:
+    scope = f"/subscriptions/{subscription}" + (
+        f"/resourceGroups/{restricted_group}" if restricted_group else ""
+    )
+    if restricted_group:
+        local.authorize(
+            subscription, resource_groups=(restricted_group,), network_resource_groups=network_groups
+        )
+    elif role_actions is None:
         local.authorize(subscription)
     else:
         scope = f"/subscriptions/{subscription}"
@@ -84,11 +101,12 @@ def deploy(local: LocalAzure, *, role_actions: list[str] | None = None, sweep: b
     )
     policy = {
         "monitored_subscriptions": [subscription],
-        "scopes": [{"scope": f"/subscriptions/{subscription}", "mode": "strip"}],
+        "scopes": [{"scope": scope, "mode": "strip"}],
     }
     environment |= {
         "REMEDIATION_POLICY": json.dumps(policy),
         "DEAD_LETTER_CONTAINER": f"doctor-{unique}-dead",
+        "EVENT_TOPIC_RESOURCE_GROUP": APP_RESOURCE_GROUP,  # infra: the app's resource group
     }
     deployment = Deployment(local, subscription, environment)
     settings = deployment.settings
@@ -337,3 +355,42 @@ def test_a_misnamed_audit_table_is_reported_missing_and_not_made(local: LocalAzu
     assert (check.status.value, check.detail.split("missing: ")[1]) == ("fail", "table doctormisnamed")
     service = TableServiceClient.from_connection_string(deployment.settings.storage_connection_string)
     assert "doctormisnamed" not in [table.name for table in service.list_tables()], "doctor writes nothing"
+
+
+def restricted_set_on_a_hub_subnet(deployment: Deployment, group: str, network_group: str) -> None:
+    """A restricted set whose NICs join a subnet of another resource group (a hub network)."""
+    sub = deployment.subscription
+    body = json.loads(json.dumps(docs.scale_set("web", 0)).replace(docs.SUB, sub))
+    body["id"] = (
+        f"/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachineScaleSets/web"
+    )
+    network = f"/subscriptions/{sub}/resourceGroups/{network_group}/providers/Microsoft.Network"
+    subnet = f"{network}/virtualNetworks/hub/subnets/apps"
+    (configuration,) = body["properties"]["virtualMachineProfile"]["networkProfile"][
+        "networkInterfaceConfigurations"
+    ]
+    configuration["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"] = subnet
+    deployment.local.arm.seed(body)
+    deployment.local.arm.advance_clock(deployment.local.arm.settings.graph_lag_s)  # Resource Graph shows it
+
+
+def test_links_outside_the_restricted_groups_are_checked_where_they_live(local: LocalAzure) -> None:
+    """Roles at resource groups: the joins role at the hub network's group lets the NIC writes
+    re-assert the subnet; without it ARM answers LinkedAuthorizationFailed, and the links line
+    names the join, where the permissions line of the restricted group is ok."""
+    network = "rg-hub-network"
+    joined = deploy(local, restricted_group="rg-sets", network_groups=(network,))
+    restricted_set_on_a_hub_subnet(joined, "rg-sets", network)
+    links = f"links /subscriptions/<sub>/resourcegroups/{network}"
+    restricted = "permissions /subscriptions/<sub>/resourcegroups/rg-sets"
+    expected = {
+        **{k: v for k, v in ALL_OK.items() if not k.startswith("permissions")},
+        restricted: "ok",
+        links: "ok",
+    }
+    assert joined.lines() == expected
+    unjoined = deploy(local, restricted_group="rg-sets")
+    restricted_set_on_a_hub_subnet(unjoined, "rg-sets", network)
+    assert unjoined.lines() == {**expected, links: "fail"}
+    (check,) = [c for c in diagnose(unjoined.environment) if c.name.startswith("links")]
+    assert f"lacks 1 action(s): {SUBNET_JOIN} (linked" in check.detail
