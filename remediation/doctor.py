@@ -172,9 +172,9 @@ def longest_gap(schedule: str) -> timedelta:
     runs: list[int] = []  # minutes from start
     for offset in range(366):
         day = start + timedelta(days=offset)
-        # cron: a day matches when day-of-month or day-of-week does, unless one of them is '*'
-        by_date, by_weekday = day.day in days, (day.isoweekday() % 7) in weekdays
-        matches = by_date and by_weekday if "*" in (fields[3], fields[5]) else by_date or by_weekday
+        # NCrontab (the timer's parser) takes a day whose day of month and day of week both match,
+        # where Vixie cron takes either when both are restricted; the longer gap is the safer read.
+        matches = day.day in days and (day.isoweekday() % 7) in weekdays
         if day.month in months and matches:
             runs.extend(offset * 1440 + h * 60 + m for h in sorted(hours) for m in sorted(minutes))
     if len(runs) < 2:
