@@ -74,7 +74,7 @@ param policyOverrides string = '{}'
 @description('Create the Event Grid event subscriptions. Only once the code is deployed: the postdeploy hook sets it.')
 param deployEventSubscriptions bool = false
 
-@description('The schema Event Grid delivers resource events in; the function takes either. Event Grid refuses to change it on an existing subscription: to switch, delete the event subscriptions (vmss-public-ip-remediator) first, then deploy.')
+@description('The schema Event Grid delivers resource events in; the function takes either. Event Grid refuses to change it on an existing subscription: to switch, delete the event subscriptions (vmss-public-ip-remediator, and vmss-public-ip-remediator-2, -3, ... where the restricted resource groups of a subscription take several) first, then deploy.')
 @allowed([
   'EventGridSchema'
   'CloudEventSchemaV1_0'

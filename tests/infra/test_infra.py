@@ -16,7 +16,7 @@ import functools
 import inspect
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -250,10 +250,40 @@ def test_the_event_filter_lists_exactly_the_operations_the_code_handles() -> Non
     assert len(listed) <= 25, "Event Grid allows 25 values in a StringIn filter"
 
 
+# The functions and binary operators the evaluator knows, by pycep-parser's names for them and
+# their parameters (Bicep's integer division truncates; every operand here is non-negative).
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "length": len,
+    "empty": lambda item_to_test: not item_to_test,
+    "range": lambda start_index, count: list(range(start_index, start_index + count)),
+    "take": lambda original_value, number_to_take: original_value[: max(number_to_take, 0)],
+    "skip": lambda original_value, number_to_skip: original_value[max(number_to_skip, 0) :],
+    "format": lambda format_string, *args: format_string.format(*args),
+}
+OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "add": lambda a, b: a + b,
+    "substract": lambda a, b: a - b,  # pycep's spelling
+    "multiply": lambda a, b: a * b,
+    "divide": lambda a, b: a // b,
+    "modulo": lambda a, b: a % b,
+    "equals": lambda a, b: a == b,
+    "not_equals": lambda a, b: a != b,
+    "less_than": lambda a, b: a < b,
+    "less_than_or_equals": lambda a, b: a <= b,
+    "greater_than": lambda a, b: a > b,
+    "greater_than_or_equals": lambda a, b: a >= b,
+    "and": lambda a, b: a and b,
+    "or": lambda a, b: a or b,
+    "index_accessor": lambda a, b: a[b],
+    "property_accessor": lambda a, b: a[b],
+}
+
+
 def evaluate(doc: Mapping[str, Any], value: Any, given: Mapping[str, Any]) -> Any:
     """A Bicep expression as pycep-parser reads it, evaluated: variables (or ``given`` values for
-    what a deployment computes), lists, objects, and the few operators and functions the event
-    filter uses. Anything else fails the test, naming it."""
+    what a deployment computes), lists, objects, the functions in FUNCTIONS and the operators in
+    OPERATORS, conditionals, and a ``for`` over ``range()`` (a resource loop's body or an output's:
+    one value per index). Anything else fails the test, naming it."""
     if isinstance(value, str):
         if value in given:
             return given[value]
@@ -262,58 +292,148 @@ def evaluate(doc: Mapping[str, Any], value: Any, given: Mapping[str, Any]) -> An
         return [evaluate(doc, item, given) for item in value]
     if not isinstance(value, dict):
         return value
+    if "loop_type" in value:
+        loop = value["loop_type"]
+        assert loop["type"] == "range" and value["condition"] is None, f"the evaluator knows no {loop}"
+        detail = loop["detail"]
+        start, count = evaluate(doc, detail["start_index"], given), evaluate(doc, detail["count"], given)
+        return [
+            evaluate(doc, value["config"], {**given, detail["index_name"]: index})
+            for index in range(start, start + count)
+        ]
     if "function" in value:
         function = value["function"]
-        (argument,) = function["parameters"].values()
-        argument = evaluate(doc, argument, given)
-        if function["type"] == "length":
-            return len(argument)
-        assert function["type"] == "empty", f"the evaluator knows no {function['type']}()"
-        return not argument
+        assert function["type"] in FUNCTIONS, f"the evaluator knows no {function['type']}()"
+        parameters = {k: evaluate(doc, v, given) for k, v in function["parameters"].items()}
+        positional = [v for k, v in parameters.items() if k.startswith("arg_")]
+        named = {k: v for k, v in parameters.items() if not k.startswith("arg_")}
+        return FUNCTIONS[function["type"]](*named.values(), *positional)
     if "operator" in value:
         operator = value["operator"]
-        ops = {k: evaluate(doc, v, given) for k, v in operator["operands"].items()}
+        operands = operator["operands"]
         kind = operator["type"]
         if kind == "conditional":
-            return ops["true_value"] if ops["condition"] else ops["false_value"]
+            chosen = "true_value" if evaluate(doc, operands["condition"], given) else "false_value"
+            return evaluate(doc, operands[chosen], given)
         if kind == "not":
-            return not ops["bool_value"]
-        first, second = ops["operand_1"], ops["operand_2"]
-        results = {"and": first and second, "or": first or second}
-        if kind == "add":
-            return first + second
-        if kind == "less_than_or_equals":
-            return first <= second
-        assert kind in results, f"the evaluator knows no {kind}"
-        return results[kind]
+            return not evaluate(doc, operands["bool_value"], given)
+        assert kind in OPERATORS, f"the evaluator knows no {kind}"
+        first = evaluate(doc, operands["operand_1"], given)
+        # An accessor's second operand is a name or an index as written, not a variable.
+        second = (
+            operands["operand_2"]
+            if kind == "property_accessor"
+            else evaluate(doc, operands["operand_2"], given)
+        )
+        return OPERATORS[kind](first, second)
     return {key: evaluate(doc, item, given) for key, item in value.items()}
 
 
-@pytest.mark.parametrize("groups", [0, 1, 8, 9, 25])
-def test_the_event_filters_stay_within_event_grids_25_values_however_many_groups_are_restricted(
-    groups: int,
-) -> None:
-    """Event Grid refuses an event subscription whose advanced filters hold more than 25 values
-    in all: the subject filter (one prefix per restricted group) goes only where it fits beside
-    the operations, and then passes every restricted group."""
-    doc = module("event-subscription.bicep")
+def test_the_evaluator_reads_bicep_as_bicep_computes_it() -> None:
+    """What the event-subscription tests rely on, checked on a file of its own: arithmetic with
+    integer division, take/skip, format, conditionals, and a resource loop over range()."""
+    doc = cast(
+        dict[str, Any],
+        _parser().parse(
+            text="""
+param xs array = []
+var size = 2
+var room = 10 - length(xs)
+var count = empty(xs) ? 1 : ((length(xs) + (size - 1)) / size)
+resource r 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = [for i in range(0, count): {
+  name: (i == 0) ? 'first' : format('{0}-{1}', 'next', i + 1)
+  properties: {
+    values: take(skip(xs, i * size), size)
+    middle: (!empty(xs)) && ((i * size) < (room - 1))
+  }
+}]
+"""
+        ),
+    )
+    body = doc["resources"]["r"]["config"]
+    assert evaluate(doc, "room", {"xs": [1, 2, 3]}) == 7
+    assert [evaluate(doc, "count", {"xs": list(range(n))}) for n in (0, 1, 2, 3, 4, 5)] == [1, 1, 1, 2, 2, 3]
+    deployed = evaluate(doc, body, {"xs": list(range(5))})
+    assert [r["name"] for r in deployed] == ["first", "next-2", "next-3"]
+    assert [r["properties"]["values"] for r in deployed] == [[0, 1], [2, 3], [4]]
+    assert [r["properties"]["middle"] for r in deployed] == [True, True, False]  # 4 < 10 - 5 - 1 is not
+
+
+def event_subscription_loop(doc: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The event subscriptions' resource: its symbolic name and its config (the loop)."""
     (name,) = [
         n
         for n, b in doc["resources"].items()
         if b["type"] == "Microsoft.EventGrid/systemTopics/eventSubscriptions"
     ]
+    config = doc["resources"][name]["config"]
+    assert "loop_type" in config, "one event subscription per chunk of subject prefixes: a resource loop"
+    return name, cast(dict[str, Any], config)
+
+
+def deployed_event_subscriptions(groups: int) -> list[dict[str, Any]]:
+    """The event subscriptions event-subscription.bicep deploys on a topic whose subscription has
+    ``groups`` restricted resource groups, evaluated from the bicep."""
+    doc = module("event-subscription.bicep")
+    _, loop = event_subscription_loop(doc)
     prefixes = [f"/subscriptions/s/resourceGroups/rg-{i}/" for i in range(groups)]
-    advanced = resource(doc, name)["properties"]["filter"]["advancedFilters"]
-    filters = evaluate(doc, advanced, {"subjectPrefixes": prefixes})
-    values = sum(len(f["values"]) for f in filters)
-    assert values <= 25
-    subject = [f for f in filters if f["key"] == "subject"]
-    fits = len(events.HANDLED_OPERATIONS) + groups <= 25
-    assert subject == (
-        [{"operatorType": "StringBeginsWith", "key": "subject", "values": prefixes}]
-        if groups and fits
-        else []
-    )
+    deployed = evaluate(doc, loop, {"subjectPrefixes": prefixes})
+    assert isinstance(deployed, list)
+    return deployed
+
+
+@pytest.mark.parametrize("groups", [0, 1, 8, 9, 17, 25, 30])
+def test_the_event_filters_stay_within_event_grids_25_values_however_many_groups_are_restricted(
+    groups: int,
+) -> None:
+    """Event Grid refuses an event subscription whose advanced filters hold more than 25 values
+    in all. The subject prefixes (one per restricted group) are split over as few event
+    subscriptions as fit beside the operations, all on the one topic: each group's in exactly one
+    (an event is delivered once, and none from an unrestricted group, which the identity may not
+    read), and each subscription passes every operation the code handles."""
+    deployed = deployed_event_subscriptions(groups)
+    prefixes = [f"/subscriptions/s/resourceGroups/rg-{i}/" for i in range(groups)]
+    per_subscription = 25 - len(events.HANDLED_OPERATIONS)
+
+    names = [subscription["name"] for subscription in deployed]
+    assert len(set(names)) == len(names)
+    assert names[0] == "vmss-public-ip-remediator"  # the name a deployment before chunks made
+    assert names[1:] == [f"vmss-public-ip-remediator-{n}" for n in range(2, len(names) + 1)]
+    assert len(deployed) == max(1, -(-groups // per_subscription))  # as few as fit
+    subject_values: list[str] = []
+    for subscription in deployed:
+        filters = subscription["properties"]["filter"]["advancedFilters"]
+        assert sum(len(f["values"]) for f in filters) <= 25
+        (operations,) = [f for f in filters if f["key"] == "data.operationName"]
+        assert operations["operatorType"] == "StringIn"
+        assert sorted(v.lower() for v in operations["values"]) == sorted(
+            v.lower() for v in events.HANDLED_OPERATIONS
+        )
+        subjects = [f for f in filters if f["key"] == "subject"]
+        if not groups:
+            assert subjects == [], "no restricted group: the whole subscription"
+            continue
+        (subject,) = subjects  # with restricted groups, no subscription passes every group
+        assert subject["operatorType"] == "StringBeginsWith" and subject["values"]
+        subject_values += subject["values"]
+    assert sorted(subject_values) == sorted(prefixes)  # each group's prefix in exactly one
+
+
+def test_the_event_subscriptions_outputs_name_each_chunk() -> None:
+    doc = module("event-subscription.bicep")
+    symbol, loop = event_subscription_loop(doc)
+    deployed = deployed_event_subscriptions(17)
+    outputs = doc["outputs"]
+    assert outputs["ids"]["type"] == outputs["names"]["type"] == "array"
+    given = {"subjectPrefixes": [f"/subscriptions/s/resourceGroups/rg-{i}/" for i in range(17)]}
+    assert evaluate(doc, outputs["names"]["value"], {**given, symbol: deployed}) == [
+        "vmss-public-ip-remediator",
+        "vmss-public-ip-remediator-2",
+        "vmss-public-ip-remediator-3",
+    ]
+    ids = outputs["ids"]["value"]
+    assert ids["loop_type"] == loop["loop_type"]
+    assert ids["config"]["operator"]["operands"]["operand_2"] == "id"
 
 
 def test_the_event_filter_includes_exactly_the_event_types_the_code_handles() -> None:
