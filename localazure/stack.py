@@ -81,10 +81,11 @@ class LocalAzure:
         restricted_resource_groups: tuple[str, ...] = (),
         schema: str = "EventGridSchema",
     ) -> DeployedEvents:
-        """Create ``subscription``'s system topic and its event subscription to the function over HTTPS
-        as the estate's owner, exactly as infra/app/event-topic.bicep and event-subscription.bicep
+        """Create ``subscription``'s system topic and its event subscriptions to the function over
+        HTTPS as the estate's owner, exactly as infra/app/event-topic.bicep and event-subscription.bicep
         deploy them (localazure/event_deployment.py); ``restricted_resource_groups``: the groups of
-        this subscription events must come from (empty: all). Call ``authorize`` first."""
+        this subscription events must come from (empty: all), as many event subscriptions as their
+        subject prefixes take within Event Grid's 25 filter values. Call ``authorize`` first."""
         deployment = EventDeployment(self.arm.endpoint, self.arm.ca_bundle, estate_owner())
         return deployment.deploy(
             subscription,

@@ -419,6 +419,26 @@ def test_the_event_filters_stay_within_event_grids_25_values_however_many_groups
     assert sorted(subject_values) == sorted(prefixes)  # each group's prefix in exactly one
 
 
+@pytest.mark.parametrize("groups", [0, 1, 9, 17])
+def test_the_local_deployment_makes_the_event_subscriptions_the_bicep_does(groups: int) -> None:
+    """localazure deploys, for the simulator, the names and filters evaluated here from the bicep."""
+    from localazure.event_deployment import EVENT_SUBSCRIPTION_BICEP, event_subscription_bodies
+
+    local = event_subscription_bodies(
+        "s",
+        function_app="/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/func",
+        storage_account="/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/st",
+        restricted_resource_groups=[f"rg-{i}" for i in range(groups)],
+        schema="EventGridSchema",
+        bicep_text=EVENT_SUBSCRIPTION_BICEP.read_text(encoding="utf-8"),
+    )
+    deployed = deployed_event_subscriptions(groups)
+    assert list(local) == [subscription["name"] for subscription in deployed]
+    assert [body["properties"]["filter"] for body in local.values()] == [
+        subscription["properties"]["filter"] for subscription in deployed
+    ]
+
+
 def test_the_event_subscriptions_outputs_name_each_chunk() -> None:
     doc = module("event-subscription.bicep")
     symbol, loop = event_subscription_loop(doc)

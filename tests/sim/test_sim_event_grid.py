@@ -484,3 +484,34 @@ def test_deploy_events_without_restricted_groups_filters_on_the_operations_alone
     properties = call(owner, "GET", deployed.event_subscription_id).json()["properties"]
     assert [f["key"] for f in properties["filter"]["advancedFilters"]] == ["data.operationName"]
     assert properties["eventDeliverySchema"] == "CloudEventSchemaV1_0"
+
+
+def test_deploy_events_splits_more_restricted_groups_than_fit_over_event_subscriptions(
+    local_azure: LocalAzure,
+) -> None:
+    """Nine restricted groups' prefixes and the 17 operations are 26 values, more than Event Grid
+    takes in one event subscription: infra deploys two, and Event Grid accepts both."""
+    local_azure.arm.reset(access=True)
+    local_azure.authorize(ESTATE_SUBSCRIPTION)
+    groups = tuple(f"rg-{i}" for i in range(9))
+
+    deployed = local_azure.deploy_events(ESTATE_SUBSCRIPTION, restricted_resource_groups=groups)
+
+    owner = make_clients(local_azure.arm, StaticCredential(estate_owner().get_token().token))
+    served = call(owner, "GET", f"{deployed.topic_id}/eventSubscriptions").json()["value"]
+    assert sorted(s["id"] for s in served) == sorted(deployed.event_subscription_ids)
+    assert [i.rsplit("/", 1)[1] for i in deployed.event_subscription_ids] == [
+        "vmss-public-ip-remediator",
+        "vmss-public-ip-remediator-2",
+    ]
+    subjects: list[str] = []
+    for subscription in served:
+        properties = subscription["properties"]
+        assert properties["provisioningState"] == "Succeeded"
+        operations, subject = properties["filter"]["advancedFilters"]
+        assert len(operations["values"]) + len(subject["values"]) <= 25
+        assert {v.lower() for v in operations["values"]} == {v.lower() for v in HANDLED_OPERATIONS}
+        subjects += subject["values"]
+    assert sorted(subjects) == sorted(
+        f"/subscriptions/{ESTATE_SUBSCRIPTION}/resourceGroups/{g}/" for g in groups
+    )
