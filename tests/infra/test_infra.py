@@ -12,6 +12,7 @@ code depends on are read from the code itself, never from a copy kept here:
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
 import json
@@ -90,6 +91,118 @@ def role_drift(role: set[str], code: frozenset[str]) -> tuple[list[str], list[st
     return sorted(code - role), sorted(role - code)
 
 
+# The functions and binary operators the evaluator knows, by pycep-parser's names for them and
+# their parameters (Bicep's integer division truncates; every operand here is non-negative).
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "length": len,
+    "empty": lambda item_to_test: not item_to_test,
+    "range": lambda start_index, count: list(range(start_index, start_index + count)),
+    "take": lambda original_value, number_to_take: original_value[: max(number_to_take, 0)],
+    "skip": lambda original_value, number_to_skip: original_value[max(number_to_skip, 0) :],
+    "format": lambda *args, format_string: format_string.format(*args),
+    "contains": lambda container, item_to_find: item_to_find in container,  # case-sensitive on strings
+    "starts_with": lambda string_to_search, string_to_find: (  # startsWith() ignores case
+        string_to_search.lower().startswith(string_to_find.lower())
+    ),
+    "resource_group": lambda subscription_id, resource_group_name: (
+        f"/subscriptions/{subscription_id}/resourceGroups/{resource_group_name}"
+    ),
+}
+OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "add": lambda a, b: a + b,
+    "substract": lambda a, b: a - b,  # pycep's spelling
+    "multiply": lambda a, b: a * b,
+    "divide": lambda a, b: a // b,
+    "modulo": lambda a, b: a % b,
+    "equals": lambda a, b: a == b,
+    "not_equals": lambda a, b: a != b,
+    "less_than": lambda a, b: a < b,
+    "less_than_or_equals": lambda a, b: a <= b,
+    "greater_than": lambda a, b: a > b,
+    "greater_than_or_equals": lambda a, b: a >= b,
+    "and": lambda a, b: a and b,
+    "or": lambda a, b: a or b,
+    "index_accessor": lambda a, b: a[b],
+}
+
+
+def _access(value: Any, path: Any) -> Any:
+    """``value.<path>``: pycep nests ``a.b.c`` to the right, as a.(b.c)."""
+    if isinstance(path, str):
+        return value[path]
+    operands = path["operator"]["operands"]
+    assert path["operator"]["type"] == "property_accessor", f"the evaluator knows no {path}"
+    return _access(value[operands["operand_1"]], operands["operand_2"])
+
+
+def evaluate(doc: Mapping[str, Any], value: Any, given: Mapping[str, Any]) -> Any:
+    """A Bicep expression as pycep-parser reads it, evaluated: variables (or ``given`` values for
+    what a deployment computes), lists, objects, the functions in FUNCTIONS and the operators in
+    OPERATORS, conditionals, and a ``for`` over ``range()`` (a resource loop's body or an output's:
+    one value per index). Anything else fails the test, naming it."""
+    if isinstance(value, str):
+        if value in given:
+            return given[value]
+        return evaluate(doc, variable(doc, value), given) if value in doc.get("variables", {}) else value
+    if isinstance(value, list):
+        return [evaluate(doc, item, given) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "loop_type" in value:
+        loop = value["loop_type"]
+        assert value["condition"] is None, f"the evaluator knows no filtered loop: {loop}"
+        detail = loop["detail"]
+        if loop["type"] == "range":
+            start, count = evaluate(doc, detail["start_index"], given), evaluate(doc, detail["count"], given)
+            return [
+                evaluate(doc, value["config"], {**given, detail["index_name"]: index})
+                for index in range(start, start + count)
+            ]
+        assert loop["type"] in ("array", "array_index"), f"the evaluator knows no {loop}"
+        # pycep renders an expression as the array as its Python repr.
+        array = detail["array_name"]
+        items = evaluate(doc, ast.literal_eval(array) if array.startswith("{") else array, given)
+        index_name = detail.get("index_name")
+        return [
+            evaluate(
+                doc,
+                value["config"],
+                {**given, detail["item_name"]: item, **({index_name: i} if index_name else {})},
+            )
+            for i, item in enumerate(items)
+        ]
+    if "function" in value:
+        function = value["function"]
+        if function["type"] == "filter":  # a lambda: its expression for each element
+            lambda_ = function["parameters"]
+            element = lambda_["input_element"]
+            return [
+                item
+                for item in evaluate(doc, lambda_["input_array"], given)
+                if evaluate(doc, lambda_["expression"], {**given, element: item})
+            ]
+        assert function["type"] in FUNCTIONS, f"the evaluator knows no {function['type']}()"
+        parameters = {k: evaluate(doc, v, given) for k, v in function["parameters"].items()}
+        positional = [v for k, v in parameters.items() if k.startswith("arg_")]
+        named = {k: v for k, v in parameters.items() if not k.startswith("arg_")}
+        return FUNCTIONS[function["type"]](*positional, **named)
+    if "operator" in value:
+        operator = value["operator"]
+        operands = operator["operands"]
+        kind = operator["type"]
+        if kind == "conditional":
+            chosen = "true_value" if evaluate(doc, operands["condition"], given) else "false_value"
+            return evaluate(doc, operands[chosen], given)
+        if kind == "not":
+            return not evaluate(doc, operands["bool_value"], given)
+        first = evaluate(doc, operands["operand_1"], given)
+        if kind == "property_accessor":  # the property's name as written, not a variable
+            return _access(first, operands["operand_2"])
+        assert kind in OPERATORS, f"the evaluator knows no {kind}"
+        return OPERATORS[kind](first, evaluate(doc, operands["operand_2"], given))
+    return {key: evaluate(doc, item, given) for key, item in value.items()}
+
+
 # -- every file parses ------------------------------------------------------------------------
 
 
@@ -150,24 +263,37 @@ def test_the_role_definition_grants_the_actions_file_and_nothing_else() -> None:
     assert permission["notActions"] == []
     assert permission["dataActions"] == []
     assert permission["notDataActions"] == []
-    # The actions are the JSON file, loaded as is (or, for the join role, its joins alone): the
-    # list is kept in one place.
+    # The actions are the JSON file, loaded as is, or a part of it filtered out of it: the list is
+    # kept in one place.
     reference = permission["actions"]
     assert isinstance(reference, str) and reference in doc["variables"], (
         "actions must name the loaded variable"
     )
-    choice = variable(doc, reference)["operator"]["operands"]
-    assert choice["condition"] == "joinsOnly" and choice["false_value"] == "allActions"
-    joins = choice["true_value"]["function"]
-    assert joins["type"] == "filter" and joins["parameters"]["input_array"] == "allActions"
-    assert joins["parameters"]["expression"]["function"] == {
-        "type": "contains",
-        "parameters": {"container": joins["parameters"]["input_element"], "item_to_find": "/join"},
-    }
     loaded = variable(doc, "allActions")["function"]
     assert loaded["type"] == "load_json_content"
     assert (APP / loaded["parameters"]["file_path"]).resolve() == ROLE_ACTIONS_FILE.resolve()
     assert loaded["parameters"]["json_path"] == "$.actions"
+    actions = role_actions_file()
+    assert role_actions(doc, reference) == actions  # the main role
+    assert role_actions(doc, reference, joinsOnly=True) == [a for a in actions if "/join" in a]
+    assert role_actions(doc, reference, eventReadsOnly=True) == EVENT_READS
+    assert role_actions(doc, reference, joinsOnly=True, eventReadsOnly=True) == EVENT_READS
+
+
+# What `remediation doctor` reads of Event Grid: the system topics and their event subscriptions.
+EVENT_READS = [
+    "Microsoft.EventGrid/systemTopics/eventSubscriptions/read",
+    "Microsoft.EventGrid/systemTopics/read",
+]
+
+
+def role_actions(doc: Mapping[str, Any], reference: str, **chosen: bool) -> list[str]:
+    """The actions remediator-role.bicep grants for these parameters (the others at their
+    defaults), the loaded file given as the file itself."""
+    defaults = {name: body["default"] for name, body in doc["parameters"].items() if "default" in body}
+    actions = evaluate(doc, reference, {**defaults, **chosen, "allActions": role_actions_file()})
+    assert isinstance(actions, list)
+    return sorted(actions)
 
 
 def test_the_join_role_holds_exactly_the_linked_actions_where_the_networks_live() -> None:
@@ -186,6 +312,94 @@ def test_the_join_role_holds_exactly_the_linked_actions_where_the_networks_live(
     # What the filter keeps (contains '/join') is exactly the links the written documents carry.
     joins = {action for action in role_actions_file() if "/join" in action}
     assert joins == set(permissions.NIC_LINKS) | set(permissions.NIC_CONFIGURATION_LINKS)
+
+
+class ModuleOutputs(dict[str, str]):
+    """A module's outputs, each read as the text ``<module>.outputs.<name>``."""
+
+    def __init__(self, symbol: str) -> None:
+        super().__init__()
+        self.symbol = symbol
+
+    def __missing__(self, key: str) -> str:
+        return f"{self.symbol}.outputs.{key}"
+
+
+def main_modules_deployed(name: str, **given: Any) -> list[dict[str, Any]]:
+    """main.bicep's module ``name`` as deployed with these parameters and variables: its
+    configurations (one per item of its loop; none if its condition is false), the scopes evaluated,
+    other modules' outputs as ``<module>.outputs.<name>``."""
+    main = parse(INFRA / "main.bicep")
+    config = main["modules"][name]["config"]
+    given = {**{symbol: {"outputs": ModuleOutputs(symbol)} for symbol in main["modules"]}, **given}
+    if "loop_type" in config:
+        deployed = evaluate(main, config, given)
+        assert isinstance(deployed, list)
+        return deployed
+    if "condition" in config:
+        return [evaluate(main, config["config"], given)] if evaluate(main, config["condition"], given) else []
+    return [evaluate(main, config, given)]
+
+
+MONITORED = ["11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"]
+
+
+@pytest.mark.parametrize("mode", ["subscriptions", "resourceGroups"])
+def test_with_the_role_at_resource_groups_the_identity_may_read_the_event_topics_where_they_live(
+    mode: str,
+) -> None:
+    """roleAssignmentScope=resourceGroups leaves the identity nothing in the app's resource group of
+    each monitored subscription, where the system topic lives, so `remediation doctor` could not
+    read it: a third custom role, the Event Grid reads alone (taken from the role-actions file),
+    assigned there, once the group exists. With the role at the subscriptions, which covers them,
+    neither the role nor an assignment."""
+    given = {
+        "roleAssignmentScope": mode,
+        "monitoredSubscriptions": MONITORED,
+        "appResourceGroupName": "rg-app",
+    }
+    main = parse(INFRA / "main.bicep")
+    role = main["modules"]["remediatorEventReadRole"]
+    assert role["detail"]["path"] == "app/remediator-role.bicep"
+    definitions = main_modules_deployed("remediatorEventReadRole", **given)
+    assignments = main_modules_deployed("remediatorEventReadsResourceGroups", **given)
+    topics = main_modules_deployed("eventTopics", **given)
+    if mode == "subscriptions":
+        assert definitions == [] and assignments == []
+        return
+    (definition,) = definitions
+    assert definition["params"]["eventReadsOnly"] is True and "joinsOnly" not in definition["params"]
+    assert role["config"]["config"]["params"]["assignableScopes"] == "monitoredSubscriptionScopes"
+    doc = module("remediator-role.bicep")
+    reference = resource(doc, "remediatorRole")["properties"]["permissions"][0]["actions"]
+    assert role_actions(doc, reference, eventReadsOnly=True) == EVENT_READS
+    assert set(EVENT_READS) <= set(role_actions_file())
+    assert main["modules"]["remediatorEventReadsResourceGroups"]["detail"]["path"] == (
+        "app/remediator-access-resource-group.bicep"
+    )
+    assert (
+        [a["scope"] for a in assignments]
+        == [t["scope"] for t in topics]
+        == [f"/subscriptions/{id}/resourceGroups/rg-app" for id in MONITORED]
+    )
+    for assignment in assignments:
+        assert assignment["params"] == {
+            "roleDefinitionGuid": "remediatorEventReadRole.outputs.roleDefinitionGuid",
+            "principalId": "identity.outputs.principalId",
+        }
+    # The app's group here (rg), the events' groups in the other subscriptions.
+    written = main["modules"]["remediatorEventReadsResourceGroups"]["config"]["config"]
+    assert {"rg", "eventResourceGroups"} <= set(written["dependsOn"])
+
+
+def test_only_the_event_reads_assignment_grants_the_event_reads_role() -> None:
+    main = parse(INFRA / "main.bicep")
+    granting = [
+        name
+        for name, body in main["modules"].items()
+        if "remediatorEventReadRole" in json.dumps(body["config"])
+    ]
+    assert granting == ["remediatorEventReadsResourceGroups"]
 
 
 def test_role_check_notices_an_added_or_removed_arm_call(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -248,85 +462,6 @@ def test_the_event_filter_lists_exactly_the_operations_the_code_handles() -> Non
     assert len({op.lower() for op in listed}) == len(listed), "duplicate operations in the filter"
     assert {op.lower() for op in listed} == {op.lower() for op in events.HANDLED_OPERATIONS}
     assert len(listed) <= 25, "Event Grid allows 25 values in a StringIn filter"
-
-
-# The functions and binary operators the evaluator knows, by pycep-parser's names for them and
-# their parameters (Bicep's integer division truncates; every operand here is non-negative).
-FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "length": len,
-    "empty": lambda item_to_test: not item_to_test,
-    "range": lambda start_index, count: list(range(start_index, start_index + count)),
-    "take": lambda original_value, number_to_take: original_value[: max(number_to_take, 0)],
-    "skip": lambda original_value, number_to_skip: original_value[max(number_to_skip, 0) :],
-    "format": lambda format_string, *args: format_string.format(*args),
-}
-OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
-    "add": lambda a, b: a + b,
-    "substract": lambda a, b: a - b,  # pycep's spelling
-    "multiply": lambda a, b: a * b,
-    "divide": lambda a, b: a // b,
-    "modulo": lambda a, b: a % b,
-    "equals": lambda a, b: a == b,
-    "not_equals": lambda a, b: a != b,
-    "less_than": lambda a, b: a < b,
-    "less_than_or_equals": lambda a, b: a <= b,
-    "greater_than": lambda a, b: a > b,
-    "greater_than_or_equals": lambda a, b: a >= b,
-    "and": lambda a, b: a and b,
-    "or": lambda a, b: a or b,
-    "index_accessor": lambda a, b: a[b],
-    "property_accessor": lambda a, b: a[b],
-}
-
-
-def evaluate(doc: Mapping[str, Any], value: Any, given: Mapping[str, Any]) -> Any:
-    """A Bicep expression as pycep-parser reads it, evaluated: variables (or ``given`` values for
-    what a deployment computes), lists, objects, the functions in FUNCTIONS and the operators in
-    OPERATORS, conditionals, and a ``for`` over ``range()`` (a resource loop's body or an output's:
-    one value per index). Anything else fails the test, naming it."""
-    if isinstance(value, str):
-        if value in given:
-            return given[value]
-        return evaluate(doc, variable(doc, value), given) if value in doc.get("variables", {}) else value
-    if isinstance(value, list):
-        return [evaluate(doc, item, given) for item in value]
-    if not isinstance(value, dict):
-        return value
-    if "loop_type" in value:
-        loop = value["loop_type"]
-        assert loop["type"] == "range" and value["condition"] is None, f"the evaluator knows no {loop}"
-        detail = loop["detail"]
-        start, count = evaluate(doc, detail["start_index"], given), evaluate(doc, detail["count"], given)
-        return [
-            evaluate(doc, value["config"], {**given, detail["index_name"]: index})
-            for index in range(start, start + count)
-        ]
-    if "function" in value:
-        function = value["function"]
-        assert function["type"] in FUNCTIONS, f"the evaluator knows no {function['type']}()"
-        parameters = {k: evaluate(doc, v, given) for k, v in function["parameters"].items()}
-        positional = [v for k, v in parameters.items() if k.startswith("arg_")]
-        named = {k: v for k, v in parameters.items() if not k.startswith("arg_")}
-        return FUNCTIONS[function["type"]](*named.values(), *positional)
-    if "operator" in value:
-        operator = value["operator"]
-        operands = operator["operands"]
-        kind = operator["type"]
-        if kind == "conditional":
-            chosen = "true_value" if evaluate(doc, operands["condition"], given) else "false_value"
-            return evaluate(doc, operands[chosen], given)
-        if kind == "not":
-            return not evaluate(doc, operands["bool_value"], given)
-        assert kind in OPERATORS, f"the evaluator knows no {kind}"
-        first = evaluate(doc, operands["operand_1"], given)
-        # An accessor's second operand is a name or an index as written, not a variable.
-        second = (
-            operands["operand_2"]
-            if kind == "property_accessor"
-            else evaluate(doc, operands["operand_2"], given)
-        )
-        return OPERATORS[kind](first, second)
-    return {key: evaluate(doc, item, given) for key, item in value.items()}
 
 
 def test_the_evaluator_reads_bicep_as_bicep_computes_it() -> None:
@@ -713,6 +848,18 @@ def test_doctor_is_told_which_app_and_which_dead_letter_container_it_checks() ->
     assert main["modules"]["eventSubscriptions"]["config"]["config"]["params"]["deadLetterContainerName"] == (
         "deadLetterContainerName"
     )
+
+
+def test_doctor_is_told_the_resource_group_the_event_topics_live_in() -> None:
+    """Each monitored subscription's system topic is in the app's resource group of that
+    subscription; doctor reads the topics there (all the identity may read in resourceGroups mode)."""
+    assert _app_settings()["EVENT_TOPIC_RESOURCE_GROUP"] == "appResourceGroupName"
+    main = parse(INFRA / "main.bicep")
+    topics = main["modules"]["eventTopics"]["config"]["config"]["scope"]["function"]
+    assert topics == {
+        "type": "resource_group",
+        "parameters": {"resource_group_name": "appResourceGroupName", "subscription_id": "id"},
+    }
 
 
 def test_flex_consumption_python_311_with_the_package_read_by_the_identity() -> None:
