@@ -13,8 +13,9 @@ from azure.core.rest import HttpRequest
 from sim_access_helpers import authorization_failure, caller, refused
 from sim_helpers import RG, SUB, TEST_PRINCIPAL, Clients, StaticCredential, make_clients
 
-from localazure.event_deployment import EVENT_SUBSCRIPTION_BICEP, bicep_list
+from localazure.event_deployment import APP_RESOURCE_GROUP, EVENT_SUBSCRIPTION_BICEP, bicep_list
 from localazure.stack import ESTATE_OWNER, ESTATE_SUBSCRIPTION, LocalAzure, estate_owner
+from remediation.credentials import LoopbackCredential
 from remediation.events import HANDLED_EVENT_TYPES, HANDLED_OPERATIONS
 from sim import ArmSimulator, Faults
 
@@ -515,3 +516,29 @@ def test_deploy_events_splits_more_restricted_groups_than_fit_over_event_subscri
     assert sorted(subjects) == sorted(
         f"/subscriptions/{ESTATE_SUBSCRIPTION}/resourceGroups/{g}/" for g in groups
     )
+
+
+def test_with_the_role_at_resource_groups_the_remediator_reads_the_topic_in_the_apps_group_alone(
+    local_azure: LocalAzure,
+) -> None:
+    """authorize(resource_groups=...) is what infra leaves in roleAssignmentScope=resourceGroups: the
+    custom role at the restricted groups, and the event reads at the app's resource group, where the
+    system topic is. The remediator reads the topic and its event subscriptions there, nothing else
+    of the group, and not the subscription's list of topics."""
+    local_azure.arm.reset(access=True)
+    local_azure.authorize(ESTATE_SUBSCRIPTION, resource_groups=("rg-a",))
+    deployed = local_azure.deploy_events(ESTATE_SUBSCRIPTION, restricted_resource_groups=("rg-a",))
+    remediator = make_clients(local_azure.arm, StaticCredential(LoopbackCredential().get_token().token))
+    group = f"/subscriptions/{ESTATE_SUBSCRIPTION}/resourceGroups/{APP_RESOURCE_GROUP}"
+
+    topics = call(remediator, "GET", f"{group}/{PROVIDER}")
+    subscriptions = call(remediator, "GET", f"{deployed.topic_id}/eventSubscriptions")
+    elsewhere = call(remediator, "GET", f"/subscriptions/{ESTATE_SUBSCRIPTION}/{PROVIDER}", retry_total=0)
+    scale_sets = call(
+        remediator, "GET", f"{group}/providers/Microsoft.Compute/virtualMachineScaleSets", retry_total=0
+    )
+
+    assert [t["id"] for t in topics.json()["value"]] == [deployed.topic_id]
+    assert [s["id"] for s in subscriptions.json()["value"]] == [deployed.event_subscription_id]
+    assert elsewhere.status_code == 403
+    assert scale_sets.status_code == 403
