@@ -74,7 +74,7 @@ param policyOverrides string = '{}'
 @description('Create the Event Grid event subscriptions. Only once the code is deployed: the postdeploy hook sets it.')
 param deployEventSubscriptions bool = false
 
-@description('The schema Event Grid delivers resource events in; the function takes either. Event Grid refuses to change it on an existing subscription: to switch, delete the event subscriptions (vmss-public-ip-remediator) first, then deploy.')
+@description('The schema Event Grid delivers resource events in; the function takes either. Event Grid refuses to change it on an existing subscription: to switch, delete the event subscriptions (vmss-public-ip-remediator, and vmss-public-ip-remediator-2, -3, ... where the restricted resource groups of a subscription take several) first, then deploy.')
 @allowed([
   'EventGridSchema'
   'CloudEventSchemaV1_0'
@@ -161,10 +161,10 @@ var policyModes = [for entry in policyScopes: entry.mode]
 // roleAssignmentScope is resourceGroups: those of the restricted scopes (a scale set's counts).
 var resourceGroupScopes = filter(policyScopes, entry => length(split(entry.scope, '/')) >= 5)
 var listedResourceGroups = [for entry in resourceGroupScopes: toLower('${split(entry.scope, '/')[2]}/${split(entry.scope, '/')[4]}')]
-var restrictedResourceGroups = roleAssignmentScope == 'resourceGroups' ? union(listedResourceGroups, listedResourceGroups) : []
+var restrictedResourceGroups = (roleAssignmentScope == 'resourceGroups') ? union(listedResourceGroups, listedResourceGroups) : []
 var networkGroupEntries = filter(split(networkResourceGroups, ','), entry => !empty(trim(entry)))
 var networkGroupsLowered = [for entry in networkGroupEntries: toLower('${split(trim(entry), '/')[2]}/${split(trim(entry), '/')[4]}')]
-var linkedResourceGroups = roleAssignmentScope == 'resourceGroups' ? union(networkGroupsLowered, networkGroupsLowered) : []
+var linkedResourceGroups = (roleAssignmentScope == 'resourceGroups') ? union(networkGroupsLowered, networkGroupsLowered) : []
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: appResourceGroupName
@@ -305,6 +305,8 @@ module function 'app/function.bicep' = {
       DEAD_LETTER_CONTAINER: deadLetterContainerName
       REMEDIATION_POLICY: policy.outputs.policy
       REMEDIATION_DRY_RUN: dryRun ? 'true' : 'false'
+      // Where each monitored subscription's system topic lives (eventTopics): doctor reads it there.
+      EVENT_TOPIC_RESOURCE_GROUP: appResourceGroupName
     }
   }
   // The host starts with its storage roles in place.
@@ -332,7 +334,20 @@ module remediatorJoinRole 'app/remediator-role.bicep' = {
   }
 }
 
-module remediatorAccessSubscriptions 'app/remediator-access-subscription.bicep' = [for (id, i) in (roleAssignmentScope == 'subscriptions' ? monitoredSubscriptions : []): {
+// With the role at resource groups alone, the identity could not read the system topics (in the
+// app's resource group of each monitored subscription): a third role, the Event Grid reads alone.
+// In subscriptions mode the custom role at the subscription covers them.
+module remediatorEventReadRole 'app/remediator-role.bicep' = if (roleAssignmentScope == 'resourceGroups') {
+  name: 'remediator-event-read-role-${resourceToken}'
+  params: {
+    roleName: 'VMSS public IP remediator event reads (${environmentName} ${resourceToken})'
+    assignableScopes: monitoredSubscriptionScopes
+    eventReadsOnly: true
+    purpose: 'VMSS public IP remediator: reads its Event Grid system topic and event subscriptions (remediation doctor), in the app\'s resource group of a monitored subscription.'
+  }
+}
+
+module remediatorAccessSubscriptions 'app/remediator-access-subscription.bicep' = [for (id, i) in ((roleAssignmentScope == 'subscriptions') ? monitoredSubscriptions : []): {
   name: 'remediator-access-${resourceToken}-${i}'
   scope: subscription(id)
   params: {
@@ -377,6 +392,22 @@ module eventTopics 'app/event-topic.bicep' = [for (id, i) in monitoredSubscripti
   params: {
     name: eventTopicName
     tags: tags
+  }
+  dependsOn: [
+    rg
+    eventResourceGroups
+  ]
+}]
+
+// resourceGroups mode: the event reads at the app's resource group of each monitored subscription,
+// once that group exists (rg here, eventResourceGroups elsewhere). The loop is empty otherwise, so
+// the conditional role's output is read only when the role is deployed.
+module remediatorEventReadsResourceGroups 'app/remediator-access-resource-group.bicep' = [for (id, i) in ((roleAssignmentScope == 'resourceGroups') ? monitoredSubscriptions : []): {
+  name: 'remediator-event-reads-${resourceToken}-${i}'
+  scope: resourceGroup(id, appResourceGroupName)
+  params: {
+    roleDefinitionGuid: remediatorEventReadRole.outputs.roleDefinitionGuid
+    principalId: identity.outputs.principalId
   }
   dependsOn: [
     rg

@@ -1,15 +1,18 @@
 """The Event Grid half of a deployment, made locally: the system topic of a monitored subscription and
-the event subscription that delivers its events to the function, as infra/ deploys them.
+the event subscriptions that deliver its events to the function, as infra/ deploys them.
 
 infra/app/event-topic.bicep creates the topic (`Microsoft.Resources.Subscriptions`, source the
 subscription, location global, a system-assigned identity) in the app's resource group of each
 monitored subscription (infra/main.bicep: `egst-remediator-{token}`); infra/app/event-subscription.bicep
-the event subscription `vmss-public-ip-remediator` on it: to the function `on_resource_event` of the
-function app (one event per batch, 64 KB), the two resource event types, a StringIn filter on
-`data.operationName` over `handledOperations`, with restricted resource groups a StringBeginsWith
-filter on `subject`, 30 attempts over 1440 minutes, dead letters to the `eventgrid-deadletter`
-container with the topic's identity. The event types and operations are read out of the bicep file
-itself, so the local deployment is the one infra ships. Both are created over HTTPS as the estate's
+the event subscriptions on it: to the function `on_resource_event` of the function app (one event per
+batch, 64 KB), the two resource event types, a StringIn filter on `data.operationName` over
+`handledOperations`, with restricted resource groups a StringBeginsWith filter on `subject`, 30
+attempts over 1440 minutes, dead letters to the `eventgrid-deadletter` container with the topic's
+identity. Event Grid allows `maxFilterValues` (25) values across one subscription's advanced filters:
+the subject prefixes go in chunks of what fits beside the operations, one event subscription per
+chunk (`vmss-public-ip-remediator`, then `-2`, `-3`, ...); with none, one subscription with the
+operation filter alone. The event types, operations, limit and name are read out of the bicep file
+itself, so the local deployment is the one infra ships. All are created over HTTPS as the estate's
 owner, each PUT polled to its end as a deployment waits for it.
 """
 
@@ -34,9 +37,18 @@ EVENT_SUBSCRIPTION_BICEP = PROJECT_ROOT / "infra" / "app" / "event-subscription.
 APP_RESOURCE_GROUP = "rg-remediator-local"
 FUNCTION_APP_NAME = "func-remediator-local"
 TOPIC_NAME = "egst-remediator-local"
-EVENT_SUBSCRIPTION_NAME = "vmss-public-ip-remediator"
+EVENT_SUBSCRIPTION_NAME = "vmss-public-ip-remediator"  # the first chunk's (the bicep's eventSubscriptionName)
 DEAD_LETTER_CONTAINER = "eventgrid-deadletter"
 FUNCTION_NAME = "on_resource_event"
+# The lines of infra/app/event-subscription.bicep that event_subscription_bodies mirrors, as written:
+# if one changes, a local deployment fails rather than differ from infra's.
+CHUNK_RULES = (
+    "var chunkSize = maxFilterValues - length(handledOperations)",
+    "var chunkCount = empty(subjectPrefixes) ? 1 : ((length(subjectPrefixes) + (chunkSize - 1)) / chunkSize)",
+    "[for i in range(0, chunkCount):",
+    "name: (i == 0) ? eventSubscriptionName : format('{0}-{1}', eventSubscriptionName, i + 1)",
+    "values: take(skip(subjectPrefixes, i * chunkSize), chunkSize)",
+)
 _POLL_S = 0.02
 _TIMEOUT_S = 30.0
 
@@ -72,12 +84,29 @@ def bicep_list(text: str, opener: str) -> list[str]:
     raise ValueError(f"the array '{opener} [' is not closed")
 
 
+def bicep_literal(text: str, opener: str) -> int | str:
+    """The literal (an integer or a quoted string) a bicep line opened by `opener` assigns (e.g.
+    `var maxFilterValues =`). ValueError if there is none."""
+    found = re.search(re.escape(opener) + r"\s*(?:(\d+)|'([^']*)')\s*(?://.*)?$", text, re.M)
+    if found is None:
+        raise ValueError(f"no literal '{opener} ...' in the bicep file")
+    number, string = found.groups()
+    return int(number) if number is not None else string
+
+
 @dataclass(frozen=True)
 class DeployedEvents:
-    """What `deploy_events` created: the system topic's and the event subscription's ids."""
+    """What `deploy_events` created: the system topic's id and its event subscriptions' ids, one per
+    chunk of subject prefixes (`vmss-public-ip-remediator` first)."""
 
     topic_id: str
-    event_subscription_id: str
+    event_subscription_ids: tuple[str, ...]
+
+    @property
+    def event_subscription_id(self) -> str:
+        """The first event subscription's id (`vmss-public-ip-remediator`): the only one without
+        restricted resource groups or with at most one chunk of them."""
+        return self.event_subscription_ids[0]
 
 
 class EventDeployment:
@@ -101,8 +130,7 @@ class EventDeployment:
         group = f"/subscriptions/{subscription}/resourceGroups/{APP_RESOURCE_GROUP}"
         topic_id = f"{group}/providers/Microsoft.EventGrid/systemTopics/{TOPIC_NAME}"
         self._put(topic_id, topic_body(subscription))
-        sub_id = f"{topic_id}/eventSubscriptions/{EVENT_SUBSCRIPTION_NAME}"
-        body = event_subscription_body(
+        bodies = event_subscription_bodies(
             subscription,
             function_app=function_app,
             storage_account=storage_account,
@@ -110,8 +138,11 @@ class EventDeployment:
             schema=schema,
             bicep_text=bicep.read_text(encoding="utf-8"),
         )
-        self._put(sub_id, body)
-        return DeployedEvents(topic_id, sub_id)
+        ids = []
+        for name, body in bodies.items():
+            ids.append(f"{topic_id}/eventSubscriptions/{name}")
+            self._put(ids[-1], body)
+        return DeployedEvents(topic_id, tuple(ids))
 
     def _put(self, resource_id: str, body: dict[str, Any]) -> None:
         """PUT, then poll its Azure-AsyncOperation to the end; RuntimeError unless it Succeeded."""
@@ -169,7 +200,7 @@ def topic_body(subscription: str) -> dict[str, Any]:
     }
 
 
-def event_subscription_body(
+def event_subscription_bodies(
     subscription: str,
     *,
     function_app: str,
@@ -177,20 +208,57 @@ def event_subscription_body(
     restricted_resource_groups: Sequence[str],
     schema: str,
     bicep_text: str,
-) -> dict[str, Any]:
-    """infra/app/event-subscription.bicep's event subscription for these parameters."""
-    operation_filter = {
-        "operatorType": "StringIn",
-        "key": "data.operationName",
-        "values": bicep_list(bicep_text, "var handledOperations ="),
-    }
+) -> dict[str, dict[str, Any]]:
+    """infra/app/event-subscription.bicep's event subscriptions for these parameters, by name in the
+    bicep's order: its resource loop over the chunks of subject prefixes."""
+    operations = bicep_list(bicep_text, "var handledOperations =")
+    limit = bicep_literal(bicep_text, "var maxFilterValues =")
+    first_name = bicep_literal(bicep_text, "var eventSubscriptionName =")
+    if not isinstance(limit, int) or not isinstance(first_name, str):
+        raise TypeError("maxFilterValues is not a number or eventSubscriptionName not a string")
+    missing = [rule for rule in CHUNK_RULES if rule not in bicep_text]
+    if missing:
+        raise ValueError(f"the bicep no longer chunks as this deployment does: {missing} not found")
+    chunk_size = limit - len(operations)
+    if chunk_size < 1:
+        raise ValueError(f"{len(operations)} operations leave no room in {limit} filter values")
     # The bicep's subjectPrefixes: the trailing slash keeps rg-a from matching rg-ab.
     prefixes = [
         f"/subscriptions/{subscription}/resourceGroups/{group}/" for group in restricted_resource_groups
     ]
-    advanced: list[dict[str, Any]] = [operation_filter]
-    if prefixes:
-        advanced.append({"operatorType": "StringBeginsWith", "key": "subject", "values": prefixes})
+    chunks = [prefixes[start : start + chunk_size] for start in range(0, len(prefixes), chunk_size)]
+    bodies: dict[str, dict[str, Any]] = {}
+    for index, chunk in enumerate(chunks or [[]]):
+        name = first_name if index == 0 else f"{first_name}-{index + 1}"
+        bodies[name] = event_subscription_body(
+            operations,
+            chunk,
+            function_app=function_app,
+            storage_account=storage_account,
+            schema=schema,
+            event_types=bicep_list(bicep_text, "includedEventTypes:"),
+        )
+    return bodies
+
+
+def event_subscription_body(
+    operations: Sequence[str],
+    subject_prefixes: Sequence[str],
+    *,
+    function_app: str,
+    storage_account: str,
+    schema: str,
+    event_types: Sequence[str],
+) -> dict[str, Any]:
+    """One event subscription of the bicep's loop: the operation filter, and the subject filter over
+    `subject_prefixes` (its chunk) unless there are none."""
+    advanced: list[dict[str, Any]] = [
+        {"operatorType": "StringIn", "key": "data.operationName", "values": list(operations)}
+    ]
+    if subject_prefixes:
+        advanced.append(
+            {"operatorType": "StringBeginsWith", "key": "subject", "values": list(subject_prefixes)}
+        )
     return {
         "properties": {
             "eventDeliverySchema": schema,
@@ -203,7 +271,7 @@ def event_subscription_body(
                 },
             },
             "filter": {
-                "includedEventTypes": bicep_list(bicep_text, "includedEventTypes:"),
+                "includedEventTypes": list(event_types),
                 "advancedFilters": advanced,
             },
             "retryPolicy": {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440},

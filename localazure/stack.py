@@ -11,7 +11,13 @@ from types import TracebackType
 from typing import Any
 
 from localazure.azurite import PROJECT_ROOT, Azurite
-from localazure.event_deployment import DeployedEvents, EventDeployment, function_app_id, storage_account_id
+from localazure.event_deployment import (
+    APP_RESOURCE_GROUP,
+    DeployedEvents,
+    EventDeployment,
+    function_app_id,
+    storage_account_id,
+)
 from remediation.credentials import LoopbackCredential
 from remediation.settings import Settings
 from sim import ArmSimulator
@@ -24,6 +30,7 @@ ESTATE_OWNER = "00000000-0000-0000-0000-0000000e57a7"
 ROLE_ACTIONS_FILE = PROJECT_ROOT / "infra" / "app" / "remediator-role-actions.json"
 REMEDIATOR_ROLE = "VMSS public IP remediator (local)"
 REMEDIATOR_JOIN_ROLE = "VMSS public IP remediator joins (local)"
+REMEDIATOR_EVENT_READ_ROLE = "VMSS public IP remediator event reads (local)"
 
 
 def estate_owner() -> LoopbackCredential:
@@ -49,8 +56,9 @@ class LocalAzure:
         Owner; the remediator exactly the custom role infra/ deploys, assigned at the subscription
         (the deployment's default), or with ``resource_groups`` at those groups alone
         (roleAssignmentScope=resourceGroups), the join role at ``network_resource_groups``
-        (networkResourceGroups). Idempotent; survives ``arm.reset()``. Returns the remediator's
-        (first) role assignment (a test may revoke it)."""
+        (networkResourceGroups) and the event-reads role at the app's resource group (where
+        ``deploy_events`` puts the system topic). Idempotent; survives ``arm.reset()``. Returns the
+        remediator's (first) role assignment (a test may revoke it)."""
         subscription_scope = f"/subscriptions/{subscription}"
         actions = json.loads(ROLE_ACTIONS_FILE.read_text(encoding="utf-8"))["actions"]
         role = self.arm.define_role(REMEDIATOR_ROLE, actions, assignable_scopes=[subscription_scope])
@@ -66,6 +74,19 @@ class LocalAzure:
             self.arm.grant(
                 LoopbackCredential.APP_ID, join_role, f"{subscription_scope}/resourceGroups/{group}"
             )
+        # The same filter as remediator-role.bicep (eventReadsOnly): the system topic's reads alone,
+        # which the role at the restricted groups does not reach.
+        event_reads = [
+            action for action in actions if action.lower().startswith("microsoft.eventgrid/systemtopics/")
+        ]
+        event_read_role = self.arm.define_role(
+            REMEDIATOR_EVENT_READ_ROLE, event_reads, assignable_scopes=[subscription_scope]
+        )
+        self.arm.grant(
+            LoopbackCredential.APP_ID,
+            event_read_role,
+            f"{subscription_scope}/resourceGroups/{APP_RESOURCE_GROUP}",
+        )
         return assignments[0]
 
     @property
@@ -81,10 +102,11 @@ class LocalAzure:
         restricted_resource_groups: tuple[str, ...] = (),
         schema: str = "EventGridSchema",
     ) -> DeployedEvents:
-        """Create ``subscription``'s system topic and its event subscription to the function over HTTPS
-        as the estate's owner, exactly as infra/app/event-topic.bicep and event-subscription.bicep
+        """Create ``subscription``'s system topic and its event subscriptions to the function over
+        HTTPS as the estate's owner, exactly as infra/app/event-topic.bicep and event-subscription.bicep
         deploy them (localazure/event_deployment.py); ``restricted_resource_groups``: the groups of
-        this subscription events must come from (empty: all). Call ``authorize`` first."""
+        this subscription events must come from (empty: all), as many event subscriptions as their
+        subject prefixes take within Event Grid's 25 filter values. Call ``authorize`` first."""
         deployment = EventDeployment(self.arm.endpoint, self.arm.ca_bundle, estate_owner())
         return deployment.deploy(
             subscription,

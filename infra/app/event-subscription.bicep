@@ -1,10 +1,16 @@
-// The event subscription from one monitored subscription's system topic to the function
+// The event subscriptions from one monitored subscription's system topic to the function
 // on_resource_event. Created only after the code is deployed (deployEventSubscriptions in
 // main.bicep, set by the azd postdeploy hook): Event Grid checks that an AzureFunction endpoint
-// exists when the subscription is created.
+// exists when a subscription is created.
 //
 // handledOperations must equal remediation.events.HANDLED_OPERATIONS (case-insensitively), and
 // includedEventTypes remediation.events.HANDLED_EVENT_TYPES: tests/infra/test_infra.py checks both. Advanced filters compare strings case-insensitively.
+//
+// Event Grid allows 25 values across all the advanced filters of one event subscription. With
+// restricted resource groups (roleAssignmentScope resourceGroups) the subject prefixes are split
+// into chunks of what fits beside the operations, one event subscription per chunk on the same
+// topic: vmss-public-ip-remediator, then vmss-public-ip-remediator-2, -3, ... Each group is in
+// exactly one chunk, so an event matches at most one subscription (never delivered twice).
 
 @description('Name of the system topic (event-topic.bicep).')
 param systemTopicName string
@@ -18,7 +24,7 @@ param deadLetterStorageAccountId string
 @description('The dead-letter blob container.')
 param deadLetterContainerName string
 
-@description('Restricted resource groups as "<subscription id>/<resource group>" (main.bicep, when the role is assigned at resource groups): events must come from those of this subscription. Empty: the whole subscription. Event Grid allows 25 values across all advanced filters: past what fits beside the operations, the subject filter is left out.')
+@description('Restricted resource groups as "<subscription id>/<resource group>" (main.bicep, when the role is assigned at resource groups): events must come from those of this subscription. Empty: the whole subscription, one event subscription. Past what fits beside the operations in Event Grid\'s 25 filter values, the groups are split over several event subscriptions.')
 param restrictedResourceGroups array = []
 
 // The function's trigger takes either schema (function_app.event_grid_payload); tests/infra
@@ -61,27 +67,22 @@ var operationFilter = {
   values: handledOperations
 }
 
-// Event Grid allows 25 values across all the advanced filters of a subscription: with more
-// restricted resource groups than fit beside the operations, the subject filter is left out
-// (events from the other groups then arrive, and the function finds their sets unrestricted:
-// each costs an execution, none is lost). `remediation doctor` counts the deployed values.
+// Event Grid allows 25 values across all the advanced filters of one event subscription: each
+// takes the operations and at most chunkSize subject prefixes. With no prefixes, one event
+// subscription without a subject filter (the whole subscription). The count derives from the
+// parameters alone: Bicep computes it when the deployment starts.
 var maxFilterValues = 25
-var subjectFilterFits = (length(handledOperations) + length(subjectPrefixes)) <= maxFilterValues
-var useSubjectFilter = (!empty(subjectPrefixes)) && subjectFilterFits
-
-var subjectFilter = {
-  operatorType: 'StringBeginsWith'
-  key: 'subject'
-  values: subjectPrefixes
-}
+var chunkSize = maxFilterValues - length(handledOperations)
+var chunkCount = empty(subjectPrefixes) ? 1 : ((length(subjectPrefixes) + (chunkSize - 1)) / chunkSize)
+var eventSubscriptionName = 'vmss-public-ip-remediator'
 
 resource systemTopic 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {
   name: systemTopicName
 }
 
-resource remediatorEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = {
+resource remediatorEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = [for i in range(0, chunkCount): {
   parent: systemTopic
-  name: 'vmss-public-ip-remediator'
+  name: (i == 0) ? eventSubscriptionName : format('{0}-{1}', eventSubscriptionName, i + 1)
   properties: {
     eventDeliverySchema: eventDeliverySchema
     destination: {
@@ -97,11 +98,15 @@ resource remediatorEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2
         'Microsoft.Resources.ResourceWriteSuccess'
         'Microsoft.Resources.ResourceActionSuccess'
       ]
-      advancedFilters: useSubjectFilter ? [
+      advancedFilters: empty(subjectPrefixes) ? [
         operationFilter
-        subjectFilter
       ] : [
         operationFilter
+        {
+          operatorType: 'StringBeginsWith'
+          key: 'subject'
+          values: take(skip(subjectPrefixes, i * chunkSize), chunkSize)
+        }
       ]
     }
     retryPolicy: {
@@ -121,6 +126,10 @@ resource remediatorEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2
       }
     }
   }
-}
+}]
 
-output id string = remediatorEvents.id
+@description('The event subscriptions\' names, chunk by chunk.')
+output names array = [for i in range(0, chunkCount): remediatorEvents[i].name]
+
+@description('The event subscriptions\' resource ids, chunk by chunk.')
+output ids array = [for i in range(0, chunkCount): remediatorEvents[i].id]

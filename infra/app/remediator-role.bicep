@@ -13,12 +13,18 @@ param assignableScopes array
 @description('Only the linked actions (the joins the documents it writes re-assert), for the resource groups where the networks, load balancers and security groups of restricted sets live.')
 param joinsOnly bool = false
 
+@description('Only the Event Grid reads (system topics and their event subscriptions), for the app\'s resource group of each monitored subscription when the role is assigned at resource groups: remediation doctor reads the topic there. Takes precedence over joinsOnly.')
+param eventReadsOnly bool = false
+
 @description('What the role is for, in its description.')
 param purpose string = 'VMSS public IP remediator: reads scale sets, VMs, NICs and public IPs; strips public IPs from NICs and deletes them; deletes scale-set-created VMs; scales sets to zero.'
 
 var allActions = loadJsonContent('remediator-role-actions.json', '$.actions')
 // A join is the action ARM demands on a resource a written document references (linked access).
-var remediatorRoleActions = joinsOnly ? filter(allActions, action => contains(action, '/join')) : allActions
+var joinActions = filter(allActions, action => contains(action, '/join'))
+// The reads of the system topic and its event subscriptions (remediation doctor's events check).
+var eventReadActions = filter(allActions, action => startsWith(action, 'Microsoft.EventGrid/systemTopics/'))
+var remediatorRoleActions = eventReadsOnly ? eventReadActions : (joinsOnly ? joinActions : allActions)
 
 resource remediatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, roleName)

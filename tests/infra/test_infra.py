@@ -12,11 +12,12 @@ code depends on are read from the code itself, never from a copy kept here:
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -90,6 +91,118 @@ def role_drift(role: set[str], code: frozenset[str]) -> tuple[list[str], list[st
     return sorted(code - role), sorted(role - code)
 
 
+# The functions and binary operators the evaluator knows, by pycep-parser's names for them and
+# their parameters (Bicep's integer division truncates; every operand here is non-negative).
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "length": len,
+    "empty": lambda item_to_test: not item_to_test,
+    "range": lambda start_index, count: list(range(start_index, start_index + count)),
+    "take": lambda original_value, number_to_take: original_value[: max(number_to_take, 0)],
+    "skip": lambda original_value, number_to_skip: original_value[max(number_to_skip, 0) :],
+    "format": lambda *args, format_string: format_string.format(*args),
+    "contains": lambda container, item_to_find: item_to_find in container,  # case-sensitive on strings
+    "starts_with": lambda string_to_search, string_to_find: (  # startsWith() ignores case
+        string_to_search.lower().startswith(string_to_find.lower())
+    ),
+    "resource_group": lambda subscription_id, resource_group_name: (
+        f"/subscriptions/{subscription_id}/resourceGroups/{resource_group_name}"
+    ),
+}
+OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "add": lambda a, b: a + b,
+    "substract": lambda a, b: a - b,  # pycep's spelling
+    "multiply": lambda a, b: a * b,
+    "divide": lambda a, b: a // b,
+    "modulo": lambda a, b: a % b,
+    "equals": lambda a, b: a == b,
+    "not_equals": lambda a, b: a != b,
+    "less_than": lambda a, b: a < b,
+    "less_than_or_equals": lambda a, b: a <= b,
+    "greater_than": lambda a, b: a > b,
+    "greater_than_or_equals": lambda a, b: a >= b,
+    "and": lambda a, b: a and b,
+    "or": lambda a, b: a or b,
+    "index_accessor": lambda a, b: a[b],
+}
+
+
+def _access(value: Any, path: Any) -> Any:
+    """``value.<path>``: pycep nests ``a.b.c`` to the right, as a.(b.c)."""
+    if isinstance(path, str):
+        return value[path]
+    operands = path["operator"]["operands"]
+    assert path["operator"]["type"] == "property_accessor", f"the evaluator knows no {path}"
+    return _access(value[operands["operand_1"]], operands["operand_2"])
+
+
+def evaluate(doc: Mapping[str, Any], value: Any, given: Mapping[str, Any]) -> Any:
+    """A Bicep expression as pycep-parser reads it, evaluated: variables (or ``given`` values for
+    what a deployment computes), lists, objects, the functions in FUNCTIONS and the operators in
+    OPERATORS, conditionals, and a ``for`` over ``range()`` (a resource loop's body or an output's:
+    one value per index). Anything else fails the test, naming it."""
+    if isinstance(value, str):
+        if value in given:
+            return given[value]
+        return evaluate(doc, variable(doc, value), given) if value in doc.get("variables", {}) else value
+    if isinstance(value, list):
+        return [evaluate(doc, item, given) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "loop_type" in value:
+        loop = value["loop_type"]
+        assert value["condition"] is None, f"the evaluator knows no filtered loop: {loop}"
+        detail = loop["detail"]
+        if loop["type"] == "range":
+            start, count = evaluate(doc, detail["start_index"], given), evaluate(doc, detail["count"], given)
+            return [
+                evaluate(doc, value["config"], {**given, detail["index_name"]: index})
+                for index in range(start, start + count)
+            ]
+        assert loop["type"] in ("array", "array_index"), f"the evaluator knows no {loop}"
+        # pycep renders an expression as the array as its Python repr.
+        array = detail["array_name"]
+        items = evaluate(doc, ast.literal_eval(array) if array.startswith("{") else array, given)
+        index_name = detail.get("index_name")
+        return [
+            evaluate(
+                doc,
+                value["config"],
+                {**given, detail["item_name"]: item, **({index_name: i} if index_name else {})},
+            )
+            for i, item in enumerate(items)
+        ]
+    if "function" in value:
+        function = value["function"]
+        if function["type"] == "filter":  # a lambda: its expression for each element
+            lambda_ = function["parameters"]
+            element = lambda_["input_element"]
+            return [
+                item
+                for item in evaluate(doc, lambda_["input_array"], given)
+                if evaluate(doc, lambda_["expression"], {**given, element: item})
+            ]
+        assert function["type"] in FUNCTIONS, f"the evaluator knows no {function['type']}()"
+        parameters = {k: evaluate(doc, v, given) for k, v in function["parameters"].items()}
+        positional = [v for k, v in parameters.items() if k.startswith("arg_")]
+        named = {k: v for k, v in parameters.items() if not k.startswith("arg_")}
+        return FUNCTIONS[function["type"]](*positional, **named)
+    if "operator" in value:
+        operator = value["operator"]
+        operands = operator["operands"]
+        kind = operator["type"]
+        if kind == "conditional":
+            chosen = "true_value" if evaluate(doc, operands["condition"], given) else "false_value"
+            return evaluate(doc, operands[chosen], given)
+        if kind == "not":
+            return not evaluate(doc, operands["bool_value"], given)
+        first = evaluate(doc, operands["operand_1"], given)
+        if kind == "property_accessor":  # the property's name as written, not a variable
+            return _access(first, operands["operand_2"])
+        assert kind in OPERATORS, f"the evaluator knows no {kind}"
+        return OPERATORS[kind](first, evaluate(doc, operands["operand_2"], given))
+    return {key: evaluate(doc, item, given) for key, item in value.items()}
+
+
 # -- every file parses ------------------------------------------------------------------------
 
 
@@ -150,24 +263,37 @@ def test_the_role_definition_grants_the_actions_file_and_nothing_else() -> None:
     assert permission["notActions"] == []
     assert permission["dataActions"] == []
     assert permission["notDataActions"] == []
-    # The actions are the JSON file, loaded as is (or, for the join role, its joins alone): the
-    # list is kept in one place.
+    # The actions are the JSON file, loaded as is, or a part of it filtered out of it: the list is
+    # kept in one place.
     reference = permission["actions"]
     assert isinstance(reference, str) and reference in doc["variables"], (
         "actions must name the loaded variable"
     )
-    choice = variable(doc, reference)["operator"]["operands"]
-    assert choice["condition"] == "joinsOnly" and choice["false_value"] == "allActions"
-    joins = choice["true_value"]["function"]
-    assert joins["type"] == "filter" and joins["parameters"]["input_array"] == "allActions"
-    assert joins["parameters"]["expression"]["function"] == {
-        "type": "contains",
-        "parameters": {"container": joins["parameters"]["input_element"], "item_to_find": "/join"},
-    }
     loaded = variable(doc, "allActions")["function"]
     assert loaded["type"] == "load_json_content"
     assert (APP / loaded["parameters"]["file_path"]).resolve() == ROLE_ACTIONS_FILE.resolve()
     assert loaded["parameters"]["json_path"] == "$.actions"
+    actions = role_actions_file()
+    assert role_actions(doc, reference) == actions  # the main role
+    assert role_actions(doc, reference, joinsOnly=True) == [a for a in actions if "/join" in a]
+    assert role_actions(doc, reference, eventReadsOnly=True) == EVENT_READS
+    assert role_actions(doc, reference, joinsOnly=True, eventReadsOnly=True) == EVENT_READS
+
+
+# What `remediation doctor` reads of Event Grid: the system topics and their event subscriptions.
+EVENT_READS = [
+    "Microsoft.EventGrid/systemTopics/eventSubscriptions/read",
+    "Microsoft.EventGrid/systemTopics/read",
+]
+
+
+def role_actions(doc: Mapping[str, Any], reference: str, **chosen: bool) -> list[str]:
+    """The actions remediator-role.bicep grants for these parameters (the others at their
+    defaults), the loaded file given as the file itself."""
+    defaults = {name: body["default"] for name, body in doc["parameters"].items() if "default" in body}
+    actions = evaluate(doc, reference, {**defaults, **chosen, "allActions": role_actions_file()})
+    assert isinstance(actions, list)
+    return sorted(actions)
 
 
 def test_the_join_role_holds_exactly_the_linked_actions_where_the_networks_live() -> None:
@@ -186,6 +312,94 @@ def test_the_join_role_holds_exactly_the_linked_actions_where_the_networks_live(
     # What the filter keeps (contains '/join') is exactly the links the written documents carry.
     joins = {action for action in role_actions_file() if "/join" in action}
     assert joins == set(permissions.NIC_LINKS) | set(permissions.NIC_CONFIGURATION_LINKS)
+
+
+class ModuleOutputs(dict[str, str]):
+    """A module's outputs, each read as the text ``<module>.outputs.<name>``."""
+
+    def __init__(self, symbol: str) -> None:
+        super().__init__()
+        self.symbol = symbol
+
+    def __missing__(self, key: str) -> str:
+        return f"{self.symbol}.outputs.{key}"
+
+
+def main_modules_deployed(name: str, **given: Any) -> list[dict[str, Any]]:
+    """main.bicep's module ``name`` as deployed with these parameters and variables: its
+    configurations (one per item of its loop; none if its condition is false), the scopes evaluated,
+    other modules' outputs as ``<module>.outputs.<name>``."""
+    main = parse(INFRA / "main.bicep")
+    config = main["modules"][name]["config"]
+    given = {**{symbol: {"outputs": ModuleOutputs(symbol)} for symbol in main["modules"]}, **given}
+    if "loop_type" in config:
+        deployed = evaluate(main, config, given)
+        assert isinstance(deployed, list)
+        return deployed
+    if "condition" in config:
+        return [evaluate(main, config["config"], given)] if evaluate(main, config["condition"], given) else []
+    return [evaluate(main, config, given)]
+
+
+MONITORED = ["11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"]
+
+
+@pytest.mark.parametrize("mode", ["subscriptions", "resourceGroups"])
+def test_with_the_role_at_resource_groups_the_identity_may_read_the_event_topics_where_they_live(
+    mode: str,
+) -> None:
+    """roleAssignmentScope=resourceGroups leaves the identity nothing in the app's resource group of
+    each monitored subscription, where the system topic lives, so `remediation doctor` could not
+    read it: a third custom role, the Event Grid reads alone (taken from the role-actions file),
+    assigned there, once the group exists. With the role at the subscriptions, which covers them,
+    neither the role nor an assignment."""
+    given = {
+        "roleAssignmentScope": mode,
+        "monitoredSubscriptions": MONITORED,
+        "appResourceGroupName": "rg-app",
+    }
+    main = parse(INFRA / "main.bicep")
+    role = main["modules"]["remediatorEventReadRole"]
+    assert role["detail"]["path"] == "app/remediator-role.bicep"
+    definitions = main_modules_deployed("remediatorEventReadRole", **given)
+    assignments = main_modules_deployed("remediatorEventReadsResourceGroups", **given)
+    topics = main_modules_deployed("eventTopics", **given)
+    if mode == "subscriptions":
+        assert definitions == [] and assignments == []
+        return
+    (definition,) = definitions
+    assert definition["params"]["eventReadsOnly"] is True and "joinsOnly" not in definition["params"]
+    assert role["config"]["config"]["params"]["assignableScopes"] == "monitoredSubscriptionScopes"
+    doc = module("remediator-role.bicep")
+    reference = resource(doc, "remediatorRole")["properties"]["permissions"][0]["actions"]
+    assert role_actions(doc, reference, eventReadsOnly=True) == EVENT_READS
+    assert set(EVENT_READS) <= set(role_actions_file())
+    assert main["modules"]["remediatorEventReadsResourceGroups"]["detail"]["path"] == (
+        "app/remediator-access-resource-group.bicep"
+    )
+    assert (
+        [a["scope"] for a in assignments]
+        == [t["scope"] for t in topics]
+        == [f"/subscriptions/{id}/resourceGroups/rg-app" for id in MONITORED]
+    )
+    for assignment in assignments:
+        assert assignment["params"] == {
+            "roleDefinitionGuid": "remediatorEventReadRole.outputs.roleDefinitionGuid",
+            "principalId": "identity.outputs.principalId",
+        }
+    # The app's group here (rg), the events' groups in the other subscriptions.
+    written = main["modules"]["remediatorEventReadsResourceGroups"]["config"]["config"]
+    assert {"rg", "eventResourceGroups"} <= set(written["dependsOn"])
+
+
+def test_only_the_event_reads_assignment_grants_the_event_reads_role() -> None:
+    main = parse(INFRA / "main.bicep")
+    granting = [
+        name
+        for name, body in main["modules"].items()
+        if "remediatorEventReadRole" in json.dumps(body["config"])
+    ]
+    assert granting == ["remediatorEventReadsResourceGroups"]
 
 
 def test_role_check_notices_an_added_or_removed_arm_call(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -250,70 +464,131 @@ def test_the_event_filter_lists_exactly_the_operations_the_code_handles() -> Non
     assert len(listed) <= 25, "Event Grid allows 25 values in a StringIn filter"
 
 
-def evaluate(doc: Mapping[str, Any], value: Any, given: Mapping[str, Any]) -> Any:
-    """A Bicep expression as pycep-parser reads it, evaluated: variables (or ``given`` values for
-    what a deployment computes), lists, objects, and the few operators and functions the event
-    filter uses. Anything else fails the test, naming it."""
-    if isinstance(value, str):
-        if value in given:
-            return given[value]
-        return evaluate(doc, variable(doc, value), given) if value in doc.get("variables", {}) else value
-    if isinstance(value, list):
-        return [evaluate(doc, item, given) for item in value]
-    if not isinstance(value, dict):
-        return value
-    if "function" in value:
-        function = value["function"]
-        (argument,) = function["parameters"].values()
-        argument = evaluate(doc, argument, given)
-        if function["type"] == "length":
-            return len(argument)
-        assert function["type"] == "empty", f"the evaluator knows no {function['type']}()"
-        return not argument
-    if "operator" in value:
-        operator = value["operator"]
-        ops = {k: evaluate(doc, v, given) for k, v in operator["operands"].items()}
-        kind = operator["type"]
-        if kind == "conditional":
-            return ops["true_value"] if ops["condition"] else ops["false_value"]
-        if kind == "not":
-            return not ops["bool_value"]
-        first, second = ops["operand_1"], ops["operand_2"]
-        results = {"and": first and second, "or": first or second}
-        if kind == "add":
-            return first + second
-        if kind == "less_than_or_equals":
-            return first <= second
-        assert kind in results, f"the evaluator knows no {kind}"
-        return results[kind]
-    return {key: evaluate(doc, item, given) for key, item in value.items()}
+def test_the_evaluator_reads_bicep_as_bicep_computes_it() -> None:
+    """What the event-subscription tests rely on, checked on a file of its own: arithmetic with
+    integer division, take/skip, format, conditionals, and a resource loop over range()."""
+    doc = cast(
+        dict[str, Any],
+        _parser().parse(
+            text="""
+param xs array = []
+var size = 2
+var room = 10 - length(xs)
+var count = empty(xs) ? 1 : ((length(xs) + (size - 1)) / size)
+resource r 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = [for i in range(0, count): {
+  name: (i == 0) ? 'first' : format('{0}-{1}', 'next', i + 1)
+  properties: {
+    values: take(skip(xs, i * size), size)
+    middle: (!empty(xs)) && ((i * size) < (room - 1))
+  }
+}]
+"""
+        ),
+    )
+    body = doc["resources"]["r"]["config"]
+    assert evaluate(doc, "room", {"xs": [1, 2, 3]}) == 7
+    assert [evaluate(doc, "count", {"xs": list(range(n))}) for n in (0, 1, 2, 3, 4, 5)] == [1, 1, 1, 2, 2, 3]
+    deployed = evaluate(doc, body, {"xs": list(range(5))})
+    assert [r["name"] for r in deployed] == ["first", "next-2", "next-3"]
+    assert [r["properties"]["values"] for r in deployed] == [[0, 1], [2, 3], [4]]
+    assert [r["properties"]["middle"] for r in deployed] == [True, True, False]  # 4 < 10 - 5 - 1 is not
 
 
-@pytest.mark.parametrize("groups", [0, 1, 8, 9, 25])
-def test_the_event_filters_stay_within_event_grids_25_values_however_many_groups_are_restricted(
-    groups: int,
-) -> None:
-    """Event Grid refuses an event subscription whose advanced filters hold more than 25 values
-    in all: the subject filter (one prefix per restricted group) goes only where it fits beside
-    the operations, and then passes every restricted group."""
-    doc = module("event-subscription.bicep")
+def event_subscription_loop(doc: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The event subscriptions' resource: its symbolic name and its config (the loop)."""
     (name,) = [
         n
         for n, b in doc["resources"].items()
         if b["type"] == "Microsoft.EventGrid/systemTopics/eventSubscriptions"
     ]
+    config = doc["resources"][name]["config"]
+    assert "loop_type" in config, "one event subscription per chunk of subject prefixes: a resource loop"
+    return name, cast(dict[str, Any], config)
+
+
+def deployed_event_subscriptions(groups: int) -> list[dict[str, Any]]:
+    """The event subscriptions event-subscription.bicep deploys on a topic whose subscription has
+    ``groups`` restricted resource groups, evaluated from the bicep."""
+    doc = module("event-subscription.bicep")
+    _, loop = event_subscription_loop(doc)
     prefixes = [f"/subscriptions/s/resourceGroups/rg-{i}/" for i in range(groups)]
-    advanced = resource(doc, name)["properties"]["filter"]["advancedFilters"]
-    filters = evaluate(doc, advanced, {"subjectPrefixes": prefixes})
-    values = sum(len(f["values"]) for f in filters)
-    assert values <= 25
-    subject = [f for f in filters if f["key"] == "subject"]
-    fits = len(events.HANDLED_OPERATIONS) + groups <= 25
-    assert subject == (
-        [{"operatorType": "StringBeginsWith", "key": "subject", "values": prefixes}]
-        if groups and fits
-        else []
+    deployed = evaluate(doc, loop, {"subjectPrefixes": prefixes})
+    assert isinstance(deployed, list)
+    return deployed
+
+
+@pytest.mark.parametrize("groups", [0, 1, 8, 9, 17, 25, 30])
+def test_the_event_filters_stay_within_event_grids_25_values_however_many_groups_are_restricted(
+    groups: int,
+) -> None:
+    """Event Grid refuses an event subscription whose advanced filters hold more than 25 values
+    in all. The subject prefixes (one per restricted group) are split over as few event
+    subscriptions as fit beside the operations, all on the one topic: each group's in exactly one
+    (an event is delivered once, and none from an unrestricted group, which the identity may not
+    read), and each subscription passes every operation the code handles."""
+    deployed = deployed_event_subscriptions(groups)
+    prefixes = [f"/subscriptions/s/resourceGroups/rg-{i}/" for i in range(groups)]
+    per_subscription = 25 - len(events.HANDLED_OPERATIONS)
+
+    names = [subscription["name"] for subscription in deployed]
+    assert len(set(names)) == len(names)
+    assert names[0] == "vmss-public-ip-remediator"  # the name a deployment before chunks made
+    assert names[1:] == [f"vmss-public-ip-remediator-{n}" for n in range(2, len(names) + 1)]
+    assert len(deployed) == max(1, -(-groups // per_subscription))  # as few as fit
+    subject_values: list[str] = []
+    for subscription in deployed:
+        filters = subscription["properties"]["filter"]["advancedFilters"]
+        assert sum(len(f["values"]) for f in filters) <= 25
+        (operations,) = [f for f in filters if f["key"] == "data.operationName"]
+        assert operations["operatorType"] == "StringIn"
+        assert sorted(v.lower() for v in operations["values"]) == sorted(
+            v.lower() for v in events.HANDLED_OPERATIONS
+        )
+        subjects = [f for f in filters if f["key"] == "subject"]
+        if not groups:
+            assert subjects == [], "no restricted group: the whole subscription"
+            continue
+        (subject,) = subjects  # with restricted groups, no subscription passes every group
+        assert subject["operatorType"] == "StringBeginsWith" and subject["values"]
+        subject_values += subject["values"]
+    assert sorted(subject_values) == sorted(prefixes)  # each group's prefix in exactly one
+
+
+@pytest.mark.parametrize("groups", [0, 1, 9, 17])
+def test_the_local_deployment_makes_the_event_subscriptions_the_bicep_does(groups: int) -> None:
+    """localazure deploys, for the simulator, the names and filters evaluated here from the bicep."""
+    from localazure.event_deployment import EVENT_SUBSCRIPTION_BICEP, event_subscription_bodies
+
+    local = event_subscription_bodies(
+        "s",
+        function_app="/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/func",
+        storage_account="/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/st",
+        restricted_resource_groups=[f"rg-{i}" for i in range(groups)],
+        schema="EventGridSchema",
+        bicep_text=EVENT_SUBSCRIPTION_BICEP.read_text(encoding="utf-8"),
     )
+    deployed = deployed_event_subscriptions(groups)
+    assert list(local) == [subscription["name"] for subscription in deployed]
+    assert [body["properties"]["filter"] for body in local.values()] == [
+        subscription["properties"]["filter"] for subscription in deployed
+    ]
+
+
+def test_the_event_subscriptions_outputs_name_each_chunk() -> None:
+    doc = module("event-subscription.bicep")
+    symbol, loop = event_subscription_loop(doc)
+    deployed = deployed_event_subscriptions(17)
+    outputs = doc["outputs"]
+    assert outputs["ids"]["type"] == outputs["names"]["type"] == "array"
+    given = {"subjectPrefixes": [f"/subscriptions/s/resourceGroups/rg-{i}/" for i in range(17)]}
+    assert evaluate(doc, outputs["names"]["value"], {**given, symbol: deployed}) == [
+        "vmss-public-ip-remediator",
+        "vmss-public-ip-remediator-2",
+        "vmss-public-ip-remediator-3",
+    ]
+    ids = outputs["ids"]["value"]
+    assert ids["loop_type"] == loop["loop_type"]
+    assert ids["config"]["operator"]["operands"]["operand_2"] == "id"
 
 
 def test_the_event_filter_includes_exactly_the_event_types_the_code_handles() -> None:
@@ -573,6 +848,18 @@ def test_doctor_is_told_which_app_and_which_dead_letter_container_it_checks() ->
     assert main["modules"]["eventSubscriptions"]["config"]["config"]["params"]["deadLetterContainerName"] == (
         "deadLetterContainerName"
     )
+
+
+def test_doctor_is_told_the_resource_group_the_event_topics_live_in() -> None:
+    """Each monitored subscription's system topic is in the app's resource group of that
+    subscription; doctor reads the topics there (all the identity may read in resourceGroups mode)."""
+    assert _app_settings()["EVENT_TOPIC_RESOURCE_GROUP"] == "appResourceGroupName"
+    main = parse(INFRA / "main.bicep")
+    topics = main["modules"]["eventTopics"]["config"]["config"]["scope"]["function"]
+    assert topics == {
+        "type": "resource_group",
+        "parameters": {"resource_group_name": "appResourceGroupName", "subscription_id": "id"},
+    }
 
 
 def test_flex_consumption_python_311_with_the_package_read_by_the_identity() -> None:

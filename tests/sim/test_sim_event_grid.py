@@ -13,8 +13,9 @@ from azure.core.rest import HttpRequest
 from sim_access_helpers import authorization_failure, caller, refused
 from sim_helpers import RG, SUB, TEST_PRINCIPAL, Clients, StaticCredential, make_clients
 
-from localazure.event_deployment import EVENT_SUBSCRIPTION_BICEP, bicep_list
+from localazure.event_deployment import APP_RESOURCE_GROUP, EVENT_SUBSCRIPTION_BICEP, bicep_list
 from localazure.stack import ESTATE_OWNER, ESTATE_SUBSCRIPTION, LocalAzure, estate_owner
+from remediation.credentials import LoopbackCredential
 from remediation.events import HANDLED_EVENT_TYPES, HANDLED_OPERATIONS
 from sim import ArmSimulator, Faults
 
@@ -484,3 +485,60 @@ def test_deploy_events_without_restricted_groups_filters_on_the_operations_alone
     properties = call(owner, "GET", deployed.event_subscription_id).json()["properties"]
     assert [f["key"] for f in properties["filter"]["advancedFilters"]] == ["data.operationName"]
     assert properties["eventDeliverySchema"] == "CloudEventSchemaV1_0"
+
+
+def test_deploy_events_splits_more_restricted_groups_than_fit_over_event_subscriptions(
+    local_azure: LocalAzure,
+) -> None:
+    """Nine restricted groups' prefixes and the 17 operations are 26 values, more than Event Grid
+    takes in one event subscription: infra deploys two, and Event Grid accepts both."""
+    local_azure.arm.reset(access=True)
+    local_azure.authorize(ESTATE_SUBSCRIPTION)
+    groups = tuple(f"rg-{i}" for i in range(9))
+
+    deployed = local_azure.deploy_events(ESTATE_SUBSCRIPTION, restricted_resource_groups=groups)
+
+    owner = make_clients(local_azure.arm, StaticCredential(estate_owner().get_token().token))
+    served = call(owner, "GET", f"{deployed.topic_id}/eventSubscriptions").json()["value"]
+    assert sorted(s["id"] for s in served) == sorted(deployed.event_subscription_ids)
+    assert [i.rsplit("/", 1)[1] for i in deployed.event_subscription_ids] == [
+        "vmss-public-ip-remediator",
+        "vmss-public-ip-remediator-2",
+    ]
+    subjects: list[str] = []
+    for subscription in served:
+        properties = subscription["properties"]
+        assert properties["provisioningState"] == "Succeeded"
+        operations, subject = properties["filter"]["advancedFilters"]
+        assert len(operations["values"]) + len(subject["values"]) <= 25
+        assert {v.lower() for v in operations["values"]} == {v.lower() for v in HANDLED_OPERATIONS}
+        subjects += subject["values"]
+    assert sorted(subjects) == sorted(
+        f"/subscriptions/{ESTATE_SUBSCRIPTION}/resourceGroups/{g}/" for g in groups
+    )
+
+
+def test_with_the_role_at_resource_groups_the_remediator_reads_the_topic_in_the_apps_group_alone(
+    local_azure: LocalAzure,
+) -> None:
+    """authorize(resource_groups=...) is what infra leaves in roleAssignmentScope=resourceGroups: the
+    custom role at the restricted groups, and the event reads at the app's resource group, where the
+    system topic is. The remediator reads the topic and its event subscriptions there, nothing else
+    of the group, and not the subscription's list of topics."""
+    local_azure.arm.reset(access=True)
+    local_azure.authorize(ESTATE_SUBSCRIPTION, resource_groups=("rg-a",))
+    deployed = local_azure.deploy_events(ESTATE_SUBSCRIPTION, restricted_resource_groups=("rg-a",))
+    remediator = make_clients(local_azure.arm, StaticCredential(LoopbackCredential().get_token().token))
+    group = f"/subscriptions/{ESTATE_SUBSCRIPTION}/resourceGroups/{APP_RESOURCE_GROUP}"
+
+    topics = call(remediator, "GET", f"{group}/{PROVIDER}")
+    subscriptions = call(remediator, "GET", f"{deployed.topic_id}/eventSubscriptions")
+    elsewhere = call(remediator, "GET", f"/subscriptions/{ESTATE_SUBSCRIPTION}/{PROVIDER}", retry_total=0)
+    scale_sets = call(
+        remediator, "GET", f"{group}/providers/Microsoft.Compute/virtualMachineScaleSets", retry_total=0
+    )
+
+    assert [t["id"] for t in topics.json()["value"]] == [deployed.topic_id]
+    assert [s["id"] for s in subscriptions.json()["value"]] == [deployed.event_subscription_id]
+    assert elsewhere.status_code == 403
+    assert scale_sets.status_code == 403
