@@ -30,16 +30,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from localazure.azurite import ACCOUNT_NAME, PROJECT_ROOT
+from remediation.arm import EVENT_GRID_API
 from remediation.credentials import LoopbackCredential
+from remediation.doctor_events import FUNCTION_NAME
 
-API_VERSION = "2025-02-15"  # the bicep files' Microsoft.EventGrid version
+API_VERSION = EVENT_GRID_API  # the bicep files' Microsoft.EventGrid version, as the product reads it
 EVENT_SUBSCRIPTION_BICEP = PROJECT_ROOT / "infra" / "app" / "event-subscription.bicep"
 APP_RESOURCE_GROUP = "rg-remediator-local"
 FUNCTION_APP_NAME = "func-remediator-local"
 TOPIC_NAME = "egst-remediator-local"
 EVENT_SUBSCRIPTION_NAME = "vmss-public-ip-remediator"  # the first chunk's (the bicep's eventSubscriptionName)
 DEAD_LETTER_CONTAINER = "eventgrid-deadletter"
-FUNCTION_NAME = "on_resource_event"
 # The lines of infra/app/event-subscription.bicep that event_subscription_bodies mirrors, as written:
 # if one changes, a local deployment fails rather than differ from infra's.
 CHUNK_RULES = (

@@ -494,7 +494,7 @@ def sweep_completion_trace(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     result = SweepResult(f"{sweep_id_prefix_in_code()}{uuid.uuid4()}", "resource graph", 12, (), 0)
     monkeypatch.setattr(
-        function_app, "remediator_for", lambda settings: SimpleNamespace(sweep=lambda: result)
+        function_app, "remediator_for", lambda settings: SimpleNamespace(sweep=lambda scheduled: result)
     )
     monkeypatch.setattr(Settings, "from_env", classmethod(lambda cls: None))
     handler = Captured()
