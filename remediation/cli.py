@@ -331,8 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.debug:
             raise
-        if isinstance(error, ArmError):  # ARM answered, and refused (a 403) or failed
-            print(f"{command}: ARM refused it: {_one_line(error)}", file=sys.stderr)
+        if isinstance(error, ArmError):  # ARM refused (a 4xx), failed (5xx) or was not reached
+            refused = error.status is not None and 400 <= error.status < 500
+            what = "ARM refused it" if refused else "ARM could not be reached or failed"
+            print(f"{command}: {what}: {_one_line(error)}", file=sys.stderr)
             return EXIT_AZURE
         if isinstance(error, OSError) and error.filename:  # a file of ours: bad input
             print(f"{command}: {_one_line(error)}", file=sys.stderr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -36,8 +37,10 @@ if TYPE_CHECKING:
 # How far back doctor looks for the last sweep (an hour of the audit log at a time, newest first).
 SWEEP_LOOKBACK_MIN = timedelta(hours=2)
 SWEEP_LOOKBACK_CAP = timedelta(days=7)
-# The restricted sets whose links doctor reads (one GET each) per subscription.
+# The restricted sets whose links doctor reads (one GET each) per subscription, and for how long:
+# the HTTP route answers within the platform's 230 s.
 MAX_SETS_READ = 200
+LINK_READS_BUDGET_S = 30.0
 
 
 def diagnose(
@@ -85,7 +88,8 @@ def _from_azure(error: BaseException) -> bool:
     from remediation.arm_errors import ArmError
     from remediation.journal import AuditUnavailable
 
-    return isinstance(error, ArmError | AzureError | AuditUnavailable | OSError)
+    # ValueError: an id or name from the settings that cannot be asked for (InvalidResourceId).
+    return isinstance(error, ArmError | AzureError | AuditUnavailable | OSError | ValueError)
 
 
 def _failure(name: str, error: BaseException) -> Check:
@@ -112,7 +116,7 @@ def fix_for(error: BaseException) -> str:
 
 
 def settings_check(settings: Settings, chosen: Sequence[str]) -> Check:
-    from remediation.resource_ids import InvalidResourceId, ResourceId
+    from remediation.resource_ids import InvalidResourceId, ResourceId, resource_group_name
 
     policy = settings.policy
     detail = f"{len(policy.scopes)} restricted scopes; checking subscriptions: {', '.join(chosen) or 'none'}"
@@ -127,6 +131,14 @@ def settings_check(settings: Settings, chosen: Sequence[str]) -> Check:
             ResourceId.parse(settings.function_app_id, expected_type="Microsoft.Web/sites")
         except InvalidResourceId as error:
             problems.append(f"FUNCTION_APP_ID: {error}")
+    if settings.event_topic_resource_group:
+        try:
+            resource_group_name(settings.event_topic_resource_group)
+        except InvalidResourceId as error:
+            problems.append(f"EVENT_TOPIC_RESOURCE_GROUP: {error}")
+    name = settings.dead_letter_container
+    if not (3 <= len(name) <= 63 and all(c.isalnum() or c == "-" for c in name) and name == name.lower()):
+        problems.append(f"DEAD_LETTER_CONTAINER={name!r}: 3-63 lower-case letters, digits and hyphens")
     if problems:
         return Check(
             "settings",
@@ -190,6 +202,13 @@ def identity_check(settings: Settings, caller: Caller) -> Check:
     """Doctor checks the permissions of whoever it runs as: off Azure, DefaultAzureCredential
     falls through to the `az login` user, whose rights say nothing of the app's."""
     described = f"{settings.arm_endpoint} as {caller.name or '?'} (appid {caller.app_id or '?'})"
+    if caller.user:
+        return Check(
+            "arm",
+            Status.FAIL,
+            f"{described}: a user's sign-in, not the app's identity: the permission lines are this user's",
+            "run doctor as the app: GET https://<app>/api/doctor with the admin key (README, Commands)",
+        )
     expected = settings.managed_identity_client_id.lower()
     if expected and caller.app_id.lower() != expected:
         return Check(
@@ -215,6 +234,8 @@ def _link_checks(
     resources live, when that is outside the restricted scopes (inside, the line above checked
     every action)."""
 
+    unread: list[int] = []  # restricted sets left unread: over the count, or out of time
+
     def restricted_models() -> list[Mapping[str, Any]]:
         from remediation.arm_errors import ArmError
         from remediation.policy import restriction_for
@@ -223,8 +244,14 @@ def _link_checks(
             found = arm.query_scale_sets([subscription])
         except ArmError:
             found = arm.list_scale_sets(subscription)
-        restricted = [s.id for s in found if restriction_for(s, settings.policy).restricted][:MAX_SETS_READ]
-        models = [arm.get_scale_set(set_id) for set_id in restricted]
+        restricted = [s.id for s in found if restriction_for(s, settings.policy).restricted]
+        deadline = time.monotonic() + LINK_READS_BUDGET_S
+        models = []
+        for index, set_id in enumerate(restricted):
+            if index >= MAX_SETS_READ or time.monotonic() > deadline:
+                unread.append(len(restricted) - index)
+                break
+            models.append(arm.get_scale_set(set_id))
         return [model.raw for model in models if model is not None]
 
     try:
@@ -233,12 +260,24 @@ def _link_checks(
         if not _from_azure(error):
             raise
         return [_failure(f"links {subscription}", error)]
+    skipped = (
+        [
+            Check(
+                f"links {subscription}",
+                Status.WARN,
+                f"{unread[0]} restricted sets' links were not read (at most {MAX_SETS_READ} sets, "
+                f"{LINK_READS_BUDGET_S:g} s, per subscription)",
+            )
+        ]
+        if unread
+        else []
+    )
     outside = {
         scope: actions
         for scope, actions in scopes.items()
         if not any(f"{scope}/".startswith(f"{path.lower()}/") for path in paths)
     }
-    return [
+    return skipped + [
         _guarded(
             f"links {scope}",
             functools.partial(_permissions_line, arm, scope, who, actions, actions, line="links"),
@@ -289,8 +328,9 @@ def _last_sweep_check(settings: Settings, remediator: Remediator, now: datetime)
 
 def last_sweep(remediator: Remediator, now: datetime, look_back: timedelta) -> SweepSeen | None:
     """The newest timer sweep that ended (recorded its decision or its failure) within
-    ``look_back``, read an hour of the audit log at a time from now. Sweeps run by hand
-    (`remediation sweep`) and dry runs do not count: the no-sweep alert counts the timer's."""
+    ``look_back``, read an hour of the audit log at a time from now (a dry-run deployment's
+    too). Sweeps run by hand (`remediation sweep`) do not count: the no-sweep alert counts the
+    timer's."""
     from remediation.model import RecordKind
     from remediation.review import Filters
 
@@ -298,9 +338,7 @@ def last_sweep(remediator: Remediator, now: datetime, look_back: timedelta) -> S
     while end > now - look_back:
         start = max(end - timedelta(hours=1), now - look_back)
         records = remediator.audit.search(Filters(start, end))
-        sweeps = [
-            r for r in records if r.event_type == "sweep" and r.operation == SCHEDULED_SWEEP and not r.dry_run
-        ]
+        sweeps = [r for r in records if r.event_type == "sweep" and r.operation == SCHEDULED_SWEEP]
         failed = {r.event_id: r.error or r.reason for r in sweeps if r.kind is RecordKind.ERROR}
         ended = [r for r in sweeps if r.kind is RecordKind.DECISION or r.event_id in failed]
         if ended:
@@ -317,7 +355,8 @@ def _poison_check(settings: Settings, remediator: Remediator) -> Check:
         "poison",
         kept + (in_queue or 0),
         f"the poison queue ({in_queue or 0}) and the archive's kept poison messages ({kept})",
-        f"remediation replay --poison {settings.archive_retention_days}d",
+        # the kept poison messages live until the lifecycle rule removes them, a day or two past it
+        f"remediation replay --poison {settings.archive_retention_days + 2}d",
     )
 
 

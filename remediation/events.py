@@ -91,6 +91,7 @@ def caller_from_claims(claims: object) -> Caller:
         app_id=_claim(claims, _APPID_CLAIMS),
         name=_claim(claims, _NAME_CLAIMS),
         object_id=_claim(claims, _OID_CLAIMS),
+        user=str(claims.get("idtyp", "")).lower() == "user" or "upn" in claims or "scp" in claims,
     )
 
 

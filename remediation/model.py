@@ -92,6 +92,8 @@ class Caller:
     app_id: str = ""
     name: str = ""
     object_id: str = ""
+    # A user's token (``idtyp`` user, or a ``upn`` or ``scp`` claim), not an application's.
+    user: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         """Every part the event carried, e.g. ``Jane Doe; appid 1950a258-...; oid 8d2c...``."""

@@ -25,7 +25,8 @@ from remediation.single_flight import SetLocks
 from remediation.work_queue import RecheckQueue
 from remediation.write_ahead import Context
 
-# The operation of a timer's sweep's records (`doctor` and the no-sweep alert count only these).
+# The operation of a timer's sweep's records: `doctor` counts only these, as the no-sweep alert
+# counts only the timer function's log line.
 SCHEDULED_SWEEP = "scheduled sweep"
 # How far back the sweep looks for unfinished writes of any set: as far as `audit verify` does.
 RECOVERY_LOOKBACK = timedelta(days=7)

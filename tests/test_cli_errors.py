@@ -86,3 +86,23 @@ def test_a_sweep_arm_refuses_is_one_line_and_an_azure_error(
     line = one_line(capsys)
     assert line.startswith("remediation sweep: ARM refused it: ")
     assert "403" in line and "AuthorizationFailed" in line
+
+
+def test_a_replay_against_unreachable_storage_is_one_line_and_an_azure_error(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nothing_listens = "http://127.0.0.1:9/devstoreaccount1"
+    connection = estate.environment["RemediationStorage"]
+    parts = [p for p in connection.split(";") if p and not p.startswith("BlobEndpoint=")]
+    monkeypatch.setenv("RemediationStorage", ";".join([*parts, f"BlobEndpoint={nothing_listens}"]) + ";")
+    monkeypatch.setenv("STORAGE_RETRY_TOTAL", "0")
+
+    assert cli.main(["replay", "--poison", "1d"]) == cli.EXIT_AZURE
+    assert one_line(capsys).startswith("remediation replay: Azure or its storage could not be reached:")
+
+
+def test_a_bad_audit_filter_is_bad_input_named_by_the_command(
+    estate: Estate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["audit", "--since", "yesterday"]) == cli.EXIT_BAD_INPUT
+    assert one_line(capsys).startswith("remediation audit: ")

@@ -445,3 +445,21 @@ def test_a_refused_read_says_to_grant_the_role_even_through_a_storage_error() ->
     throttled = HttpResponseError("Too many requests")
     throttled.status_code = 429
     assert fix_for(throttled).startswith("throttled")
+
+
+def test_a_users_sign_in_is_never_taken_for_the_app() -> None:
+    """Without AZURE_CLIENT_ID too: a user's token says so in its claims."""
+    from remediation.events import caller_from_claims
+
+    user = caller_from_claims({"upn": "ops@contoso.example", "name": "Ops", "oid": "o", "appid": "04b07795"})
+    assert user.user
+    assert not caller_from_claims({"appid": "a", "oid": "o", "idtyp": "app"}).user
+    check = identity_check(settings_of(), user)
+    assert check.status is Status.FAIL and "a user's sign-in" in check.detail
+
+
+def test_a_bad_setting_only_doctor_reads_is_named_on_the_settings_line() -> None:
+    policy = json.dumps({"monitored_subscriptions": [SUB]})
+    for key, value in (("EVENT_TOPIC_RESOURCE_GROUP", "rg/x"), ("DEAD_LETTER_CONTAINER", "Dead_Letters")):
+        check = settings_check(settings_of(REMEDIATION_POLICY=policy, **{key: value}), [SUB])
+        assert check.status is Status.FAIL and key in check.detail

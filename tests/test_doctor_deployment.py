@@ -394,3 +394,20 @@ def test_links_outside_the_restricted_groups_are_checked_where_they_live(local: 
     assert unjoined.lines() == {**expected, links: "fail"}
     (check,) = [c for c in diagnose(unjoined.environment) if c.name.startswith("links")]
     assert f"lacks 1 action(s): {SUBNET_JOIN} (linked" in check.detail
+
+
+def test_a_dry_run_deployment_is_ok_with_a_warning(local: LocalAzure) -> None:
+    """The timer's sweeps of a dry-run deployment count, as the no-sweep alert counts them."""
+    deployment = deploy(local, sweep=False)
+    deployment.environment["REMEDIATION_DRY_RUN"] = "true"
+    remediator_for(deployment.settings).sweep(scheduled=True)
+    assert deployment.lines() == {**ALL_OK, "settings": "warn"}
+
+
+def test_a_misnamed_topic_group_fails_the_lines_that_need_it_and_doctor_still_answers(
+    local: LocalAzure,
+) -> None:
+    deployment = deploy(local)
+    deployment.environment["EVENT_TOPIC_RESOURCE_GROUP"] = "rg/x"
+    lines = deployment.lines()
+    assert lines == {**ALL_OK, "settings": "fail", "events <sub>": "fail"}
