@@ -13,7 +13,10 @@ a Resource Graph query is a POST that reads (`Microsoft.ResourceGraph/resources/
 and a long-running operation's status URL is `{namespace}/locations/operations/read`
 (or `.../operationResults/read`), checked at the operation's resource group
 (learn.microsoft.com, "Track asynchronous Azure operations": tracking needs
-permission at the resource group level, not the resource's).
+permission at the resource group level, not the resource's). Management groups' reads come out as
+Microsoft.Management lists them (learn.microsoft.com, "Azure permissions for Management and
+governance"): `managementGroups/read` for a group, `managementGroups/descendants/read` and
+`managementGroups/subscriptions/read` at the group's scope for what is beneath it.
 Action names come out in ARM's casing for the types the simulator serves.
 """
 
@@ -36,6 +39,9 @@ _CASING = {
         "Microsoft.ManagedIdentity",
         "Microsoft.Resources",
         "Microsoft.EventGrid",
+        "Microsoft.Management",
+        "managementGroups",
+        "descendants",
         "systemTopics",
         "eventSubscriptions",
         "virtualMachineScaleSets",

@@ -5,7 +5,8 @@ sim/compute_limits.py), authorization (sim/authorization.py, in that order) and 
 faults (sim/faults.py) meet a request here, before any work is done; an after-work fault
 replaces the answer once the work is done. `FrontDoor` holds what every route of `ArmApi`
 (sim/arm_api.py) works with: the store, the endpoint, the throttle, the fault injector, the
-request hooks, the authorizer, the access API and Event Grid's (sim/event_grid.py).
+request hooks, the authorizer, the access API, Event Grid's (sim/event_grid.py) and Microsoft.Management's
+(sim/management_api.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sim.writes import WritableStore
 
 if TYPE_CHECKING:
     from sim.event_grid import EventGridApi  # it imports sim.operations, which imports this module
+    from sim.management_api import ManagementApi
 
 
 class FrontDoor:
@@ -46,6 +48,7 @@ class FrontDoor:
         authorizer: Authorizer | None = None,
         access: AccessApi | None = None,
         event_grid: EventGridApi | None = None,
+        management: ManagementApi | None = None,
     ) -> None:
         self._store = store
         self._endpoint = endpoint
@@ -55,6 +58,7 @@ class FrontDoor:
         self._authorizer = authorizer
         self._access = access
         self._event_grid = event_grid
+        self._management = management
 
     def _after_work(self, response: Response, subscription: str) -> None:
         """Replace the answer of work done with an injected 500 or drop; a refusal stays as it is."""

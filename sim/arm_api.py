@@ -12,11 +12,11 @@ where ARM's throttling (sim/limits.py), authorization (sim/authorization.py, in 
 order) and injected faults (sim/faults.py) meet a request, before any work is done (an
 after-work fault replaces the answer once the work is done); request hooks
 (sim/hooks.py) see each recorded request before its answer goes out. Microsoft.Authorization
-requests are answered by sim/access_api.py, Microsoft.EventGrid's system topics and event
-subscriptions by sim/event_grid.py, a resource by id by sim/resource_api.py, the endpoints under
-a scale set by sim/scale_set_routes.py. `ArmApi` maps a request to a response and
-knows nothing of sockets; `HttpsServer` (sim/https_server.py) puts it behind a loopback-only
-ThreadingHTTPServer with TLS done in each connection's thread, and carries out
+requests are answered by sim/access_api.py, management groups by sim/management_api.py,
+Microsoft.EventGrid's system topics and event subscriptions by sim/event_grid.py, a resource by id
+by sim/resource_api.py, the endpoints under a scale set by sim/scale_set_routes.py. `ArmApi` maps a
+request to a response and knows nothing of sockets; `HttpsServer` (sim/https_server.py) puts it
+behind a loopback-only ThreadingHTTPServer with TLS done in each connection's thread, and carries out
 what a response asks of the socket (a delay, a hold, a dropped connection).
 `/_sim/counters` and `/_sim/requests` (no token needed, outside ARM's paths)
 let benchmarks count ARM calls over HTTP.
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from sim import access_api, event_grid, graph, ids, providers
+from sim import access_api, event_grid, graph, ids, management_api, providers
 from sim.api_messages import Dropped, Request, Response, api_version_of, method_not_allowed, operation_name
 from sim.arm_limits import gateway_not_found
 from sim.authorization import Caller, caller_of
@@ -150,6 +150,8 @@ class ArmApi(ScaleSetChildRoutes, ResourceRoutes):
         special = (
             self._graph
             if _GRAPH_PATH.match(path)
+            else self._management_request
+            if management_api.match(path)
             else self._scale_set_child
             if SCALE_SET_PATH.match(path)
             else self._provider
@@ -257,6 +259,25 @@ class ArmApi(ScaleSetChildRoutes, ResourceRoutes):
         if items is not None:
             self._page(response, items, path=path, query=query, api_version=api_version)
 
+    def _management_request(
+        self,
+        request: Request,
+        path: str,
+        query: dict[str, str],
+        correlation: str,
+        response: Response,
+    ) -> None:
+        """Management groups and the subscriptions beneath them (sim/management_api.py)."""
+        target = management_api.match(path)
+        assert target is not None
+        response.resource_type = target.resource_type
+        response.operation = operation_name(target.resource_type, request.method)
+        self._admit(request, path, response, management_api.NAMESPACE, correlation)
+        api_version_of(query)
+        if self._management is None:
+            raise ArmError(404, "NotFound", f"The path '{path}' is not served by the ARM simulator.")
+        response.body = self._management.handle(request.method, target, query, path)
+
     def _provider(
         self,
         request: Request,
@@ -292,7 +313,11 @@ class ArmApi(ScaleSetChildRoutes, ResourceRoutes):
             raise method_not_allowed(request.method)
         visible = self._authorizer.readable(_caller(request, context)) if self._authorizer else None
         response.body = graph.run(
-            self._store, json_object(request.body), self._store.settings.tenant_id, visible=visible
+            self._store,
+            json_object(request.body),
+            self._store.settings.tenant_id,
+            visible=visible,
+            groups=self._management.groups if self._management else None,
         )
 
 

@@ -171,6 +171,24 @@ class EventGridApi:
                 self._topic(call)
         return None
 
+    def wired(self, subscription: str) -> bool:
+        """Whether a subscription's events reach anyone: a Succeeded system topic with the
+        subscription as its source holds a Succeeded event subscription (`events_need_wiring`)."""
+        source = f"/subscriptions/{subscription}".lower()
+        with self._lock:
+            for key, topic in self._topics.items():
+                props = topic["properties"]
+                if str(props["source"]).rstrip("/").lower() != source:
+                    continue
+                if props.get("provisioningState") != "Succeeded":
+                    return False
+                prefix = key + "/eventsubscriptions/"
+                return any(
+                    k.startswith(prefix) and d["properties"].get("provisioningState") == "Succeeded"
+                    for k, d in self._subscriptions.items()
+                )
+        return False
+
     # ------------------------------------------------------------------ lists
 
     def _list(self, target: EventGridPath) -> list[JsonDict]:

@@ -10,6 +10,14 @@ have Resource Graph's shape (`totalRecords`, `count`, `data`, `facets`,
 `resultTruncated`, `$skipToken` when there is more) with the object-array
 result format; like Resource Graph, `type` comes back in lower case.
 
+A query is scoped by `subscriptions` (a list of ids) or by `managementGroups` (a list of group names,
+as Resource Graph's QueryRequest has them: learn.microsoft.com, "Resources - Resources" REST
+reference, and "Azure Resource Graph: query at management group scope"): then the rows are those of
+every subscription in those groups or beneath them (sim/management_groups.py; a subscription never
+placed is in the tenant root group). Both at once, or a group that does not exist, is a 400 worded
+by the simulator (Resource Graph's own answer is not documented). Paging is the same either way:
+`$top` rows (at most 1000) a page, `$skipToken` for the next.
+
 Like Resource Graph's index, the rows lag the writes: they show the estate as it was
 `graph_lag_s` simulated seconds ago (sim/lagging_view.py; Resource Graph documents up to a
 minute for a change to show).
@@ -27,6 +35,7 @@ from typing import Any
 from sim import ids
 from sim.documents import JsonDict
 from sim.errors import ArmError
+from sim.management_groups import ManagementGroups
 from sim.store import Store
 
 MAX_TOP = 1000
@@ -143,22 +152,62 @@ def _skip(token: Any) -> int:
         ) from exc
 
 
+def _scope(body: JsonDict, groups: ManagementGroups | None) -> Callable[[str], bool] | None:
+    """Which subscriptions' rows a body asks for (None: every subscription)."""
+    subscriptions, management_groups = body.get("subscriptions"), body.get("managementGroups")
+    if management_groups is None:
+        if subscriptions is not None and not (
+            isinstance(subscriptions, list) and all(isinstance(s, str) for s in subscriptions)
+        ):
+            raise ArmError(
+                400, "BadRequest", "'subscriptions' must be a list of ids.", target="subscriptions"
+            )
+        wanted = {s.lower() for s in subscriptions} if subscriptions is not None else None
+        return None if wanted is None else (lambda sub: sub.lower() in wanted)
+    if subscriptions is not None:
+        raise unsupported("both 'subscriptions' and 'managementGroups' (give one of them)")
+    if not (isinstance(management_groups, list) and all(isinstance(g, str) for g in management_groups)):
+        raise ArmError(
+            400, "BadRequest", "'managementGroups' must be a list of names.", target="managementGroups"
+        )
+    missing = [g for g in management_groups if groups is None or groups.group(g) is None]
+    if missing:
+        raise ArmError(
+            400,
+            "BadRequest",
+            f"The management group(s) {', '.join(repr(g) for g in missing)} do not exist.",
+            target="managementGroups",
+        )
+    assert groups is not None
+    under: dict[str, bool] = {}
+
+    def in_groups(sub: str) -> bool:
+        key = sub.lower()
+        if key not in under:
+            under[key] = groups.is_under(key, management_groups)
+        return under[key]
+
+    return in_groups
+
+
 def run(
-    store: Store, body: JsonDict, tenant_id: str, *, visible: Callable[[JsonDict], bool] | None = None
+    store: Store,
+    body: JsonDict,
+    tenant_id: str,
+    *,
+    visible: Callable[[JsonDict], bool] | None = None,
+    groups: ManagementGroups | None = None,
 ) -> JsonDict:
     """Answer one `POST /providers/Microsoft.ResourceGraph/resources` body.
 
     visible: which documents the caller may read; like Resource Graph, rows of the others are left
     out (not refused), and `totalRecords` counts only what the caller may see.
+    groups: the tenant's management groups, for a query at management group scope.
     """
-    subscriptions = body.get("subscriptions")
     text = body.get("query")
     if not isinstance(text, str) or not text.strip():
         raise ArmError(400, "BadRequest", "The 'query' property is required.", target="query")
-    if subscriptions is not None and not (
-        isinstance(subscriptions, list) and all(isinstance(s, str) for s in subscriptions)
-    ):
-        raise ArmError(400, "BadRequest", "'subscriptions' must be a list of ids.", target="subscriptions")
+    in_scope = _scope(body, groups)
     options = body.get("options") or {}
     if not isinstance(options, dict):
         raise ArmError(400, "BadRequest", "'options' must be an object.", target="options")
@@ -170,16 +219,15 @@ def run(
         raise ArmError(400, "BadRequest", f"'$top' must be between 1 and {MAX_TOP}.", target="$top")
     start = _skip(options.get("$skipToken")) + int(options.get("$skip", 0) or 0)
     query = parse(text)
-    wanted = {s.lower() for s in subscriptions} if subscriptions is not None else None
     rows: list[JsonDict] = []
     for doc in store.visible(store.settings.graph_lag_s):
         if ids.parse(str(doc.get("id", ""))) is None:
             continue  # Uniform instances and their NICs are not rows of `resources`
+        if in_scope is not None and not in_scope(ids.subscription_of(str(doc["id"]))):
+            continue
         if visible is not None and not visible(doc):
             continue
         values = row(doc, tenant_id)
-        if wanted is not None and str(values["subscriptionId"]).lower() not in wanted:
-            continue
         if _matches(values, query.filters):
             rows.append(values if query.columns is None else {c: values[c] for c in query.columns})
     page = rows[start : start + top]

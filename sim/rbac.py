@@ -3,11 +3,14 @@
 A remediator that works with an Owner token and fails with its own least-privilege
 role is the bug this exists to catch, so the rules are ARM's, not a sketch: a
 caller may perform an action at a scope when some role assigned to it at that
-scope or any ancestor (resource -> resource group -> subscription -> `/`) has an
+scope or any ancestor (resource -> resource group -> subscription -> its management groups up to
+the tenant root group -> `/`) has an
 `actions` entry matching the action and no `notActions` entry of the same
 permission block matching it (learn.microsoft.com, "Understand Azure role
 definitions": effective actions are Actions minus NotActions; role assignments
-are inherited by child scopes). Matching is case-insensitive and `*` is a wildcard
+are inherited by child scopes; "Organize your resources with management groups": access assigned at
+a group is inherited by its child groups and subscriptions, which the hierarchy of
+sim/management_groups.py tells, `set_ancestry`). Matching is case-insensitive and `*` is a wildcard
 (`*`, `*/read`, `Microsoft.Compute/*/read`); `/*/` also matches a single `/`, which
 is how Managed Identity Operator's `userAssignedIdentities/*/assign/action` grants
 `userAssignedIdentities/assign/action`. Deny assignments, conditions, groups and
@@ -24,7 +27,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -89,8 +92,14 @@ class RoleDefinition:
             for block in self.permissions
         )
 
-    def assignable_at(self, scope: str) -> bool:
-        return any(covers(assignable, scope) for assignable in self.assignable_scopes)
+    def assignable_at(self, scope: str, ancestors: Sequence[str] = ()) -> bool:
+        """Whether the role may be assigned at `scope` (below one of its assignable scopes, the scope's
+        management groups `ancestors` included)."""
+        return any(
+            covers(assignable, outer)
+            for assignable in self.assignable_scopes
+            for outer in (scope, *ancestors)
+        )
 
     def id_at(self, scope: str) -> str:
         """The id ARM gives the role when asked at `scope` (built-ins: under that subscription)."""
@@ -175,6 +184,12 @@ class AccessControl:
         self._lock = threading.Lock()
         self._custom: dict[str, RoleDefinition] = {}
         self._assignments: dict[str, RoleAssignment] = {}
+        self._ancestry: Callable[[str], Sequence[str]] = lambda scope: ()
+
+    def set_ancestry(self, ancestry: Callable[[str], Sequence[str]]) -> None:
+        """Where a scope sits beyond its path: the management group scopes above it (RBAC inherits
+        an assignment at a group down to its groups, subscriptions and their resources)."""
+        self._ancestry = ancestry
 
     def reset(self) -> None:
         with self._lock:
@@ -313,7 +328,7 @@ class AccessControl:
                 "RoleDefinitionDoesNotExist",
                 f"The specified role definition with ID '{role_guid_of(role_definition_id)}' does not exist.",
             )
-        if not role.assignable_at(scope):
+        if not role.assignable_at(scope, self._ancestry(scope)):
             raise ArmError(
                 400,
                 "InvalidRoleAssignmentScope",
@@ -362,8 +377,10 @@ class AccessControl:
     def applying(self, principal_id: str, scope: str) -> list[RoleDefinition]:
         """The roles assigned to the principal at `scope` or above it, each once, oldest first."""
         found: dict[str, RoleDefinition] = {}
-        for assignment in self._of(principal_id):
-            if covers(assignment.scope, scope) and assignment.role_guid not in found:
+        assignments = self._of(principal_id)
+        outer = (scope, *self._ancestry(scope)) if assignments else (scope,)
+        for assignment in assignments:
+            if assignment.role_guid not in found and any(covers(assignment.scope, s) for s in outer):
                 role = self.role(assignment.role_guid)
                 if role is not None:
                     found[role.guid] = role
@@ -379,7 +396,7 @@ class AccessControl:
             for role in (self.role(a.role_guid) for a in self._of(principal_id))
         )
 
-    def _of(self, principal_id: str) -> Iterable[RoleAssignment]:
+    def _of(self, principal_id: str) -> list[RoleAssignment]:
         wanted = principal_id.lower()
         with self._lock:
             return [a for a in self._assignments.values() if a.principal_id.lower() == wanted]

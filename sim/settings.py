@@ -29,6 +29,8 @@ class Settings:
     graph_lag_s: float = 5.0
     # When a write's event is published: when ARM accepts it, or when its operation completes.
     events_at: str = "acceptance"
+    # Whether a subscription's events reach the sinks only once its system topic is wired.
+    events_need_wiring: bool = False
 
     def __post_init__(self) -> None:
         if self.list_lag_s < 0 or self.graph_lag_s < 0:

@@ -13,7 +13,8 @@ autoscale driver, forced throttling, per-kind fault counts, and who may do what:
 `grant`, `define_role`, sim/access_harness.py) without going through HTTP. Those groups of
 methods are mixins: throttling controls (sim/throttling_controls.py), fault injection
 (sim/fault_controls.py), the clock (sim/clock_controls.py), event sinks and the request log
-(sim/observation.py) and access (sim/access_harness.py); this module is the facade that builds
+(sim/observation.py), access (sim/access_harness.py) and management groups with the policy that wires
+their subscriptions' events (sim/management_harness.py); this module is the facade that builds
 and runs it all.
 """
 
@@ -43,6 +44,9 @@ from sim.https_server import HttpsServer
 from sim.insights import AutoscaleSettings, autoscale_context, autoscale_target, scale_set_ref
 from sim.limits import Throttle
 from sim.load_balancers import ApplicationSecurityGroups, LoadBalancers
+from sim.management_api import ManagementApi
+from sim.management_groups import ManagementGroups
+from sim.management_harness import ManagementHarness
 from sim.network import NetworkInterfaces, PublicIPAddresses, VirtualNetworks
 from sim.observation import Observation
 from sim.rbac import AccessControl
@@ -61,7 +65,9 @@ from sim.writes import WritableStore
 AUTOSCALE_APP_ID = "Microsoft.Insights/autoscaleSettings"
 
 
-class ArmSimulator(AccessHarness, ThrottlingControls, FaultControls, ClockControls, Observation):
+class ArmSimulator(
+    AccessHarness, ManagementHarness, ThrottlingControls, FaultControls, ClockControls, Observation
+):
     """A local ARM over HTTPS on 127.0.0.1 that the real azure-mgmt clients talk to.
 
     Timing (simulated seconds; real seconds are these divided by `time_scale`):
@@ -149,6 +155,9 @@ class ArmSimulator(AccessHarness, ThrottlingControls, FaultControls, ClockContro
         and an operation that later fails has had its event): with the 201/202 answer. "completion"
         (the simulator's own tests only): when the operation completes successfully. A write
         completed in the request (a NIC update, Insights) is published then either way.
+    events_need_wiring: a subscription's events reach the sinks only once it has a Succeeded system
+        topic with a Succeeded event subscription, as a deployIfNotExists policy makes them
+        (sim/management_harness.py: `register_event_wiring`); off by default: every event is sent.
     child_events: also emit events for the VMs, NICs and public IPs the platform creates or
         deletes itself (Azure does not document whether it does; off by default). Uniform instances'
         NICs and public IPs never have events (they are views of the set's model).
@@ -206,6 +215,7 @@ class ArmSimulator(AccessHarness, ThrottlingControls, FaultControls, ClockContro
         list_lag_s: float = 1.0,
         graph_lag_s: float = 5.0,
         events_at: str = "acceptance",
+        events_need_wiring: bool = False,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
@@ -224,6 +234,7 @@ class ArmSimulator(AccessHarness, ThrottlingControls, FaultControls, ClockContro
             list_lag_s=list_lag_s,
             graph_lag_s=graph_lag_s,
             events_at=events_at,
+            events_need_wiring=events_need_wiring,
         )
         self._port = port
         self._autoscale_app_id = autoscale_app_id
@@ -246,7 +257,7 @@ class ArmSimulator(AccessHarness, ThrottlingControls, FaultControls, ClockContro
         self._bus = EventBus(
             self._scheduler, duplicate_rate=duplicate_rate, reorder_window=reorder_window, seed=event_seed
         )
-        self._store.set_publisher(self._bus.publish)
+        self._store.set_publisher(self._publish)
         self._throttle = (
             Throttle(time_scale, clock=self._scheduler.real_now, principal_headers=principal_rate_headers)
             if throttling
@@ -255,6 +266,9 @@ class ArmSimulator(AccessHarness, ThrottlingControls, FaultControls, ClockContro
         self._faults = FaultInjector(faults)
         self._hooks = RequestHooks()
         self._access = AccessControl()
+        self._groups = ManagementGroups(tenant_id)
+        self._access.set_ancestry(self._groups.scope_ancestors)
+        self._wirings, self._wiring_threads = [], []
         authorizer = Authorizer(self._store, self._access, linked_access_on_patch=linked_access_on_patch)
         self._event_grid = EventGridApi(
             self._store,
@@ -272,6 +286,7 @@ class ArmSimulator(AccessHarness, ThrottlingControls, FaultControls, ClockContro
             authorizer=authorizer if authorization else None,
             access=AccessApi(self._access),
             event_grid=self._event_grid,
+            management=ManagementApi(self._groups, lambda: self.endpoint, page_size),
         )
         self._authorization = authorization
         self._authorizer = authorizer
@@ -386,12 +401,13 @@ class ArmSimulator(AccessHarness, ThrottlingControls, FaultControls, ClockContro
         """Forget resources, operations, request records, pending work and throttling state (bucket
         levels set by tests and a frozen refill too).
 
-        Event sinks, request hooks, role assignments and custom roles stay (access=True forgets the
-        last two as well); the fault and event random sequences restart from their seeds, and fault
-        counts and pending `throttle_next` answers are forgotten.
+        Event sinks, request hooks, role assignments, custom roles, management groups and event wirings
+        stay (access=True forgets the last four as well); the fault and event random sequences restart
+        from their seeds, and fault counts and pending `throttle_next` answers are forgotten.
         """
         if access:
             self._access.reset()
+            self._reset_management()
         self._store.reset()
         self._event_grid.reset()
         self._bus.reset()
