@@ -105,6 +105,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
         string_to_search.lower().startswith(string_to_find.lower())
     ),
     "trim": lambda string_to_trim: string_to_trim.strip(),
+    "tenant": lambda: "/",
+    "subscription": lambda subscription_id: f"/subscriptions/{subscription_id}",
     "resource_group": lambda subscription_id, resource_group_name: (
         f"/subscriptions/{subscription_id}/resourceGroups/{resource_group_name}"
     ),
@@ -183,7 +185,7 @@ def evaluate(doc: Mapping[str, Any], value: Any, given: Mapping[str, Any]) -> An
                 if evaluate(doc, lambda_["expression"], {**given, element: item})
             ]
         assert function["type"] in FUNCTIONS, f"the evaluator knows no {function['type']}()"
-        parameters = {k: evaluate(doc, v, given) for k, v in function["parameters"].items()}
+        parameters = {k: evaluate(doc, v, given) for k, v in function.get("parameters", {}).items()}
         positional = [v for k, v in parameters.items() if k.startswith("arg_")]
         named = {k: v for k, v in parameters.items() if not k.startswith("arg_")}
         return FUNCTIONS[function["type"]](*positional, **named)
@@ -339,7 +341,11 @@ def main_modules_deployed(name: str, **given: Any) -> list[dict[str, Any]]:
         for parameter, body in main["parameters"].items()
         if isinstance(body.get("default"), (str, bool, int))
     }
-    given = {**defaults, **{symbol: {"outputs": ModuleOutputs(symbol)} for symbol in main["modules"]}, **given}
+    given = {
+        **defaults,
+        **{symbol: {"outputs": ModuleOutputs(symbol)} for symbol in main["modules"]},
+        **given,
+    }
     if "loop_type" in config:
         deployed = evaluate(main, config, given)
         assert isinstance(deployed, list)
@@ -698,7 +704,9 @@ def test_each_monitored_subscription_gets_a_system_topic_with_an_identity() -> N
 
     main = parse(INFRA / "main.bicep")
     topics = main["modules"]["eventTopics"]["config"]
-    assert topics["loop_type"]["detail"]["array_name"] == "wiredSubscriptions"  # monitoredSubscriptions but in MG mode
+    assert (
+        topics["loop_type"]["detail"]["array_name"] == "wiredSubscriptions"
+    )  # monitoredSubscriptions but in MG mode
     access = module("deadletter-access.bicep")
     assignment = resource(access, "deadLetterAccess")
     assert assignment["scope"] == "deadLetterContainer"
