@@ -30,6 +30,12 @@ param resourceGroupName string = ''
 @description('Subscriptions whose scale sets are watched: subscription ids separated by commas. Empty: the subscription deployed to.')
 param monitoredSubscriptionIds string = ''
 
+@description('Management-group mode: the id (not the display name) of a management group. Every subscription under it, present and future, is monitored: the custom role is defined and assigned at the group, and an Azure Policy (deployIfNotExists) puts the Event Grid wiring into each subscription. monitoredSubscriptionIds, roleAssignmentScope and networkResourceGroups then do not apply. Empty: the subscription list.')
+param managementGroupId string = ''
+
+@description('Names the policy remediation task of management-group mode: each deployment starts a new one, over the subscriptions then non-compliant.')
+param remediationName string = 'remediator-${uniqueString(utcNow())}'
+
 @description('Restricted scopes separated by commas, each a subscription, resource group or scale set id, optionally followed by =<mode>. Empty: every monitored subscription, in defaultMode.')
 param restrictedScopes string = ''
 
@@ -141,8 +147,12 @@ var listedSubscriptions = [for entry in subscriptionEntries: toLower(trim(entry)
 var monitoredSubscriptions = empty(listedSubscriptions) ? [
   toLower(subscription().subscriptionId)
 ] : union(listedSubscriptions, listedSubscriptions)
-var otherSubscriptions = filter(monitoredSubscriptions, id => id != toLower(subscription().subscriptionId))
 var monitoredSubscriptionScopes = [for id in monitoredSubscriptions: '/subscriptions/${id}']
+// Management-group mode: the group's role assignment and policy take the place of the
+// per-subscription role assignments and event wiring, which then loop over nothing.
+var managementGroupMode = !empty(trim(managementGroupId))
+var wiredSubscriptions = managementGroupMode ? [] : monitoredSubscriptions
+var wiredOtherSubscriptions = filter(wiredSubscriptions, id => id != toLower(subscription().subscriptionId))
 
 // Restricted scopes: "<scope>[=<mode>]" entries, or every monitored subscription in defaultMode.
 var scopeEntries = filter(split(restrictedScopes, ','), entry => !empty(trim(entry)))
@@ -161,10 +171,10 @@ var policyModes = [for entry in policyScopes: entry.mode]
 // roleAssignmentScope is resourceGroups: those of the restricted scopes (a scale set's counts).
 var resourceGroupScopes = filter(policyScopes, entry => length(split(entry.scope, '/')) >= 5)
 var listedResourceGroups = [for entry in resourceGroupScopes: toLower('${split(entry.scope, '/')[2]}/${split(entry.scope, '/')[4]}')]
-var restrictedResourceGroups = (roleAssignmentScope == 'resourceGroups') ? union(listedResourceGroups, listedResourceGroups) : []
+var restrictedResourceGroups = ((roleAssignmentScope == 'resourceGroups') && !managementGroupMode) ? union(listedResourceGroups, listedResourceGroups) : []
 var networkGroupEntries = filter(split(networkResourceGroups, ','), entry => !empty(trim(entry)))
 var networkGroupsLowered = [for entry in networkGroupEntries: toLower('${split(trim(entry), '/')[2]}/${split(trim(entry), '/')[4]}')]
-var linkedResourceGroups = (roleAssignmentScope == 'resourceGroups') ? union(networkGroupsLowered, networkGroupsLowered) : []
+var linkedResourceGroups = ((roleAssignmentScope == 'resourceGroups') && !managementGroupMode) ? union(networkGroupsLowered, networkGroupsLowered) : []
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: appResourceGroupName
@@ -316,7 +326,7 @@ module function 'app/function.bicep' = {
 }
 
 // The custom role (exactly the code's ARM actions) and its assignments at the monitored scopes.
-module remediatorRole 'app/remediator-role.bicep' = {
+module remediatorRole 'app/remediator-role.bicep' = if (!managementGroupMode) {
   name: 'remediator-role-${resourceToken}'
   params: {
     roleName: 'VMSS public IP remediator (${environmentName} ${resourceToken})'
@@ -324,7 +334,7 @@ module remediatorRole 'app/remediator-role.bicep' = {
   }
 }
 
-module remediatorJoinRole 'app/remediator-role.bicep' = {
+module remediatorJoinRole 'app/remediator-role.bicep' = if (!managementGroupMode) {
   name: 'remediator-join-role-${resourceToken}'
   params: {
     roleName: 'VMSS public IP remediator joins (${environmentName} ${resourceToken})'
@@ -337,7 +347,7 @@ module remediatorJoinRole 'app/remediator-role.bicep' = {
 // With the role at resource groups alone, the identity could not read the system topics (in the
 // app's resource group of each monitored subscription): a third role, the Event Grid reads alone.
 // In subscriptions mode the custom role at the subscription covers them.
-module remediatorEventReadRole 'app/remediator-role.bicep' = if (roleAssignmentScope == 'resourceGroups') {
+module remediatorEventReadRole 'app/remediator-role.bicep' = if ((roleAssignmentScope == 'resourceGroups') && !managementGroupMode) {
   name: 'remediator-event-read-role-${resourceToken}'
   params: {
     roleName: 'VMSS public IP remediator event reads (${environmentName} ${resourceToken})'
@@ -347,7 +357,7 @@ module remediatorEventReadRole 'app/remediator-role.bicep' = if (roleAssignmentS
   }
 }
 
-module remediatorAccessSubscriptions 'app/remediator-access-subscription.bicep' = [for (id, i) in ((roleAssignmentScope == 'subscriptions') ? monitoredSubscriptions : []): {
+module remediatorAccessSubscriptions 'app/remediator-access-subscription.bicep' = [for (id, i) in (((roleAssignmentScope == 'subscriptions') && !managementGroupMode) ? monitoredSubscriptions : []): {
   name: 'remediator-access-${resourceToken}-${i}'
   scope: subscription(id)
   params: {
@@ -376,7 +386,7 @@ module remediatorJoinsResourceGroups 'app/remediator-access-resource-group.bicep
 
 // Event Grid: a system topic per monitored subscription, in a resource group of that
 // subscription named like the app's; its identity may write dead letters to the container.
-module eventResourceGroups 'app/events-resource-group.bicep' = [for (id, i) in otherSubscriptions: {
+module eventResourceGroups 'app/events-resource-group.bicep' = [for (id, i) in wiredOtherSubscriptions: {
   name: 'remediator-events-rg-${resourceToken}-${i}'
   scope: subscription(id)
   params: {
@@ -386,7 +396,7 @@ module eventResourceGroups 'app/events-resource-group.bicep' = [for (id, i) in o
   }
 }]
 
-module eventTopics 'app/event-topic.bicep' = [for (id, i) in monitoredSubscriptions: {
+module eventTopics 'app/event-topic.bicep' = [for (id, i) in wiredSubscriptions: {
   name: 'remediator-topic-${i}'
   scope: resourceGroup(id, appResourceGroupName)
   params: {
@@ -402,7 +412,7 @@ module eventTopics 'app/event-topic.bicep' = [for (id, i) in monitoredSubscripti
 // resourceGroups mode: the event reads at the app's resource group of each monitored subscription,
 // once that group exists (rg here, eventResourceGroups elsewhere). The loop is empty otherwise, so
 // the conditional role's output is read only when the role is deployed.
-module remediatorEventReadsResourceGroups 'app/remediator-access-resource-group.bicep' = [for (id, i) in ((roleAssignmentScope == 'resourceGroups') ? monitoredSubscriptions : []): {
+module remediatorEventReadsResourceGroups 'app/remediator-access-resource-group.bicep' = [for (id, i) in (((roleAssignmentScope == 'resourceGroups') && !managementGroupMode) ? monitoredSubscriptions : []): {
   name: 'remediator-event-reads-${resourceToken}-${i}'
   scope: resourceGroup(id, appResourceGroupName)
   params: {
@@ -417,7 +427,7 @@ module remediatorEventReadsResourceGroups 'app/remediator-access-resource-group.
 
 // Each topic's delivery failure logs and metrics to the workspace, and alerts on its
 // dead-lettered and dropped events.
-module eventTopicMonitoring 'app/event-topic-monitoring.bicep' = [for (id, i) in monitoredSubscriptions: {
+module eventTopicMonitoring 'app/event-topic-monitoring.bicep' = [for (id, i) in wiredSubscriptions: {
   name: 'remediator-topic-monitoring-${i}'
   scope: resourceGroup(id, appResourceGroupName)
   params: {
@@ -428,7 +438,7 @@ module eventTopicMonitoring 'app/event-topic-monitoring.bicep' = [for (id, i) in
   }
 }]
 
-module deadLetterAccess 'app/deadletter-access.bicep' = [for (id, i) in monitoredSubscriptions: {
+module deadLetterAccess 'app/deadletter-access.bicep' = [for (id, i) in wiredSubscriptions: {
   name: 'remediator-deadletter-access-${i}'
   scope: rg
   params: {
@@ -440,7 +450,7 @@ module deadLetterAccess 'app/deadletter-access.bicep' = [for (id, i) in monitore
 }]
 
 // Phase 2: only once on_resource_event exists (DEPLOY_EVENT_SUBSCRIPTIONS, set by the hook).
-module eventSubscriptions 'app/event-subscription.bicep' = [for (id, i) in (deployEventSubscriptions ? monitoredSubscriptions : []): {
+module eventSubscriptions 'app/event-subscription.bicep' = [for (id, i) in (deployEventSubscriptions ? wiredSubscriptions : []): {
   name: 'remediator-events-${i}'
   scope: resourceGroup(id, appResourceGroupName)
   params: {
@@ -455,6 +465,56 @@ module eventSubscriptions 'app/event-subscription.bicep' = [for (id, i) in (depl
     deadLetterAccess
   ]
 }]
+
+// Management-group mode (managementGroupId). A subscription deployment cannot deploy to a management
+// group; app/management-group-hop.bicep, at the tenant, can (see there). Phase 1: the custom role
+// defined and assigned at the group. Phase 2 (deployEventSubscriptions, once on_resource_event
+// exists): the policy and its assignment, the assignment identity's grant in the app's resource
+// group, then the remediation task.
+module managementGroupAccess 'app/management-group-hop.bicep' = if (managementGroupMode) {
+  name: 'remediator-management-group-${resourceToken}'
+  scope: tenant()
+  params: {
+    managementGroupId: trim(managementGroupId)
+    wiring: {
+      roleName: 'VMSS public IP remediator (${environmentName} ${resourceToken})'
+      principalId: identity.outputs.principalId
+      deployPolicy: deployEventSubscriptions
+      resourceToken: resourceToken
+      location: location
+      resourceGroupName: appResourceGroupName
+      topicName: eventTopicName
+      tags: tags
+      functionAppId: function.outputs.id
+      deadLetterStorageAccountId: storage.outputs.id
+      deadLetterContainerName: deadLetterContainerName
+      eventDeliverySchema: eventDeliverySchema
+    }
+  }
+}
+
+module managementGroupDeadLetterGrant 'app/deadletter-grant-access.bicep' = if (managementGroupMode && deployEventSubscriptions) {
+  name: 'remediator-management-group-grant-${resourceToken}'
+  scope: rg
+  params: {
+    principalId: managementGroupAccess.outputs.policyPrincipalId
+    policyAssignmentId: managementGroupAccess.outputs.policyAssignmentId
+  }
+}
+
+module managementGroupRemediation 'app/management-group-hop.bicep' = if (managementGroupMode && deployEventSubscriptions) {
+  name: 'remediator-management-group-remediation-${resourceToken}'
+  scope: tenant()
+  params: {
+    managementGroupId: trim(managementGroupId)
+    remediate: true
+    policyAssignmentId: managementGroupAccess.outputs.policyAssignmentId
+    remediationName: remediationName
+  }
+  dependsOn: [
+    managementGroupDeadLetterGrant
+  ]
+}
 
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId

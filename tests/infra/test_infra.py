@@ -104,6 +104,9 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "starts_with": lambda string_to_search, string_to_find: (  # startsWith() ignores case
         string_to_search.lower().startswith(string_to_find.lower())
     ),
+    "trim": lambda string_to_trim: string_to_trim.strip(),
+    "tenant": lambda: "/",
+    "subscription": lambda subscription_id: f"/subscriptions/{subscription_id}",
     "resource_group": lambda subscription_id, resource_group_name: (
         f"/subscriptions/{subscription_id}/resourceGroups/{resource_group_name}"
     ),
@@ -182,7 +185,7 @@ def evaluate(doc: Mapping[str, Any], value: Any, given: Mapping[str, Any]) -> An
                 if evaluate(doc, lambda_["expression"], {**given, element: item})
             ]
         assert function["type"] in FUNCTIONS, f"the evaluator knows no {function['type']}()"
-        parameters = {k: evaluate(doc, v, given) for k, v in function["parameters"].items()}
+        parameters = {k: evaluate(doc, v, given) for k, v in function.get("parameters", {}).items()}
         positional = [v for k, v in parameters.items() if k.startswith("arg_")]
         named = {k: v for k, v in parameters.items() if not k.startswith("arg_")}
         return FUNCTIONS[function["type"]](*positional, **named)
@@ -303,7 +306,8 @@ def test_the_join_role_holds_exactly_the_linked_actions_where_the_networks_live(
     assert main["parameters"]["networkResourceGroups"]["default"] == ""
     join_role = main["modules"]["remediatorJoinRole"]
     assert join_role["detail"]["path"] == "app/remediator-role.bicep"
-    assert join_role["config"]["params"]["joinsOnly"] is True
+    assert join_role["config"]["condition"] == SUBSCRIPTION_LIST_MODE
+    assert join_role["config"]["config"]["params"]["joinsOnly"] is True
     assignment = main["modules"]["remediatorJoinsResourceGroups"]
     assert assignment["detail"]["path"] == "app/remediator-access-resource-group.bicep"
     assert assignment["config"]["loop_type"]["detail"]["array_name"] == "linkedResourceGroups"
@@ -331,7 +335,17 @@ def main_modules_deployed(name: str, **given: Any) -> list[dict[str, Any]]:
     other modules' outputs as ``<module>.outputs.<name>``."""
     main = parse(INFRA / "main.bicep")
     config = main["modules"][name]["config"]
-    given = {**{symbol: {"outputs": ModuleOutputs(symbol)} for symbol in main["modules"]}, **given}
+    # Parameters at their literal defaults (managementGroupId empty: the subscription-list mode).
+    defaults = {
+        parameter: body["default"]
+        for parameter, body in main["parameters"].items()
+        if isinstance(body.get("default"), (str, bool, int))
+    }
+    given = {
+        **defaults,
+        **{symbol: {"outputs": ModuleOutputs(symbol)} for symbol in main["modules"]},
+        **given,
+    }
     if "loop_type" in config:
         deployed = evaluate(main, config, given)
         assert isinstance(deployed, list)
@@ -342,6 +356,8 @@ def main_modules_deployed(name: str, **given: Any) -> list[dict[str, Any]]:
 
 
 MONITORED = ["11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"]
+# The condition of what only the subscription-list mode deploys (managementGroupId empty).
+SUBSCRIPTION_LIST_MODE = {"operator": {"type": "not", "operands": {"bool_value": "managementGroupMode"}}}
 
 
 @pytest.mark.parametrize("mode", ["subscriptions", "resourceGroups"])
@@ -433,7 +449,8 @@ def test_every_public_gateway_method_declares_its_arm_operations() -> None:
 
 def test_the_role_is_assigned_at_the_monitored_scopes() -> None:
     main = parse(INFRA / "main.bicep")
-    role = main["modules"]["remediatorRole"]["config"]["params"]
+    assert main["modules"]["remediatorRole"]["config"]["condition"] == SUBSCRIPTION_LIST_MODE
+    role = main["modules"]["remediatorRole"]["config"]["config"]["params"]
     assert role["assignableScopes"] == "monitoredSubscriptionScopes"
     assert main["parameters"]["roleAssignmentScope"]["default"] == "subscriptions"
     for name, path, scope_function in (
@@ -687,7 +704,9 @@ def test_each_monitored_subscription_gets_a_system_topic_with_an_identity() -> N
 
     main = parse(INFRA / "main.bicep")
     topics = main["modules"]["eventTopics"]["config"]
-    assert topics["loop_type"]["detail"]["array_name"] == "monitoredSubscriptions"
+    assert (
+        topics["loop_type"]["detail"]["array_name"] == "wiredSubscriptions"
+    )  # monitoredSubscriptions but in MG mode
     access = module("deadletter-access.bicep")
     assignment = resource(access, "deadLetterAccess")
     assert assignment["scope"] == "deadLetterContainer"

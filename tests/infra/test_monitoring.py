@@ -806,7 +806,8 @@ def topic_monitoring_problems(doc: Mapping[str, Any], main: Mapping[str, Any]) -
         problems.append("main does not deploy event-topic-monitoring.bicep")
     loop = monitoring["config"]
     params = json.dumps(loop["config"]["params"])
-    if loop["loop_type"]["detail"]["array_name"] != "monitoredSubscriptions" or "eventTopics" not in params:
+    # wiredSubscriptions: the monitored subscriptions, none in management-group mode (the policy's).
+    if loop["loop_type"]["detail"]["array_name"] != "wiredSubscriptions" or "eventTopics" not in params:
         problems.append("one per monitored subscription's topic")
     given = loop["config"]["params"]
     if dotted(given["workspaceId"]) != "monitoring.outputs.logAnalyticsId":
