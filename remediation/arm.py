@@ -50,6 +50,7 @@ from remediation.pacing import pacer_for
 from remediation.permissions import NIC_CONFIGURATION_LINKS, NIC_LINKS, arm_operation
 from remediation.resource_ids import (
     AUTOSCALE_SETTING_TYPE,
+    MANAGEMENT_GROUP_PREFIX,
     NIC_TYPE,
     PUBLIC_IP_TYPE,
     SCALE_SET_TYPE,
@@ -58,6 +59,7 @@ from remediation.resource_ids import (
     VIRTUAL_MACHINE_TYPE,
     InvalidResourceId,
     ResourceId,
+    management_group_name,
     resource_group_name,
     subscription_id,
 )
@@ -80,7 +82,13 @@ AUTOSCALE_API = "2022-10-01"
 AUTHORIZATION_API = "2022-04-01"
 EVENT_GRID_API = "2025-02-15"  # as infra/app/event-subscription.bicep
 SYSTEM_TOPIC_TYPE = "Microsoft.EventGrid/systemTopics"
+MANAGEMENT_GROUPS_API = "2023-04-01"
 MAX_GRAPH_PAGES = 100
+GRAPH_PAGE_SIZE = 1000  # Resource Graph's most rows a page
+# The client a request at tenant scope (a management group) goes through: the SDK's clients are
+# made per subscription, and the paths sent are whole, so this subscription is never in one.
+_TENANT_SCOPE = "00000000-0000-0000-0000-000000000000"
+_SUBSCRIPTION_UNDER_GROUP = "microsoft.management/managementgroups/subscriptions"
 # The sweep's one query: every scale set with its tags (the policy decides which are restricted).
 SCALE_SET_QUERY = (
     "resources | where type =~ 'microsoft.compute/virtualmachinescalesets' | project id, name, type, tags"
@@ -247,25 +255,50 @@ class ArmGateway:
         return ScaleSet.from_arm(doc) if doc is not None else None
 
     @arm_operation("Microsoft.ResourceGraph/resources/read")
-    def query_scale_sets(self, subscriptions: Iterable[str]) -> list[ScaleSet]:
-        """Every scale set of the subscriptions, with its tags, in one paged Resource Graph query."""
+    def query_scale_sets(
+        self, subscriptions: Iterable[str], management_groups: Iterable[str] = ()
+    ) -> list[ScaleSet]:
+        """Every scale set of the subscriptions and of every subscription under the management
+        groups, with its tags: one paged Resource Graph query per kind of scope (a query takes
+        subscriptions or management groups, not both), each set once."""
         subscription_ids = sorted({subscription_id(s).lower() for s in subscriptions})
-        if not subscription_ids:
-            return []
+        groups = sorted({management_group_name(g).lower() for g in management_groups})
+        found: dict[str, ScaleSet] = {}
+        if groups:
+            found.update((s.id.key, s) for s in self._graph(_TENANT_SCOPE, {"managementGroups": groups}))
+        if subscription_ids:
+            scope = {"subscriptions": subscription_ids}
+            found.update((s.id.key, s) for s in self._graph(subscription_ids[0], scope))
+        return list(found.values())
+
+    def _graph(self, client: str, scope: Mapping[str, list[str]]) -> list[ScaleSet]:
+        """The sweep's query at one scope, every page (``$skipToken``)."""
         found: list[ScaleSet] = []
         skip_token = ""
         for _page in range(MAX_GRAPH_PAGES):
-            options: dict[str, Any] = {"resultFormat": "objectArray", "$top": 1000}
+            options: dict[str, Any] = {"resultFormat": "objectArray", "$top": GRAPH_PAGE_SIZE}
             if skip_token:
                 options["$skipToken"] = skip_token
-            query = {"subscriptions": subscription_ids, "query": SCALE_SET_QUERY, "options": options}
+            query = {**scope, "query": SCALE_SET_QUERY, "options": options}
             path = f"/providers/Microsoft.ResourceGraph/resources?api-version={RESOURCE_GRAPH_API}"
-            body, _ = self._send(subscription_ids[0], "POST", path, query)
+            body, _ = self._send(client, "POST", path, query)
             found.extend(ScaleSet.from_arm(row) for row in body.get("data", []))
             skip_token = body.get("$skipToken") or ""
             if not skip_token:
                 return found
         raise ArmError(None, "TooManyPages", f"Resource Graph answered more than {MAX_GRAPH_PAGES} pages")
+
+    @arm_operation("Microsoft.Management/managementGroups/descendants/read")
+    def management_group_subscriptions(self, group: str) -> list[str]:
+        """The ids of the subscriptions under a management group, at any depth (its descendants,
+        paged), as ARM shows them now."""
+        path = f"{MANAGEMENT_GROUP_PREFIX}{management_group_name(group)}/descendants"
+        path += f"?api-version={MANAGEMENT_GROUPS_API}"
+        return [
+            str(doc.get("name", ""))
+            for doc in self._pages(_TENANT_SCOPE, path, "management group descendants", 10 * MAX_GRAPH_PAGES)
+            if str(doc.get("type", "")).lower() == _SUBSCRIPTION_UNDER_GROUP and doc.get("name")
+        ]
 
     def _send(
         self, subscription: str, method: str, path: str, body: Any = None
@@ -306,16 +339,18 @@ class ArmGateway:
             AutoscaleSetting.from_arm(doc) for doc in self._pages(subscription, path, "autoscale settings")
         ]
 
-    def _pages(self, subscription: str, path: str, what: str) -> list[Mapping[str, Any]]:
+    def _pages(
+        self, subscription: str, path: str, what: str, most: int = MAX_GRAPH_PAGES
+    ) -> list[Mapping[str, Any]]:
         """Every element of a paged ARM list (``value``, then ``nextLink``), in wire JSON."""
         found: list[Mapping[str, Any]] = []
-        for _page in range(MAX_GRAPH_PAGES):
+        for _page in range(most):
             body, _ = self._send(subscription, "GET", path)
             found.extend(doc for doc in body.get("value", []) if isinstance(doc, Mapping))
             path = str(body.get("nextLink") or "")
             if not path:
                 return found
-        raise ArmError(None, "TooManyPages", f"{what} answered more than {MAX_GRAPH_PAGES} pages")
+        raise ArmError(None, "TooManyPages", f"{what} answered more than {most} pages")
 
     # -- the deployment, as `remediation doctor` reads it (wire JSON: doctor.py judges it) -----
 

@@ -173,7 +173,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         f"{result.queued} looks queued\n",
         *(f"  {set_id.name}\n" for set_id in result.restricted),
         *(
-            f"refused: subscription {subscription} is not monitored (policy monitored_subscriptions)\n"
+            f"refused: subscription {subscription} is not monitored "
+            "(policy monitored_subscriptions, monitored_management_groups)\n"
             for subscription in result.refused
         ),
         f"follow them with: remediation audit --event-id {result.sweep_id}\n",

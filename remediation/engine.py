@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from remediation import replay as replays
+from remediation.ancestry import GroupMembers
 from remediation.archive import EventArchive
 from remediation.arm import ArmGateway
 from remediation.audit import AuditLog
@@ -66,6 +67,10 @@ class Remediator:
         self.sets = SetReconciler(settings, arm, audit, rechecks, self.now)
         self.flight = OneAtATime(settings, arm, self.sets, locks, rechecks)
         recent = RecentReads()  # one per process: the reads intake's events share
+        # One per process too: the subscriptions under the monitored management groups.
+        self.groups = GroupMembers(
+            settings.policy.monitored_management_groups, miss_interval_s=settings.management_group_refresh_s
+        )
         self.intake, queued_intake = (
             Intake(
                 settings,
@@ -77,6 +82,7 @@ class Remediator:
                 locks=locks,
                 hand_off_when_slow=slow,
                 recent=recent,
+                groups=self.groups,
             )
             for gateway, slow in ((intake_arm or arm, intake_arm is not None), (arm, False))
         )
@@ -127,6 +133,7 @@ class Remediator:
             subscriptions=subscriptions,
             progress=progress,
             scheduled=scheduled,
+            groups=self.groups,
         )
 
     def replay(self, items: Iterable[ReplayItem], progress: Callable[[int], None] | None = None) -> Queued:

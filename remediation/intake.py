@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from remediation.ancestry import GroupMembers
 from remediation.archive import EventArchive
 from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError
@@ -117,6 +118,7 @@ class Intake:
         locks: SetLocks,
         hand_off_when_slow: bool,
         recent: RecentReads | None = None,
+        groups: GroupMembers | None = None,
     ) -> None:
         self.settings = settings
         self.arm = arm
@@ -127,6 +129,15 @@ class Intake:
         self.locks = locks
         self.hand_off_when_slow = hand_off_when_slow
         self.recent = recent or RecentReads()
+        self.groups = groups or GroupMembers(settings.policy.monitored_management_groups)
+
+    def monitors(self, subscription: str) -> bool:
+        """Whether the policy monitors the subscription: listed, or under a monitored management
+        group as ARM shows it (read with this intake's gateway, cached: ``ancestry``). Raises
+        ``ArmError`` when the groups are needed and cannot be read."""
+        return self.groups.monitors(
+            self.settings.policy, subscription, self.arm.management_group_subscriptions
+        )
 
     def handle(self, event: object, queued: QueuedEvent | None = None) -> Handled:
         """Take one event in: as delivered by Event Grid, or (``queued``) from the work queue, as a
@@ -146,12 +157,16 @@ class Intake:
         replay_of = queued.replay_of if queued else ""
         event_id = queued.event_id if queued else trigger.event_id
         dry_run = self.settings.dry_run or bool(queued and queued.dry_run)
-        if not isinstance(trigger, Rejection) and not self.settings.policy.monitors(trigger.subscription_id):
-            trigger = Rejection(
-                trigger.event_id,
-                f"subscription {trigger.subscription_id} is not monitored",
-                trigger.event_type,
-            )
+        unread: ArmError | None = None  # the monitored management groups could not be read
+        try:
+            if not isinstance(trigger, Rejection) and not self.monitors(trigger.subscription_id):
+                trigger = Rejection(
+                    trigger.event_id,
+                    f"subscription {trigger.subscription_id} is not monitored",
+                    trigger.event_type,
+                )
+        except ArmError as error:
+            unread = error
         if isinstance(trigger, Rejection):
             # Bad input is kept as evidence of what was refused (rare, and off the no-op path).
             archived, not_archived = ("", "") if queued else self._archive(event_id, event, received)
@@ -177,7 +192,13 @@ class Intake:
             resource=trigger.resource_id.value,
             replay_of=replay_of,
         )
-        status, reason = self._take_in(event, trigger, context, received, queued)
+        if unread is not None:
+            # Not dropped: whether the subscription is monitored is not known, so the event is
+            # handled as one whose owning set ARM did not answer for (refused: recorded; slow:
+            # handed to the queue; otherwise raised, and Event Grid delivers it again).
+            status, reason = self._not_read(event, context, received, queued, unread)
+        else:
+            status, reason = self._take_in(event, trigger, context, received, queued)
         return Handled(event_id, status, reason, elapsed_s=time.monotonic() - started)
 
     def _take_in(
@@ -208,10 +229,7 @@ class Intake:
             journal.flush(handled_event=marker if queued else "", outcome="ignored")
             return "ignored", str(unresolvable)
         except ArmError as error:  # ARM did not answer in time, or refused: work may be owed
-            status, reason = self._unresolved(event, context, received, queued, error)
-            if status != "duplicate":
-                journal.flush(handled_event=marker, outcome=status)
-            return status, reason
+            return self._not_read(event, context, received, queued, error)
         except BaseException as error:
             if queued is None:
                 blob, not_archived = self._archive(context.event_id, event, received)
@@ -251,6 +269,16 @@ class Intake:
         if context.replay_of or not trigger.resource_id.is_type(NIC_TYPE):
             return False
         return trigger.caller.is_principal(self.arm.identity())
+
+    def _not_read(
+        self, event: object, context: Context, received: datetime, queued: QueuedEvent | None, error: ArmError
+    ) -> tuple[str, str]:
+        """ARM did not answer what the event's handling needs (``_unresolved``), and the outcome kept."""
+        status, reason = self._unresolved(event, context, received, queued, error)
+        if status != "duplicate":
+            marker = "" if context.replay_of else context.event_id
+            context.journal.flush(handled_event=marker, outcome=status)
+        return status, reason
 
     def _unresolved(
         self, event: object, context: Context, received: datetime, queued: QueuedEvent | None, error: ArmError

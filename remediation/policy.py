@@ -24,7 +24,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from remediation.model import Mode, Origin, ScaleSet, tag_value
-from remediation.resource_ids import SCALE_SET_TYPE, InvalidResourceId, ResourceId, subscription_id
+from remediation.resource_ids import (
+    SCALE_SET_TYPE,
+    InvalidResourceId,
+    ResourceId,
+    management_group_name,
+    subscription_id,
+)
 
 MODE_TAG = "remediation.mode"
 EXEMPT_TAG = "remediation.exempt-until"
@@ -66,14 +72,26 @@ class Policy:
     keep_detached_public_ips: bool = False
     disable_autoscale: bool = True
     allow_deleting_hand_added: bool = False
-    monitored_subscriptions: frozenset[str] = field(default_factory=frozenset)  # empty: any
+    monitored_subscriptions: frozenset[str] = field(default_factory=frozenset)  # both empty: any
+    # Names (lower case) of management groups: every subscription under one, at any depth.
+    monitored_management_groups: frozenset[str] = field(default_factory=frozenset)
     evict_disable_autoscale: bool = False
     exemption_max_days: int = 30
     # Where exemption tags are honoured (paths as Scope.path), beside sets in no configured scope.
     exemptions_allowed_in: tuple[str, ...] = ()
 
-    def monitors(self, subscription: str) -> bool:
-        return not self.monitored_subscriptions or subscription.lower() in self.monitored_subscriptions
+    def monitors(self, subscription: str, under_groups: frozenset[str] = frozenset()) -> bool:
+        """Whether events, looks and sweeps of a subscription are taken: it is listed, or it is one
+        of ``under_groups`` (the subscriptions ARM shows under the monitored management groups:
+        ``ancestry``), or nothing is listed at all."""
+        if not self.monitored_subscriptions and not self.monitored_management_groups:
+            return True
+        key = subscription.lower()
+        return key in self.monitored_subscriptions or key in under_groups
+
+    def needs_ancestry(self, subscription: str) -> bool:
+        """Whether ``monitors`` needs the subscriptions under the monitored groups to decide."""
+        return bool(self.monitored_management_groups) and not self.monitors(subscription)
 
     def allows_exemptions(self, set_id: ResourceId) -> bool:
         """A set restricted by its own tag only may be exempted (its owners could untag it anyway);
@@ -219,6 +237,7 @@ _KEYS = {
     "scale_to_zero",
     "evict",
     "monitored_subscriptions",
+    "monitored_management_groups",
     "exemption_max_days",
     "exemptions_allowed_in",
 }
@@ -274,6 +293,28 @@ def _options(document: Mapping[str, Any], key: str, known: set[str]) -> Mapping[
     return value
 
 
+def _monitored(document: Mapping[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
+    """The monitored subscriptions and management groups (names), lower case."""
+    subscriptions = document.get("monitored_subscriptions", [])
+    if not isinstance(subscriptions, list) or not all(isinstance(s, str) and s for s in subscriptions):
+        raise PolicyError("monitored_subscriptions: expected a list of subscription ids")
+    for index, value in enumerate(subscriptions):
+        try:
+            subscription_id(value)
+        except InvalidResourceId as error:  # a typo would monitor nothing and refuse everything
+            raise PolicyError(f"monitored_subscriptions[{index}]: {error}") from None
+    groups_raw = document.get("monitored_management_groups", [])
+    if not isinstance(groups_raw, list):
+        raise PolicyError("monitored_management_groups: expected a list of management group names or ids")
+    groups = set()
+    for index, value in enumerate(groups_raw):
+        try:
+            groups.add(management_group_name(value).lower())
+        except InvalidResourceId as error:  # a typo would monitor nothing under it
+            raise PolicyError(f"monitored_management_groups[{index}]: {error}") from None
+    return frozenset(s.lower() for s in subscriptions), frozenset(groups)
+
+
 def parse_policy(document: object) -> Policy:
     """Validate a policy document (already parsed JSON)."""
     if not isinstance(document, Mapping):
@@ -309,15 +350,7 @@ def parse_policy(document: object) -> Policy:
         raise PolicyError("exemptions_allowed_in: expected a list of scopes")
     allowed = tuple(_scope_path(path, f"exemptions_allowed_in[{i}]") for i, path in enumerate(allowed_raw))
 
-    subscriptions = document.get("monitored_subscriptions", [])
-    if not isinstance(subscriptions, list) or not all(isinstance(s, str) and s for s in subscriptions):
-        raise PolicyError("monitored_subscriptions: expected a list of subscription ids")
-    for index, value in enumerate(subscriptions):
-        try:
-            subscription_id(value)
-        except InvalidResourceId as error:  # a typo would monitor nothing and refuse everything
-            raise PolicyError(f"monitored_subscriptions[{index}]: {error}") from None
-
+    subscriptions, groups = _monitored(document)
     return Policy(
         scopes=scopes,
         tags_may_relax=_boolean(document.get("tags_may_relax", False), "tags_may_relax"),
@@ -331,7 +364,8 @@ def parse_policy(document: object) -> Policy:
         allow_deleting_hand_added=_boolean(
             scale_to_zero.get("allow_deleting_hand_added", False), "scale_to_zero.allow_deleting_hand_added"
         ),
-        monitored_subscriptions=frozenset(s.lower() for s in subscriptions),
+        monitored_subscriptions=subscriptions,
+        monitored_management_groups=groups,
         evict_disable_autoscale=_boolean(evict.get("disable_autoscale", False), "evict.disable_autoscale"),
         exemption_max_days=max_days,
         exemptions_allowed_in=allowed,

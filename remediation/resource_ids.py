@@ -111,6 +111,31 @@ def subscription_id(value: object) -> str:
     return value
 
 
+MANAGEMENT_GROUP_PREFIX = "/providers/Microsoft.Management/managementGroups/"
+_MANAGEMENT_GROUP = re.compile(r"^[A-Za-z0-9_().-]{1,90}$")  # Azure's rule for a group's name
+
+
+def management_group_name(value: object) -> str:
+    """A management group as given from outside: its name (``platform``) or its id
+    (``/providers/Microsoft.Management/managementGroups/platform``); returns the name, or raises
+    InvalidResourceId (1-90 letters, digits, ``-_().``, not ending in a period)."""
+    if not isinstance(value, str):
+        raise InvalidResourceId(f"management group {value!r} is not text")
+    name = value
+    if value.lower().startswith(MANAGEMENT_GROUP_PREFIX.lower()):
+        name = value[len(MANAGEMENT_GROUP_PREFIX) :].rstrip("/")
+    elif "/" in value:
+        raise InvalidResourceId(
+            f"management group {value!r} is neither a name nor {MANAGEMENT_GROUP_PREFIX}<name>"
+        )
+    if not _MANAGEMENT_GROUP.fullmatch(name) or name.endswith("."):
+        raise InvalidResourceId(
+            f"management group {value!r}: a name is 1-90 letters, digits, '-', '_', '(', ')' or '.', "
+            "not ending in '.'"
+        )
+    return name
+
+
 def resource_group_name(value: object) -> str:
     """A resource group's name to build a URL from: one valid segment, or InvalidResourceId."""
     fault = segment_fault(value) if isinstance(value, str) else "is not text"

@@ -76,6 +76,9 @@ class Settings:
     sweep_schedule: str = "0 */15 * * * *"
     dead_letter_container: str = "eventgrid-deadletter"
     event_topic_resource_group: str = ""  # where the system topics are ("": list the subscription)
+    # How long a subscription not found under the monitored management groups waits before they are
+    # read again for it (remediation/ancestry.py): a subscription that joins is monitored this soon.
+    management_group_refresh_s: float = 60.0
     # A global dry run: plan and record, never write to ARM.
     dry_run: bool = False
     # Restricted scopes, exemptions and mode options (see policy.py); from JSON in an app setting or a file.
@@ -138,6 +141,7 @@ class Settings:
             sweep_schedule=" ".join(text("SWEEP_SCHEDULE", "0 */15 * * * *").split()),
             dead_letter_container=text("DEAD_LETTER_CONTAINER", "eventgrid-deadletter"),
             event_topic_resource_group=text("EVENT_TOPIC_RESOURCE_GROUP", ""),
+            management_group_refresh_s=number("MANAGEMENT_GROUP_REFRESH_SECONDS", 60.0, 0.0, 600.0),
             dry_run=flag("REMEDIATION_DRY_RUN"),
             policy=_policy(env),
         )

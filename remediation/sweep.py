@@ -1,5 +1,6 @@
 """The sweep: the backstop for lost events. One Resource Graph query finds the monitored
-subscriptions' scale sets; a look at each restricted one is queued (whatever its mark says, so a
+subscriptions' scale sets (and one at management-group scope those of every subscription under the
+monitored groups); a look at each restricted one is queued (whatever its mark says, so a
 mark left behind is settled too), and the sweep returns. Unfinished writes of any set are judged
 from the audit log first, since the set may be gone or no longer restricted.
 """
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from remediation.ancestry import GroupMembers
 from remediation.archive import EventArchive
 from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError
@@ -30,6 +32,7 @@ from remediation.write_ahead import Context
 SCHEDULED_SWEEP = "scheduled sweep"
 # How far back the sweep looks for unfinished writes of any set: as far as `audit verify` does.
 RECOVERY_LOOKBACK = timedelta(days=7)
+MONITORED = "policy monitored_subscriptions, monitored_management_groups"
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,16 @@ def sweep(
     subscriptions: Iterable[str] = (),
     progress: Callable[[int, int], None] | None = None,
     scheduled: bool = False,
+    groups: GroupMembers | None = None,
 ) -> SweepResult:
-    """Hand every restricted set of the monitored (or the given) subscriptions to the work queue."""
-    named = sorted({s.lower() for s in subscriptions} or settings.policy.monitored_subscriptions)
+    """Hand every restricted set of the monitored (or the given) subscriptions to the work queue:
+    the listed subscriptions and every one under the monitored management groups (``groups``: the
+    process's cache of them), or just the given ones that are monitored."""
+    policy = settings.policy
+    groups = groups or GroupMembers(policy.monitored_management_groups)
+    given = sorted({s.lower() for s in subscriptions})
+    named = given or sorted(policy.monitored_subscriptions)
+    whole_groups = () if given else groups.groups  # swept at management-group scope
     sweep_id = f"sweep-{uuid.uuid4()}"
     context = Context(
         journal,
@@ -65,30 +75,39 @@ def sweep(
         event_type="sweep",
         operation=SCHEDULED_SWEEP if scheduled else "sweep",
     )
-    # A subscription the policy does not monitor is refused here as events about it are.
-    chosen = [subscription for subscription in named if settings.policy.monitors(subscription)]
+    try:
+        # A subscription the policy does not monitor is refused here as events about it are.
+        read = arm.management_group_subscriptions
+        chosen = [subscription for subscription in named if groups.monitors(policy, subscription, read)]
+    except BaseException as error:
+        record_failure(context, error, "the next sweep tries again")
+        raise
     refused = tuple(sorted(set(named) - set(chosen)))
-    for subscription in refused:  # recorded before anything is read
+    for subscription in refused:  # recorded before anything else is read
         context.note(RecordKind.REJECTED, reason=f"sweep of subscription {subscription}: it is not monitored")
-    if not chosen:
-        reason = "sweep skipped: no subscription named (policy monitored_subscriptions or --subscription)"
+    if not chosen and not whole_groups:
+        reason = f"sweep skipped: no subscription named ({MONITORED} or --subscription)"
         if refused:
-            reason = "sweep skipped: no named subscription is monitored (policy monitored_subscriptions)"
+            reason = f"sweep skipped: no named subscription is monitored ({MONITORED})"
         context.note(RecordKind.DECISION, reason=reason)
         journal.flush()
         return SweepResult(sweep_id, "none", 0, (), 0, refused)
     try:
+        covered = set(chosen) | (groups.members(read) if whole_groups else set())
         try:
-            scale_sets, source = arm.query_scale_sets(chosen), "resource graph"
+            scale_sets, source = arm.query_scale_sets(chosen, whole_groups), "resource graph"
         except ArmError as error:
             # Resource Graph may be denied or unavailable: listing costs more calls but needs less.
-            scale_sets = [found for sub in chosen for found in arm.list_scale_sets(sub)]
+            scale_sets = [found for sub in sorted(covered) for found in arm.list_scale_sets(sub)]
             source = f"listing (Resource Graph: {error.code})"
-        restricted = tuple(s.id for s in scale_sets if restriction_for(s, settings.policy).restricted)
-        judged = sets.recover_from_log(context, RECOVERY_LOOKBACK, set(chosen))
+        restricted = tuple(s.id for s in scale_sets if restriction_for(s, policy).restricted)
+        judged = sets.recover_from_log(context, RECOVERY_LOOKBACK, covered)
+        scope = f"{len(chosen)} subscriptions"
+        if whole_groups:
+            scope += f" and management groups {', '.join(whole_groups)} ({len(covered)} subscriptions in all)"
         context.note(
             RecordKind.DECISION,
-            reason=f"sweep of {len(chosen)} subscriptions by {source}: {len(scale_sets)} scale sets, "
+            reason=f"sweep of {scope} by {source}: {len(scale_sets)} scale sets, "
             f"{len(restricted)} restricted; {judged} unfinished writes judged from the log",
         )
         journal.flush()

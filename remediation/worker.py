@@ -95,7 +95,11 @@ class Worker:
             operation=look.reason,
             resource=set_id.value,
         )
-        if not self.settings.policy.monitors(set_id.subscription):
+        try:
+            monitored = self.intake.monitors(set_id.subscription)
+        except ArmError as error:  # the monitored management groups could not be read
+            return self._failed_read(context, error, started)
+        if not monitored:
             # A message queued before the policy changed, or put on the queue by anyone else.
             reason = f"look at {set_id.value} refused: subscription {set_id.subscription} is not monitored"
             context.note(RecordKind.REJECTED, scale_set=set_id.value, reason=reason)
@@ -118,12 +122,7 @@ class Worker:
                 watch=look.watch,
             )
         except ArmError as error:
-            if not error.refused:
-                record_failure(context, error, RETRIED)
-                raise
-            record_refusal(context, error)  # the queue would retry it into the poison queue
-            journal.flush()
-            return Handled(context.event_id, "refused", str(error), None, time.monotonic() - started)
+            return self._failed_read(context, error, started)
         except BaseException as error:
             record_failure(context, error, RETRIED)
             raise
@@ -164,6 +163,17 @@ class Worker:
             watch=look.watch + 1,
         )
         hand_over(self.locks, self.work, look.scale_set, context, later.reason, look=later, delay_s=interval)
+
+    @staticmethod
+    def _failed_read(context: Context, error: ArmError, started: float) -> Handled:
+        """A look ARM did not answer for: a refusal that stands is recorded and the message removed
+        (the queue would retry it into the poison queue); anything else raises (delivered again)."""
+        if not error.refused:
+            record_failure(context, error, RETRIED)
+            raise error
+        record_refusal(context, error)
+        context.journal.flush()
+        return Handled(context.event_id, "refused", str(error), None, time.monotonic() - started)
 
     def poisoned(self, body: str, message_id: str) -> Handled:
         """A message the host gave up on: kept in the archive, recorded, for replay --poison."""

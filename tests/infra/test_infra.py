@@ -760,6 +760,7 @@ LEFT_AT_CODE_DEFAULT = {
     "WATCH_MAX_SECONDS": "tuning: the code default",
     "STORAGE_RETRY_TOTAL": "tuning: the code default",
     "INTERRUPTED_WRITE_GRACE_SECONDS": "tuning: the code default",
+    "MANAGEMENT_GROUP_REFRESH_SECONDS": "tuning: the code default (60 s)",
     "SET_LEASE_SECONDS": "tuning: the code default (60 s, the longest lease Azure grants)",
     STORAGE_CONNECTION: "a connection string: shared keys are disabled, the service URIs are set",
     "REMEDIATION_POLICY_FILE": "the policy is the REMEDIATION_POLICY setting",

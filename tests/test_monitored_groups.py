@@ -1,0 +1,168 @@
+"""Monitoring by management group, the pure part: the policy's ``monitored_management_groups``
+(validated, each error naming the entry), the decision ``Policy.monitors`` takes from the
+subscriptions found under the groups, and the cache of those subscriptions (``ancestry``): fresh
+for ten minutes, read again for a subscription it does not hold at most once a minute, shared by
+threads. Its clock is injected: nothing here waits."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+
+import pytest
+
+from remediation.ancestry import GroupMembers
+from remediation.arm_errors import ArmError
+from remediation.policy import Policy, PolicyError, load_policy
+
+LISTED = "6a2e1c9d-6f3b-4f57-9d3e-2b1f4c8e7a10"
+JOINED = "11111111-2222-3333-4444-555555555555"
+OTHER = "99999999-8888-7777-6666-555555555555"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Groups:
+    """ARM's answer for each group's descendants, counting the reads."""
+
+    def __init__(self, **members: list[str]) -> None:
+        self.members = members
+        self.asked: list[str] = []
+        self.failing: ArmError | None = None
+
+    def __call__(self, group: str) -> list[str]:
+        self.asked.append(group)
+        if self.failing is not None:
+            raise self.failing
+        return self.members.get(group, [])
+
+
+def test_groups_are_named_or_given_by_id_and_kept_lower_case() -> None:
+    policy = load_policy(
+        json.dumps(
+            {
+                "monitored_management_groups": [
+                    "Platform",
+                    "/providers/Microsoft.Management/managementGroups/Landing-Zones(EU)",
+                ]
+            }
+        )
+    )
+    assert policy.monitored_management_groups == frozenset({"platform", "landing-zones(eu)"})
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        ("platform", "monitored_management_groups: expected a list of management group names or ids"),
+        (["ok", ""], "monitored_management_groups[1]: management group '': a name is 1-90 letters"),
+        (["ok", "has space"], "monitored_management_groups[1]: management group 'has space'"),
+        (["x" * 91], "monitored_management_groups[0]: management group 'xxx"),
+        (["ends."], "monitored_management_groups[0]: management group 'ends.': a name is"),
+        (
+            ["/subscriptions/" + LISTED],
+            "neither a name nor /providers/Microsoft.Management/managementGroups/",
+        ),
+        ([7], "monitored_management_groups[0]: management group 7 is not text"),
+    ],
+)
+def test_a_bad_group_is_refused_naming_the_entry(groups: object, message: str) -> None:
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        load_policy(json.dumps({"monitored_management_groups": groups}), source="REMEDIATION_POLICY")
+
+
+def test_a_subscription_is_monitored_if_listed_or_found_under_a_monitored_group() -> None:
+    policy = Policy(
+        monitored_subscriptions=frozenset({LISTED}), monitored_management_groups=frozenset({"platform"})
+    )
+
+    assert policy.monitors(LISTED)
+    assert policy.monitors(JOINED.upper(), under_groups=frozenset({JOINED}))
+    assert not policy.monitors(OTHER, under_groups=frozenset({JOINED}))
+    assert not policy.needs_ancestry(LISTED), "a listed subscription needs no read of the groups"
+    assert policy.needs_ancestry(OTHER)
+
+
+def test_groups_alone_monitor_only_what_is_under_them_and_nothing_configured_monitors_all() -> None:
+    groups_only = Policy(monitored_management_groups=frozenset({"platform"}))
+    assert not groups_only.monitors(OTHER)
+    assert groups_only.monitors(JOINED, under_groups=frozenset({JOINED}))
+    assert Policy().monitors(OTHER) and not Policy().needs_ancestry(OTHER)
+
+
+def test_the_groups_are_read_once_and_then_served_from_the_cache_for_ten_minutes() -> None:
+    clock, arm = Clock(), Groups(platform=[JOINED.upper()], apps=[LISTED])
+    members = GroupMembers(["Platform", "apps"], clock=clock)
+
+    assert members.members(arm) == {JOINED, LISTED}
+    clock.now += 599
+    assert members.members(arm, looking_for=JOINED) == {JOINED, LISTED}
+    assert arm.asked == ["apps", "platform"], "one read of each group"
+    clock.now += 1
+    members.members(arm)
+    assert members.reads == 2, "read again once ten minutes old"
+
+
+def test_a_subscription_not_found_reads_the_groups_again_at_most_once_a_minute() -> None:
+    clock, arm = Clock(), Groups(platform=[])
+    members = GroupMembers(["platform"], clock=clock)
+    policy = Policy(monitored_management_groups=frozenset({"platform"}))
+
+    assert not members.monitors(policy, JOINED, arm)
+    arm.members["platform"] = [JOINED]  # placed under the group just after
+    clock.now += 30
+    for _ in range(50):  # a storm of its events within the minute
+        assert not members.monitors(policy, JOINED, arm)
+    assert members.reads == 1
+    clock.now += 30
+    assert members.monitors(policy, JOINED, arm), "accepted within a minute of joining"
+    assert members.reads == 2
+    clock.now += 120
+    assert members.monitors(policy, JOINED, arm) and members.reads == 2, "a hit reads nothing"
+
+
+def test_a_listed_subscription_never_reads_the_groups() -> None:
+    arm = Groups(platform=[JOINED])
+    members = GroupMembers(["platform"], clock=Clock())
+    policy = Policy(
+        monitored_subscriptions=frozenset({LISTED}), monitored_management_groups=frozenset({"platform"})
+    )
+    assert members.monitors(policy, LISTED, arm) and arm.asked == []
+
+
+def test_a_read_that_fails_raises_and_the_next_ask_reads_again() -> None:
+    clock, arm = Clock(), Groups(platform=[JOINED])
+    arm.failing = ArmError(503, "ServiceUnavailable", "try later")
+    members = GroupMembers(["platform"], clock=clock)
+    policy = Policy(monitored_management_groups=frozenset({"platform"}))
+
+    with pytest.raises(ArmError):
+        members.monitors(policy, JOINED, arm)
+    arm.failing = None
+    assert members.monitors(policy, JOINED, arm), "no failure remembered, no minute to wait"
+
+
+def test_threads_asking_at_once_share_one_read() -> None:
+    release = threading.Event()
+    arm = Groups(platform=[JOINED])
+
+    def slow(group: str) -> list[str]:
+        release.wait(5)
+        return arm(group)
+
+    members = GroupMembers(["platform"], clock=Clock())
+    answers: list[frozenset[str]] = []
+    threads = [threading.Thread(target=lambda: answers.append(members.members(slow))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert answers == [frozenset({JOINED})] * 8 and members.reads == 1
