@@ -121,7 +121,9 @@ def settings_check(settings: Settings, chosen: Sequence[str]) -> Check:
     policy = settings.policy
     detail = f"{len(policy.scopes)} restricted scopes; checking subscriptions: {', '.join(chosen) or 'none'}"
     problems = []
-    if not chosen:
+    if policy.monitored_management_groups:
+        detail += f"; monitored management groups: {', '.join(sorted(policy.monitored_management_groups))}"
+    elif not chosen:
         problems.append("no monitored subscription: the sweep has nothing to reconcile")
     problems += [
         f"{s} is not monitored (policy monitored_subscriptions)" for s in chosen if not policy.monitors(s)

@@ -432,6 +432,13 @@ def test_settings_that_only_doctor_reads_are_its_findings_not_the_apps_failure()
     assert settings_check(settings_of(REMEDIATION_POLICY=policy), [SUB]).status is Status.OK
 
 
+def test_monitored_management_groups_alone_are_a_sweep_scope_and_named() -> None:
+    check = settings_check(
+        settings_of(REMEDIATION_POLICY=json.dumps({"monitored_management_groups": ["Platform"]})), []
+    )
+    assert check.status is Status.OK and "monitored management groups: platform" in check.detail
+
+
 def test_a_refused_read_says_to_grant_the_role_even_through_a_storage_error() -> None:
     from azure.core.exceptions import HttpResponseError
 
