@@ -261,6 +261,7 @@ module policy 'app/policy.bicep' = {
   name: 'remediator-policy-${resourceToken}'
   params: {
     monitoredSubscriptions: monitoredSubscriptions
+    monitoredManagementGroups: managementGroupMode ? [trim(managementGroupId)] : []
     scopes: policyScopes
     modes: policyModes
     policyOverrides: policyOverrides

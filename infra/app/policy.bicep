@@ -7,6 +7,9 @@ targetScope = 'subscription'
 @description('Lower-case ids of the monitored subscriptions.')
 param monitoredSubscriptions array
 
+@description('Names of the monitored management groups (management-group mode): every subscription under one is monitored.')
+param monitoredManagementGroups array = []
+
 @description('The restricted scopes: objects with scope (an ARM id) and mode.')
 param scopes array
 
@@ -24,5 +27,6 @@ param policyOverrides string = '{}'
 
 output policy string = string(union(json(policyOverrides), {
   monitored_subscriptions: monitoredSubscriptions
+  monitored_management_groups: monitoredManagementGroups
   scopes: scopes
 }))

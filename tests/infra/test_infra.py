@@ -998,7 +998,7 @@ def test_the_policy_carries_the_keys_the_code_reads() -> None:
     built = policy["outputs"]["policy"]["value"]["function"]
     assert built["type"] == "string"
     text = (APP / "policy.bicep").read_text(encoding="utf-8")
-    for key in ("monitored_subscriptions", "scopes"):
+    for key in ("monitored_subscriptions", "monitored_management_groups", "scopes"):
         assert f"{key}:" in text
     assert parse(INFRA / "main.bicep")["parameters"]["policyOverrides"]["default"] == "{}"
 

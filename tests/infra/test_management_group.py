@@ -505,3 +505,12 @@ def test_the_parameter_is_wired_through_azd_like_the_others() -> None:
 def test_the_template_is_a_subscription_deployment_template() -> None:
     assert template()["$schema"].endswith("/subscriptionDeploymentTemplate.json#")
     assert Path(TEMPLATE_FILE).is_file()
+
+
+@pytest.mark.parametrize(("group", "monitored"), [(" mg-platform ", ["mg-platform"]), ("", [])])
+def test_the_apps_policy_monitors_the_group_in_its_mode(group: str, monitored: list[str]) -> None:
+    main = parse(INFRA / "main.bicep")
+    given = main["modules"]["policy"]["config"]["params"]["monitoredManagementGroups"]
+    assert evaluate(main, given, {"managementGroupId": group}) == monitored
+    text = (APP / "policy.bicep").read_text(encoding="utf-8")
+    assert "monitored_management_groups: monitoredManagementGroups" in text
