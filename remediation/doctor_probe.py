@@ -63,7 +63,7 @@ def diagnose(
     remediator = remediator_for(quick)
     now = now or datetime.now(UTC)
     chosen = sorted({s.lower() for s in subscriptions} or settings.policy.monitored_subscriptions)
-    checks = [settings_check(settings, chosen)]
+    checks = [settings_check(settings, chosen, remediator.intake.monitors)]
     checks.append(_guarded("storage", functools.partial(storage_check, settings, remediator)))
     checks.extend(_arm_checks(settings, remediator, chosen))
     checks.append(_guarded("sweep", functools.partial(_last_sweep_check, settings, remediator, now)))
@@ -115,7 +115,12 @@ def fix_for(error: BaseException) -> str:
     return "check the endpoint settings and that the identity may reach it"
 
 
-def settings_check(settings: Settings, chosen: Sequence[str]) -> Check:
+def settings_check(
+    settings: Settings, chosen: Sequence[str], monitors: Callable[[str], bool] | None = None
+) -> Check:
+    """``monitors``: whether a subscription is monitored, the monitored management groups read from
+    ARM (the remediator's); without it, only the listed subscriptions count."""
+    from remediation.arm_errors import ArmError
     from remediation.resource_ids import InvalidResourceId, ResourceId, resource_group_name
 
     policy = settings.policy
@@ -125,9 +130,13 @@ def settings_check(settings: Settings, chosen: Sequence[str]) -> Check:
         detail += f"; monitored management groups: {', '.join(sorted(policy.monitored_management_groups))}"
     elif not chosen:
         problems.append("no monitored subscription: the sweep has nothing to reconcile")
-    problems += [
-        f"{s} is not monitored (policy monitored_subscriptions)" for s in chosen if not policy.monitors(s)
-    ]
+    for subscription in chosen:
+        try:
+            if not (monitors or policy.monitors)(subscription):
+                policy_keys = "policy monitored_subscriptions, monitored_management_groups"
+                problems.append(f"{subscription} is not monitored ({policy_keys})")
+        except ArmError as error:
+            problems.append(f"whether {subscription} is under the monitored management groups: {error}")
     if settings.function_app_id:
         try:
             ResourceId.parse(settings.function_app_id, expected_type="Microsoft.Web/sites")

@@ -439,6 +439,22 @@ def test_monitored_management_groups_alone_are_a_sweep_scope_and_named() -> None
     assert check.status is Status.OK and "monitored management groups: platform" in check.detail
 
 
+def test_a_subscription_named_is_monitored_if_arm_shows_it_under_a_monitored_group() -> None:
+    from remediation.arm_errors import ArmError
+
+    settings = settings_of(REMEDIATION_POLICY=json.dumps({"monitored_management_groups": ["platform"]}))
+    assert settings_check(settings, [SUB], monitors=lambda subscription: True).status is Status.OK
+    check = settings_check(settings, [SUB], monitors=lambda subscription: False)
+    assert check.status is Status.FAIL and f"{SUB} is not monitored" in check.detail
+
+    def unreadable(subscription: str) -> bool:
+        raise ArmError(403, "AuthorizationFailed", "no descendants/read at the group")
+
+    check = settings_check(settings, [SUB], monitors=unreadable)
+    assert check.status is Status.FAIL
+    assert f"whether {SUB} is under the monitored management groups: " in check.detail
+
+
 def test_a_refused_read_says_to_grant_the_role_even_through_a_storage_error() -> None:
     from azure.core.exceptions import HttpResponseError
 

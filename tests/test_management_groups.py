@@ -157,3 +157,21 @@ def test_when_the_groups_cannot_be_read_an_event_is_handed_to_the_queue_not_drop
     assert not [r for r in audit if r.kind is RecordKind.REJECTED]
     assert any("handed to the work queue" in r.reason for r in audit if r.kind is RecordKind.DECISION)
     assert public_ips(estate, "web") == [[]]
+
+
+def test_a_sweep_by_hand_of_a_subscription_under_the_group_is_taken_and_one_elsewhere_refused(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from remediation.cli import main
+
+    other = "11111111-2222-3333-4444-555555555555"
+    monitor_group(estate, monkeypatch)
+    estate.sim.place_subscription(docs.SUB, GROUP)
+    estate.create_set("web", tags={"remediation.mode": "strip"})
+    estate.events()  # lost: never delivered
+    estate.sim.advance_clock(estate.sim.settings.graph_lag_s)
+
+    assert main(["sweep", "--subscription", docs.SUB, "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["restricted"] == [docs.set_id("web")]
+    assert main(["sweep", "--subscription", other]) == 1
+    assert f"refused: subscription {other} is not monitored" in capsys.readouterr().out
