@@ -337,8 +337,8 @@ class Intake:
 
     def _defer(self, event: object, archived: str, context: Context, error: ArmError) -> tuple[str, str]:
         reason = (
-            f"the owning set was not resolved in Event Grid's time ({error.code or error.status}): "
-            "handed to the work queue, whose worker resolves it with ARM's full retries"
+            f"ARM did not answer in Event Grid's time ({error.code or error.status}): the event is "
+            "handed to the work queue, whose worker takes it in with ARM's full retries"
         )
         self.work.schedule_event(QueuedEvent(context.event_id, event, note=reason), archived)
         context.note(RecordKind.DECISION, reason=reason)

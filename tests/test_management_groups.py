@@ -28,14 +28,14 @@ GRAPH = "Microsoft.ResourceGraph/resources"
 def monitor_group(estate: Estate, monkeypatch: pytest.MonkeyPatch, group: str = GROUP, **policy: Any) -> str:
     """Create the group, give the remediator its role there, and configure the app to monitor it;
     a subscription not found under it reads the groups again at once (not after a minute), so a
-    test needs no clock of the app's. Returns the group's id."""
+    test needs no clock of the app's. Returns the remediator's role assignment at the group."""
     scope = estate.sim.create_management_group(group)
     actions = json.loads(ROLE_ACTIONS_FILE.read_text(encoding="utf-8"))["actions"]
     role = estate.sim.define_role(f"remediator at {group}", actions, assignable_scopes=[scope])
-    estate.sim.grant(LoopbackCredential.APP_ID, role, scope)
+    assignment = estate.sim.grant(LoopbackCredential.APP_ID, role, scope)
     monkeypatch.setenv("REMEDIATION_POLICY", json.dumps({"monitored_management_groups": [group], **policy}))
     monkeypatch.setenv("MANAGEMENT_GROUP_REFRESH_SECONDS", "0")
-    return scope
+    return assignment
 
 
 def public_ips(estate: Estate, name: str) -> list[list[str]]:
@@ -175,3 +175,24 @@ def test_a_sweep_by_hand_of_a_subscription_under_the_group_is_taken_and_one_else
     assert json.loads(capsys.readouterr().out)["restricted"] == [docs.set_id("web")]
     assert main(["sweep", "--subscription", other]) == 1
     assert f"refused: subscription {other} is not monitored" in capsys.readouterr().out
+
+
+@pytest.mark.refusals
+def test_when_arm_refuses_to_show_the_group_an_event_is_recorded_as_refused_not_dropped(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assignment = monitor_group(estate, monkeypatch)
+    estate.sim.place_subscription(docs.SUB, GROUP)
+    estate.create_set("web", tags={"remediation.mode": "strip"})
+    estate.scale("web", 1)
+    estate.sim.revoke(assignment)  # its role at the subscription stays: only the group is unreadable
+    for event in estate.events():
+        estate.deliver(event)
+
+    audit = estate.audit()
+    assert not [r for r in audit if r.kind is RecordKind.REJECTED]
+    refused = [r for r in audit if r.kind is RecordKind.ERROR]
+    assert refused and all(
+        "AuthorizationFailed" in r.error and "ARM refused a read" in r.reason for r in refused
+    )
+    assert [len(ips) for ips in public_ips(estate, "web")] == [1], "nothing written on a guess"
