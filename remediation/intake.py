@@ -19,7 +19,9 @@ Failure contract with the Functions host: a bad event is recorded as rejected an
 returns (retrying cannot fix it); an unreachable audit store or queue raises, so Event Grid
 delivers the event again. On the Event Grid path ARM is read without retries and with a short
 timeout: an event whose set cannot be resolved in time (throttled, slow) is handed to the queue
-whole, and a worker resolves it with ARM's full retries.
+whole, and a worker resolves it with ARM's full retries. Whether the event's subscription is
+monitored may need ARM too (the subscriptions under the monitored management groups: ``ancestry``);
+when that read fails the event is handled the same way, never dropped as unmonitored.
 """
 
 from __future__ import annotations
