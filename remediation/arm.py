@@ -27,6 +27,7 @@ The azure.mgmt packages are imported on first use: ``azure.mgmt.network`` alone 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import threading
@@ -88,7 +89,10 @@ GRAPH_PAGE_SIZE = 1000  # Resource Graph's most rows a page
 # The client a request at tenant scope (a management group) goes through: the SDK's clients are
 # made per subscription, and the paths sent are whole, so this subscription is never in one.
 _TENANT_SCOPE = "00000000-0000-0000-0000-000000000000"
-_SUBSCRIPTION_UNDER_GROUP = "microsoft.management/managementgroups/subscriptions"
+# A descendant that is a subscription: the spec's example types it
+# "Microsoft.Management/managementGroups/subscriptions", its schema "/subscriptions"; its id is
+# "/subscriptions/<id>" either way, so that is what is read.
+_SUBSCRIPTION_TYPES = frozenset({"microsoft.management/managementgroups/subscriptions", "/subscriptions"})
 # The sweep's one query: every scale set with its tags (the policy decides which are restricted).
 SCALE_SET_QUERY = (
     "resources | where type =~ 'microsoft.compute/virtualmachinescalesets' | project id, name, type, tags"
@@ -294,11 +298,15 @@ class ArmGateway:
         paged), as ARM shows them now."""
         path = f"{MANAGEMENT_GROUP_PREFIX}{management_group_name(group)}/descendants"
         path += f"?api-version={MANAGEMENT_GROUPS_API}"
-        return [
-            str(doc.get("name", ""))
-            for doc in self._pages(_TENANT_SCOPE, path, "management group descendants", 10 * MAX_GRAPH_PAGES)
-            if str(doc.get("type", "")).lower() == _SUBSCRIPTION_UNDER_GROUP and doc.get("name")
-        ]
+        found: list[str] = []
+        for doc in self._pages(_TENANT_SCOPE, path, "management group descendants", 10 * MAX_GRAPH_PAGES):
+            descendant_id = str(doc.get("id", "")).rstrip("/").split("/")
+            if str(doc.get("type", "")).lower() in _SUBSCRIPTION_TYPES or (
+                len(descendant_id) == 3 and descendant_id[1].lower() == "subscriptions"
+            ):
+                with contextlib.suppress(InvalidResourceId):  # no subscription ARM would name
+                    found.append(subscription_id(doc.get("name") or descendant_id[-1]))
+        return found
 
     def _send(
         self, subscription: str, method: str, path: str, body: Any = None

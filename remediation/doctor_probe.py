@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 # How far back doctor looks for the last sweep (an hour of the audit log at a time, newest first).
 SWEEP_LOOKBACK_MIN = timedelta(hours=2)
 SWEEP_LOOKBACK_CAP = timedelta(days=7)
+GROUP_MEMBERS_ACTION = "Microsoft.Management/managementGroups/descendants/read"
 # The restricted sets whose links doctor reads (one GET each) per subscription, and for how long:
 # the HTTP route answers within the platform's 230 s.
 MAX_SETS_READ = 200
@@ -195,7 +196,9 @@ def _arm_checks(settings: Settings, remediator: Remediator, chosen: Sequence[str
         ]
     who = caller.name or caller.app_id or "the identity"
     checks = [identity_check(settings, caller)]
-    required = required_permissions()
+    required = set(required_permissions())
+    if not settings.policy.monitored_management_groups:  # read only to learn a group's members
+        required -= {GROUP_MEMBERS_ACTION}
     linked = set(LINK_ACTIONS.values())
     for subscription in chosen:
         paths = restricted_paths(settings, subscription) or [f"/subscriptions/{subscription}"]

@@ -166,3 +166,27 @@ def test_threads_asking_at_once_share_one_read() -> None:
     for thread in threads:
         thread.join(5)
     assert answers == [frozenset({JOINED})] * 8 and members.reads == 1
+
+
+@pytest.mark.parametrize(
+    "descendant_type", ["Microsoft.Management/managementGroups/subscriptions", "/subscriptions"]
+)
+def test_a_groups_subscriptions_are_read_whichever_type_the_descendants_carry(
+    descendant_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spec's example types a subscription descendant one way, its schema the other."""
+    from remediation.arm import ArmGateway
+
+    sub = "00000000-0000-0000-0000-00000000a001"
+    answer = [
+        {
+            "id": "/providers/Microsoft.Management/managementGroups/child",
+            "type": "Microsoft.Management/managementGroups",
+            "name": "child",
+        },
+        {"id": f"/subscriptions/{sub}", "type": descendant_type, "name": sub},
+        {"id": "/subscriptions/not-a-guid", "type": descendant_type, "name": "not-a-guid"},
+    ]
+    monkeypatch.setattr(ArmGateway, "_pages", lambda self, *args, **kwargs: answer)
+    gateway = ArmGateway.__new__(ArmGateway)
+    assert gateway.management_group_subscriptions("platform") == [sub]
