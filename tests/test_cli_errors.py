@@ -21,6 +21,15 @@ def one_line(capsys: pytest.CaptureFixture[str]) -> str:
     return lines[0]
 
 
+def unreachable(estate: Estate, monkeypatch: pytest.MonkeyPatch, service: str) -> None:
+    """Point one storage service (Table, Blob, Queue) of the connection where nothing listens."""
+    nothing_listens = "http://127.0.0.1:9/devstoreaccount1"
+    connection = estate.environment["RemediationStorage"]
+    parts = [p for p in connection.split(";") if p and not p.startswith(f"{service}Endpoint=")]
+    monkeypatch.setenv("RemediationStorage", ";".join([*parts, f"{service}Endpoint={nothing_listens}"]) + ";")
+    monkeypatch.setenv("STORAGE_RETRY_TOTAL", "0")
+
+
 def test_whatif_on_a_file_that_is_not_utf8_is_bad_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -34,11 +43,7 @@ def test_whatif_on_a_file_that_is_not_utf8_is_bad_input(
 def test_audit_against_unreachable_storage_says_so_in_a_line(
     estate: Estate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    nothing_listens = "http://127.0.0.1:9/devstoreaccount1"
-    connection = estate.environment["RemediationStorage"]
-    parts = [p for p in connection.split(";") if p and not p.startswith("TableEndpoint=")]
-    monkeypatch.setenv("RemediationStorage", ";".join([*parts, f"TableEndpoint={nothing_listens}"]) + ";")
-    monkeypatch.setenv("STORAGE_RETRY_TOTAL", "0")
+    unreachable(estate, monkeypatch, "Table")
 
     assert cli.main(["audit", "--since", "1h"]) == cli.EXIT_AZURE
     assert one_line(capsys).startswith("remediation audit: Azure or its storage could not be reached:")
@@ -91,11 +96,7 @@ def test_a_sweep_arm_refuses_is_one_line_and_an_azure_error(
 def test_a_replay_against_unreachable_storage_is_one_line_and_an_azure_error(
     estate: Estate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    nothing_listens = "http://127.0.0.1:9/devstoreaccount1"
-    connection = estate.environment["RemediationStorage"]
-    parts = [p for p in connection.split(";") if p and not p.startswith("BlobEndpoint=")]
-    monkeypatch.setenv("RemediationStorage", ";".join([*parts, f"BlobEndpoint={nothing_listens}"]) + ";")
-    monkeypatch.setenv("STORAGE_RETRY_TOTAL", "0")
+    unreachable(estate, monkeypatch, "Blob")
 
     assert cli.main(["replay", "--poison", "1d"]) == cli.EXIT_AZURE
     assert one_line(capsys).startswith("remediation replay: Azure or its storage could not be reached:")
