@@ -11,7 +11,10 @@ subscriptions found under the groups; this module keeps that set:
   once every ``miss_interval_s`` (a minute) whatever the number of such subscriptions and events, so
   a subscription that joins is accepted within a minute and a storm of events from unmonitored
   subscriptions costs one read a minute;
-- shared by the threads of one process: one read at a time, the others wait for its answer.
+- shared by the threads of one process: one read at a time, the others wait for its answer, but
+  no longer than ``wait_s`` (a worker's read retries for minutes under throttling; an Event Grid
+  delivery has 30 s): past it they are told the groups are being read (an ``ArmError`` with no
+  status, which intake treats as a slow read: the event goes to the work queue).
 
 A read that fails raises (``ArmError``): the caller handles it as it handles any ARM read that
 failed (intake: a refusal recorded, a slow read handed to the work queue, anything else raised so
@@ -24,10 +27,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from remediation.arm_errors import ArmError
 from remediation.policy import Policy
 
 TTL_S = 600.0
 MISS_INTERVAL_S = 60.0
+WAIT_S = 5.0
 
 # The subscriptions (ids) under one management group, at any depth: ArmGateway's read.
 ReadGroup = Callable[[str], Iterable[str]]
@@ -42,11 +47,13 @@ class GroupMembers:
         *,
         ttl_s: float = TTL_S,
         miss_interval_s: float = MISS_INTERVAL_S,
+        wait_s: float = WAIT_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.groups = tuple(sorted({group.lower() for group in groups}))
         self.ttl_s = ttl_s
         self.miss_interval_s = miss_interval_s
+        self.wait_s = wait_s
         self._clock = clock
         self._lock = threading.Lock()
         self._members: frozenset[str] = frozenset()
@@ -60,7 +67,11 @@ class GroupMembers:
         if not self.groups:
             return frozenset()
         wanted = looking_for.lower()
-        with self._lock:
+        if not self._lock.acquire(timeout=self.wait_s):
+            raise ArmError(
+                None, "ManagementGroupsBeingRead", "another read of the management groups is under way"
+            )
+        try:
             now = self._clock()
             age = float("inf") if self._read_at is None else now - self._read_at
             missed = bool(wanted) and wanted not in self._members
@@ -71,6 +82,8 @@ class GroupMembers:
                 self._members, self._read_at = found, self._clock()
                 self.reads += 1
             return self._members
+        finally:
+            self._lock.release()
 
     def monitors(self, policy: Policy, subscription: str, read: ReadGroup) -> bool:
         """``policy.monitors(subscription)``, with the groups read from ARM only when it needs them

@@ -190,3 +190,27 @@ def test_a_groups_subscriptions_are_read_whichever_type_the_descendants_carry(
     monkeypatch.setattr(ArmGateway, "_pages", lambda self, *args, **kwargs: answer)
     gateway = ArmGateway.__new__(ArmGateway)
     assert gateway.management_group_subscriptions("platform") == [sub]
+
+
+def test_a_caller_waits_for_a_read_under_way_only_so_long_then_is_told_it_is_slow() -> None:
+    """A worker's read may retry for minutes under throttling; an Event Grid delivery must hand
+    its event to the queue instead of waiting past its 30 s."""
+    started, release = threading.Event(), threading.Event()
+    arm = Groups(platform=[JOINED])
+
+    def throttled(group: str) -> list[str]:
+        started.set()
+        release.wait(5)
+        return arm(group)
+
+    members = GroupMembers(["platform"], clock=Clock(), wait_s=0.05)
+    first: list[frozenset[str]] = []
+    reader = threading.Thread(target=lambda: first.append(members.members(throttled)))
+    reader.start()
+    assert started.wait(5)
+    with pytest.raises(ArmError) as raised:
+        members.members(arm)
+    assert raised.value.status is None and raised.value.code == "ManagementGroupsBeingRead"
+    release.set()
+    reader.join(5)
+    assert first == [frozenset({JOINED})] and members.reads == 1
