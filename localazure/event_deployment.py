@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from localazure.azurite import ACCOUNT_NAME, PROJECT_ROOT
-from remediation.arm import EVENT_GRID_API
+from remediation.arm_rest import EVENT_GRID_API
 from remediation.credentials import LoopbackCredential
 from remediation.doctor_events import FUNCTION_NAME
 

@@ -26,8 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from remediation.arm import ArmGateway, WriteResult
+from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError, PreconditionFailed
+from remediation.arm_rest import WriteResult
 from remediation.intents import describe, states
 from remediation.model import (
     SET_LEVEL_ACTIONS,

@@ -313,7 +313,7 @@ def _permissions_line(
 
 
 def _events_check(settings: Settings, arm: ArmGateway, subscription: str) -> Check:
-    from remediation.arm import SYSTEM_TOPIC_TYPE
+    from remediation.arm_rest import SYSTEM_TOPIC_TYPE
     from remediation.resource_ids import ResourceId
 
     topics = arm.list_system_topics(subscription, settings.event_topic_resource_group)

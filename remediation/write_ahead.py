@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from remediation.arm import WriteResult
 from remediation.arm_errors import ArmError, OutcomeUnknown, PreconditionFailed
+from remediation.arm_rest import WriteResult
 from remediation.journal import AuditUnavailable, Journal
 from remediation.model import Finding, RecordKind, Result
 from remediation.records import AuditRecord

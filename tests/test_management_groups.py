@@ -97,7 +97,7 @@ def seeded_set(sub: str, name: str, restricted: bool) -> dict[str, Any]:
 def test_the_sweep_of_a_group_of_many_subscriptions_pages_resource_graph_and_queues_exactly_the_restricted(
     estate: Estate, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from remediation import arm
+    from remediation import arm_rest
     from remediation.engine import remediator_for
     from remediation.settings import Settings
 
@@ -123,7 +123,7 @@ def test_the_sweep_of_a_group_of_many_subscriptions_pages_resource_graph_and_que
         LoopbackCredential.APP_ID, "Reader", "/providers/Microsoft.Management/managementGroups/elsewhere"
     )
     estate.sim.advance_clock(estate.sim.settings.graph_lag_s)
-    monkeypatch.setattr(arm, "GRAPH_PAGE_SIZE", 50)  # 300 rows under the group: six pages
+    monkeypatch.setattr(arm_rest, "GRAPH_PAGE_SIZE", 50)  # 300 rows under the group: six pages
     requests = len(estate.sim.requests())
 
     result = remediator_for(Settings.from_env()).sweep()
