@@ -30,19 +30,11 @@ from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError, PreconditionFailed
 from remediation.arm_rest import WriteResult
 from remediation.intents import describe, states
-from remediation.model import (
-    SET_LEVEL_ACTIONS,
-    Action,
-    ActionKind,
-    Finding,
-    NetworkInterface,
-    Plan,
-    RecordKind,
-    Result,
-)
+from remediation.model import SET_LEVEL_ACTIONS, Action, ActionKind, Finding, Plan, RecordKind, Result
 from remediation.records import AuditRecord
 from remediation.recovery import TargetState, judge
 from remediation.resource_ids import ResourceId
+from remediation.resources import NetworkInterface
 from remediation.write_ahead import Context, Recovered, announced_write
 
 # Writes in flight at once. ARM's write bucket (200 burst, 10/s) is what bounds the rate; a 429

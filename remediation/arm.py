@@ -45,7 +45,7 @@ from remediation.arm_errors import (
 from remediation.arm_pipeline import answer_date_policy, answered, pacing_policy, pooled_transport
 from remediation.arm_rest import RestCalls, WriteResult
 from remediation.credentials import arm_credential, token_caller
-from remediation.model import Caller, NetworkInterface, PublicIp, ScaleSet, VirtualMachine
+from remediation.model import Caller
 from remediation.pacing import pacer_for
 from remediation.permissions import NIC_CONFIGURATION_LINKS, NIC_LINKS, arm_operation
 from remediation.resource_ids import (
@@ -59,6 +59,7 @@ from remediation.resource_ids import (
     resource_group_name,
     subscription_id,
 )
+from remediation.resources import NetworkInterface, PublicIp, ScaleSet, VirtualMachine
 from remediation.settings import Settings
 
 if TYPE_CHECKING:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from remediation.arm_errors import ArmError, arm_error, attempted
-from remediation.model import AutoscaleSetting, ScaleSet
 from remediation.permissions import arm_operation
 from remediation.resource_ids import (
     AUTOSCALE_SETTING_TYPE,
@@ -25,6 +24,7 @@ from remediation.resource_ids import (
     resource_group_name,
     subscription_id,
 )
+from remediation.resources import AutoscaleSetting, ScaleSet
 
 if TYPE_CHECKING:
     from azure.mgmt.compute import ComputeManagementClient

@@ -41,22 +41,12 @@ from remediation.arm_errors import ArmError
 from remediation.audit import AuditLog
 from remediation.events import parse_event
 from remediation.journal import AuditUnavailable
-from remediation.model import (
-    NetworkInterface,
-    PublicIp,
-    QueuedEvent,
-    Recheck,
-    RecordKind,
-    Rejection,
-    Result,
-    ScaleSet,
-    Trigger,
-    VirtualMachine,
-)
+from remediation.model import QueuedEvent, Recheck, RecordKind, Rejection, Result, Trigger
 from remediation.observe import Unresolvable, owning_scale_set
 from remediation.recent_reads import RecentReads
 from remediation.reconcile import NothingOwed, ReconcileResult, SetReconciler
 from remediation.resource_ids import NIC_TYPE, ResourceId
+from remediation.resources import NetworkInterface, PublicIp, ScaleSet, VirtualMachine
 from remediation.settings import Settings
 from remediation.single_flight import SetLocks
 from remediation.work_queue import RecheckQueue

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from remediation.exported import ExportError, resources
-from remediation.model import Instance, NetworkInterface, ObservedSet, ScaleSet, VirtualMachine
+from remediation.model import Instance, ObservedSet
 from remediation.resource_ids import (
     NIC_TYPE,
     SCALE_SET_TYPE,
@@ -21,6 +21,7 @@ from remediation.resource_ids import (
     InvalidResourceId,
     ResourceId,
 )
+from remediation.resources import NetworkInterface, ScaleSet, VirtualMachine
 
 
 class InventoryError(ValueError):

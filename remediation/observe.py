@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from remediation.arm import ArmGateway
-from remediation.model import Instance, NetworkInterface, ObservedSet, PublicIp, ScaleSet, VirtualMachine
+from remediation.model import Instance, ObservedSet
 from remediation.resource_ids import (
     NIC_TYPE,
     PUBLIC_IP_TYPE,
@@ -27,6 +27,7 @@ from remediation.resource_ids import (
     VIRTUAL_MACHINE_TYPE,
     ResourceId,
 )
+from remediation.resources import NetworkInterface, PublicIp, ScaleSet, VirtualMachine
 
 
 class Unresolvable(Exception):

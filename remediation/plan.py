@@ -19,19 +19,9 @@ import re
 from datetime import date
 from typing import Any
 
-from remediation.model import (
-    Action,
-    ActionKind,
-    Finding,
-    Mode,
-    NetworkInterface,
-    ObservedSet,
-    Origin,
-    Plan,
-    ScaleSet,
-    VirtualMachine,
-)
+from remediation.model import Action, ActionKind, Finding, Mode, ObservedSet, Origin, Plan
 from remediation.policy import Exemption, Policy, exemption
+from remediation.resources import NetworkInterface, ScaleSet, VirtualMachine
 
 _INSTANCE_SUFFIX = re.compile(r"^_[0-9a-f]{8}$")
 

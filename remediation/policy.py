@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from remediation.model import Mode, Origin, ScaleSet, tag_value
+from remediation.model import Mode, Origin
 from remediation.resource_ids import (
     SCALE_SET_TYPE,
     InvalidResourceId,
@@ -31,6 +31,7 @@ from remediation.resource_ids import (
     management_group_name,
     subscription_id,
 )
+from remediation.resources import ScaleSet, tag_value
 
 MODE_TAG = "remediation.mode"
 EXEMPT_TAG = "remediation.exempt-until"

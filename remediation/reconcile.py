@@ -24,17 +24,7 @@ from remediation.act import Executor, FindingOutcome
 from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError, PreconditionFailed
 from remediation.audit import AuditLog
-from remediation.model import (
-    ActionKind,
-    Mode,
-    NetworkInterface,
-    ObservedSet,
-    Plan,
-    Recheck,
-    RecordKind,
-    Result,
-    ScaleSet,
-)
+from remediation.model import ActionKind, Mode, ObservedSet, Plan, Recheck, RecordKind, Result
 from remediation.observe import observe_set
 from remediation.plan import plan, still_creating
 from remediation.policy import restriction_for, today_utc
@@ -46,6 +36,7 @@ from remediation.recovery import (
     to_resolve,
 )
 from remediation.resource_ids import NIC_TYPE, InvalidResourceId, ResourceId
+from remediation.resources import NetworkInterface, ScaleSet
 from remediation.review import Filters
 from remediation.settings import Settings
 from remediation.upkeep import delete_leftovers, repair_nics, strip_lone_model

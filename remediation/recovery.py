@@ -21,21 +21,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from remediation.model import (
-    ActionKind,
-    AutoscaleSetting,
-    NetworkInterface,
-    ObservedSet,
-    PublicIp,
-    RecordKind,
-    Result,
-    ScaleSet,
-    VirtualMachine,
-)
+from remediation.model import ActionKind, ObservedSet, RecordKind, Result
 from remediation.plan import classify_origin
 from remediation.policy import Exemption, Policy, exemption
 from remediation.records import AuditRecord, Unfinished
 from remediation.resource_ids import NIC_TYPE, ResourceId
+from remediation.resources import AutoscaleSetting, NetworkInterface, PublicIp, ScaleSet, VirtualMachine
 
 _IN_PROGRESS = frozenset({"creating", "updating", "deleting", "migrating"})
 

@@ -7,18 +7,10 @@ from datetime import UTC, date, datetime
 
 import arm_docs as docs
 
-from remediation.model import (
-    ActionKind,
-    Instance,
-    Mode,
-    NetworkInterface,
-    ObservedSet,
-    Origin,
-    ScaleSet,
-    VirtualMachine,
-)
+from remediation.model import ActionKind, Instance, Mode, ObservedSet, Origin
 from remediation.plan import classify_origin, lone_model_strip, nic_without_public_ips, plan
 from remediation.policy import Policy, restriction_for
+from remediation.resources import NetworkInterface, ScaleSet, VirtualMachine
 
 TODAY = date(2026, 11, 21)
 

@@ -10,18 +10,7 @@ from typing import Any
 import arm_docs as docs
 import pytest
 
-from remediation.model import (
-    ActionKind,
-    AutoscaleSetting,
-    Instance,
-    NetworkInterface,
-    ObservedSet,
-    PublicIp,
-    RecordKind,
-    Result,
-    ScaleSet,
-    VirtualMachine,
-)
+from remediation.model import ActionKind, Instance, ObservedSet, RecordKind, Result
 from remediation.policy import Policy
 from remediation.records import AuditRecord, Unfinished, unfinished_writes
 from remediation.recovery import (
@@ -33,6 +22,7 @@ from remediation.recovery import (
     to_resolve,
 )
 from remediation.resource_ids import ResourceId
+from remediation.resources import AutoscaleSetting, NetworkInterface, PublicIp, ScaleSet, VirtualMachine
 
 TODAY = date(2026, 11, 21)
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

@@ -241,7 +241,7 @@ def test_a_subscription_with_a_trailing_newline_is_no_guid() -> None:
 def test_resources_arm_allows_beside_a_restricted_set_do_not_make_its_lists_unreadable() -> None:
     """A sweep's Resource Graph rows and a resource group's autoscale settings are read whole: a
     name ARM allows that the parser refused would fail the whole list, for every set beside it."""
-    from remediation.model import AutoscaleSetting, ScaleSet
+    from remediation.resources import AutoscaleSetting, ScaleSet
 
     elsewhere = docs.scale_set("web", 1)
     elsewhere["id"] = elsewhere["id"].replace("/resourceGroups/rg-app/", "/resourceGroups/rg-équipe/")

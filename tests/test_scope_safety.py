@@ -12,18 +12,10 @@ import arm_docs as docs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from remediation.model import (
-    ActionKind,
-    Instance,
-    Mode,
-    NetworkInterface,
-    ObservedSet,
-    Origin,
-    ScaleSet,
-    VirtualMachine,
-)
+from remediation.model import ActionKind, Instance, Mode, ObservedSet, Origin
 from remediation.plan import classify_origin, instance_exemption, lone_model_strip, plan
 from remediation.policy import Policy, Scope, restriction_for
+from remediation.resources import NetworkInterface, ScaleSet, VirtualMachine
 
 SEVERITY = {Mode.AUDIT: 0, Mode.STRIP: 1, Mode.EVICT: 2, Mode.SCALE_TO_ZERO: 3}
 

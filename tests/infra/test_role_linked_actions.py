@@ -20,9 +20,9 @@ from typing import Any
 import arm_docs as docs
 import pytest
 
-from remediation.model import NetworkInterface, ScaleSet
 from remediation.permissions import NIC_CONFIGURATION_LINKS, NIC_LINKS, required_permissions
 from remediation.plan import model_without_public_ips, nic_without_public_ips
+from remediation.resources import NetworkInterface, ScaleSet
 from sim.actions import resource_type_of
 from sim.linked_access import linked_action, linked_references
 
