@@ -29,6 +29,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sim import access_api, event_grid, graph, ids, management_api, providers
@@ -44,6 +45,7 @@ from sim.resource_api import INLINE_CHILD_PATH, INLINE_CHILDREN, ResourceRoutes
 from sim.scale_set_routes import SCALE_SET_PATH, ScaleSetChildRoutes
 
 logger = logging.getLogger(__name__)
+S = TypeVar("S")  # a provider API a route serves
 
 GRAPH_TYPE = "Microsoft.ResourceGraph/resources"
 
@@ -214,6 +216,29 @@ class ArmApi(ScaleSetChildRoutes, ResourceRoutes):
         ref = ResourceRef(target.subscription, target.resource_group, target.resource_type, target.name)
         self._resource(request, response, ref, context, api_version)
 
+    def _front_door(
+        self,
+        request: Request,
+        path: str,
+        query: dict[str, str],
+        correlation: str,
+        response: Response,
+        *,
+        resource_type: str,
+        namespace: str,
+        served: S | None,
+    ) -> tuple[RequestContext, str, S]:
+        """What every route of a provider API shares: the request named for the log, admitted
+        (identity, throttling, authorization, faults), its api-version read, and a 404 where this
+        simulator was built without the API (``served`` None)."""
+        response.resource_type = resource_type
+        response.operation = operation_name(resource_type, request.method)
+        context = self._admit(request, path, response, namespace, correlation)
+        api_version = api_version_of(query)
+        if served is None:
+            raise ArmError(404, "NotFound", f"The path '{path}' is not served by the ARM simulator.")
+        return context, api_version, served
+
     def _authorization_request(
         self,
         request: Request,
@@ -225,14 +250,18 @@ class ArmApi(ScaleSetChildRoutes, ResourceRoutes):
         access: access_api.AccessPath,
     ) -> None:
         """Role definitions, role assignments and permissions (sim/access_api.py)."""
-        response.resource_type = access.resource_type
-        response.operation = operation_name(access.resource_type, request.method)
-        context = self._admit(request, path, response, "Microsoft.Authorization", correlation)
-        api_version_of(query)
-        if self._access is None:
-            raise ArmError(404, "NotFound", f"The path '{path}' is not served by the ARM simulator.")
+        context, _, served_access = self._front_door(
+            request,
+            path,
+            query,
+            correlation,
+            response,
+            resource_type=access.resource_type,
+            namespace="Microsoft.Authorization",
+            served=self._access,
+        )
         caller = _caller(request, context)
-        response.status, response.body = self._access.handle(
+        response.status, response.body = served_access.handle(
             request.method, access, query, request.body, caller
         )
 
@@ -247,13 +276,17 @@ class ArmApi(ScaleSetChildRoutes, ResourceRoutes):
         grid: event_grid.EventGridPath,
     ) -> None:
         """System topics and their event subscriptions (sim/event_grid.py)."""
-        response.resource_type = grid.resource_type
-        response.operation = operation_name(grid.resource_type, request.method)
-        context = self._admit(request, path, response, event_grid.NAMESPACE, correlation)
-        api_version = api_version_of(query)
-        if self._event_grid is None:
-            raise ArmError(404, "NotFound", f"The path '{path}' is not served by the ARM simulator.")
-        items = self._event_grid.handle(
+        context, api_version, grid_api = self._front_door(
+            request,
+            path,
+            query,
+            correlation,
+            response,
+            resource_type=grid.resource_type,
+            namespace=event_grid.NAMESPACE,
+            served=self._event_grid,
+        )
+        items = grid_api.handle(
             request.method, grid, request.body, context=context, response=response, api_version=api_version
         )
         if items is not None:
@@ -270,13 +303,17 @@ class ArmApi(ScaleSetChildRoutes, ResourceRoutes):
         """Management groups and the subscriptions beneath them (sim/management_api.py)."""
         target = management_api.match(path)
         assert target is not None
-        response.resource_type = target.resource_type
-        response.operation = operation_name(target.resource_type, request.method)
-        self._admit(request, path, response, management_api.NAMESPACE, correlation)
-        api_version_of(query)
-        if self._management is None:
-            raise ArmError(404, "NotFound", f"The path '{path}' is not served by the ARM simulator.")
-        response.body = self._management.handle(request.method, target, query, path)
+        _, _, management = self._front_door(
+            request,
+            path,
+            query,
+            correlation,
+            response,
+            resource_type=target.resource_type,
+            namespace=management_api.NAMESPACE,
+            served=self._management,
+        )
+        response.body = management.handle(request.method, target, query, path)
 
     def _provider(
         self,

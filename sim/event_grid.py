@@ -205,20 +205,10 @@ class EventGridApi:
     # ------------------------------------------------------------------ system topics
 
     def _topic(self, call: _Call) -> None:
-        method, target, response = call.method, call.target, call.response
+        target, response = call.target, call.response
         key = _key(target.topic_id)
         current = self._topics.get(key)
-        if method == "GET":
-            if current is None:
-                raise _not_found(target, rules.TOPIC_TYPE, str(target.topic))
-            response.body = copy.deepcopy(current)
-            return
-        if method == "DELETE":
-            if current is None:
-                response.status = 204
-                return
-            self._start(current, OperationKind.DELETE, call, created=False)
-            response.status = 202
+        if self._read_or_delete(call, current, rules.TOPIC_TYPE, str(target.topic)):
             return
         doc = rules.topic_document(
             json_object(call.body),
@@ -240,21 +230,11 @@ class EventGridApi:
     # ------------------------------------------------------------------ event subscriptions
 
     def _subscription(self, call: _Call) -> None:
-        method, target, response = call.method, call.target, call.response
+        target, response = call.target, call.response
         topic = self._parent(target)
         key = _key(target.subscription_id)
         current = self._subscriptions.get(key)
-        if method == "GET":
-            if current is None:
-                raise _not_found(target, rules.SUBSCRIPTION_TYPE, f"{topic['name']}/{target.name}")
-            response.body = copy.deepcopy(current)
-            return
-        if method == "DELETE":
-            if current is None:
-                response.status = 204
-                return
-            self._start(current, OperationKind.DELETE, call, created=False)
-            response.status = 202
+        if self._read_or_delete(call, current, rules.SUBSCRIPTION_TYPE, f"{topic['name']}/{target.name}"):
             return
         sub_id = current["id"] if current is not None else f"{topic['id']}/eventSubscriptions/{target.name}"
         name = current["name"] if current is not None else str(target.name)
@@ -263,6 +243,23 @@ class EventGridApi:
         self._start(doc, OperationKind.WRITE, call, created=current is None, location=str(topic["location"]))
         response.status = 201
         response.body = copy.deepcopy(doc)
+
+    def _read_or_delete(self, call: _Call, current: JsonDict | None, resource_type: str, name: str) -> bool:
+        """A GET (404 when missing) or a DELETE (long-running; 204 when missing) of a topic or an
+        event subscription, answered; False for a PUT, which the caller answers."""
+        if call.method == "GET":
+            if current is None:
+                raise _not_found(call.target, resource_type, name)
+            call.response.body = copy.deepcopy(current)
+            return True
+        if call.method == "DELETE":
+            if current is None:
+                call.response.status = 204
+            else:
+                self._start(current, OperationKind.DELETE, call, created=False)
+                call.response.status = 202
+            return True
+        return False
 
     def _parent(self, target: EventGridPath) -> JsonDict:
         topic = self._topics.get(_key(target.topic_id))
