@@ -36,7 +36,7 @@ param managementGroupId string = ''
 @description('Names the policy remediation task of management-group mode: each deployment starts a new one, over the subscriptions then non-compliant.')
 param remediationName string = 'remediator-${uniqueString(utcNow())}'
 
-@description('Restricted scopes separated by commas, each a subscription, resource group or scale set id, optionally followed by =<mode>. Empty: every monitored subscription, in defaultMode.')
+@description('Restricted scopes separated by commas, each a subscription, resource group or scale set id, or a management group\'s id (/providers/Microsoft.Management/managementGroups/<name>: every subscription under it), optionally followed by =<mode>. Empty: every monitored subscription, in defaultMode (in management-group mode: the group).')
 param restrictedScopes string = ''
 
 @description('The mode of a restricted scope that names none. audit records findings and writes nothing to ARM: start there.')
@@ -164,12 +164,19 @@ var subscriptionWideScopes = [for id in monitoredSubscriptions: {
   scope: '/subscriptions/${id}'
   mode: defaultMode
 }]
-var policyScopes = empty(listedScopes) ? subscriptionWideScopes : listedScopes
+// In management-group mode the group itself: every subscription under it, as ARM shows it then.
+var groupWideScopes = [
+  {
+    scope: '/providers/Microsoft.Management/managementGroups/${trim(managementGroupId)}'
+    mode: defaultMode
+  }
+]
+var policyScopes = empty(listedScopes) ? (managementGroupMode ? groupWideScopes : subscriptionWideScopes) : listedScopes
 var policyModes = [for entry in policyScopes: entry.mode]
 
 // Resource groups (as "<subscription>/<resource group>") the custom role is assigned at when
 // roleAssignmentScope is resourceGroups: those of the restricted scopes (a scale set's counts).
-var resourceGroupScopes = filter(policyScopes, entry => length(split(entry.scope, '/')) >= 5)
+var resourceGroupScopes = filter(policyScopes, entry => startsWith(toLower(entry.scope), '/subscriptions/') && length(split(entry.scope, '/')) >= 5)
 var listedResourceGroups = [for entry in resourceGroupScopes: toLower('${split(entry.scope, '/')[2]}/${split(entry.scope, '/')[4]}')]
 var restrictedResourceGroups = ((roleAssignmentScope == 'resourceGroups') && !managementGroupMode) ? union(listedResourceGroups, listedResourceGroups) : []
 var networkGroupEntries = filter(split(networkResourceGroups, ','), entry => !empty(trim(entry)))
@@ -260,7 +267,9 @@ module workbook 'app/workbook.bicep' = {
 module policy 'app/policy.bicep' = {
   name: 'remediator-policy-${resourceToken}'
   params: {
-    monitoredSubscriptions: monitoredSubscriptions
+    // In management-group mode the group alone: a listed subscription would be monitored without
+    // the role or the event wiring the group's assignment and policy give those under it.
+    monitoredSubscriptions: managementGroupMode ? [] : monitoredSubscriptions
     monitoredManagementGroups: managementGroupMode ? [trim(managementGroupId)] : []
     scopes: policyScopes
     modes: policyModes

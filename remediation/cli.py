@@ -36,6 +36,21 @@ def subscription(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def group_members(text: str) -> tuple[str, frozenset[str]]:
+    """A ``--under`` argument: ``<management group>=<subscription id>[,...]`` (group lower case)."""
+    from remediation.resource_ids import InvalidResourceId, management_group_name
+
+    group, equals, subscriptions = text.partition("=")
+    if not equals:
+        raise argparse.ArgumentTypeError(f"{text!r} is not <management group>=<subscription id>[,...]")
+    try:
+        name = management_group_name(group.strip()).lower()
+    except InvalidResourceId as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    listed = [entry.strip() for entry in subscriptions.split(",") if entry.strip()]
+    return name, frozenset(subscription(entry).lower() for entry in listed)
+
+
 def scale_set_id(text: str) -> str:
     """A ``--scale-set`` argument: a scale set's resource id, parsed as every id from outside is."""
     from remediation.resource_ids import SCALE_SET_TYPE, InvalidResourceId, ResourceId
@@ -126,6 +141,16 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
     except (InventoryError, PolicyError, OSError) as error:
         print(f"remediation whatif: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    under = dict(args.under or ())
+    unknown = sorted(policy.scope_groups - set(under))
+    if unknown:  # a guess that no subscription is under them would show their sets unrestricted
+        print(
+            f"remediation whatif: the policy's scopes name management group {unknown[0]}: give the "
+            f"subscriptions under it with --under {unknown[0]}=<subscription id>[,...]",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    policy = policy.placed(under)
     rows: list[dict[str, object]] = []
     names: list[str] = []  # each row's instance's name, for the table
     progress = Progress("planning")
@@ -267,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     whatif = commands.add_parser("whatif", help="plan against exported ARM JSON, with no ARM at all")
     whatif.add_argument("--inventory", nargs="+", required=True, metavar="FILE", help="ARM JSON exports")
     whatif.add_argument("--config", metavar="FILE", help="a policy file (as REMEDIATION_POLICY_FILE)")
+    whatif.add_argument(
+        "--under",
+        action="append",
+        type=group_members,
+        metavar="GROUP=SUB[,SUB...]",
+        help="the subscriptions under a management group the policy's scopes name (repeatable)",
+    )
     output_options(whatif)
     whatif.set_defaults(run=_cmd_whatif)
     sweep = commands.add_parser("sweep", help="queue a look at every restricted scale set now")

@@ -251,6 +251,7 @@ def _link_checks(
     unread: list[int] = []  # restricted sets left unread: over the count, or out of time
 
     def restricted_models() -> list[Mapping[str, Any]]:
+        from remediation.ancestry import GroupMembers
         from remediation.arm_errors import ArmError
         from remediation.policy import restriction_for
 
@@ -258,7 +259,9 @@ def _link_checks(
             found = arm.query_scale_sets([subscription])
         except ArmError:
             found = arm.list_scale_sets(subscription)
-        restricted = [s.id for s in found if restriction_for(s, settings.policy).restricted]
+        groups = GroupMembers.for_policy(settings.policy)  # if the scopes name management groups
+        policy = groups.placed(settings.policy, arm.management_group_subscriptions)
+        restricted = [s.id for s in found if restriction_for(s, policy).restricted]
         deadline = time.monotonic() + LINK_READS_BUDGET_S
         models = []
         for index, set_id in enumerate(restricted):

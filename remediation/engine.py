@@ -64,13 +64,14 @@ class Remediator:
         self.archive = archive
         self.locks = locks
         self.clock = clock
-        self.sets = SetReconciler(settings, arm, audit, rechecks, self.now)
-        self.flight = OneAtATime(settings, arm, self.sets, locks, rechecks)
-        recent = RecentReads()  # one per process: the reads intake's events share
-        # One per process too: the subscriptions under the monitored management groups.
-        self.groups = GroupMembers(
-            settings.policy.monitored_management_groups, miss_interval_s=settings.management_group_refresh_s
+        # One per process: the subscriptions under the monitored management groups and those the
+        # policy's scopes name.
+        self.groups = GroupMembers.for_policy(
+            settings.policy, miss_interval_s=settings.management_group_refresh_s
         )
+        self.sets = SetReconciler(settings, arm, audit, rechecks, self.now, groups=self.groups)
+        self.flight = OneAtATime(settings, arm, self.sets, locks, rechecks)
+        recent = RecentReads()  # one per process too: the reads intake's events share
         self.intake, queued_intake = (
             Intake(
                 settings,

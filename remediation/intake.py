@@ -121,7 +121,7 @@ class Intake:
         self.locks = locks
         self.hand_off_when_slow = hand_off_when_slow
         self.recent = recent or RecentReads()
-        self.groups = groups or GroupMembers(settings.policy.monitored_management_groups)
+        self.groups = groups or GroupMembers.for_policy(settings.policy)
 
     def monitors(self, subscription: str) -> bool:
         """Whether the policy monitors the subscription: listed, or under a monitored management
@@ -214,7 +214,8 @@ class Intake:
                 return "ignored", OWN_WRITE
             reads = ReadsForEvent(self.arm, self.recent, trigger.event_time)
             set_id = owning_scale_set(reads, trigger.resource_id)
-            verdict = self.sets.verdict(reads.get_scale_set(set_id))
+            # The groups read with this intake's gateway (a delivery's short timeout), if at all.
+            verdict = self.sets.verdict(reads.get_scale_set(set_id), self.arm.management_group_subscriptions)
         except Unresolvable as unresolvable:
             self._note_received(context, queued, received)
             context.note(RecordKind.DECISION, reason=f"nothing to do: {unresolvable}")

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from remediation.model import Mode, Origin
 from remediation.resource_ids import (
+    MANAGEMENT_GROUP_PREFIX,
     SCALE_SET_TYPE,
     InvalidResourceId,
     ResourceId,
@@ -41,8 +42,18 @@ EXEMPT_REASON_TAG = "remediation.exempt-reason"
 _SEVERITY = {Mode.AUDIT: 0, Mode.STRIP: 1, Mode.EVICT: 2, Mode.SCALE_TO_ZERO: 3}
 
 
+# A scope naming a management group: every subscription under it, at any depth, as ARM shows it.
+GROUP_SCOPE_PREFIX = MANAGEMENT_GROUP_PREFIX.lower()
+
+
 class PolicyError(ValueError):
     """The policy configuration is invalid; the message names the key."""
+
+
+class UnplacedPolicy(RuntimeError):
+    """A policy with management-group scopes was asked about a set before it was told which
+    subscriptions are under those groups (``Policy.placed``): it cannot judge, and must not guess
+    that the set is in none of them."""
 
 
 def _covers(path: str, set_id: ResourceId) -> bool:
@@ -52,17 +63,31 @@ def _covers(path: str, set_id: ResourceId) -> bool:
 
 @dataclass(frozen=True)
 class Scope:
-    """A configured scope: a subscription, a resource group or one scale set, and its mode."""
+    """A configured scope, and its mode: a subscription, a resource group or one scale set, or a
+    management group (every subscription under it: which ones, ARM says, ``Policy.placed``)."""
 
-    path: str  # lower case, no trailing slash: /subscriptions/x[/resourcegroups/y[/providers/...]]
+    # Lower case, no trailing slash: /subscriptions/x[/resourcegroups/y[/providers/...]], or
+    # /providers/microsoft.management/managementgroups/<name>.
+    path: str
     mode: Mode
 
-    def contains(self, set_id: ResourceId) -> bool:
+    @property
+    def group(self) -> str:
+        """The management group's name (lower case) for a group's scope, else ``""``."""
+        return self.path[len(GROUP_SCOPE_PREFIX) :] if self.path.startswith(GROUP_SCOPE_PREFIX) else ""
+
+    def contains(self, set_id: ResourceId, placed: Mapping[str, frozenset[str]] | None = None) -> bool:
+        """Whether the scope covers the set; a group's scope by ``placed`` (group -> the
+        subscriptions under it, lower case), covering nothing without it."""
+        if self.group:
+            return set_id.subscription.lower() in (placed or {}).get(self.group, frozenset())
         return _covers(self.path, set_id)
 
     @property
     def depth(self) -> int:
-        return self.path.count("/")
+        """How specific the scope is: a set's scope beats its group's, which beats its
+        subscription's, which beats any management group's (1: their nesting is not known here)."""
+        return 1 if self.group else self.path.count("/")
 
 
 @dataclass(frozen=True)
@@ -80,6 +105,18 @@ class Policy:
     exemption_max_days: int = 30
     # Where exemption tags are honoured (paths as Scope.path), beside sets in no configured scope.
     exemptions_allowed_in: tuple[str, ...] = ()
+    # The subscriptions (lower case) under each management group the scopes name, as ARM showed
+    # them (``placed``); None until then. Not configuration: left out of comparisons.
+    group_members: Mapping[str, frozenset[str]] | None = field(default=None, compare=False)
+
+    @property
+    def scope_groups(self) -> frozenset[str]:
+        """The management groups (names, lower case) that scopes name."""
+        return frozenset(scope.group for scope in self.scopes if scope.group)
+
+    def placed(self, group_members: Mapping[str, frozenset[str]]) -> Policy:
+        """This policy, told which subscriptions are under the groups its scopes name."""
+        return replace(self, group_members={g: group_members.get(g, frozenset()) for g in self.scope_groups})
 
     def monitors(self, subscription: str, under_groups: frozenset[str] = frozenset()) -> bool:
         """Whether events, looks and sweeps of a subscription are taken: it is listed, or it is one
@@ -115,8 +152,12 @@ class Restriction:
 
 
 def _scope_for(policy: Policy, set_id: ResourceId) -> Scope | None:
-    matching = [scope for scope in policy.scopes if scope.contains(set_id)]
-    return max(matching, key=lambda scope: scope.depth) if matching else None
+    """The most specific scope covering the set; of two management groups' (whose nesting is not
+    known here), the stricter."""
+    if policy.group_members is None and policy.scope_groups:
+        raise UnplacedPolicy("the policy's management-group scopes need their subscriptions (Policy.placed)")
+    matching = [scope for scope in policy.scopes if scope.contains(set_id, policy.group_members)]
+    return max(matching, key=lambda scope: (scope.depth, _SEVERITY[scope.mode])) if matching else None
 
 
 def restriction_for(scale_set: ScaleSet, policy: Policy | None = None) -> Restriction:
@@ -256,13 +297,23 @@ def _scope(entry: object, key: str) -> Scope:
     unknown = set(entry) - {"scope", "mode"}
     if unknown:
         raise PolicyError(f"{key}: unknown key {sorted(unknown)[0]!r}")
-    return Scope(_scope_path(entry.get("scope"), f"{key}.scope"), _mode(entry.get("mode"), f"{key}.mode"))
+    path = entry.get("scope")
+    if isinstance(path, str) and path.lower().startswith(GROUP_SCOPE_PREFIX):
+        try:
+            path = GROUP_SCOPE_PREFIX + management_group_name(path).lower()
+        except InvalidResourceId as error:
+            raise PolicyError(f"{key}.scope: {error}") from None
+    else:
+        path = _scope_path(path, f"{key}.scope", groups=True)
+    return Scope(path, _mode(entry.get("mode"), f"{key}.mode"))
 
 
-def _scope_path(path: object, key: str) -> str:
+def _scope_path(path: object, key: str, *, groups: bool = False) -> str:
     """A subscription, resource group or scale set id, lower case, no trailing slash."""
     if not isinstance(path, str) or not path.lower().startswith("/subscriptions/"):
-        raise PolicyError(f"{key}: expected /subscriptions/<id>[/resourceGroups/<name>[/providers/...]]")
+        group = f", or {MANAGEMENT_GROUP_PREFIX}<name>" if groups else ""
+        expected = "/subscriptions/<id>[/resourceGroups/<name>[/providers/...]]"
+        raise PolicyError(f"{key}: expected {expected}{group}")
     parts = path.strip("/").split("/")
     if len(parts) > 4:
         try:

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from remediation.act import Executor, FindingOutcome
+from remediation.ancestry import GroupMembers, ReadGroup
 from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError, PreconditionFailed
 from remediation.audit import AuditLog
 from remediation.model import ActionKind, Mode, ObservedSet, Plan, Recheck, RecordKind, Result
 from remediation.observe import observe_set
 from remediation.plan import plan, still_creating
-from remediation.policy import restriction_for, today_utc
+from remediation.policy import Policy, restriction_for, today_utc
 from remediation.records import AuditRecord, Unfinished, unfinished_writes
 from remediation.recovery import (
     TargetState,
@@ -84,13 +85,27 @@ class SetReconciler:
         audit: AuditLog,
         rechecks: RecheckQueue,
         clock: Callable[[], datetime],
+        *,
+        groups: GroupMembers | None = None,
     ) -> None:
+        """``groups``: the process's cache of the subscriptions under management groups."""
         self.settings = settings
         self.arm = arm
         self.audit = audit
         self.rechecks = rechecks
         self.clock = clock
         self.executor = Executor(arm)
+        self.groups = groups or GroupMembers.for_policy(settings.policy)
+
+    def policy_for(self, set_id: ResourceId, read: ReadGroup | None = None) -> Policy:
+        """The policy, told which subscriptions are under the management groups its scopes name
+        (read with ``read``, default this reconciler's gateway; cached: ``ancestry``). Raises
+        ``ArmError`` when they are needed and cannot be read."""
+        policy = self.settings.policy
+        if not policy.scope_groups:
+            return policy
+        read = read or self.arm.management_group_subscriptions
+        return self.groups.placed(policy, read, looking_for=set_id.subscription)
 
     def gate(
         self, set_id: ResourceId, scale_set: ScaleSet | None, context: Context
@@ -103,11 +118,14 @@ class SetReconciler:
             return self.record_nothing_owed(set_id, verdict, context)
         return verdict
 
-    def verdict(self, scale_set: ScaleSet | None) -> NothingOwed | tuple[ScaleSet, Mode, str]:
-        """The gate, recording nothing: whether the set (as read) is owed a reconcile."""
+    def verdict(
+        self, scale_set: ScaleSet | None, read: ReadGroup | None = None
+    ) -> NothingOwed | tuple[ScaleSet, Mode, str]:
+        """The gate, recording nothing: whether the set (as read) is owed a reconcile. ``read``:
+        how the management groups are read if the policy's scopes name one (``policy_for``)."""
         if scale_set is None:
             return NothingOwed("scale set no longer exists", "scale set no longer exists")
-        restriction = restriction_for(scale_set, self.settings.policy)
+        restriction = restriction_for(scale_set, self.policy_for(scale_set.id, read))
         if restriction.mode is None:
             return NothingOwed(restriction.reason, f"not restricted: {restriction.reason}")
         return scale_set, restriction.mode, restriction.reason
@@ -150,7 +168,7 @@ class SetReconciler:
                 window = Filters(now - HISTORY_LOOKBACK, now, scale_set=set_id.value, writes=True)
                 history = list(self.audit.search(window))
                 self.resolve(to_resolve(unfinished_writes(history, now), now, self._grace()), context)
-            policy = self.settings.policy
+            policy = self.policy_for(set_id)  # as the gate judged it: cached, no read
             # Eviction reads them too: one whose minimum refills the set is recorded (or disabled).
             with_autoscale = mode is Mode.EVICT or (mode is Mode.SCALE_TO_ZERO and policy.disable_autoscale)
             observed = observe_set(self.arm, scale_set, with_autoscale=with_autoscale, current=current)

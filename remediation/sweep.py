@@ -63,7 +63,7 @@ def sweep(
     the listed subscriptions and every one under the monitored management groups (``groups``: the
     process's cache of them), or just the given ones that are monitored."""
     policy = settings.policy
-    groups = groups or GroupMembers(policy.monitored_management_groups)
+    groups = groups or GroupMembers.for_policy(policy)
     given = sorted({s.lower() for s in subscriptions})
     named = given or sorted(policy.monitored_subscriptions)
     whole_groups = () if given else groups.groups  # swept at management-group scope
@@ -100,7 +100,8 @@ def sweep(
             # Resource Graph may be denied or unavailable: listing costs more calls but needs less.
             scale_sets = [found for sub in sorted(covered) for found in arm.list_scale_sets(sub)]
             source = f"listing (Resource Graph: {error.code})"
-        restricted = tuple(s.id for s in scale_sets if restriction_for(s, policy).restricted)
+        placed = groups.placed(policy, read)  # the subscriptions under the groups scopes name
+        restricted = tuple(s.id for s in scale_sets if restriction_for(s, placed).restricted)
         judged = sets.recover_from_log(context, RECOVERY_LOOKBACK, covered)
         scope = f"{len(chosen)} subscriptions"
         if whole_groups:

@@ -137,16 +137,45 @@ def test_a_listed_subscription_never_reads_the_groups() -> None:
     assert members.monitors(policy, LISTED, arm) and arm.asked == []
 
 
-def test_a_read_that_fails_raises_and_the_next_ask_reads_again() -> None:
+@pytest.mark.parametrize(
+    ("failure", "stands_s"),
+    [(ArmError(503, "ServiceUnavailable", "try later"), 5), (ArmError(403, "AuthorizationFailed", "no"), 60)],
+)
+def test_a_read_that_fails_raises_and_is_not_tried_again_for_every_event(
+    failure: ArmError, stands_s: float
+) -> None:
+    """A refusal stands a minute, anything else a few seconds: a storm of events from the group's
+    subscriptions costs a read per interval, not one each."""
     clock, arm = Clock(), Groups(platform=[JOINED])
-    arm.failing = ArmError(503, "ServiceUnavailable", "try later")
+    arm.failing = failure
     members = GroupMembers(["platform"], clock=clock)
     policy = Policy(monitored_management_groups=frozenset({"platform"}))
 
+    for _ in range(20):
+        with pytest.raises(ArmError) as raised:
+            members.monitors(policy, JOINED, arm)
+        assert (raised.value.status, raised.value.code) == (failure.status, failure.code)
+    assert arm.asked == ["platform"], "one read, its failure remembered"
+    arm.failing = None
+    clock.now += stands_s - 1
     with pytest.raises(ArmError):
         members.monitors(policy, JOINED, arm)
-    arm.failing = None
-    assert members.monitors(policy, JOINED, arm), "no failure remembered, no minute to wait"
+    clock.now += 1
+    assert members.monitors(policy, JOINED, arm), "read again once the failure has stood its time"
+    assert len(arm.asked) == 2 and members.failed_reads == 1
+
+
+def test_when_a_fresh_read_fails_the_groups_as_last_read_stand() -> None:
+    clock, arm = Clock(), Groups(platform=[JOINED])
+    members = GroupMembers(["platform"], clock=clock)
+    policy = Policy(monitored_management_groups=frozenset({"platform"}))
+    assert members.monitors(policy, JOINED, arm)
+
+    clock.now += 600  # stale: read again, and the read fails
+    arm.failing = ArmError(503, "ServiceUnavailable", "try later")
+    assert members.monitors(policy, JOINED, arm), "a subscription read under the group stays monitored"
+    assert not members.monitors(policy, OTHER, arm)
+    assert arm.asked == ["platform", "platform"] and members.failed_reads == 1
 
 
 def test_threads_asking_at_once_share_one_read() -> None:

@@ -105,6 +105,12 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
         string_to_search.lower().startswith(string_to_find.lower())
     ),
     "trim": lambda string_to_trim: string_to_trim.strip(),
+    "to_lower": lambda string_to_change: string_to_change.lower(),
+    "first": lambda arg_1: arg_1[0] if arg_1 else None,
+    "last": lambda arg_1: arg_1[-1] if arg_1 else None,
+    "split": lambda input_string, delimiter: input_string.split(delimiter),
+    # Arrays: every element once, in order of appearance (objects are merged, not handled here).
+    "union": lambda *arrays: list(dict.fromkeys(item for array in arrays for item in array)),
     "tenant": lambda: "/",
     "subscription": lambda subscription_id: f"/subscriptions/{subscription_id}",
     "resource_group": lambda subscription_id, resource_group_name: (
@@ -138,6 +144,24 @@ def _access(value: Any, path: Any) -> Any:
     return _access(value[operands["operand_1"]], operands["operand_2"])
 
 
+# ``${name}`` or ``${fn(name)}`` in a string, ``name`` given: the interpolations the evaluator knows.
+_INTERPOLATION = re.compile(r"\$\{(?:(\w+)\()?(\w+)\)?\}")
+_INTERPOLATED_FUNCTIONS: dict[str, Callable[[str], str]] = {"trim": str.strip, "toLower": str.lower}
+
+
+def _interpolated(doc: Mapping[str, Any], found: re.Match[str], given: Mapping[str, Any]) -> Any:
+    """A ``given`` value (a parameter or loop item the test names) put in; anything else left as
+    written, as before the evaluator knew interpolation."""
+    function, name = found.group(1), found.group(2)
+    if name not in given:
+        return found.group(0)
+    value = given[name]
+    if function is None:
+        return value
+    assert function in _INTERPOLATED_FUNCTIONS, f"the evaluator cannot interpolate {function}()"
+    return _INTERPOLATED_FUNCTIONS[function](value)
+
+
 def evaluate(doc: Mapping[str, Any], value: Any, given: Mapping[str, Any]) -> Any:
     """A Bicep expression as pycep-parser reads it, evaluated: variables (or ``given`` values for
     what a deployment computes), lists, objects, the functions in FUNCTIONS and the operators in
@@ -146,6 +170,8 @@ def evaluate(doc: Mapping[str, Any], value: Any, given: Mapping[str, Any]) -> An
     if isinstance(value, str):
         if value in given:
             return given[value]
+        if "${" in value:  # pycep leaves an interpolated string as written
+            return _INTERPOLATION.sub(lambda found: str(_interpolated(doc, found, given)), value)
         return evaluate(doc, variable(doc, value), given) if value in doc.get("variables", {}) else value
     if isinstance(value, list):
         return [evaluate(doc, item, given) for item in value]

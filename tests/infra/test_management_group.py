@@ -514,3 +514,44 @@ def test_the_apps_policy_monitors_the_group_in_its_mode(group: str, monitored: l
     assert evaluate(main, given, {"managementGroupId": group}) == monitored
     text = (APP / "policy.bicep").read_text(encoding="utf-8")
     assert "monitored_management_groups: monitoredManagementGroups" in text
+
+
+@pytest.mark.parametrize(
+    ("restricted", "scopes"),
+    [
+        ("", [{"scope": "/providers/Microsoft.Management/managementGroups/mg-platform", "mode": "strip"}]),
+        (
+            "/providers/Microsoft.Management/managementGroups/mg-prod=evict",
+            [{"scope": "/providers/Microsoft.Management/managementGroups/mg-prod", "mode": "evict"}],
+        ),
+    ],
+)
+def test_the_apps_policy_restricts_the_group_and_monitors_no_listed_subscription_in_its_mode(
+    restricted: str, scopes: list[dict[str, str]]
+) -> None:
+    """In management-group mode the group is monitored and, unless restrictedScopes says
+    otherwise, restricted as a whole; a listed subscription is not monitored (no role or wiring
+    reaches it but through the group)."""
+    main = parse(INFRA / "main.bicep")
+    params = main["modules"]["policy"]["config"]["params"]
+    given = {
+        "managementGroupId": " mg-platform ",
+        "restrictedScopes": restricted,
+        "defaultMode": "strip",
+        "monitoredSubscriptions": MONITORED,
+    }
+    assert evaluate(main, params["scopes"], given) == scopes
+    assert evaluate(main, params["monitoredSubscriptions"], given) == []
+    # Subscription mode unchanged: each monitored subscription, and the list monitored.
+    listed = {**given, "managementGroupId": "", "restrictedScopes": ""}
+    assert evaluate(main, params["scopes"], listed) == [
+        {"scope": f"/subscriptions/{id}", "mode": "strip"} for id in MONITORED
+    ]
+    assert evaluate(main, params["monitoredSubscriptions"], listed) == MONITORED
+
+
+def test_a_group_scope_is_no_resource_group_to_assign_the_role_at() -> None:
+    main = parse(INFRA / "main.bicep")
+    group = {"scope": "/providers/Microsoft.Management/managementGroups/mg-prod", "mode": "strip"}
+    web = {"scope": f"/subscriptions/{MONITORED[0]}/resourceGroups/rg-web", "mode": "strip"}
+    assert evaluate(main, "resourceGroupScopes", {"policyScopes": [group, web]}) == [web]
