@@ -487,7 +487,9 @@ module managementGroupAccess 'app/management-group-hop.bicep' = if (managementGr
   params: {
     managementGroupId: trim(managementGroupId)
     wiring: {
-      roleName: 'VMSS public IP remediator (${environmentName} ${resourceToken})'
+      // Not the subscription mode's name: a deployment switched between the modes would meet
+      // its other role's name taken (custom role names are unique in the tenant).
+      roleName: 'VMSS public IP remediator at ${trim(managementGroupId)} (${environmentName} ${resourceToken})'
       principalId: identity.outputs.principalId
       deployPolicy: deployEventSubscriptions
       resourceToken: resourceToken
@@ -537,3 +539,6 @@ output REMEDIATION_BLOB_SERVICE_URI string = storage.outputs.blobEndpoint
 output REMEDIATION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output REMEDIATION_MONITORED_SUBSCRIPTIONS string = join(monitoredSubscriptions, ',')
 output REMEDIATION_POLICY string = policy.outputs.policy
+// Management-group mode, once the policy is deployed: its assignment, for the postdeploy hook's
+// remediation tasks (infra/hooks/remediate-subscriptions.sh).
+output REMEDIATION_WIRING_ASSIGNMENT_ID string = (managementGroupMode && deployEventSubscriptions) ? managementGroupAccess.outputs.policyAssignmentId : ''

@@ -9,7 +9,15 @@ if ($env:DEPLOY_EVENT_SUBSCRIPTIONS -eq 'true') {
 azd env set DEPLOY_EVENT_SUBSCRIPTIONS true
 for ($attempt = 1; $attempt -le 3; $attempt++) {
   azd provision --no-prompt
-  if ($LASTEXITCODE -eq 0) { exit 0 }
+  if ($LASTEXITCODE -eq 0) {
+    # Management-group mode: wire the subscriptions already under the group now.
+    if ($env:MANAGEMENT_GROUP_ID) {
+      $assignment = azd env get-value REMEDIATION_WIRING_ASSIGNMENT_ID
+      & (Join-Path $PSScriptRoot 'remediate-subscriptions.ps1') $env:MANAGEMENT_GROUP_ID $assignment
+      exit $LASTEXITCODE
+    }
+    exit 0
+  }
   if ($attempt -lt 3) {
     Write-Warning 'Retrying in 60 s (the function may not be listed yet)...'
     Start-Sleep -Seconds 60

@@ -5,7 +5,8 @@
 # subscription is created, so the first `azd provision` leaves them out. After the first deploy
 # this hook sets DEPLOY_EVENT_SUBSCRIPTIONS=true and provisions again; from then on every
 # `azd provision` keeps them (the function exists). The function can take a minute to be listed
-# after a deploy, so a failed provision is retried.
+# after a deploy, so a failed provision is retried. In management-group mode that provision also
+# creates the policy, and a remediation task is then started in each subscription under the group.
 set -eu
 
 if [ "${DEPLOY_EVENT_SUBSCRIPTIONS:-}" = "true" ]; then
@@ -25,3 +26,10 @@ while ! azd provision --no-prompt; do
   echo "Retrying in 60 s (the function may not be listed yet)..." >&2
   sleep 60
 done
+
+# Management-group mode: the policy now exists; wire the subscriptions already under the group
+# without waiting for Azure Policy's first compliance scan (remediate-subscriptions.sh).
+if [ -n "${MANAGEMENT_GROUP_ID:-}" ]; then
+  assignment=$(azd env get-value REMEDIATION_WIRING_ASSIGNMENT_ID)
+  "$(dirname "$0")/remediate-subscriptions.sh" "$MANAGEMENT_GROUP_ID" "$assignment"
+fi

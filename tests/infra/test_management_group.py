@@ -555,3 +555,14 @@ def test_a_group_scope_is_no_resource_group_to_assign_the_role_at() -> None:
     group = {"scope": "/providers/Microsoft.Management/managementGroups/mg-prod", "mode": "strip"}
     web = {"scope": f"/subscriptions/{MONITORED[0]}/resourceGroups/rg-web", "mode": "strip"}
     assert evaluate(main, "resourceGroupScopes", {"policyScopes": [group, web]}) == [web]
+
+
+def test_the_groups_role_is_not_named_as_the_subscription_modes_so_switching_modes_does_not_clash() -> None:
+    """Custom role names are unique in the tenant: a deployment switched from the subscription
+    list to the group (or back) would otherwise meet its other role's name taken."""
+    main = parse(INFRA / "main.bicep")
+    given = {"environmentName": "prod", "resourceToken": "tok", "managementGroupId": " mg-platform "}
+    at_group = main["modules"]["managementGroupAccess"]["config"]["config"]["params"]["wiring"]["roleName"]
+    at_subscriptions = main["modules"]["remediatorRole"]["config"]["config"]["params"]["roleName"]
+    assert evaluate(main, at_group, given) == "VMSS public IP remediator at mg-platform (prod tok)"
+    assert evaluate(main, at_subscriptions, given) == "VMSS public IP remediator (prod tok)"
