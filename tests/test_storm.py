@@ -6,8 +6,11 @@ deleted once, and no public IP is left. Counted from the simulator's log and the
 
 Whether a run outpaces the buckets depends on the machine, so the throttling it meets is set, not
 raced: the remediator's write and delete buckets answer their next 40 requests 429 whatever the
-clock says, then refill as usual. Beyond those, the remediator's pacing of ARM's budgets meets no
-429 on its writes and deletes."""
+clock says, then refill as usual. Beyond those, the remediator's pacing of ARM's budgets meets a
+429 only on a request already on its way when the bucket emptied: at most one per request a
+reconcile has in flight (``MAX_PARALLEL_FINDINGS``) on each host (each host's pacer learns of the
+empty bucket on its own), however slow the machine (a loaded one widens the moment between a
+request's turn and its arrival); without pacing, hundreds."""
 
 from __future__ import annotations
 
@@ -21,10 +24,12 @@ from hosts import NIC, PUBLIC_IP, play, until, work_queue_empty
 from localazure.eventgrid import DEADLINE_S
 from localazure.functions_host import HostPool
 from localazure.stack import LocalAzure
+from remediation.act import MAX_PARALLEL_FINDINGS
 from remediation.credentials import LoopbackCredential
 
 SIZE = 500
 THROTTLED = 40  # answers 429 per bucket, set in the simulator
+HOSTS = 3
 
 
 @pytest.fixture
@@ -52,7 +57,7 @@ def test_a_500_instance_storm_over_three_hosts_meets_the_deadline_and_leaves_no_
     estate.sim.throttle_next(remediator, "deletes", THROTTLED)
 
     deliveries = []
-    with HostPool(3, estate.environment) as hosts:
+    with HostPool(HOSTS, estate.environment) as hosts:
         deliveries += play(hosts, events)
         until(lambda: all(estate.public_ips_of(vm) == [] for vm in estate.vms("big")), "no public IP", 900)
         until(lambda: work_queue_empty(estate), "the work queue drained")
@@ -70,6 +75,8 @@ def test_a_500_instance_storm_over_three_hosts_meets_the_deadline_and_leaves_no_
     throttled = Counter(
         r.method for r in estate.sim.requests() if r.status == 429 and r.principal == remediator
     )
-    assert throttled["PUT"] == THROTTLED and throttled["DELETE"] == THROTTLED, (
-        "the storm met the throttling set, and its pacing (remediation/pacing.py) met no 429 beyond"
-    )
+    for method in ("PUT", "DELETE"):
+        assert THROTTLED <= throttled[method] <= THROTTLED + MAX_PARALLEL_FINDINGS * HOSTS, (
+            f"{method}: the storm met the throttling set, and its pacing (remediation/pacing.py) "
+            "met a 429 beyond it only for requests in flight when the bucket emptied"
+        )
