@@ -1,8 +1,8 @@
 """`remediation doctor`'s reads: a deployment looked at end to end with the app's own settings and
 identity (storage, ARM, Event Grid, the audit log), each answer judged by doctor.py and
-doctor_events.py; the reads of the app's storage are doctor_storage.py's. A check that cannot read
-what it needs fails with what stopped it; the others still run. Nothing is written (the audit
-table is not even created)."""
+doctor_events.py; the reads of the app's storage are doctor_storage.py's, the monitored management
+groups' doctor_groups.py's. A check that cannot read what it needs fails with what stopped it; the
+others still run. Nothing is written (the audit table is not even created)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from remediation.doctor import Check, Status, linked_scopes, permissions_check
+from remediation.doctor import GROUP_MEMBERS_ACTION, Check, Status, linked_scopes, permissions_check
 from remediation.doctor_events import events_check, topic_for
 from remediation.doctor_storage import dead_letter_check, last_sweep_check, poison_check, storage_check
 from remediation.permissions import LINK_ACTIONS, required_permissions
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from remediation.engine import Remediator
     from remediation.model import Caller
 
-GROUP_MEMBERS_ACTION = "Microsoft.Management/managementGroups/descendants/read"
 # The restricted sets whose links doctor reads (one GET each) per subscription, and for how long:
 # the HTTP route answers within the platform's 230 s.
 MAX_SETS_READ = 200
@@ -53,7 +52,7 @@ def diagnose(
     chosen = sorted({s.lower() for s in subscriptions} or settings.policy.monitored_subscriptions)
     checks = [settings_check(settings, chosen, remediator.intake.monitors)]
     checks.append(_guarded("storage", functools.partial(storage_check, settings, remediator)))
-    checks.extend(_arm_checks(settings, remediator, chosen))
+    checks.extend(_arm_checks(settings, remediator, chosen, narrowed=bool(subscriptions)))
     checks.append(_guarded("sweep", functools.partial(last_sweep_check, settings, remediator, now)))
     checks.append(_guarded("poison", functools.partial(poison_check, settings, remediator)))
     checks.append(_guarded("dead letters", functools.partial(dead_letter_check, settings, remediator)))
@@ -152,7 +151,11 @@ def settings_check(
     return Check("settings", Status.OK, detail)
 
 
-def _arm_checks(settings: Settings, remediator: Remediator, chosen: Sequence[str]) -> list[Check]:
+def _arm_checks(
+    settings: Settings, remediator: Remediator, chosen: Sequence[str], *, narrowed: bool = False
+) -> list[Check]:
+    """The lines that read ARM: the identity, each chosen subscription's permissions, links and
+    events, then (unless ``narrowed`` to named subscriptions) each monitored management group's."""
     arm = remediator.arm
     try:
         caller = arm.identity()
@@ -175,6 +178,10 @@ def _arm_checks(settings: Settings, remediator: Remediator, chosen: Sequence[str
         checks.append(
             _guarded(f"events {subscription}", functools.partial(_events_check, settings, arm, subscription))
         )
+    if settings.policy.monitored_management_groups and not narrowed:
+        from remediation.doctor_groups import group_checks
+
+        checks.extend(group_checks(settings, arm, who, required, linked))
     return checks
 
 
@@ -279,19 +286,34 @@ def _permissions_line(
 
 
 def _events_check(settings: Settings, arm: ArmGateway, subscription: str) -> Check:
-    from remediation.arm_rest import SYSTEM_TOPIC_TYPE
-    from remediation.resource_ids import ResourceId
-
-    topics = arm.list_system_topics(subscription, settings.event_topic_resource_group)
-    topic = topic_for(subscription, topics)
-    found = None
-    if topic is not None:
-        found = arm.list_topic_event_subscriptions(
-            ResourceId.parse(str(topic.get("id", "")), expected_type=SYSTEM_TOPIC_TYPE)
-        )
+    topics, found = read_wiring(settings, arm, subscription)
     return events_check(
         subscription, topics, found, settings.function_app_id, restricted_paths(settings, subscription)
     )
+
+
+def read_wiring(
+    settings: Settings, arm: ArmGateway, subscription: str
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]] | None]:
+    """A subscription's system topics (in EVENT_TOPIC_RESOURCE_GROUP) and the event subscriptions
+    of its topic of resource events (None: no such topic). A resource group that does not exist
+    holds no topic (ARM's 404 ResourceGroupNotFound: azd provision, or in management-group mode
+    the wiring policy, makes it with the topic)."""
+    from remediation.arm_errors import ArmError
+    from remediation.arm_rest import SYSTEM_TOPIC_TYPE
+    from remediation.resource_ids import ResourceId
+
+    try:
+        topics = arm.list_system_topics(subscription, settings.event_topic_resource_group)
+    except ArmError as error:
+        if error.status != 404 or error.code != "ResourceGroupNotFound":
+            raise
+        topics = []
+    topic = topic_for(subscription, topics)
+    if topic is None:
+        return topics, None
+    topic_id = ResourceId.parse(str(topic.get("id", "")), expected_type=SYSTEM_TOPIC_TYPE)
+    return topics, arm.list_topic_event_subscriptions(topic_id)
 
 
 def as_rows(checks: Iterable[Check]) -> list[dict[str, str]]:
