@@ -15,9 +15,9 @@ So, per monitored group, three lines:
   2022-04-01: learn.microsoft.com/rest/api/authorization/permissions) and, as the subscription
   lines of doctor_probe.py read it, for a subscription; it documents no list at a management
   group's scope. A role assigned at a management group applies to every subscription beneath it
-  (learn.microsoft.com/azure/role-based-access-control/scope-overview: "permissions are
-  inherited"), so each subscription's list holds the group's assignment: read there, it is the
-  role the remediator works with in that subscription;
+  (learn.microsoft.com/azure/role-based-access-control/scope-overview: "Lower levels inherit
+  role permissions from higher levels."), so each subscription's list holds the group's
+  assignment: read there, it is the role the remediator works with in that subscription;
 - ``events <group scope>``: each subscription's system topic and the event subscription that
   delivers to this app, judged by ``doctor_events.events_check`` with no restricted scope (the
   whole subscription's events must pass): "N of M subscriptions wired".
