@@ -1,7 +1,8 @@
 """`remediation doctor`'s judgements: given what a deployment shows (the identity's permissions
-where the code writes and where its links live, the last sweep, what waits in the poison and
-dead-letter stores), one line per check: ok, warn or fail, and the fix (doctor_events.py judges
-the Event Grid topic and subscriptions). Pure: doctor_probe.py reads Azure and hands the answers
+where the code writes and where its links live, the monitored management groups and what is read
+at each subscription under them, the last sweep, what waits in the poison and dead-letter stores),
+one line per check: ok, warn or fail, and the fix (doctor_events.py judges the Event Grid topic
+and subscriptions). Pure: doctor_probe.py and doctor_groups.py read Azure and hand the answers
 here.
 """
 
@@ -16,6 +17,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from remediation.permissions import LINK_ACTIONS
+from remediation.resource_ids import MANAGEMENT_GROUP_PREFIX
+
+# What the app reads to learn which subscriptions a monitored management group holds.
+GROUP_MEMBERS_ACTION = "Microsoft.Management/managementGroups/descendants/read"
+MAX_NAMED = 10  # subscriptions a management group's line names, before "and N more"
 
 
 class Status(enum.StrEnum):
@@ -124,6 +130,133 @@ def linked_scopes(documents: Iterable[Mapping[str, Any]]) -> dict[str, set[str]]
         )
         walk((profile or {}).get("networkInterfaceConfigurations") or [])
     return found
+
+
+# -- management groups -------------------------------------------------------------------------
+
+
+def group_scope(group: str) -> str:
+    return f"{MANAGEMENT_GROUP_PREFIX}{group}"
+
+
+def named(items: Sequence[str], most: int = MAX_NAMED) -> str:
+    """``a, b, c``; past ``most`` items, the first ``most`` and "and N more"."""
+    shown = ", ".join(items[:most])
+    return f"{shown} and {len(items) - most} more" if len(items) > most else shown
+
+
+def management_group_check(
+    group: str, members: Sequence[str] | None, who: str, *, status: int | None = None, error: str = ""
+) -> Check:
+    """Whether the identity can read which subscriptions are under a monitored group (its
+    descendants, as the app reads them to decide what it monitors): ``members`` as read, or None
+    with ARM's ``status`` and ``error``."""
+    name = f"management group {group}"
+    scope = group_scope(group)
+    if members is not None:
+        if not members:
+            return Check(name, Status.WARN, f"no subscription under {scope}: nothing is monitored through it")
+        return Check(
+            name, Status.OK, f"{len(members)} subscriptions under {scope}, read as the app reads them"
+        )
+    if status == 403:
+        return Check(
+            name,
+            Status.FAIL,
+            f"{who} cannot read which subscriptions are under {scope}: it lacks {GROUP_MEMBERS_ACTION} "
+            f"there ({error})",
+            "assign the remediator's custom role at the management group (azd provision with "
+            "MANAGEMENT_GROUP_ID: infra/app/management-group.bicep), or wait a few minutes for a new "
+            "assignment to apply",
+        )
+    if status == 404:
+        return Check(
+            name,
+            Status.FAIL,
+            f"ARM shows no management group {scope} ({error})",
+            "name the group by its id, not its display name (the policy's monitored_management_groups; "
+            "infra: MANAGEMENT_GROUP_ID)",
+        )
+    return Check(name, Status.FAIL, f"cannot be read: {error}", "run doctor again in a minute")
+
+
+def not_checked(name: str, group: str) -> Check:
+    """A line that needs the subscriptions under a group that could not be read."""
+    return Check(
+        name,
+        Status.WARN,
+        f"not checked: which subscriptions are under {group_scope(group)} could not be read "
+        f"(the line 'management group {group}')",
+    )
+
+
+def across_subscriptions(
+    name: str,
+    group: str,
+    members: Sequence[str],
+    judged: Mapping[str, Check],
+    unreadable: Mapping[str, Check],
+    *,
+    held: str,
+    lacking: str,
+    fix: str,
+    budget_s: float,
+) -> Check:
+    """One line for a management group out of one check per subscription under it (``members``):
+    ``judged``, the checks of what was read; ``unreadable``, the failures of the reads that ARM
+    refused or did not answer; a member in neither was not read within ``budget_s``. Fails when
+    a subscription fails or could not be read, naming them (at most MAX_NAMED) and the first
+    one's finding; warns when some were not read in time, or their own checks warn."""
+    failed = [s for s in members if s in judged and judged[s].status is Status.FAIL]
+    warned = [s for s in members if s in judged and judged[s].status is Status.WARN]
+    refused = [s for s in members if s in unreadable]
+    unread = [s for s in members if s not in judged and s not in unreadable]
+    good = sum(1 for s in members if s in judged) - len(failed)
+    parts = [f"{good} of {len(members)} subscriptions under {group_scope(group)} {held}"]
+    fixes: list[str] = []
+    if failed:
+        parts.append(f"{lacking}: {named(failed)} ({failed[0]}: {judged[failed[0]].detail})")
+        fixes.append(fix)
+    if refused:
+        parts.append(f"could not be read: {named(refused)} ({refused[0]}: {unreadable[refused[0]].detail})")
+        fixes.append(unreadable[refused[0]].fix)
+    if unread:
+        parts.append(f"not all read within {budget_s:g} s: {len(unread)} not read ({named(unread)})")
+        fixes.append("run doctor again, or name subscriptions with --subscription")
+    if warned:
+        parts.append(f"{len(warned)} with warnings ({warned[0]}: {judged[warned[0]].detail})")
+    detail = "; ".join(parts)
+    if not members:
+        return Check(name, Status.WARN, detail)
+    if failed or refused:
+        return Check(name, Status.FAIL, detail, "; ".join(dict.fromkeys(f for f in fixes if f)))
+    if unread or warned:
+        return Check(name, Status.WARN, detail, "; ".join(dict.fromkeys(f for f in fixes if f)))
+    return Check(name, Status.OK, detail)
+
+
+def group_permissions_check(
+    group: str,
+    members: Sequence[str],
+    judged: Mapping[str, Check],
+    unreadable: Mapping[str, Check],
+    budget_s: float,
+) -> Check:
+    """The identity's permissions across a management group: read at each subscription under it
+    (``judged``: permissions_check at each), where the group's assignment applies."""
+    return across_subscriptions(
+        f"permissions {group_scope(group)}",
+        group,
+        members,
+        judged,
+        unreadable,
+        held="grant every action the remediator performs",
+        lacking="actions missing at",
+        fix="assign the remediator's custom role at the management group (azd provision with "
+        "MANAGEMENT_GROUP_ID: infra/app/management-group.bicep), or add the missing actions to it "
+        "(infra/app/remediator-role-actions.json)",
+        budget_s=budget_s,
+    )
 
 
 # -- the sweep ---------------------------------------------------------------------------------

@@ -6,6 +6,12 @@ Event Grid ANDs a subscription's advanced filters and ORs the values within one,
 strings case-insensitively (learn.microsoft.com/azure/event-grid/event-filtering); it allows 25
 values across all the advanced filters of one subscription, so infra splits the restricted
 groups' subject prefixes across several subscriptions (infra/app/event-subscription.bicep).
+
+In management-group mode an Azure Policy (deployIfNotExists) wires each subscription under the
+group with one event subscription and no subject filter (infra/app/event-wiring-template.json):
+each subscription is judged as a monitored one is, every set in it restricted (``events_check``
+with no restricted scopes: the whole subscription's events must pass), and ``wiring_check`` sums
+them up per group.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from remediation.doctor import Check, Status
+from remediation.doctor import Check, Status, across_subscriptions, group_scope
 from remediation.events import HANDLED_EVENT_TYPES, HANDLED_OPERATIONS
 
 FUNCTION_NAME = "on_resource_event"  # function_app.py: the Event Grid trigger
@@ -21,6 +27,11 @@ EVENT_TYPES = frozenset(HANDLED_EVENT_TYPES)
 SCHEMAS = frozenset({"eventgridschema", "cloudeventschemav1_0"})
 MAX_FILTER_VALUES = 25  # advanced filters, and values across them, per event subscription
 RESTORE = "azd provision restores the event subscriptions infra/app/event-subscription.bicep declares"
+REWIRE = (
+    "Azure Policy wires a subscription some minutes after it joins the group; for one already there, "
+    "start a remediation task of the wiring policy (azd provision, or az policy remediation create: "
+    'docs/deploy.md, "Enforce across a management group")'
+)
 
 Document = Mapping[str, Any]
 
@@ -192,3 +203,25 @@ def subject_passes(filter_: Document, path: str) -> bool:
         ):
             return False
     return True
+
+
+def wiring_check(
+    group: str,
+    members: Sequence[str],
+    judged: Mapping[str, Check],
+    unreadable: Mapping[str, Check],
+    budget_s: float,
+) -> Check:
+    """How many subscriptions under a management group are wired (``judged``: ``events_check``
+    of each with no restricted scopes), naming those that are not."""
+    return across_subscriptions(
+        f"events {group_scope(group)}",
+        group,
+        members,
+        judged,
+        unreadable,
+        held="wired",
+        lacking="not wired",
+        fix=REWIRE,
+        budget_s=budget_s,
+    )

@@ -1,7 +1,8 @@
 """`remediation doctor`'s reads: a deployment looked at end to end with the app's own settings and
 identity (storage, ARM, Event Grid, the audit log), each answer judged by doctor.py and
-doctor_events.py. A check that cannot read what it needs fails with what stopped it; the others
-still run. Nothing is written (the audit table is not even created)."""
+doctor_events.py; the reads of the app's storage are doctor_storage.py's, the monitored management
+groups' doctor_groups.py's. A check that cannot read what it needs fails with what stopped it; the
+others still run. Nothing is written (the audit table is not even created)."""
 
 from __future__ import annotations
 
@@ -9,35 +10,20 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from remediation.doctor import (
-    Check,
-    Status,
-    SweepSeen,
-    alert_window,
-    linked_scopes,
-    longest_gap,
-    permissions_check,
-    sweep_check,
-    waiting_check,
-)
+from remediation.doctor import GROUP_MEMBERS_ACTION, Check, Status, linked_scopes, permissions_check
 from remediation.doctor_events import events_check, topic_for
+from remediation.doctor_storage import dead_letter_check, last_sweep_check, poison_check, storage_check
 from remediation.permissions import LINK_ACTIONS, required_permissions
 from remediation.settings import Settings, SettingsError
-from remediation.sweep import SCHEDULED_SWEEP
-from remediation.worker import POISON_PREFIX
 
 if TYPE_CHECKING:
     from remediation.arm import ArmGateway
     from remediation.engine import Remediator
     from remediation.model import Caller
 
-# How far back doctor looks for the last sweep (an hour of the audit log at a time, newest first).
-SWEEP_LOOKBACK_MIN = timedelta(hours=2)
-SWEEP_LOOKBACK_CAP = timedelta(days=7)
-GROUP_MEMBERS_ACTION = "Microsoft.Management/managementGroups/descendants/read"
 # The restricted sets whose links doctor reads (one GET each) per subscription, and for how long:
 # the HTTP route answers within the platform's 230 s.
 MAX_SETS_READ = 200
@@ -66,10 +52,10 @@ def diagnose(
     chosen = sorted({s.lower() for s in subscriptions} or settings.policy.monitored_subscriptions)
     checks = [settings_check(settings, chosen, remediator.intake.monitors)]
     checks.append(_guarded("storage", functools.partial(storage_check, settings, remediator)))
-    checks.extend(_arm_checks(settings, remediator, chosen))
-    checks.append(_guarded("sweep", functools.partial(_last_sweep_check, settings, remediator, now)))
-    checks.append(_guarded("poison", functools.partial(_poison_check, settings, remediator)))
-    checks.append(_guarded("dead letters", functools.partial(_dead_letter_check, settings, remediator)))
+    checks.extend(_arm_checks(settings, remediator, chosen, narrowed=bool(subscriptions)))
+    checks.append(_guarded("sweep", functools.partial(last_sweep_check, settings, remediator, now)))
+    checks.append(_guarded("poison", functools.partial(poison_check, settings, remediator)))
+    checks.append(_guarded("dead letters", functools.partial(dead_letter_check, settings, remediator)))
     return checks
 
 
@@ -165,28 +151,11 @@ def settings_check(
     return Check("settings", Status.OK, detail)
 
 
-def storage_check(settings: Settings, remediator: Remediator) -> Check:
-    missing = [] if remediator.audit.reachable() else [f"table {settings.audit_table}"]
-    work, _ = remediator.rechecks.backlog()
-    containers = [settings.ledger_container, settings.dead_letter_container]
-    missing += [f"container {name}" for name in remediator.archive.missing_containers(containers)]
-    queues = f"work queue: {'not yet created' if work is None else f'{work} waiting'}"
-    if missing:
-        return Check(
-            "storage",
-            Status.FAIL,
-            f"storage reached ({queues}); missing: {', '.join(missing)}",
-            "check the names in the app settings; azd provision creates them (the ledger under "
-            "its immutability policy)",
-        )
-    return Check(
-        "storage",
-        Status.OK,
-        f"table {settings.audit_table}, {queues}, ledger and dead-letter containers reached",
-    )
-
-
-def _arm_checks(settings: Settings, remediator: Remediator, chosen: Sequence[str]) -> list[Check]:
+def _arm_checks(
+    settings: Settings, remediator: Remediator, chosen: Sequence[str], *, narrowed: bool = False
+) -> list[Check]:
+    """The lines that read ARM: the identity, each chosen subscription's permissions, links and
+    events, then (unless ``narrowed`` to named subscriptions) each monitored management group's."""
     arm = remediator.arm
     try:
         caller = arm.identity()
@@ -209,6 +178,10 @@ def _arm_checks(settings: Settings, remediator: Remediator, chosen: Sequence[str
         checks.append(
             _guarded(f"events {subscription}", functools.partial(_events_check, settings, arm, subscription))
         )
+    if settings.policy.monitored_management_groups and not narrowed:
+        from remediation.doctor_groups import group_checks
+
+        checks.extend(group_checks(settings, arm, who, required, linked))
     return checks
 
 
@@ -316,80 +289,34 @@ def _permissions_line(
 
 
 def _events_check(settings: Settings, arm: ArmGateway, subscription: str) -> Check:
-    from remediation.arm_rest import SYSTEM_TOPIC_TYPE
-    from remediation.resource_ids import ResourceId
-
-    topics = arm.list_system_topics(subscription, settings.event_topic_resource_group)
-    topic = topic_for(subscription, topics)
-    found = None
-    if topic is not None:
-        found = arm.list_topic_event_subscriptions(
-            ResourceId.parse(str(topic.get("id", "")), expected_type=SYSTEM_TOPIC_TYPE)
-        )
+    topics, found = read_wiring(settings, arm, subscription)
     return events_check(
         subscription, topics, found, settings.function_app_id, restricted_paths(settings, subscription)
     )
 
 
-def _last_sweep_check(settings: Settings, remediator: Remediator, now: datetime) -> Check:
+def read_wiring(
+    settings: Settings, arm: ArmGateway, subscription: str
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]] | None]:
+    """A subscription's system topics (in EVENT_TOPIC_RESOURCE_GROUP) and the event subscriptions
+    of its topic of resource events (None: no such topic). A resource group that does not exist
+    holds no topic (ARM's 404 ResourceGroupNotFound: azd provision, or in management-group mode
+    the wiring policy, makes it with the topic)."""
+    from remediation.arm_errors import ArmError
+    from remediation.arm_rest import SYSTEM_TOPIC_TYPE
+    from remediation.resource_ids import ResourceId
+
     try:
-        # Further back than the judgement, so a stale sweep is named by its age.
-        look_back = min(
-            max(2 * alert_window(longest_gap(settings.sweep_schedule)), SWEEP_LOOKBACK_MIN),
-            SWEEP_LOOKBACK_CAP,
-        )
-    except ValueError:
-        look_back = SWEEP_LOOKBACK_MIN  # sweep_check names the schedule
-    return sweep_check(last_sweep(remediator, now, look_back), now, settings.sweep_schedule, look_back)
-
-
-def last_sweep(remediator: Remediator, now: datetime, look_back: timedelta) -> SweepSeen | None:
-    """The newest timer sweep that ended (recorded its decision or its failure) within
-    ``look_back``, read an hour of the audit log at a time from now (a dry-run deployment's
-    too). Sweeps run by hand (`remediation sweep`) do not count: the no-sweep alert counts the
-    timer's."""
-    from remediation.model import RecordKind
-    from remediation.review import Filters
-
-    end = now
-    while end > now - look_back:
-        start = max(end - timedelta(hours=1), now - look_back)
-        records = remediator.audit.search(Filters(start, end))
-        sweeps = [r for r in records if r.event_type == "sweep" and r.operation == SCHEDULED_SWEEP]
-        failed = {r.event_id: r.error or r.reason for r in sweeps if r.kind is RecordKind.ERROR}
-        ended = [r for r in sweeps if r.kind is RecordKind.DECISION or r.event_id in failed]
-        if ended:
-            newest = max(ended, key=lambda r: r.time)
-            return SweepSeen(newest.time, newest.event_id, failed.get(newest.event_id, ""))
-        end = start
-    return None
-
-
-def _poison_check(settings: Settings, remediator: Remediator) -> Check:
-    _, in_queue = remediator.rechecks.backlog()
-    kept = remediator.archive.waiting(POISON_PREFIX) or 0
-    return waiting_check(
-        "poison",
-        kept + (in_queue or 0),
-        f"the poison queue ({in_queue or 0}) and the archive's kept poison messages ({kept})",
-        # the kept poison messages live until the lifecycle rule removes them, a day or two past it
-        f"remediation replay --poison {settings.archive_retention_days + 2}d",
-    )
-
-
-def _dead_letter_check(settings: Settings, remediator: Remediator) -> Check:
-    container = settings.dead_letter_container
-    waiting = remediator.archive.waiting(container=container)
-    if waiting is None:
-        return Check(
-            "dead letters",
-            Status.FAIL,
-            f"container {container} does not exist",
-            "azd provision creates it (Event Grid dead-letters there)",
-        )
-    return waiting_check(
-        "dead letters", waiting, f"container {container}", f"remediation replay --dead-letter {container}"
-    )
+        topics = arm.list_system_topics(subscription, settings.event_topic_resource_group)
+    except ArmError as error:
+        if error.status != 404 or error.code != "ResourceGroupNotFound":
+            raise
+        topics = []
+    topic = topic_for(subscription, topics)
+    if topic is None:
+        return topics, None
+    topic_id = ResourceId.parse(str(topic.get("id", "")), expected_type=SYSTEM_TOPIC_TYPE)
+    return topics, arm.list_topic_event_subscriptions(topic_id)
 
 
 def as_rows(checks: Iterable[Check]) -> list[dict[str, str]]:

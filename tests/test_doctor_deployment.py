@@ -16,6 +16,7 @@ import arm_docs as docs
 import pytest
 import requests
 from azure.data.tables import TableServiceClient
+from doctor_stand_in import app_environment, create_app_storage
 
 from localazure.event_deployment import (
     APP_RESOURCE_GROUP,
@@ -92,33 +93,16 @@ def deploy(
         local.arm.grant(ESTATE_OWNER, "Owner", scope)
         role = local.arm.define_role(f"{REMEDIATOR_ROLE} {unique}", role_actions, assignable_scopes=[scope])
         local.arm.grant(LoopbackCredential.APP_ID, role, scope)
-    environment = local.environment(
-        audit_table=f"doctor{unique}",
-        recheck_queue=f"doctor-{unique}",
-        archive_container=f"doctor-{unique}-archive",
-        lock_container=f"doctor-{unique}-locks",
-        ledger_container=f"doctor-{unique}-ledger",
-    )
     policy = {
         "monitored_subscriptions": [subscription],
         "scopes": [{"scope": scope, "mode": "strip"}],
     }
-    environment |= {
-        "REMEDIATION_POLICY": json.dumps(policy),
-        "DEAD_LETTER_CONTAINER": f"doctor-{unique}-dead",
-        "EVENT_TOPIC_RESOURCE_GROUP": APP_RESOURCE_GROUP,  # infra: the app's resource group
-    }
+    environment = app_environment(local, unique) | {"REMEDIATION_POLICY": json.dumps(policy)}
     deployment = Deployment(local, subscription, environment)
-    settings = deployment.settings
-    service = blob_service(settings)
-    for container in (settings.ledger_container, settings.dead_letter_container):
-        service.create_container(container)
-    TableServiceClient.from_connection_string(settings.storage_connection_string).create_table(
-        settings.audit_table
-    )  # infra/app/storage.bicep makes the table, the containers and the queues
+    create_app_storage(deployment.settings)
     deployment.events()
     if sweep:
-        remediator_for(settings).sweep(scheduled=True)  # as the timer runs it
+        remediator_for(deployment.settings).sweep(scheduled=True)  # as the timer runs it
     return deployment
 
 

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from azure.core.rest import HttpRequest
-from sim_access_helpers import AUTHORIZATION_FAILED, caller
+from sim_access_helpers import AUTHORIZATION_FAILED, caller, send
 from sim_helpers import LOCATION, RG, SUB, Clients
 
 from sim import ArmSimulator
@@ -196,6 +196,34 @@ def test_a_role_assigned_at_a_group_applies_to_resources_in_subscriptions_beneat
     # Moving the subscription under prod brings it under the assignment.
     platform.place_subscription(OTHER_SUB, "prod")
     assert get(reader.clients, f"{other}?api-version=2024-05-01").status_code == 200
+
+
+def test_the_permissions_list_of_a_subscription_beneath_a_group_holds_the_groups_role(
+    platform: ArmSimulator,
+) -> None:
+    """What `remediation doctor` reads in management-group mode: the caller's permissions at each
+    subscription under the group. The shape is the REST reference's (Permissions - List For
+    Resource Group, api-version 2022-04-01, its sample response: `value`, each entry the four
+    lists); the subscription's list is read as the resource group's is, and a role assigned at the
+    group is in both, until the subscription moves out from under it."""
+    operator = caller(platform, "group-operator")
+    role = platform.define_role(
+        "Group operator", ["Microsoft.Compute/*/read"], ["Microsoft.Compute/disks/read"]
+    )
+    platform.grant(operator.oid, role, f"{MG}/platform")
+    block = {
+        "actions": ["Microsoft.Compute/*/read"],
+        "notActions": ["Microsoft.Compute/disks/read"],
+        "dataActions": [],
+        "notDataActions": [],
+    }
+    permissions = "providers/Microsoft.Authorization/permissions"
+    for scope in (f"/subscriptions/{SUB}", f"/subscriptions/{SUB}/resourceGroups/{RG}"):
+        answer = send(operator.clients, "GET", f"{scope}/{permissions}")
+        assert (answer.status_code, answer.json()) == (200, {"value": [block]})
+    platform.create_management_group("sandbox")
+    platform.place_subscription(SUB, "sandbox")
+    assert send(operator.clients, "GET", f"/subscriptions/{SUB}/{permissions}").json() == {"value": []}
 
 
 def test_a_custom_role_assignable_at_a_group_may_be_assigned_at_a_subscription_beneath_it(
