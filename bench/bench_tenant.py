@@ -35,12 +35,14 @@ runs them: the deployed functions, each in a process of its own, 16 events at on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import random
 import subprocess
 import sys
+import threading
 import uuid
 from collections import Counter
 from datetime import datetime
@@ -102,6 +104,40 @@ def window(measured: dict[str, Any]) -> tuple[datetime, datetime]:
     return datetime.fromisoformat(edges["start"]), datetime.fromisoformat(edges["end"])
 
 
+class OpenConnections:
+    """The most TCP connections open to ARM (the simulator's port) at once while it runs, as the
+    kernel lists them (/proc/net/tcp, ESTABLISHED), sampled every 0.2 s: the product's client ends
+    (the simulator's own ends have the port as their local one)."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.port = int(endpoint.rsplit(":", 1)[1])
+        self.most = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def count(self) -> int:
+        found = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError):
+                for line in Path(table).read_text().splitlines()[1:]:
+                    fields = line.split()
+                    if int(fields[2].rsplit(":", 1)[1], 16) == self.port and fields[3] == "01":
+                        found += 1
+        return found
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            self.most = max(self.most, self.count())
+
+    def __enter__(self) -> OpenConnections:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
 def shown(figures: dict[str, int]) -> str:
     return ", ".join(f"{name} {count}" for name, count in figures.items())
 
@@ -126,15 +162,16 @@ class TenantBench:
     def sweep(self) -> dict[str, Any]:
         """(a): bench/tenant_driver.py: the timer function once, then its looks in the same process."""
         before = len(self.log())
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "tenant_driver.py")],
-            cwd=ROOT,
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
+        with OpenConnections(self.local.arm.endpoint) as connections:
+            done = subprocess.run(
+                [sys.executable, str(ROOT / "bench" / "tenant_driver.py")],
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
         if done.returncode != 0:
             raise RuntimeError(f"the tenant driver failed ({done.returncode}):\n{done.stderr[-4000:]}")
         swept: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -154,6 +191,12 @@ class TenantBench:
                 "wall_s": round(swept["seconds"], 3),
                 "cpu_s": round(swept["cpu_seconds"], 3),
                 "queue_messages_enqueued": swept["queued"],
+                # ARM's part of it: the sweep's first request received to its last answered.
+                "arm_span_s": round(
+                    (max(r.time for r in during) - min(r.received for r in during)).total_seconds(), 3
+                )
+                if during
+                else 0.0,
             },
             "looks": {
                 "arm_calls": calls(looked),
@@ -163,12 +206,14 @@ class TenantBench:
                 "wall_s": round(drained["seconds"], 3),
                 "cpu_s": round(drained["cpu_seconds"], 3),
                 "sets_read_are_the_restricted": set_reads == self.tenant.restricted,
+                "most_connections_open_to_arm": connections.most,  # the sweep's and its looks'
             },
         }
         s, looks = figures["sweep"], figures["looks"]
         print(
             f"(a) a sweep (the timer function, in a process of its own): ARM calls: {shown(s['arm_calls'])}; "
-            f"wall {s['wall_s']:.2f} s, CPU {s['cpu_s']:.2f} s; queue messages enqueued (Azurite): "
+            f"wall {s['wall_s']:.2f} s (ARM's requests span {s['arm_span_s']:.2f} s of it), CPU "
+            f"{s['cpu_s']:.2f} s; queue messages enqueued (Azurite): "
             f"{s['queue_messages_enqueued']}"
         )
         print(
@@ -177,7 +222,8 @@ class TenantBench:
             f"(other reads: {shown(looks['other_reads'])}); wall {looks['wall_s']:.2f} s, CPU "
             f"{looks['cpu_s']:.2f} s ({looks['cpu_s'] / max(looks['delivered'], 1) * 1000:.1f} ms a look); "
             f"the sets they read are exactly the {len(self.tenant.restricted)} restricted: "
-            f"{looks['sets_read_are_the_restricted']}"
+            f"{looks['sets_read_are_the_restricted']}; at most {connections.most} TCP connections open "
+            "to ARM at once (the sweep and its looks)"
         )
         return figures
 
@@ -215,7 +261,8 @@ class TenantBench:
         warmup = [write_event(set_id) for set_id in firsts.values()]
         events, mix = self.burst(count, rng)
         before = len(self.log())
-        measured = run_noop_driver(self.env, warmup + events, warmup=len(warmup), stamp=True, drain=True)
+        with OpenConnections(self.local.arm.endpoint) as connections:
+            measured = run_noop_driver(self.env, warmup + events, warmup=len(warmup), stamp=True, drain=True)
         start, end = window(measured)
         sent = remediators(self.log()[before:])
         looked = [r for r in sent if r.received > end]
@@ -234,6 +281,7 @@ class TenantBench:
             "intake_arm_calls": per_event,
             "intake_other_reads": other_reads_by_type(sent),
             "queue_messages_enqueued": queued,
+            "most_connections_open_to_arm": connections.most,
             "looks": {
                 "delivered": drained["delivered"],
                 "outcomes": drained["outcomes"],
@@ -252,7 +300,8 @@ class TenantBench:
             f"{figures['intake_cpu_ms_per_event']:.2f} ms of CPU per event; ARM calls: {shown(per_event)} "
             f"({sum(per_event[k] for k in KINDS) / n:.2f} per event; other reads: "
             f"{shown(figures['intake_other_reads'])}); "
-            f"{measured['failures']} failed; queue messages enqueued (Azurite): {queued}"
+            f"{measured['failures']} failed; queue messages enqueued (Azurite): {queued}; at most "
+            f"{connections.most} TCP connections open to ARM at once (the kernel's table, sampled)"
         )
         print(
             f"    the looks they queued, then run in the same process: {drained['delivered']} delivered "
