@@ -15,8 +15,9 @@ allowed; a restricted set's NICs carry none). The app monitors the group alone
 (``monitored_management_groups``) and holds the custom role of infra/ at it.
 
 Every figure is read from outside the product: ARM calls from the simulator's request log (the
-remediator's principal only), queue messages from Azurite (the work queue's message count), CPU
-and wall time from the process that ran the product (``bench/tenant_driver.py`` for the sweep and
+remediator's principal only), queue messages from Azurite (the work queue's message count), the
+most connections open to ARM at once from the kernel's TCP table (sampled), CPU and wall time from
+the process that ran the product (``bench/tenant_driver.py`` for the sweep and
 the work queue's looks, ``bench/noop_driver.py`` for Event Grid's deliveries, as the no-op benchmark
 runs them: the deployed functions, each in a process of its own, 16 events at once).
 
