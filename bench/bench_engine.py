@@ -243,15 +243,22 @@ def answers(deliveries: list[Delivery]) -> str:
 
 
 def run_noop_driver(
-    env: dict[str, str], events: list[dict[str, Any]], *, warmup: int, stamp: bool
+    env: dict[str, str], events: list[dict[str, Any]], *, warmup: int, stamp: bool, drain: bool = False
 ) -> dict[str, Any]:
     """bench/noop_driver.py on ``events`` (the first ``warmup`` not measured), with the app
-    settings ``env``; returns what it measured."""
+    settings ``env``; ``drain``: then the looks they queued, in the same process. Returns what it
+    measured."""
     with tempfile.TemporaryDirectory(prefix="bench-noop-") as scratch:
         events_file = Path(scratch) / "events.jsonl"
         events_file.write_text("\n".join(json.dumps(e) for e in events), encoding="utf-8")
         run_file = Path(scratch) / "run.json"
-        run = {"events_file": str(events_file), "warmup": warmup, "concurrency": 16, "stamp": stamp}
+        run = {
+            "events_file": str(events_file),
+            "warmup": warmup,
+            "concurrency": 16,
+            "stamp": stamp,
+            "drain": drain,
+        }
         run_file.write_text(json.dumps(run), encoding="utf-8")
         done = subprocess.run(
             [sys.executable, str(ROOT / "bench" / "noop_driver.py"), str(run_file)],

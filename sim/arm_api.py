@@ -107,7 +107,7 @@ class ArmApi(ScaleSetChildRoutes, ResourceRoutes):
             received=request.received,
             client_request_id=request.headers.get("x-ms-client-request-id", ""),
             if_match=request.headers.get("if-match", ""),
-            body=request.body if request.method in ("PUT", "PATCH") else b"",
+            body=request.body if request.method in ("PUT", "PATCH") or _GRAPH_PATH.match(path) else b"",
             filter=query.get("$filter", ""),
         )
         self._store.record(record)

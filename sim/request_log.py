@@ -38,7 +38,9 @@ class RequestRecord:
     # The client's x-ms-client-request-id: the SDK sends the same one on each retry of a call.
     client_request_id: str = ""
     received: datetime = _UNSET_TIME
-    # What a write sent: its If-Match header and its body, as the server read them.
+    # What a write sent: its If-Match header and its body, as the server read them; and a Resource
+    # Graph query's body (its scope, query and options: `$top`, `$skipToken`), so a reader of the log
+    # sees which page each query asked for.
     if_match: str = ""
     body: bytes = b""
     # The query's $filter, as the server read it (a list of a scale set's VMs names the set there).

@@ -3,6 +3,7 @@ recursively, that the caller may read, paged past 1,000 with $skipToken as subsc
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from azure.core.rest import HttpRequest
@@ -74,6 +75,22 @@ def test_two_groups_answer_exactly_their_subscriptions_rows_recursively_paged_pa
     assert len(expected) == 2160
     assert counts == [1000, 1000, 160]
     assert len(rows) == len(set(rows)) and set(rows) == expected
+
+
+def test_the_request_log_keeps_each_query_s_scope_and_the_page_it_asked_for(
+    sim: ArmSimulator, clients: Clients
+) -> None:
+    estate(sim)
+    before = len(sim.requests())
+    all_pages(clients, ["a", "b"])
+    sent = [
+        json.loads(r.body)
+        for r in sim.requests()[before:]
+        if r.resource_type == "Microsoft.ResourceGraph/resources"
+    ]
+    assert [body["managementGroups"] for body in sent] == [["a", "b"]] * 3
+    tokens = [body["options"].get("$skipToken") for body in sent]
+    assert tokens[0] is None and None not in tokens[1:] and len(set(tokens)) == 3
 
 
 def test_the_first_page_counts_every_row_under_the_groups(sim: ArmSimulator, clients: Clients) -> None:
