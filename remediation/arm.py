@@ -71,12 +71,13 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
-# The transport each client is made with (tests/recording_arm.py swaps it to record the traffic).
+# How the transport all clients share is made (tests/recording_arm.py swaps it to record traffic).
 _pooled_transport = pooled_transport
 
 
 class ArmGateway(RestCalls):
-    """Reads and writes through the real azure-mgmt clients, one pair per subscription."""
+    """Reads and writes through the real azure-mgmt clients, one pair per subscription, sharing
+    one pool of connections."""
 
     def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
         self._settings = settings
@@ -85,6 +86,9 @@ class ArmGateway(RestCalls):
         self._compute: dict[str, ComputeManagementClient] = {}
         self._network: dict[str, NetworkManagementClient] = {}
         self._identity: Caller | None = None
+        # One transport (one pool of connections to ARM, which is one host) for every client of
+        # this gateway: a pool per subscription's client would open hundreds across a tenant.
+        self._transport: Any = None
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -106,14 +110,16 @@ class ArmGateway(RestCalls):
         if self._settings.arm_ca_bundle:
             options["connection_verify"] = self._settings.arm_ca_bundle
         # The transport's own connection settings: a client passes its options to a transport it
-        # makes, not to one it is given.
-        options["transport"] = _pooled_transport(
-            {
-                key: options[key]
-                for key in ("connection_timeout", "read_timeout", "connection_verify")
-                if key in options
-            }
-        )
+        # makes, not to one it is given. Made once, shared by every client (called under the lock).
+        if self._transport is None:
+            self._transport = _pooled_transport(
+                {
+                    key: options[key]
+                    for key in ("connection_timeout", "read_timeout", "connection_verify")
+                    if key in options
+                }
+            )
+        options["transport"] = self._transport
         return options
 
     def _compute_client(self, subscription: str) -> ComputeManagementClient:
@@ -161,6 +167,7 @@ class ArmGateway(RestCalls):
             clients: list[Any] = [*self._compute.values(), *self._network.values()]
             self._compute.clear()
             self._network.clear()
+            self._transport = None  # closed with them: the next client makes another
         for client in clients:
             client.close()
 

@@ -63,7 +63,7 @@ def recording_gateway() -> Iterator[tuple[ArmGateway, RecordingAdapter]]:
 
     settings = Settings.from_env({"RemediationStorage": "UseDevelopmentStorage=true", "ARM_RETRY_TOTAL": "0"})
     original = arm._pooled_transport
-    arm._pooled_transport = transport  # the clients are made lazily, each with its transport
+    arm._pooled_transport = transport  # the clients, made lazily, share the one it makes
     gateway = ArmGateway(settings, LoopbackCredential())
     try:
         yield gateway, adapter

@@ -22,9 +22,11 @@ Nothing here depends on the machine's speed: no time is asserted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import arm_docs as docs
@@ -161,3 +163,39 @@ def test_after_the_sweep_events_from_any_subscription_are_taken_without_reading_
     assert [r for r in sent if r.method != "GET"] == []
     assert queue_length(estate) == 50, "a restricted set's event joined the look the sweep queued"
     assert {look["scale_set"].lower() for look in queued_looks(estate)} == tenant.restricted
+
+
+def connections_to(port: int) -> int:
+    """TCP connections open to ``port`` (the simulator's), from any process, as the kernel lists
+    them (ESTABLISHED, the client's end: the remote port is the simulator's)."""
+    found = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    found += 1
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the kernel's TCP table")
+def test_one_gateway_reads_across_the_subscriptions_over_one_connection_not_one_per_subscription(
+    estate: Estate, tenant: Tenant
+) -> None:
+    """Every client of a gateway (one per subscription and SDK) shares its pool: ARM is one host.
+    Reads one after another reuse one kept-alive connection."""
+    from remediation.arm import ArmGateway
+    from remediation.resource_ids import ResourceId
+    from remediation.settings import Settings
+
+    port = int(estate.environment["ARM_ENDPOINT"].rsplit(":", 1)[1])
+    gateway = ArmGateway(Settings.from_env())
+    opened = connections_to(port)
+    sets = [ResourceId.parse(set_id) for set_id in tenant.sets[::50]]  # 40 sets in 40 subscriptions
+    assert len({set_id.subscription for set_id in sets}) == 40
+
+    for set_id in sets:
+        assert gateway.get_scale_set(set_id) is not None
+        assert gateway.list_nics(set_id.subscription, set_id.resource_group) is not None
+
+    assert connections_to(port) - opened <= 2, "one pool for every subscription's clients"
