@@ -10,6 +10,7 @@ The remediator holds its role at the group, as the management-group mode of infr
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import arm_docs as docs
@@ -196,3 +197,46 @@ def test_when_arm_refuses_to_show_the_group_an_event_is_recorded_as_refused_not_
         "AuthorizationFailed" in r.error and "ARM refused a read" in r.reason for r in refused
     )
     assert [len(ips) for ips in public_ips(estate, "web")] == [1], "nothing written on a guess"
+
+
+@pytest.fixture
+def wired_only(local_azure: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Estate]:
+    """An estate whose simulator delivers a subscription's events only once Event Grid is wired
+    there (``events_need_wiring``), as in Azure: nothing else delivers them."""
+    from estate import estate_on
+
+    options = {"provision_delay_s": 0.2, "lro_duration_s": 0.05, "page_size": 5, "events_need_wiring": True}
+    settings = {"RECHECK_DELAYS_SECONDS": "0,0,0", "WATCH_INTERVAL_SECONDS": "0"}
+    with estate_on(local_azure, settings, **options) as (built, environment):
+        for key, value in environment.items():
+            monkeypatch.setenv(key, value)
+        yield built
+
+
+def test_a_subscription_emits_events_once_the_policy_wires_it_and_the_sweep_covers_it_before(
+    wired_only: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In Azure a subscription's events exist only once Event Grid is wired there: under the group,
+    the deployIfNotExists policy's remediation task (or, for one that joins later, the policy
+    itself) does it. Before, the sweep (the backstop) finds its restricted sets."""
+    estate = wired_only
+    monitor_group(estate, monkeypatch)
+    estate.sim.place_subscription(docs.SUB, GROUP)
+    estate.create_set("web", tags={"remediation.mode": "strip"})
+    estate.scale("web", 1)
+    assert estate.events() == [], "not wired yet: Event Grid delivers nothing from it"
+
+    estate.sweep()
+    estate.pump_rechecks()
+    assert public_ips(estate, "web") == [[]], "swept before its wiring"
+
+    estate.sim.register_event_wiring(GROUP, estate.local.deploy_events)  # the policy assigned
+    assert estate.sim.remediate_event_wiring(GROUP) == [docs.SUB]  # its remediation task
+    estate.sim.wait_event_wiring()
+    assert estate.sim.is_wired(docs.SUB)
+    estate.scale("web", 3)
+    events = estate.events()
+    assert events, "wired: its events are delivered"
+    for event in events:
+        estate.deliver(event)
+    assert public_ips(estate, "web") == [[], [], []], "its events handled, no settings change"
