@@ -4,35 +4,39 @@ scopes name: read from ARM (the groups' descendants), never from an event, and c
 A tenant-wide deployment watches every subscription under its management groups, including ones
 that join after it was configured, and may restrict a whole group. The policy decides
 (``Policy.monitors``, ``restriction_for``: pure) from the subscriptions found under the groups;
-this module keeps them:
+this module keeps them, each group on its own (one that cannot be read spoils no other's):
 
-- fresh for ``ttl_s`` (10 minutes): a subscription moved out of a group is no longer monitored
-  after that at the latest;
-- a subscription not in the set (one that may just have joined) reads the groups again, at most
-  once every ``miss_interval_s`` (a minute) whatever the number of such subscriptions and events, so
-  a subscription that joins is accepted within a minute and a storm of events from unmonitored
-  subscriptions costs one read a minute;
-- shared by the threads of one process: one read at a time, the others wait for its answer, but
-  no longer than ``wait_s`` (a worker's read retries for minutes under throttling; an Event Grid
-  delivery has 30 s): past it they are told the groups are being read (an ``ArmError`` with no
+- fresh for ``ttl_s`` (10 minutes): a subscription moved out of a group is no longer under it
+  after that at the latest (the sweep reads the groups afresh, at most once a minute);
+- a subscription under none of the groups read (one that may just have joined) reads them again,
+  at most once every ``miss_interval_s`` (a minute) whatever the number of such subscriptions and
+  events, so a subscription that joins is taken within a minute and a storm of events from
+  unmonitored subscriptions costs one read a minute;
+- shared by the threads of one process: one read at a time. A caller with a fresh answer never
+  waits; one whose groups were read before is answered with that while another thread reads; one
+  with nothing read yet waits for the read under way, but no longer than ``wait_s`` (an Event
+  Grid delivery has 30 s): past it it is told the groups are being read (an ``ArmError`` with no
   status, which intake treats as a slow read: the event goes to the work queue).
 
-A read that fails (``ArmError``) is not tried again for ``miss_interval_s`` if ARM refused it
-(403, 404), for ``retry_failed_s`` (5 s) otherwise, so a refusal or an outage costs a read a minute
-or every few seconds, not one per event. Meanwhile the groups as last read stand (a
-subscription moved out stays monitored until a read succeeds); with none read yet, the failure is
-raised to every caller, who handles it as any ARM read that failed (intake: a refusal recorded, a
-slow read handed to the work queue, anything else raised so Event Grid delivers again).
+A group's read that fails (``ArmError``) is not tried again for ``miss_interval_s`` if ARM refused
+it (403, 404), for ``retry_failed_s`` (5 s) otherwise, so a refusal or an outage costs a read a
+minute or every few seconds, not one per event. Meanwhile the group as last read stands (a
+subscription moved out stays under it until a read succeeds); a group never read raises its
+failure only to the callers whose answer depends on it (``Unread``), who handle it as any ARM read
+that failed (intake: a refusal recorded, a slow read handed to the work queue, anything else
+raised so Event Grid delivers again).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from remediation.arm_errors import ArmError
 from remediation.policy import Policy
+from remediation.resource_ids import ResourceId
 
 TTL_S = 600.0
 MISS_INTERVAL_S = 60.0
@@ -45,8 +49,38 @@ RETRY_FAILED_S = 5.0
 ReadGroup = Callable[[str], Iterable[str]]
 
 
+@dataclass(frozen=True)
+class _Group:
+    """One group as last read: its subscriptions (None: never read), when, and its last failure."""
+
+    members: frozenset[str] | None = None
+    read_at: float | None = None
+    failed_at: float | None = None
+    failure: ArmError | None = None
+
+
+@dataclass(frozen=True)
+class Known:
+    """What is known of some groups: the subscriptions under each one read, and why each other
+    one could not be (never read: its failure, or a read under way)."""
+
+    members: Mapping[str, frozenset[str]]
+    unread: Mapping[str, ArmError]
+
+    def union(self) -> frozenset[str]:
+        return frozenset().union(*self.members.values())
+
+    def raise_unread(self) -> None:
+        """Raise the first unread group's failure (a copy: the same one raised again and again
+        would grow its traceback)."""
+        for group, error in sorted(self.unread.items()):
+            raise ArmError(
+                error.status, error.code, f"management group {group}: {error.message}", error.request_id
+            )
+
+
 class GroupMembers:
-    """The subscriptions under the monitored management groups, cached (see the module)."""
+    """The subscriptions under the monitored and scoped management groups, cached (the module)."""
 
     def __init__(
         self,
@@ -60,18 +94,16 @@ class GroupMembers:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.groups = tuple(sorted({group.lower() for group in groups}))  # the monitored ones
-        # Every group read: the monitored ones and those a restricted scope names.
-        self._read_groups = tuple(sorted(set(self.groups) | {group.lower() for group in scoped}))
+        self.scoped = tuple(sorted({group.lower() for group in scoped}))
         self.ttl_s = ttl_s
         self.miss_interval_s = miss_interval_s
         self.wait_s = wait_s
         self.retry_failed_s = min(retry_failed_s, miss_interval_s)  # never slower than a miss
         self._clock = clock
         self._lock = threading.Lock()
-        self._by_group: dict[str, frozenset[str]] = {}
-        self._read_at: float | None = None  # when the members were last read (clock's time)
-        self._failure: tuple[float, ArmError] | None = None  # the last read's failure, and when
-        self.reads = 0  # how many times the groups were read (each group once per read)
+        # Replaced whole under the lock, read without it: a caller sees one state or the next.
+        self._state: dict[str, _Group] = {}
+        self.reads = 0  # how many times a group was read
         self.failed_reads = 0
 
     @classmethod
@@ -81,77 +113,114 @@ class GroupMembers:
             policy.monitored_management_groups, scoped=policy.scope_groups, miss_interval_s=miss_interval_s
         )
 
-    def members(self, read: ReadGroup, *, looking_for: str = "") -> frozenset[str]:
-        """Every subscription (lower case) under the monitored groups: the cached set while it is
-        fresh, else read again with ``read``. ``looking_for``: a subscription not in the cached set
-        reads again too, if the last read is ``miss_interval_s`` old."""
-        by_group = self._read(read, looking_for, self.groups)
-        return frozenset().union(*(by_group[group] for group in self.groups))
-
-    def placed(self, policy: Policy, read: ReadGroup, *, looking_for: str = "") -> Policy:
-        """``policy`` told which subscriptions are under the groups its scopes name (``Policy.placed``):
-        itself when it names none, without a read."""
-        if not policy.scope_groups:
-            return policy
-        return policy.placed(self._read(read, looking_for, tuple(sorted(policy.scope_groups))))
-
-    def _read(self, read: ReadGroup, looking_for: str, asked: tuple[str, ...]) -> dict[str, frozenset[str]]:
-        """The subscriptions under each group (the cached ones while fresh; see ``members``)."""
-        if not asked:
-            return {}
-        wanted = looking_for.lower()
-        if not self._lock.acquire(timeout=self.wait_s):
-            raise ArmError(
-                None, "ManagementGroupsBeingRead", "another read of the management groups is under way"
-            )
-        try:
-            now = self._clock()
-            self._read_groups = tuple(sorted(set(self._read_groups) | set(asked)))
-            known = all(group in self._by_group for group in asked)
-            age = float("inf") if self._read_at is None else now - self._read_at
-            missed = bool(wanted) and not any(wanted in self._by_group.get(group, ()) for group in asked)
-            if known and age < self.ttl_s and not (missed and age >= self.miss_interval_s):
-                return self._answer(asked)
-            if self._failure is not None and now - self._failure[0] < self._failure_stands(self._failure[1]):
-                # A read failed a moment ago: not again for every event (a 403 or an outage would
-                # cost a read each); what was read before stands meanwhile, else the failure does.
-                if known:
-                    return self._answer(asked)
-                failed_at, error = self._failure
-                raise ArmError(
-                    error.status,
-                    error.code,
-                    f"{error.message} (the management groups' read {now - failed_at:.0f} s ago; "
-                    f"read again {self._failure_stands(error):.0f} s after it)",
-                    error.request_id,
-                )
-            try:
-                found = {
-                    group: frozenset(subscription.lower() for subscription in read(group))
-                    for group in self._read_groups
-                }
-            except ArmError as error:
-                self._failure = (self._clock(), error)
-                self.failed_reads += 1
-                if known:  # the groups as last read stand until a read succeeds
-                    return self._answer(asked)
-                raise
-            self._by_group, self._read_at, self._failure = found, self._clock(), None
-            self.reads += 1
-            return self._answer(asked)
-        finally:
-            self._lock.release()
-
-    def _failure_stands(self, error: ArmError) -> float:
-        return self.miss_interval_s if error.refused else self.retry_failed_s
-
-    def _answer(self, asked: tuple[str, ...]) -> dict[str, frozenset[str]]:
-        return {group: self._by_group[group] for group in asked}
+    def members(self, read: ReadGroup, *, looking_for: str = "", fresh: bool = False) -> frozenset[str]:
+        """Every subscription (lower case) under the monitored groups (see ``known``). Raises the
+        failure of a group never read, unless ``looking_for`` is found under another."""
+        known = self.known(read, self.groups, looking_for=looking_for, fresh=fresh)
+        found = known.union()
+        if known.unread and not (looking_for and looking_for.lower() in found):
+            known.raise_unread()
+        return found
 
     def monitors(self, policy: Policy, subscription: str, read: ReadGroup) -> bool:
         """``policy.monitors(subscription)``, with the groups read from ARM only when it needs them
         (the subscription is not listed and groups are monitored). Raises ``ArmError`` when they
-        cannot be read."""
+        are needed and cannot be read."""
         if not policy.needs_ancestry(subscription):
             return policy.monitors(subscription)
         return policy.monitors(subscription, self.members(read, looking_for=subscription))
+
+    def placed(self, policy: Policy, read: ReadGroup, *, set_id: ResourceId | None = None) -> Policy:
+        """``policy`` told which subscriptions are under the groups its scopes name
+        (``Policy.placed``): itself when it names none, and without a read when ``set_id``'s
+        verdict does not depend on them (a subscription's, group's or set's scope covers it).
+        Groups that could not be read are left to the policy (``unread``: ``restriction_for``
+        judges a tagged set without them, and raises for another); without a set (the sweep), the
+        groups are read afresh."""
+        if not policy.scope_groups:
+            return policy
+        if set_id is not None and not policy.needs_groups(set_id):
+            return policy.placed({})
+        asked = tuple(sorted(policy.scope_groups))
+        looking_for = set_id.subscription if set_id is not None else ""
+        known = self.known(read, asked, looking_for=looking_for, fresh=set_id is None)
+        return policy.placed(known.members, unread=frozenset(known.unread))
+
+    def unread_error(self, groups: Iterable[str]) -> ArmError:
+        """Why ``groups`` could not be read (the first one's failure), to raise as an ARM read's."""
+        known = self._known(tuple(sorted(group.lower() for group in groups)))
+        try:
+            known.raise_unread()
+        except ArmError as error:
+            return error
+        return ArmError(None, "ManagementGroupsBeingRead", "the management groups are being read")
+
+    def known(
+        self, read: ReadGroup, asked: Iterable[str], *, looking_for: str = "", fresh: bool = False
+    ) -> Known:
+        """What is known of the ``asked`` groups, read again where it is stale (``ttl_s``), where
+        ``looking_for`` is under no group read (``miss_interval_s``), or with ``fresh`` (read at
+        most ``miss_interval_s`` ago); a failed read stands its time before the next."""
+        wanted = tuple(sorted({group.lower() for group in asked}))
+        if not wanted:
+            return Known({}, {})
+        due = self._due(wanted, looking_for.lower(), fresh)
+        if due:
+            state = self._state
+            answered = all(state.get(group, _Group()).members is not None for group in wanted)
+            if self._lock.acquire(timeout=0 if answered else self.wait_s):
+                try:
+                    self._read_due(read, self._due(wanted, looking_for.lower(), fresh))
+                finally:
+                    self._lock.release()
+            elif not answered:
+                raise ArmError(
+                    None, "ManagementGroupsBeingRead", "another read of the management groups is under way"
+                )
+        return self._known(wanted)
+
+    def _due(self, wanted: tuple[str, ...], looking_for: str, fresh: bool) -> list[str]:
+        """The groups to read now (the module's rules)."""
+        now, state = self._clock(), self._state
+        missed = bool(looking_for) and not any(
+            looking_for in group.members for group in state.values() if group.members is not None
+        )
+        due = []
+        for name in wanted:
+            group = state.get(name, _Group())
+            if group.failed_at is not None and group.failure is not None:
+                stands = self.miss_interval_s if group.failure.refused else self.retry_failed_s
+                if now - group.failed_at < stands:
+                    continue
+            age = float("inf") if group.read_at is None else now - group.read_at
+            if age >= self.ttl_s or ((missed or fresh) and age >= self.miss_interval_s):
+                due.append(name)
+        return due
+
+    def _read_due(self, read: ReadGroup, due: list[str]) -> None:
+        """Read each group due, each on its own (lock held)."""
+        for name in due:
+            before = self._state.get(name, _Group())
+            try:
+                members = frozenset(subscription.lower() for subscription in read(name))
+            except ArmError as error:
+                after = _Group(before.members, before.read_at, self._clock(), error)
+                self.failed_reads += 1
+            else:
+                after = _Group(members, self._clock())
+                self.reads += 1
+            self._state = {**self._state, name: after}
+
+    def _known(self, wanted: tuple[str, ...]) -> Known:
+        state = self._state
+        members: dict[str, frozenset[str]] = {}
+        unread: dict[str, ArmError] = {}
+        for name in wanted:
+            group = state.get(name, _Group())
+            if group.members is not None:
+                members[name] = group.members
+            else:
+                unread[name] = group.failure or ArmError(
+                    None, "ManagementGroupsBeingRead", "another read of the management groups is under way"
+                )
+        return Known(members, unread)

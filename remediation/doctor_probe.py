@@ -226,7 +226,8 @@ def _link_checks(
     def restricted_models() -> list[Mapping[str, Any]]:
         from remediation.ancestry import GroupMembers
         from remediation.arm_errors import ArmError
-        from remediation.policy import restriction_for
+        from remediation.policy import UnplacedPolicy, restriction_for
+        from remediation.resources import ScaleSet
 
         try:
             found = arm.query_scale_sets([subscription])
@@ -234,7 +235,14 @@ def _link_checks(
             found = arm.list_scale_sets(subscription)
         groups = GroupMembers.for_policy(settings.policy)  # if the scopes name management groups
         policy = groups.placed(settings.policy, arm.management_group_subscriptions)
-        restricted = [s.id for s in found if restriction_for(s, policy).restricted]
+
+        def restricted_or_unknown(scale_set: ScaleSet) -> bool:
+            try:
+                return restriction_for(scale_set, policy).restricted
+            except UnplacedPolicy:  # a group it depends on is unreadable: its links checked all the same
+                return True
+
+        restricted = [s.id for s in found if restricted_or_unknown(s)]
         deadline = time.monotonic() + LINK_READS_BUDGET_S
         models = []
         for index, set_id in enumerate(restricted):

@@ -52,8 +52,8 @@ class PolicyError(ValueError):
 
 class UnplacedPolicy(RuntimeError):
     """A policy with management-group scopes was asked about a set before it was told which
-    subscriptions are under those groups (``Policy.placed``): it cannot judge, and must not guess
-    that the set is in none of them."""
+    subscriptions are under those groups (``Policy.placed``), or a group the set depends on could
+    not be read: it cannot judge, and must not guess that the set is in none of them."""
 
 
 def _covers(path: str, set_id: ResourceId) -> bool:
@@ -108,15 +108,29 @@ class Policy:
     # The subscriptions (lower case) under each management group the scopes name, as ARM showed
     # them (``placed``); None until then. Not configuration: left out of comparisons.
     group_members: Mapping[str, frozenset[str]] | None = field(default=None, compare=False)
+    # The groups among them that could not be read: a set that depends on one is not judged.
+    unread_groups: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def scope_groups(self) -> frozenset[str]:
         """The management groups (names, lower case) that scopes name."""
         return frozenset(scope.group for scope in self.scopes if scope.group)
 
-    def placed(self, group_members: Mapping[str, frozenset[str]]) -> Policy:
-        """This policy, told which subscriptions are under the groups its scopes name."""
-        return replace(self, group_members={g: group_members.get(g, frozenset()) for g in self.scope_groups})
+    def placed(
+        self, group_members: Mapping[str, frozenset[str]], *, unread: frozenset[str] = frozenset()
+    ) -> Policy:
+        """This policy, told which subscriptions are under the groups its scopes name (a group
+        not given: none), and which of them could not be read."""
+        members = {g: group_members.get(g, frozenset()) for g in self.scope_groups}
+        return replace(self, group_members=members, unread_groups=unread & self.scope_groups)
+
+    def needs_groups(self, set_id: ResourceId) -> bool:
+        """Whether the set's verdict depends on which subscriptions are under the groups: scopes
+        name groups, and no subscription's, resource group's or set's scope (each more specific
+        than any group's) covers the set."""
+        return bool(self.scope_groups) and not any(
+            not scope.group and scope.contains(set_id) for scope in self.scopes
+        )
 
     def monitors(self, subscription: str, under_groups: frozenset[str] = frozenset()) -> bool:
         """Whether events, looks and sweeps of a subscription are taken: it is listed, or it is one
@@ -134,8 +148,11 @@ class Policy:
     def allows_exemptions(self, set_id: ResourceId) -> bool:
         """A set restricted by its own tag only may be exempted (its owners could untag it anyway);
         in a configured scope, only where ``exemptions_allowed_in`` says so."""
-        if _scope_for(self, set_id) is None:
-            return True
+        try:
+            if _scope_for(self, set_id) is None:
+                return True
+        except UnplacedPolicy:  # it may be in a group's scope that could not be read: as if it were
+            pass
         return any(_covers(path, set_id) for path in self.exemptions_allowed_in)
 
 
@@ -151,18 +168,24 @@ class Restriction:
         return self.mode is not None
 
 
-def _scope_for(policy: Policy, set_id: ResourceId) -> Scope | None:
+def _scope_for(policy: Policy, set_id: ResourceId, *, readable_only: bool = False) -> Scope | None:
     """The most specific scope covering the set; of two management groups' (whose nesting is not
-    known here), the stricter."""
-    if policy.group_members is None and policy.scope_groups:
-        raise UnplacedPolicy("the policy's management-group scopes need their subscriptions (Policy.placed)")
+    known here), the stricter. ``readable_only``: among the groups that could be read."""
+    if policy.scope_groups and (policy.group_members is None or (policy.unread_groups and not readable_only)):
+        if policy.group_members is None:
+            raise UnplacedPolicy("the policy's group scopes need their subscriptions (Policy.placed)")
+        if policy.needs_groups(set_id):
+            unread = ", ".join(sorted(policy.unread_groups))
+            raise UnplacedPolicy(f"management group {unread} could not be read")
     matching = [scope for scope in policy.scopes if scope.contains(set_id, policy.group_members)]
     return max(matching, key=lambda scope: (scope.depth, _SEVERITY[scope.mode])) if matching else None
 
 
 def restriction_for(scale_set: ScaleSet, policy: Policy | None = None) -> Restriction:
+    """The set's verdict. A management group the verdict depends on that could not be read
+    (``Policy.unread_groups``): a set whose tag names a mode is judged without that group (the
+    group could only make it stricter), and the reason says so; any other raises ``UnplacedPolicy``."""
     policy = policy or Policy()
-    scope = _scope_for(policy, scale_set.id)
     raw = tag_value(scale_set.tags, MODE_TAG)
     tag_mode: Mode | None = None
     tag_reason = ""
@@ -174,7 +197,14 @@ def restriction_for(scale_set: ScaleSet, policy: Policy | None = None) -> Restri
         except ValueError:
             modes = ", ".join(m.value for m in Mode)
             unreadable = f"tag {MODE_TAG}={raw!r} is not one of {modes}"
-
+    try:
+        scope = _scope_for(policy, scale_set.id)
+    except UnplacedPolicy:
+        if tag_mode is None or policy.group_members is None:
+            raise
+        scope = _scope_for(policy, scale_set.id, readable_only=True)
+        unread = ", ".join(sorted(policy.unread_groups))
+        tag_reason += f" (management group {unread} could not be read: judged without it)"
     if scope is None:
         if unreadable:
             return Restriction(Mode.AUDIT, f"{unreadable}; treated as audit")

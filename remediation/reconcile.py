@@ -28,7 +28,7 @@ from remediation.audit import AuditLog
 from remediation.model import ActionKind, Mode, ObservedSet, Plan, Recheck, RecordKind, Result
 from remediation.observe import observe_set
 from remediation.plan import plan, still_creating
-from remediation.policy import Policy, restriction_for, today_utc
+from remediation.policy import Policy, UnplacedPolicy, restriction_for, today_utc
 from remediation.records import AuditRecord, Unfinished, unfinished_writes
 from remediation.recovery import (
     TargetState,
@@ -105,7 +105,7 @@ class SetReconciler:
         if not policy.scope_groups:
             return policy
         read = read or self.arm.management_group_subscriptions
-        return self.groups.placed(policy, read, looking_for=set_id.subscription)
+        return self.groups.placed(policy, read, set_id=set_id)
 
     def gate(
         self, set_id: ResourceId, scale_set: ScaleSet | None, context: Context
@@ -125,7 +125,11 @@ class SetReconciler:
         how the management groups are read if the policy's scopes name one (``policy_for``)."""
         if scale_set is None:
             return NothingOwed("scale set no longer exists", "scale set no longer exists")
-        restriction = restriction_for(scale_set, self.policy_for(scale_set.id, read))
+        policy = self.policy_for(scale_set.id, read)
+        try:
+            restriction = restriction_for(scale_set, policy)
+        except UnplacedPolicy:  # a group its verdict depends on could not be read: an ARM read failed
+            raise self.groups.unread_error(policy.unread_groups) from None
         if restriction.mode is None:
             return NothingOwed(restriction.reason, f"not restricted: {restriction.reason}")
         return scale_set, restriction.mode, restriction.reason

@@ -8,7 +8,7 @@ from the audit log first, since the set may be gone or no longer restricted.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -18,10 +18,11 @@ from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError
 from remediation.intake import hand_over, record_failure
 from remediation.journal import Journal
-from remediation.model import RecordKind
-from remediation.policy import restriction_for
+from remediation.model import RecordKind, Result
+from remediation.policy import Policy, UnplacedPolicy, restriction_for
 from remediation.reconcile import SetReconciler
 from remediation.resource_ids import ResourceId
+from remediation.resources import ScaleSet
 from remediation.settings import Settings
 from remediation.single_flight import SetLocks
 from remediation.work_queue import RecheckQueue
@@ -93,7 +94,10 @@ def sweep(
         journal.flush()
         return SweepResult(sweep_id, "none", 0, (), 0, refused)
     try:
-        covered = set(chosen) | (groups.members(read) if whole_groups else set())
+        # Read afresh (at most a minute old): the sweep is the backstop for sets no event names.
+        known = groups.known(read, whole_groups, fresh=True)
+        covered = set(chosen) | known.union()
+        _note_unread(context, known.unread)
         try:
             scale_sets, source = arm.query_scale_sets(chosen, whole_groups), "resource graph"
         except ArmError as error:
@@ -101,7 +105,7 @@ def sweep(
             scale_sets = [found for sub in sorted(covered) for found in arm.list_scale_sets(sub)]
             source = f"listing (Resource Graph: {error.code})"
         placed = groups.placed(policy, read)  # the subscriptions under the groups scopes name
-        restricted = tuple(s.id for s in scale_sets if restriction_for(s, placed).restricted)
+        restricted = _restricted(scale_sets, placed, context)
         judged = sets.recover_from_log(context, RECOVERY_LOOKBACK, covered)
         scope = f"{len(chosen)} subscriptions"
         if whole_groups:
@@ -127,3 +131,37 @@ def sweep(
         raise
     journal.flush()
     return SweepResult(sweep_id, source, len(scale_sets), restricted, statuses.count("queued"), refused)
+
+
+def _note_unread(context: Context, unread: Mapping[str, ArmError]) -> None:
+    """Record each monitored group that could not be read; the others are swept all the same."""
+    for group, error in sorted(unread.items()):
+        context.note(
+            RecordKind.ERROR,
+            result=Result.FAILED.value,
+            error=f"ARM {error.status} {error.code}: {error.message}",
+            reason=f"management group {group} could not be read: its subscriptions are swept only "
+            "as far as Resource Graph shows them; the next sweep reads it again",
+        )
+
+
+def _restricted(scale_sets: Iterable[ScaleSet], placed: Policy, context: Context) -> tuple[ResourceId, ...]:
+    """The restricted sets; those whose verdict depends on a management group that could not be
+    read are not judged, and recorded so."""
+    restricted: list[ResourceId] = []
+    unjudged: list[str] = []
+    for scale_set in scale_sets:
+        try:
+            if restriction_for(scale_set, placed).restricted:
+                restricted.append(scale_set.id)
+        except UnplacedPolicy:
+            unjudged.append(scale_set.id.value)
+    if unjudged:
+        context.note(
+            RecordKind.ERROR,
+            result=Result.FAILED.value,
+            error=f"management group {', '.join(sorted(placed.unread_groups))} could not be read",
+            reason=f"{len(unjudged)} scale sets not judged (their verdict depends on an unread "
+            f"management group), e.g. {unjudged[0]}; the next sweep tries again",
+        )
+    return tuple(restricted)

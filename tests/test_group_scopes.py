@@ -99,6 +99,23 @@ def test_a_bad_group_scope_is_refused_naming_the_entry(entry: dict[str, object],
         load_policy(json.dumps(entry))
 
 
+def test_a_group_that_could_not_be_read_leaves_a_tagged_set_to_its_tag_and_refuses_an_untagged_one() -> None:
+    """The group could only make a set stricter: a set whose tag names a mode is judged by it (and
+    the reason says the group was not read); an untagged one is not judged at all, not guessed
+    unrestricted; one covered by its subscription's scope never depends on the group."""
+    configured = policy((GROUP_ID + "prod", "evict"), (f"/subscriptions/{OUTSIDE}", "audit"))
+    placed = configured.placed({}, unread=frozenset({"prod"}))
+
+    tagged = restriction_for(scale_set(UNDER, {"remediation.mode": "strip"}), placed)
+    assert tagged.mode is Mode.STRIP
+    assert "management group prod could not be read: judged without it" in tagged.reason
+    with pytest.raises(UnplacedPolicy, match="management group prod could not be read"):
+        restriction_for(scale_set(UNDER), placed)
+    assert not configured.needs_groups(scale_set(OUTSIDE).id)
+    assert restriction_for(scale_set(OUTSIDE), placed).mode is Mode.AUDIT
+    assert not placed.allows_exemptions(scale_set(UNDER).id), "as if in the group's scope"
+
+
 # -- through the local stand-in -----------------------------------------------------------------------
 
 
@@ -189,3 +206,26 @@ def test_whatif_is_told_the_groups_subscriptions_and_refuses_to_guess_without_th
     with pytest.raises(SystemExit):
         main([*command, "--under", "prod"])
     assert "is not <management group>=<subscription id>" in capsys.readouterr().err
+
+
+@pytest.mark.refusals
+def test_a_group_scope_the_app_cannot_read_stops_no_enforcement_by_tag_elsewhere(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A typo in a scope's group (ARM refuses to show a group that does not exist, or one the app
+    holds no role at): tagged sets are still remediated on their events and by the sweep."""
+    monitor_group(estate, monkeypatch, scopes=[{"scope": GROUP_ID + "mg-prdo", "mode": "evict"}])
+    estate.sim.place_subscription(docs.SUB, GROUP)
+    estate.create_set("web", tags={"remediation.mode": "strip"})
+    estate.scale("web", 1)
+    for event in estate.events():
+        estate.deliver(event)
+    assert public_ips(estate, "web") == [[]], "stripped by its tag"
+    decided = [r.reason for r in estate.audit() if r.kind is RecordKind.DECISION]
+    assert any("management group mg-prdo could not be read: judged without it" in r for r in decided)
+
+    estate.scale("web", 2)
+    estate.events()  # lost
+    estate.sweep()
+    estate.pump_rechecks()
+    assert public_ips(estate, "web") == [[], []], "the sweep judged it too"

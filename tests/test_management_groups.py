@@ -230,7 +230,10 @@ def test_a_subscription_emits_events_once_the_policy_wires_it_and_the_sweep_cove
     estate.pump_rechecks()
     assert public_ips(estate, "web") == [[]], "swept before its wiring"
 
-    estate.sim.register_event_wiring(GROUP, estate.local.deploy_events)  # the policy assigned
+    def deploy(subscription: str) -> None:  # what the policy's template deploys, as infra does
+        estate.local.deploy_events(subscription)
+
+    estate.sim.register_event_wiring(GROUP, deploy)  # the policy assigned
     assert estate.sim.remediate_event_wiring(GROUP) == [docs.SUB]  # its remediation task
     estate.sim.wait_event_wiring()
     assert estate.sim.is_wired(docs.SUB)

@@ -107,7 +107,7 @@ def test_the_groups_are_read_once_and_then_served_from_the_cache_for_ten_minutes
     assert arm.asked == ["apps", "platform"], "one read of each group"
     clock.now += 1
     members.members(arm)
-    assert members.reads == 2, "read again once ten minutes old"
+    assert members.reads == 4, "each group read again once ten minutes old"
 
 
 def test_a_subscription_not_found_reads_the_groups_again_at_most_once_a_minute() -> None:
@@ -243,3 +243,67 @@ def test_a_caller_waits_for_a_read_under_way_only_so_long_then_is_told_it_is_slo
     release.set()
     reader.join(5)
     assert first == [frozenset({JOINED})] and members.reads == 1
+
+
+def test_a_group_that_cannot_be_read_spoils_no_other_groups_answer() -> None:
+    """Each group is read on its own: a scope naming a group the app may not read (or a typo)
+    leaves the monitored group's subscriptions known."""
+    clock = Clock()
+    arm = Groups(platform=[JOINED])
+
+    def read(group: str) -> list[str]:
+        if group == "mg-prdo":
+            raise ArmError(403, "AuthorizationFailed", "no access to mg-prdo")
+        return arm(group)
+
+    members = GroupMembers(["platform"], scoped=["mg-prdo"], clock=clock)
+    policy = Policy(monitored_management_groups=frozenset({"platform"}))
+    assert members.monitors(policy, JOINED, read)
+    known = members.known(read, ["platform", "mg-prdo"])
+    assert dict(known.members) == {"platform": frozenset({JOINED})}
+    assert known.unread["mg-prdo"].code == "AuthorizationFailed"
+
+
+def test_the_sweep_reads_the_groups_afresh_once_they_are_a_minute_old() -> None:
+    """An event's answer may be ten minutes old; the sweep, the backstop, reads again (at most
+    once a minute), so a subscription moved under a restricted group is judged by its new place."""
+    clock, arm = Clock(), Groups(prod=[])
+    members = GroupMembers([], scoped=["prod"], clock=clock)
+    policy = load_policy(
+        json.dumps(
+            {"scopes": [{"scope": "/providers/Microsoft.Management/managementGroups/prod", "mode": "strip"}]}
+        )
+    )
+    assert members.placed(policy, arm).group_members == {"prod": frozenset()}
+    arm.members["prod"] = [JOINED]  # moved under it
+    clock.now += 30
+    assert members.placed(policy, arm).group_members == {"prod": frozenset()}, "read 30 s ago"
+    clock.now += 30
+    assert members.placed(policy, arm).group_members == {"prod": frozenset({JOINED})}
+    assert arm.asked == ["prod", "prod"]
+
+
+def test_while_one_thread_reads_a_caller_with_an_earlier_answer_is_answered_at_once() -> None:
+    """Only a caller with nothing read yet waits for the read under way (and then only so long)."""
+    clock = Clock()
+    started, release = threading.Event(), threading.Event()
+    arm = Groups(platform=[JOINED])
+    members = GroupMembers(["platform"], clock=clock, wait_s=0.05)
+    assert members.members(arm) == {JOINED}
+    clock.now += 600  # stale: the next caller reads again
+
+    def slow(group: str) -> list[str]:
+        started.set()
+        release.wait(5)
+        return arm(group)
+
+    reader = threading.Thread(target=lambda: members.members(slow))
+    reader.start()
+    assert started.wait(5)
+    try:
+        assert members.members(arm) == {JOINED}, "the answer read before, not a wait"
+        assert arm.asked == ["platform"], "and no second read"
+    finally:
+        release.set()
+        reader.join(5)
+    assert members.reads == 2
