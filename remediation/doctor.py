@@ -146,16 +146,23 @@ def named(items: Sequence[str], most: int = MAX_NAMED) -> str:
 
 
 def management_group_check(
-    group: str, members: Sequence[str] | None, who: str, *, status: int | None = None, error: str = ""
+    group: str,
+    members: Sequence[str] | None,
+    who: str,
+    *,
+    status: int | None = None,
+    error: str = "",
+    scoped: bool = False,
 ) -> Check:
     """Whether the identity can read which subscriptions are under a monitored group (its
-    descendants, as the app reads them to decide what it monitors): ``members`` as read, or None
-    with ARM's ``status`` and ``error``."""
+    descendants, as the app reads them to decide what it monitors), or (``scoped``) a group a
+    restricted scope names: ``members`` as read, or None with ARM's ``status`` and ``error``."""
     name = f"management group {group}"
     scope = group_scope(group)
     if members is not None:
         if not members:
-            return Check(name, Status.WARN, f"no subscription under {scope}: nothing is monitored through it")
+            through = "restricted" if scoped else "monitored"
+            return Check(name, Status.WARN, f"no subscription under {scope}: nothing is {through} through it")
         return Check(
             name, Status.OK, f"{len(members)} subscriptions under {scope}, read as the app reads them"
         )
@@ -174,8 +181,12 @@ def management_group_check(
             name,
             Status.FAIL,
             f"ARM shows no management group {scope} ({error})",
-            "name the group by its id, not its display name (the policy's monitored_management_groups; "
-            "infra: MANAGEMENT_GROUP_ID)",
+            "name the group by its id, not its display name (the policy's "
+            + (
+                "scopes; infra: RESTRICTED_SCOPES)"
+                if scoped
+                else "monitored_management_groups; infra: MANAGEMENT_GROUP_ID)"
+            ),
         )
     return Check(name, Status.FAIL, f"cannot be read: {error}", "run doctor again in a minute")
 

@@ -166,7 +166,8 @@ def _arm_checks(
     who = caller.name or caller.app_id or "the identity"
     checks = [identity_check(settings, caller)]
     required = set(required_permissions())
-    if not settings.policy.monitored_management_groups:  # read only to learn a group's members
+    policy = settings.policy
+    if not (policy.monitored_management_groups or policy.scope_groups):  # read only for a group's members
         required -= {GROUP_MEMBERS_ACTION}
     linked = set(LINK_ACTIONS.values())
     for subscription in chosen:
@@ -182,7 +183,23 @@ def _arm_checks(
         from remediation.doctor_groups import group_checks
 
         checks.extend(group_checks(settings, arm, who, required, linked))
+    for group in sorted(policy.scope_groups - policy.monitored_management_groups):
+        checks.append(_scope_group_check(arm, group, who))
     return checks
+
+
+def _scope_group_check(arm: ArmGateway, group: str, who: str) -> Check:
+    """Whether the subscriptions under a group a restricted scope names can be read: without them
+    no untagged set there is judged (``restriction_for``)."""
+    from remediation.arm_errors import ArmError
+    from remediation.doctor import management_group_check
+
+    try:
+        found = sorted({s.lower() for s in arm.management_group_subscriptions(group)})
+    except ArmError as error:
+        said = f"ARM {error.status} {error.code}"
+        return management_group_check(group, None, who, status=error.status, error=said, scoped=True)
+    return management_group_check(group, found, who, scoped=True)
 
 
 def identity_check(settings: Settings, caller: Caller) -> Check:

@@ -257,6 +257,25 @@ def test_a_group_arm_does_not_show_fails_its_line_as_not_found(local: LocalAzure
     assert "not its display name" in line.fix
 
 
+def test_a_restricted_scope_naming_a_group_arm_does_not_show_fails_its_own_line(local: LocalAzure) -> None:
+    """A scope's group that cannot be read leaves every untagged set there unjudged: doctor says so
+    on a line of its own; the monitored group's lines are unaffected."""
+    deployment = deploy_across_group(local)
+    local.arm.grant(LoopbackCredential.APP_ID, "Reader", "/")
+    typo = f"{deployment.group}-prdo"
+    deployment.environment["REMEDIATION_POLICY"] = json.dumps(
+        {
+            "monitored_management_groups": [deployment.group],
+            "scopes": [{"scope": f"{MG}/{typo}", "mode": "strip"}],
+        }
+    )
+    checks = {c.name: c for c in diagnose(deployment.environment)}
+    line = checks[f"management group {typo}"]
+    assert line.status is Status.FAIL and line.detail.startswith(f"ARM shows no management group {MG}/{typo}")
+    assert "RESTRICTED_SCOPES" in line.fix
+    assert checks[f"management group {deployment.group}"].status is Status.OK
+
+
 def test_naming_subscriptions_leaves_the_group_lines_out(local: LocalAzure) -> None:
     deployment = deploy_across_group(local, subscriptions=1)
     (subscription,) = deployment.subscriptions
@@ -366,14 +385,23 @@ class SlowArm:
     subscriptions: list[str]
     read_s: float
     missing_group: set[str] = field(default_factory=set)  # subscriptions whose topic group is not there
+    # Reads past this many wait for ``release`` (set by the test once doctor has answered): what
+    # doctor reads within its budget does not depend on the machine's speed.
+    answered_at_once: int | None = None
+    release: threading.Event = field(default_factory=threading.Event)
     running: int = 0
     most_at_once: int = 0
+    started: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _read(self) -> None:
         with self.lock:
             self.running += 1
+            self.started += 1
             self.most_at_once = max(self.most_at_once, self.running)
+            held = self.answered_at_once is not None and self.started > self.answered_at_once
+        if held:
+            self.release.wait(30)
         time.sleep(self.read_s)
         with self.lock:
             self.running -= 1
@@ -412,16 +440,22 @@ def test_hundreds_of_subscriptions_are_read_a_few_at_a_time_and_doctor_stops_at_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(doctor_groups, "GROUP_READS_BUDGET_S", 0.5)
-    arm = SlowArm([f"00000000-0000-4000-8000-{n:012d}" for n in range(300)], read_s=0.02)
-    started = time.monotonic()
-    checks = group_lines(arm)
-    assert time.monotonic() - started < 0.5 + 0.5, "no read begins past the budget"
+    # 40 reads answered (20 subscriptions, both their reads), then every read hangs.
+    arm = SlowArm([f"00000000-0000-4000-8000-{n:012d}" for n in range(300)], read_s=0, answered_at_once=40)
+    try:
+        checks = group_lines(arm)  # returns at its budget, reads still hanging
+        started = arm.started
+    finally:
+        arm.release.set()
+    assert started <= 40 + doctor_groups.GROUP_READ_WORKERS, "no read begins once the workers hang"
     assert arm.most_at_once <= doctor_groups.GROUP_READ_WORKERS
     permissions, events = checks[f"permissions {MG}/platform"], checks[f"events {MG}/platform"]
     assert permissions.status is Status.WARN and "not all read within 0.5 s: " in permissions.detail
     assert events.status is Status.FAIL, "those read have no topic"
     unread = int(events.detail.split("not all read within 0.5 s: ")[1].split(" ")[0])
-    assert 0 < unread < 300
+    # 40 reads answered, two a subscription: 20 read whole, less one half-read per worker.
+    workers = doctor_groups.GROUP_READ_WORKERS
+    assert 300 - 20 <= unread <= 300 - (40 - workers) // 2
     # Ten named at most in each list (the unwired, the unread), and the first unwired's finding.
     assert events.detail.count("00000000-0000-4000-8000-") <= 10 + 10 + 2
     assert events.detail.count(" more") == 2
