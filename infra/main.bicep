@@ -537,7 +537,7 @@ output REMEDIATION_TABLE_SERVICE_URI string = storage.outputs.tableEndpoint
 output REMEDIATION_QUEUE_SERVICE_URI string = storage.outputs.queueEndpoint
 output REMEDIATION_BLOB_SERVICE_URI string = storage.outputs.blobEndpoint
 output REMEDIATION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
-output REMEDIATION_MONITORED_SUBSCRIPTIONS string = join(monitoredSubscriptions, ',')
+output REMEDIATION_MONITORED_SUBSCRIPTIONS string = managementGroupMode ? '' : join(monitoredSubscriptions, ',')
 output REMEDIATION_POLICY string = policy.outputs.policy
 // Management-group mode, once the policy is deployed: its assignment, for the postdeploy hook's
 // remediation tasks (infra/hooks/remediate-subscriptions.sh).

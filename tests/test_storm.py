@@ -8,7 +8,8 @@ Whether a run outpaces the buckets depends on the machine, so the throttling it 
 raced: the remediator's write and delete buckets answer their next 40 requests 429 whatever the
 clock says, then refill as usual. Beyond those, the remediator's pacing of ARM's budgets meets a
 429 only on a request already on its way when the bucket emptied: at most one per request a
-reconcile has in flight (``MAX_PARALLEL_FINDINGS``) on each host (each host's pacer learns of the
+reconcile has in flight (``MAX_PARALLEL_FINDINGS``; one set, so one reconcile of it at a time,
+on whichever host holds its lease) on each host it passes to (each host's pacer learns of the
 empty bucket on its own), however slow the machine (a loaded one widens the moment between a
 request's turn and its arrival); without pacing, hundreds."""
 

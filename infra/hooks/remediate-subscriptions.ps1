@@ -4,14 +4,22 @@ param([Parameter(Mandatory)][string]$Group, [Parameter(Mandatory)][string]$Assig
 $ErrorActionPreference = 'Stop'
 
 $run = (Get-Date).ToUniversalTime().ToString('yyyyMMddHHmmss')
+# The descendants are read with Invoke-RestMethod: az is az.cmd on Windows, and its cmd
+# would split a nextLink at its '&'.
+$token = az account get-access-token --resource https://management.azure.com/ --query accessToken -o tsv
+if ($LASTEXITCODE -ne 0) { throw 'No ARM token: az login first.' }
+$headers = @{ Authorization = "Bearer $token" }
 $url = "https://management.azure.com/providers/Microsoft.Management/managementGroups/$Group/descendants?api-version=2020-05-01"
-$pick = "value[?type=='Microsoft.Management/managementGroups/subscriptions' || type=='/subscriptions'].name"
 $subscriptions = @()
 $pages = 0
-while ($url -and $pages -lt 200) {
-  $subscriptions += @(az rest --method get --url $url --query $pick -o tsv)
-  if ($LASTEXITCODE -ne 0) { throw "Reading the subscriptions under $Group failed." }
-  $url = az rest --method get --url $url --query 'nextLink' -o tsv
+while ($url) {
+  if ($pages -ge 1000) { throw "More than 1000 pages of descendants under ${Group}: stopped there." }
+  $page = Invoke-RestMethod -Method Get -Uri $url -Headers $headers
+  # A subscription among the descendants: typed as the REST example shows it, or as its schema does.
+  $subscriptions += @($page.value | Where-Object {
+      $_.type -eq 'Microsoft.Management/managementGroups/subscriptions' -or $_.type -eq '/subscriptions'
+    } | ForEach-Object { $_.name })
+  $url = $page.nextLink
   $pages++
 }
 
@@ -22,7 +30,9 @@ foreach ($subscription in $subscriptions | Where-Object { $_ }) {
     --policy-assignment $Assignment --resource-discovery-mode ReEvaluateCompliance --output none
   if ($LASTEXITCODE -eq 0) { $started++ } else { $failed += $subscription }
 }
-Write-Host "Policy remediation: $started task(s) started in the subscriptions under $Group."
+Write-Host "Policy remediation: $started task(s) started in the subscriptions under $Group. Each first"
+Write-Host "re-evaluates compliance (minutes); if a deployment fails with AuthorizationFailed (the policy"
+Write-Host "identity's new role not yet in effect), run again: $PSCommandPath $Group $Assignment"
 if ($failed.Count -gt 0) {
   Write-Error "No task could be started in: $($failed -join ' '). Run again: $PSCommandPath $Group $Assignment"
   exit 1

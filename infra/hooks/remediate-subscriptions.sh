@@ -20,7 +20,11 @@ url="https://management.azure.com/providers/Microsoft.Management/managementGroup
 pick="value[?type=='Microsoft.Management/managementGroups/subscriptions' || type=='/subscriptions'].name"
 subscriptions=""
 pages=0
-while [ -n "$url" ] && [ "$pages" -lt 200 ]; do
+while [ -n "$url" ]; do
+  if [ "$pages" -ge 1000 ]; then
+    echo "More than 1000 pages of descendants under $group: stopped there; run again or create the rest by hand." >&2
+    exit 1
+  fi
   subscriptions="$subscriptions $(az rest --method get --url "$url" --query "$pick" -o tsv)"
   url=$(az rest --method get --url "$url" --query "nextLink" -o tsv)
   pages=$((pages + 1))
@@ -36,7 +40,9 @@ for subscription in $subscriptions; do
     failed="$failed $subscription"
   fi
 done
-echo "Policy remediation: $started task(s) started in the subscriptions under $group."
+echo "Policy remediation: $started task(s) started in the subscriptions under $group. Each first"
+echo "re-evaluates compliance (minutes); if a deployment fails with AuthorizationFailed (the policy"
+echo "identity's new role not yet in effect), run again: $0 $group $assignment"
 if [ -n "$failed" ]; then
   echo "No task could be started in:$failed. Run again: $0 $group $assignment" >&2
   exit 1

@@ -58,7 +58,7 @@ if "{tool}" == "az" and args[:3] == ["policy", "remediation", "create"]:
 
 
 def run_hook(
-    tmp_path: Path, *, group: str, refuse: str = ""
+    tmp_path: Path, *, group: str, refuse: str = "", **azd_env: str
 ) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -74,6 +74,7 @@ def run_hook(
         "ASSIGNMENT": ASSIGNMENT,
         "REFUSE": refuse,
         "MANAGEMENT_GROUP_ID": group,
+        **azd_env,  # what azd hands a hook: the environment's values
     }
     done = subprocess.run(
         ["sh", str(HOOKS / "postdeploy.sh")], env=env, capture_output=True, text=True, timeout=60, check=False
@@ -134,9 +135,32 @@ def test_the_powershell_script_makes_the_same_calls() -> None:
     power = (HOOKS / "remediate-subscriptions.ps1").read_text(encoding="utf-8")
     for part in (
         "/descendants?api-version=2020-05-01",
-        "value[?type=='Microsoft.Management/managementGroups/subscriptions' || type=='/subscriptions'].name",
+        "'Microsoft.Management/managementGroups/subscriptions'",
+        "'/subscriptions'",
         "nextLink",
         "--resource-discovery-mode ReEvaluateCompliance",
         "remediator-initial-",
     ):
         assert part in shell and part in power, part
+    # az is az.cmd on Windows, whose cmd would split a nextLink at its '&': not used for the pages.
+    assert "Invoke-RestMethod" in power and "az rest" not in power
+    for hook in ("postdeploy.sh", "postdeploy.ps1"):
+        assert "REMEDIATION_TASKS_STARTED_FOR" in (HOOKS / hook).read_text(encoding="utf-8"), hook
+
+
+def test_a_deployment_switched_to_the_group_gets_its_tasks_once_per_assignment(tmp_path: Path) -> None:
+    """Its event subscriptions exist already (no second provision); the tasks start all the same,
+    once: the assignment they were started for is kept in the azd environment."""
+    done, calls = run_hook(tmp_path, group=" mg-platform ", DEPLOY_EVENT_SUBSCRIPTIONS="true")
+
+    assert done.returncode == 0, done.stderr
+    assert ["azd", "provision", "--no-prompt"] not in calls
+    assert len(remediations(calls)) == 3, "the group's id trimmed as Bicep trims it"
+    assert ["azd", "env", "set", "REMEDIATION_TASKS_STARTED_FOR", ASSIGNMENT] in calls
+
+    again = tmp_path / "again"
+    again.mkdir()
+    done, calls = run_hook(
+        again, group=GROUP, DEPLOY_EVENT_SUBSCRIPTIONS="true", REMEDIATION_TASKS_STARTED_FOR=ASSIGNMENT
+    )
+    assert done.returncode == 0 and not remediations(calls), "not again for the same assignment"
