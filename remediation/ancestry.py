@@ -8,21 +8,23 @@ this module keeps them, each group on its own (one that cannot be read spoils no
 
 - fresh for ``ttl_s`` (10 minutes): a subscription moved out of a group is no longer under it
   after that at the latest (the sweep reads the groups afresh, at most once a minute);
-- a subscription under none of the groups read (one that may just have joined) reads them again,
-  at most once every ``miss_interval_s`` (a minute) whatever the number of such subscriptions and
-  events, so a subscription that joins is taken within a minute and a storm of events from
-  unmonitored subscriptions costs one read a minute;
+- a subscription under none of the groups asked about (one that may just have joined one) reads
+  them again, at most once every ``miss_interval_s`` (a minute) whatever the number of such
+  subscriptions and events, so a subscription that joins is taken within a minute and a storm of
+  events from unmonitored subscriptions costs one read a minute;
 - shared by the threads of one process: one read at a time. A caller with a fresh answer never
   waits; one whose groups were read before is answered with that while another thread reads; one
   with nothing read yet waits for the read under way, but no longer than ``wait_s`` (an Event
   Grid delivery has 30 s): past it it is told the groups are being read (an ``ArmError`` with no
-  status, which intake treats as a slow read: the event goes to the work queue).
+  status, which intake treats as a slow read: the event goes to the work queue). The sweep waits
+  too: it reads afresh.
 
 A group's read that fails (``ArmError``) is not tried again for ``miss_interval_s`` if ARM refused
 it (403, 404), for ``retry_failed_s`` (5 s) otherwise, so a refusal or an outage costs a read a
 minute or every few seconds, not one per event. Meanwhile the group as last read stands (a
 subscription moved out stays under it until a read succeeds); a group never read raises its
-failure only to the callers whose answer depends on it (``Unread``), who handle it as any ARM read
+failure only to the callers whose answer depends on it (``Known.unread``; ``restriction_for``
+judges a set without it where it could not change the verdict), who handle it as any ARM read
 that failed (intake: a refusal recorded, a slow read handed to the work queue, anything else
 raised so Event Grid delivers again).
 """
@@ -144,7 +146,8 @@ class GroupMembers:
         asked = tuple(sorted(policy.scope_groups))
         looking_for = set_id.subscription if set_id is not None else ""
         known = self.known(read, asked, looking_for=looking_for, fresh=set_id is None)
-        return policy.placed(known.members, unread=frozenset(known.unread))
+        refused = frozenset(group for group, error in known.unread.items() if error.refused)
+        return policy.placed(known.members, unread=frozenset(known.unread), refused=refused)
 
     def unread_error(self, groups: Iterable[str]) -> ArmError:
         """Why ``groups`` could not be read (the first one's failure), to raise as an ARM read's."""
@@ -168,12 +171,13 @@ class GroupMembers:
         if due:
             state = self._state
             answered = all(state.get(group, _Group()).members is not None for group in wanted)
-            if self._lock.acquire(timeout=0 if answered else self.wait_s):
+            # A caller with an earlier answer does not wait for another's read; the sweep does.
+            if self._lock.acquire(timeout=0 if answered and not fresh else self.wait_s):
                 try:
                     self._read_due(read, self._due(wanted, looking_for.lower(), fresh))
                 finally:
                     self._lock.release()
-            elif not answered:
+            elif not answered or fresh:
                 raise ArmError(
                     None, "ManagementGroupsBeingRead", "another read of the management groups is under way"
                 )
@@ -182,8 +186,9 @@ class GroupMembers:
     def _due(self, wanted: tuple[str, ...], looking_for: str, fresh: bool) -> list[str]:
         """The groups to read now (the module's rules)."""
         now, state = self._clock(), self._state
+        # Under none of the groups asked about: it may just have joined one of them.
         missed = bool(looking_for) and not any(
-            looking_for in group.members for group in state.values() if group.members is not None
+            looking_for in (state.get(name, _Group()).members or ()) for name in wanted
         )
         due = []
         for name in wanted:

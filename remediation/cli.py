@@ -127,9 +127,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_whatif(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from remediation.exemptions import today_utc
     from remediation.inventory import InventoryError, load_inventory
     from remediation.plan import plan
-    from remediation.policy import Policy, PolicyError, load_policy, restriction_for, today_utc
+    from remediation.policy import Policy, PolicyError, load_policy, restriction_for
 
     try:
         inventory = load_inventory((str(p), Path(p).read_text(encoding="utf-8")) for p in args.inventory)

@@ -19,8 +19,9 @@ import re
 from datetime import date
 from typing import Any
 
+from remediation.exemptions import Exemption, exemption
 from remediation.model import Action, ActionKind, Finding, Mode, ObservedSet, Origin, Plan
-from remediation.policy import Exemption, Policy, exemption
+from remediation.policy import Policy
 from remediation.resources import NetworkInterface, ScaleSet, VirtualMachine
 
 _INSTANCE_SUFFIX = re.compile(r"^_[0-9a-f]{8}$")

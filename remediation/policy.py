@@ -1,4 +1,5 @@
-"""Which scale sets are restricted, in which mode, and what is exempt. Pure: no I/O.
+"""Which scale sets are restricted, in which mode, and where exemptions may hold (their tags:
+``exemptions``). Pure: no I/O.
 
 Two sources decide, and the most specific wins:
 - the tag ``remediation.mode`` on the scale set itself, so owners opt a set in where they create it;
@@ -18,9 +19,8 @@ Configuration is validated when it is loaded, and each error names the key that 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from remediation.model import Mode, Origin
@@ -35,8 +35,6 @@ from remediation.resource_ids import (
 from remediation.resources import ScaleSet, tag_value
 
 MODE_TAG = "remediation.mode"
-EXEMPT_TAG = "remediation.exempt-until"
-EXEMPT_REASON_TAG = "remediation.exempt-reason"
 
 # How far each mode goes; a tag may not go below its scope's mode when tags may not relax.
 _SEVERITY = {Mode.AUDIT: 0, Mode.STRIP: 1, Mode.EVICT: 2, Mode.SCALE_TO_ZERO: 3}
@@ -108,8 +106,9 @@ class Policy:
     # The subscriptions (lower case) under each management group the scopes name, as ARM showed
     # them (``placed``); None until then. Not configuration: left out of comparisons.
     group_members: Mapping[str, frozenset[str]] | None = field(default=None, compare=False)
-    # The groups among them that could not be read: a set that depends on one is not judged.
+    # The groups among them that could not be read (``restriction_for``), and those of them ARM refused.
     unread_groups: frozenset[str] = field(default=frozenset(), compare=False)
+    refused_groups: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def scope_groups(self) -> frozenset[str]:
@@ -117,12 +116,17 @@ class Policy:
         return frozenset(scope.group for scope in self.scopes if scope.group)
 
     def placed(
-        self, group_members: Mapping[str, frozenset[str]], *, unread: frozenset[str] = frozenset()
+        self,
+        group_members: Mapping[str, frozenset[str]],
+        *,
+        unread: frozenset[str] = frozenset(),
+        refused: frozenset[str] = frozenset(),
     ) -> Policy:
         """This policy, told which subscriptions are under the groups its scopes name (a group
-        not given: none), and which of them could not be read."""
+        not given: none), which of them could not be read, and which of those ARM refused."""
         members = {g: group_members.get(g, frozenset()) for g in self.scope_groups}
-        return replace(self, group_members=members, unread_groups=unread & self.scope_groups)
+        unread &= self.scope_groups
+        return replace(self, group_members=members, unread_groups=unread, refused_groups=refused & unread)
 
     def needs_groups(self, set_id: ResourceId) -> bool:
         """Whether the set's verdict depends on which subscriptions are under the groups: scopes
@@ -168,10 +172,10 @@ class Restriction:
         return self.mode is not None
 
 
-def _scope_for(policy: Policy, set_id: ResourceId, *, readable_only: bool = False) -> Scope | None:
+def _scope_for(policy: Policy, set_id: ResourceId) -> Scope | None:
     """The most specific scope covering the set; of two management groups' (whose nesting is not
-    known here), the stricter. ``readable_only``: among the groups that could be read."""
-    if policy.scope_groups and (policy.group_members is None or (policy.unread_groups and not readable_only)):
+    known here), the stricter."""
+    if policy.scope_groups and (policy.group_members is None or policy.unread_groups):
         if policy.group_members is None:
             raise UnplacedPolicy("the policy's group scopes need their subscriptions (Policy.placed)")
         if policy.needs_groups(set_id):
@@ -200,11 +204,40 @@ def restriction_for(scale_set: ScaleSet, policy: Policy | None = None) -> Restri
     try:
         scope = _scope_for(policy, scale_set.id)
     except UnplacedPolicy:
-        if tag_mode is None or policy.group_members is None:
+        if policy.group_members is None:
             raise
-        scope = _scope_for(policy, scale_set.id, readable_only=True)
-        unread = ", ".join(sorted(policy.unread_groups))
-        tag_reason += f" (management group {unread} could not be read: judged without it)"
+        return _without_unread(scale_set, policy)
+    return _verdict(policy, scope, tag_mode, tag_reason, unreadable)
+
+
+def _without_unread(scale_set: ScaleSet, policy: Policy) -> Restriction:
+    """The verdict of a set that depends on groups that could not be read, from the others. A
+    group's scope can only raise the mode to its own (every group's is less specific than any
+    other scope, and of two groups the stricter wins): a verdict at least as strict as every unread
+    group's scope (or a tag that may relax) is the verdict. Another is given as a lower bound only
+    if ARM refused the group (a retry would meet the same): a read that may succeed is retried."""
+    # The verdict as if the unread groups held no subscription.
+    verdict = restriction_for(scale_set, policy.placed(dict(policy.group_members or {})))
+    unread = ", ".join(sorted(policy.unread_groups))
+    strictest = max((_SEVERITY[s.mode] for s in policy.scopes if s.group in policy.unread_groups), default=-1)
+    tag = tag_value(scale_set.tags, MODE_TAG)
+    relaxing = policy.tags_may_relax and tag is not None and tag.strip().lower() in {m.value for m in Mode}
+    if verdict.mode is not None and (relaxing or _SEVERITY[verdict.mode] >= strictest):
+        return Restriction(
+            verdict.mode, f"{verdict.reason} (management group {unread} not read: it could not change this)"
+        )
+    if verdict.mode is not None and policy.unread_groups <= policy.refused_groups:
+        return Restriction(
+            verdict.mode,
+            f"{verdict.reason} (at least: management group {unread} could not be read, ARM refused it)",
+        )
+    raise UnplacedPolicy(f"management group {unread} could not be read")
+
+
+def _verdict(
+    policy: Policy, scope: Scope | None, tag_mode: Mode | None, tag_reason: str, unreadable: str
+) -> Restriction:
+    """The verdict from the set's most specific scope and its tag (``restriction_for``)."""
     if scope is None:
         if unreadable:
             return Restriction(Mode.AUDIT, f"{unreadable}; treated as audit")
@@ -219,84 +252,6 @@ def restriction_for(scale_set: ScaleSet, policy: Policy | None = None) -> Restri
     if policy.tags_may_relax or _SEVERITY[tag_mode] >= _SEVERITY[scope.mode]:
         return Restriction(tag_mode, f"{tag_reason} (overrides {scope_reason})")
     return Restriction(scope.mode, f"{scope_reason}; {tag_reason} may not relax it")
-
-
-@dataclass(frozen=True)
-class Exemption:
-    """What the exemption tags on an instance (its VM, its NIC, a public IP) amount to today:
-    whether they exempt it, and why, or why they were ignored, for the decision record."""
-
-    applies: bool
-    reason: str
-
-
-def exemption(
-    policy: Policy,
-    set_id: ResourceId,
-    tagged: Sequence[tuple[str, Mapping[str, str]]],
-    today: date,
-    created: date | None = None,
-) -> Exemption | None:
-    """The exemption that holds for an instance of ``set_id`` (``tagged``: what carries tags, e.g.
-    ``[("VM", tags), ("NIC", tags)]``), else why a tag found was not honoured; None if none is tagged.
-
-    ``remediation.exempt-until=YYYY-MM-DD`` is inclusive, and at most ``exemption_max_days`` past
-    the instance's creation (``created``; today when it is not known): a later date is held to that
-    limit, and the record says so. An expired or unreadable date exempts nothing, nor does a tag on
-    a set where the policy allows no exemptions. The reason tag ``remediation.exempt-reason`` is
-    quoted in the record.
-    """
-    refused: Exemption | None = None
-    for what, tags in tagged:
-        raw = tag_value(tags, EXEMPT_TAG)
-        if raw is None:
-            continue
-        verdict = _one_exemption(
-            policy, set_id, what, raw, why=tag_value(tags, EXEMPT_REASON_TAG), today=today, created=created
-        )
-        if verdict.applies:
-            return verdict
-        refused = refused or verdict
-    return refused
-
-
-def _one_exemption(
-    policy: Policy,
-    set_id: ResourceId,
-    what: str,
-    raw: str,
-    *,
-    why: str | None,
-    today: date,
-    created: date | None,
-) -> Exemption:
-    tag = f"tag {EXEMPT_TAG}={raw.strip()!r} on the {what}"
-    try:
-        asked = date.fromisoformat(raw.strip()[:10])
-    except ValueError:
-        return Exemption(False, f"{tag} ignored: not a date (YYYY-MM-DD)")
-    if not policy.allows_exemptions(set_id):
-        return Exemption(
-            False, f"{tag} ignored: the policy allows no exemptions here (exemptions_allowed_in)"
-        )
-    start = created or today
-    limit = start + timedelta(days=policy.exemption_max_days)
-    until = min(asked, limit)
-    held = (
-        f" (held to {limit.isoformat()}: exemption_max_days {policy.exemption_max_days} after "
-        + ("the instance was created" if created else "today, the instance's creation not known")
-        + ")"
-        if asked > limit
-        else ""
-    )
-    if until < today:
-        return Exemption(False, f"{tag} ignored: expired on {until.isoformat()}{held}")
-    given = f"reason {why.strip()!r}" if why and why.strip() else f"no reason given (tag {EXEMPT_REASON_TAG})"
-    return Exemption(True, f"exempt until {until.isoformat()} by {tag}{held}; {given}")
-
-
-def today_utc() -> date:
-    return datetime.now(UTC).date()
 
 
 # -- configuration -------------------------------------------------------------------------

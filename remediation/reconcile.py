@@ -25,10 +25,11 @@ from remediation.ancestry import GroupMembers, ReadGroup
 from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError, PreconditionFailed
 from remediation.audit import AuditLog
+from remediation.exemptions import today_utc
 from remediation.model import ActionKind, Mode, ObservedSet, Plan, Recheck, RecordKind, Result
 from remediation.observe import observe_set
 from remediation.plan import plan, still_creating
-from remediation.policy import Policy, UnplacedPolicy, restriction_for, today_utc
+from remediation.policy import Policy, UnplacedPolicy, restriction_for
 from remediation.records import AuditRecord, Unfinished, unfinished_writes
 from remediation.recovery import (
     TargetState,

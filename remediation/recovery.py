@@ -21,9 +21,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from remediation.exemptions import Exemption, exemption
 from remediation.model import ActionKind, ObservedSet, RecordKind, Result
 from remediation.plan import classify_origin
-from remediation.policy import Exemption, Policy, exemption
+from remediation.policy import Policy
 from remediation.records import AuditRecord, Unfinished
 from remediation.resource_ids import NIC_TYPE, ResourceId
 from remediation.resources import AutoscaleSetting, NetworkInterface, PublicIp, ScaleSet, VirtualMachine

@@ -16,9 +16,10 @@ from collections.abc import Iterable
 
 from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError, PreconditionFailed
+from remediation.exemptions import today_utc
 from remediation.model import ActionKind, Mode, ObservedSet, Plan, RecordKind
 from remediation.plan import lone_model_strip
-from remediation.policy import Policy, today_utc
+from remediation.policy import Policy
 from remediation.records import AuditRecord
 from remediation.recovery import detached_earlier, leftovers_to_delete, nics_to_repair
 from remediation.write_ahead import Context, announced_write

@@ -99,21 +99,35 @@ def test_a_bad_group_scope_is_refused_naming_the_entry(entry: dict[str, object],
         load_policy(json.dumps(entry))
 
 
-def test_a_group_that_could_not_be_read_leaves_a_tagged_set_to_its_tag_and_refuses_an_untagged_one() -> None:
-    """The group could only make a set stricter: a set whose tag names a mode is judged by it (and
-    the reason says the group was not read); an untagged one is not judged at all, not guessed
-    unrestricted; one covered by its subscription's scope never depends on the group."""
-    configured = policy((GROUP_ID + "prod", "evict"), (f"/subscriptions/{OUTSIDE}", "audit"))
-    placed = configured.placed({}, unread=frozenset({"prod"}))
+def test_a_group_that_could_not_be_read_is_judged_without_only_where_it_could_not_change_the_verdict() -> (
+    None
+):
+    """A group's scope can only raise a set's mode to its own: a verdict from the other scopes and
+    the tag that is at least as strict stands; a milder one is retried (the read may succeed),
+    or, if ARM refused the group, given as a lower bound; nothing is guessed unrestricted."""
+    configured = policy(
+        (GROUP_ID + "prod", "evict"), (GROUP_ID + "dev", "strip"), (f"/subscriptions/{OUTSIDE}", "audit")
+    )
+    members = {"dev": frozenset({UNDER})}
+    unread = configured.placed(members, unread=frozenset({"prod"}))
+    refused = configured.placed(members, unread=frozenset({"prod"}), refused=frozenset({"prod"}))
 
-    tagged = restriction_for(scale_set(UNDER, {"remediation.mode": "strip"}), placed)
-    assert tagged.mode is Mode.STRIP
-    assert "management group prod could not be read: judged without it" in tagged.reason
+    evict = restriction_for(scale_set(UNDER, {"remediation.mode": "evict"}), unread)
+    assert (
+        evict.mode is Mode.EVICT
+        and "management group prod not read: it could not change this" in evict.reason
+    )
     with pytest.raises(UnplacedPolicy, match="management group prod could not be read"):
-        restriction_for(scale_set(UNDER), placed)
+        restriction_for(scale_set(UNDER), unread)  # strip by dev, but prod may say evict: retried
+    at_least = restriction_for(scale_set(UNDER), refused)
+    assert (
+        at_least.mode is Mode.STRIP and "at least: management group prod could not be read" in at_least.reason
+    )
+    with pytest.raises(UnplacedPolicy):
+        restriction_for(scale_set(OUTSIDE.replace("2", "3")), refused)  # in no readable scope: unknown
     assert not configured.needs_groups(scale_set(OUTSIDE).id)
-    assert restriction_for(scale_set(OUTSIDE), placed).mode is Mode.AUDIT
-    assert not placed.allows_exemptions(scale_set(UNDER).id), "as if in the group's scope"
+    assert restriction_for(scale_set(OUTSIDE), unread).mode is Mode.AUDIT, "its subscription's scope"
+    assert not unread.allows_exemptions(scale_set(UNDER).id), "as if in the group's scope"
 
 
 # -- through the local stand-in -----------------------------------------------------------------------
@@ -222,10 +236,18 @@ def test_a_group_scope_the_app_cannot_read_stops_no_enforcement_by_tag_elsewhere
         estate.deliver(event)
     assert public_ips(estate, "web") == [[]], "stripped by its tag"
     decided = [r.reason for r in estate.audit() if r.kind is RecordKind.DECISION]
-    assert any("management group mg-prdo could not be read: judged without it" in r for r in decided)
+    assert any("(at least: management group mg-prdo could not be read, ARM refused it)" in r for r in decided)
 
     estate.scale("web", 2)
+    estate.create_set("db")  # untagged: only the unreadable group could restrict it
+    estate.scale("db", 1)
     estate.events()  # lost
     estate.sweep()
     estate.pump_rechecks()
     assert public_ips(estate, "web") == [[], []], "the sweep judged it too"
+    assert [len(ips) for ips in public_ips(estate, "db")] == [1], "nothing written on a guess"
+    unjudged = [r.reason for r in estate.audit() if r.kind is RecordKind.ERROR and "not judged" in r.reason]
+    assert unjudged == [
+        "1 scale sets not judged (their verdict depends on an unread management group), "
+        f"e.g. {docs.set_id('db')}; the next sweep tries again"
+    ]

@@ -15,6 +15,7 @@ import pytest
 from remediation.ancestry import GroupMembers
 from remediation.arm_errors import ArmError
 from remediation.policy import Policy, PolicyError, load_policy
+from remediation.resource_ids import ResourceId
 
 LISTED = "6a2e1c9d-6f3b-4f57-9d3e-2b1f4c8e7a10"
 JOINED = "11111111-2222-3333-4444-555555555555"
@@ -307,3 +308,19 @@ def test_while_one_thread_reads_a_caller_with_an_earlier_answer_is_answered_at_o
         release.set()
         reader.join(5)
     assert members.reads == 2
+
+
+def test_a_subscription_moved_into_a_restricted_group_inside_a_monitored_one_is_placed_in_a_minute() -> None:
+    """Already under the monitored group, it is not under the restricted one it just joined: that
+    one is read again as for any subscription not found (at most once a minute)."""
+    clock, arm = Clock(), Groups(corp=[JOINED], prod=[])
+    members = GroupMembers(["corp"], scoped=["prod"], clock=clock)
+    prod = "/providers/Microsoft.Management/managementGroups/prod"
+    policy = load_policy(json.dumps({"scopes": [{"scope": prod, "mode": "strip"}]}))
+    set_id = ResourceId.parse(
+        f"/subscriptions/{JOINED}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/web"
+    )
+    assert members.placed(policy, arm, set_id=set_id).group_members == {"prod": frozenset()}
+    arm.members["prod"] = [JOINED]  # moved into the restricted group
+    clock.now += 60
+    assert members.placed(policy, arm, set_id=set_id).group_members == {"prod": frozenset({JOINED})}

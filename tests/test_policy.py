@@ -9,8 +9,9 @@ from datetime import date
 import arm_docs as docs
 import pytest
 
+from remediation.exemptions import Exemption, exemption
 from remediation.model import Mode, Origin
-from remediation.policy import Exemption, Policy, PolicyError, Scope, exemption, load_policy, restriction_for
+from remediation.policy import Policy, PolicyError, Scope, load_policy, restriction_for
 from remediation.resource_ids import ResourceId
 from remediation.resources import ScaleSet
 from remediation.settings import Settings, SettingsError

@@ -23,8 +23,11 @@ if ($env:DEPLOY_EVENT_SUBSCRIPTIONS -eq 'true') {
 # Management-group mode: wire the subscriptions already under the group now, once per assignment.
 $group = "$env:MANAGEMENT_GROUP_ID".Trim()
 if ($group) {
-  $assignment = azd env get-value REMEDIATION_WIRING_ASSIGNMENT_ID
-  if ($assignment -and $env:REMEDIATION_TASKS_STARTED_FOR -ne $assignment) {
+  $assignment = azd env get-value REMEDIATION_WIRING_ASSIGNMENT_ID 2>$null
+  if ($LASTEXITCODE -ne 0) { $assignment = '' }
+  if (-not $assignment) {
+    Write-Warning 'Management-group mode: no policy assignment in the environment yet (REMEDIATION_WIRING_ASSIGNMENT_ID): run azd provision, then azd deploy again.'
+  } elseif ($env:REMEDIATION_TASKS_STARTED_FOR -ne $assignment) {
     & (Join-Path $PSScriptRoot 'remediate-subscriptions.ps1') $group $assignment
     if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
     azd env set REMEDIATION_TASKS_STARTED_FOR $assignment

@@ -31,8 +31,11 @@ fi
 # Policy's first compliance scan (remediate-subscriptions.sh), once for each policy assignment.
 group=$(printf '%s' "${MANAGEMENT_GROUP_ID:-}" | tr -d '[:space:]')
 if [ -n "$group" ]; then
-  assignment=$(azd env get-value REMEDIATION_WIRING_ASSIGNMENT_ID)
-  if [ -n "$assignment" ] && [ "${REMEDIATION_TASKS_STARTED_FOR:-}" != "$assignment" ]; then
+  assignment=$(azd env get-value REMEDIATION_WIRING_ASSIGNMENT_ID 2>/dev/null) || assignment=""
+  if [ -z "$assignment" ]; then
+    echo "Management-group mode: no policy assignment in the environment yet" >&2
+    echo "(REMEDIATION_WIRING_ASSIGNMENT_ID): run azd provision, then azd deploy again." >&2
+  elif [ "${REMEDIATION_TASKS_STARTED_FOR:-}" != "$assignment" ]; then
     sh "$(dirname "$0")/remediate-subscriptions.sh" "$group" "$assignment"
     azd env set REMEDIATION_TASKS_STARTED_FOR "$assignment"
   fi

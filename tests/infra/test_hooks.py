@@ -164,3 +164,13 @@ def test_a_deployment_switched_to_the_group_gets_its_tasks_once_per_assignment(t
         again, group=GROUP, DEPLOY_EVENT_SUBSCRIPTIONS="true", REMEDIATION_TASKS_STARTED_FOR=ASSIGNMENT
     )
     assert done.returncode == 0 and not remediations(calls), "not again for the same assignment"
+
+
+def test_without_the_assignment_in_the_environment_the_hook_says_so_and_starts_none(
+    tmp_path: Path,
+) -> None:
+    done, calls = run_hook(tmp_path, group=GROUP, DEPLOY_EVENT_SUBSCRIPTIONS="true", ASSIGNMENT="")
+
+    assert done.returncode == 0, done.stderr
+    assert not remediations(calls)
+    assert "no policy assignment in the environment yet" in done.stderr
