@@ -328,11 +328,13 @@ def longest_gap(schedule: str) -> timedelta:
 
 @dataclass(frozen=True)
 class SweepSeen:
-    """The last sweep the audit log holds: when it recorded, and its failure if it failed."""
+    """The last sweep the audit log holds: when it recorded, its failure if it failed, and what it
+    recorded as an error if it ended all the same (``partial``: a group it could not read)."""
 
     time: datetime
     sweep_id: str
     failure: str = ""
+    partial: str = ""
 
 
 # The windows a log alert takes (infra/app/alerts.bicep's sweepAlertWindow; tests/infra checks).
@@ -379,6 +381,13 @@ def sweep_check(last: SweepSeen | None, now: datetime, schedule: str, looked_bac
             f"the last sweep was {_span(age)} ago ({last.sweep_id}); the no-sweep alert's window "
             f"for SWEEP_SCHEDULE {schedule!r} is {_span(window)}",
             rerun,
+        )
+    if last.partial:
+        return Check(
+            "sweep",
+            Status.WARN,
+            f"the last sweep, {_span(age)} ago ({last.sweep_id}), ended, but: {last.partial}",
+            "see the management group lines above, and the sweep's records (remediation audit)",
         )
     return Check("sweep", Status.OK, f"the last sweep was {_span(age)} ago ({last.sweep_id})")
 

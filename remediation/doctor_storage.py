@@ -74,11 +74,20 @@ def last_sweep(remediator: Remediator, now: datetime, look_back: timedelta) -> S
         start = max(end - timedelta(hours=1), now - look_back)
         records = remediator.audit.search(Filters(start, end))
         sweeps = [r for r in records if r.event_type == "sweep" and r.operation == SCHEDULED_SWEEP]
-        failed = {r.event_id: r.error or r.reason for r in sweeps if r.kind is RecordKind.ERROR}
+        errors = [r for r in sweeps if r.kind is RecordKind.ERROR]
+        # A sweep that raised recorded "handling failed" (record_failure); its other errors (a
+        # group it could not read, sets it could not judge) leave it ended, partly.
+        failed = {r.event_id: r.error or r.reason for r in errors if r.reason.startswith("handling failed")}
+        partial = {r.event_id: r.reason for r in errors if not r.reason.startswith("handling failed")}
         ended = [r for r in sweeps if r.kind is RecordKind.DECISION or r.event_id in failed]
         if ended:
             newest = max(ended, key=lambda r: r.time)
-            return SweepSeen(newest.time, newest.event_id, failed.get(newest.event_id, ""))
+            return SweepSeen(
+                newest.time,
+                newest.event_id,
+                failure=failed.get(newest.event_id, ""),
+                partial=partial.get(newest.event_id, ""),
+            )
         end = start
     return None
 

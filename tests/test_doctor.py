@@ -382,6 +382,16 @@ def test_no_sweep_or_a_failed_one_fails() -> None:
     assert "failed: ArmError: 403 AuthorizationFailed" in check.detail
 
 
+def test_a_sweep_that_ended_having_recorded_an_error_warns_naming_it() -> None:
+    """A sweep that could not read a management group sweeps the rest: not a failed sweep, but
+    not a clean one."""
+    unread = "management group mg-prdo could not be read: its subscriptions are swept only as far as ..."
+    partial = SweepSeen(NOW - timedelta(minutes=2), "sweep-3", partial=unread)
+    check = sweep_check(partial, NOW, "0 */15 * * * *", timedelta(minutes=30))
+    assert check.status is Status.WARN
+    assert check.detail.endswith(f"(sweep-3), ended, but: {unread}")
+
+
 # -- what waits, and the exit code -------------------------------------------------------------
 
 

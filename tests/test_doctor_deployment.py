@@ -395,3 +395,37 @@ def test_a_misnamed_topic_group_fails_the_lines_that_need_it_and_doctor_still_an
     deployment.environment["EVENT_TOPIC_RESOURCE_GROUP"] = "rg/x"
     lines = deployment.lines()
     assert lines == {**ALL_OK, "settings": "fail", "events <sub>": "fail"}
+
+
+@pytest.mark.parametrize(
+    ("decided", "error_reason", "status"),
+    [
+        (False, "handling failed; the next sweep tries again", "fail"),  # it raised: record_failure
+        (True, "handling failed; the next sweep tries again", "fail"),  # raised after its decision
+        (True, "management group mg-prdo could not be read: ...", "warn"),  # ended, partly
+    ],
+)
+def test_a_sweep_that_raised_fails_and_one_that_ended_with_an_error_warns(
+    local: LocalAzure, decided: bool, error_reason: str, status: str
+) -> None:
+    from remediation.model import RecordKind
+    from remediation.records import AuditRecord
+
+    deployment = deploy(local, sweep=False)
+    when = datetime.now(UTC) - timedelta(minutes=2)
+    kinds = ([RecordKind.DECISION] if decided else []) + [RecordKind.ERROR]
+    audit = remediator_for(deployment.settings).audit
+    for index, kind in enumerate(kinds):
+        audit.append(
+            AuditRecord(
+                kind=kind,
+                event_id="sweep-x",
+                event_type="sweep",
+                operation=SCHEDULED_SWEEP,
+                reason="sweep of 1 subscriptions" if kind is RecordKind.DECISION else error_reason,
+                error="ArmError: ARM 403 AuthorizationFailed" if kind is RecordKind.ERROR else "",
+                time=when + timedelta(seconds=index),
+            )
+        )
+    (check,) = [c for c in diagnose(deployment.environment) if c.name == "sweep"]
+    assert check.status.value == status, check.detail
