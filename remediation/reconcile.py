@@ -100,8 +100,9 @@ class SetReconciler:
 
     def policy_for(self, set_id: ResourceId, read: ReadGroup | None = None) -> Policy:
         """The policy, told which subscriptions are under the management groups its scopes name
-        (read with ``read``, default this reconciler's gateway; cached: ``ancestry``). Raises
-        ``ArmError`` when they are needed and cannot be read."""
+        (read with ``read``, default this reconciler's gateway; cached: ``ancestry``), and which
+        could not be read (``restriction_for`` judges without them where they could not change
+        the verdict). Raises ``ArmError`` only while the first read of them is under way."""
         policy = self.settings.policy
         if not policy.scope_groups:
             return policy
