@@ -15,7 +15,6 @@ sinks); `reset(access=True)` forgets them too.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from sim.authorization import caller_of
 from sim.builtin_roles import Permission
@@ -30,7 +29,7 @@ from sim.rbac import (
     new_guid,
     subscription_scope,
 )
-from sim.request_log import RequestRecord
+from sim.request_log import harness_record
 from sim.writes import WritableStore
 
 
@@ -126,16 +125,6 @@ class AccessHarness:
         self._record("PUT", path, resource_type, status)
 
     def _record(self, method: str, path: str, resource_type: str, status: int) -> None:
-        verb = "write" if method == "PUT" else "delete"
-        now = datetime.now(UTC)
-        record = RequestRecord(
-            method=method,
-            path=path,
-            resource_type=resource_type,
-            operation=f"{resource_type}/{verb}",
-            status=status,
-            time=now,
-            received=now,
-        )
+        record = harness_record(method, path, resource_type, status)
         self._store.record(record)
         self._hooks.call(record)

@@ -29,14 +29,13 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 
 from sim.delivery import Event, EventBus
 from sim.event_grid import EventGridApi
 from sim.hooks import RequestHooks
 from sim.management_groups import GROUP_TYPE, SUBSCRIPTION_TYPE, ManagementGroups, group_id
-from sim.request_log import RequestRecord
+from sim.request_log import harness_record
 from sim.scheduler import Scheduler
 from sim.settings import Settings
 from sim.writes import WritableStore
@@ -162,15 +161,6 @@ class ManagementHarness:
         self._bus.publish(events)
 
     def _record_management(self, method: str, path: str, resource_type: str, status: int) -> None:
-        now = datetime.now(UTC)
-        record = RequestRecord(
-            method=method,
-            path=path,
-            resource_type=resource_type,
-            operation=f"{resource_type}/{'write' if method == 'PUT' else 'delete'}",
-            status=status,
-            time=now,
-            received=now,
-        )
+        record = harness_record(method, path, resource_type, status)
         self._store.record(record)
         self._hooks.call(record)

@@ -51,6 +51,22 @@ class RequestRecord:
             object.__setattr__(self, "received", self.time)
 
 
+def harness_record(method: str, path: str, resource_type: str, status: int) -> RequestRecord:
+    """The record of a change a test harness makes without HTTP (the PUT or DELETE it stands for,
+    as a tenant's administrator would make it), answered now."""
+    now = datetime.now(UTC)
+    verb = "write" if method == "PUT" else "delete"
+    return RequestRecord(
+        method=method,
+        path=path,
+        resource_type=resource_type,
+        operation=f"{resource_type}/{verb}",
+        status=status,
+        time=now,
+        received=now,
+    )
+
+
 def counters(records: list[RequestRecord]) -> JsonDict:
     """Request counts by method, resource type, operation and status (what `/_sim/counters` serves)."""
     return {
