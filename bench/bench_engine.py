@@ -260,17 +260,23 @@ def run_noop_driver(
             "drain": drain,
         }
         run_file.write_text(json.dumps(run), encoding="utf-8")
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "noop_driver.py"), str(run_file)],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
+        return run_driver("noop_driver.py", env, str(run_file))
+
+
+def run_driver(script: str, env: dict[str, str], *args: str) -> dict[str, Any]:
+    """bench/``script`` in a process of its own, with the app settings ``env``: the JSON object its
+    last line prints (what it measured), or RuntimeError with its stderr's end."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     if done.returncode != 0:
-        raise RuntimeError(f"the no-op driver failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        raise RuntimeError(f"bench/{script} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 

@@ -39,9 +39,7 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import random
-import subprocess
 import sys
 import threading
 import uuid
@@ -54,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 RESULTS = ROOT / "bench" / "results.json"
 
-from bench_engine import run_noop_driver  # noqa: E402
+from bench_engine import run_driver, run_noop_driver  # noqa: E402
 from tenant import GROUP, Tenant, grant_remediator, seed_tenant, write_event  # noqa: E402
 
 from localazure.stack import LocalAzure  # noqa: E402
@@ -164,18 +162,7 @@ class TenantBench:
         """(a): bench/tenant_driver.py: the timer function once, then its looks in the same process."""
         before = len(self.log())
         with OpenConnections(self.local.arm.endpoint) as connections:
-            done = subprocess.run(
-                [sys.executable, str(ROOT / "bench" / "tenant_driver.py")],
-                cwd=ROOT,
-                env={**os.environ, **self.env},
-                capture_output=True,
-                text=True,
-                timeout=900,
-                check=False,
-            )
-        if done.returncode != 0:
-            raise RuntimeError(f"the tenant driver failed ({done.returncode}):\n{done.stderr[-4000:]}")
-        swept: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+            swept = run_driver("tenant_driver.py", self.env)
         start, end = window(swept)
         sent = remediators(self.log()[before:])
         during = [r for r in sent if start <= r.received <= end]
