@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from remediation import table_batch
 from remediation.credentials import managed_identity
 from remediation.group_commit import CommitFailed, GroupCommit, Operation
 from remediation.integrity import ledger_lines
@@ -222,9 +223,39 @@ class AuditLog:
             else:
                 self._table.upsert_entity(entity)  # merge, as a transaction's "upsert" does
         else:
-            self._table.submit_transaction(operations)
+            self._transact(operations)
         lines = ledger_lines(partition, (entity for _, entity in operations))
         self.ledger.append(partition, [line.to_text() for line in lines])
+
+    def _transact(self, operations: list[Operation]) -> None:
+        """One entity-group transaction, its body written and its answer read by ``table_batch``
+        (not the SDK's MIME machinery: see there), sent through the table client's own pipeline
+        (its authentication, retries and errors). Raises HttpResponseError as the SDK would: the
+        transaction's status, or the failed operation's status and error code."""
+        from azure.core.exceptions import HttpResponseError
+        from azure.core.rest import HttpRequest
+
+        root = f"{self._table.scheme}://{self._table._primary_hostname}"  # as the SDK addresses it
+        batch = table_batch.request(f"{root}/{self._table.table_name}", operations)
+        headers = {
+            "x-ms-version": table_batch.API_VERSION,
+            "DataServiceVersion": "3.0",
+            "MaxDataServiceVersion": "3.0;NetFx",
+            "Content-Type": batch.content_type,
+            "Accept": "application/json",
+        }
+        post = HttpRequest("POST", f"{root}/$batch", headers=headers, content=batch.body)
+        response = self._table._client.send_request(post, stream=True)  # not decoded as JSON
+        body = response.read()
+        if response.status_code != 202:
+            raise HttpResponseError(response=response)
+        answers = table_batch.answers(response.headers.get("Content-Type", ""), body)
+        failed = [answer for answer in answers if not 200 <= answer.status < 300]
+        if failed:
+            code, message = failed[0].error
+            error = HttpResponseError(message=f"transaction refused: {failed[0].status} {code}: {message}")
+            error.status_code, error.reason = failed[0].status, failed[0].reason
+            raise error
 
     def was_handled(self, event_id: str) -> bool:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
