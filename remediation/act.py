@@ -10,6 +10,11 @@ Each finding is then verified from what ARM returned or by reading it again.
 A 412 is not an error here: it means the NIC (or set) changed since it was read. The finding is
 recorded as a conflict and reported back, and the engine re-reads and re-plans.
 
+A strip planned from lists (which lag the writes) is confirmed just before its detach: ``confirm``
+reads the instance's VM and NIC by id and judges the finding again (``plan.confirm_strip``), so
+those reads run beside the other findings' writes, spending the read budget while the write
+budget is spent, rather than all before the first write.
+
 A reconcile has a time budget (a deadline on the monotonic clock): a finding whose first write is
 not yet begun when it has passed is not begun (it is reported deferred, and a follow-up reconcile
 does it), beyond the first round of parallel writes, so every reconcile makes progress. A finding
@@ -52,6 +57,12 @@ class FindingOutcome:
     result: Result
     detached_at: float | None = None  # time.time() when the public IP came off the NIC
     nic_after: NetworkInterface | None = None  # the NIC as ARM answered the detach
+    deferred: bool = False  # SKIPPED for the time budget: a follow-up reconcile does it
+
+
+# Judges a finding again from its VM and NIC read by id: the finding as it is now and its writes,
+# or why there is nothing to write now.
+Confirm = Callable[[Finding], tuple[Finding, list[Action]] | str]
 
 
 @dataclass
@@ -59,15 +70,17 @@ class _Progress:
     """How far one finding's writes got."""
 
     finding: Finding
+    actions: list[Action]
     conflict: bool = False
     failed: bool = False
     deferred: bool = False  # a write of it was not begun: the time budget had run out
+    left_alone: bool = False  # its confirmation found nothing to write now
     detached_at: float | None = None  # time.time() when the public IP came off (exposure ended)
     detached_nic: Mapping[str, Any] | None = None
 
     @property
     def going(self) -> bool:
-        return not (self.conflict or self.failed or self.deferred)
+        return not (self.conflict or self.failed or self.deferred or self.left_alone)
 
     def settle(self, action: Action, ended: WriteResult | BaseException) -> BaseException | None:
         """Note how this finding's write ended; returns an error the handling must raise. A 412
@@ -127,18 +140,22 @@ class Executor:
         self._clock = clock
         self._sleep = sleep
 
-    def carry_out(self, plan: Plan, context: Context, deadline: float | None = None) -> list[FindingOutcome]:
+    def carry_out(
+        self, plan: Plan, context: Context, deadline: float | None = None, confirm: Confirm | None = None
+    ) -> list[FindingOutcome]:
         """Run every finding's writes in order (its detach, which ends the exposure, then the
         deletion of the IP it detached, as soon as that detach is done: no finding waits for
         another's), the findings in parallel. Then verify. Raises the first hard error once all of
         it is done. A finding whose first write is not begun by ``deadline`` (beyond the first
-        round) is left: it comes back ``SKIPPED`` and deferred is recorded."""
+        round) is left: it comes back ``SKIPPED`` and deferred is recorded. ``confirm``: each
+        detach's finding is judged again just before it (see the module); one with nothing to
+        write now comes back ``SKIPPED``, its reason recorded."""
         by_finding: dict[int, list[Action]] = {}
         for action in plan.actions:
             by_finding.setdefault(id(action.finding), []).append(action)
         if not by_finding:
             return []
-        progress = {key: _Progress(actions[0].finding) for key, actions in by_finding.items()}
+        progress = {key: _Progress(actions[0].finding, actions) for key, actions in by_finding.items()}
         first_error: BaseException | None = None
         workers = min(self._max_parallel, len(by_finding))
         budget = _Budget(deadline, workers, self._clock)
@@ -148,20 +165,22 @@ class Executor:
             key for key, actions in by_finding.items() if actions[0].kind is ActionKind.DISABLE_AUTOSCALE
         ]
         for key in first:
-            error = self._run_finding(by_finding[key], progress[key], plan, context, budget)
+            error = self._run_finding(progress[key], plan, context, budget, confirm)
             first_error = first_error or error
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remediate") as pool:
             running = [
-                pool.submit(self._run_finding, actions, progress[key], plan, context, budget)
-                for key, actions in by_finding.items()
+                pool.submit(self._run_finding, progress[key], plan, context, budget, confirm)
+                for key in by_finding
                 if key not in first
             ]
             for future in running:
                 first_error = first_error or future.result()
-        remaining = self._public_ips_left(plan, progress)
+        remaining = self._public_ips_left(progress)
         outcomes: list[FindingOutcome] = []
-        for key, actions in by_finding.items():
-            if progress[key].conflict:
+        for key in by_finding:
+            if progress[key].left_alone:
+                outcomes.append(FindingOutcome(progress[key].finding, Result.SKIPPED))
+            elif progress[key].conflict:
                 outcomes.append(FindingOutcome(progress[key].finding, Result.CONFLICT))
             elif progress[key].deferred:
                 context.note(
@@ -171,12 +190,12 @@ class Executor:
                     result=Result.SKIPPED.value,
                     reason="deferred: the reconcile's time budget ran out first; a follow-up continues",
                 )
-                outcomes.append(FindingOutcome(progress[key].finding, Result.SKIPPED))
+                outcomes.append(FindingOutcome(progress[key].finding, Result.SKIPPED, deferred=True))
             elif progress[key].failed:
                 outcomes.append(FindingOutcome(progress[key].finding, Result.FAILED))
             else:
                 try:
-                    outcomes.extend(self._verify_remediated(progress[key], actions, plan, context, remaining))
+                    outcomes.extend(self._verify_remediated(progress[key], plan, context, remaining))
                 except ArmError as error:  # recorded; the others are still verified and recorded
                     first_error = first_error or error
         if first_error is not None:
@@ -184,38 +203,57 @@ class Executor:
         return outcomes
 
     def _run_finding(
-        self, actions: list[Action], progress: _Progress, plan: Plan, context: Context, budget: _Budget
+        self, progress: _Progress, plan: Plan, context: Context, budget: _Budget, confirm: Confirm | None
     ) -> BaseException | None:
         """One finding's writes, in order, each once the one before it is done; the first is
-        gated by the time budget (a finding once begun is finished). Returns an error to raise."""
-        for stage, action in enumerate(actions):
+        gated by the time budget (a finding once begun is finished), then, for a detach that
+        ``confirm`` judges, confirmed. Returns an error to raise."""
+        try:
+            budget.begin()
+        except _Deferred:
+            progress.deferred = True
+            return None
+        if confirm is not None and progress.actions[0].kind is ActionKind.DETACH_PUBLIC_IP:
+            try:
+                confirmed = confirm(progress.finding)
+            except Exception as error:  # noqa: BLE001 - judged as a write's error would be
+                return progress.settle(progress.actions[0], error)
+            if isinstance(confirmed, str):
+                progress.left_alone = True
+                context.note(
+                    RecordKind.DECISION,
+                    progress.finding,
+                    mode=plan.mode.value,
+                    result=Result.SKIPPED.value,
+                    reason=f"{confirmed}; read by id just before the write",
+                )
+                return None
+            progress.finding, progress.actions = confirmed
+        for action in progress.actions:
             if not progress.going:
                 return None
-            error = progress.settle(
-                action, self._attempt(action, plan, context, budget if stage == 0 else None)
-            )
-            if error is not None:
-                return error
+            raised = progress.settle(action, self._attempt(action, plan, context))
+            if raised is not None:
+                return raised
         return None
 
-    def _attempt(
-        self, action: Action, plan: Plan, context: Context, budget: _Budget | None
-    ) -> WriteResult | BaseException:
+    def _attempt(self, action: Action, plan: Plan, context: Context) -> WriteResult | BaseException:
         try:
-            return self._write(action, plan, context, budget)
+            return self._write(action, plan, context)
         # _Progress judges which errors stand; any other is raised once every finding is done.
         except Exception as error:  # noqa: BLE001
             return error
 
-    def _public_ips_left(self, plan: Plan, progress: dict[int, _Progress]) -> dict[ResourceId, str]:
+    def _public_ips_left(self, progress: dict[int, _Progress]) -> dict[ResourceId, str]:
         """The public IPs whose deletion ARM accepted and that still exist, not being deleted.
         One list per resource group confirms most deletions; a list may lag behind the deletions
         it is asked about, so each IP it still shows as it was is read again by id (current)."""
         deleted = {
             action.target
-            for action in plan.actions
+            for each in progress.values()
+            if not (each.failed or each.deferred or each.left_alone)
+            for action in each.actions
             if action.kind is ActionKind.DELETE_PUBLIC_IP
-            and not (progress[id(action.finding)].failed or progress[id(action.finding)].deferred)
         }
         groups = {(ip.subscription.lower(), ip.resource_group.lower()) for ip in deleted}
         listed = [ip for sub, group in sorted(groups) for ip in self._arm.list_public_ips(sub, group)]
@@ -231,7 +269,6 @@ class Executor:
     def _verify_remediated(
         self,
         progress: _Progress,
-        actions: list[Action],
         plan: Plan,
         context: Context,
         public_ips_left: dict[ResourceId, str],
@@ -263,7 +300,7 @@ class Executor:
             self._verify(finding, problem, plan, context)
             after = NetworkInterface.from_arm(progress.detached_nic)
             return [FindingOutcome(finding, Result.SUCCEEDED, progress.detached_at, after)]
-        kinds = {action.kind for action in actions}
+        kinds = {action.kind for action in progress.actions}
         left_alone = {id(skipped) for skipped, _ in plan.skipped}
         affected = (
             [f for f in plan.findings if id(f) not in left_alone] if kinds & SET_LEVEL_ACTIONS else [finding]
@@ -290,9 +327,7 @@ class Executor:
             return self._arm.patch_autoscale_setting(action.target, action.body)
         return self._arm.patch_scale_set(action.target, action.body, action.if_match)
 
-    def _write(self, action: Action, plan: Plan, context: Context, budget: _Budget | None) -> WriteResult:
-        if budget is not None:
-            budget.begin()
+    def _write(self, action: Action, plan: Plan, context: Context) -> WriteResult:
         before, after = states(action)
         fields: dict[str, Any] = {}
         if action.kind is ActionKind.DELETE_PUBLIC_IP:  # names the one IP it deletes, not all the NIC had

@@ -6,7 +6,8 @@ group (a Uniform set: of the set) per reconcile, with a GET only for a Flexible 
 does not show (it lives in another resource group, or the list lags behind its creation: lists are
 eventually consistent, reads by id are current) or shows with a public IP (the one read a write
 needs: its current version and ETag, which a lagging list may not have), and the VM of any NIC
-that carries one (its tags, an exemption among them, as they are now). A re-plan passes
+that carries one (its tags, an exemption among them, as they are now). A strip's reconcile leaves
+those last two to the write (``confirmed_later``: ``act`` reads them just before it). A re-plan passes
 ``current``: the NICs this reconcile already wrote or met changed, as ARM answered or a read by
 id shows them, which a lagging list may still show as they were.
 """
@@ -84,10 +85,15 @@ def observe_set(
     scale_set: ScaleSet,
     with_autoscale: bool = False,
     current: Mapping[ResourceId, NetworkInterface | None] | None = None,
+    *,
+    confirmed_later: bool = False,
 ) -> ObservedSet:
     """The set's VMs and their NICs as ARM has them now (the set itself was just read), and, when
     asked (scale-to-zero, evict) and an instance carries a public IP, the autoscale settings beside
-    it. ``current`` overrides the list."""
+    it. ``current`` overrides the list. ``confirmed_later``: a Flexible instance listed with a
+    public IP is left as listed, since each of its writes reads its VM and NIC by id just before
+    it is sent (``act``: so those reads overlap the other instances' writes instead of all coming
+    first); a NIC the list does not show is still read by id here."""
     current = current or {}
     set_id = scale_set.id
     nics: dict[ResourceId, NetworkInterface] = {}
@@ -99,11 +105,8 @@ def observe_set(
         vms = arm.list_scale_set_vms(set_id)
         if vms:
             nics = {nic.id: nic for nic in arm.list_nics(set_id.subscription, set_id.resource_group)}
-    instances = [
-        instance
-        for instance in (_instance(arm, scale_set, vm, nics, current) for vm in vms)
-        if instance is not None
-    ]
+    seen = (_instance(arm, scale_set, vm, nics, current, confirmed_later=confirmed_later) for vm in vms)
+    instances = [instance for instance in seen if instance is not None]
     # Only a plan that writes (an instance carries a public IP) needs them: a set looked at again
     # and again while it grows costs no Insights read per look.
     carrying = any(nic.public_ip_ids for instance in instances for nic in instance.nics)
@@ -121,8 +124,11 @@ def _instance(
     listed: VirtualMachine,
     nics: Mapping[ResourceId, NetworkInterface],
     current: Mapping[ResourceId, NetworkInterface | None],
+    *,
+    confirmed_later: bool,
 ) -> Instance | None:
-    """One listed VM with its NICs, each as current as a write needs (None: the VM is gone)."""
+    """One listed VM with its NICs, each as current as a write needs (None: the VM is gone), or
+    as listed where the write confirms it (``confirmed_later``)."""
     vm_nics = []
     for nic_id in listed.nic_ids:
         if nic_id in current:
@@ -133,14 +139,14 @@ def _instance(
             # one it shows with a public IP is read by id too: a write planned from a version
             # the list still shows (one this or another look already stripped, say) would only
             # meet a 412 and a re-plan. (A Uniform one's views are not written: the set's model is.)
-            if scale_set.is_flexible and (nic is None or nic.public_ip_ids):
+            if scale_set.is_flexible and (nic is None or (nic.public_ip_ids and not confirmed_later)):
                 nic = arm.get_nic(nic_id)
             elif nic is None and not scale_set.is_flexible:
                 nic = arm.get_uniform_nic(nic_id)
         if nic is not None:
             vm_nics.append(nic)
     vm: VirtualMachine | None = listed
-    if scale_set.is_flexible and any(nic.public_ip_ids for nic in vm_nics):
+    if scale_set.is_flexible and not confirmed_later and any(nic.public_ip_ids for nic in vm_nics):
         # About to be judged for a write: the VM as it is now, not as a lagging list shows it (an
         # exemption tag added since, a VM deleted since). A Uniform instance's NICs are views.
         vm = arm.get_vm(listed.id)

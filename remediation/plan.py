@@ -112,7 +112,8 @@ def _why_left_alone(finding: Finding, mode: Mode, policy: Policy, exempt: Exempt
     return None
 
 
-def _strip(finding: Finding, policy: Policy) -> list[Action]:
+def strip_actions(finding: Finding, policy: Policy) -> list[Action]:
+    """A strip's writes: the NIC PUT without its public IPs (If-Match its ETag), then each IP's deletion."""
     actions = [
         Action(
             ActionKind.DETACH_PUBLIC_IP,
@@ -265,6 +266,33 @@ def _evict(
     return actions, notes
 
 
+def confirm_strip(
+    finding: Finding,
+    vm: VirtualMachine | None,
+    nics: tuple[NetworkInterface, ...],
+    policy: Policy,
+    today: date,
+) -> tuple[Finding, list[Action]] | str:
+    """A Flexible instance's strip planned from lists, judged again just before its write from its
+    VM and NICs as read by id (``nics``: the instance's, the finding's read now): the finding as it
+    is now with its writes, or why there is nothing to write now. Lists lag the writes, so what
+    they show may be a version another look already stripped, or a VM since tagged exempt."""
+    nic = next((each for each in nics if each.id == finding.nic.id), None)
+    if vm is None:
+        return f"nothing to do: the VM {finding.instance.name} no longer exists (a list still showed it)"
+    if nic is None:
+        return f"nothing to do: the NIC {finding.nic.name} no longer exists (a list still showed it)"
+    if not nic.public_ip_ids:
+        return (
+            f"nothing to do: the NIC {nic.name} as it is now carries no public IP "
+            "(a list showed it as it was)"
+        )
+    origin, evidence = classify_origin(finding.scale_set, vm, nics)
+    current = Finding(finding.scale_set, vm, nic, nic.public_ip_ids, origin, evidence)
+    reason = _why_left_alone(current, Mode.STRIP, policy, instance_exemption(current, policy, today))
+    return reason if reason is not None else (current, strip_actions(current, policy))
+
+
 def plan(observed: ObservedSet, mode: Mode, policy: Policy, today: date) -> Plan:
     """What to do about ``observed`` in ``mode``: the findings, the writes, and what is left alone.
 
@@ -292,7 +320,7 @@ def plan(observed: ObservedSet, mode: Mode, policy: Policy, today: date) -> Plan
         skipped.extend(refused)
     elif mode is Mode.STRIP:
         for finding in to_remediate:
-            actions.extend(_strip(finding, policy))
+            actions.extend(strip_actions(finding, policy))
     elif mode is Mode.EVICT and to_remediate:
         actions, set_notes = _evict(observed, to_remediate, policy)
         notes.extend(set_notes)

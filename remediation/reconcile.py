@@ -20,21 +20,32 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from remediation.act import Executor, FindingOutcome
+from remediation.act import Confirm, Executor, FindingOutcome
 from remediation.ancestry import GroupMembers, ReadGroup
 from remediation.arm import ArmGateway
 from remediation.arm_errors import ArmError, PreconditionFailed
 from remediation.audit import AuditLog
 from remediation.exemptions import today_utc
-from remediation.model import ActionKind, Mode, ObservedSet, Plan, Recheck, RecordKind, Result
+from remediation.model import (
+    Action,
+    ActionKind,
+    Finding,
+    Mode,
+    ObservedSet,
+    Plan,
+    Recheck,
+    RecordKind,
+    Result,
+)
 from remediation.observe import observe_set
-from remediation.plan import plan, still_creating
+from remediation.plan import confirm_strip, plan, still_creating
 from remediation.policy import Policy, UnplacedPolicy, restriction_for
 from remediation.records import AuditRecord, Unfinished, unfinished_writes
 from remediation.recovery import (
     TargetState,
     ids_of,
     judge,
+    nics_in_doubt,
     to_resolve,
 )
 from remediation.resource_ids import NIC_TYPE, InvalidResourceId, ResourceId
@@ -67,7 +78,7 @@ class ReconcileResult:
     @property
     def deferred(self) -> int:
         """Findings whose writes the time budget left for a follow-up reconcile."""
-        return sum(1 for outcome in self.outcomes if outcome.result is Result.SKIPPED)
+        return sum(1 for outcome in self.outcomes if outcome.deferred)
 
 
 @dataclass(frozen=True)
@@ -175,13 +186,21 @@ class SetReconciler:
                 history = list(self.audit.search(window))
                 self.resolve(to_resolve(unfinished_writes(history, now), now, self._grace()), context)
             policy = self.policy_for(set_id)  # as the gate judged it: cached, no read
-            # Eviction reads them too: one whose minimum refills the set is recorded (or disabled).
-            with_autoscale = mode is Mode.EVICT or (mode is Mode.SCALE_TO_ZERO and policy.disable_autoscale)
-            observed = observe_set(self.arm, scale_set, with_autoscale=with_autoscale, current=current)
-            if replan == 0 and mode is Mode.STRIP and not self.settings.dry_run:
-                if repair_nics(self.arm, policy, observed, history, context=context, deferred=deferred):
-                    observed = observe_set(self.arm, scale_set, with_autoscale=with_autoscale)
-                delete_leftovers(self.arm, policy, observed, history, context=context, deferred=deferred)
+            # A Flexible set's strips are confirmed one by one just before each write (``act``):
+            # their reads by id overlap the other instances' writes instead of all coming first.
+            dry_run = self.settings.dry_run or context.dry_run
+            later = mode is Mode.STRIP and scale_set.is_flexible and not dry_run
+            observed = self._observe(
+                scale_set,
+                mode,
+                policy,
+                history=history,
+                current=current,
+                context=context,
+                deferred=deferred,
+                replan=replan,
+                later=later,
+            )
             the_plan = plan(observed, mode, policy, today_utc())
             self._record_decisions(the_plan, context, len(observed.instances), why)
             growing = still_creating(observed) or ""
@@ -189,11 +208,11 @@ class SetReconciler:
                 self._schedule_recheck(growing, observed, context, attempt)
             outcomes: tuple[FindingOutcome, ...] = ()
             if not self.settings.dry_run and the_plan.actions:
-                outcomes = tuple(self.executor.carry_out(the_plan, context, deadline))
+                confirm = self._confirmer(observed, policy) if later else None
+                outcomes = tuple(self.executor.carry_out(the_plan, context, deadline, confirm))
             conflict = any(outcome.result is Result.CONFLICT for outcome in outcomes)
             # A Uniform model the plan left with its public IP (no instance needed it): a 412 on
             # it, like a conflict among the plan's writes, means the set is read again.
-            dry_run = self.settings.dry_run or context.dry_run
             settled = not conflict and strip_lone_model(
                 self.arm, observed, the_plan, context, policy=policy, dry_run=dry_run
             )
@@ -214,6 +233,52 @@ class SetReconciler:
         reason = f"the set's NICs kept changing under us: gave up after {MAX_REPLANS} re-plans"
         context.note(RecordKind.ERROR, scale_set=set_id.value, result=Result.FAILED.value, reason=reason)
         raise PreconditionFailed(412, "PreconditionFailed", reason)  # not a refusal: redelivered
+
+    def _observe(
+        self,
+        scale_set: ScaleSet,
+        mode: Mode,
+        policy: Policy,
+        *,
+        history: list[AuditRecord],
+        current: dict[ResourceId, NetworkInterface | None],
+        context: Context,
+        deferred: list[ArmError],
+        replan: int,
+        later: bool,
+    ) -> ObservedSet:
+        """The set as the plan needs it; on the first pass of a strip, what earlier handlings left
+        settled first (a Failed NIC put again, a detached public IP deleted)."""
+        # Eviction reads them too: one whose minimum refills the set is recorded (or disabled).
+        with_autoscale = mode is Mode.EVICT or (mode is Mode.SCALE_TO_ZERO and policy.disable_autoscale)
+        if later and replan == 0:
+            # An update of ours that did not succeed may have left its NIC Failed, which a
+            # lagging list need not show: read by id, so its repair is not missed.
+            for nic_id in nics_in_doubt(history):
+                current.setdefault(nic_id, self.arm.get_nic(nic_id))
+        observed = observe_set(
+            self.arm, scale_set, with_autoscale=with_autoscale, current=current, confirmed_later=later
+        )
+        if replan == 0 and mode is Mode.STRIP and not self.settings.dry_run:
+            if repair_nics(self.arm, policy, observed, history, context=context, deferred=deferred):
+                observed = observe_set(
+                    self.arm, scale_set, with_autoscale=with_autoscale, confirmed_later=later
+                )
+            delete_leftovers(self.arm, policy, observed, history, context=context, deferred=deferred)
+        return observed
+
+    def _confirmer(self, observed: ObservedSet, policy: Policy) -> Confirm:
+        """Judges a strip planned from lists again from its VM and NIC read by id (current)."""
+        listed = {instance.vm.id: instance.nics for instance in observed.instances}
+        today = today_utc()
+
+        def confirm(finding: Finding) -> tuple[Finding, list[Action]] | str:
+            vm = self.arm.get_vm(finding.instance.id)
+            nic = self.arm.get_nic(finding.nic.id) if vm is not None else None
+            others = tuple(each for each in listed.get(finding.instance.id, ()) if each.id != finding.nic.id)
+            return confirm_strip(finding, vm, (*others, nic) if nic is not None else others, policy, today)
+
+        return confirm
 
     def _grace(self) -> timedelta:
         return timedelta(seconds=self.settings.interrupted_write_grace_s)

@@ -17,6 +17,7 @@ No I/O and no clock: ``reconcile`` reads, this decides, ``act`` writes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -26,7 +27,7 @@ from remediation.model import ActionKind, ObservedSet, RecordKind, Result
 from remediation.plan import classify_origin
 from remediation.policy import Policy
 from remediation.records import AuditRecord, Unfinished
-from remediation.resource_ids import NIC_TYPE, ResourceId
+from remediation.resource_ids import NIC_TYPE, InvalidResourceId, ResourceId
 from remediation.resources import AutoscaleSetting, NetworkInterface, PublicIp, ScaleSet, VirtualMachine
 
 _IN_PROGRESS = frozenset({"creating", "updating", "deleting", "migrating"})
@@ -277,6 +278,32 @@ def leftovers_to_delete(
                 )
             )
     return deletions, left
+
+
+def nics_in_doubt(history: Iterable[AuditRecord]) -> set[ResourceId]:
+    """NICs whose last update of ours (a detach or a repair) did not end ``succeeded``: it may have
+    left the NIC ``Failed``, which a lagging list need not show yet, so a reconcile that plans from
+    lists reads these by id first (``nics_to_repair`` judges them as they are)."""
+    succeeded = {
+        record.intent_id
+        for record in history
+        if record.kind is RecordKind.OUTCOME and record.result == Result.SUCCEEDED.value
+    }
+    last: dict[str, AuditRecord] = {}
+    for record in history:
+        if (
+            record.kind is RecordKind.INTENT
+            and record.action in (ActionKind.DETACH_PUBLIC_IP.value, ActionKind.REPAIR_NIC.value)
+            and record.nic
+            and (record.nic.lower() not in last or last[record.nic.lower()].time <= record.time)
+        ):
+            last[record.nic.lower()] = record
+    doubtful: set[ResourceId] = set()
+    for intent in last.values():
+        if intent.record_id not in succeeded:
+            with contextlib.suppress(InvalidResourceId):  # not a NIC id: nothing to read
+                doubtful.add(ResourceId.parse(intent.nic))
+    return doubtful
 
 
 def nics_to_repair(
